@@ -1,0 +1,62 @@
+"""Library entry points the CLI (and users' scripts) call: simulate and write tidy results."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from accelsim import __version__
+from accelsim.config import HardwareConfig
+from accelsim.engine.simulator import JobResult, simulate_network_dense, summarize
+from accelsim.fileio import atomic_write_json, atomic_write_text
+from accelsim.network import PHASES, Network
+
+
+def results_frame(rows: Sequence[JobResult]) -> pd.DataFrame:
+    """Tidy table: one row per job, snake_case columns with units in their names."""
+    return pd.DataFrame([r.row() for r in rows])
+
+
+def git_revision() -> str | None:
+    """The accelsim source checkout's git revision, if it is one."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
+                             capture_output=True, text=True, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def write_results(rows: Sequence[JobResult], summary: dict, out_dir: Path,
+                  run_info: dict) -> None:
+    """Write results.csv, summary.json and run.json atomically into ``out_dir``."""
+    buffer = io.StringIO()
+    results_frame(rows).to_csv(buffer, index=False)
+    atomic_write_text(out_dir / "results.csv", buffer.getvalue())
+    atomic_write_json(out_dir / "summary.json", summary)
+    atomic_write_json(out_dir / "run.json", run_info)
+
+
+def simulate_dense_to_dir(network: Network, hw: HardwareConfig, out_dir: Path, *,
+                          phases: Sequence[str] = PHASES,
+                          branches: Sequence[int] = (1, 2)) -> dict:
+    """Simulate a dense training step of ``network`` and write the results; return the summary."""
+    rows = simulate_network_dense(network, hw, phases=phases, branches=branches)
+    summary = summarize(rows, hw)
+    summary["workload"] = network.name
+    run_info = {
+        "accelsim_version": __version__,
+        "git_revision": git_revision(),
+        "hardware": hw.to_dict(),
+        "hardware_digest": hw.digest(),
+        "workload": {"network": network.name, "layers": len(network.layers),
+                     "batch": network.layers[0].batch},
+        "phases": list(phases),
+        "branches": list(branches),
+    }
+    write_results(rows, summary, Path(out_dir), run_info)
+    return summary

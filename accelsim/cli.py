@@ -1,0 +1,207 @@
+"""The ``accelsim`` command line: thin; parses, calls the library, prints.
+
+Exit status: 0 success, 1 simulation failure, 2 usage or input error (one line, no traceback),
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from accelsim import __version__
+from accelsim.errors import InputError, SimulationError
+
+
+class AccelsimGroup(click.Group):
+    """A click group that turns library errors into one-line messages and exit codes."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except InputError as error:
+            click.echo(f"error: {error}", err=True)
+            ctx.exit(2)
+        except SimulationError as error:
+            click.echo(f"simulation failed: {error}", err=True)
+            ctx.exit(1)
+        except KeyboardInterrupt:
+            click.echo("interrupted: finished outputs are complete, nothing half-written",
+                       err=True)
+            ctx.exit(130)
+        return None
+
+
+@click.group(cls=AccelsimGroup, context_settings={"help_option_names": ["-h", "--help"],
+                                                  "max_content_width": 100})
+@click.version_option(__version__, prog_name="accelsim")
+def main() -> None:
+    """accelsim: what sparse contrastive training buys on a training accelerator.
+
+    Units everywhere: cycles (clock cycles of the PE array), bytes, pJ (picojoules), MACs
+    (multiply-accumulates; 1 MAC = 2 FLOPs), MHz, GB/s, KiB.
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+# accelsim config ...
+# ---------------------------------------------------------------------------------------------
+
+
+@main.group("config")
+def config_group() -> None:
+    """Check hardware configs and list their keys."""
+
+
+@config_group.command("check")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a dotted key, e.g. --set pe_array.rows=16 (repeatable).")
+def config_check(file: Path, overrides: tuple[str, ...]) -> None:
+    """Validate a hardware YAML file (and overrides); print its peak numbers.
+
+    Example: accelsim config check hw_configs/fp8_tensor_edge_28nm.yaml --set pe_array.rows=8
+    """
+    from accelsim.config import load_hardware
+
+    hw = load_hardware(file, overrides)
+    pe = hw.pe_array
+    peak_tflops = 2 * pe.macs_per_cycle * pe.clock_mhz * 1e6 / 1e12
+    click.echo(f"{file}: ok ({hw.name}, digest {hw.digest()})")
+    click.echo(f"  array {pe.rows}x{pe.cols}x{pe.vector_width} {pe.dataflow} {pe.precision} @ "
+               f"{pe.clock_mhz:g} MHz = {pe.macs_per_cycle} MACs/cycle, "
+               f"{peak_tflops:.3f} peak TFLOPS")
+    click.echo(f"  buffer {hw.buffers.global_kib:g} KiB, DRAM {hw.dram.bandwidth_gbps:g} GB/s "
+               f"({hw.dram_bytes_per_cycle:.2f} B/cycle), {hw.dram.energy_pj_per_bit:g} pJ/bit")
+    support = hw.sparsity_support
+    click.echo(f"  sparsity: gate in {support.gate or 'no phase'}, weights in "
+               f"{support.weight or 'no phase'}, N:M M in {support.nm_m or 'none'}")
+
+
+@config_group.command("keys")
+def config_keys() -> None:
+    """List every configuration key with its type, unit, range and meaning.
+
+    Example: accelsim config keys | grep dram
+    """
+    from accelsim.config import iter_keys, type_label
+
+    for key, meta, tp in iter_keys():
+        bounds = []
+        if meta.get("choices"):
+            bounds.append("|".join(meta["choices"]))
+        for name, symbol in (("gt", ">"), ("ge", ">="), ("le", "<=")):
+            if meta.get(name) is not None:
+                bounds.append(f"{symbol}{meta[name]:g}")
+        unit = f" [{meta['unit']}]" if meta.get("unit") else ""
+        click.echo(f"{key:44s} {type_label(tp):14s}{unit} {' '.join(bounds)}  {meta['doc']}")
+
+
+# ---------------------------------------------------------------------------------------------
+# accelsim simulate
+# ---------------------------------------------------------------------------------------------
+
+
+def _parse_phases(text: str) -> tuple[str, ...]:
+    from accelsim.network import PHASES
+
+    phases = tuple(p.strip() for p in text.split(",") if p.strip())
+    bad = [p for p in phases if p not in PHASES]
+    if bad or not phases:
+        raise InputError(f"expected a comma-separated subset of {','.join(PHASES)}, got {text!r}",
+                         field="--phases")
+    return phases
+
+
+@main.command("simulate")
+@click.option("--topology", type=click.Path(dir_okay=False, path_type=Path),
+              help="SCALE-Sim topology CSV (interpreted exactly as SCALE-Sim does: no padding).")
+@click.option("--network", "network_name", type=click.Choice(["resnet20", "resnet18"]),
+              help="A built-in CIFAR network.")
+@click.option("--hw", "hw_file", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Hardware YAML (see hw_configs/).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a hardware key, e.g. --set pe_array.rows=16 (repeatable).")
+@click.option("--phases", default="fw,bd,wg", show_default=True,
+              help="Training phases: fw (forward), bd (backward data), wg (weight gradient).")
+@click.option("--batch", type=click.IntRange(min=1), default=None,
+              help="Images per branch [default: 256 for --network, 1 for --topology].")
+@click.option("--width", type=click.FloatRange(min=0, min_open=True), default=1.0,
+              show_default=True, help="Width multiplier of a built-in network.")
+@click.option("--in-channels", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Input channels of a built-in network (1 for Fashion-MNIST).")
+@click.option("--image-size", type=click.IntRange(min=4), default=32, show_default=True,
+              help="Input height and width of a built-in network (pixels).")
+@click.option("--branches", type=click.IntRange(1, 2), default=None,
+              help="Contrastive branches, each a full training pass [default: 2 for --network, "
+              "1 for --topology].")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Output directory for results.csv and summary.json.")
+def simulate(topology: Path | None, network_name: str | None, hw_file: Path,
+             overrides: tuple[str, ...], phases: str, batch: int | None, width: float,
+             in_channels: int, image_size: int, branches: int | None, out_dir: Path) -> None:
+    """Simulate a dense training step: one row per layer x branch x phase.
+
+    Writes OUT/results.csv (cycles in clock cycles, traffic in bytes, energy in pJ) and
+    OUT/summary.json (network totals, per phase and per branch, TFLOPS/W), then prints a summary.
+
+    Examples:
+
+      accelsim simulate --network resnet18 --hw hw_configs/fp8_tensor_edge_28nm.yaml --out out/
+
+      accelsim simulate --topology net.csv --hw hw_configs/systolic_32x32_45nm.yaml --phases fw
+      --set pe_array.dataflow=os --out out/
+    """
+    from accelsim.api import simulate_dense_to_dir
+    from accelsim.config import load_hardware
+    from accelsim.network import builtin_network, read_topology_csv
+
+    if (topology is None) == (network_name is None):
+        raise InputError("give exactly one of --topology FILE or --network NAME", field="simulate")
+    phase_list = _parse_phases(phases)
+    hw = load_hardware(hw_file, overrides)
+    if topology is not None:
+        network = read_topology_csv(topology, batch=batch or 1)
+        branch_count = branches or 1
+    else:
+        assert network_name is not None
+        network = builtin_network(network_name, batch=batch or 256, width=width,
+                                  in_channels=in_channels, image_size=image_size)
+        branch_count = branches or 2
+    summary = simulate_dense_to_dir(network, hw, out_dir, phases=phase_list,
+                                    branches=tuple(range(1, branch_count + 1)))
+    click.echo(format_summary(summary))
+    click.echo(f"wrote {out_dir / 'results.csv'} and {out_dir / 'summary.json'}")
+
+
+def format_summary(summary: dict) -> str:
+    """A short human summary of a summary.json mapping."""
+    total = summary["total"]
+    lines = [
+        f"{summary['workload']} on {summary['hardware']}: {total['jobs']} jobs, "
+        f"{total['macs_dense'] / 1e9:.3f} GMACs dense",
+        f"  time   {total['cycles']:,.0f} cycles = {total['seconds'] * 1e3:.3f} ms "
+        f"(compute {total['cycles_compute']:,.0f}, buffer-bound {total['cycles_buffer']:,.0f}, "
+        f"DRAM-bound {total['cycles_dram']:,.0f}); utilization {total['utilization']:.1%}",
+        f"  energy {total['energy_pj'] / 1e6:.3f} uJ: " + ", ".join(
+            f"{c} {total[f'energy_{c}_pj'] / total['energy_pj']:.1%}"
+            for c in ("mac", "rf", "buffer", "dram", "index", "static")) if total["energy_pj"]
+        else "  energy 0",
+        f"  DRAM   {total['dram_bytes'] / 2**20:.2f} MiB; {total['tflops_per_watt']:.2f} TFLOPS/W, "
+        f"{total['effective_tflops']:.3f} effective TFLOPS",
+    ]
+    for phase, values in summary["per_phase"].items():
+        lines.append(f"  {phase:3s}    {values['cycles']:>14,.0f} cycles "
+                     f"{values['energy_pj'] / 1e6:>10.3f} uJ")
+    return "\n".join(lines)
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,529 @@
+"""Hardware configuration: typed frozen dataclasses loaded from YAML, with dotted overrides.
+
+One loader (:func:`load_hardware`) turns a YAML file plus ``--set key=value`` overrides into a
+:class:`HardwareConfig`. Every error (unknown key with a did-you-mean, wrong type, out-of-range
+value, missing required key, impossible combination) is collected with its dotted key and the
+source that set it (file or ``--set``) into one :class:`~accelsim.errors.InputError` whose message
+is one line.
+
+Each field's metadata holds its unit, its allowed range or choices and a one-line description; the
+same metadata drives validation, ``accelsim config keys`` and ``docs/config.md``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import hashlib
+import json
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from accelsim.errors import InputError
+
+CONFIG_KIND = "hardware"
+CONFIG_MAJOR_VERSION = 1
+
+PRECISION_BITS: dict[str, int] = {"int8": 8, "fp8": 8, "bf16": 16, "fp16": 16, "fp32": 32}
+DATAFLOWS = ("ws", "os", "is", "tensor")
+SYSTOLIC_DATAFLOWS = ("ws", "os", "is")
+INDEX_FORMATS = ("bitmap", "rle", "csr", "coo", "nm", "group_bitmap")
+PHASE_NAMES = ("fw", "bd", "wg")
+SKIP_GRANULARITIES = ("element", "vector", "pe_row")
+ENERGY_MAC_PREFIX = "mac_"
+REQUIRED_ENERGY_ACTIONS = ("rf_read_per_bit", "rf_write_per_bit", "gb_read_per_bit",
+                           "gb_write_per_bit", "index_decode")
+
+
+def param(*, unit: str = "", doc: str, ge: float | None = None, le: float | None = None,
+          gt: float | None = None, choices: tuple[str, ...] | None = None,
+          default: Any = dataclasses.MISSING, factory: Any = None) -> Any:
+    """A dataclass field with validation metadata (unit, range, choices, description)."""
+    metadata = {"unit": unit, "doc": doc, "ge": ge, "le": le, "gt": gt, "choices": choices}
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    if isinstance(default, (list, dict)):
+        value = default
+        return field(default_factory=lambda: copy.deepcopy(value), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+@dataclass(frozen=True)
+class PEArrayConfig:
+    """The MAC array: rows x cols PEs, each with ``vector_width`` MAC lanes."""
+
+    rows: int = param(ge=1, le=4096, unit="PEs", doc="PE rows of the array")
+    cols: int = param(ge=1, le=4096, unit="PEs", doc="PE columns of the array")
+    dataflow: str = param(choices=DATAFLOWS, doc="ws/os/is systolic (SCALE-Sim timing) or "
+                          "tensor (vector PEs, lanes over output columns)")
+    precision: str = param(choices=tuple(PRECISION_BITS), doc="operand precision of MACs, "
+                           "activations, weights and gradients")
+    clock_mhz: float = param(gt=0, le=10000, unit="MHz", doc="clock frequency")
+    vector_width: int = param(ge=1, le=256, unit="MAC lanes", default=1,
+                              doc="MAC lanes per PE computing in lock-step (1 = classic systolic "
+                              "PE); lanes hold consecutive output columns of one output row")
+    accumulator_precision: str = param(choices=tuple(PRECISION_BITS), default="fp32",
+                                       doc="precision of partial sums")
+    pipeline_latency: int = param(ge=0, le=1024, unit="cycles", default=4,
+                                  doc="tensor dataflow only: operand broadcast plus accumulate "
+                                  "latency paid once per GEMM")
+    operand_reads_per_mac: float = param(ge=0, le=16, default=2.0, unit="words/MAC",
+                                         doc="register-file operand reads per MAC (2 = both "
+                                         "operands; less where an operand is broadcast to lanes)")
+    psum_accesses_per_mac: float = param(ge=0, le=16, default=2.0, unit="words/MAC",
+                                         doc="register-file partial-sum accesses per MAC, half "
+                                         "reads, half writes (accumulator width)")
+
+    @property
+    def macs_per_cycle(self) -> int:
+        """Peak MACs per cycle of the whole array."""
+        return self.rows * self.cols * self.vector_width
+
+
+@dataclass(frozen=True)
+class DecoderConfig:
+    """The sparse index decoder that turns stored indices into active work for the array."""
+
+    formats: list[str] = param(default=["bitmap"], doc="index formats the decoder reads",
+                               choices=INDEX_FORMATS)
+    indices_per_cycle: int = param(ge=1, le=65536, unit="indices/cycle", default=64,
+                                   doc="active coordinates the decoder yields per cycle")
+    skip_granularity: str = param(choices=SKIP_GRANULARITIES, default="vector",
+                                  doc="smallest lock-step unit of work that can be skipped: one "
+                                  "MAC lane, one PE's vector, or a whole PE row")
+    compaction: bool = param(default=False, doc="pack active work units across lanes and "
+                             "queues (load balancing) at a decoder throughput and energy price")
+    compaction_indices_per_cycle: int = param(ge=1, le=65536, unit="indices/cycle", default=16,
+                                              doc="decoder throughput when compaction is on")
+
+
+@dataclass(frozen=True)
+class BuffersConfig:
+    """On-chip storage: one global buffer and a register file per PE."""
+
+    global_kib: float = param(gt=0, le=1048576, unit="KiB", doc="global buffer capacity")
+    banks: int = param(ge=1, le=1024, default=8, unit="banks", doc="global buffer banks")
+    words_per_cycle: int = param(ge=1, le=65536, default=64, unit="words/cycle",
+                                 doc="global buffer bandwidth to the array, in operand words")
+    register_file_words: int = param(ge=1, le=65536, default=16, unit="words/PE",
+                                     doc="register file per PE")
+
+
+@dataclass(frozen=True)
+class DramConfig:
+    """Off-chip memory."""
+
+    bandwidth_gbps: float = param(gt=0, le=100000, unit="GB/s", doc="DRAM bandwidth")
+    energy_pj_per_bit: float = param(ge=0, le=1000, unit="pJ/bit", doc="DRAM access energy")
+    double_buffering: bool = param(default=True, doc="overlap DRAM transfers with compute "
+                                   "(job cycles = max of causes; else their sum)")
+    compress_sparse: bool = param(default=True, doc="store sparse tensors as values + index "
+                                  "(used by sparse replay)")
+
+
+@dataclass(frozen=True)
+class EnergyEntry:
+    """One action's energy with where the number comes from."""
+
+    pj: float = param(ge=0, le=1e6, unit="pJ", doc="energy per action")
+    source: str = param(doc="paper, node and bit width the number comes from")
+
+
+@dataclass(frozen=True)
+class SparsitySupportConfig:
+    """Which sparsity each phase can exploit (a design may not support it)."""
+
+    gate: list[str] = param(default=[], choices=PHASE_NAMES,
+                            doc="phases that skip work of gated-off outputs (CDG/SCDG masks)")
+    weight: list[str] = param(default=[], choices=PHASE_NAMES,
+                              doc="phases that skip pruned weights (SyncCP masks)")
+    gate_group_size: int = param(ge=1, le=1024, default=1, unit="channels",
+                                 doc="gate group size the hardware is built to exploit "
+                                 "(1 = unstructured; SCDG uses 8)")
+    nm_m: list[int] = param(default=[], doc="M values of N:M weight sparsity the multiplexers "
+                            "support (empty: no N:M support)")
+
+
+@dataclass(frozen=True)
+class HardwareConfig:
+    """A complete hardware description."""
+
+    name: str = param(doc="short name of the design")
+    pe_array: PEArrayConfig = param(doc="PE array")
+    buffers: BuffersConfig = param(doc="on-chip buffers")
+    dram: DramConfig = param(doc="off-chip memory")
+    energy: dict[str, EnergyEntry] = param(doc="energy per action: mac_<precision> (pJ/MAC), "
+                                           "rf/gb read and write (pJ/bit), index_decode "
+                                           "(pJ/index), each with its source")
+    description: str = param(default="", doc="free text")
+    version: int = param(default=1, ge=1, le=1, doc="config format major version")
+    kind: str = param(default=CONFIG_KIND, choices=(CONFIG_KIND,), doc="file kind")
+    decoder: DecoderConfig = param(factory=DecoderConfig, doc="sparse index decoder")
+    sparsity_support: SparsitySupportConfig = param(factory=SparsitySupportConfig,
+                                                   doc="which sparsity each phase exploits")
+    static_power_mw: float = param(default=0.0, ge=0, le=1e6, unit="mW",
+                                   doc="static (leakage + clock) power of the whole chip")
+
+    def energy_pj(self, action: str) -> float:
+        """Energy of one action from the table (pJ)."""
+        return self.energy[action].pj
+
+    @property
+    def mac_energy_pj(self) -> float:
+        """Energy of one MAC at the configured precision (pJ)."""
+        return self.energy_pj(ENERGY_MAC_PREFIX + self.pe_array.precision)
+
+    @property
+    def operand_bits(self) -> int:
+        """Bits of one operand word."""
+        return PRECISION_BITS[self.pe_array.precision]
+
+    @property
+    def accumulator_bits(self) -> int:
+        """Bits of one partial sum."""
+        return PRECISION_BITS[self.pe_array.accumulator_precision]
+
+    @property
+    def dram_bytes_per_cycle(self) -> float:
+        """DRAM bandwidth in bytes per clock cycle."""
+        return self.dram.bandwidth_gbps * 1e9 / (self.pe_array.clock_mhz * 1e6)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (YAML/JSON-ready) with every value, defaults included."""
+        return dataclasses.asdict(self)
+
+    def digest(self) -> str:
+        """Short SHA-256 of the canonical JSON form: identifies a hardware point."""
+        text = json.dumps(self.to_dict(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading and validation
+# ---------------------------------------------------------------------------------------------
+
+
+class _Errors:
+    """Collects validation errors as (dotted key, message) and names the source of each key."""
+
+    def __init__(self, path: str, overridden: set[str]) -> None:
+        self.path = path
+        self.overridden = overridden
+        self.items: list[tuple[str, str]] = []
+
+    def add(self, key: str, message: str) -> None:
+        self.items.append((key, message))
+
+    def raise_if_any(self) -> None:
+        if not self.items:
+            return
+        parts = []
+        for key, message in self.items:
+            source = "--set " if key in self.overridden else ""
+            parts.append(f"{source}{key}: {message}")
+        more = "" if len(parts) == 1 else f" ({len(parts)} errors)"
+        raise InputError("; ".join(parts) + more, path=self.path)
+
+
+def _did_you_mean(name: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(name, options, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _unknown_key_message(name: str, options: list[str]) -> str:
+    hint = _did_you_mean(name, options)
+    return f"unknown key{hint}" if hint else f"unknown key; expected one of {sorted(options)}"
+
+
+def _type_name(tp: Any) -> str:
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(
+        tp, str(tp))
+
+
+def _check_range(value: float, meta: dict[str, Any]) -> str | None:
+    ge, le, gt = meta.get("ge"), meta.get("le"), meta.get("gt")
+    lower = f"> {gt}" if gt is not None else (f">= {ge}" if ge is not None else None)
+    if (gt is not None and not value > gt) or (ge is not None and value < ge) or (
+            le is not None and value > le):
+        bounds = " and ".join(b for b in (lower, f"<= {le}" if le is not None else None) if b)
+        return f"{value} is out of range (must be {bounds})"
+    return None
+
+
+def _convert_scalar(value: Any, tp: Any, meta: dict[str, Any], key: str, errors: _Errors) -> Any:
+    ok = (
+        (tp is bool and isinstance(value, bool))
+        or (tp is int and isinstance(value, int) and not isinstance(value, bool))
+        or (tp is float and isinstance(value, (int, float)) and not isinstance(value, bool))
+        or (tp is str and isinstance(value, str))
+    )
+    if not ok:
+        errors.add(key, f"expected {_type_name(tp)}, got {value!r}")
+        return None
+    if tp is float:
+        value = float(value)
+        if not math.isfinite(value):
+            errors.add(key, f"expected a finite number, got {value!r}")
+            return None
+    choices = meta.get("choices")
+    if tp is str and choices and value not in choices:
+        errors.add(key, f"{value!r} is not one of {', '.join(choices)}"
+                   f"{_did_you_mean(value, list(choices))}")
+        return None
+    if tp in (int, float):
+        problem = _check_range(value, meta)
+        if problem:
+            errors.add(key, problem)
+            return None
+    return value
+
+
+def _convert(value: Any, tp: Any, meta: dict[str, Any], key: str, errors: _Errors) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, key, errors)
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            errors.add(key, f"expected a list, got {value!r}")
+            return None
+        items = [_convert(v, item_tp, meta, f"{key}[{i}]", errors) for i, v in enumerate(value)]
+        return None if any(item is None for item in items) else items
+    if origin is dict:
+        _, value_tp = typing.get_args(tp)
+        if not isinstance(value, dict):
+            errors.add(key, f"expected a mapping, got {value!r}")
+            return None
+        built = {str(k): _convert(v, value_tp, {}, f"{key}.{k}", errors) for k, v in value.items()}
+        return None if any(v is None for v in built.values()) else built
+    return _convert_scalar(value, tp, meta, key, errors)
+
+
+def _build(cls: type, raw: Any, prefix: str, errors: _Errors) -> Any:
+    """Build dataclass ``cls`` from ``raw`` (a dict), recording errors under dotted ``prefix``."""
+    where = prefix or "top level"
+    if not isinstance(raw, dict):
+        errors.add(where, f"expected a mapping, got {raw!r}")
+        return None
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for name in raw:
+        if name not in fields:
+            errors.add(f"{prefix}.{name}" if prefix else str(name),
+                       _unknown_key_message(str(name), list(fields)))
+    values: dict[str, Any] = {}
+    failed = False
+    for name, f in fields.items():
+        key = f"{prefix}.{name}" if prefix else name
+        if name in raw:
+            converted = _convert(raw[name], hints[name], dict(f.metadata), key, errors)
+            failed |= converted is None
+            values[name] = converted
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            errors.add(key, "missing required key")
+            failed = True
+    if failed or any(k not in fields for k in raw):
+        return None
+    return cls(**values)
+
+
+def _check_combinations(config: HardwareConfig, errors: _Errors) -> None:
+    """Cross-field rules: combinations that no hardware can have."""
+    pe, support, decoder = config.pe_array, config.sparsity_support, config.decoder
+    mac_key = ENERGY_MAC_PREFIX + pe.precision
+    for action in (mac_key, *REQUIRED_ENERGY_ACTIONS):
+        if action not in config.energy:
+            errors.add(f"energy.{action}", f"missing required key (needed for precision "
+                       f"{pe.precision})" if action == mac_key else "missing required key")
+    for action in config.energy:
+        known = action in REQUIRED_ENERGY_ACTIONS or (
+            action.startswith(ENERGY_MAC_PREFIX)
+            and action[len(ENERGY_MAC_PREFIX):] in PRECISION_BITS)
+        if not known:
+            options = [*REQUIRED_ENERGY_ACTIONS, *(ENERGY_MAC_PREFIX + p for p in PRECISION_BITS)]
+            errors.add(f"energy.{action}", _unknown_key_message(action, options))
+    if pe.dataflow in SYSTOLIC_DATAFLOWS and pe.vector_width != 1:
+        errors.add("pe_array.vector_width", f"must be 1 for the systolic dataflow "
+                   f"{pe.dataflow!r} (use dataflow: tensor for vector PEs), got {pe.vector_width}")
+    if PRECISION_BITS[pe.accumulator_precision] < PRECISION_BITS[pe.precision]:
+        errors.add("pe_array.accumulator_precision", f"{pe.accumulator_precision} is narrower "
+                   f"than the operand precision {pe.precision}")
+    if support.gate and support.gate_group_size > 1:
+        if support.gate_group_size % pe.vector_width:
+            errors.add("sparsity_support.gate_group_size", f"vector_width {pe.vector_width} does "
+                       f"not divide the gate group size {support.gate_group_size} it claims to "
+                       "exploit")
+        if "group_bitmap" not in decoder.formats:
+            errors.add("decoder.formats", "must include group_bitmap to exploit gate groups of "
+                       f"size {support.gate_group_size}")
+    for i, m in enumerate(support.nm_m):
+        if m < 2:
+            errors.add(f"sparsity_support.nm_m[{i}]", f"{m} is out of range (must be >= 2)")
+    if support.nm_m and "nm" not in decoder.formats:
+        errors.add("decoder.formats", "must include nm when sparsity_support.nm_m is set")
+    if (support.gate or support.weight) and not decoder.formats:
+        errors.add("decoder.formats", "must name at least one index format when any phase "
+                   "exploits sparsity")
+    for name in ("gate", "weight"):
+        phases = getattr(support, name)
+        if len(set(phases)) != len(phases):
+            errors.add(f"sparsity_support.{name}", f"phases listed twice: {phases}")
+    if decoder.compaction and decoder.compaction_indices_per_cycle > decoder.indices_per_cycle:
+        errors.add("decoder.compaction_indices_per_cycle", "must not exceed "
+                   f"decoder.indices_per_cycle ({decoder.indices_per_cycle})")
+
+
+# ---------------------------------------------------------------------------------------------
+# Overrides
+# ---------------------------------------------------------------------------------------------
+
+
+def _schema_children(tp: Any) -> dict[str, Any] | None:
+    """Field name -> type for a dataclass type, or None for a leaf."""
+    if dataclasses.is_dataclass(tp):
+        return typing.get_type_hints(tp)
+    return None
+
+
+def _resolve_type(dotted: str) -> Any:
+    """Walk the schema along ``dotted``; raise KeyError(message) for an unknown part."""
+    tp: Any = HardwareConfig
+    walked = []
+    for part in dotted.split("."):
+        children = _schema_children(tp)
+        if typing.get_origin(tp) is dict:
+            tp = typing.get_args(tp)[1]
+        elif children is not None:
+            if part not in children:
+                where = ".".join([*walked, part])
+                raise KeyError(f"{where}: {_unknown_key_message(part, list(children))}")
+            tp = children[part]
+        else:
+            raise KeyError(f"{'.'.join(walked)}: is a value, it has no key {part!r}")
+        walked.append(part)
+    return tp
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Split ``key=value``; the value is parsed as a YAML scalar or flow list (safe loader)."""
+    if "=" not in text:
+        raise InputError(f"expected KEY=VALUE, got {text!r}", field="--set")
+    key, _, raw_value = text.partition("=")
+    key = key.strip()
+    if not key:
+        raise InputError(f"expected KEY=VALUE, got {text!r}", field="--set")
+    try:
+        value = yaml.safe_load(raw_value) if raw_value.strip() else ""
+    except yaml.YAMLError:
+        raise InputError(f"cannot parse value {raw_value!r}", field=f"--set {key}") from None
+    try:
+        _resolve_type(key)
+    except KeyError as error:
+        raise InputError(str(error.args[0]), field="--set") from None
+    return key, value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A deep copy of ``raw`` with each dotted override set (creating sections as needed)."""
+    result = copy.deepcopy(raw)
+    for key, value in overrides:
+        node = result
+        parts = key.split(".")
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
+        node[parts[-1]] = value
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Public entry points
+# ---------------------------------------------------------------------------------------------
+
+
+def load_yaml_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping with the safe loader; one-line InputError naming the file otherwise."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise InputError("no such file", path=str(path)) from None
+    except OSError as error:
+        raise InputError(f"cannot read ({error.strerror})", path=str(path)) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else None
+        problem = getattr(error, "problem", None) or "invalid YAML"
+        raise InputError(f"invalid YAML: {problem}", path=str(path), field=where) from None
+    if not isinstance(data, dict):
+        raise InputError("expected a YAML mapping at the top level", path=str(path))
+    return data
+
+
+def build_hardware(raw: dict[str, Any], *, source: str = "<config>",
+                   overridden: set[str] | None = None) -> HardwareConfig:
+    """Validate a raw mapping and build the config; one InputError listing every problem."""
+    errors = _Errors(source, overridden or set())
+    config = _build(HardwareConfig, raw, "", errors)
+    errors.raise_if_any()
+    assert config is not None  # _build only returns None after recording an error
+    _check_combinations(config, errors)
+    errors.raise_if_any()
+    return config
+
+
+def load_hardware(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> HardwareConfig:
+    """Load, override (``["pe_array.rows=16", ...]``) and validate a hardware YAML file."""
+    raw = load_yaml_file(path)
+    parsed = [parse_override(text) for text in overrides]
+    overridden = set()
+    for key, _ in parsed:
+        overridden.add(key)
+    return build_hardware(apply_overrides(raw, parsed), source=str(path), overridden=overridden)
+
+
+def with_overrides(config: HardwareConfig, overrides: dict[str, Any]) -> HardwareConfig:
+    """A new validated config with dotted keys replaced (used by sweeps)."""
+    parsed = []
+    for key, value in overrides.items():
+        try:
+            _resolve_type(key)
+        except KeyError as error:
+            raise InputError(str(error.args[0]), field="--set") from None
+        parsed.append((key, value))
+    return build_hardware(apply_overrides(config.to_dict(), parsed), source=config.name,
+                          overridden=set(overrides))
+
+
+def iter_keys(tp: Any = HardwareConfig, prefix: str = "") -> list[tuple[str, dict[str, Any], Any]]:
+    """Every leaf key as (dotted key, metadata, type), for docs and ``accelsim config keys``."""
+    rows = []
+    hints = typing.get_type_hints(tp)
+    for f in dataclasses.fields(tp):
+        key = f"{prefix}{f.name}"
+        field_tp = hints[f.name]
+        if dataclasses.is_dataclass(field_tp):
+            rows.extend(iter_keys(field_tp, key + "."))
+        elif typing.get_origin(field_tp) is dict:
+            rows.append((key + ".<action>.pj", {"unit": "pJ", "doc": f.metadata["doc"]}, float))
+            rows.append((key + ".<action>.source", {"doc": "where the number comes from"}, str))
+        else:
+            rows.append((key, dict(f.metadata), field_tp))
+    return rows
+
+
+def type_label(tp: Any) -> str:
+    """Readable type name for docs."""
+    if isinstance(tp, types.GenericAlias):
+        return f"list of {type_label(typing.get_args(tp)[0])}"
+    return getattr(tp, "__name__", str(tp))

@@ -1,0 +1,1 @@
+"""Hardware models: PE array timing, memory traffic, energy; composed by the simulator."""

@@ -1,0 +1,71 @@
+"""Energy of one job: action counts x energy per action (from the hardware YAML) + static power.
+
+Components (pJ), which sum to the total:
+
+- ``mac``: MACs issued x ``energy.mac_<precision>``.
+- ``rf``: per issued MAC, ``pe_array.operand_reads_per_mac`` operand reads (operand bits) and
+  ``pe_array.psum_accesses_per_mac`` partial-sum accesses, half reads and half writes (accumulator
+  bits), in the PE register file, x ``rf_read_per_bit`` / ``rf_write_per_bit``.
+- ``buffer``: global-buffer bits read and written x ``gb_read_per_bit`` / ``gb_write_per_bit``.
+- ``dram``: DRAM bits x ``dram.energy_pj_per_bit``.
+- ``index``: decoded indices x ``index_decode`` (zero for dense jobs).
+- ``static``: ``static_power_mw`` x job time; mW x cycles / MHz = nJ, so x 1e3 gives pJ.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from accelsim.config import HardwareConfig
+
+ENERGY_COMPONENTS: tuple[str, ...] = ("mac", "rf", "buffer", "dram", "index", "static")
+
+
+@dataclass(frozen=True)
+class EnergyBreakdown:
+    """Energy of one job by component (pJ)."""
+
+    mac: float
+    rf: float
+    buffer: float
+    dram: float
+    index: float
+    static: float
+
+    @property
+    def total(self) -> float:
+        """Sum of the components (pJ)."""
+        return sum(getattr(self, f.name) for f in fields(self))
+
+
+def static_energy_pj(cycles: float, hw: HardwareConfig) -> float:
+    """Static energy (pJ) over ``cycles`` clock cycles."""
+    return hw.static_power_mw * cycles / hw.pe_array.clock_mhz * 1e3
+
+
+def energy_of(*, macs_issued: float, gb_read_bits: float, gb_write_bits: float,
+              dram_bytes: float, indices_decoded: float, cycles: float,
+              hw: HardwareConfig) -> EnergyBreakdown:
+    """Energy breakdown of a job from its action counts (see the module docstring)."""
+    op, acc = hw.operand_bits, hw.accumulator_bits
+    pe = hw.pe_array
+    psum_bits = pe.psum_accesses_per_mac / 2 * acc
+    rf_read_bits = macs_issued * (pe.operand_reads_per_mac * op + psum_bits)
+    rf_write_bits = macs_issued * psum_bits
+    return EnergyBreakdown(
+        mac=macs_issued * hw.mac_energy_pj,
+        rf=rf_read_bits * hw.energy_pj("rf_read_per_bit")
+        + rf_write_bits * hw.energy_pj("rf_write_per_bit"),
+        buffer=gb_read_bits * hw.energy_pj("gb_read_per_bit")
+        + gb_write_bits * hw.energy_pj("gb_write_per_bit"),
+        dram=dram_bytes * 8 * hw.dram.energy_pj_per_bit,
+        index=indices_decoded * hw.energy_pj("index_decode"),
+        static=static_energy_pj(cycles, hw),
+    )
+
+
+def tflops_per_watt(macs: float, energy_pj: float) -> float:
+    """Energy efficiency: 2 FLOPs per MAC over energy; TFLOP/J = TFLOPS/W."""
+    if energy_pj <= 0:
+        return 0.0
+    return 2 * macs / (energy_pj * 1e-12) / 1e12

@@ -1,0 +1,190 @@
+"""DRAM traffic, global-buffer accesses and memory-bound cycles of one training-phase job.
+
+Tensors of a phase (``A . B -> O`` in the GEMM view of :mod:`accelsim.network`):
+
+======  ====================  ====================  ==========================
+phase   A (streamed rows)     B                     O (written)
+======  ====================  ====================  ==========================
+fw      X  activations        W  weights            Y  activations
+bd      dY gradients          W  weights            dX gradients
+wg      X  activations (saved dY gradients          dW gradients
+        in FW, re-read)
+======  ====================  ====================  ==========================
+
+DRAM holds every tensor between phases (activations written by FW are re-read by BD/WG). Sizes are
+tensor sizes (``N*C*H*W`` elements), not im2col sizes: the buffer builds im2col windows on chip.
+
+Tiling policy (documented in ``docs/model.md``): if A, B and O fit in the global buffer together,
+each moves once. Otherwise half the buffer holds a stationary chunk and the other half the streamed,
+double-buffered tiles, and the policy picks the cheapest of three loop orders:
+
+- B-stationary: B split into ``nB = ceil(B / (cap/2))`` column chunks; A is re-read per chunk.
+- A-stationary: A split into ``nA`` row chunks; B is re-read per chunk.
+- O-stationary: O (partial sums, accumulator width) split into ``nO`` tiles arranged as
+  ``r x c`` (r*c >= nO, the cheapest such split); A is re-read c times and B r times.
+
+O is written once in every order (chunks cover whole output rows or columns, or complete
+reductions in O-stationary order).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from accelsim.config import HardwareConfig
+from accelsim.network import Layer
+
+
+@dataclass(frozen=True)
+class PhaseTensors:
+    """Sizes (elements) and traffic classes of a phase's operands."""
+
+    a_elems: int
+    b_elems: int
+    o_elems: int
+    a_class: str
+    b_class: str
+    o_class: str
+
+
+def phase_tensors(layer: Layer, phase: str) -> PhaseTensors:
+    """The three tensors of ``phase`` with their element counts and traffic classes."""
+    x, w, y = layer.input_count, layer.weight_count, layer.output_count
+    if phase == "fw":
+        return PhaseTensors(x, w, y, "activations", "weights", "activations")
+    if phase == "bd":
+        return PhaseTensors(y, w, x, "gradients", "weights", "gradients")
+    if phase == "wg":
+        return PhaseTensors(x, y, w, "activations", "gradients", "gradients")
+    raise ValueError(f"unknown phase {phase!r}")
+
+
+@dataclass(frozen=True)
+class Tiling:
+    """How many times each operand crosses the DRAM interface."""
+
+    order: str
+    a_reads: int
+    b_reads: int
+    o_writes: int = 1
+
+
+def choose_tiling(a_bytes: float, b_bytes: float, o_bytes: float, capacity_bytes: float) -> Tiling:
+    """The cheapest loop order for operands of these sizes (see the module docstring)."""
+    if a_bytes + b_bytes + o_bytes <= capacity_bytes:
+        return Tiling("resident", 1, 1)
+    half = capacity_bytes / 2
+    n_b = max(1, math.ceil(b_bytes / half))
+    n_a = max(1, math.ceil(a_bytes / half))
+    n_o = max(1, math.ceil(o_bytes / half))
+    candidates = [
+        (b_bytes + n_b * a_bytes, Tiling("b_stationary", n_b, 1)),
+        (a_bytes + n_a * b_bytes, Tiling("a_stationary", 1, n_a)),
+    ]
+    # Only splits (c, ceil(nO/c)) and (ceil(nO/r), r) with c, r <= sqrt(nO) can be optimal.
+    for k in range(1, math.isqrt(n_o) + 2):
+        for c, r in ((k, math.ceil(n_o / k)), (math.ceil(n_o / k), k)):
+            candidates.append((c * a_bytes + r * b_bytes, Tiling("o_stationary", c, r)))
+    return min(candidates, key=lambda item: item[0])[1]
+
+
+@dataclass(frozen=True)
+class MemoryResult:
+    """DRAM traffic (bytes) by tensor class and global-buffer accesses (bits) of one job."""
+
+    tiling: str
+    activations_bytes: float
+    weights_bytes: float
+    gradients_bytes: float
+    indices_bytes: float
+    gb_read_bits: float
+    gb_write_bits: float
+
+    @property
+    def dram_bytes(self) -> float:
+        """All DRAM traffic of the job."""
+        return self.activations_bytes + self.weights_bytes + self.gradients_bytes + \
+            self.indices_bytes
+
+
+def gb_operand_reads(sr: int, t: int, sc: int, count: int,
+                     hw: HardwareConfig) -> tuple[int, int, int, int]:
+    """Global-buffer words moved to/from the array for one GEMM (all groups).
+
+    Returns (A reads, B reads, psum reads, output writes) in words; psums are accumulator words.
+    - ws: B loaded once; A streamed once per column fold; psums spill per row fold.
+    - is: A loaded once; B streamed once per column fold; psums spill per row fold.
+    - os: A re-read per column fold, B per row fold; outputs written once.
+    - tensor: A re-read per column tile (cols*vector_width outputs wide), B per row tile.
+    """
+    pe = hw.pe_array
+    rows, cols = pe.rows, pe.cols
+    if pe.dataflow == "ws":
+        a, b = sr * t * math.ceil(sc / cols), t * sc
+        folds = math.ceil(t / rows)
+        psum_reads, writes = sr * sc * (folds - 1), sr * sc * folds
+    elif pe.dataflow == "is":
+        a, b = sr * t, t * sc * math.ceil(sr / cols)
+        folds = math.ceil(t / rows)
+        psum_reads, writes = sr * sc * (folds - 1), sr * sc * folds
+    elif pe.dataflow == "os":
+        a, b = sr * t * math.ceil(sc / cols), t * sc * math.ceil(sr / rows)
+        psum_reads, writes = 0, sr * sc
+    else:
+        a = sr * t * math.ceil(sc / (cols * pe.vector_width))
+        b = t * sc * math.ceil(sr / rows)
+        psum_reads, writes = 0, sr * sc
+    return a * count, b * count, psum_reads * count, writes * count
+
+
+def memory_dense(layer: Layer, phase: str, hw: HardwareConfig) -> MemoryResult:
+    """Dense DRAM traffic and global-buffer accesses of one layer/phase job."""
+    tensors = phase_tensors(layer, phase)
+    word_bytes = hw.operand_bits / 8
+    a_bytes = tensors.a_elems * word_bytes
+    b_bytes = tensors.b_elems * word_bytes
+    o_bytes = tensors.o_elems * word_bytes
+    tiling = choose_tiling(a_bytes, b_bytes, tensors.o_elems * hw.accumulator_bits / 8,
+                           hw.buffers.global_kib * 1024)
+    by_class = {"activations": 0.0, "weights": 0.0, "gradients": 0.0}
+    by_class[tensors.a_class] += a_bytes * tiling.a_reads
+    by_class[tensors.b_class] += b_bytes * tiling.b_reads
+    by_class[tensors.o_class] += o_bytes * tiling.o_writes
+    dram_in = a_bytes * tiling.a_reads + b_bytes * tiling.b_reads
+    dram_out = o_bytes * tiling.o_writes
+
+    gemm = layer.gemm(phase)
+    a_words, b_words, psum_words, out_words = gb_operand_reads(gemm.sr, gemm.t, gemm.sc,
+                                                                gemm.count, hw)
+    acc, op = hw.accumulator_bits, hw.operand_bits
+    # Reads feed the array and write results back to DRAM; writes take DRAM fills and results.
+    gb_read_bits = (a_words + b_words) * op + psum_words * acc + dram_out * 8
+    gb_write_bits = out_words * acc + dram_in * 8
+    return MemoryResult(
+        tiling=tiling.order,
+        activations_bytes=by_class["activations"],
+        weights_bytes=by_class["weights"],
+        gradients_bytes=by_class["gradients"],
+        indices_bytes=0.0,
+        gb_read_bits=gb_read_bits,
+        gb_write_bits=gb_write_bits,
+    )
+
+
+def cycles_dram(dram_bytes: float, hw: HardwareConfig) -> int:
+    """Cycles to move ``dram_bytes`` at the DRAM bandwidth."""
+    return math.ceil(dram_bytes / hw.dram_bytes_per_cycle)
+
+
+def cycles_buffer(gb_read_bits: float, gb_write_bits: float, hw: HardwareConfig) -> int:
+    """Cycles the global buffer needs at ``words_per_cycle`` operand words per cycle."""
+    words = (gb_read_bits + gb_write_bits) / hw.operand_bits
+    return math.ceil(words / hw.buffers.words_per_cycle)
+
+
+def combine_cycles(compute: int, buffer: int, dram: int, double_buffering: bool) -> int:
+    """Job cycles: the slowest cause with double buffering, else on-chip time plus DRAM time."""
+    if double_buffering:
+        return max(compute, buffer, dram)
+    return max(compute, buffer) + dram

@@ -1,0 +1,56 @@
+"""Dense compute cycles of one GEMM on the PE array, for every dataflow.
+
+Systolic dataflows (ws, os, is) use SCALE-Sim v3's timing (:mod:`accelsim.engine.systolic`).
+
+The ``tensor`` dataflow models vector PEs (tensor cores): each of the rows x cols PEs owns one
+output row (an output pixel in FW/BD, a reduction-side row in WG) and ``vector_width``
+consecutive output columns, computed by ``vector_width`` MAC lanes in lock-step from one broadcast
+operand per cycle. A tile of ``rows`` output rows x ``cols * vector_width`` output columns
+accumulates over the whole reduction length ``t``, one step per cycle; tiles run back to back
+(accumulators are double buffered), and the pipeline latency (operand broadcast + adder tree +
+writeback) is paid once per GEMM:
+
+    cycles = ceil(sr / rows) * ceil(sc / (cols * vector_width)) * t + pipeline_latency
+"""
+
+from __future__ import annotations
+
+import math
+
+from accelsim.config import SYSTOLIC_DATAFLOWS, PEArrayConfig
+from accelsim.engine.systolic import cycles_dense_systolic, cycles_nm_systolic
+from accelsim.network import Gemm
+
+
+def tensor_tiles(sr: int, sc: int, rows: int, cols: int, vector_width: int) -> int:
+    """Number of output tiles of the tensor dataflow."""
+    return math.ceil(sr / rows) * math.ceil(sc / (cols * vector_width))
+
+
+def cycles_dense_tensor(sr: int, t: int, sc: int, rows: int, cols: int, vector_width: int,
+                        pipeline_latency: int) -> int:
+    """Cycles of one GEMM [sr x t].[t x sc] on the tensor dataflow (see module docstring)."""
+    return tensor_tiles(sr, sc, rows, cols, vector_width) * t + pipeline_latency
+
+
+def cycles_gemm(gemm: Gemm, pe: PEArrayConfig, nm: tuple[int, int] | None = None) -> int:
+    """Compute cycles of ``gemm`` (all ``count`` groups, run one after another).
+
+    ``nm`` = (N, M) applies SCALE-Sim v3's N:M weight-sparse timing (systolic dataflows only; the
+    caller checks that the array supports it).
+    """
+    if pe.dataflow in SYSTOLIC_DATAFLOWS:
+        if nm is not None:
+            one = cycles_nm_systolic(gemm.sr, gemm.t, gemm.sc, pe.rows, pe.cols, pe.dataflow,
+                                     n=nm[0], m=nm[1])
+        else:
+            one = cycles_dense_systolic(gemm.sr, gemm.t, gemm.sc, pe.rows, pe.cols, pe.dataflow)
+    else:
+        if nm is not None:
+            n, m = nm
+            t = math.ceil(gemm.t / m) * n
+        else:
+            t = gemm.t
+        one = cycles_dense_tensor(gemm.sr, t, gemm.sc, pe.rows, pe.cols, pe.vector_width,
+                                  pe.pipeline_latency)
+    return one * gemm.count

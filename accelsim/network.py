@@ -1,0 +1,347 @@
+"""Layer geometry, training phases as GEMMs, built-in networks and SCALE-Sim topology import.
+
+A conv layer (input N x Cin x H x W, weight Cout x Cin/groups x kh x kw, output N x Cout x Ho x Wo)
+runs three training phases, each an implicit GEMM per group (M = N*Ho*Wo, K = Cin/groups*kh*kw,
+F = Cout/groups):
+
+- ``fw``  forward:          Y[M x F]  = X^[M x K] . W[K x F]
+- ``bd``  backward data:    dX^[M x K] = dY[M x F] . W^T[F x K]
+- ``wg``  weight gradient:  dW[K x F] = X^^T[K x M] . dY[M x F]
+
+Each phase is described as a :class:`Gemm` ``out[sr x sc] = A[sr x t] . B[t x sc]`` (SCALE-Sim's
+names: ``sr`` output rows, ``t`` reduction length, ``sc`` output columns), repeated ``count`` times
+(once per group). Dense MACs are the same in all three phases.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from accelsim.errors import InputError
+
+PHASES: tuple[str, ...] = ("fw", "bd", "wg")
+LAYER_KINDS: tuple[str, ...] = ("conv", "linear")
+LAYER_ROLES: tuple[str, ...] = ("stem", "block", "downsample", "head", "other")
+
+
+@dataclass(frozen=True)
+class Gemm:
+    """One GEMM ``out[sr x sc] = A[sr x t] . B[t x sc]``, repeated ``count`` times (groups)."""
+
+    sr: int
+    t: int
+    sc: int
+    count: int = 1
+
+    @property
+    def macs(self) -> int:
+        """Multiply-accumulates of all ``count`` GEMMs."""
+        return self.sr * self.t * self.sc * self.count
+
+
+@dataclass(frozen=True)
+class Layer:
+    """Geometry of one conv or linear layer (a linear layer is a 1x1 conv on a 1x1 map).
+
+    Output sizes are stored, not derived, because conventions differ: PyTorch floors
+    ``(H + 2p - k) / s + 1`` while SCALE-Sim topology files use their own rule.
+    ``nm`` is an N:M weight-sparsity declaration (from a topology ``Sparsity`` column), or None.
+    ``role`` says where the layer sits (stem, block, downsample, head), which decides whether
+    gating and pruning apply by default.
+    """
+
+    name: str
+    kind: str
+    cin: int
+    cout: int
+    kh: int
+    kw: int
+    stride: int
+    padding: int
+    groups: int
+    h_in: int
+    w_in: int
+    h_out: int
+    w_out: int
+    batch: int
+    role: str = "other"
+    nm: tuple[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        where = f"layer {self.name!r}"
+        if self.kind not in LAYER_KINDS:
+            raise InputError(f"kind must be one of {LAYER_KINDS}, got {self.kind!r}", field=where)
+        if self.role not in LAYER_ROLES:
+            raise InputError(f"role must be one of {LAYER_ROLES}, got {self.role!r}", field=where)
+        for key in ("cin", "cout", "kh", "kw", "stride", "groups", "h_in", "w_in", "h_out",
+                    "w_out", "batch"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise InputError(f"{key} must be a positive integer, got {value!r}", field=where)
+        if not isinstance(self.padding, int) or self.padding < 0:
+            raise InputError(f"padding must be >= 0, got {self.padding!r}", field=where)
+        if self.cin % self.groups or self.cout % self.groups:
+            raise InputError(
+                f"groups={self.groups} must divide cin={self.cin} and cout={self.cout}", field=where
+            )
+        if self.nm is not None:
+            n, m = self.nm
+            if not (1 <= n <= m):
+                raise InputError(f"N:M sparsity needs 1 <= N <= M, got {n}:{m}", field=where)
+
+    @property
+    def k_per_group(self) -> int:
+        """Reduction length of the forward GEMM: Cin/groups * kh * kw."""
+        return self.cin // self.groups * self.kh * self.kw
+
+    @property
+    def output_pixels(self) -> int:
+        """M = N * Ho * Wo."""
+        return self.batch * self.h_out * self.w_out
+
+    @property
+    def weight_count(self) -> int:
+        """Number of weights: Cout * Cin/groups * kh * kw."""
+        return self.cout * self.k_per_group
+
+    @property
+    def input_count(self) -> int:
+        """Elements of the input activation N * Cin * H * W."""
+        return self.batch * self.cin * self.h_in * self.w_in
+
+    @property
+    def output_count(self) -> int:
+        """Elements of the output activation N * Cout * Ho * Wo."""
+        return self.batch * self.cout * self.h_out * self.w_out
+
+    @property
+    def macs(self) -> int:
+        """Dense MACs of one phase (equal for fw, bd and wg)."""
+        return self.output_pixels * self.k_per_group * self.cout
+
+    def gemm(self, phase: str) -> Gemm:
+        """The GEMM view of a training phase (``fw``, ``bd`` or ``wg``)."""
+        m, k, f = self.output_pixels, self.k_per_group, self.cout // self.groups
+        if phase == "fw":
+            return Gemm(sr=m, t=k, sc=f, count=self.groups)
+        if phase == "bd":
+            return Gemm(sr=m, t=f, sc=k, count=self.groups)
+        if phase == "wg":
+            return Gemm(sr=k, t=m, sc=f, count=self.groups)
+        raise ValueError(f"unknown phase {phase!r}; expected one of {PHASES}")
+
+    def with_batch(self, batch: int) -> Layer:
+        """The same layer at another batch size."""
+        return replace(self, batch=batch)
+
+
+def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
+    """PyTorch's output size: floor((size + 2*padding - kernel) / stride) + 1."""
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+def conv(name: str, cin: int, cout: int, k: int, stride: int, padding: int, h_in: int,
+         w_in: int, batch: int, *, groups: int = 1, role: str = "other") -> Layer:
+    """A square-kernel conv layer with PyTorch's output-size convention."""
+    return Layer(
+        name=name, kind="conv", cin=cin, cout=cout, kh=k, kw=k, stride=stride, padding=padding,
+        groups=groups, h_in=h_in, w_in=w_in,
+        h_out=conv_output_size(h_in, k, stride, padding),
+        w_out=conv_output_size(w_in, k, stride, padding), batch=batch, role=role,
+    )
+
+
+def linear(name: str, in_features: int, out_features: int, batch: int, *,
+           role: str = "head") -> Layer:
+    """A fully connected layer as a 1x1 conv on a 1x1 map."""
+    return Layer(
+        name=name, kind="linear", cin=in_features, cout=out_features, kh=1, kw=1, stride=1,
+        padding=0, groups=1, h_in=1, w_in=1, h_out=1, w_out=1, batch=batch, role=role,
+    )
+
+
+@dataclass(frozen=True)
+class Network:
+    """An ordered list of MAC layers. ``layers[0]`` is the first layer (no BD phase by default)."""
+
+    name: str
+    layers: tuple[Layer, ...]
+
+    def __post_init__(self) -> None:
+        names = [layer.name for layer in self.layers]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise InputError(f"duplicate layer names {duplicates}", field=f"network {self.name!r}")
+        if not self.layers:
+            raise InputError("a network needs at least one layer", field=f"network {self.name!r}")
+
+    def layer(self, name: str) -> Layer:
+        """The layer called ``name``."""
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise KeyError(name)
+
+    @property
+    def macs(self) -> int:
+        """Dense MACs of one phase over all layers."""
+        return sum(layer.macs for layer in self.layers)
+
+
+# ---------------------------------------------------------------------------------------------
+# Built-in CIFAR-style ResNets (3x3 stem, no max-pool), as used by SimCLR on 32x32 images.
+# ---------------------------------------------------------------------------------------------
+
+
+def _basic_block(layers: list[Layer], prefix: str, cin: int, cout: int, stride: int, h: int,
+                 batch: int) -> int:
+    """Append a BasicBlock's convs (and its 1x1 projection shortcut); return the output size."""
+    c1 = conv(f"{prefix}.conv1", cin, cout, 3, stride, 1, h, h, batch, role="block")
+    c2 = conv(f"{prefix}.conv2", cout, cout, 3, 1, 1, c1.h_out, c1.w_out, batch, role="block")
+    layers += [c1, c2]
+    if stride != 1 or cin != cout:
+        layers.append(conv(f"{prefix}.shortcut", cin, cout, 1, stride, 0, h, h, batch,
+                           role="downsample"))
+    return c2.h_out
+
+
+def _resnet(name: str, stage_widths: list[int], blocks_per_stage: int | list[int], *, batch: int,
+            in_channels: int, image_size: int, head: bool, proj_dim: int) -> Network:
+    if batch < 1 or in_channels < 1 or image_size < 4:
+        raise InputError(
+            f"needs batch >= 1, in_channels >= 1 and image_size >= 4 (got {batch}, "
+            f"{in_channels}, {image_size})", field=f"network {name!r}")
+    counts = ([blocks_per_stage] * len(stage_widths) if isinstance(blocks_per_stage, int)
+              else blocks_per_stage)
+    layers: list[Layer] = [
+        conv("conv1", in_channels, stage_widths[0], 3, 1, 1, image_size, image_size, batch,
+             role="stem")
+    ]
+    h, cin = layers[0].h_out, stage_widths[0]
+    for stage, (width, count) in enumerate(zip(stage_widths, counts, strict=True), start=1):
+        for block in range(count):
+            stride = 2 if (stage > 1 and block == 0) else 1
+            h = _basic_block(layers, f"layer{stage}.{block}", cin, width, stride, h, batch)
+            cin = width
+    if head:
+        layers.append(linear("head.0", cin, cin, batch))
+        layers.append(linear("head.2", cin, proj_dim, batch))
+    return Network(name=name, layers=tuple(layers))
+
+
+def _check_width(width: float) -> None:
+    if width <= 0:
+        raise InputError(f"width multiplier must be > 0, got {width}", field="--width")
+
+
+def resnet20(batch: int = 64, width: float = 1.0, in_channels: int = 3, image_size: int = 32,
+             head: bool = False, proj_dim: int = 128) -> Network:
+    """CIFAR ResNet-20 (He et al. 2016): 3 stages of 3 BasicBlocks, widths 16/32/64 x width.
+
+    Downsampling blocks use a 1x1 projection shortcut. ``head`` appends a 2-layer projection MLP.
+    """
+    _check_width(width)
+    widths = [max(1, round(c * width)) for c in (16, 32, 64)]
+    return _resnet("resnet20", widths, 3, batch=batch, in_channels=in_channels,
+                   image_size=image_size, head=head, proj_dim=proj_dim)
+
+
+def resnet18(batch: int = 64, width: float = 1.0, in_channels: int = 3, image_size: int = 32,
+             head: bool = False, proj_dim: int = 128) -> Network:
+    """CIFAR ResNet-18: 3x3 stem, 4 stages of 2 BasicBlocks, widths 64..512 x width."""
+    _check_width(width)
+    widths = [max(1, round(c * width)) for c in (64, 128, 256, 512)]
+    return _resnet("resnet18", widths, 2, batch=batch, in_channels=in_channels,
+                   image_size=image_size, head=head, proj_dim=proj_dim)
+
+
+BUILTIN_NETWORKS = {"resnet20": resnet20, "resnet18": resnet18}
+
+
+def builtin_network(name: str, **kwargs: object) -> Network:
+    """A built-in network by name (``resnet20``, ``resnet18``)."""
+    try:
+        factory = BUILTIN_NETWORKS[name]
+    except KeyError:
+        raise InputError(f"unknown network {name!r}; choose from {sorted(BUILTIN_NETWORKS)}",
+                         field="--network") from None
+    return factory(**kwargs)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------------------------
+# SCALE-Sim topology CSV import
+# ---------------------------------------------------------------------------------------------
+
+TOPOLOGY_COLUMNS = ("Layer name", "IFMAP Height", "IFMAP Width", "Filter Height", "Filter Width",
+                    "Channels", "Num Filter", "Strides")
+_NM_PATTERN = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*$")
+
+
+def scalesim_output_size(ifmap: int, filt: int, stride: int) -> int:
+    """SCALE-Sim's output size: ceil((ifmap - filt + stride) / stride); no padding."""
+    return math.ceil((ifmap - filt + stride) / stride)
+
+
+def read_topology_csv(path: str | Path, batch: int = 1) -> Network:
+    """Read a SCALE-Sim topology CSV exactly as SCALE-Sim interprets it (no padding, batch 1).
+
+    Columns: ``Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels,
+    Num Filter, Strides,`` and an optional ``Sparsity`` column ``N:M``. A trailing comma is allowed.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("no such topology file", path=str(path))
+    with path.open(newline="") as handle:
+        rows = [row for row in csv.reader(handle) if any(cell.strip() for cell in row)]
+    if not rows:
+        raise InputError("empty topology file", path=str(path))
+    header = [cell.strip() for cell in rows[0]]
+    while header and header[-1] == "":
+        header.pop()
+    if tuple(header[: len(TOPOLOGY_COLUMNS)]) != TOPOLOGY_COLUMNS:
+        raise InputError(f"header must start with {', '.join(TOPOLOGY_COLUMNS)}; got "
+                         f"{', '.join(header)}", path=str(path), field="header")
+    has_sparsity = len(header) > len(TOPOLOGY_COLUMNS) and header[8] == "Sparsity"
+    layers = []
+    for line_no, row in enumerate(rows[1:], start=2):
+        cells = [cell.strip() for cell in row]
+        where = f"line {line_no}"
+        if len(cells) < len(TOPOLOGY_COLUMNS) or not cells[0]:
+            raise InputError(f"expected {len(TOPOLOGY_COLUMNS)} columns", path=str(path),
+                             field=where)
+        values = []
+        for column, cell in zip(TOPOLOGY_COLUMNS[1:], cells[1:8], strict=True):
+            try:
+                value = int(cell)
+            except ValueError:
+                raise InputError(f"{column} must be a positive integer, got {cell!r}",
+                                 path=str(path), field=where) from None
+            if value < 1:
+                raise InputError(f"{column} must be a positive integer, got {value}",
+                                 path=str(path), field=where)
+            values.append(value)
+        ih, iw, fh, fw, channels, filters, stride = values
+        if fh > ih or fw > iw:
+            raise InputError(f"filter {fh}x{fw} larger than ifmap {ih}x{iw}", path=str(path),
+                             field=where)
+        nm = None
+        if has_sparsity and len(cells) > 8 and cells[8]:
+            match = _NM_PATTERN.match(cells[8])
+            if not match:
+                raise InputError(f"Sparsity must look like N:M, got {cells[8]!r}",
+                                 path=str(path), field=where)
+            nm = (int(match.group(1)), int(match.group(2)))
+        try:
+            layers.append(Layer(
+                name=cells[0], kind="conv", cin=channels, cout=filters, kh=fh, kw=fw,
+                stride=stride, padding=0, groups=1, h_in=ih, w_in=iw,
+                h_out=scalesim_output_size(ih, fh, stride),
+                w_out=scalesim_output_size(iw, fw, stride), batch=batch, nm=nm,
+            ))
+        except InputError as error:
+            raise InputError(str(error), path=str(path), field=where) from None
+    return Network(name=path.stem, layers=tuple(layers))

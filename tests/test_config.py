@@ -1,0 +1,201 @@
+"""Hardware configuration: presets load, every error kind is one line naming file and key."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from accelsim.config import (
+    HardwareConfig,
+    build_hardware,
+    iter_keys,
+    load_hardware,
+    parse_override,
+    with_overrides,
+)
+from accelsim.errors import InputError
+from tests.conftest import FP8, PRESETS, SYSTOLIC
+
+PUBLIC_KEYS = [
+    "pe_array.rows", "pe_array.cols", "pe_array.vector_width", "pe_array.dataflow",
+    "pe_array.precision", "pe_array.clock_mhz", "decoder.indices_per_cycle", "decoder.compaction",
+    "buffers.global_kib", "dram.bandwidth_gbps", "dram.energy_pj_per_bit",
+]
+
+
+def write_config(tmp_path: Path, raw: dict, name: str = "hw.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def preset_raw(path: Path = FP8) -> dict:
+    return yaml.safe_load(path.read_text())
+
+
+def error_of(tmp_path: Path, raw: dict, overrides: tuple[str, ...] = ()) -> str:
+    path = write_config(tmp_path, raw)
+    with pytest.raises(InputError) as info:
+        load_hardware(path, overrides)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(str(path))
+    return message
+
+
+@pytest.mark.parametrize("path", PRESETS, ids=lambda p: p.stem)
+def test_presets_load_and_cite_every_energy_number(path: Path) -> None:
+    hw = load_hardware(path)
+    assert hw.kind == "hardware" and hw.version == 1
+    for action, entry in hw.energy.items():
+        assert entry.source.strip(), action
+    assert hw.mac_energy_pj > 0
+
+
+def test_preset_names_and_capabilities(systolic_hw: HardwareConfig,
+                                       fp8_hw: HardwareConfig) -> None:
+    assert "systolic" in SYSTOLIC.name and "fp8" in FP8.name
+    assert systolic_hw.pe_array.rows == systolic_hw.pe_array.cols == 32
+    assert systolic_hw.sparsity_support.nm_m and "fw" in systolic_hw.sparsity_support.weight
+    assert fp8_hw.pe_array.precision == "fp8" and fp8_hw.pe_array.dataflow == "tensor"
+    assert set(fp8_hw.sparsity_support.gate) == {"fw", "bd", "wg"}
+
+
+def test_public_keys_exist_and_override() -> None:
+    known = {key for key, _, _ in iter_keys()}
+    assert set(PUBLIC_KEYS) <= known
+    hw = load_hardware(FP8, ["pe_array.rows=8", "decoder.compaction=true",
+                             "dram.bandwidth_gbps=3.5", "pe_array.dataflow=tensor"])
+    assert hw.pe_array.rows == 8 and hw.decoder.compaction is True
+    assert hw.dram.bandwidth_gbps == 3.5
+
+
+def _leaf_value(hw: HardwareConfig, key: str) -> object:
+    node: object = hw
+    for part in key.split("."):
+        node = node[part] if isinstance(node, dict) else getattr(node, part)
+    return node
+
+
+def _leaf_keys(hw: HardwareConfig) -> list[str]:
+    keys = []
+    for key, _, _ in iter_keys():
+        if "<action>" in key:
+            keys += [key.replace("<action>", action) for action in hw.energy]
+        else:
+            keys.append(key)
+    return keys
+
+
+@pytest.mark.parametrize("path", PRESETS, ids=lambda p: p.stem)
+def test_every_key_overrides_with_its_own_value_and_rejects_a_wrong_type(path: Path) -> None:
+    hw = load_hardware(path)
+    for key in _leaf_keys(hw):
+        value = _leaf_value(hw, key)
+        text = yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+        assert load_hardware(path, [f"{key}={text}"]) == hw, key
+        wrong = "[1, 2]" if not isinstance(value, list) else "7"
+        with pytest.raises(InputError, match=re.escape(f"--set {key}")):
+            load_hardware(path, [f"{key}={wrong}"])
+
+
+def test_unknown_key_suggests_the_closest(tmp_path: Path) -> None:
+    raw = preset_raw()
+    raw["pe_array"]["colums"] = 4
+    message = error_of(tmp_path, raw)
+    assert "pe_array.colums: unknown key (did you mean 'cols'?)" in message
+
+
+def test_unknown_section_and_override_key(tmp_path: Path) -> None:
+    raw = preset_raw()
+    raw["drams"] = {}
+    assert "drams: unknown key (did you mean 'dram'?)" in error_of(tmp_path, raw)
+    with pytest.raises(InputError, match=r"--set: buffers.global_kb: unknown key \(did you mean "
+                       r"'global_kib'\?\)"):
+        parse_override("buffers.global_kb=3")
+
+
+def test_wrong_type(tmp_path: Path) -> None:
+    raw = preset_raw()
+    raw["pe_array"]["rows"] = "sixteen"
+    assert "pe_array.rows: expected an integer, got 'sixteen'" in error_of(tmp_path, raw)
+    raw = preset_raw()
+    raw["decoder"]["compaction"] = "yes please"
+    assert "decoder.compaction: expected true or false" in error_of(tmp_path, raw)
+
+
+def test_out_of_range_names_the_range(tmp_path: Path) -> None:
+    raw = preset_raw()
+    raw["dram"]["bandwidth_gbps"] = 0
+    assert "dram.bandwidth_gbps: 0.0 is out of range (must be > 0 and <= 100000)" in error_of(
+        tmp_path, raw)
+    message = error_of(tmp_path, preset_raw(), ("pe_array.rows=0",))
+    assert "--set pe_array.rows: 0 is out of range (must be >= 1 and <= 4096)" in message
+
+
+def test_bad_choice_suggests(tmp_path: Path) -> None:
+    raw = preset_raw()
+    raw["pe_array"]["dataflow"] = "wss"
+    assert "pe_array.dataflow: 'wss' is not one of ws, os, is, tensor (did you mean 'ws'?)" in \
+        error_of(tmp_path, raw)
+
+
+def test_missing_required_key(tmp_path: Path) -> None:
+    raw = preset_raw()
+    del raw["pe_array"]["clock_mhz"]
+    assert "pe_array.clock_mhz: missing required key" in error_of(tmp_path, raw)
+    raw = preset_raw()
+    del raw["energy"]["mac_fp8"]
+    assert "energy.mac_fp8: missing required key (needed for precision fp8)" in error_of(
+        tmp_path, raw)
+
+
+def test_impossible_combinations(tmp_path: Path) -> None:
+    message = error_of(tmp_path, preset_raw(), ("pe_array.vector_width=3",))
+    assert "vector_width 3 does not divide the gate group size 8" in message
+    message = error_of(tmp_path, preset_raw(SYSTOLIC), ("pe_array.vector_width=4",))
+    assert "pe_array.vector_width: must be 1 for the systolic dataflow 'ws'" in message
+    message = error_of(tmp_path, preset_raw(), ("pe_array.accumulator_precision=fp8",
+                                                "pe_array.precision=fp32"))
+    assert "accumulator_precision: fp8 is narrower than the operand precision fp32" in message
+    message = error_of(tmp_path, preset_raw(SYSTOLIC), ("decoder.formats=[bitmap]",))
+    assert "decoder.formats: must include nm" in message
+
+
+def test_all_errors_are_collected_into_one_line(tmp_path: Path) -> None:
+    raw = preset_raw()
+    raw["pe_array"]["rows"] = -1
+    raw["dram"]["energy_pj_per_bit"] = "cheap"
+    message = error_of(tmp_path, raw)
+    assert "pe_array.rows" in message and "dram.energy_pj_per_bit" in message
+    assert "(2 errors)" in message
+
+
+def test_bad_yaml_and_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("pe_array: [1, 2\n")
+    with pytest.raises(InputError, match=r"broken.yaml: line \d+: invalid YAML"):
+        load_hardware(path)
+    with pytest.raises(InputError, match=r"nope\.yaml: no such file"):
+        load_hardware(tmp_path / "nope.yaml")
+    path.write_text("!!python/object/apply:os.system ['echo unsafe']\n")
+    with pytest.raises(InputError, match="invalid YAML"):
+        load_hardware(path)
+
+
+def test_with_overrides_validates_like_the_file(fp8_hw: HardwareConfig) -> None:
+    smaller = with_overrides(fp8_hw, {"pe_array.rows": 4})
+    assert smaller.pe_array.rows == 4 and fp8_hw.pe_array.rows == 16
+    assert smaller.digest() != fp8_hw.digest()
+    with pytest.raises(InputError, match=r"--set pe_array\.rows"):
+        with_overrides(fp8_hw, {"pe_array.rows": 1.5})
+
+
+def test_config_is_frozen_and_round_trips(fp8_hw: HardwareConfig) -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fp8_hw.pe_array.rows = 3  # type: ignore[misc]
+    assert build_hardware(fp8_hw.to_dict()) == fp8_hw

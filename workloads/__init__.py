@@ -1,0 +1,1 @@
+"""PyTorch workloads: gated and pruned ResNets trained with SimCLR / BYOL / MoCo; traces."""

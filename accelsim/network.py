@@ -282,7 +282,11 @@ _NM_PATTERN = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*$")
 
 
 def scalesim_output_size(ifmap: int, filt: int, stride: int) -> int:
-    """SCALE-Sim's output size: ceil((ifmap - filt + stride) / stride); no padding."""
+    """SCALE-Sim's output size: ceil((ifmap - filt + stride) / stride).
+
+    No padding is added, but when ``stride`` does not divide ``ifmap - filt`` SCALE-Sim keeps a
+    last window that overhangs the bottom/right edge (unlike PyTorch's floor).
+    """
     return math.ceil((ifmap - filt + stride) / stride)
 
 
@@ -290,7 +294,8 @@ def read_topology_csv(path: str | Path, batch: int = 1) -> Network:
     """Read a SCALE-Sim topology CSV exactly as SCALE-Sim interprets it (no padding, batch 1).
 
     Columns: ``Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels,
-    Num Filter, Strides,`` and an optional ``Sparsity`` column ``N:M``. A trailing comma is allowed.
+    Num Filter, Strides,`` and an optional ``Sparsity`` column ``N:M``. SCALE-Sim drops the last
+    field of every line, so its files end each line with a comma; we accept lines with or without.
     """
     path = Path(path)
     if not path.is_file():

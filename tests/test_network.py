@@ -118,9 +118,9 @@ def test_topology_as_scalesim_reads_it(tmp_path: Path) -> None:
                  "1000, 1,\nodd, 10, 9, 3, 2, 4, 5, 3,\n")
     net = read_topology_csv(path)
     first, fc, odd = net.layers
-    assert (first.h_out, first.w_out, first.padding, first.batch) == (109, 109, 0, 1)
+    assert (first.h_out, first.w_out, first.padding, first.batch) == (110, 110, 0, 1)  # ceil(219/2)
     assert fc.macs == 512 * 1000
-    assert (odd.h_out, odd.w_out) == (3, 3)  # ceil((10-3+3)/3), ceil((9-2+3)/3)
+    assert (odd.h_out, odd.w_out) == (4, 4)  # ceil((10-3+3)/3), ceil((9-2+3)/3)
     assert odd.k_per_group == 3 * 2 * 4
 
 

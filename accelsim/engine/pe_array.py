@@ -18,7 +18,11 @@ from __future__ import annotations
 import math
 
 from accelsim.config import SYSTOLIC_DATAFLOWS, PEArrayConfig
-from accelsim.engine.systolic import cycles_dense_systolic, cycles_nm_systolic
+from accelsim.engine.systolic import (
+    cycles_dense_systolic,
+    cycles_nm_systolic,
+    nm_reduction_length,
+)
 from accelsim.network import Gemm
 
 
@@ -46,11 +50,7 @@ def cycles_gemm(gemm: Gemm, pe: PEArrayConfig, nm: tuple[int, int] | None = None
         else:
             one = cycles_dense_systolic(gemm.sr, gemm.t, gemm.sc, pe.rows, pe.cols, pe.dataflow)
     else:
-        if nm is not None:
-            n, m = nm
-            t = math.ceil(gemm.t / m) * n
-        else:
-            t = gemm.t
+        t = gemm.t if nm is None else nm_reduction_length(gemm.t, *nm)
         one = cycles_dense_tensor(gemm.sr, t, gemm.sc, pe.rows, pe.cols, pe.vector_width,
                                   pe.pipeline_latency)
     return one * gemm.count

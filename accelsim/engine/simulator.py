@@ -18,6 +18,7 @@ from accelsim.engine.memory import (
     memory_dense,
 )
 from accelsim.engine.pe_array import cycles_gemm
+from accelsim.engine.systolic import nm_reduction_length
 from accelsim.network import PHASES, Layer, Network
 
 
@@ -80,9 +81,8 @@ def simulate_layer_phase(layer: Layer, phase: str, hw: HardwareConfig, *, branch
     if nm is None:
         cycles_compute, macs_issued, macs_effective = cycles_dense_compute, macs_dense, macs_dense
     else:
-        n, m = nm
         cycles_compute = cycles_gemm(gemm, hw.pe_array, nm=nm)
-        macs_issued = gemm.sr * gemm.sc * math.ceil(gemm.t / m) * n * gemm.count
+        macs_issued = gemm.sr * gemm.sc * nm_reduction_length(gemm.t, *nm) * gemm.count
         macs_effective = macs_issued
     memory = memory_dense(layer, phase, hw)
     buffer = cycles_buffer(memory.gb_read_bits, memory.gb_write_bits, hw)

@@ -1,0 +1,39 @@
+"""The trace contract: per-layer gate and weight masks recorded during contrastive training.
+
+A trace is a directory (``manifest.json`` plus ``steps/step-XXXXXXXX.{bin,json}``) that the
+recorder in ``workloads/`` writes with :class:`TraceWriter` and the simulator reads with
+:class:`TraceReader`. Only numpy is needed. The format is specified in ``docs/trace-format.md``.
+
+Example::
+
+    from accelsim.trace import open_trace
+    trace = open_trace("runs/simclr-cdg")
+    gate = trace.gate(trace.steps[-1], "layer1.0.conv1", branch=1)  # bool (N, Cout/s, Ho, Wo)
+"""
+
+from accelsim.trace.format import FORMAT_VERSION, TraceError
+from accelsim.trace.manifest import (
+    GateSpec,
+    Manifest,
+    TraceLayer,
+    WeightSpec,
+    gate_spec_for,
+    weight_spec_for,
+)
+from accelsim.trace.reader import StepMasks, TraceReader, open_trace
+from accelsim.trace.writer import TraceWriter
+
+__all__ = [
+    "FORMAT_VERSION",
+    "GateSpec",
+    "Manifest",
+    "StepMasks",
+    "TraceError",
+    "TraceLayer",
+    "TraceReader",
+    "TraceWriter",
+    "WeightSpec",
+    "gate_spec_for",
+    "open_trace",
+    "weight_spec_for",
+]

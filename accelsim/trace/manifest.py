@@ -1,0 +1,324 @@
+"""The manifest of a trace: format version, producer, branches and per layer its geometry and masks.
+
+Typed frozen dataclasses; :meth:`Manifest.from_json` is the only place that turns the JSON of
+``manifest.json`` into them and reports every problem as a :class:`TraceError` naming the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from accelsim.errors import InputError
+from accelsim.network import Layer
+from accelsim.trace.format import (
+    FORMAT_NAME,
+    MANIFEST_NAME,
+    READER_VERSION,
+    TraceError,
+    load_json,
+    parse_version,
+)
+
+_NM_PATTERN = re.compile(r"^nm:(\d+):(\d+)$")
+_BLOCK_PATTERN = re.compile(r"^block:(\d+)x(\d+)$")
+_LAYER_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Layer))
+_MANIFEST_KEYS = ("format", "version", "created_by", "producer", "branches", "layers")
+
+
+def _positive_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+@dataclass(frozen=True)
+class GateSpec:
+    """A gate mask: one bit per output element (CDG, ``group_size`` 1) or per group of
+    ``group_size`` consecutive output channels (SCDG).
+
+    ``shape`` is ``(N, Cout // group_size, Ho, Wo)``; a bit is True where the output is computed.
+    """
+
+    group_size: int
+    shape: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shape", tuple(self.shape))
+        if not _positive_int(self.group_size):
+            raise TraceError(f"gate group_size must be a positive integer, got "
+                             f"{self.group_size!r}")
+        if not self.shape or not all(_positive_int(d) for d in self.shape):
+            raise TraceError(f"gate shape must be positive integers, got {list(self.shape)}")
+
+
+@dataclass(frozen=True)
+class WeightSpec:
+    """A weight mask of ``shape`` ``(Cout, Cin // groups, kh, kw)``; True keeps the weight.
+
+    ``pattern`` names the sparsity structure: ``"element"`` (unstructured), ``"nm:N:M"`` (N kept
+    in every M consecutive input channels), ``"block:BOxBI"`` (BO x BI blocks of output x input
+    channels), or any other non-empty string for structures accelsim does not know.
+    """
+
+    shape: tuple[int, ...]
+    pattern: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shape", tuple(self.shape))
+        if not self.shape or not all(_positive_int(d) for d in self.shape):
+            raise TraceError(f"weight shape must be positive integers, got {list(self.shape)}")
+        if not isinstance(self.pattern, str) or not self.pattern:
+            raise TraceError(f"weight pattern must be a non-empty string, got {self.pattern!r}")
+        nm = _NM_PATTERN.match(self.pattern)
+        if self.pattern.startswith("nm:") and not (nm and 1 <= int(nm[1]) <= int(nm[2])):
+            raise TraceError(f"weight pattern {self.pattern!r} must be nm:N:M with 1 <= N <= M")
+        block = _BLOCK_PATTERN.match(self.pattern)
+        if self.pattern.startswith("block:") and not (block and int(block[1]) >= 1
+                                                      and int(block[2]) >= 1):
+            raise TraceError(f"weight pattern {self.pattern!r} must be block:BOxBI with "
+                             f"positive sizes")
+
+
+def gate_shape(layer: Layer, group_size: int) -> tuple[int, int, int, int]:
+    """``(N, Cout // group_size, Ho, Wo)``."""
+    return (layer.batch, layer.cout // group_size, layer.h_out, layer.w_out)
+
+
+def weight_shape(layer: Layer) -> tuple[int, int, int, int]:
+    """``(Cout, Cin // groups, kh, kw)``."""
+    return (layer.cout, layer.cin // layer.groups, layer.kh, layer.kw)
+
+
+def gate_spec_for(layer: Layer, group_size: int = 1) -> GateSpec:
+    """The gate spec of ``layer``: per output element (1) or per ``group_size`` channels (SCDG).
+
+    ``group_size`` must divide Cout.
+    """
+    if not _positive_int(group_size) or layer.cout % group_size:
+        raise TraceError(f"gate group_size {group_size!r} must be a positive divisor of "
+                         f"cout={layer.cout}", field=f"layer {layer.name!r}")
+    return GateSpec(group_size=group_size, shape=gate_shape(layer, group_size))
+
+
+def weight_spec_for(layer: Layer, pattern: str = "element") -> WeightSpec:
+    """The weight spec of ``layer`` with sparsity ``pattern`` (see :class:`WeightSpec`)."""
+    return WeightSpec(shape=weight_shape(layer), pattern=pattern)
+
+
+@dataclass(frozen=True)
+class TraceLayer:
+    """One layer of a trace: its geometry and which masks each step records (None: no mask)."""
+
+    layer: Layer
+    gate: GateSpec | None = None
+    weight: WeightSpec | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.layer, Layer):
+            raise TraceError(f"expected an accelsim.network.Layer, got {type(self.layer).__name__}")
+        where = f"layer {self.layer.name!r}"
+        if self.gate is not None:
+            size = self.gate.group_size
+            if self.layer.cout % size:
+                raise TraceError(f"gate group_size {size} does not divide cout="
+                                 f"{self.layer.cout}", field=where)
+            expected = gate_shape(self.layer, size)
+            if self.gate.shape != expected:
+                raise TraceError(f"gate shape {list(self.gate.shape)} does not match the layer "
+                                 f"(N, Cout/{size}, Ho, Wo) = {list(expected)}", field=where)
+        if self.weight is not None and self.weight.shape != weight_shape(self.layer):
+            raise TraceError(f"weight shape {list(self.weight.shape)} does not match the layer "
+                             f"(Cout, Cin/groups, kh, kw) = {list(weight_shape(self.layer))}",
+                             field=where)
+
+    @property
+    def name(self) -> str:
+        """The layer name."""
+        return self.layer.name
+
+    def to_json(self) -> dict[str, Any]:
+        """The manifest entry: every Layer field (``nm`` as ``[n, m]`` or null), gate, weight."""
+        data: dict[str, Any] = {}
+        for key in _LAYER_FIELDS:
+            value = getattr(self.layer, key)
+            data[key] = list(value) if isinstance(value, tuple) else value
+        data["gate"] = (None if self.gate is None else
+                        {"group_size": self.gate.group_size, "shape": list(self.gate.shape)})
+        data["weight"] = (None if self.weight is None else
+                          {"shape": list(self.weight.shape), "pattern": self.weight.pattern})
+        return data
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Content of ``manifest.json``.
+
+    ``producer`` is free-form JSON (algorithm and its parameters, SSL method, model, dataset,
+    seed, steps); ``branches`` is the number of branches (augmented views), numbered 1..branches.
+    """
+
+    version: str
+    created_by: str
+    producer: dict[str, Any]
+    branches: int
+    layers: tuple[TraceLayer, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "layers", tuple(self.layers))
+        if not _positive_int(self.branches):
+            raise TraceError(f"branches must be a positive integer, got {self.branches!r}")
+        if not self.layers:
+            raise TraceError("a trace needs at least one layer")
+        for item in self.layers:
+            if not isinstance(item, TraceLayer):
+                raise TraceError(f"layers must be TraceLayer objects, got {type(item).__name__}")
+        names = [item.name for item in self.layers]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise TraceError(f"duplicate layer names {duplicates}")
+        if not isinstance(self.producer, dict):
+            raise TraceError(f"producer must be a dict, got {type(self.producer).__name__}")
+
+    def layer(self, name: str) -> TraceLayer:
+        """The layer called ``name`` (KeyError if absent)."""
+        for item in self.layers:
+            if item.name == name:
+                return item
+        raise KeyError(name)
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object written to ``manifest.json``."""
+        return {"format": FORMAT_NAME, "version": self.version, "created_by": self.created_by,
+                "producer": self.producer, "branches": self.branches,
+                "layers": [item.to_json() for item in self.layers]}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], path: str | Path | None = None) -> Manifest:
+        """Validate a parsed ``manifest.json``; ``path`` (the trace directory) goes in messages.
+
+        Refuses a wrong ``format`` and another major version. Unknown keys are errors, except in
+        a manifest of a newer minor version (minor versions only add fields).
+        """
+        return _ManifestParser(path).parse(data)
+
+
+def load_manifest(root: Path) -> Manifest:
+    """Read and validate ``root/manifest.json``."""
+    if not root.is_dir():
+        raise TraceError("no such trace directory", path=root)
+    return Manifest.from_json(load_json(root / MANIFEST_NAME, root, MANIFEST_NAME), root)
+
+
+def is_strict(version: str) -> bool:
+    """Whether unknown keys are errors in a trace of ``version`` (not newer than this reader)."""
+    parsed = parse_version(version)
+    return parsed is not None and parsed <= READER_VERSION
+
+
+class _ManifestParser:
+    """Turns manifest JSON into a :class:`Manifest`, naming the dotted field of every error."""
+
+    def __init__(self, path: str | Path | None) -> None:
+        self.path = path
+        self.strict = True
+        self.context = ""  # " (layer 'name')" while parsing a layer entry
+
+    def error(self, field: str, message: str) -> TraceError:
+        return TraceError(message + self.context, path=self.path,
+                          field=f"{MANIFEST_NAME}: {field}")
+
+    def get(self, obj: Mapping[str, Any], key: str, where: str) -> Any:
+        if key not in obj:
+            raise self.error(f"{where}{key}", "missing field")
+        return obj[key]
+
+    def check_keys(self, obj: Mapping[str, Any], known: tuple[str, ...], where: str) -> None:
+        unknown = [key for key in obj if key not in known]
+        if unknown and self.strict:
+            raise self.error(f"{where}{unknown[0]}", "unknown field")
+
+    def parse(self, data: Mapping[str, Any]) -> Manifest:
+        if not isinstance(data, Mapping):
+            raise self.error("(top level)", "expected a JSON object")
+        fmt = self.get(data, "format", "")
+        if fmt != FORMAT_NAME:
+            raise self.error("format", f"expected {FORMAT_NAME!r}, got {fmt!r} (not an accelsim "
+                             f"trace)")
+        version = self.get(data, "version", "")
+        parsed = parse_version(version)
+        if parsed is None:
+            raise self.error("version", f"expected 'MAJOR.MINOR', got {version!r}")
+        if parsed[0] != READER_VERSION[0]:
+            raise TraceError(f"format version {version} is not supported by this accelsim "
+                             f"(reads {READER_VERSION[0]}.x)", path=self.path)
+        self.strict = is_strict(version)
+        self.check_keys(data, _MANIFEST_KEYS, "")
+        created_by = self.get(data, "created_by", "")
+        if not isinstance(created_by, str):
+            raise self.error("created_by", f"expected a string, got {created_by!r}")
+        producer = self.get(data, "producer", "")
+        if not isinstance(producer, dict):
+            raise self.error("producer", f"expected an object, got {type(producer).__name__}")
+        branches = self.get(data, "branches", "")
+        if not _positive_int(branches):
+            raise self.error("branches", f"expected a positive integer, got {branches!r}")
+        raw_layers = self.get(data, "layers", "")
+        if not isinstance(raw_layers, list) or not raw_layers:
+            raise self.error("layers", "expected a non-empty list")
+        layers = tuple(self.layer(item, i) for i, item in enumerate(raw_layers))
+        try:
+            return Manifest(version=version, created_by=created_by, producer=producer,
+                            branches=branches, layers=layers)
+        except TraceError as error:
+            raise self.error("layers", error.message) from None
+
+    def layer(self, item: Any, index: int) -> TraceLayer:
+        where = f"layers[{index}]."
+        if not isinstance(item, Mapping):
+            raise self.error(where[:-1], "expected an object")
+        name = self.get(item, "name", where)
+        if not isinstance(name, str) or not name:
+            raise self.error(f"{where}name", f"expected a non-empty string, got {name!r}")
+        self.context = f" (layer {name!r})"
+        self.check_keys(item, (*_LAYER_FIELDS, "gate", "weight"), where)
+        values = {key: self.get(item, key, where) for key in _LAYER_FIELDS}
+        nm = values["nm"]
+        if nm is not None:
+            if not (isinstance(nm, list) and len(nm) == 2 and all(_positive_int(v) for v in nm)):
+                raise self.error(f"{where}nm", f"expected null or [n, m], got {nm!r}")
+            values["nm"] = (nm[0], nm[1])
+        gate = self.spec(item, "gate", where, ("group_size", "shape"))
+        weight = self.spec(item, "weight", where, ("shape", "pattern"))
+        self.context = ""
+        try:
+            layer = Layer(**values)
+        except InputError as error:
+            raise self.error(where[:-1], str(error)) from None
+        try:
+            return TraceLayer(
+                layer=layer,
+                gate=None if gate is None else GateSpec(gate["group_size"], gate["shape"]),
+                weight=None if weight is None else WeightSpec(weight["shape"], weight["pattern"]),
+            )
+        except TraceError as error:
+            field = where[:-1] if error.field is None else f"{where[:-1]}: {error.field}"
+            raise self.error(field, error.message) from None
+
+    def spec(self, item: Mapping[str, Any], kind: str, where: str,
+             keys: tuple[str, ...]) -> dict[str, Any] | None:
+        spec = self.get(item, kind, where)
+        if spec is None:
+            return None
+        if not isinstance(spec, Mapping):
+            raise self.error(f"{where}{kind}", "expected null or an object")
+        self.check_keys(spec, keys, f"{where}{kind}.")
+        values = {key: self.get(spec, key, f"{where}{kind}.") for key in keys}
+        shape = values.get("shape")
+        if not isinstance(shape, list) or not all(_positive_int(v) for v in shape):
+            raise self.error(f"{where}{kind}.shape", f"expected a list of positive integers, "
+                             f"got {shape!r}")
+        return values
+

@@ -1,0 +1,489 @@
+"""Reading a trace: manifest, step list, statistics (JSON only) and masks (decoded on demand).
+
+A step's ``.bin`` is read once when a whole step is decoded (:meth:`TraceReader.iter_steps`,
+:meth:`TraceReader.verify`); a single mask (:meth:`TraceReader.gate`) reads only its own bytes.
+Decoded weight masks are kept in a small cache keyed by the step that stores them, so weight
+references to an earlier step cost nothing.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import zlib
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from accelsim.trace.format import (
+    CODEC,
+    MASK_DTYPE,
+    MASK_KINDS,
+    TraceError,
+    list_step_files,
+    load_json,
+    mask_size,
+    mask_where,
+    packed_size,
+    step_bin_path,
+    step_json_path,
+    step_stem,
+    unpack_mask,
+)
+from accelsim.trace.format import crc32 as _crc32
+from accelsim.trace.manifest import Manifest, TraceLayer, is_strict, load_manifest
+
+_STEP_KEYS = ("step", "stats", "masks")
+_DATA_KEYS = ("layer", "branch", "kind", "shape", "dtype", "codec", "offset", "length",
+              "packed_bytes", "crc32", "ones")
+_REF_KEYS = ("layer", "branch", "kind", "ref_step")
+_INDEX_CACHE_STEPS = 64
+
+MaskKey = tuple[str, int]
+"""``(layer name, branch)``; branches are numbered from 1."""
+
+
+@dataclass(frozen=True)
+class StepMasks:
+    """Every mask of one recorded step.
+
+    ``gates[(layer, branch)]`` is a bool array of the layer's gate shape ``(N, Cout/s, Ho, Wo)``,
+    ``weights[(layer, branch)]`` a bool array ``(Cout, Cin/groups, kh, kw)``; only layers whose
+    manifest entry declares the mask appear. Arrays are read-only; an unchanged weight mask is
+    the same array object as at the step that stores it (while it stays cached).
+    ``stats`` is the step's statistics as in :meth:`TraceReader.stats`.
+    """
+
+    step: int
+    gates: dict[MaskKey, np.ndarray]
+    weights: dict[MaskKey, np.ndarray]
+    stats: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """One mask entry of a step file: payload location and checks, or a reference."""
+
+    layer: str
+    branch: int
+    kind: str
+    shape: tuple[int, ...]
+    ref_step: int | None = None
+    offset: int = 0
+    length: int = 0
+    packed_bytes: int = 0
+    crc32: int = 0
+    ones: int = 0
+
+
+@dataclass(frozen=True)
+class _StepIndex:
+    step: int
+    stats: dict[str, Any]
+    entries: dict[tuple[str, int, str], _Entry]
+
+
+def _nonneg_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+class TraceReader:
+    """Read-only view of a trace directory.
+
+    The manifest is validated and the complete steps are listed once, at construction; steps
+    written later by a running recorder need a new reader. Incomplete steps (a ``.bin`` without
+    its ``.json``) and temporary files are ignored. Every problem raises :class:`TraceError`.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self._root = Path(path)
+        self._manifest = load_manifest(self._root)
+        self._strict = is_strict(self._manifest.version)
+        self._specs = {item.name: item for item in self._manifest.layers}
+        self._steps, _ = list_step_files(self._root)
+        self._step_set = set(self._steps)
+        self._indexes: OrderedDict[int, _StepIndex] = OrderedDict()
+        self._weights: OrderedDict[tuple[int, str, int], np.ndarray] = OrderedDict()
+        per_step = sum(item.weight is not None for item in self._manifest.layers)
+        self._weight_cache_size = max(2, 2 * per_step * self._manifest.branches)
+
+    def __repr__(self) -> str:
+        return f"TraceReader({str(self._root)!r}, steps={len(self._steps)})"
+
+    # -- manifest ------------------------------------------------------------------------------
+
+    @property
+    def path(self) -> Path:
+        """The trace directory."""
+        return self._root
+
+    @property
+    def manifest(self) -> Manifest:
+        """The validated manifest."""
+        return self._manifest
+
+    @property
+    def layers(self) -> tuple[TraceLayer, ...]:
+        """Layers in manifest order, each with its geometry and mask specs."""
+        return self._manifest.layers
+
+    @property
+    def branches(self) -> int:
+        """Number of branches; branch ids are 1..branches."""
+        return self._manifest.branches
+
+    @property
+    def steps(self) -> list[int]:
+        """Complete recorded steps, ascending."""
+        return list(self._steps)
+
+    # -- statistics (JSON only) ----------------------------------------------------------------
+
+    def stats(self, step: int) -> dict[str, Any]:
+        """Statistics of ``step`` without decoding masks (the ``.bin`` need not exist).
+
+        ``{"loss": float | None, "density": {layer: {"gate": {"1": d, ...}, "weight": {...}}},
+        ...}`` plus the producer's extra values; a density is the fraction of True bits, 0..1.
+        """
+        return self._read_step_json(self._check_step(step))["stats"]
+
+    def summary(self) -> dict[str, Any]:
+        """Per layer, kind and branch the mean density over all steps, from the JSON files only.
+
+        ``{"steps": count, "first_step": int | None, "last_step": int | None,
+        "loss_mean": float | None, "density": {layer: {"gate": {"1": mean, ...}, ...}}}``;
+        ``loss_mean`` averages the steps whose loss is not null; means are None without steps.
+        """
+        sums = {item.name: {kind: {str(b): 0.0 for b in self._branch_ids()}
+                            for kind in self._kinds(item)} for item in self.layers}
+        losses = []
+        for step in self._steps:
+            stats = self.stats(step)
+            if stats["loss"] is not None:
+                losses.append(stats["loss"])
+            for name, kinds in sums.items():
+                for kind, per_branch in kinds.items():
+                    for branch in per_branch:
+                        per_branch[branch] += self._density(step, stats, name, kind, branch)
+        count = len(self._steps)
+        return {
+            "steps": count,
+            "first_step": self._steps[0] if count else None,
+            "last_step": self._steps[-1] if count else None,
+            "loss_mean": sum(losses) / len(losses) if losses else None,
+            "density": {name: {kind: {b: (total / count if count else None)
+                                      for b, total in per_branch.items()}
+                               for kind, per_branch in kinds.items()}
+                        for name, kinds in sums.items()},
+        }
+
+    # -- masks ---------------------------------------------------------------------------------
+
+    def gate(self, step: int, layer: str, branch: int) -> np.ndarray:
+        """Gate mask of ``layer`` for ``branch`` at ``step``.
+
+        Read-only bool ``(N, Cout/s, Ho, Wo)``; TraceError if the layer records no gate mask.
+        """
+        item = self._layer(layer)
+        self._check_branch(branch)
+        if item.gate is None:
+            raise TraceError(f"layer {layer!r} has no gate mask in this trace", path=self._root)
+        entry = self._index(self._check_step(step)).entries[(layer, branch, "gate")]
+        return self._decode(step, entry, None)
+
+    def weight(self, step: int, layer: str, branch: int) -> np.ndarray | None:
+        """Weight mask of ``layer`` for ``branch`` at ``step``, following references.
+
+        Read-only bool ``(Cout, Cin/groups, kh, kw)``; None if the layer records no weight mask.
+        """
+        item = self._layer(layer)
+        self._check_branch(branch)
+        if item.weight is None:
+            return None
+        entry = self._index(self._check_step(step)).entries[(layer, branch, "weight")]
+        return self._weight(step, entry, None)
+
+    def weight_step(self, step: int, layer: str, branch: int) -> int | None:
+        """The step that stores the weight mask in effect at ``step`` (``step`` itself unless
+        unchanged since an earlier one); None if the layer records no weight mask."""
+        item = self._layer(layer)
+        self._check_branch(branch)
+        if item.weight is None:
+            return None
+        entry = self._index(self._check_step(step)).entries[(layer, branch, "weight")]
+        return self._resolve(step, entry)[0]
+
+    def iter_steps(self) -> Iterator[StepMasks]:
+        """Every step in order with all its masks; each ``.bin`` is read once."""
+        for step in self._steps:
+            yield self._step_masks(step)
+
+    def verify(self) -> None:
+        """Decode and check every mask of every step; raises the first TraceError found."""
+        for _ in self.iter_steps():
+            pass
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _branch_ids(self) -> range:
+        return range(1, self._manifest.branches + 1)
+
+    @staticmethod
+    def _kinds(item: TraceLayer) -> list[str]:
+        return [kind for kind in MASK_KINDS if getattr(item, kind) is not None]
+
+    def _layer(self, name: str) -> TraceLayer:
+        try:
+            return self._specs[name]
+        except (KeyError, TypeError):
+            raise TraceError(f"no layer {name!r} in this trace", path=self._root) from None
+
+    def _check_branch(self, branch: int) -> None:
+        if branch not in self._branch_ids() or isinstance(branch, bool):
+            raise TraceError(f"branch must be 1..{self._manifest.branches}, got {branch!r}",
+                             path=self._root)
+
+    def _check_step(self, step: int) -> int:
+        if step not in self._step_set or isinstance(step, bool):
+            span = f"{self._steps[0]}..{self._steps[-1]}" if self._steps else "none"
+            raise TraceError(f"no step {step!r} in this trace (steps {span}, "
+                             f"{len(self._steps)} recorded)", path=self._root)
+        return step
+
+    def _density(self, step: int, stats: dict[str, Any], name: str, kind: str,
+                 branch: str) -> float:
+        value = stats["density"].get(name)
+        value = value.get(kind) if isinstance(value, dict) else None
+        value = value.get(branch) if isinstance(value, dict) else None
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise TraceError(f"stats.density.{name}.{kind}.{branch} is missing or not a number",
+                             path=self._root, field=f"step {step}")
+        return float(value)
+
+    def _read_step_json(self, step: int) -> dict[str, Any]:
+        name = f"{step_stem(step)}.json"
+        data = load_json(step_json_path(self._root, step), self._root, name)
+        if self._strict:
+            unknown = [key for key in data if key not in _STEP_KEYS]
+            if unknown:
+                raise TraceError(f"unknown field {unknown[0]!r}", path=self._root, field=name)
+        for key in _STEP_KEYS:
+            if key not in data:
+                raise TraceError(f"missing field {key!r}", path=self._root, field=name)
+        if data["step"] != step or isinstance(data["step"], bool):
+            raise TraceError(f"step field is {data['step']!r}, expected {step}", path=self._root,
+                             field=name)
+        stats = data["stats"]
+        if not isinstance(stats, dict) or not isinstance(stats.get("density"), dict):
+            raise TraceError("stats must be an object with a density object", path=self._root,
+                             field=name)
+        loss = stats.get("loss")
+        if loss is not None and (not isinstance(loss, int | float) or isinstance(loss, bool)):
+            raise TraceError(f"stats.loss must be a number or null, got {loss!r}",
+                             path=self._root, field=name)
+        if not isinstance(data["masks"], list):
+            raise TraceError("masks must be a list", path=self._root, field=name)
+        return data
+
+    def _index(self, step: int) -> _StepIndex:
+        index = self._indexes.get(step)
+        if index is not None:
+            self._indexes.move_to_end(step)
+            return index
+        index = self._parse_index(step)
+        self._indexes[step] = index
+        if len(self._indexes) > _INDEX_CACHE_STEPS:
+            self._indexes.popitem(last=False)
+        return index
+
+    def _parse_index(self, step: int) -> _StepIndex:
+        data = self._read_step_json(step)
+        entries: dict[tuple[str, int, str], _Entry] = {}
+        for i, raw in enumerate(data["masks"]):
+            entry = self._parse_entry(step, i, raw)
+            key = (entry.layer, entry.branch, entry.kind)
+            if key in entries:
+                raise TraceError("duplicate entry", path=self._root, field=mask_where(step, *key))
+            entries[key] = entry
+        for item in self.layers:
+            for kind in self._kinds(item):
+                for branch in self._branch_ids():
+                    if (item.name, branch, kind) not in entries:
+                        raise TraceError(f"missing layer: no entry in {step_stem(step)}.json",
+                                         path=self._root,
+                                         field=mask_where(step, item.name, branch, kind))
+        return _StepIndex(step=step, stats=data["stats"], entries=entries)
+
+    def _parse_entry(self, step: int, index: int, raw: Any) -> _Entry:
+        where = f"step {step}, masks[{index}]"
+        if not isinstance(raw, dict):
+            raise TraceError("expected an object", path=self._root, field=where)
+        for key in ("layer", "branch", "kind"):
+            if key not in raw:
+                raise TraceError(f"missing field {key!r}", path=self._root, field=where)
+        layer, branch, kind = raw["layer"], raw["branch"], raw["kind"]
+        if not isinstance(layer, str) or layer not in self._specs:
+            raise TraceError(f"unknown layer {layer!r} (not in the manifest)", path=self._root,
+                             field=where)
+        if not isinstance(branch, int) or isinstance(branch, bool) \
+                or branch not in self._branch_ids():
+            raise TraceError(f"branch must be 1..{self._manifest.branches}, got {branch!r}",
+                             path=self._root, field=where)
+        if kind not in MASK_KINDS:
+            raise TraceError(f"kind must be one of {MASK_KINDS}, got {kind!r}", path=self._root,
+                             field=where)
+        where = mask_where(step, layer, branch, kind)
+        spec = getattr(self._specs[layer], kind)
+        if spec is None:
+            raise TraceError(f"the manifest declares no {kind} mask for this layer",
+                             path=self._root, field=where)
+        is_ref = "ref_step" in raw
+        known = _REF_KEYS if is_ref else _DATA_KEYS
+        if self._strict:
+            unknown = [key for key in raw if key not in known]
+            if unknown:
+                raise TraceError(f"unknown field {unknown[0]!r}", path=self._root, field=where)
+        for key in known:
+            if key not in raw:
+                raise TraceError(f"missing field {key!r}", path=self._root, field=where)
+        if is_ref:
+            ref = raw["ref_step"]
+            if kind != "weight":
+                raise TraceError("only weight masks can be references", path=self._root,
+                                 field=where)
+            if not _nonneg_int(ref) or ref >= step or ref not in self._step_set:
+                raise TraceError(f"ref_step {ref!r} points to a step that does not exist",
+                                 path=self._root, field=where)
+            return _Entry(layer, branch, kind, spec.shape, ref_step=ref)
+        shape = raw["shape"]
+        if not isinstance(shape, list) or tuple(shape) != spec.shape:
+            raise TraceError(f"shape mismatch with the manifest: got {shape!r}, manifest says "
+                             f"{list(spec.shape)}", path=self._root, field=where)
+        if raw["dtype"] != MASK_DTYPE:
+            raise TraceError(f"unsupported dtype {raw['dtype']!r} (expected {MASK_DTYPE!r})",
+                             path=self._root, field=where)
+        if raw["codec"] != CODEC:
+            raise TraceError(f"unsupported codec {raw['codec']!r} (expected {CODEC!r})",
+                             path=self._root, field=where)
+        for key in ("offset", "length", "packed_bytes", "crc32", "ones"):
+            if not _nonneg_int(raw[key]):
+                raise TraceError(f"{key} must be a non-negative integer, got {raw[key]!r}",
+                                 path=self._root, field=where)
+        if raw["packed_bytes"] != packed_size(spec.shape):
+            raise TraceError(f"packed_bytes {raw['packed_bytes']} does not match the shape "
+                             f"(expected {packed_size(spec.shape)})", path=self._root,
+                             field=where)
+        if raw["ones"] > mask_size(spec.shape) or raw["crc32"] > 0xFFFFFFFF:
+            raise TraceError("ones or crc32 out of range", path=self._root, field=where)
+        return _Entry(layer, branch, kind, spec.shape, offset=raw["offset"],
+                      length=raw["length"], packed_bytes=raw["packed_bytes"],
+                      crc32=raw["crc32"], ones=raw["ones"])
+
+    def _resolve(self, step: int, entry: _Entry) -> tuple[int, _Entry]:
+        """The step that stores a weight mask and its entry (a reference points to it)."""
+        if entry.ref_step is None:
+            return step, entry
+        target = self._index(entry.ref_step).entries[(entry.layer, entry.branch, entry.kind)]
+        if target.ref_step is not None:
+            raise TraceError(f"ref_step {entry.ref_step} points to a step that holds a reference, "
+                             f"not the mask", path=self._root,
+                             field=mask_where(step, entry.layer, entry.branch, entry.kind))
+        return entry.ref_step, target
+
+    def _weight(self, step: int, entry: _Entry, blob: bytes | None) -> np.ndarray:
+        stored_step, stored = self._resolve(step, entry)
+        key = (stored_step, entry.layer, entry.branch)
+        mask = self._weights.get(key)
+        if mask is not None:
+            self._weights.move_to_end(key)
+            return mask
+        mask = self._decode(stored_step, stored, blob if stored_step == step else None)
+        self._weights[key] = mask
+        if len(self._weights) > self._weight_cache_size:
+            self._weights.popitem(last=False)
+        return mask
+
+    def _step_masks(self, step: int) -> StepMasks:
+        index = self._index(step)
+        has_data = any(entry.ref_step is None for entry in index.entries.values())
+        blob = self._read_bin(step) if has_data else None
+        gates: dict[MaskKey, np.ndarray] = {}
+        weights: dict[MaskKey, np.ndarray] = {}
+        for item in self.layers:
+            for branch in self._branch_ids():
+                if item.gate is not None:
+                    entry = index.entries[(item.name, branch, "gate")]
+                    gates[(item.name, branch)] = self._decode(step, entry, blob)
+            for branch in self._branch_ids():
+                if item.weight is not None:
+                    entry = index.entries[(item.name, branch, "weight")]
+                    weights[(item.name, branch)] = self._weight(step, entry, blob)
+        return StepMasks(step=step, gates=gates, weights=weights,
+                         stats=copy.deepcopy(index.stats))
+
+    def _missing_bin(self, step: int) -> TraceError:
+        return TraceError(f"missing mask data file steps/{step_stem(step)}.bin", path=self._root,
+                          field=f"step {step}")
+
+    def _read_bin(self, step: int) -> bytes:
+        try:
+            return step_bin_path(self._root, step).read_bytes()
+        except FileNotFoundError:
+            raise self._missing_bin(step) from None
+
+    def _truncated(self, step: int, entry: _Entry, size: int) -> TraceError:
+        return TraceError(f"truncated mask data (payload ends at byte "
+                          f"{entry.offset + entry.length}, {step_stem(step)}.bin has {size})",
+                          path=self._root,
+                          field=mask_where(step, entry.layer, entry.branch, entry.kind))
+
+    def _read_payload(self, step: int, entry: _Entry) -> bytes:
+        try:
+            handle = open(step_bin_path(self._root, step), "rb")  # noqa: SIM115
+        except FileNotFoundError:
+            raise self._missing_bin(step) from None
+        with handle:
+            size = os.fstat(handle.fileno()).st_size
+            if entry.offset + entry.length > size:
+                raise self._truncated(step, entry, size)
+            handle.seek(entry.offset)
+            return handle.read(entry.length)
+
+    def _decode(self, step: int, entry: _Entry, blob: bytes | None) -> np.ndarray:
+        """Payload -> checked read-only bool array (blob: the whole ``.bin``, or None to read)."""
+        where = mask_where(step, entry.layer, entry.branch, entry.kind)
+        if blob is None:
+            payload: bytes | memoryview = self._read_payload(step, entry)
+        elif entry.offset + entry.length > len(blob):
+            raise self._truncated(step, entry, len(blob))
+        else:
+            payload = memoryview(blob)[entry.offset:entry.offset + entry.length]
+        stream = zlib.decompressobj()
+        try:
+            packed = stream.decompress(payload, entry.packed_bytes + 1)
+        except zlib.error as error:
+            raise TraceError(f"zlib error: {error} (corrupt mask)", path=self._root,
+                             field=where) from None
+        if len(packed) != entry.packed_bytes:
+            raise TraceError(f"decompressed length {len(packed)} differs from packed_bytes "
+                             f"{entry.packed_bytes} (corrupt mask)", path=self._root, field=where)
+        if not stream.eof or stream.unused_data:
+            raise TraceError("zlib stream incomplete or followed by extra bytes (corrupt mask)",
+                             path=self._root, field=where)
+        if _crc32(packed) != entry.crc32:
+            raise TraceError("crc32 mismatch (corrupt mask)", path=self._root, field=where)
+        mask = unpack_mask(packed, entry.shape)
+        if int(np.count_nonzero(mask)) != entry.ones:
+            raise TraceError(f"{np.count_nonzero(mask)} ones, the step file says {entry.ones} "
+                             f"(corrupt mask)", path=self._root, field=where)
+        mask.flags.writeable = False
+        return mask
+
+
+def open_trace(path: str | os.PathLike[str]) -> TraceReader:
+    """Open the trace directory ``path`` for reading (validates the manifest)."""
+    return TraceReader(path)

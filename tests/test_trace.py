@@ -301,7 +301,7 @@ def test_crash_leaves_only_complete_steps_and_resume_continues(
     writer.write_step(0, random_gates(layers, rng), weights)
     writer.write_step(1, random_gates(layers, rng), {k: None for k in weights})
 
-    real_write = writer_module.atomic_write
+    real_write = writer_module.atomic_write_bytes
 
     def crash_on_commit(target: Path, data: bytes) -> None:
         if target.suffix == ".json":
@@ -309,7 +309,7 @@ def test_crash_leaves_only_complete_steps_and_resume_continues(
             raise KeyboardInterrupt  # killed before the commit marker is in place
         real_write(target, data)
 
-    monkeypatch.setattr(writer_module, "atomic_write", crash_on_commit)
+    monkeypatch.setattr(writer_module, "atomic_write_bytes", crash_on_commit)
     with pytest.raises(KeyboardInterrupt):
         writer.write_step(2, random_gates(layers, rng), random_weights(layers, rng))
     monkeypatch.undo()

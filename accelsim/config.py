@@ -518,7 +518,14 @@ def iter_keys(tp: Any = HardwareConfig, prefix: str = "") -> list[tuple[str, dic
             rows.append((key + ".<action>.pj", {"unit": "pJ", "doc": f.metadata["doc"]}, float))
             rows.append((key + ".<action>.source", {"doc": "where the number comes from"}, str))
         else:
-            rows.append((key, dict(f.metadata), field_tp))
+            meta = dict(f.metadata)
+            if f.default is not dataclasses.MISSING:
+                meta["default_repr"] = repr(f.default)
+            elif f.default_factory is not dataclasses.MISSING:
+                meta["default_repr"] = repr(f.default_factory())
+            else:
+                meta["default_repr"] = "required"
+            rows.append((key, meta, field_tp))
     return rows
 
 

@@ -199,3 +199,10 @@ def test_config_is_frozen_and_round_trips(fp8_hw: HardwareConfig) -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         fp8_hw.pe_array.rows = 3  # type: ignore[misc]
     assert build_hardware(fp8_hw.to_dict()) == fp8_hw
+
+
+def test_config_docs_are_in_sync_with_the_schema() -> None:
+    from scripts.make_config_docs import render
+
+    docs = Path(__file__).resolve().parent.parent / "docs" / "config.md"
+    assert docs.read_text() == render(), "run scripts/make_config_docs.py"

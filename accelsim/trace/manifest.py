@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,13 +40,32 @@ class GateSpec:
     ``group_size`` consecutive output channels (SCDG).
 
     ``shape`` is ``(N, Cout // group_size, Ho, Wo)``; a bit is True where the output is computed.
+
+    CDG structure: input and output channels are cut into ``gating_groups`` (G) equal chunks;
+    ``base_chunks[b - 1][g]`` is the input chunk that output chunk ``g`` uses as its dense base
+    path in branch ``b`` (diagonal ``g`` for branch 1 and inverse diagonal ``G-1-g`` for branch 2 in
+    CDG; equal in both branches for CGNet-style gating). The other G-1 input chunks form the
+    conditional path, computed only where the gate bit is 1. G = 1 means no base path: the whole
+    output element is computed or skipped by the gate.
     """
 
     group_size: int
     shape: tuple[int, ...]
+    gating_groups: int = 1
+    base_chunks: tuple[tuple[int, ...], ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "shape", tuple(self.shape))
+        object.__setattr__(self, "base_chunks", tuple(tuple(c) for c in self.base_chunks))
+        groups = self.gating_groups
+        if not _positive_int(groups):
+            raise TraceError(f"gating_groups must be a positive integer, got {groups!r}")
+        for chunks in self.base_chunks:
+            if len(chunks) != groups or not all(
+                    isinstance(c, int) and not isinstance(c, bool) and 0 <= c < groups
+                    for c in chunks):
+                raise TraceError(f"base_chunks entries must list {groups} input chunks in "
+                                 f"0..{groups - 1}, got {list(chunks)}")
         if not _positive_int(self.group_size):
             raise TraceError(f"gate group_size must be a positive integer, got "
                              f"{self.group_size!r}")
@@ -92,15 +111,19 @@ def weight_shape(layer: Layer) -> tuple[int, int, int, int]:
     return (layer.cout, layer.cin // layer.groups, layer.kh, layer.kw)
 
 
-def gate_spec_for(layer: Layer, group_size: int = 1) -> GateSpec:
-    """The gate spec of ``layer``: per output element (1) or per ``group_size`` channels (SCDG).
+def gate_spec_for(layer: Layer, group_size: int = 1, gating_groups: int = 1,
+                  base_chunks: Sequence[Sequence[int]] = ()) -> GateSpec:
+    """The gate spec of ``layer``: per output element (1) or per ``group_size`` channels (SCDG),
+    with ``gating_groups`` CDG chunks and per-branch ``base_chunks`` (see :class:`GateSpec`).
 
     ``group_size`` must divide Cout.
     """
     if not _positive_int(group_size) or layer.cout % group_size:
         raise TraceError(f"gate group_size {group_size!r} must be a positive divisor of "
                          f"cout={layer.cout}", field=f"layer {layer.name!r}")
-    return GateSpec(group_size=group_size, shape=gate_shape(layer, group_size))
+    return GateSpec(group_size=group_size, shape=gate_shape(layer, group_size),
+                    gating_groups=gating_groups,
+                    base_chunks=tuple(tuple(c) for c in base_chunks))
 
 
 def weight_spec_for(layer: Layer, pattern: str = "element") -> WeightSpec:
@@ -125,6 +148,14 @@ class TraceLayer:
             if self.layer.cout % size:
                 raise TraceError(f"gate group_size {size} does not divide cout="
                                  f"{self.layer.cout}", field=where)
+            groups = self.gate.gating_groups
+            if self.layer.cout % groups or (self.layer.cin // self.layer.groups) % groups:
+                raise TraceError(f"gating_groups {groups} must divide cout={self.layer.cout} "
+                                 f"and cin/groups={self.layer.cin // self.layer.groups}",
+                                 field=where)
+            if groups > 1 and (self.layer.cout // groups) % size:
+                raise TraceError(f"gate group_size {size} must divide the output chunk "
+                                 f"cout/gating_groups={self.layer.cout // groups}", field=where)
             expected = gate_shape(self.layer, size)
             if self.gate.shape != expected:
                 raise TraceError(f"gate shape {list(self.gate.shape)} does not match the layer "
@@ -146,7 +177,9 @@ class TraceLayer:
             value = getattr(self.layer, key)
             data[key] = list(value) if isinstance(value, tuple) else value
         data["gate"] = (None if self.gate is None else
-                        {"group_size": self.gate.group_size, "shape": list(self.gate.shape)})
+                        {"group_size": self.gate.group_size, "shape": list(self.gate.shape),
+                         "gating_groups": self.gate.gating_groups,
+                         "base_chunks": [list(c) for c in self.gate.base_chunks]})
         data["weight"] = (None if self.weight is None else
                           {"shape": list(self.weight.shape), "pattern": self.weight.pattern})
         return data
@@ -175,6 +208,12 @@ class Manifest:
         for item in self.layers:
             if not isinstance(item, TraceLayer):
                 raise TraceError(f"layers must be TraceLayer objects, got {type(item).__name__}")
+            gate = item.gate
+            if gate is not None and gate.gating_groups > 1 and \
+                    len(gate.base_chunks) != self.branches:
+                raise TraceError(f"gate base_chunks must list one entry per branch "
+                                 f"({self.branches}), got {len(gate.base_chunks)}",
+                                 field=f"layer {item.name!r}")
         names = [item.name for item in self.layers]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
@@ -290,7 +329,8 @@ class _ManifestParser:
             if not (isinstance(nm, list) and len(nm) == 2 and all(_positive_int(v) for v in nm)):
                 raise self.error(f"{where}nm", f"expected null or [n, m], got {nm!r}")
             values["nm"] = (nm[0], nm[1])
-        gate = self.spec(item, "gate", where, ("group_size", "shape"))
+        gate = self.spec(item, "gate", where, ("group_size", "shape", "gating_groups",
+                                               "base_chunks"))
         weight = self.spec(item, "weight", where, ("shape", "pattern"))
         self.context = ""
         try:
@@ -300,12 +340,19 @@ class _ManifestParser:
         try:
             return TraceLayer(
                 layer=layer,
-                gate=None if gate is None else GateSpec(gate["group_size"], gate["shape"]),
+                gate=None if gate is None else GateSpec(
+                    gate["group_size"], gate["shape"], gate["gating_groups"],
+                    self.base_chunks(gate["base_chunks"], f"{where}gate.base_chunks")),
                 weight=None if weight is None else WeightSpec(weight["shape"], weight["pattern"]),
             )
         except TraceError as error:
             field = where[:-1] if error.field is None else f"{where[:-1]}: {error.field}"
             raise self.error(field, error.message) from None
+
+    def base_chunks(self, value: Any, where: str) -> tuple[tuple[int, ...], ...]:
+        if not (isinstance(value, list) and all(isinstance(v, list) for v in value)):
+            raise self.error(where, f"expected a list of lists, got {value!r}")
+        return tuple(tuple(v) for v in value)
 
     def spec(self, item: Mapping[str, Any], kind: str, where: str,
              keys: tuple[str, ...]) -> dict[str, Any] | None:

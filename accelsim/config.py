@@ -74,6 +74,10 @@ class PEArrayConfig:
     pipeline_latency: int = param(ge=0, le=1024, unit="cycles", default=4,
                                   doc="tensor dataflow only: operand broadcast plus accumulate "
                                   "latency paid once per GEMM")
+    sync_tiles: int = param(ge=1, le=1 << 20, default=16, unit="tiles",
+                            doc="sparse replay: tensor-dataflow PEs keep private work queues and "
+                            "synchronise every sync_tiles tiles (1 = lock-step tiles); a pass "
+                            "lasts as long as its slowest queue")
     operand_reads_per_mac: float = param(ge=0, le=16, default=2.0, unit="words/MAC",
                                          doc="register-file operand reads per MAC (2 = both "
                                          "operands; less where an operand is broadcast to lanes)")
@@ -352,6 +356,9 @@ def _check_combinations(config: HardwareConfig, errors: _Errors) -> None:
     if pe.dataflow in SYSTOLIC_DATAFLOWS and pe.vector_width != 1:
         errors.add("pe_array.vector_width", f"must be 1 for the systolic dataflow "
                    f"{pe.dataflow!r} (use dataflow: tensor for vector PEs), got {pe.vector_width}")
+    if pe.dataflow in SYSTOLIC_DATAFLOWS and support.gate:
+        errors.add("sparsity_support.gate", f"the systolic dataflow {pe.dataflow!r} cannot skip "
+                   "gated outputs (only N:M weights, as SCALE-Sim v3); use dataflow: tensor")
     if PRECISION_BITS[pe.accumulator_precision] < PRECISION_BITS[pe.precision]:
         errors.add("pe_array.accumulator_precision", f"{pe.accumulator_precision} is narrower "
                    f"than the operand precision {pe.precision}")

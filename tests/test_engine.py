@@ -87,7 +87,8 @@ def test_energy_components_sum_to_total(fp8_hw: HardwareConfig, layer: Layer, ph
                                         dataflow: str, double: bool) -> None:
     overrides = {"pe_array.dataflow": dataflow, "dram.double_buffering": double}
     if dataflow != "tensor":
-        overrides.update({"pe_array.vector_width": 1, "sparsity_support.gate_group_size": 1})
+        overrides.update({"pe_array.vector_width": 1, "sparsity_support.gate_group_size": 1,
+                          "sparsity_support.gate": []})
     hw = with_overrides(fp8_hw, overrides)
     job = simulate_layer_phase(layer, phase, hw)
     parts = [getattr(job, f"energy_{c}_pj") for c in ENERGY_COMPONENTS]

@@ -138,38 +138,58 @@ def gb_operand_reads(sr: int, t: int, sc: int, count: int,
     return a * count, b * count, psum_reads * count, writes * count
 
 
-def memory_dense(layer: Layer, phase: str, hw: HardwareConfig) -> MemoryResult:
-    """Dense DRAM traffic and global-buffer accesses of one layer/phase job."""
+def memory_job(layer: Layer, phase: str, hw: HardwareConfig, *, weight_density: float = 1.0,
+               dw_density: float = 1.0, index_read_bits: float = 0.0,
+               index_write_bits: float = 0.0, issued_fraction: float = 1.0) -> MemoryResult:
+    """DRAM traffic and global-buffer accesses of one layer/phase job.
+
+    Sparse jobs pass: ``weight_density``, the fraction of weight values stored (compressed
+    weights, read in FW and BD); ``dw_density``, the fraction of weight gradients written by WG;
+    index bits read and written (gate and weight indices, counted as ``indices`` traffic); and
+    ``issued_fraction`` = MACs issued / dense MACs, which scales the operand words the array
+    fetches from the global buffer (skipped work fetches no operands). Defaults give the dense job.
+    """
     tensors = phase_tensors(layer, phase)
     word_bytes = hw.operand_bits / 8
     a_bytes = tensors.a_elems * word_bytes
     b_bytes = tensors.b_elems * word_bytes
     o_bytes = tensors.o_elems * word_bytes
-    tiling = choose_tiling(a_bytes, b_bytes, tensors.o_elems * hw.accumulator_bits / 8,
+    if phase in ("fw", "bd"):
+        b_bytes *= weight_density
+    if phase == "wg":
+        o_bytes *= dw_density
+    index_bytes = (index_read_bits + index_write_bits) / 8
+    tiling = choose_tiling(a_bytes, b_bytes, o_bytes * hw.accumulator_bits / hw.operand_bits,
                            hw.buffers.global_kib * 1024)
     by_class = {"activations": 0.0, "weights": 0.0, "gradients": 0.0}
     by_class[tensors.a_class] += a_bytes * tiling.a_reads
     by_class[tensors.b_class] += b_bytes * tiling.b_reads
     by_class[tensors.o_class] += o_bytes * tiling.o_writes
-    dram_in = a_bytes * tiling.a_reads + b_bytes * tiling.b_reads
-    dram_out = o_bytes * tiling.o_writes
+    dram_in = a_bytes * tiling.a_reads + b_bytes * tiling.b_reads + index_read_bits / 8
+    dram_out = o_bytes * tiling.o_writes + index_write_bits / 8
 
     gemm = layer.gemm(phase)
     a_words, b_words, psum_words, out_words = gb_operand_reads(gemm.sr, gemm.t, gemm.sc,
                                                                 gemm.count, hw)
     acc, op = hw.accumulator_bits, hw.operand_bits
+    operand_bits = (a_words + b_words) * op * issued_fraction
     # Reads feed the array and write results back to DRAM; writes take DRAM fills and results.
-    gb_read_bits = (a_words + b_words) * op + psum_words * acc + dram_out * 8
+    gb_read_bits = operand_bits + psum_words * acc + dram_out * 8
     gb_write_bits = out_words * acc + dram_in * 8
     return MemoryResult(
         tiling=tiling.order,
         activations_bytes=by_class["activations"],
         weights_bytes=by_class["weights"],
         gradients_bytes=by_class["gradients"],
-        indices_bytes=0.0,
+        indices_bytes=index_bytes,
         gb_read_bits=gb_read_bits,
         gb_write_bits=gb_write_bits,
     )
+
+
+def memory_dense(layer: Layer, phase: str, hw: HardwareConfig) -> MemoryResult:
+    """Dense DRAM traffic and global-buffer accesses of one layer/phase job."""
+    return memory_job(layer, phase, hw)
 
 
 def cycles_dram(dram_bytes: float, hw: HardwareConfig) -> int:

@@ -5,7 +5,6 @@ A job is one layer x one branch x one training phase (x one recorded step when r
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
@@ -16,17 +15,24 @@ from accelsim.engine.memory import (
     cycles_buffer,
     cycles_dram,
     memory_dense,
+    memory_job,
 )
-from accelsim.engine.pe_array import cycles_gemm
-from accelsim.engine.systolic import nm_reduction_length
+from accelsim.engine.sparse import LayerMasks, sparse_compute
 from accelsim.network import PHASES, Layer, Network
 
 
 @dataclass(frozen=True)
 class JobResult:
-    """One result row. Units are in the names: cycles, bytes, pJ; MACs are counts."""
+    """One result row. Units are in the names: cycles, bytes, bits, pJ; MACs are counts.
 
-    workload: str
+    ``macs_effective`` is what a FLOPs count says (the algorithm's view); ``macs_issued`` is what
+    the hardware spends, idle lanes of active lock-step units included. ``cycles_dense`` and
+    ``energy_dense_pj`` are the same job without any skipping on the same hardware.
+    ``index_bits`` are the stored indices this job uses, in the format the hardware uses;
+    ``index_bits_bitmap`` the same masks as unstructured element bitmaps.
+    """
+
+    trace: str
     step: int
     layer: str
     branch: int
@@ -35,11 +41,16 @@ class JobResult:
     macs_effective: int
     macs_issued: int
     cycles_compute: int
+    cycles_decoder_stall: int
     cycles_buffer: int
     cycles_dram: int
     cycles: int
     cycles_dense: int
+    speedup: float
     utilization: float
+    decoder_indices: int
+    index_bits: int
+    index_bits_bitmap: int
     dram_bytes: float
     traffic_activations_bytes: float
     traffic_weights_bytes: float
@@ -60,49 +71,62 @@ class JobResult:
         return asdict(self)
 
 
-def nm_applies(layer: Layer, phase: str, hw: HardwareConfig) -> tuple[int, int] | None:
-    """The N:M pattern to time ``layer``'s ``phase`` with, if the layer declares one and the
-    hardware supports that M in that phase (SCALE-Sim v3 semantics: forward pass only)."""
-    if layer.nm is None or phase != "fw":
-        return None
-    support = hw.sparsity_support
-    if phase not in support.weight or layer.nm[1] not in support.nm_m:
-        return None
-    return layer.nm
+@dataclass(frozen=True)
+class IndexCost:
+    """Indices one job uses (bits): stored size in the hardware's format and as element bitmaps,
+    and what the job reads and writes in DRAM."""
+
+    bits: int = 0
+    bits_bitmap: int = 0
+    read_bits: int = 0
+    write_bits: int = 0
 
 
-def simulate_layer_phase(layer: Layer, phase: str, hw: HardwareConfig, *, branch: int = 1,
-                         step: int = 0, workload: str = "") -> JobResult:
-    """Simulate one dense job (N:M-declared topology layers use N:M timing where supported)."""
-    gemm = layer.gemm(phase)
-    macs_dense = gemm.macs
-    cycles_dense_compute = cycles_gemm(gemm, hw.pe_array)
-    nm = nm_applies(layer, phase, hw)
-    if nm is None:
-        cycles_compute, macs_issued, macs_effective = cycles_dense_compute, macs_dense, macs_dense
-    else:
-        cycles_compute = cycles_gemm(gemm, hw.pe_array, nm=nm)
-        macs_issued = gemm.sr * gemm.sc * nm_reduction_length(gemm.t, *nm) * gemm.count
-        macs_effective = macs_issued
-    memory = memory_dense(layer, phase, hw)
+NO_INDEX = IndexCost()
+
+
+def declared_masks(layer: Layer) -> LayerMasks:
+    """Masks of a layer without recorded bits: a topology row's declared N:M, or nothing."""
+    return LayerMasks(nm=layer.nm)
+
+
+def simulate_job(layer: Layer, phase: str, hw: HardwareConfig, *,
+                 masks: LayerMasks | None = None, index: IndexCost = NO_INDEX,
+                 weight_density: float = 1.0, dw_density: float = 1.0, branch: int = 1,
+                 step: int = 0, trace: str = "") -> JobResult:
+    """Simulate one job: compute (from the masks), memory, energy, and the same job dense."""
+    masks = masks if masks is not None else declared_masks(layer)
+    compute = sparse_compute(layer, phase, masks, hw)
+    macs_dense = layer.gemm(phase).macs
+    memory = memory_job(layer, phase, hw, weight_density=weight_density, dw_density=dw_density,
+                        index_read_bits=index.read_bits, index_write_bits=index.write_bits,
+                        issued_fraction=compute.macs_issued / macs_dense if macs_dense else 1.0)
+    dense_memory = memory_dense(layer, phase, hw)
+    double = hw.dram.double_buffering
     buffer = cycles_buffer(memory.gb_read_bits, memory.gb_write_bits, hw)
     dram = cycles_dram(memory.dram_bytes, hw)
-    double = hw.dram.double_buffering
-    cycles = combine_cycles(cycles_compute, buffer, dram, double)
-    cycles_dense = combine_cycles(cycles_dense_compute, buffer, dram, double)
-    energy = energy_of(macs_issued=macs_issued, gb_read_bits=memory.gb_read_bits,
+    cycles = combine_cycles(compute.cycles_compute, buffer, dram, double)
+    dense_buffer = cycles_buffer(dense_memory.gb_read_bits, dense_memory.gb_write_bits, hw)
+    cycles_dense = combine_cycles(compute.cycles_compute_dense, dense_buffer,
+                                  cycles_dram(dense_memory.dram_bytes, hw), double)
+    energy = energy_of(macs_issued=compute.macs_issued, gb_read_bits=memory.gb_read_bits,
                        gb_write_bits=memory.gb_write_bits, dram_bytes=memory.dram_bytes,
-                       indices_decoded=0, cycles=cycles, hw=hw)
-    energy_dense = energy_of(macs_issued=macs_dense, gb_read_bits=memory.gb_read_bits,
-                             gb_write_bits=memory.gb_write_bits, dram_bytes=memory.dram_bytes,
-                             indices_decoded=0, cycles=cycles_dense, hw=hw)
+                       indices_decoded=compute.decoder_indices, cycles=cycles, hw=hw)
+    energy_dense = energy_of(macs_issued=macs_dense, gb_read_bits=dense_memory.gb_read_bits,
+                             gb_write_bits=dense_memory.gb_write_bits,
+                             dram_bytes=dense_memory.dram_bytes, indices_decoded=0,
+                             cycles=cycles_dense, hw=hw)
     return JobResult(
-        workload=workload, step=step, layer=layer.name, branch=branch, phase=phase,
-        macs_dense=macs_dense, macs_effective=macs_effective, macs_issued=macs_issued,
-        cycles_compute=cycles_compute, cycles_buffer=buffer, cycles_dram=dram, cycles=cycles,
-        cycles_dense=cycles_dense,
-        utilization=macs_effective / (cycles * hw.pe_array.macs_per_cycle) if cycles else 0.0,
-        dram_bytes=memory.dram_bytes,
+        trace=trace, step=step, layer=layer.name, branch=branch, phase=phase,
+        macs_dense=macs_dense, macs_effective=compute.macs_effective,
+        macs_issued=compute.macs_issued, cycles_compute=compute.cycles_compute,
+        cycles_decoder_stall=compute.cycles_decoder_stall, cycles_buffer=buffer,
+        cycles_dram=dram, cycles=cycles, cycles_dense=cycles_dense,
+        speedup=cycles_dense / cycles if cycles else 1.0,
+        utilization=compute.macs_effective / (cycles * hw.pe_array.macs_per_cycle)
+        if cycles else 0.0,
+        decoder_indices=compute.decoder_indices, index_bits=index.bits,
+        index_bits_bitmap=index.bits_bitmap, dram_bytes=memory.dram_bytes,
         traffic_activations_bytes=memory.activations_bytes,
         traffic_weights_bytes=memory.weights_bytes,
         traffic_gradients_bytes=memory.gradients_bytes,
@@ -113,6 +137,12 @@ def simulate_layer_phase(layer: Layer, phase: str, hw: HardwareConfig, *, branch
         energy_index_pj=energy.index, energy_static_pj=energy.static,
         energy_dense_pj=energy_dense.total,
     )
+
+
+def simulate_layer_phase(layer: Layer, phase: str, hw: HardwareConfig, *, branch: int = 1,
+                         step: int = 0, workload: str = "") -> JobResult:
+    """Simulate one job without recorded masks (topology N:M declarations apply)."""
+    return simulate_job(layer, phase, hw, branch=branch, step=step, trace=workload)
 
 
 def phases_for(layer_index: int, phases: Sequence[str], skip_first_bd: bool) -> list[str]:
@@ -136,6 +166,10 @@ def simulate_network_dense(network: Network, hw: HardwareConfig, *,
     return results
 
 
+def _ratio(numerator: float, denominator: float) -> float:
+    return numerator / denominator if denominator else 1.0
+
+
 def _totals(rows: Sequence[JobResult], hw: HardwareConfig) -> dict[str, float]:
     macs_dense = sum(r.macs_dense for r in rows)
     macs_effective = sum(r.macs_effective for r in rows)
@@ -144,6 +178,8 @@ def _totals(rows: Sequence[JobResult], hw: HardwareConfig) -> dict[str, float]:
     energy = sum(r.energy_pj for r in rows)
     energy_dense = sum(r.energy_dense_pj for r in rows)
     seconds = cycles / (hw.pe_array.clock_mhz * 1e6)
+    flops_reduction = _ratio(macs_dense, macs_effective)
+    speedup = _ratio(cycles_dense, cycles)
     totals: dict[str, float] = {
         "jobs": len(rows),
         "macs_dense": macs_dense,
@@ -152,18 +188,22 @@ def _totals(rows: Sequence[JobResult], hw: HardwareConfig) -> dict[str, float]:
         "cycles": cycles,
         "cycles_dense": cycles_dense,
         "cycles_compute": sum(r.cycles_compute for r in rows),
+        "cycles_decoder_stall": sum(r.cycles_decoder_stall for r in rows),
         "cycles_dram": sum(r.cycles_dram for r in rows),
         "cycles_buffer": sum(r.cycles_buffer for r in rows),
         "seconds": seconds,
         "dram_bytes": sum(r.dram_bytes for r in rows),
+        "traffic_indices_bytes": sum(r.traffic_indices_bytes for r in rows),
+        "decoder_indices": sum(r.decoder_indices for r in rows),
         "energy_pj": energy,
         "energy_dense_pj": energy_dense,
         "utilization": macs_effective / (cycles * hw.pe_array.macs_per_cycle) if cycles else 0.0,
         "tflops_per_watt": tflops_per_watt(macs_effective, energy),
         "effective_tflops": 2 * macs_effective / seconds / 1e12 if seconds else 0.0,
-        "flops_reduction": macs_dense / macs_effective if macs_effective else math.inf,
-        "speedup": cycles_dense / cycles if cycles else math.inf,
-        "energy_reduction": energy_dense / energy if energy else math.inf,
+        "flops_reduction": flops_reduction,
+        "speedup": speedup,
+        "energy_reduction": _ratio(energy_dense, energy),
+        "efficiency_gap": speedup / flops_reduction,
     }
     for component in ENERGY_COMPONENTS:
         totals[f"energy_{component}_pj"] = sum(getattr(r, f"energy_{component}_pj") for r in rows)
@@ -171,7 +211,11 @@ def _totals(rows: Sequence[JobResult], hw: HardwareConfig) -> dict[str, float]:
 
 
 def summarize(rows: Sequence[JobResult], hw: HardwareConfig) -> dict[str, object]:
-    """Network totals, overall and per phase and per branch."""
+    """Network totals, overall and per phase and per branch.
+
+    ``efficiency_gap`` = speedup / flops_reduction: 1 when the hardware turns every skipped MAC
+    into saved time, less when it falls short.
+    """
     return {
         "hardware": hw.name,
         "hardware_digest": hw.digest(),

@@ -1,0 +1,228 @@
+"""A slow, readable reference of the sparse tensor-dataflow model, stepped cycle by cycle.
+
+It derives every unit's reduction steps from the definitions in ``accelsim/engine/sparse.py``
+lane by lane and step by step (sets, not bit tricks), then runs the queues one cycle at a time.
+The numba kernels must agree with it exactly (tests/test_sparse_reference.py). Small shapes only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class RefArray:
+    rows: int
+    cols: int
+    vector_width: int
+    unit: int               # lanes per lock-step unit
+    sync_tiles: int
+    compaction: bool
+    indices_per_cycle: int
+    pipeline_latency: int
+
+
+@dataclass
+class RefUnit:
+    row: int
+    col: int
+    steps: int
+    lanes: int
+    decoder_indices: int = 0
+
+
+def _lanes(col: int, unit: int, length: int) -> range:
+    return range(col * unit, min((col + 1) * unit, length))
+
+
+def fw_units(gate, base, weight, unit, compaction, gating_groups):
+    """FW units: rows = pixels m, lanes = output channels f, steps = k."""
+    f_count, k_count = weight.shape
+    m_count = gate.shape[0] if gate is not None else 0
+    units_per_row = math.ceil(f_count / unit)
+    base_steps, all_steps = [], []
+    for j in range(units_per_row):
+        on_base, any_kept = set(), set()
+        for f in _lanes(j, unit, f_count):
+            for k in range(k_count):
+                if weight[f, k]:
+                    any_kept.add(k)
+                    if base is not None and base[f, k]:
+                        on_base.add(k)
+        base_steps.append(len(on_base) if gate is not None else len(any_kept))
+        all_steps.append(len(any_kept))
+    return base_steps, all_steps, units_per_row, m_count
+
+
+def fw_reference(layer, gate, base, weight, arr, gating_groups):
+    f_count, k_count = layer.cout, layer.k_per_group
+    m_count = layer.output_pixels
+    kept = weight if weight is not None else np.ones((f_count, k_count), dtype=bool)
+    base_steps, all_steps, units_per_row, _ = fw_units(gate, base, kept, arr.unit,
+                                                       arr.compaction, gating_groups)
+    units: list[RefUnit] = []
+    col_idx = [all_steps[j] if weight is not None else 0 for j in range(units_per_row)]
+    if gate is not None and arr.compaction:
+        chunk = f_count
+        if base is not None and (f_count // gating_groups) % arr.unit == 0:
+            chunk = f_count // gating_groups
+        per_segment = chunk // arr.unit if chunk % arr.unit == 0 else units_per_row
+    for m in range(m_count):
+        packed_slots: dict[int, bool] = {}
+        if gate is not None and arr.compaction:
+            for start in range(0, units_per_row, per_segment):
+                stop = min(start + per_segment, units_per_row)
+                active_lanes = sum(int(gate[m, f]) for f in range(start * arr.unit,
+                                                                   min(stop * arr.unit, f_count)))
+                packed = math.ceil(active_lanes / arr.unit)
+                for j in range(start, stop):
+                    packed_slots[j] = (j - start) < packed
+            seg_cond = {}
+            for start in range(0, units_per_row, per_segment):
+                stop = min(start + per_segment, units_per_row)
+                cond = max(all_steps[j] - base_steps[j] for j in range(start, stop))
+                for j in range(start, stop):
+                    seg_cond[j] = cond
+        for j in range(units_per_row):
+            lanes = list(_lanes(j, arr.unit, f_count))
+            if gate is None:
+                steps, idx = all_steps[j], 0
+            elif arr.compaction:
+                steps = base_steps[j] + (seg_cond[j] if packed_slots[j] else 0)
+                idx = sum(int(gate[m, f]) for f in lanes)
+            else:
+                active = any(gate[m, f] for f in lanes)
+                steps = base_steps[j] + (all_steps[j] - base_steps[j] if active else 0)
+                idx = int(active)
+            units.append(RefUnit(m, j, steps, len(lanes), idx))
+    return units, [0] * m_count, col_idx, units_per_row
+
+
+def bd_reference(layer, gate, base, weight, arr):
+    f_count, k_count = layer.cout, layer.k_per_group
+    m_count = layer.output_pixels
+    units_per_row = math.ceil(k_count / arr.unit)
+    units: list[RefUnit] = []
+    for m in range(m_count):
+        for j in range(units_per_row):
+            lanes = list(_lanes(j, arr.unit, k_count))
+            steps = 0
+            for f in range(f_count):
+                allowed = weight is None or any(weight[f, k] for k in lanes)
+                always = base is not None and any(base[f, k] for k in lanes)
+                active = gate is None or bool(gate[m, f])
+                if allowed and (active or always):
+                    steps += 1
+            units.append(RefUnit(m, j, steps, len(lanes)))
+    row_idx = [int(gate[m].sum()) if gate is not None else 0 for m in range(m_count)]
+    col_idx = []
+    for j in range(units_per_row):
+        lanes = list(_lanes(j, arr.unit, k_count))
+        col_idx.append(sum(1 for f in range(f_count) if any(weight[f, k] for k in lanes))
+                       if weight is not None else 0)
+    return units, row_idx, col_idx, units_per_row
+
+
+def wg_reference(layer, gate, base, weight, arr):
+    f_count, k_count = layer.cout, layer.k_per_group
+    m_count = layer.output_pixels
+    units_per_row = math.ceil(f_count / arr.unit)
+    active_pixels = []
+    for j in range(units_per_row):
+        lanes = list(_lanes(j, arr.unit, f_count))
+        active_pixels.append(m_count if gate is None else
+                             sum(1 for m in range(m_count) if any(gate[m, f] for f in lanes)))
+    units: list[RefUnit] = []
+    for k in range(k_count):
+        for j in range(units_per_row):
+            lanes = list(_lanes(j, arr.unit, f_count))
+            needed = weight is None or any(weight[f, k] for f in lanes)
+            if not needed:
+                steps = 0
+            elif gate is None or (base is not None and any(base[f, k] for f in lanes)):
+                steps = m_count
+            else:
+                steps = active_pixels[j]
+            idx = int(needed) if weight is not None else 0
+            units.append(RefUnit(k, j, steps, len(lanes), idx))
+    col_idx = active_pixels if gate is not None else [0] * units_per_row
+    return units, [0] * k_count, col_idx, units_per_row
+
+
+def run_cycles(units: list[RefUnit], row_idx: list[int], col_idx: list[int], n_rows: int,
+               units_per_row: int, arr: RefArray) -> tuple[int, int, int]:
+    """Step the queues one cycle at a time. Returns (cycles, decoder stall cycles, indices)."""
+    qcols = max(1, arr.cols * arr.vector_width // arr.unit)
+    by_pos = {(u.row, u.col): u for u in units}
+    cycles = stall = indices_total = 0
+    for tc in range(math.ceil(units_per_row / qcols)):
+        cols = range(tc * qcols, min((tc + 1) * qcols, units_per_row))
+        row_tiles = math.ceil(n_rows / arr.rows)
+        for first in range(0, row_tiles, arr.sync_tiles):
+            rows = range(first * arr.rows, min((first + arr.sync_tiles) * arr.rows, n_rows))
+            queues: dict[tuple[int, int], list[int]] = {}
+            decoder = sum(col_idx[j] for j in cols)
+            for i in rows:
+                decoder += row_idx[i]
+                for j in cols:
+                    unit = by_pos[(i, j)]
+                    queues.setdefault((i % arr.rows, j - cols.start), []).append(unit.steps)
+                    decoder += unit.decoder_indices
+            indices_total += decoder
+            pool = sum(sum(q) for q in queues.values())
+            remaining = {key: list(q) for key, q in queues.items()}
+            pass_cycles = compute_done = 0
+            while True:
+                busy = pool > 0 if arr.compaction else any(sum(q) for q in remaining.values())
+                if not busy and decoder <= 0:
+                    break
+                pass_cycles += 1
+                if busy:
+                    compute_done = pass_cycles
+                    if arr.compaction:
+                        pool -= min(pool, arr.rows * qcols)
+                    else:
+                        for q in remaining.values():
+                            while q and q[0] == 0:
+                                q.pop(0)
+                            if q:
+                                q[0] -= 1
+                decoder -= arr.indices_per_cycle
+            stall += pass_cycles - compute_done
+            cycles += pass_cycles
+    return cycles + arr.pipeline_latency, stall, indices_total
+
+
+def effective_macs_reference(layer, gate, base, weight, phase, dense_weight_gradient=False):
+    """MACs by definition: every (m, f, k) with a kept weight whose gate (or base path) allows."""
+    total = 0
+    if phase == "wg" and dense_weight_gradient:
+        weight = None
+    for m in range(layer.output_pixels):
+        for f in range(layer.cout):
+            for k in range(layer.k_per_group):
+                if weight is not None and not weight[f, k]:
+                    continue
+                if gate is None or gate[m, f] or (base is not None and base[f, k]):
+                    total += 1
+    return total
+
+
+def reference_job(layer, phase, gate, base, weight, arr, gating_groups=1):
+    """(cycles, stall, indices, macs_issued) of one job by the slow definitions."""
+    if phase == "fw":
+        units, row_idx, col_idx, per_row = fw_reference(layer, gate, base, weight, arr,
+                                                        gating_groups)
+        n_rows = layer.output_pixels
+    elif phase == "bd":
+        units, row_idx, col_idx, per_row = bd_reference(layer, gate, base, weight, arr)
+        n_rows = layer.output_pixels
+    else:
+        units, row_idx, col_idx, per_row = wg_reference(layer, gate, base, weight, arr)
+        n_rows = layer.k_per_group
+    cycles, stall, indices = run_cycles(units, row_idx, col_idx, n_rows, per_row, arr)
+    issued = sum(u.steps * u.lanes for u in units)
+    return cycles, stall, indices, issued

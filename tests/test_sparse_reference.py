@@ -1,0 +1,154 @@
+"""The numba replay kernels against the slow cycle-stepped reference model, on random masks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from accelsim.config import HardwareConfig, with_overrides
+from accelsim.engine.sparse import (
+    LayerMasks,
+    base_path_mask,
+    pack_bits,
+    sparse_compute,
+    unit_width,
+)
+from accelsim.kernels import masked_step_counts, schedule_passes
+from accelsim.network import PHASES, conv
+from tests.reference_model import RefArray, effective_macs_reference, reference_job
+
+
+def masks_of(draw: st.DrawFn, shape: tuple[int, int]) -> np.ndarray:
+    kind = draw(st.sampled_from(["random", "zeros", "ones", "sparse"]))
+    if kind == "zeros":
+        return np.zeros(shape, dtype=bool)
+    if kind == "ones":
+        return np.ones(shape, dtype=bool)
+    seed = draw(st.integers(0, 2**32 - 1))
+    density = 0.1 if kind == "sparse" else draw(st.floats(0.2, 0.9))
+    return np.random.default_rng(seed).random(shape) < density
+
+
+@st.composite
+def jobs(draw: st.DrawFn):
+    groups = draw(st.sampled_from([1, 2]))
+    cin = groups * draw(st.integers(1, 3))
+    cout = groups * draw(st.integers(1, 5))
+    k = draw(st.sampled_from([1, 3]))
+    size = draw(st.integers(2, 4))
+    layer = conv("l", cin, cout, k, draw(st.integers(1, 2)), k // 2, size, size,
+                 draw(st.integers(1, 2)))
+    m, f, kk = layer.output_pixels, layer.cout, layer.k_per_group
+    gate = masks_of(draw, (m, f)) if draw(st.booleans()) else None
+    weight = masks_of(draw, (f, kk)) if draw(st.booleans()) else None
+    base = None
+    if gate is not None and groups > 1:
+        chunks = tuple(draw(st.permutations(range(groups))))
+        base = base_path_mask(layer, groups, chunks)
+    phase = draw(st.sampled_from(PHASES))
+    vw = draw(st.integers(1, 4))
+    ipc = draw(st.integers(1, 8))
+    overrides = {
+        "pe_array.rows": draw(st.integers(1, 3)),
+        "pe_array.cols": draw(st.integers(1, 3)),
+        "pe_array.vector_width": vw,
+        "pe_array.sync_tiles": draw(st.integers(1, 3)),
+        "pe_array.pipeline_latency": draw(st.integers(0, 3)),
+        "decoder.skip_granularity": draw(st.sampled_from(["element", "vector", "pe_row"])),
+        "decoder.compaction": draw(st.booleans()),
+        "decoder.indices_per_cycle": ipc,
+        "decoder.compaction_indices_per_cycle": draw(st.integers(1, ipc)),
+        "sparsity_support.gate": draw(st.lists(st.sampled_from(PHASES), unique=True)),
+        "sparsity_support.weight": draw(st.lists(st.sampled_from(PHASES), unique=True)),
+        "sparsity_support.gate_group_size": 1,
+        "sparsity_support.nm_m": [],
+    }
+    return layer, phase, gate, base, weight, groups, overrides
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(jobs())
+def test_engine_equals_cycle_stepped_reference(fp8_hw: HardwareConfig, job) -> None:
+    layer, phase, gate, base, weight, groups, overrides = job
+    hw = with_overrides(fp8_hw, overrides)
+    masks = LayerMasks(gate=gate, base=base, weight=weight, gating_groups=groups)
+    got = sparse_compute(layer, phase, masks, hw)
+
+    support, pe, dec = hw.sparsity_support, hw.pe_array, hw.decoder
+    use_gate = phase in support.gate and gate is not None
+    use_weight = phase in support.weight and weight is not None
+    arr = RefArray(pe.rows, pe.cols, pe.vector_width, unit_width(hw), pe.sync_tiles,
+                   dec.compaction, dec.compaction_indices_per_cycle if dec.compaction
+                   else dec.indices_per_cycle, pe.pipeline_latency)
+    if use_gate or use_weight:
+        cycles, stall, indices, issued = reference_job(
+            layer, phase, gate if use_gate else None, base if use_gate else None,
+            weight if use_weight else None, arr, groups)
+        assert (got.cycles_compute, got.cycles_decoder_stall, got.decoder_indices,
+                got.macs_issued) == (cycles, stall, indices, issued)
+    else:
+        assert got.cycles_compute == got.cycles_compute_dense
+        assert got.macs_issued == layer.macs
+    assert got.macs_effective == effective_macs_reference(layer, gate, base, weight, phase)
+    assert got.macs_effective <= got.macs_issued or not (use_gate or use_weight)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(1, 6), st.integers(1, 5), st.integers(1, 130), st.integers(0, 2**32 - 1))
+def test_masked_step_counts_equals_popcount_by_hand(rows: int, units: int, length: int,
+                                                    seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    active = rng.random((rows, length)) < 0.4
+    always = rng.random((units, length)) < 0.2
+    allowed = rng.random((units, length)) < 0.7
+    counts = masked_step_counts(pack_bits(active), pack_bits(always), pack_bits(allowed))
+    for i in range(rows):
+        for j in range(units):
+            assert counts[i, j] == int(((active[i] | always[j]) & allowed[j]).sum())
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(1, 9), st.integers(1, 7), st.integers(1, 3), st.integers(1, 3),
+       st.integers(1, 4), st.booleans(), st.integers(1, 5), st.integers(0, 2**32 - 1))
+def test_schedule_passes_on_edges(n_rows: int, n_cols: int, rows: int, qcols: int, sync: int,
+                                  compaction: bool, ipc: int, seed: int) -> None:
+    """Tiles that do not divide the matrix, empty work, 1x1 arrays: against the reference."""
+    from tests.reference_model import RefUnit, run_cycles
+
+    rng = np.random.default_rng(seed)
+    work = rng.integers(0, 5, (n_rows, n_cols)).astype(np.int64)
+    unit_idx = rng.integers(0, 2, (n_rows, n_cols)).astype(np.int64)
+    row_idx = rng.integers(0, 3, n_rows).astype(np.int64)
+    col_idx = rng.integers(0, 3, n_cols).astype(np.int64)
+    got = schedule_passes(work, unit_idx, row_idx, col_idx, rows, qcols, sync, compaction, ipc)
+    units = [RefUnit(i, j, int(work[i, j]), 1, int(unit_idx[i, j]))
+             for i in range(n_rows) for j in range(n_cols)]
+    arr = RefArray(rows, qcols, 1, 1, sync, compaction, ipc, 0)
+    assert got == run_cycles(units, list(row_idx), list(col_idx), n_rows, n_cols, arr)
+
+
+def test_dense_work_gives_the_dense_formula(fp8_hw: HardwareConfig) -> None:
+    layer = conv("c", 16, 24, 3, 1, 1, 6, 6, 2)
+    ones = LayerMasks(gate=np.ones((layer.output_pixels, 24), dtype=bool),
+                      weight=np.ones((24, layer.k_per_group), dtype=bool))
+    for phase in PHASES:
+        got = sparse_compute(layer, phase, ones, fp8_hw)
+        assert got.cycles_compute == got.cycles_compute_dense, phase
+        assert got.macs_issued == got.macs_effective == layer.macs
+
+
+@pytest.mark.parametrize("phase", PHASES)
+def test_zero_gate_removes_all_conditional_work(fp8_hw: HardwareConfig, phase: str) -> None:
+    # K/G = 32*9/4 = 72 input-gradient columns per chunk: 8-lane units never straddle chunks,
+    # so no lane idles (with K/G = 36 some BD units would, and issue more than 1/G).
+    layer = conv("c", 32, 32, 3, 1, 1, 8, 8, 2)
+    base = base_path_mask(layer, 4, (0, 1, 2, 3))
+    zero = LayerMasks(gate=np.zeros((layer.output_pixels, 32), dtype=bool), base=base,
+                      gating_groups=4)
+    got = sparse_compute(layer, phase, zero, fp8_hw)
+    assert got.macs_effective == layer.macs // 4  # only the base path (1/G) remains
+    assert got.macs_issued == layer.macs // 4
+    no_base = LayerMasks(gate=np.zeros((layer.output_pixels, 32), dtype=bool))
+    assert sparse_compute(layer, phase, no_base, fp8_hw).macs_issued == 0

@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from accelsim import __version__
+from accelsim.cli_trace import trace_group
 from accelsim.errors import InputError, SimulationError
 
 
@@ -116,6 +117,7 @@ def _parse_phases(text: str) -> tuple[str, ...]:
 
 
 @main.command("simulate")
+@click.argument("trace", required=False, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--topology", type=click.Path(dir_okay=False, path_type=Path),
               help="SCALE-Sim topology CSV (interpreted exactly as SCALE-Sim does: no padding).")
 @click.option("--network", "network_name", type=click.Choice(["resnet20", "resnet18"]),
@@ -137,31 +139,49 @@ def _parse_phases(text: str) -> tuple[str, ...]:
 @click.option("--branches", type=click.IntRange(1, 2), default=None,
               help="Contrastive branches, each a full training pass [default: 2 for --network, "
               "1 for --topology].")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Processes replaying trace steps in parallel (results are identical).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Output directory for results.csv and summary.json.")
-def simulate(topology: Path | None, network_name: str | None, hw_file: Path,
-             overrides: tuple[str, ...], phases: str, batch: int | None, width: float,
-             in_channels: int, image_size: int, branches: int | None, out_dir: Path) -> None:
-    """Simulate a dense training step: one row per layer x branch x phase.
+def simulate(trace: Path | None, topology: Path | None, network_name: str | None,
+             hw_file: Path, overrides: tuple[str, ...], phases: str, batch: int | None,
+             width: float, in_channels: int, image_size: int, branches: int | None,
+             workers: int, out_dir: Path) -> None:
+    """Replay a trace, or simulate a dense step: one row per layer x branch x phase (x step).
 
-    Writes OUT/results.csv (cycles in clock cycles, traffic in bytes, energy in pJ) and
-    OUT/summary.json (network totals, per phase and per branch, TFLOPS/W), then prints a summary.
+    With TRACE (a directory from `accelsim record` or `accelsim trace synth`) every recorded step
+    is replayed from its real mask bits. With --network or --topology a dense training step is
+    simulated (topology rows with an N:M Sparsity column use SCALE-Sim's N:M timing).
+
+    Writes OUT/results.csv (cycles in clock cycles, traffic in bytes, index in bits, energy in
+    pJ; macs_effective is the FLOPs view, macs_issued what the hardware spends) and
+    OUT/summary.json (speedup, flops_reduction, efficiency_gap = speedup / flops_reduction,
+    energy_reduction, index_reduction, TFLOPS/W; overall, per phase, per branch).
 
     Examples:
+
+      accelsim simulate traces/cdg --hw hw_configs/fp8_tensor_edge_28nm.yaml --out out/cdg
 
       accelsim simulate --network resnet18 --hw hw_configs/fp8_tensor_edge_28nm.yaml --out out/
 
       accelsim simulate --topology net.csv --hw hw_configs/systolic_32x32_45nm.yaml --phases fw
       --set pe_array.dataflow=os --out out/
     """
-    from accelsim.api import simulate_dense_to_dir
+    from accelsim.api import replay_to_dir, simulate_dense_to_dir
     from accelsim.config import load_hardware
     from accelsim.network import builtin_network, read_topology_csv
 
-    if (topology is None) == (network_name is None):
-        raise InputError("give exactly one of --topology FILE or --network NAME", field="simulate")
+    sources = [s for s in (trace, topology, network_name) if s is not None]
+    if len(sources) != 1:
+        raise InputError("give exactly one of TRACE, --topology FILE or --network NAME",
+                         field="simulate")
     phase_list = _parse_phases(phases)
     hw = load_hardware(hw_file, overrides)
+    if trace is not None:
+        summary = replay_to_dir(trace, hw, out_dir, phases=phase_list, workers=workers)
+        click.echo(format_summary(summary))
+        click.echo(f"wrote {out_dir / 'results.csv'} and {out_dir / 'summary.json'}")
+        return
     if topology is not None:
         network = read_topology_csv(topology, batch=batch or 1)
         branch_count = branches or 1
@@ -179,9 +199,16 @@ def simulate(topology: Path | None, network_name: str | None, hw_file: Path,
 def format_summary(summary: dict) -> str:
     """A short human summary of a summary.json mapping."""
     total = summary["total"]
+    gap = ""
+    if total["flops_reduction"] != 1.0 or total["speedup"] != 1.0:
+        gap = (f"\n  sparse speedup {total['speedup']:.3f}x vs FLOPs reduction "
+               f"{total['flops_reduction']:.3f}x: efficiency gap {total['efficiency_gap']:.3f}; "
+               f"energy reduction {total['energy_reduction']:.3f}x")
+        if "index" in summary:
+            gap += f"; index reduction {summary['index']['index_reduction']:.2f}x"
     lines = [
         f"{summary['workload']} on {summary['hardware']}: {total['jobs']} jobs, "
-        f"{total['macs_dense'] / 1e9:.3f} GMACs dense",
+        f"{total['macs_dense'] / 1e9:.3f} GMACs dense" + gap,
         f"  time   {total['cycles']:,.0f} cycles = {total['seconds'] * 1e3:.3f} ms "
         f"(compute {total['cycles_compute']:,.0f}, buffer-bound {total['cycles_buffer']:,.0f}, "
         f"DRAM-bound {total['cycles_dram']:,.0f}); utilization {total['utilization']:.1%}",
@@ -196,6 +223,9 @@ def format_summary(summary: dict) -> str:
         lines.append(f"  {phase:3s}    {values['cycles']:>14,.0f} cycles "
                      f"{values['energy_pj'] / 1e6:>10.3f} uJ")
     return "\n".join(lines)
+
+
+main.add_command(trace_group)
 
 
 def run() -> None:

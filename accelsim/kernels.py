@@ -2,7 +2,7 @@
 
 Numba settings live here only. No config objects, dicts or logging inside a kernel; the typed
 wrappers in :mod:`accelsim.engine.sparse` check inputs and call these. Every kernel has a readable
-twin in ``tests/reference_model.py`` and a differential test.
+twin in ``tests/reference_model.py`` (or an inline one in the tests) and a differential test.
 """
 
 from __future__ import annotations
@@ -14,57 +14,87 @@ JIT = {"cache": True, "nogil": True, "fastmath": False}
 
 
 @njit(**JIT)
-def schedule_passes(work: np.ndarray, unit_idx: np.ndarray, row_idx: np.ndarray,
-                    col_idx: np.ndarray, rows: int, qcols: int, sync_tiles: int,
-                    compaction: bool, indices_per_cycle: int) -> tuple[int, int, int]:
+def schedule_passes(counts: np.ndarray, classes: np.ndarray, unit_idx: np.ndarray,
+                    has_unit_idx: bool, row_idx: np.ndarray, col_idx: np.ndarray, rows: int,
+                    qcols: int, sync_tiles: int, compaction: bool,
+                    indices_per_cycle: int) -> tuple[int, int, int]:
     """Cycles of a work matrix on a rows x qcols grid of queues (see engine/sparse.py).
 
-    work[i, j]: reduction steps (cycles) of unit (i, j); unit (i, j) goes to queue
-    (i % rows, j % qcols) in tile (i // rows, j // qcols). Column tiles run one after another;
-    inside a column tile, every ``sync_tiles`` consecutive row tiles form a pass, after which all
-    queues synchronise. A pass lasts as long as its slowest queue (no compaction) or
-    ceil(total steps / queues) (compaction dispatches steps evenly), and at least as long as the
-    decoder needs: ceil(indices / indices_per_cycle), where indices = sum of unit_idx over the
-    pass's units + row_idx of its rows + col_idx of its unit columns.
+    The work of unit (i, j) is counts[i, classes[j]] reduction steps (cycles): units whose work
+    depends on the row in the same way share a class (a plain matrix has classes = arange(J)).
+    Unit (i, j) goes to queue (i % rows, j % qcols) in tile (i // rows, j // qcols). Column
+    tiles run one after another; inside a column tile, every ``sync_tiles`` consecutive row tiles
+    form a pass, after which all queues synchronise. Without compaction a pass lasts as long as
+    its slowest queue. With compaction every tile's steps are dispatched evenly over the queues
+    that hold a unit of that tile: the tile lasts ceil(steps / occupied queues), and the pass is
+    the sum of its tiles. A pass lasts at least as long as the decoder needs:
+    ceil(indices / indices_per_cycle), with indices = unit_idx of its units (if
+    ``has_unit_idx``) + row_idx of its rows + col_idx of its unit columns.
 
     Returns (cycles, decoder stall cycles, decoder indices).
     """
-    n_rows, n_cols = work.shape
+    n_rows = counts.shape[0]
+    n_cols = classes.shape[0]
     row_tiles = (n_rows + rows - 1) // rows
     col_tiles = (n_cols + qcols - 1) // qcols
-    queue_work = np.zeros(rows * qcols, dtype=np.int64)
+    per_class = np.zeros((rows, qcols), dtype=np.int64)
+    local_class = np.zeros(qcols, dtype=np.int64)
+    local_of_col = np.zeros(qcols, dtype=np.int64)
+    multiplicity = np.zeros(qcols, dtype=np.int64)
+    tile_work = np.zeros(sync_tiles, dtype=np.int64)
     cycles = 0
     stall = 0
     indices_total = 0
     for tc in range(col_tiles):
         c0 = tc * qcols
         c1 = min(c0 + qcols, n_cols)
+        width = c1 - c0
         col_part = 0
+        n_local = 0
         for j in range(c0, c1):
             col_part += col_idx[j]
+            found = -1
+            for lc in range(n_local):
+                if local_class[lc] == classes[j]:
+                    found = lc
+                    break
+            if found < 0:
+                found = n_local
+                local_class[n_local] = classes[j]
+                multiplicity[n_local] = 0
+                n_local += 1
+            local_of_col[j - c0] = found
+            multiplicity[found] += 1
         tr = 0
         while tr < row_tiles:
             t_end = min(tr + sync_tiles, row_tiles)
             r0 = tr * rows
             r1 = min(t_end * rows, n_rows)
-            queue_work[:] = 0
-            total = 0
+            per_class[:, :n_local] = 0
+            tile_work[:] = 0
             indices = col_part
             for i in range(r0, r1):
-                qi = (i % rows) * qcols
+                r = i % rows
                 indices += row_idx[i]
-                for j in range(c0, c1):
-                    w = work[i, j]
-                    queue_work[qi + (j - c0)] += w
-                    total += w
-                    indices += unit_idx[i, j]
+                row_total = 0
+                for lc in range(n_local):
+                    w = counts[i, local_class[lc]]
+                    per_class[r, lc] += w
+                    row_total += w * multiplicity[lc]
+                tile_work[(i - r0) // rows] += row_total
+                if has_unit_idx:
+                    for j in range(c0, c1):
+                        indices += unit_idx[i, j]
+            compute = 0
             if compaction:
-                compute = (total + rows * qcols - 1) // (rows * qcols)
+                for t in range(t_end - tr):
+                    occupied = min(rows, r1 - r0 - t * rows) * width
+                    compute += (tile_work[t] + occupied - 1) // occupied
             else:
-                compute = 0
-                for q in range(rows * qcols):
-                    if queue_work[q] > compute:
-                        compute = queue_work[q]
+                for r in range(min(rows, r1 - r0)):
+                    for lc in range(n_local):
+                        if per_class[r, lc] > compute:
+                            compute = per_class[r, lc]
             decode = 0
             if indices > 0:
                 decode = (indices + indices_per_cycle - 1) // indices_per_cycle
@@ -79,6 +109,51 @@ def schedule_passes(work: np.ndarray, unit_idx: np.ndarray, row_idx: np.ndarray,
 
 
 @njit(**JIT)
+def group_any(mask: np.ndarray, unit: int) -> np.ndarray:
+    """OR over groups of ``unit`` consecutive columns: uint8 (R, L) -> bool (R, ceil(L/unit))."""
+    n_rows, length = mask.shape
+    units = (length + unit - 1) // unit
+    out = np.zeros((n_rows, units), dtype=np.bool_)
+    for i in range(n_rows):
+        for j in range(units):
+            stop = min((j + 1) * unit, length)
+            for c in range(j * unit, stop):
+                if mask[i, c]:
+                    out[i, j] = True
+                    break
+    return out
+
+
+@njit(**JIT)
+def group_count(mask: np.ndarray, unit: int) -> np.ndarray:
+    """Count of set entries over groups of ``unit`` columns: uint8 (R, L) -> int32 (R, units)."""
+    n_rows, length = mask.shape
+    units = (length + unit - 1) // unit
+    out = np.zeros((n_rows, units), dtype=np.int32)
+    for i in range(n_rows):
+        for c in range(length):
+            if mask[i, c]:
+                out[i, c // unit] += 1
+    return out
+
+
+@njit(**JIT)
+def row_column_counts(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Set entries per row and per column: uint8 (R, L) -> (int64 (R,), int64 (L,))."""
+    n_rows, length = mask.shape
+    per_row = np.zeros(n_rows, dtype=np.int64)
+    per_col = np.zeros(length, dtype=np.int64)
+    for i in range(n_rows):
+        total = 0
+        for c in range(length):
+            v = mask[i, c]
+            per_col[c] += v
+            total += v
+        per_row[i] = total
+    return per_row, per_col
+
+
+@njit(**JIT)
 def popcount64(x: np.uint64) -> int:
     """Number of set bits of a 64-bit word."""
     x = x - ((x >> np.uint64(1)) & np.uint64(0x5555555555555555))
@@ -90,20 +165,20 @@ def popcount64(x: np.uint64) -> int:
 @njit(**JIT)
 def masked_step_counts(active_bits: np.ndarray, always_bits: np.ndarray,
                        allowed_bits: np.ndarray) -> np.ndarray:
-    """Steps of every (row, unit) when the reduction is sparse per row.
+    """Steps of every (row, class) when the reduction is sparse per row.
 
     active_bits[i, w]: reduction steps row i activates (bit-packed, 64 per word);
-    always_bits[j, w]: steps unit j always runs (its dense base path);
-    allowed_bits[j, w]: steps unit j can run at all (its weights are not all zero).
-    Returns counts[i, j] = popcount((active[i] | always[j]) & allowed[j]) (steps, int64).
+    always_bits[c, w]: steps class c always runs (its dense base path);
+    allowed_bits[c, w]: steps class c can run at all (its weights are not all zero).
+    Returns counts[i, c] = popcount((active[i] | always[c]) & allowed[c]) (steps, int32).
     """
     n_rows, words = active_bits.shape
-    n_units = always_bits.shape[0]
-    counts = np.empty((n_rows, n_units), dtype=np.int64)
+    n_classes = always_bits.shape[0]
+    counts = np.empty((n_rows, n_classes), dtype=np.int32)
     for i in range(n_rows):
-        for j in range(n_units):
+        for c in range(n_classes):
             total = 0
             for w in range(words):
-                total += popcount64((active_bits[i, w] | always_bits[j, w]) & allowed_bits[j, w])
-            counts[i, j] = total
+                total += popcount64((active_bits[i, w] | always_bits[c, w]) & allowed_bits[c, w])
+            counts[i, c] = total
     return counts

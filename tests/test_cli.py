@@ -91,7 +91,7 @@ def test_simulate_topology_with_phases_and_override(tmp_path: Path) -> None:
       "--out", "x"], "--set: pe_array.rowz: unknown key (did you mean 'rows'?)"),
     (["simulate", "--network", "resnet20", "--hw", SYSTOLIC, "--phases", "fw,xx", "--out", "x"],
      "--phases: expected a comma-separated subset of fw,bd,wg"),
-    (["simulate", "--hw", SYSTOLIC, "--out", "x"], "give exactly one of --topology"),
+    (["simulate", "--hw", SYSTOLIC, "--out", "x"], "give exactly one of TRACE, --topology"),
     (["simulate", "--topology", "missing.csv", "--hw", SYSTOLIC, "--out", "x"],
      "missing.csv: no such topology file"),
     (["config", "check", "missing.yaml"], "missing.yaml: no such file"),

@@ -111,19 +111,22 @@ def test_masked_step_counts_equals_popcount_by_hand(rows: int, units: int, lengt
 
 @settings(max_examples=80, deadline=None)
 @given(st.integers(1, 9), st.integers(1, 7), st.integers(1, 3), st.integers(1, 3),
-       st.integers(1, 4), st.booleans(), st.integers(1, 5), st.integers(0, 2**32 - 1))
+       st.integers(1, 4), st.booleans(), st.integers(1, 5), st.integers(1, 4),
+       st.integers(0, 2**32 - 1))
 def test_schedule_passes_on_edges(n_rows: int, n_cols: int, rows: int, qcols: int, sync: int,
-                                  compaction: bool, ipc: int, seed: int) -> None:
-    """Tiles that do not divide the matrix, empty work, 1x1 arrays: against the reference."""
+                                  compaction: bool, ipc: int, n_classes: int, seed: int) -> None:
+    """Tiles that do not divide the matrix, empty work, 1x1 arrays, shared unit classes."""
     from tests.reference_model import RefUnit, run_cycles
 
     rng = np.random.default_rng(seed)
-    work = rng.integers(0, 5, (n_rows, n_cols)).astype(np.int64)
-    unit_idx = rng.integers(0, 2, (n_rows, n_cols)).astype(np.int64)
+    counts = rng.integers(0, 5, (n_rows, n_classes)).astype(np.int32)
+    classes = rng.integers(0, n_classes, n_cols).astype(np.int64)
+    unit_idx = rng.integers(0, 2, (n_rows, n_cols)).astype(np.int32)
     row_idx = rng.integers(0, 3, n_rows).astype(np.int64)
     col_idx = rng.integers(0, 3, n_cols).astype(np.int64)
-    got = schedule_passes(work, unit_idx, row_idx, col_idx, rows, qcols, sync, compaction, ipc)
-    units = [RefUnit(i, j, int(work[i, j]), 1, int(unit_idx[i, j]))
+    got = schedule_passes(counts, classes, unit_idx, True, row_idx, col_idx, rows, qcols, sync,
+                          compaction, ipc)
+    units = [RefUnit(i, j, int(counts[i, classes[j]]), 1, int(unit_idx[i, j]))
              for i in range(n_rows) for j in range(n_cols)]
     arr = RefArray(rows, qcols, 1, 1, sync, compaction, ipc, 0)
     assert got == run_cycles(units, list(row_idx), list(col_idx), n_rows, n_cols, arr)
@@ -152,3 +155,16 @@ def test_zero_gate_removes_all_conditional_work(fp8_hw: HardwareConfig, phase: s
     assert got.macs_issued == layer.macs // 4
     no_base = LayerMasks(gate=np.zeros((layer.output_pixels, 32), dtype=bool))
     assert sparse_compute(layer, phase, no_base, fp8_hw).macs_issued == 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 40), st.integers(1, 20), st.integers(1, 5), st.integers(1, 5),
+       st.integers(1, 4), st.integers(1, 9))
+def test_compaction_gains_nothing_on_uniform_work(n_rows: int, n_cols: int, rows: int,
+                                                  qcols: int, sync: int, steps: int) -> None:
+    """Balancing cannot beat the dense schedule: partial edge tiles keep their idle queues."""
+    work = np.full((n_rows, n_cols), steps, dtype=np.int32)
+    zeros = np.zeros((n_rows, n_cols), dtype=np.int64)
+    args = (work, np.arange(n_cols, dtype=np.int64), zeros.astype(np.int32), False,
+            zeros[:, 0].copy(), zeros[0].copy(), rows, qcols, sync)
+    assert schedule_passes(*args, True, 1) == schedule_passes(*args, False, 1)

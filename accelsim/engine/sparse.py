@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -35,7 +36,13 @@ from accelsim.config import SYSTOLIC_DATAFLOWS, HardwareConfig
 from accelsim.engine.pe_array import cycles_dense_tensor, cycles_gemm
 from accelsim.engine.systolic import nm_reduction_length
 from accelsim.errors import InputError
-from accelsim.kernels import masked_step_counts, schedule_passes
+from accelsim.kernels import (
+    group_any,
+    group_count,
+    masked_step_counts,
+    row_column_counts,
+    schedule_passes,
+)
 from accelsim.network import Gemm, Layer
 
 
@@ -57,6 +64,12 @@ class LayerMasks:
     nm: tuple[int, int] | None = None
     dense_weight_gradient: bool = False
 
+    @cached_property
+    def gate_counts(self) -> tuple[np.ndarray, np.ndarray]:
+        """Active gate bits per pixel (M,) and per output channel (F,), int64 (needs a gate)."""
+        assert self.gate is not None
+        return row_column_counts(_as_bytes(self.gate))
+
 
 def gate_to_elements(gate: np.ndarray, group_size: int) -> np.ndarray:
     """(N, F/s, Ho, Wo) group-level gate -> (N*Ho*Wo, F) element-level gate (bool)."""
@@ -74,32 +87,29 @@ def base_path_mask(layer: Layer, gating_groups: int, base_chunks: tuple[int, ...
     return base_of_f[:, None] == k_chunk[None, :]
 
 
+def _as_bytes(mask: np.ndarray) -> np.ndarray:
+    """A C-contiguous uint8 view of a bool mask (no copy when already contiguous)."""
+    return np.ascontiguousarray(mask).view(np.uint8)
+
+
+_WORD_TYPES = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+
+
 def unit_any(mask: np.ndarray, unit: int, axis: int) -> np.ndarray:
-    """OR over groups of ``unit`` consecutive entries along ``axis`` (the last may be short)."""
-    length = mask.shape[axis]
-    units = -(-length // unit)
-    pad = units * unit - length
-    if pad:
-        widths = [(0, 0)] * mask.ndim
-        widths[axis] = (0, pad)
-        mask = np.pad(mask, widths)
-    shape = list(mask.shape)
-    shape[axis:axis + 1] = [units, unit]
-    return mask.reshape(shape).any(axis=axis + 1)
+    """OR over groups of ``unit`` consecutive entries along ``axis`` (0 or 1) of a 2-D mask."""
+    if axis == 0:
+        return unit_any(mask.T, unit, 1).T
+    data = _as_bytes(mask)
+    if unit in _WORD_TYPES and data.shape[1] % unit == 0:
+        return data.view(_WORD_TYPES[unit]) != 0  # bool bytes: a group is one machine word
+    return group_any(data, unit)
 
 
 def unit_sum(mask: np.ndarray, unit: int, axis: int) -> np.ndarray:
-    """Count of True over groups of ``unit`` consecutive entries along ``axis``."""
-    length = mask.shape[axis]
-    units = -(-length // unit)
-    pad = units * unit - length
-    if pad:
-        widths = [(0, 0)] * mask.ndim
-        widths[axis] = (0, pad)
-        mask = np.pad(mask, widths)
-    shape = list(mask.shape)
-    shape[axis:axis + 1] = [units, unit]
-    return mask.reshape(shape).sum(axis=axis + 1, dtype=np.int64)
+    """Count of True over groups of ``unit`` consecutive entries along ``axis`` (0 or 1)."""
+    if axis == 1:
+        return group_count(_as_bytes(mask), unit)
+    return group_count(_as_bytes(mask.T), unit).T
 
 
 def unit_lanes(length: int, unit: int) -> np.ndarray:
@@ -122,18 +132,36 @@ def pack_bits(mask: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class PhaseWork:
-    """A phase's work matrix and decoder demand, ready for :func:`schedule_passes`."""
+    """A phase's work and decoder demand, ready for :func:`schedule_passes`.
 
-    work: np.ndarray        # int64 (R, J): reduction steps per unit
-    unit_idx: np.ndarray    # int64 (R, J): decoder indices per unit
-    row_idx: np.ndarray     # int64 (R,): decoder indices per row and column tile
-    col_idx: np.ndarray     # int64 (J,): decoder indices per unit column and pass
-    lanes: np.ndarray       # int64 (J,): real lanes per unit column
+    The reduction steps of unit (i, j) are ``counts[i, classes[j]]``: units whose work depends on
+    the row in the same way share a class (for a plain work matrix, classes = arange(J)).
+    """
+
+    counts: np.ndarray            # int32 (R, C): reduction steps per row and class
+    classes: np.ndarray           # int64 (J,): class of each unit column
+    unit_idx: np.ndarray | None   # int32 (R, J): decoder indices per unit, or None (all zero)
+    row_idx: np.ndarray           # int64 (R,): decoder indices per row and column tile
+    col_idx: np.ndarray           # int64 (J,): decoder indices per unit column and pass
+    lanes: np.ndarray             # int64 (J,): real lanes per unit column
 
     @property
     def macs_issued(self) -> int:
         """MACs the lanes spend, idle lanes of active lock-step units included."""
-        return int(self.work.sum(axis=0, dtype=np.int64) @ self.lanes)
+        lanes_per_class = np.bincount(self.classes, weights=self.lanes,
+                                      minlength=self.counts.shape[1]).astype(np.int64)
+        return int(self.counts.sum(axis=0, dtype=np.int64) @ lanes_per_class)
+
+    def work(self) -> np.ndarray:
+        """The full (R, J) work matrix (for tests and small shapes)."""
+        return self.counts[:, self.classes]
+
+
+def matrix_work(work: np.ndarray, unit_idx: np.ndarray | None, row_idx: np.ndarray,
+                col_idx: np.ndarray, lanes: np.ndarray) -> PhaseWork:
+    """A PhaseWork whose every unit column is its own class."""
+    return PhaseWork(np.ascontiguousarray(work, dtype=np.int32),
+                     np.arange(work.shape[1], dtype=np.int64), unit_idx, row_idx, col_idx, lanes)
 
 
 def unit_width(hw: HardwareConfig) -> int:
@@ -146,9 +174,26 @@ def unit_width(hw: HardwareConfig) -> int:
     return pe.cols * pe.vector_width
 
 
-def _zeros(rows: int, units: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    return (np.zeros((rows, units), dtype=np.int64), np.zeros(rows, dtype=np.int64),
-            np.zeros(units, dtype=np.int64))
+def _zeros(rows: int, units: int) -> tuple[None, np.ndarray, np.ndarray]:
+    return None, np.zeros(rows, dtype=np.int64), np.zeros(units, dtype=np.int64)
+
+
+NO_UNIT_INDEX = np.zeros((1, 1), dtype=np.int32)
+
+
+def schedule(work: PhaseWork, hw: HardwareConfig, unit: int) -> tuple[int, int, int]:
+    """Run a phase's work through the queues: (cycles, decoder stall cycles, indices)."""
+    pe, decoder = hw.pe_array, hw.decoder
+    qcols = max(1, pe.cols * pe.vector_width // unit)
+    throughput = (decoder.compaction_indices_per_cycle if decoder.compaction
+                  else decoder.indices_per_cycle)
+    has_unit_idx = work.unit_idx is not None
+    cycles, stall, indices = schedule_passes(
+        work.counts, work.classes, work.unit_idx if has_unit_idx else NO_UNIT_INDEX,
+        has_unit_idx,
+        work.row_idx, work.col_idx, pe.rows, qcols, pe.sync_tiles, decoder.compaction,
+        throughput)
+    return cycles + pe.pipeline_latency, stall, indices
 
 
 def fw_work(layer: Layer, masks: LayerMasks, unit: int, *, use_gate: bool, use_weight: bool,
@@ -168,39 +213,39 @@ def fw_work(layer: Layer, masks: LayerMasks, unit: int, *, use_gate: bool, use_w
         full = unit_any(kept, unit, axis=0).sum(axis=1, dtype=np.int64)
     units = full.shape[0]
     unit_idx, row_idx, col_idx = _zeros(m, units)
+    full32, base32 = full.astype(np.int32), base_steps.astype(np.int32)
     if gate is None:
-        work = np.broadcast_to(full, (m, units)).copy()
+        work = np.broadcast_to(full32, (m, units)).copy()
     else:
-        cond = full - base_steps
+        cond = full32 - base32
         if compaction:
-            active_lanes = unit_sum(gate, unit, axis=1)
-            work = np.broadcast_to(base_steps, (m, units)).copy()
-            work += packed_conditional_work(gate, cond, unit, layer, masks)
-            unit_idx = active_lanes
+            unit_idx = unit_sum(gate, unit, axis=1)
+            work = np.broadcast_to(base32, (m, units)).copy()
+            work += packed_conditional_work(unit_idx, cond, unit, f, masks)
         else:
             active = unit_any(gate, unit, axis=1)
-            work = base_steps[None, :] + active * cond[None, :]
-            unit_idx = active.astype(np.int64)
+            work = base32[None, :] + active * cond[None, :]
+            unit_idx = active.view(np.uint8).astype(np.int32)
     if weight is not None:
         col_idx = full.copy()
-    return PhaseWork(work, unit_idx, row_idx, col_idx, unit_lanes(f, unit))
+    return matrix_work(work, unit_idx, row_idx, col_idx, unit_lanes(f, unit))
 
 
-def packed_conditional_work(gate: np.ndarray, cond: np.ndarray, unit: int, layer: Layer,
+def packed_conditional_work(active_lanes: np.ndarray, cond: np.ndarray, unit: int, f: int,
                             masks: LayerMasks) -> np.ndarray:
     """Compaction in FW: the active lanes of each pixel are packed into full units inside a
     segment (a CDG output chunk when ``unit`` divides it, else the whole row); the first
-    ceil(active / unit) units of the segment run the segment's conditional steps (its maximum)."""
-    m, f = gate.shape
-    units = cond.shape[0]
+    ceil(active / unit) units of the segment run the segment's conditional steps (its maximum).
+    ``active_lanes`` is int32 (M, J): active lanes per unit."""
+    m, units = active_lanes.shape
     chunk = f
     if masks.base is not None and (f // masks.gating_groups) % unit == 0:
         chunk = f // masks.gating_groups
-    result = np.zeros((m, units), dtype=np.int64)
+    result = np.zeros((m, units), dtype=np.int32)
     per_segment = chunk // unit if chunk % unit == 0 else units
     for start in range(0, units, per_segment):
         stop = min(start + per_segment, units)
-        lanes = gate[:, start * unit: min(stop * unit, f)].sum(axis=1, dtype=np.int64)
+        lanes = active_lanes[:, start:stop].sum(axis=1, dtype=np.int64)
         packed = -(-lanes // unit)
         seg_cond = int(cond[start:stop].max())
         slots = np.arange(stop - start)[None, :] < packed[:, None]
@@ -218,20 +263,32 @@ def bd_work(layer: Layer, masks: LayerMasks, unit: int, *, use_gate: bool,
     units = lanes.shape[0]
     unit_idx, row_idx, col_idx = _zeros(m, units)
     if gate is None and weight is None:
-        return PhaseWork(np.full((m, units), f, dtype=np.int64), unit_idx, row_idx, col_idx,
-                         lanes)
+        return PhaseWork(np.full((m, 1), f, dtype=np.int32), np.zeros(units, dtype=np.int64),
+                         unit_idx, row_idx, col_idx, lanes)
     allowed = (unit_any(weight.T, unit, axis=0) if weight is not None
                else np.ones((units, f), dtype=bool))
     if gate is None:
-        work = np.broadcast_to(allowed.sum(axis=1, dtype=np.int64), (m, units)).copy()
+        steps = allowed.sum(axis=1, dtype=np.int32)
+        values, classes = np.unique(steps, return_inverse=True)
+        counts = np.ascontiguousarray(np.broadcast_to(values.astype(np.int32), (m, len(values))))
+        work = PhaseWork(counts, classes.reshape(-1).astype(np.int64), unit_idx, row_idx,
+                         col_idx, lanes)
     else:
         always = (unit_any(masks.base.T, unit, axis=0) if masks.base is not None
                   else np.zeros((units, f), dtype=bool))
-        work = masked_step_counts(pack_bits(gate), pack_bits(always), pack_bits(allowed))
-        row_idx = gate.sum(axis=1, dtype=np.int64)
+        # Units sharing (always, allowed) get the same counts: popcount once per class.
+        keys = np.concatenate([pack_bits(always), pack_bits(allowed)], axis=1)
+        classes, inverse = np.unique(keys, axis=0, return_inverse=True)
+        words = keys.shape[1] // 2
+        counts = masked_step_counts(pack_bits(gate), np.ascontiguousarray(classes[:, :words]),
+                                    np.ascontiguousarray(classes[:, words:]))
+        row_idx = masks.gate_counts[0]
+        work = PhaseWork(counts, inverse.reshape(-1).astype(np.int64), unit_idx, row_idx,
+                         col_idx, lanes)
     if weight is not None:
         col_idx = allowed.sum(axis=1, dtype=np.int64)
-    return PhaseWork(work, unit_idx, row_idx, col_idx, lanes)
+        work = PhaseWork(work.counts, work.classes, unit_idx, work.row_idx, col_idx, lanes)
+    return work
 
 
 def wg_work(layer: Layer, masks: LayerMasks, unit: int, *, use_gate: bool,
@@ -246,17 +303,16 @@ def wg_work(layer: Layer, masks: LayerMasks, unit: int, *, use_gate: bool,
     needed = (unit_any(weight, unit, axis=0).T if weight is not None
               else np.ones((k, units), dtype=bool))
     if gate is None:
-        steps = np.full((k, units), m, dtype=np.int64)
+        steps = np.full((k, units), m, dtype=np.int32)
     else:
-        active_pixels = unit_any(gate, unit, axis=1).sum(axis=0, dtype=np.int64)
+        active_pixels = row_column_counts(_as_bytes(unit_any(gate, unit, axis=1)))[1]
         on_base = (unit_any(masks.base, unit, axis=0).T if masks.base is not None
                    else np.zeros((k, units), dtype=bool))
-        steps = np.where(on_base, m, active_pixels[None, :]).astype(np.int64)
+        steps = np.where(on_base, m, active_pixels[None, :]).astype(np.int32)
         col_idx = active_pixels
-    work = steps * needed
     if weight is not None:
-        unit_idx = needed.astype(np.int64)
-    return PhaseWork(work, unit_idx, row_idx, col_idx, lanes)
+        unit_idx = np.ascontiguousarray(needed, dtype=np.int32)
+    return matrix_work(steps * needed, unit_idx, row_idx, col_idx, lanes)
 
 
 def effective_macs(layer: Layer, masks: LayerMasks, phase: str) -> int:
@@ -272,7 +328,7 @@ def effective_macs(layer: Layer, masks: LayerMasks, phase: str) -> int:
     kept = weight if weight is not None else np.ones((f, k), dtype=bool)
     if masks.gate is None:
         return int(kept.sum(dtype=np.int64)) * m
-    active = masks.gate.sum(axis=0, dtype=np.int64)
+    active = masks.gate_counts[1]
     if masks.base is None:
         return int(kept.sum(axis=1, dtype=np.int64) @ active)
     on_base = (kept & masks.base).sum(axis=1, dtype=np.int64)
@@ -315,7 +371,7 @@ def sparse_compute(layer: Layer, phase: str, masks: LayerMasks,
                              gemm.sr * gemm.sc * t, macs_effective, dense_compute)
     if not use_gate and not use_weight:
         return SparseCompute(dense_compute, 0, 0, gemm.macs, macs_effective, dense_compute)
-    pe, decoder = hw.pe_array, hw.decoder
+    decoder = hw.decoder
     unit = unit_width(hw)
     if use_weight and phase == "fw" and masks.nm and masks.nm[1] in support.nm_m:
         # N:M multiplexers: each lane selects its N kept inputs of every M; steps shrink exactly.
@@ -327,14 +383,8 @@ def sparse_compute(layer: Layer, phase: str, masks: LayerMasks,
         work = bd_work(layer, masks, unit, use_gate=use_gate, use_weight=use_weight)
     else:
         work = wg_work(layer, masks, unit, use_gate=use_gate, use_weight=use_weight)
-    qcols = max(1, pe.cols * pe.vector_width // unit)
-    throughput = (decoder.compaction_indices_per_cycle if decoder.compaction
-                  else decoder.indices_per_cycle)
-    cycles, stall, indices = schedule_passes(
-        work.work, work.unit_idx, work.row_idx, work.col_idx, pe.rows, qcols,
-        pe.sync_tiles, decoder.compaction, throughput)
-    return SparseCompute(cycles + pe.pipeline_latency, stall, indices, work.macs_issued,
-                         macs_effective, dense_compute)
+    cycles, stall, indices = schedule(work, hw, unit)
+    return SparseCompute(cycles, stall, indices, work.macs_issued, macs_effective, dense_compute)
 
 
 def _nm_tensor(layer: Layer, gemm: Gemm, masks: LayerMasks, hw: HardwareConfig,
@@ -356,14 +406,9 @@ def _nm_tensor(layer: Layer, gemm: Gemm, masks: LayerMasks, hw: HardwareConfig,
     gated = LayerMasks(gate=masks.gate, base=masks.base, gating_groups=masks.gating_groups)
     work = fw_work(layer, gated, unit, use_gate=True, use_weight=False,
                    compaction=hw.decoder.compaction)
-    steps = -(-work.work * t // gemm.t)
-    qcols = max(1, pe.cols * pe.vector_width // unit)
-    decoder = hw.decoder
-    throughput = (decoder.compaction_indices_per_cycle if decoder.compaction
-                  else decoder.indices_per_cycle)
-    cycles, stall, indices = schedule_passes(steps, work.unit_idx, work.row_idx, work.col_idx,
-                                             pe.rows, qcols, pe.sync_tiles, decoder.compaction,
-                                             throughput)
-    issued = int(steps.sum(axis=0, dtype=np.int64) @ work.lanes)
-    return SparseCompute(cycles + pe.pipeline_latency, stall, indices, issued, macs_effective,
+    scaled = (-(-work.counts.astype(np.int64) * t // gemm.t)).astype(np.int32)
+    steps = PhaseWork(scaled, work.classes, work.unit_idx, work.row_idx, work.col_idx,
+                      work.lanes)
+    cycles, stall, indices = schedule(steps, hw, unit)
+    return SparseCompute(cycles, stall, indices, steps.macs_issued, macs_effective,
                          dense_compute)

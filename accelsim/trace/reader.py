@@ -222,6 +222,10 @@ class TraceReader:
         for step in self._steps:
             yield self._step_masks(step)
 
+    def step_masks(self, step: int) -> StepMasks:
+        """All masks and statistics of one step; its ``.bin`` is read once."""
+        return self._step_masks(self._check_step(step))
+
     def verify(self) -> None:
         """Decode and check every mask of every step; raises the first TraceError found."""
         for _ in self.iter_steps():

@@ -1,0 +1,238 @@
+"""Replay a recorded trace: every step x layer x branch x phase, from the actual mask bits.
+
+Per (step, layer, branch) the masks are prepared once (element-level gate, base-path structure,
+flattened weights; an all-ones mask runs in dense mode) and their index storage is priced in the
+cheapest format the decoder supports (:mod:`accelsim.sparsity`). Then each phase is simulated by
+:func:`accelsim.engine.simulator.simulate_job`.
+
+Index traffic: FW writes the gate index when a later phase (BD, WG) skips with it, and those
+phases read it back; weight indices are read by every phase that reads compressed weights
+(``dram.compress_sparse``) or skips with them. A momentum branch (BYOL, MoCo target encoder) runs
+the forward phase only.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from accelsim.config import HardwareConfig
+from accelsim.engine.simulator import IndexCost, JobResult, phases_for, simulate_job
+from accelsim.engine.sparse import LayerMasks, base_path_mask, gate_to_elements
+from accelsim.errors import InputError
+from accelsim.network import PHASES
+from accelsim.sparsity import IndexParams, best_format
+from accelsim.trace import TraceLayer, TraceReader
+
+MOMENTUM_SSL = ("byol", "moco")
+
+
+@dataclass(frozen=True)
+class MaskIndex:
+    """Stored index of one mask: bits in the format used, and as an element bitmap."""
+
+    fmt: str
+    bits: int
+    bits_bitmap: int
+
+
+NO_MASK_INDEX = MaskIndex("none", 0, 0)
+
+
+def parse_weight_pattern(pattern: str) -> tuple[str, tuple[int, int] | None]:
+    """``element`` | ``nm:N:M`` | ``block:BOxBI`` -> (kind, (N, M) or (BO, BI) or None)."""
+    parts = pattern.split(":")
+    try:
+        if parts[0] == "nm" and len(parts) == 3:
+            return "nm", (int(parts[1]), int(parts[2]))
+        if parts[0] == "block" and len(parts) == 2:
+            bo, bi = parts[1].lower().split("x")
+            return "block", (int(bo), int(bi))
+    except ValueError:
+        pass
+    return "element", None
+
+
+def price_index(mask: np.ndarray, hw: HardwareConfig, params: IndexParams,
+                what: str) -> MaskIndex:
+    """The cheapest format the decoder supports for ``mask`` (element level)."""
+    formats = list(hw.decoder.formats)
+    if "bitmap" in formats and "rle" in formats and \
+            int(np.count_nonzero(mask)) * params.run_bits > mask.size:
+        formats.remove("rle")  # every kept element costs run_bits: rle cannot beat the bitmap
+    try:
+        fmt, bits = best_format(mask, formats, params)
+    except ValueError:
+        raise InputError(f"no format in decoder.formats {hw.decoder.formats} can store the "
+                         f"{what}; add bitmap", field="decoder.formats") from None
+    return MaskIndex(fmt, int(bits), int(mask.size))
+
+
+def gate_index(gate: np.ndarray, group_size: int, hw: HardwareConfig, what: str) -> MaskIndex:
+    """Index of a group-level gate (N, F/s, Ho, Wo) priced at element level (N, F, Ho, Wo)."""
+    elements = np.repeat(gate, group_size, axis=1) if group_size > 1 else gate
+    hw_group = hw.sparsity_support.gate_group_size
+    params = IndexParams(group_shape=(1, hw_group, 1, 1))
+    if elements.shape[1] % hw_group:
+        params = IndexParams()
+    return price_index(elements, hw, params, what)
+
+
+def weight_index(weight: np.ndarray, pattern: str, hw: HardwareConfig, what: str) -> MaskIndex:
+    """Index of a weight mask (Cout, Cin, kh, kw) with its declared structure."""
+    kind, numbers = parse_weight_pattern(pattern)
+    nm = numbers if kind == "nm" and numbers and numbers[1] in hw.sparsity_support.nm_m else None
+    group = None
+    if kind == "block" and numbers:
+        bo, bi = numbers
+        if weight.shape[0] % bo == 0 and weight.shape[1] % bi == 0:
+            group = (bo, bi, weight.shape[2], weight.shape[3])
+    return price_index(weight, hw, IndexParams(nm=nm, group_shape=group), what)
+
+
+def satisfies_nm(weight: np.ndarray, n: int, m: int) -> bool:
+    """Every group of m consecutive input channels keeps at most n weights."""
+    cin = weight.shape[1]
+    if cin % m:
+        return False
+    groups = weight.reshape(weight.shape[0], cin // m, m, *weight.shape[2:])
+    return bool((groups.sum(axis=2) <= n).all())
+
+
+class Replayer:
+    """Replays one trace on one hardware config."""
+
+    def __init__(self, trace_path: str | Path, hw: HardwareConfig,
+                 phases: Sequence[str] = PHASES) -> None:
+        self.path = Path(trace_path)
+        self.reader = TraceReader(self.path)
+        self.hw = hw
+        self.phases = tuple(phases)
+        self.name = self.path.name
+        ssl = str(self.reader.manifest.producer.get("ssl", "")).lower()
+        self.momentum = ssl in MOMENTUM_SSL
+        self._weight_cache: dict[tuple[str, int, int], tuple[np.ndarray | None, MaskIndex]] = {}
+
+    def branch_phases(self, branch: int, layer_index: int) -> list[str]:
+        phases = phases_for(layer_index, self.phases, skip_first_bd=True)
+        if self.momentum and branch == 2:
+            return [p for p in phases if p == "fw"]
+        return phases
+
+    def _weight(self, step: int, item: TraceLayer, branch: int,
+                mask: np.ndarray | None) -> tuple[np.ndarray | None, MaskIndex]:
+        """Flattened sparse weight mask (None when absent or all ones) and its index, cached
+        by the step that stores it (weights are often unchanged between steps)."""
+        if item.weight is None or mask is None:
+            return None, NO_MASK_INDEX
+        stored = self.reader.weight_step(step, item.name, branch)
+        key = (item.name, branch, stored if stored is not None else step)
+        if key not in self._weight_cache:
+            if mask.all():
+                self._weight_cache[key] = (None, NO_MASK_INDEX)
+            else:
+                where = f"weight mask of layer {item.name!r}, branch {branch}"
+                self._weight_cache[key] = (
+                    np.ascontiguousarray(mask.reshape(mask.shape[0], -1)),
+                    weight_index(mask, item.weight.pattern, self.hw, where))
+        return self._weight_cache[key]
+
+    def replay_step(self, step: int) -> tuple[list[JobResult], dict[str, int]]:
+        """All jobs of one recorded step, and its index storage (bits used, bitmap bits)."""
+        masks_of_step = self.reader.step_masks(step)
+        stats = masks_of_step.stats
+        dense_gradient = bool(stats.get("dense_weight_gradient", False))
+        support, dram = self.hw.sparsity_support, self.hw.dram
+        rows: list[JobResult] = []
+        storage = {"bits": 0, "bits_bitmap": 0}
+        for index, item in enumerate(self.reader.layers):
+            layer = item.layer
+            for branch in range(1, self.reader.branches + 1):
+                phases = self.branch_phases(branch, index)
+                if not phases:
+                    continue
+                gate_el, base, gidx, groups = None, None, NO_MASK_INDEX, 1
+                if item.gate is not None:
+                    gate = masks_of_step.gates[(item.name, branch)]
+                    if not gate.all():
+                        gate_el = gate_to_elements(gate, item.gate.group_size)
+                        gidx = gate_index(gate, item.gate.group_size, self.hw,
+                                          f"gate mask of layer {item.name!r}, branch {branch}")
+                        groups = item.gate.gating_groups
+                        if groups > 1:
+                            base = base_path_mask(layer, groups,
+                                                  item.gate.base_chunks[branch - 1])
+                weight, widx = self._weight(step, item, branch,
+                                            masks_of_step.weights.get((item.name, branch)))
+                nm = None
+                if weight is not None:
+                    kind, numbers = parse_weight_pattern(item.weight.pattern)
+                    full = masks_of_step.weights[(item.name, branch)]
+                    if kind == "nm" and numbers and satisfies_nm(full, *numbers):
+                        nm = numbers
+                storage["bits"] += gidx.bits + widx.bits
+                storage["bits_bitmap"] += gidx.bits_bitmap + widx.bits_bitmap
+                masks = LayerMasks(gate=gate_el, base=base, weight=weight, nm=nm,
+                                   gating_groups=groups, dense_weight_gradient=dense_gradient)
+                density = float(weight.mean()) if weight is not None else 1.0
+                gate_later = any(p in support.gate for p in ("bd", "wg") if p in phases)
+                for phase in phases:
+                    uses_gate = gate_el is not None and (
+                        phase in support.gate or (phase == "fw" and gate_later))
+                    reads_weight = weight is not None and (
+                        (phase in ("fw", "bd") and dram.compress_sparse)
+                        or phase in support.weight)
+                    index = IndexCost(
+                        bits=(gidx.bits if uses_gate else 0) + (widx.bits if reads_weight else 0),
+                        bits_bitmap=(gidx.bits_bitmap if uses_gate else 0)
+                        + (widx.bits_bitmap if reads_weight else 0),
+                        read_bits=(gidx.bits if uses_gate and phase != "fw" else 0)
+                        + (widx.bits if reads_weight else 0),
+                        write_bits=gidx.bits if (uses_gate and phase == "fw" and gate_later)
+                        else 0,
+                    )
+                    compressed = weight is not None and dram.compress_sparse
+                    writes_sparse_dw = (weight is not None and "wg" in support.weight
+                                        and not dense_gradient)
+                    rows.append(simulate_job(
+                        layer, phase, self.hw, masks=masks, index=index,
+                        weight_density=density if compressed else 1.0,
+                        dw_density=density if writes_sparse_dw else 1.0,
+                        branch=branch, step=step, trace=self.name))
+        return rows, storage
+
+
+def _replay_steps(args: tuple[str, HardwareConfig, tuple[str, ...], list[int]]) -> list:
+    path, hw, phases, steps = args
+    replayer = Replayer(path, hw, phases)
+    return [replayer.replay_step(step) for step in steps]
+
+
+def replay_trace(trace_path: str | Path, hw: HardwareConfig, *, phases: Sequence[str] = PHASES,
+                 workers: int = 1) -> tuple[list[JobResult], dict[str, int]]:
+    """Replay every recorded step; results are in step order whatever ``workers`` is."""
+    replayer = Replayer(trace_path, hw, phases)
+    steps = replayer.reader.steps
+    if not steps:
+        raise InputError("the trace has no complete step to replay", path=str(trace_path))
+    if workers <= 1 or len(steps) == 1:
+        results = [replayer.replay_step(step) for step in steps]
+    else:
+        workers = min(workers, len(steps), os.cpu_count() or 1)
+        chunks = [steps[i::workers] for i in range(workers)]
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            parts = list(pool.map(_replay_steps, [(str(trace_path), hw, tuple(phases), c)
+                                                  for c in chunks]))
+        by_step = {}
+        for chunk, part in zip(chunks, parts, strict=True):
+            by_step.update(dict(zip(chunk, part, strict=True)))
+        results = [by_step[step] for step in steps]
+    rows = [row for step_rows, _ in results for row in step_rows]
+    storage = {"bits": sum(s["bits"] for _, s in results),
+               "bits_bitmap": sum(s["bits_bitmap"] for _, s in results)}
+    return rows, storage

@@ -150,9 +150,9 @@ class Replayer:
         support, dram = self.hw.sparsity_support, self.hw.dram
         rows: list[JobResult] = []
         storage = {"bits": 0, "bits_bitmap": 0}
-        for index, item in enumerate(self.reader.layers):
-            layer = item.layer
-            for branch in range(1, self.reader.branches + 1):
+        for branch in range(1, self.reader.branches + 1):
+            for index, item in enumerate(self.reader.layers):
+                layer = item.layer
                 phases = self.branch_phases(branch, index)
                 if not phases:
                     continue

@@ -1,0 +1,243 @@
+"""Replaying traces: the issue's acceptance checks on synthetic traces (no torch needed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from accelsim.api import replay_to_dir
+from accelsim.cli import main
+from accelsim.config import HardwareConfig, with_overrides
+from accelsim.engine.replay import replay_trace
+from accelsim.engine.simulator import simulate_network_dense
+from accelsim.engine.sparse import LayerMasks, base_path_mask, sparse_compute
+from accelsim.engine.systolic import cycles_nm_systolic
+from accelsim.network import PHASES, conv, resnet18, resnet20
+from accelsim.trace.synth import SynthConfig, synthesize
+from tests.conftest import FP8
+
+
+def make_trace(tmp_path: Path, name: str, network, config: SynthConfig) -> Path:
+    path = tmp_path / name
+    synthesize(network, path, config)
+    return path
+
+
+def test_flops_accounting_reproduces_the_seeds_formula(tmp_path: Path,
+                                                       fp8_hw: HardwareConfig) -> None:
+    """ResNet-18, G = 4, 71.64 % gate sparsity on gated layers -> 2.16x over the gated layers."""
+    trace = make_trace(tmp_path, "cdg", resnet18(batch=2, image_size=16),
+                       SynthConfig(steps=1, gate_sparsity=0.7164, gate_groups=4))
+    summary = replay_to_dir(trace, fp8_hw, tmp_path / "out")
+    rho = 1 - 0.7164
+    expected = 1 / (1 / 4 + (1 - 1 / 4) * rho)
+    assert expected == pytest.approx(2.16, abs=0.005)
+    assert summary["gated_layers_fw"]["flops_reduction"] == pytest.approx(expected, rel=2e-3)
+    table = pd.read_csv(tmp_path / "out" / "results.csv")
+    gated = table[table["layer"].str.contains(r"\.conv[12]$")]
+    for phase in PHASES:  # the FLOPs view is the same in every phase
+        part = gated[gated["phase"] == phase]
+        assert part["macs_dense"].sum() / part["macs_effective"].sum() == pytest.approx(
+            expected, rel=2e-3)
+
+
+def test_scdg_needs_exactly_8x_fewer_index_bits(tmp_path: Path, fp8_hw: HardwareConfig) -> None:
+    net = resnet18(batch=2, image_size=16)
+    bits = {}
+    for s in (1, 8):
+        trace = make_trace(tmp_path, f"s{s}", net, SynthConfig(
+            steps=1, gate_sparsity=0.7, gate_groups=4, gate_group_size=s))
+        summary = replay_to_dir(trace, fp8_hw, tmp_path / f"out{s}")
+        bits[s] = summary["index"]["bits"]
+        assert summary["index"]["bits_bitmap"] == bits.get(1, summary["index"]["bits_bitmap"])
+    assert bits[1] == 8 * bits[8]
+
+
+def test_all_ones_masks_give_exactly_the_dense_result(tmp_path: Path,
+                                                      fp8_hw: HardwareConfig) -> None:
+    net = resnet20(batch=2, image_size=16)
+    trace = make_trace(tmp_path, "ones", net, SynthConfig(
+        steps=1, gate_sparsity=0.0, gate_groups=2, weight_sparsity=0.0))
+    rows, storage = replay_trace(trace, fp8_hw)
+    dense = simulate_network_dense(net, fp8_hw)
+    assert storage == {"bits": 0, "bits_bitmap": 0}
+    assert [(r.layer, r.branch, r.phase) for r in rows] == \
+        [(r.layer, r.branch, r.phase) for r in dense]
+    for got, ref in zip(rows, dense, strict=True):
+        assert (got.cycles, got.energy_pj, got.macs_issued) == \
+            (ref.cycles, ref.energy_pj, ref.macs_issued)
+        assert got.cycles == got.cycles_dense and got.energy_pj == got.energy_dense_pj
+
+
+def test_zero_gate_removes_all_conditional_path_work(tmp_path: Path,
+                                                     fp8_hw: HardwareConfig) -> None:
+    net = resnet18(batch=2, image_size=8)
+    trace = make_trace(tmp_path, "zeros", net, SynthConfig(
+        steps=1, gate_sparsity=0.999999, gate_groups=4))
+    rows, _ = replay_trace(trace, fp8_hw)
+    for row in rows:
+        if row.layer.endswith((".conv1", ".conv2")):
+            assert row.macs_effective == row.macs_dense // 4, row  # only the base path is left
+
+
+def test_24_weights_halve_forward_cycles_on_a_ws_array_like_scalesim(
+        tmp_path: Path, systolic_hw: HardwareConfig) -> None:
+    net = resnet18(batch=1, image_size=16)
+    trace = make_trace(tmp_path, "nm", net, SynthConfig(steps=1, weight_pattern="nm:2:4"))
+    rows, _ = replay_trace(trace, systolic_hw)
+    pe = systolic_hw.pe_array
+    checked = 0
+    for row in rows:
+        layer = net.layer(row.layer)
+        if row.phase != "fw" or layer.role == "stem":
+            continue
+        g = layer.gemm("fw")
+        assert row.cycles_compute == cycles_nm_systolic(g.sr, g.t, g.sc, pe.rows, pe.cols,
+                                                        "ws", n=2, m=4)
+        assert row.macs_issued * 2 == row.macs_dense
+        checked += 1
+    assert checked > 10
+    fw = [r for r in rows if r.phase == "fw" and net.layer(r.layer).role != "stem"]
+    ratio = sum(r.cycles_compute for r in fw) / sum(
+        r.cycles_compute for r in simulate_network_dense(net, systolic_hw, branches=(1, 2))
+        if r.phase == "fw" and net.layer(r.layer).role != "stem")
+    assert 0.49 <= ratio < 0.56  # SCALE-Sim's fold arithmetic: about half
+
+
+def gaps(tmp_path: Path, hw: HardwareConfig, s: int, compaction: bool, name: str) -> dict:
+    path = tmp_path / f"s{s}"
+    if not path.exists():
+        synthesize(resnet18(batch=4), path, SynthConfig(
+            steps=1, gate_sparsity=0.7, gate_groups=4, gate_group_size=s))
+    summary = replay_to_dir(path, with_overrides(hw, {"decoder.compaction": compaction}),
+                            tmp_path / name)
+    return {**summary["total"], "fw": summary["per_phase"]["fw"]}
+
+
+def test_unstructured_gates_lose_more_on_a_lockstep_array(tmp_path: Path,
+                                                          fp8_hw: HardwareConfig) -> None:
+    """8-lane lock-step PEs: CDG's efficiency gap is clearly larger than SCDG's; compaction
+    narrows it, at a decoder cost (more decoded indices and index energy)."""
+    assert fp8_hw.pe_array.vector_width == 8 and fp8_hw.decoder.skip_granularity == "vector"
+    cdg = gaps(tmp_path, fp8_hw, 1, False, "cdg")
+    scdg = gaps(tmp_path, fp8_hw, 8, False, "scdg")
+    cdg_packed = gaps(tmp_path, fp8_hw, 1, True, "cdg-c")
+    assert cdg["flops_reduction"] == pytest.approx(scdg["flops_reduction"], rel=0.01)
+    assert scdg["efficiency_gap"] - cdg["efficiency_gap"] > 0.1
+    assert cdg_packed["efficiency_gap"] > cdg["efficiency_gap"] + 0.05
+    # Packing decodes every active lane instead of one index per active unit (FW).
+    assert cdg_packed["fw"]["decoder_indices"] > 2 * cdg["fw"]["decoder_indices"]
+    assert cdg_packed["fw"]["energy_index_pj"] > 2 * cdg["fw"]["energy_index_pj"]
+    slow = gaps(tmp_path, with_overrides(fp8_hw, {"decoder.compaction_indices_per_cycle": 1}),
+                1, True, "cdg-slow")
+    assert slow["cycles_decoder_stall"] > 0 and slow["cycles"] > cdg_packed["cycles"]
+
+
+@st.composite
+def nested_masks(draw: st.DrawFn):
+    layer = conv("c", 8, draw(st.sampled_from([8, 16])), 3, 1, 1, 4, 4,
+                 draw(st.integers(1, 2)))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    m, f, k = layer.output_pixels, layer.cout, layer.k_per_group
+    gate = rng.random((m, f)) < draw(st.floats(0.1, 0.9))
+    weight = rng.random((f, k)) < draw(st.floats(0.1, 0.9))
+    drop_gate = rng.random((m, f)) < draw(st.floats(0.0, 0.5))
+    drop_weight = rng.random((f, k)) < draw(st.floats(0.0, 0.5))
+    return layer, gate, weight, gate & ~drop_gate, weight & ~drop_weight
+
+
+@settings(max_examples=60, deadline=None)
+@given(nested_masks(), st.sampled_from(PHASES), st.booleans(),
+       st.sampled_from(["element", "vector", "pe_row"]), st.integers(1, 4))
+def test_more_skipping_never_costs_more_cycles(fp8_hw: HardwareConfig, masks, phase: str,
+                                               compaction: bool, granularity: str,
+                                               sync: int) -> None:
+    """For the same schedule (same hardware, sparse mode), a mask with fewer ones never costs
+    more compute cycles or more issued MACs."""
+    layer, gate, weight, fewer_gate, fewer_weight = masks
+    hw = with_overrides(fp8_hw, {"decoder.compaction": compaction, "pe_array.rows": 2,
+                                 "pe_array.cols": 2, "decoder.skip_granularity": granularity,
+                                 "pe_array.sync_tiles": sync})
+    base = base_path_mask(layer, 2, (0, 1))
+    more = sparse_compute(layer, phase, LayerMasks(gate=gate, base=base, weight=weight,
+                                                   gating_groups=2), hw)
+    less = sparse_compute(layer, phase, LayerMasks(gate=fewer_gate, base=base,
+                                                   weight=fewer_weight, gating_groups=2), hw)
+    assert less.cycles_compute - less.cycles_decoder_stall <= \
+        more.cycles_compute - more.cycles_decoder_stall
+    assert less.macs_issued <= more.macs_issued
+    assert less.macs_effective <= more.macs_effective
+
+
+def test_energy_sums_and_identical_across_runs_and_workers(tmp_path: Path,
+                                                           fp8_hw: HardwareConfig) -> None:
+    trace = make_trace(tmp_path, "multi", resnet20(batch=2, image_size=8), SynthConfig(
+        steps=3, gate_sparsity=0.6, gate_groups=2, weight_sparsity=0.5,
+        weight_update_every=2))
+    one, storage_one = replay_trace(trace, fp8_hw, workers=1)
+    again, _ = replay_trace(trace, fp8_hw, workers=1)
+    two, storage_two = replay_trace(trace, fp8_hw, workers=2)
+    assert one == again == two and storage_one == storage_two
+    assert sorted({r.step for r in one}) == [0, 1, 2]
+    for row in one:
+        parts = (row.energy_mac_pj + row.energy_rf_pj + row.energy_buffer_pj + row.energy_dram_pj
+                 + row.energy_index_pj + row.energy_static_pj)
+        assert row.energy_pj == pytest.approx(parts, rel=1e-12)
+
+
+def test_simulate_trace_cli_writes_the_views(tmp_path: Path) -> None:
+    trace = make_trace(tmp_path, "t", resnet20(batch=2, image_size=8),
+                       SynthConfig(steps=2, gate_sparsity=0.7, gate_groups=2))
+    result = CliRunner().invoke(main, ["simulate", str(trace), "--hw", str(FP8), "--out",
+                                       str(tmp_path / "o"), "--workers", "2"])
+    assert result.exit_code == 0, result.output
+    assert "efficiency gap" in result.output and "index reduction" in result.output
+    table = pd.read_csv(tmp_path / "o" / "results.csv")
+    for column in ("macs_dense", "macs_effective", "macs_issued", "cycles", "cycles_dense",
+                   "speedup", "utilization", "index_bits", "index_bits_bitmap",
+                   "energy_dense_pj", "cycles_decoder_stall", "step", "trace"):
+        assert column in table.columns
+    assert set(table["step"]) == {0, 1}
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    for key in ("flops_reduction", "speedup", "energy_reduction", "efficiency_gap"):
+        assert key in summary["total"]
+        assert key in summary["per_phase"]["bd"] and key in summary["per_branch"]["2"]
+    assert summary["index"]["index_reduction"] >= 1
+
+
+def corrupt(trace: Path, how: str) -> None:
+    step_json = trace / "steps" / "step-00000001.json"
+    data = json.loads(step_json.read_text())
+    if how == "missing layer":
+        data["masks"] = [e for e in data["masks"] if e["layer"] != "layer1.0.conv2"]
+        step_json.write_text(json.dumps(data))
+    elif how == "shape mismatch":
+        entry = next(e for e in data["masks"] if e["layer"] == "layer1.0.conv2")
+        entry["shape"][0] += 1
+        step_json.write_text(json.dumps(data))
+    else:
+        entry = next(e for e in data["masks"] if e["layer"] == "layer1.0.conv2")
+        blob = bytearray((trace / "steps" / "step-00000001.bin").read_bytes())
+        blob[entry["offset"] + entry["length"] // 2] ^= 0xFF
+        (trace / "steps" / "step-00000001.bin").write_bytes(bytes(blob))
+
+
+@pytest.mark.parametrize("how", ["missing layer", "shape mismatch", "corrupt mask"])
+def test_bad_traces_fail_with_step_and_layer_named(tmp_path: Path, how: str) -> None:
+    trace = make_trace(tmp_path, "bad", resnet20(batch=2, image_size=8),
+                       SynthConfig(steps=2, gate_sparsity=0.5, gate_groups=2))
+    corrupt(trace, how)
+    result = CliRunner().invoke(main, ["simulate", str(trace), "--hw", str(FP8), "--out",
+                                       str(tmp_path / "o")])
+    assert result.exit_code == 2, result.output
+    line = result.output.strip()
+    assert "\n" not in line and "Traceback" not in line
+    assert "step 1" in line and "layer1.0.conv2" in line, line
+    assert not (tmp_path / "o" / "results.csv").exists()

@@ -14,10 +14,10 @@ JIT = {"cache": True, "nogil": True, "fastmath": False}
 
 
 @njit(**JIT)
-def schedule_passes(counts: np.ndarray, classes: np.ndarray, unit_idx: np.ndarray,
-                    has_unit_idx: bool, row_idx: np.ndarray, col_idx: np.ndarray, rows: int,
-                    qcols: int, sync_tiles: int, compaction: bool,
-                    indices_per_cycle: int) -> tuple[int, int, int]:
+def schedule_passes(counts: np.ndarray, classes: np.ndarray, lanes: np.ndarray,
+                    unit_idx: np.ndarray, has_unit_idx: bool, row_idx: np.ndarray,
+                    col_idx: np.ndarray, rows: int, qcols: int, sync_tiles: int,
+                    compaction: bool, indices_per_cycle: int) -> tuple[int, int, int, int]:
     """Cycles of a work matrix on a rows x qcols grid of queues (see engine/sparse.py).
 
     The work of unit (i, j) is counts[i, classes[j]] reduction steps (cycles): units whose work
@@ -31,7 +31,8 @@ def schedule_passes(counts: np.ndarray, classes: np.ndarray, unit_idx: np.ndarra
     ceil(indices / indices_per_cycle), with indices = unit_idx of its units (if
     ``has_unit_idx``) + row_idx of its rows + col_idx of its unit columns.
 
-    Returns (cycles, decoder stall cycles, decoder indices).
+    Returns (cycles, decoder stall cycles, decoder indices, MACs issued = sum over units of
+    steps x lanes[j]).
     """
     n_rows = counts.shape[0]
     n_cols = classes.shape[0]
@@ -41,7 +42,9 @@ def schedule_passes(counts: np.ndarray, classes: np.ndarray, unit_idx: np.ndarra
     local_class = np.zeros(qcols, dtype=np.int64)
     local_of_col = np.zeros(qcols, dtype=np.int64)
     multiplicity = np.zeros(qcols, dtype=np.int64)
+    local_lanes = np.zeros(qcols, dtype=np.int64)
     tile_work = np.zeros(sync_tiles, dtype=np.int64)
+    issued = 0
     cycles = 0
     stall = 0
     indices_total = 0
@@ -62,9 +65,11 @@ def schedule_passes(counts: np.ndarray, classes: np.ndarray, unit_idx: np.ndarra
                 found = n_local
                 local_class[n_local] = classes[j]
                 multiplicity[n_local] = 0
+                local_lanes[n_local] = 0
                 n_local += 1
             local_of_col[j - c0] = found
             multiplicity[found] += 1
+            local_lanes[found] += lanes[j]
         tr = 0
         while tr < row_tiles:
             t_end = min(tr + sync_tiles, row_tiles)
@@ -81,6 +86,7 @@ def schedule_passes(counts: np.ndarray, classes: np.ndarray, unit_idx: np.ndarra
                     w = counts[i, local_class[lc]]
                     per_class[r, lc] += w
                     row_total += w * multiplicity[lc]
+                    issued += w * local_lanes[lc]
                 tile_work[(i - r0) // rows] += row_total
                 if has_unit_idx:
                     for j in range(c0, c1):
@@ -105,7 +111,7 @@ def schedule_passes(counts: np.ndarray, classes: np.ndarray, unit_idx: np.ndarra
                 cycles += compute
             indices_total += indices
             tr = t_end
-    return cycles, stall, indices_total
+    return cycles, stall, indices_total, issued
 
 
 @njit(**JIT)
@@ -122,35 +128,6 @@ def group_any(mask: np.ndarray, unit: int) -> np.ndarray:
                     out[i, j] = True
                     break
     return out
-
-
-@njit(**JIT)
-def group_count(mask: np.ndarray, unit: int) -> np.ndarray:
-    """Count of set entries over groups of ``unit`` columns: uint8 (R, L) -> int32 (R, units)."""
-    n_rows, length = mask.shape
-    units = (length + unit - 1) // unit
-    out = np.zeros((n_rows, units), dtype=np.int32)
-    for i in range(n_rows):
-        for c in range(length):
-            if mask[i, c]:
-                out[i, c // unit] += 1
-    return out
-
-
-@njit(**JIT)
-def row_column_counts(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Set entries per row and per column: uint8 (R, L) -> (int64 (R,), int64 (L,))."""
-    n_rows, length = mask.shape
-    per_row = np.zeros(n_rows, dtype=np.int64)
-    per_col = np.zeros(length, dtype=np.int64)
-    for i in range(n_rows):
-        total = 0
-        for c in range(length):
-            v = mask[i, c]
-            per_col[c] += v
-            total += v
-        per_row[i] = total
-    return per_row, per_col
 
 
 @njit(**JIT)
@@ -182,3 +159,58 @@ def masked_step_counts(active_bits: np.ndarray, always_bits: np.ndarray,
                 total += popcount64((active_bits[i, w] | always_bits[c, w]) & allowed_bits[c, w])
             counts[i, c] = total
     return counts
+
+
+@njit(**JIT)
+def gate_views(gate: np.ndarray, group_size: int, unit: int,
+               channels: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                       np.ndarray, np.ndarray]:
+    """Everything the replay needs from one gate mask, in one pass over its native layout.
+
+    gate: uint8 (N, F/s, P) with P = Ho*Wo, one bit per group of ``group_size`` (s) output
+    channels; output rows are pixels m = n*P + p, lanes are the F = ``channels`` output channels
+    cut into units of ``unit`` lanes. The pass walks each (image, channel) row contiguously over
+    pixels and writes unit-major results (N, J, P), transposed at the end (8x smaller than F).
+    Returns (unit_active bool (M, J), unit_lanes int32 (M, J) active lanes per unit,
+    packed uint8 (M, ceil(F/64)*8) active channels per pixel as little-endian bits (view it as
+    uint64), per_pixel int64 (M,) active channels, per_channel int64 (F,) active pixels,
+    per_unit int64 (J,) pixels where the unit has an active lane).
+    """
+    n_images, _, pixels = gate.shape
+    units = (channels + unit - 1) // unit
+    byte_words = ((channels + 63) // 64) * 8
+    lanes_nj = np.zeros((n_images, units, pixels), dtype=np.int32)
+    packed_nb = np.zeros((n_images, byte_words, pixels), dtype=np.uint8)
+    per_pixel_n = np.zeros((n_images, pixels), dtype=np.int64)
+    per_channel = np.zeros(channels, dtype=np.int64)
+    for n in range(n_images):
+        for f in range(channels):
+            row = gate[n, f // group_size]
+            lanes_row = lanes_nj[n, f // unit]
+            packed_row = packed_nb[n, f >> 3]
+            bit = np.uint8(1 << (f & 7))
+            pixel_row = per_pixel_n[n]
+            active = 0
+            for p in range(pixels):
+                v = row[p]
+                lanes_row[p] += v
+                packed_row[p] |= bit * v
+                pixel_row[p] += v
+                active += v
+            per_channel[f] += active
+    rows = n_images * pixels
+    unit_lanes = np.empty((rows, units), dtype=np.int32)
+    unit_active = np.empty((rows, units), dtype=np.bool_)
+    packed = np.empty((rows, byte_words), dtype=np.uint8)
+    per_unit = np.zeros(units, dtype=np.int64)
+    for n in range(n_images):
+        for p in range(pixels):
+            m = n * pixels + p
+            for j in range(units):
+                lanes = lanes_nj[n, j, p]
+                unit_lanes[m, j] = lanes
+                unit_active[m, j] = lanes > 0
+                per_unit[j] += lanes > 0
+            for b in range(byte_words):
+                packed[m, b] = packed_nb[n, b, p]
+    return unit_active, unit_lanes, packed, per_pixel_n.reshape(rows), per_channel, per_unit

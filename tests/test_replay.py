@@ -166,9 +166,9 @@ def test_more_skipping_never_costs_more_cycles(fp8_hw: HardwareConfig, masks, ph
                                  "pe_array.cols": 2, "decoder.skip_granularity": granularity,
                                  "pe_array.sync_tiles": sync})
     base = base_path_mask(layer, 2, (0, 1))
-    more = sparse_compute(layer, phase, LayerMasks(gate=gate, base=base, weight=weight,
-                                                   gating_groups=2), hw)
-    less = sparse_compute(layer, phase, LayerMasks(gate=fewer_gate, base=base,
+    more = sparse_compute(layer, phase, LayerMasks(gate=gate[:, :, None], base=base,
+                                                   weight=weight, gating_groups=2), hw)
+    less = sparse_compute(layer, phase, LayerMasks(gate=fewer_gate[:, :, None], base=base,
                                                    weight=fewer_weight, gating_groups=2), hw)
     assert less.cycles_compute - less.cycles_decoder_stall <= \
         more.cycles_compute - more.cycles_decoder_stall

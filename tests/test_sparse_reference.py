@@ -41,7 +41,9 @@ def jobs(draw: st.DrawFn):
     layer = conv("l", cin, cout, k, draw(st.integers(1, 2)), k // 2, size, size,
                  draw(st.integers(1, 2)))
     m, f, kk = layer.output_pixels, layer.cout, layer.k_per_group
-    gate = masks_of(draw, (m, f)) if draw(st.booleans()) else None
+    group = draw(st.sampled_from([s for s in (1, 2, 4) if (f // groups) % s == 0]))
+    gate_groups = masks_of(draw, (m, f // group)) if draw(st.booleans()) else None
+    gate = None if gate_groups is None else np.repeat(gate_groups, group, axis=1)
     weight = masks_of(draw, (f, kk)) if draw(st.booleans()) else None
     base = None
     if gate is not None and groups > 1:
@@ -65,15 +67,17 @@ def jobs(draw: st.DrawFn):
         "sparsity_support.gate_group_size": 1,
         "sparsity_support.nm_m": [],
     }
-    return layer, phase, gate, base, weight, groups, overrides
+    native = None if gate_groups is None else gate_groups[:, :, None]
+    return layer, phase, gate, (native, group), base, weight, groups, overrides
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(jobs())
 def test_engine_equals_cycle_stepped_reference(fp8_hw: HardwareConfig, job) -> None:
-    layer, phase, gate, base, weight, groups, overrides = job
+    layer, phase, gate, (native, group), base, weight, groups, overrides = job
     hw = with_overrides(fp8_hw, overrides)
-    masks = LayerMasks(gate=gate, base=base, weight=weight, gating_groups=groups)
+    masks = LayerMasks(gate=native, gate_group_size=group, base=base, weight=weight,
+                       gating_groups=groups)
     got = sparse_compute(layer, phase, masks, hw)
 
     support, pe, dec = hw.sparsity_support, hw.pe_array, hw.decoder
@@ -124,17 +128,19 @@ def test_schedule_passes_on_edges(n_rows: int, n_cols: int, rows: int, qcols: in
     unit_idx = rng.integers(0, 2, (n_rows, n_cols)).astype(np.int32)
     row_idx = rng.integers(0, 3, n_rows).astype(np.int64)
     col_idx = rng.integers(0, 3, n_cols).astype(np.int64)
-    got = schedule_passes(counts, classes, unit_idx, True, row_idx, col_idx, rows, qcols, sync,
-                          compaction, ipc)
-    units = [RefUnit(i, j, int(counts[i, classes[j]]), 1, int(unit_idx[i, j]))
+    lanes = rng.integers(1, 4, n_cols).astype(np.int64)
+    got = schedule_passes(counts, classes, lanes, unit_idx, True, row_idx, col_idx, rows, qcols,
+                          sync, compaction, ipc)
+    units = [RefUnit(i, j, int(counts[i, classes[j]]), int(lanes[j]), int(unit_idx[i, j]))
              for i in range(n_rows) for j in range(n_cols)]
     arr = RefArray(rows, qcols, 1, 1, sync, compaction, ipc, 0)
-    assert got == run_cycles(units, list(row_idx), list(col_idx), n_rows, n_cols, arr)
+    issued = sum(u.steps * u.lanes for u in units)
+    assert got == (*run_cycles(units, list(row_idx), list(col_idx), n_rows, n_cols, arr), issued)
 
 
 def test_dense_work_gives_the_dense_formula(fp8_hw: HardwareConfig) -> None:
     layer = conv("c", 16, 24, 3, 1, 1, 6, 6, 2)
-    ones = LayerMasks(gate=np.ones((layer.output_pixels, 24), dtype=bool),
+    ones = LayerMasks(gate=np.ones((layer.output_pixels, 24, 1), dtype=bool),
                       weight=np.ones((24, layer.k_per_group), dtype=bool))
     for phase in PHASES:
         got = sparse_compute(layer, phase, ones, fp8_hw)
@@ -148,12 +154,12 @@ def test_zero_gate_removes_all_conditional_work(fp8_hw: HardwareConfig, phase: s
     # so no lane idles (with K/G = 36 some BD units would, and issue more than 1/G).
     layer = conv("c", 32, 32, 3, 1, 1, 8, 8, 2)
     base = base_path_mask(layer, 4, (0, 1, 2, 3))
-    zero = LayerMasks(gate=np.zeros((layer.output_pixels, 32), dtype=bool), base=base,
+    zero = LayerMasks(gate=np.zeros((layer.output_pixels, 32, 1), dtype=bool), base=base,
                       gating_groups=4)
     got = sparse_compute(layer, phase, zero, fp8_hw)
     assert got.macs_effective == layer.macs // 4  # only the base path (1/G) remains
     assert got.macs_issued == layer.macs // 4
-    no_base = LayerMasks(gate=np.zeros((layer.output_pixels, 32), dtype=bool))
+    no_base = LayerMasks(gate=np.zeros((layer.output_pixels, 32, 1), dtype=bool))
     assert sparse_compute(layer, phase, no_base, fp8_hw).macs_issued == 0
 
 
@@ -165,6 +171,7 @@ def test_compaction_gains_nothing_on_uniform_work(n_rows: int, n_cols: int, rows
     """Balancing cannot beat the dense schedule: partial edge tiles keep their idle queues."""
     work = np.full((n_rows, n_cols), steps, dtype=np.int32)
     zeros = np.zeros((n_rows, n_cols), dtype=np.int64)
-    args = (work, np.arange(n_cols, dtype=np.int64), zeros.astype(np.int32), False,
+    args = (work, np.arange(n_cols, dtype=np.int64), np.ones(n_cols, dtype=np.int64),
+            zeros.astype(np.int32), False,
             zeros[:, 0].copy(), zeros[0].copy(), rows, qcols, sync)
     assert schedule_passes(*args, True, 1) == schedule_passes(*args, False, 1)

@@ -23,7 +23,7 @@ import numpy as np
 
 from accelsim.config import HardwareConfig
 from accelsim.engine.simulator import IndexCost, JobResult, phases_for, simulate_job
-from accelsim.engine.sparse import LayerMasks, base_path_mask, gate_to_elements
+from accelsim.engine.sparse import LayerMasks, base_path_mask, native_gate
 from accelsim.errors import InputError
 from accelsim.network import PHASES
 from accelsim.sparsity import IndexParams, best_format
@@ -160,7 +160,7 @@ class Replayer:
                 if item.gate is not None:
                     gate = masks_of_step.gates[(item.name, branch)]
                     if not gate.all():
-                        gate_el = gate_to_elements(gate, item.gate.group_size)
+                        gate_el = native_gate(gate)
                         gidx = gate_index(gate, item.gate.group_size, self.hw,
                                           f"gate mask of layer {item.name!r}, branch {branch}")
                         groups = item.gate.gating_groups
@@ -177,7 +177,8 @@ class Replayer:
                         nm = numbers
                 storage["bits"] += gidx.bits + widx.bits
                 storage["bits_bitmap"] += gidx.bits_bitmap + widx.bits_bitmap
-                masks = LayerMasks(gate=gate_el, base=base, weight=weight, nm=nm,
+                masks = LayerMasks(gate=gate_el, gate_group_size=item.gate.group_size
+                                   if item.gate is not None else 1, base=base, weight=weight, nm=nm,
                                    gating_groups=groups, dense_weight_gradient=dense_gradient)
                 density = float(weight.mean()) if weight is not None else 1.0
                 gate_later = any(p in support.gate for p in ("bd", "wg") if p in phases)

@@ -37,10 +37,9 @@ from accelsim.engine.pe_array import cycles_dense_tensor, cycles_gemm
 from accelsim.engine.systolic import nm_reduction_length
 from accelsim.errors import InputError
 from accelsim.kernels import (
+    gate_views,
     group_any,
-    group_count,
     masked_step_counts,
-    row_column_counts,
     schedule_passes,
 )
 from accelsim.network import Gemm, Layer
@@ -50,14 +49,17 @@ from accelsim.network import Gemm, Layer
 class LayerMasks:
     """The masks of one layer and branch at one step, prepared for replay.
 
-    ``gate``: element-level gate, bool (M, F) with M = N*Ho*Wo in (n, ho, wo) order, or None
-    (no gating, or an all-ones gate: dense mode). ``base``: for gated layers with G > 1, bool
+    ``gate``: the gate in its native layout, bool (N, F/s, P) with P = Ho*Wo (one bit per group
+    of ``gate_group_size`` output channels; pixels m = n*P + p), or None (no gating, or an all-ones
+    gate: dense mode). An element-level (M, F) gate is ``gate_mf[:, :, None]``. ``base``: for
+    gated layers with G > 1, bool
     (F, K): True where weight (f, k) is on output f's dense base path. ``weight``: bool (F, K) kept
     weights, or None (no pruning, or all ones). ``nm``: (N, M) when the weight mask is N:M along
     input channels. ``dense_weight_gradient``: this step needs the full weight gradient (regrowth).
     """
 
     gate: np.ndarray | None = None
+    gate_group_size: int = 1
     base: np.ndarray | None = None
     gating_groups: int = 1
     weight: np.ndarray | None = None
@@ -65,17 +67,38 @@ class LayerMasks:
     dense_weight_gradient: bool = False
 
     @cached_property
-    def gate_counts(self) -> tuple[np.ndarray, np.ndarray]:
-        """Active gate bits per pixel (M,) and per output channel (F,), int64 (needs a gate)."""
+    def _gate_view_cache(self) -> dict[int, GateViews]:
+        return {}
+
+    def gate_views(self, unit: int) -> GateViews:
+        """Per-unit, per-pixel and per-channel views of the gate for ``unit`` lanes (cached)."""
         assert self.gate is not None
-        return row_column_counts(_as_bytes(self.gate))
+        if unit not in self._gate_view_cache:
+            channels = self.gate.shape[1] * self.gate_group_size
+            active, lanes, packed, per_pixel, per_channel, per_unit = gate_views(
+                _as_bytes(self.gate), self.gate_group_size, unit, channels)
+            self._gate_view_cache[unit] = GateViews(active, lanes, packed.view(np.uint64),
+                                                    per_pixel, per_channel, per_unit)
+        return self._gate_view_cache[unit]
 
 
-def gate_to_elements(gate: np.ndarray, group_size: int) -> np.ndarray:
-    """(N, F/s, Ho, Wo) group-level gate -> (N*Ho*Wo, F) element-level gate (bool)."""
+
+@dataclass(frozen=True)
+class GateViews:
+    """Derived views of one gate (see :func:`accelsim.kernels.gate_views`)."""
+
+    unit_active: np.ndarray   # bool (M, J): any lane of the unit is on
+    unit_lanes: np.ndarray    # int32 (M, J): active lanes of the unit
+    packed: np.ndarray        # uint64 (M, words): active channels per pixel, bit-packed
+    per_pixel: np.ndarray     # int64 (M,)
+    per_channel: np.ndarray   # int64 (F,)
+    per_unit: np.ndarray      # int64 (J,): pixels where any lane of the unit is on
+
+
+def native_gate(gate: np.ndarray) -> np.ndarray:
+    """A recorded (N, F/s, Ho, Wo) gate as the (N, F/s, Ho*Wo) layout the replay uses (a view)."""
     n, groups, ho, wo = gate.shape
-    rows = np.ascontiguousarray(gate.transpose(0, 2, 3, 1)).reshape(n * ho * wo, groups)
-    return np.repeat(rows, group_size, axis=1) if group_size > 1 else rows
+    return gate.reshape(n, groups, ho * wo)
 
 
 def base_path_mask(layer: Layer, gating_groups: int, base_chunks: tuple[int, ...]) -> np.ndarray:
@@ -103,13 +126,6 @@ def unit_any(mask: np.ndarray, unit: int, axis: int) -> np.ndarray:
     if unit in _WORD_TYPES and data.shape[1] % unit == 0:
         return data.view(_WORD_TYPES[unit]) != 0  # bool bytes: a group is one machine word
     return group_any(data, unit)
-
-
-def unit_sum(mask: np.ndarray, unit: int, axis: int) -> np.ndarray:
-    """Count of True over groups of ``unit`` consecutive entries along ``axis`` (0 or 1)."""
-    if axis == 1:
-        return group_count(_as_bytes(mask), unit)
-    return group_count(_as_bytes(mask.T), unit).T
 
 
 def unit_lanes(length: int, unit: int) -> np.ndarray:
@@ -145,13 +161,6 @@ class PhaseWork:
     col_idx: np.ndarray           # int64 (J,): decoder indices per unit column and pass
     lanes: np.ndarray             # int64 (J,): real lanes per unit column
 
-    @property
-    def macs_issued(self) -> int:
-        """MACs the lanes spend, idle lanes of active lock-step units included."""
-        lanes_per_class = np.bincount(self.classes, weights=self.lanes,
-                                      minlength=self.counts.shape[1]).astype(np.int64)
-        return int(self.counts.sum(axis=0, dtype=np.int64) @ lanes_per_class)
-
     def work(self) -> np.ndarray:
         """The full (R, J) work matrix (for tests and small shapes)."""
         return self.counts[:, self.classes]
@@ -181,19 +190,20 @@ def _zeros(rows: int, units: int) -> tuple[None, np.ndarray, np.ndarray]:
 NO_UNIT_INDEX = np.zeros((1, 1), dtype=np.int32)
 
 
-def schedule(work: PhaseWork, hw: HardwareConfig, unit: int) -> tuple[int, int, int]:
-    """Run a phase's work through the queues: (cycles, decoder stall cycles, indices)."""
+def schedule(work: PhaseWork, hw: HardwareConfig, unit: int) -> tuple[int, int, int, int]:
+    """Run a phase's work through the queues: (cycles, decoder stall cycles, indices, MACs
+    issued: the lanes' MACs, idle lanes of active lock-step units included)."""
     pe, decoder = hw.pe_array, hw.decoder
     qcols = max(1, pe.cols * pe.vector_width // unit)
     throughput = (decoder.compaction_indices_per_cycle if decoder.compaction
                   else decoder.indices_per_cycle)
     has_unit_idx = work.unit_idx is not None
-    cycles, stall, indices = schedule_passes(
-        work.counts, work.classes, work.unit_idx if has_unit_idx else NO_UNIT_INDEX,
+    cycles, stall, indices, issued = schedule_passes(
+        work.counts, work.classes, work.lanes, work.unit_idx if has_unit_idx else NO_UNIT_INDEX,
         has_unit_idx,
         work.row_idx, work.col_idx, pe.rows, qcols, pe.sync_tiles, decoder.compaction,
         throughput)
-    return cycles + pe.pipeline_latency, stall, indices
+    return cycles + pe.pipeline_latency, stall, indices, issued
 
 
 def fw_work(layer: Layer, masks: LayerMasks, unit: int, *, use_gate: bool, use_weight: bool,
@@ -218,14 +228,14 @@ def fw_work(layer: Layer, masks: LayerMasks, unit: int, *, use_gate: bool, use_w
         work = np.broadcast_to(full32, (m, units)).copy()
     else:
         cond = full32 - base32
+        views = masks.gate_views(unit)
         if compaction:
-            unit_idx = unit_sum(gate, unit, axis=1)
+            unit_idx = views.unit_lanes
             work = np.broadcast_to(base32, (m, units)).copy()
             work += packed_conditional_work(unit_idx, cond, unit, f, masks)
         else:
-            active = unit_any(gate, unit, axis=1)
-            work = base32[None, :] + active * cond[None, :]
-            unit_idx = active.view(np.uint8).astype(np.int32)
+            work = base32[None, :] + views.unit_active * cond[None, :]
+            unit_idx = views.unit_active.view(np.uint8).astype(np.int32)
     if weight is not None:
         col_idx = full.copy()
     return matrix_work(work, unit_idx, row_idx, col_idx, unit_lanes(f, unit))
@@ -280,9 +290,10 @@ def bd_work(layer: Layer, masks: LayerMasks, unit: int, *, use_gate: bool,
         keys = np.concatenate([pack_bits(always), pack_bits(allowed)], axis=1)
         classes, inverse = np.unique(keys, axis=0, return_inverse=True)
         words = keys.shape[1] // 2
-        counts = masked_step_counts(pack_bits(gate), np.ascontiguousarray(classes[:, :words]),
+        views = masks.gate_views(unit)
+        counts = masked_step_counts(views.packed, np.ascontiguousarray(classes[:, :words]),
                                     np.ascontiguousarray(classes[:, words:]))
-        row_idx = masks.gate_counts[0]
+        row_idx = views.per_pixel
         work = PhaseWork(counts, inverse.reshape(-1).astype(np.int64), unit_idx, row_idx,
                          col_idx, lanes)
     if weight is not None:
@@ -305,7 +316,7 @@ def wg_work(layer: Layer, masks: LayerMasks, unit: int, *, use_gate: bool,
     if gate is None:
         steps = np.full((k, units), m, dtype=np.int32)
     else:
-        active_pixels = row_column_counts(_as_bytes(unit_any(gate, unit, axis=1)))[1]
+        active_pixels = masks.gate_views(unit).per_unit
         on_base = (unit_any(masks.base, unit, axis=0).T if masks.base is not None
                    else np.zeros((k, units), dtype=bool))
         steps = np.where(on_base, m, active_pixels[None, :]).astype(np.int32)
@@ -315,7 +326,7 @@ def wg_work(layer: Layer, masks: LayerMasks, unit: int, *, use_gate: bool,
     return matrix_work(steps * needed, unit_idx, row_idx, col_idx, lanes)
 
 
-def effective_macs(layer: Layer, masks: LayerMasks, phase: str) -> int:
+def effective_macs(layer: Layer, masks: LayerMasks, phase: str, unit: int = 1) -> int:
     """MACs a FLOPs count gives for this job (the algorithm's view; equal in all phases,
     except WG at dense-gradient steps): sum over kept weights (f, k) of M on the base path and
     the number of active pixels of f on the conditional path."""
@@ -328,7 +339,7 @@ def effective_macs(layer: Layer, masks: LayerMasks, phase: str) -> int:
     kept = weight if weight is not None else np.ones((f, k), dtype=bool)
     if masks.gate is None:
         return int(kept.sum(dtype=np.int64)) * m
-    active = masks.gate_counts[1]
+    active = masks.gate_views(unit).per_channel  # any unit width: per-channel counts agree
     if masks.base is None:
         return int(kept.sum(axis=1, dtype=np.int64) @ active)
     on_base = (kept & masks.base).sum(axis=1, dtype=np.int64)
@@ -359,7 +370,8 @@ def sparse_compute(layer: Layer, phase: str, masks: LayerMasks,
     use_weight = phase in support.weight and (masks.weight is not None or masks.nm is not None)
     gemm = layer.gemm(phase)
     dense_compute = cycles_gemm(gemm, hw.pe_array)
-    macs_effective = effective_macs(layer, masks, phase)
+    unit = unit_width(hw)
+    macs_effective = effective_macs(layer, masks, phase, unit)
     if hw.pe_array.dataflow in SYSTOLIC_DATAFLOWS:
         # Systolic arrays exploit only N:M weights, in the forward pass (SCALE-Sim v3).
         nm = masks.nm if (use_weight and phase == "fw" and masks.nm
@@ -372,7 +384,6 @@ def sparse_compute(layer: Layer, phase: str, masks: LayerMasks,
     if not use_gate and not use_weight:
         return SparseCompute(dense_compute, 0, 0, gemm.macs, macs_effective, dense_compute)
     decoder = hw.decoder
-    unit = unit_width(hw)
     if use_weight and phase == "fw" and masks.nm and masks.nm[1] in support.nm_m:
         # N:M multiplexers: each lane selects its N kept inputs of every M; steps shrink exactly.
         return _nm_tensor(layer, gemm, masks, hw, macs_effective, dense_compute, use_gate, unit)
@@ -383,8 +394,8 @@ def sparse_compute(layer: Layer, phase: str, masks: LayerMasks,
         work = bd_work(layer, masks, unit, use_gate=use_gate, use_weight=use_weight)
     else:
         work = wg_work(layer, masks, unit, use_gate=use_gate, use_weight=use_weight)
-    cycles, stall, indices = schedule(work, hw, unit)
-    return SparseCompute(cycles, stall, indices, work.macs_issued, macs_effective, dense_compute)
+    cycles, stall, indices, issued = schedule(work, hw, unit)
+    return SparseCompute(cycles, stall, indices, issued, macs_effective, dense_compute)
 
 
 def _nm_tensor(layer: Layer, gemm: Gemm, masks: LayerMasks, hw: HardwareConfig,
@@ -403,12 +414,12 @@ def _nm_tensor(layer: Layer, gemm: Gemm, masks: LayerMasks, hw: HardwareConfig,
         groups = math.ceil(gemm.t / m_) * gemm.sc
         return SparseCompute(cycles, 0, groups, gemm.sr * gemm.sc * t, macs_effective,
                              dense_compute)
-    gated = LayerMasks(gate=masks.gate, base=masks.base, gating_groups=masks.gating_groups)
+    gated = LayerMasks(gate=masks.gate, gate_group_size=masks.gate_group_size, base=masks.base,
+                       gating_groups=masks.gating_groups)
     work = fw_work(layer, gated, unit, use_gate=True, use_weight=False,
                    compaction=hw.decoder.compaction)
     scaled = (-(-work.counts.astype(np.int64) * t // gemm.t)).astype(np.int32)
     steps = PhaseWork(scaled, work.classes, work.unit_idx, work.row_idx, work.col_idx,
                       work.lanes)
-    cycles, stall, indices = schedule(steps, hw, unit)
-    return SparseCompute(cycles, stall, indices, steps.macs_issued, macs_effective,
-                         dense_compute)
+    cycles, stall, indices, issued = schedule(steps, hw, unit)
+    return SparseCompute(cycles, stall, indices, issued, macs_effective, dense_compute)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -80,6 +81,11 @@ def replay_summary(rows: Sequence[JobResult], storage: dict[str, int], hw: Hardw
     return summary
 
 
+def trace_name(path: Path) -> str:
+    """A readable name for a trace: its run directory's name for `accelsim record` runs."""
+    return path.parent.name if path.name == "trace" else path.name
+
+
 def replay_to_dir(trace_path: Path, hw: HardwareConfig, out_dir: Path, *,
                   phases: Sequence[str] = PHASES, workers: int = 1) -> dict:
     """Replay a trace and write results.csv, summary.json and run.json; return the summary."""
@@ -89,8 +95,11 @@ def replay_to_dir(trace_path: Path, hw: HardwareConfig, out_dir: Path, *,
     reader = TraceReader(trace_path)
     rows, storage = replay_trace(trace_path, hw, phases=phases, workers=workers)
     gated = [item.name for item in reader.layers if item.gate is not None]
-    summary = replay_summary(rows, storage, hw, Path(trace_path).name,
+    summary = replay_summary(rows, storage, hw, trace_name(Path(trace_path)),
                              reader.manifest.producer, gated)
+    evaluation = Path(trace_path).parent / "eval.json"
+    if evaluation.is_file():  # a trace recorded by `accelsim record` sits in its run directory
+        summary["accuracy"] = json.loads(evaluation.read_text())
     run_info = {
         "accelsim_version": __version__,
         "git_revision": git_revision(),

@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from accelsim import __version__
+from accelsim.cli_sweep import sweep_command
 from accelsim.cli_trace import trace_group
 from accelsim.errors import InputError, SimulationError
 
@@ -170,6 +171,7 @@ def simulate(trace: Path | None, topology: Path | None, network_name: str | None
     from accelsim.api import replay_to_dir, simulate_dense_to_dir
     from accelsim.config import load_hardware
     from accelsim.network import builtin_network, read_topology_csv
+    from accelsim.trace import resolve_trace_dir
 
     sources = [s for s in (trace, topology, network_name) if s is not None]
     if len(sources) != 1:
@@ -178,7 +180,8 @@ def simulate(trace: Path | None, topology: Path | None, network_name: str | None
     phase_list = _parse_phases(phases)
     hw = load_hardware(hw_file, overrides)
     if trace is not None:
-        summary = replay_to_dir(trace, hw, out_dir, phases=phase_list, workers=workers)
+        summary = replay_to_dir(resolve_trace_dir(trace), hw, out_dir, phases=phase_list,
+                                workers=workers)
         click.echo(format_summary(summary))
         click.echo(f"wrote {out_dir / 'results.csv'} and {out_dir / 'summary.json'}")
         return
@@ -194,6 +197,79 @@ def simulate(trace: Path | None, topology: Path | None, network_name: str | None
                                     branches=tuple(range(1, branch_count + 1)))
     click.echo(format_summary(summary))
     click.echo(f"wrote {out_dir / 'results.csv'} and {out_dir / 'summary.json'}")
+
+
+# ---------------------------------------------------------------------------------------------
+# accelsim record (PyTorch, imported lazily: simulation never needs torch)
+# ---------------------------------------------------------------------------------------------
+
+_RECORD_OPTIONS = [
+    ("--algo", "algo", click.Choice(["dense", "cdg", "scdg", "cgnet", "synccp"]),
+     "Sparsity algorithm [default: dense]."),
+    ("--gate-groups", "gate_groups", click.IntRange(min=2), "CDG gating groups G [default: 4]."),
+    ("--gate-group-size", "gate_group_size", click.IntRange(min=1),
+     "SCDG channel-group size s [default: 8 for scdg, else 1]."),
+    ("--overlap", "overlap", click.FloatRange(0, 1),
+     "Fraction of output chunks whose base path is shared by both branches [default: 0; "
+     "cgnet: 1]."),
+    ("--weight-pattern", "weight_pattern", str,
+     "SyncCP granularity: element, nm:N:M or block:BOxBI [default: element]."),
+    ("--final-sparsity", "final_sparsity", click.FloatRange(0, 1, max_open=True),
+     "SyncCP final sparsity of branch 1 [default: 0.8]."),
+    ("--delta", "delta", click.FloatRange(0, 1), "SyncCP: branch 2 denser by this "
+     "[default: 0.3]."),
+    ("--model", "model", click.Choice(["resnet20", "resnet18"]), "Backbone [default: resnet20]."),
+    ("--width", "width", click.FloatRange(min=0, min_open=True), "Width multiplier [default: 1]."),
+    ("--ssl", "ssl", click.Choice(["simclr", "byol", "moco"]), "SSL method [default: simclr]."),
+    ("--data", "data", str, "Dataset NAME[:PATH]: fashion-mnist, mnist:DIR, cifar10:DIR, "
+     "cifar100:DIR, folder:DIR, synthetic [default: fashion-mnist]."),
+    ("--steps", "steps", click.IntRange(min=1), "Optimizer steps [default: 200]."),
+    ("--record-every", "record_every", click.IntRange(min=1),
+     "Record masks every K steps, and the last step [default: 10]."),
+    ("--batch-size", "batch_size", click.IntRange(min=2), "Images per branch [default: 64]."),
+    ("--device", "device", str, "cpu or cuda [default: cpu]."),
+    ("--seed", "seed", int, "Random seed [default: 0]."),
+]
+
+
+def _record_options(function):
+    for flag, name, kind, text in reversed(_RECORD_OPTIONS):
+        function = click.option(flag, name, type=kind, default=None, help=text)(function)
+    return function
+
+
+@main.command("record")
+@_record_options
+@click.option("--config", "recipe", type=click.Path(dir_okay=False, path_type=Path),
+              help="Run recipe YAML (workloads/recipes/); options given here override it.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Run directory: trace/, checkpoint, log.csv, eval.json. Re-running the same "
+              "command resumes an interrupted run.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def record(recipe: Path | None, out_dir: Path, quiet: bool, **options: object) -> None:
+    """Train a sparse contrastive model and record its real masks into a trace.
+
+    Gate masks of both branches (exactly what the forward passes used) and weight masks are
+    written every K steps into OUT/trace, which `accelsim simulate OUT` replays. A killed run
+    resumes from its last checkpoint when the same command is run again. At the end the encoder
+    is evaluated (k-NN and linear-probe accuracy, fractions) and the FLOPs reduction is measured
+    from the real masks (OUT/eval.json).
+
+    Example: accelsim record --algo cdg --model resnet20 --ssl simclr --data fashion-mnist
+    --steps 200 --out runs/cdg
+    """
+    try:
+        from workloads.train import RunConfig, load_run_config, summary_line, train
+    except ImportError as error:
+        raise InputError(f"recording needs PyTorch ({error.name} is missing): install "
+                         "torch==2.13.0 first, then pip install -e .[workloads]",
+                         field="record") from None
+    overrides = {k: v for k, v in options.items() if v is not None}
+    config = (load_run_config(recipe, overrides) if recipe is not None
+              else RunConfig(**overrides))
+    result = train(config, out_dir, progress=not quiet)
+    click.echo(summary_line(result))
+    click.echo(f"trace: {out_dir / 'trace'}  (accelsim simulate {out_dir} --hw ...)")
 
 
 def format_summary(summary: dict) -> str:
@@ -226,6 +302,7 @@ def format_summary(summary: dict) -> str:
 
 
 main.add_command(trace_group)
+main.add_command(sweep_command)
 
 
 def run() -> None:

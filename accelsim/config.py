@@ -399,7 +399,7 @@ def _schema_children(tp: Any) -> dict[str, Any] | None:
     return None
 
 
-def _resolve_type(dotted: str) -> Any:
+def resolve_key_type(dotted: str) -> Any:
     """Walk the schema along ``dotted``; raise KeyError(message) for an unknown part."""
     tp: Any = HardwareConfig
     walked = []
@@ -431,7 +431,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     except yaml.YAMLError:
         raise InputError(f"cannot parse value {raw_value!r}", field=f"--set {key}") from None
     try:
-        _resolve_type(key)
+        resolve_key_type(key)
     except KeyError as error:
         raise InputError(str(error.args[0]), field="--set") from None
     return key, value
@@ -504,7 +504,7 @@ def with_overrides(config: HardwareConfig, overrides: dict[str, Any]) -> Hardwar
     parsed = []
     for key, value in overrides.items():
         try:
-            _resolve_type(key)
+            resolve_key_type(key)
         except KeyError as error:
             raise InputError(str(error.args[0]), field="--set") from None
         parsed.append((key, value))

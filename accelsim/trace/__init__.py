@@ -1,5 +1,8 @@
 """The trace contract: per-layer gate and weight masks recorded during contrastive training.
 
+This is the only part of accelsim that ``workloads/`` imports; it re-exports the layer geometry
+(:class:`Layer`) the manifest is made of.
+
 A trace is a directory (``manifest.json`` plus ``steps/step-XXXXXXXX.{bin,json}``) that the
 recorder in ``workloads/`` writes with :class:`TraceWriter` and the simulator reads with
 :class:`TraceReader`. Only numpy is needed. The format is specified in ``docs/trace-format.md``.
@@ -11,6 +14,7 @@ Example::
     gate = trace.gate(trace.steps[-1], "layer1.0.conv1", branch=1)  # bool (N, Cout/s, Ho, Wo)
 """
 
+from accelsim.network import Layer
 from accelsim.trace.format import FORMAT_VERSION, TraceError
 from accelsim.trace.manifest import (
     GateSpec,
@@ -20,12 +24,13 @@ from accelsim.trace.manifest import (
     gate_spec_for,
     weight_spec_for,
 )
-from accelsim.trace.reader import StepMasks, TraceReader, open_trace
+from accelsim.trace.reader import StepMasks, TraceReader, open_trace, resolve_trace_dir
 from accelsim.trace.writer import TraceWriter
 
 __all__ = [
     "FORMAT_VERSION",
     "GateSpec",
+    "Layer",
     "Manifest",
     "StepMasks",
     "TraceError",
@@ -35,5 +40,6 @@ __all__ = [
     "WeightSpec",
     "gate_spec_for",
     "open_trace",
+    "resolve_trace_dir",
     "weight_spec_for",
 ]

@@ -21,6 +21,7 @@ import numpy as np
 
 from accelsim.trace.format import (
     CODEC,
+    MANIFEST_NAME,
     MASK_DTYPE,
     MASK_KINDS,
     TraceError,
@@ -486,6 +487,14 @@ class TraceReader:
                              f"(corrupt mask)", path=self._root, field=where)
         mask.flags.writeable = False
         return mask
+
+
+def resolve_trace_dir(path: str | os.PathLike[str]) -> Path:
+    """A trace directory, or the ``trace/`` inside a run directory of ``accelsim record``."""
+    root = Path(path)
+    if not (root / MANIFEST_NAME).exists() and (root / "trace" / MANIFEST_NAME).exists():
+        return root / "trace"
+    return root
 
 
 def open_trace(path: str | os.PathLike[str]) -> TraceReader:

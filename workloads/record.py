@@ -1,0 +1,108 @@
+"""Record the masks training actually used into an accelsim trace (via accelsim.trace's writer).
+
+The recorder hooks in from outside: gating and pruning modules do not know about it. At a recorded
+step it takes, for every gated conv, the exact gate tensor each branch's forward multiplied into
+its conditional path (``BranchConv2d.last_gate[branch]``, read from that branch's encoder: the
+shared encoder for SimCLR, the online / momentum encoder for BYOL and MoCo), and the weight masks
+SyncCP applied in that step's forwards. Unchanged weight masks are stored as references.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from accelsim.trace import (
+    TraceLayer,
+    TraceReader,
+    TraceWriter,
+    gate_spec_for,
+    weight_spec_for,
+)
+from workloads.gating import GatingConfig, base_chunks, branch_convs
+from workloads.models import layer_geometry
+from workloads.pruning import SyncCPConfig
+
+
+def trace_layers(backbone: nn.Module, batch: int, image_size: int,
+                 gating: GatingConfig | None, pruning: SyncCPConfig | None,
+                 branches: int = 2) -> list[TraceLayer]:
+    """The manifest's layers: geometry of every conv, and which masks each records."""
+    convs = dict(branch_convs(backbone))
+    chunks = None
+    if gating is not None and gating.enabled:
+        chunks = base_chunks(gating.groups, gating.overlap, branches)
+    result = []
+    for layer in layer_geometry(backbone, batch, image_size):
+        conv = convs[layer.name]
+        gate = weight = None
+        if chunks is not None and conv.gating is not None and conv.gating.enabled:
+            gate = gate_spec_for(layer, gating.group_size, gating.groups, chunks)
+        if pruning is not None and layer.role in pruning.prunable_roles:
+            weight = weight_spec_for(layer, pruning.pattern)
+        result.append(TraceLayer(layer=layer, gate=gate, weight=weight))
+    return result
+
+
+class TraceRecorder:
+    """Writes one trace step per recorded training step; resumable after a crash."""
+
+    def __init__(self, out: Path, layers: list[TraceLayer], producer: Mapping[str, Any],
+                 branches: int = 2, resume: bool = False) -> None:
+        self.out = Path(out)
+        if resume and (self.out / "manifest.json").exists():
+            self.writer = TraceWriter.resume(self.out)
+        else:
+            self.writer = TraceWriter.create(self.out, producer, layers, branches=branches,
+                                             overwrite=resume)
+        self.layers = {item.name: item for item in self.writer.manifest.layers}
+        self.branches = branches
+
+    @property
+    def last_step(self) -> int | None:
+        """The last step already in the trace (None when empty)."""
+        return self.writer.last_step
+
+    def record(self, step: int, encoders: Mapping[int, nn.Module],
+               weight_masks: Mapping[str, Mapping[int, torch.Tensor]] | None,
+               stats: Mapping[str, Any]) -> None:
+        """Write step ``step``: gates from ``encoders[b]`` (its convs' ``last_gate[b]``) and the
+        weight masks of both branches (``weight_masks[layer][b]``)."""
+        gates: dict[tuple[str, int], np.ndarray] = {}
+        for branch in range(1, self.branches + 1):
+            for name, conv in branch_convs(encoders[branch]):
+                item = self.layers.get(name)
+                if item is None or item.gate is None:
+                    continue
+                gate = conv.last_gate.get(branch)
+                if gate is None:
+                    raise RuntimeError(f"layer {name!r} has no gate for branch {branch}: record "
+                                       "right after both branches' forward passes")
+                gates[(name, branch)] = gate.detach().to("cpu").numpy().astype(bool, copy=False)
+        weights: dict[tuple[str, int], np.ndarray | None] = {}
+        for name, item in self.layers.items():
+            if item.weight is None:
+                continue
+            if weight_masks is None or name not in weight_masks:
+                raise RuntimeError(f"layer {name!r} records weight masks but none were given")
+            for branch in range(1, self.branches + 1):
+                mask = weight_masks[name][branch]
+                weights[(name, branch)] = mask.detach().to("cpu").numpy().astype(bool,
+                                                                                 copy=False)
+        self.writer.write_step(step, gates, weights, dict(stats))
+
+    def close(self) -> None:
+        """Finish the trace."""
+        self.writer.close()
+
+
+def trace_steps(path: Path) -> list[int]:
+    """Steps already recorded in the trace at ``path`` ([] when there is none)."""
+    if not (Path(path) / "manifest.json").exists():
+        return []
+    return TraceReader(path).steps

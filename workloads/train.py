@@ -1,0 +1,431 @@
+"""The training loop: sparse contrastive training that records a trace and evaluates the encoder.
+
+A run directory holds ``run.yaml`` (the full :class:`RunConfig`), ``trace/`` (the accelsim trace),
+``checkpoint.{npz,json}`` (written at every recorded step; no pickle), ``log.csv`` (per-step
+loss and sparsity, appended) and ``eval.json`` (k-NN / linear-probe accuracy and the FLOPs
+reduction measured from the real masks, written at the end).
+
+Determinism: batch order and augmentations of step t are drawn from generators seeded by
+(seed, epoch) and (seed, t), so a resumed run sees exactly the batches an uninterrupted run sees,
+and the same seed gives the same trace bit for bit on the CPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import sys
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from accelsim.errors import InputError
+from accelsim.fileio import atomic_write_json, atomic_write_text
+from workloads.augment import SSLAugment
+from workloads.checkpoint import checkpoint_exists, load_checkpoint, save_checkpoint
+from workloads.data import ImageDataset, load_dataset
+from workloads.evaluate import extract_features, knn_accuracy, linear_probe
+from workloads.gating import (
+    GatingConfig,
+    gate_macs,
+    gate_parameters,
+    gate_regularizer,
+    gate_sparsity,
+    gated_convs,
+)
+from workloads.models import build_backbone
+from workloads.pruning import SyncCP, SyncCPConfig
+from workloads.record import TraceRecorder, trace_layers
+from workloads.ssl import build_method
+
+ALGORITHMS = ("dense", "cdg", "scdg", "cgnet", "synccp")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a training run depends on (CLI options and recipe keys use these names)."""
+
+    algo: str = "dense"                 # dense | cdg | scdg | cgnet | synccp
+    model: str = "resnet20"             # resnet20 | resnet18
+    width: float = 1.0                  # width multiplier
+    ssl: str = "simclr"                 # simclr | byol | moco
+    data: str = "fashion-mnist"         # NAME or NAME:PATH (see workloads/data.py)
+    steps: int = 200                    # optimizer steps
+    record_every: int = 10              # record masks every K steps (and the last step)
+    batch_size: int = 64                # images per branch
+    device: str = "cpu"                 # cpu | cuda
+    seed: int = 0
+    image_size: int | None = None       # training crop size (default: the dataset's)
+    optimizer: str = "adam"             # adam | sgd
+    lr: float = 2e-3
+    weight_decay: float = 1e-6          # not applied to the gates' thresholds tau
+    threads: int = 0                    # torch CPU threads (0: torch's default)
+    # gating (cdg / scdg / cgnet)
+    gate_groups: int = 4
+    gate_group_size: int | None = None  # SCDG s (default 8 for scdg, else 1)
+    overlap: float | None = None        # base-path overlap of the branches (cgnet: 1)
+    tau_init: float = 0.0
+    tau_target: float = 0.52
+    reg_lambda: float = 1e-4
+    gate_lr: float | None = None        # learning rate of the thresholds tau (default: lr)
+    # SyncCP (synccp)
+    weight_pattern: str = "element"     # element | nm:N:M | block:BOxBI
+    final_sparsity: float = 0.8
+    initial_sparsity: float = 0.3
+    delta: float = 0.3
+    prune_start: int = 0
+    prune_end: int | None = None        # default: 75 % of the steps
+    update_every: int = 20
+    score: str = "magnitude"            # magnitude | ema
+    threshold: str = "global"           # global | layer
+    regrow: bool = False
+    # evaluation
+    eval_train_samples: int = 10000     # k-NN memory bank / probe training set (0: all)
+    eval_test_samples: int = 2000       # 0: all
+    knn_k: int = 200
+    linear_probe: bool = True
+    linear_epochs: int = 30
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.algo in ALGORITHMS, "algo", f"must be one of {', '.join(ALGORITHMS)}"),
+            (self.model in ("resnet20", "resnet18"), "model", "must be resnet20 or resnet18"),
+            (self.steps >= 1, "steps", "must be >= 1"),
+            (self.record_every >= 1, "record_every", "must be >= 1"),
+            (self.batch_size >= 2, "batch_size", "must be >= 2"),
+            (self.width > 0, "width", "must be > 0"),
+            (self.optimizer in ("adam", "sgd"), "optimizer", "must be adam or sgd"),
+            (self.lr > 0, "lr", "must be > 0"),
+            (self.device == "cpu" or self.device.startswith("cuda"), "device",
+             "must be cpu or cuda[:N]"),
+            (0 <= self.final_sparsity < 1, "final_sparsity", "must be in [0, 1)"),
+        ]
+        for ok, key, message in checks:
+            if not ok:
+                raise InputError(f"{message}, got {getattr(self, key)!r}", field=key)
+
+    @property
+    def gating(self) -> GatingConfig | None:
+        """The gating of this run (None for dense and synccp)."""
+        if self.algo not in ("cdg", "scdg", "cgnet"):
+            return None
+        return GatingConfig(kind=self.algo, groups=self.gate_groups,
+                            group_size=self.gate_group_size, overlap=self.overlap,
+                            tau_init=self.tau_init, tau_target=self.tau_target,
+                            reg_lambda=self.reg_lambda)
+
+    @property
+    def pruning(self) -> SyncCPConfig | None:
+        """The SyncCP schedule of this run (None unless synccp)."""
+        if self.algo != "synccp":
+            return None
+        end = self.prune_end if self.prune_end is not None else max(1, int(0.75 * self.steps))
+        return SyncCPConfig(pattern=self.weight_pattern, final_sparsity=self.final_sparsity,
+                            initial_sparsity=self.initial_sparsity, delta=self.delta,
+                            score=self.score, threshold=self.threshold, t0=self.prune_start,
+                            tf=end, update_every=self.update_every, regrow=self.regrow)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def load_run_config(path: Path, overrides: dict[str, Any]) -> RunConfig:
+    """A recipe YAML (safe loader) with ``overrides`` on top; unknown keys -> did-you-mean."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise InputError(f"cannot read recipe ({error.__class__.__name__})",
+                         path=str(path)) from None
+    if not isinstance(raw, dict):
+        raise InputError("a recipe is a YAML mapping", path=str(path))
+    names = [f.name for f in fields(RunConfig)]
+    for key in raw:
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise InputError(f"unknown key{hint}", path=str(path), field=str(key))
+    try:
+        return RunConfig(**{**raw, **overrides})
+    except TypeError as error:
+        raise InputError(str(error), path=str(path)) from None
+
+
+def batch_indices(step: int, size: int, batch: int, seed: int) -> torch.Tensor:
+    """Indices of step ``step``'s batch: epochs are seeded permutations, drop_last."""
+    per_epoch = size // batch
+    if per_epoch < 1:
+        raise InputError(f"the dataset has {size} images, fewer than one batch of {batch}",
+                         field="batch_size")
+    epoch, index = divmod(step, per_epoch)
+    order = torch.randperm(size, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+    return order[index * batch:(index + 1) * batch]
+
+
+def step_generator(seed: int, step: int, view: int) -> torch.Generator:
+    """The augmentation generator of one view of one step."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + step) * 4 + view)
+
+
+def _encoder_parameters(method: torch.nn.Module) -> tuple[list, list]:
+    taus = {id(p) for p in gate_parameters(method)}
+    params = method.trainable_parameters()
+    return ([p for p in params if id(p) not in taus], [p for p in params if id(p) in taus])
+
+
+def measured_flops(encoders: dict[int, torch.nn.Module]) -> dict[str, float]:
+    """FLOPs view of the gated layers from the last forward's real masks (per branch)."""
+    dense = sparse = 0
+    for branch, encoder in encoders.items():
+        for _, conv in gated_convs(encoder):
+            if branch not in conv.last_gate:
+                continue
+            gate = conv.last_gate[branch]
+            n, _, ho, wo = gate.shape
+            dense += (conv.kernel_size[0] * conv.kernel_size[1] * conv.in_channels
+                      * conv.out_channels * n * ho * wo)
+            sparse += gate_macs(conv, branch)
+    if not sparse:
+        return {}
+    return {"flops_reduction_gated_layers": dense / sparse}
+
+
+class Trainer:
+    """One run: model, method, pruner, recorder; ``run()`` trains, records and evaluates."""
+
+    def __init__(self, config: RunConfig, out: Path, *, progress: bool = True) -> None:
+        self.config, self.out, self.progress = config, Path(out), progress
+        if config.device.startswith("cuda") and not torch.cuda.is_available():
+            raise InputError("no CUDA device is available here; use --device cpu",
+                             field="--device")
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        torch.manual_seed(config.seed)
+        self.train_ds = load_dataset(config.data, "train")
+        self.test_ds = load_dataset(config.data, "test")
+        self.image_size = config.image_size or self.train_ds.image_size[0]
+        self.device = torch.device(config.device)
+        try:
+            backbone = build_backbone(config.model, config.width, self.train_ds.channels,
+                                      config.gating)
+        except ValueError as error:
+            raise InputError(str(error), field="--gate-group-size/--gate-groups") from None
+        self.backbone = backbone.to(self.device, memory_format=torch.channels_last)
+        self.method = build_method(config.ssl, self.backbone, self.backbone.feature_dim)
+        self.method.to(self.device)
+        self.pruner = None
+        if config.pruning is not None:
+            try:
+                self.pruner = SyncCP(self.method.encoders(), config.pruning)
+            except ValueError as error:
+                raise InputError(str(error), field="--weight-pattern") from None
+        weights, taus = _encoder_parameters(self.method)
+        groups = [{"params": weights, "weight_decay": config.weight_decay},
+                  {"params": taus, "weight_decay": 0.0, "lr": config.gate_lr or config.lr}]
+        if config.optimizer == "adam":
+            self.optimizer = torch.optim.Adam(groups, lr=config.lr)
+        else:
+            self.optimizer = torch.optim.SGD(groups, lr=config.lr, momentum=0.9)
+        self.augment = SSLAugment.for_dataset(self.train_ds, size=self.image_size)
+
+    # -- state -------------------------------------------------------------------------------
+
+    def _state(self, step: int) -> dict[str, Any]:
+        return {"step": step, "method": self.method.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "pruner": self.pruner.state_dict() if self.pruner else None}
+
+    def _restore(self, state: dict[str, Any]) -> int:
+        self.method.load_state_dict(state["method"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.pruner is not None:
+            self.pruner.load_state_dict(state["pruner"])
+        return int(state["step"]) + 1
+
+    def _producer(self) -> dict[str, Any]:
+        config = self.config
+        return {"algorithm": config.algo, "ssl": config.ssl, "model": config.model,
+                "width": config.width, "dataset": config.data, "seed": config.seed,
+                "steps": config.steps, "batch_size": config.batch_size,
+                "image_size": self.image_size, "generator": "workloads.train",
+                "config": config.to_dict()}
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        """Train (resuming from a checkpoint when one exists), record, evaluate."""
+        config, out = self.config, self.out
+        out.mkdir(parents=True, exist_ok=True)
+        run_yaml = out / "run.yaml"
+        resume = checkpoint_exists(out / "checkpoint")
+        if run_yaml.exists() and yaml.safe_load(run_yaml.read_text()) != config.to_dict():
+            raise InputError("holds a run with a different configuration; use another --out",
+                             path=str(out))
+        atomic_write_text(run_yaml, yaml.safe_dump(config.to_dict(), sort_keys=True))
+        layers = trace_layers(self.backbone, config.batch_size, self.image_size, config.gating,
+                              config.pruning)
+        recorder = TraceRecorder(out / "trace", layers, self._producer(), resume=resume)
+        start = 0
+        if resume:
+            start = self._restore(load_checkpoint(out / "checkpoint", str(self.device)))
+            _truncate_log(out / "log.csv", start)
+        last_recorded = recorder.last_step if recorder.last_step is not None else -1
+        started = time.perf_counter()
+        bar = _progress(config.steps, start, self.progress)
+        logs: dict[str, float] = {}
+        for step in range(start, config.steps):
+            logs = self.train_step(step, recorder, last_recorded)
+            if self._is_record_step(step) and step > last_recorded:
+                save_checkpoint(out / "checkpoint", self._state(step))
+            _append_log(out / "log.csv", step, logs)
+            bar.update(logs)
+        bar.close()
+        recorder.close()
+        result = self.evaluate()
+        result.update({"train_seconds": time.perf_counter() - started, "steps": config.steps,
+                       "final_loss": logs.get("loss")})
+        atomic_write_json(out / "eval.json", result)
+        return result
+
+    def _is_record_step(self, step: int) -> bool:
+        return step % self.config.record_every == 0 or step == self.config.steps - 1
+
+    def train_step(self, step: int, recorder: TraceRecorder, last_recorded: int
+                   ) -> dict[str, float]:
+        """One optimizer step; records the masks its forwards used when it is a record step."""
+        config = self.config
+        self.method.train()
+        if self.pruner is not None:
+            self.pruner.step(step)
+        index = batch_indices(step, len(self.train_ds.labels), config.batch_size, config.seed)
+        images = self.train_ds.images[index].to(self.device)
+        view1 = self.augment(images, step_generator(config.seed, step, 1))
+        view2 = self.augment(images, step_generator(config.seed, step, 2))
+        loss, logs = self.method.training_step(view1, view2, step)
+        if config.gating is not None:
+            loss = loss + gate_regularizer(self.method)
+            logs["gate_sparsity"] = gate_sparsity(self.method)
+        if self.pruner is not None:
+            sparsity = self.pruner.weight_sparsity()
+            logs["weight_sparsity_1"], logs["weight_sparsity_2"] = sparsity[1], sparsity[2]
+        logs["loss"] = float(loss.detach())
+        if self._is_record_step(step) and step > last_recorded:
+            stats = {**logs, "dense_weight_gradient": bool(
+                self.pruner is not None and self.pruner.needs_dense_gradient(step))}
+            recorder.record(step, self.method.encoders(),
+                            self.pruner.masks() if self.pruner else None, stats)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.method.on_step_end(step, config.steps)
+        return logs
+
+    def evaluate(self) -> dict[str, Any]:
+        """k-NN (and linear-probe) accuracy of branch 1's features; FLOPs from the real masks."""
+        config = self.config
+        flops = measured_flops(self.method.encoders())  # before eval forwards overwrite gates
+        train = _head(self.train_ds, config.eval_train_samples)
+        test = _head(self.test_ds, config.eval_test_samples)
+        train_f, train_y = extract_features(self.method, train, device=self.device)
+        test_f, test_y = extract_features(self.method, test, device=self.device)
+        result: dict[str, Any] = {
+            "knn_accuracy": knn_accuracy(train_f, train_y, test_f, test_y, k=config.knn_k),
+            "chance_accuracy": 1.0 / self.train_ds.num_classes,
+            "eval_train_samples": len(train_y), "eval_test_samples": len(test_y), **flops,
+        }
+        if config.linear_probe:
+            result["linear_accuracy"] = linear_probe(train_f, train_y, test_f, test_y,
+                                                     epochs=config.linear_epochs,
+                                                     seed=config.seed)
+        if config.gating is not None:
+            result["gate_sparsity"] = gate_sparsity(self.method)
+        if self.pruner is not None:
+            result["weight_sparsity"] = {str(k): v for k, v in
+                                         self.pruner.weight_sparsity().items()}
+        return result
+
+
+def _head(dataset: ImageDataset, count: int) -> ImageDataset:
+    if count <= 0 or count >= len(dataset.labels):
+        return dataset
+    return dataset.subset(slice(0, count))
+
+
+def _truncate_log(path: Path, start: int) -> None:
+    """Drop log rows of steps >= ``start`` (they are re-run after a resume)."""
+    if not path.exists():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    kept = lines[:1] + [line for line in lines[1:] if int(line.split(",", 1)[0]) < start]
+    atomic_write_text(path, "".join(kept))
+
+
+def _append_log(path: Path, step: int, logs: dict[str, float]) -> None:
+    """Append one CSV row (header on first write). Lines are short, so an append is atomic."""
+    keys = sorted(logs)
+    new = not path.exists()
+    with path.open("a") as handle:
+        if new:
+            handle.write("step," + ",".join(keys) + "\n")
+        handle.write(f"{step}," + ",".join(f"{logs[k]:.6g}" for k in keys) + "\n")
+
+
+class _progress:
+    """A one-line progress bar on stderr: step, rate, ETA, loss, gate and weight sparsity."""
+
+    def __init__(self, total: int, start: int, enabled: bool) -> None:
+        self.total, self.done, self.enabled = total, start, enabled
+        self.start_time, self.start_step = time.perf_counter(), start
+        self.tty = sys.stderr.isatty()
+
+    def update(self, logs: dict[str, float]) -> None:
+        self.done += 1
+        if not self.enabled:
+            return
+        elapsed = time.perf_counter() - self.start_time
+        rate = (self.done - self.start_step) / elapsed if elapsed > 0 else 0.0
+        eta = (self.total - self.done) / rate if rate > 0 else math.inf
+        parts = [f"step {self.done}/{self.total}", f"{rate:.2f} it/s",
+                 f"eta {eta:.0f}s" if math.isfinite(eta) else "eta ?",
+                 f"loss {logs.get('loss', float('nan')):.4f}"]
+        if "gate_sparsity" in logs:
+            parts.append(f"gate sparsity {logs['gate_sparsity']:.3f}")
+        if "weight_sparsity_1" in logs:
+            parts.append(f"weight sparsity {logs['weight_sparsity_1']:.3f}/"
+                         f"{logs['weight_sparsity_2']:.3f}")
+        line = " | ".join(parts)
+        if self.tty:
+            sys.stderr.write("\r" + line.ljust(100))
+        elif self.done == self.total or self.done % max(1, self.total // 20) == 0:
+            sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled and self.tty:
+            sys.stderr.write("\n")
+
+
+def train(config: RunConfig, out: Path, progress: bool = True) -> dict[str, Any]:
+    """Train, record and evaluate one run into ``out`` (resumes an interrupted run)."""
+    return Trainer(config, out, progress=progress).run()
+
+
+def summary_line(result: dict[str, Any]) -> str:
+    """A one-line human summary of eval.json."""
+    parts = [f"k-NN accuracy {result['knn_accuracy']:.3f} "
+             f"(chance {result['chance_accuracy']:.3f})"]
+    if "linear_accuracy" in result:
+        parts.append(f"linear probe {result['linear_accuracy']:.3f}")
+    if "flops_reduction_gated_layers" in result:
+        parts.append(f"FLOPs reduction over gated layers "
+                     f"{result['flops_reduction_gated_layers']:.2f}x")
+    if "gate_sparsity" in result:
+        parts.append(f"gate sparsity {result['gate_sparsity']:.3f}")
+    if "weight_sparsity" in result:
+        ws = result["weight_sparsity"]
+        parts.append(f"weight sparsity {ws.get('1', 0):.3f}/{ws.get('2', 0):.3f}")
+    return "; ".join(parts)

@@ -1,0 +1,188 @@
+"""Real short training runs: every algorithm records a trace the simulator replays; recorded masks
+are the ones the forward used; determinism and crash-resume give identical traces."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from click.testing import CliRunner  # noqa: E402
+
+from accelsim.cli import main  # noqa: E402
+from accelsim.trace import TraceReader  # noqa: E402
+from workloads import train as train_module  # noqa: E402
+from workloads.gating import branch_convs, set_branch  # noqa: E402
+from workloads.train import RunConfig, Trainer, step_generator, train  # noqa: E402
+
+DATA = "synthetic:n=96,classes=4,size=16,channels=1,seed=3"
+FP8 = Path(__file__).resolve().parents[2] / "hw_configs" / "fp8_tensor_edge_28nm.yaml"
+
+
+def tiny(**overrides: object) -> RunConfig:
+    base = {"data": DATA, "steps": 3, "record_every": 1, "batch_size": 8, "linear_probe": False,
+            "eval_train_samples": 64, "eval_test_samples": 32, "knn_k": 5, "threads": 1,
+            "gate_groups": 2, "update_every": 1}
+    return RunConfig(**{**base, **overrides})
+
+
+ALGOS = {
+    "dense": {},
+    "cdg": {"algo": "cdg"},
+    "scdg": {"algo": "scdg"},
+    "cgnet": {"algo": "cgnet"},
+    "synccp-element": {"algo": "synccp"},
+    "synccp-2:4": {"algo": "synccp", "weight_pattern": "nm:2:4"},
+    "synccp-block": {"algo": "synccp", "weight_pattern": "block:4x4"},
+}
+
+
+@pytest.mark.parametrize("name", list(ALGOS))
+def test_every_algorithm_records_a_trace_that_replays(tmp_path: Path, name: str) -> None:
+    out = tmp_path / "run"
+    result = train(tiny(**ALGOS[name]), out, progress=False)
+    assert 0 <= result["knn_accuracy"] <= 1
+    reader = TraceReader(out / "trace")
+    assert reader.steps == [0, 1, 2]
+    reader.verify()
+    gated = [item for item in reader.layers if item.gate is not None]
+    pruned = [item for item in reader.layers if item.weight is not None]
+    assert bool(gated) == (name in ("cdg", "scdg", "cgnet"))
+    assert bool(pruned) == name.startswith("synccp")
+    sim = CliRunner().invoke(main, ["simulate", str(out), "--hw", str(FP8), "--out",
+                                    str(tmp_path / "sim")])
+    assert sim.exit_code == 0, sim.output
+    summary = json.loads((tmp_path / "sim" / "summary.json").read_text())
+    assert summary["accuracy"]["knn_accuracy"] == result["knn_accuracy"]
+    if name != "dense":
+        assert summary["total"]["flops_reduction"] > 1
+
+
+def test_recorded_gates_are_the_ones_the_forward_used(tmp_path: Path) -> None:
+    """Re-run a recorded step from the model state before it and compare bit for bit."""
+    config = tiny(algo="cdg")
+    trainer = Trainer(config, tmp_path / "run", progress=False)
+    before = copy.deepcopy(trainer.method.state_dict())
+    trainer.run()
+    fresh = Trainer(config, tmp_path / "other", progress=False)
+    fresh.method.load_state_dict(before)
+    fresh.method.train()
+    from workloads.train import batch_indices
+
+    index = batch_indices(0, len(fresh.train_ds.labels), config.batch_size, config.seed)
+    images = fresh.train_ds.images[index]
+    views = {b: fresh.augment(images, step_generator(config.seed, 0, b)) for b in (1, 2)}
+    reader = TraceReader(tmp_path / "run" / "trace")
+    checked = 0
+    with torch.no_grad():
+        for branch, view in views.items():
+            set_branch(fresh.method, branch)
+            fresh.method.encode(view, branch)
+            for name, conv in branch_convs(fresh.method.encoders()[branch]):
+                if conv.gating is None:
+                    continue
+                recorded = reader.gate(0, name, branch)
+                assert np.array_equal(conv.last_gate[branch].numpy(), recorded), (name, branch)
+                checked += 1
+    assert checked == 2 * len([i for i in reader.layers if i.gate is not None])
+
+
+def test_gate_sparsity_rises_under_the_regulariser(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    train(tiny(algo="cdg", steps=12, record_every=11, gate_lr=0.05, reg_lambda=1e-2), out,
+          progress=False)
+    reader = TraceReader(out / "trace")
+    first, last = reader.stats(reader.steps[0]), reader.stats(reader.steps[-1])
+    assert last["gate_sparsity"] > first["gate_sparsity"] + 0.05
+
+
+def test_base_paths_per_branch(tmp_path: Path) -> None:
+    for overlap, equal in ((0.0, False), (1.0, True)):
+        out = tmp_path / f"o{overlap}"
+        train(tiny(algo="cdg", steps=1, overlap=overlap), out, progress=False)
+        gate = next(i.gate for i in TraceReader(out / "trace").layers if i.gate is not None)
+        first, second = gate.base_chunks
+        assert (list(first) == list(second)) == equal
+        assert list(first) == [0, 1]
+
+
+@pytest.mark.parametrize(("pattern", "nm"), [("nm:2:4", (2, 4)), ("element", None)])
+def test_synccp_masks_nested_and_nm_exact(tmp_path: Path, pattern: str, nm) -> None:
+    out = tmp_path / "run"
+    train(tiny(algo="synccp", weight_pattern=pattern, final_sparsity=0.5, delta=0.25), out,
+          progress=False)
+    reader = TraceReader(out / "trace")
+    for step in reader.steps:
+        for item in reader.layers:
+            if item.weight is None:
+                continue
+            one, two = reader.weight(step, item.name, 1), reader.weight(step, item.name, 2)
+            assert not (one & ~two).any(), (step, item.name)  # branch 2 contains branch 1
+            if nm is not None:
+                n, m = nm
+                groups = one.reshape(one.shape[0], one.shape[1] // m, m, *one.shape[2:])
+                assert (groups.sum(axis=2) == n).all()
+
+
+def test_same_seed_same_trace_bit_for_bit(tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        train(tiny(algo="scdg"), tmp_path / name, progress=False)
+    files = sorted(p.relative_to(tmp_path / "a" / "trace")
+                   for p in (tmp_path / "a" / "trace").rglob("*") if p.is_file())
+    assert files
+    for rel in files:
+        assert (tmp_path / "a" / "trace" / rel).read_bytes() == \
+            (tmp_path / "b" / "trace" / rel).read_bytes(), rel
+
+
+def test_killed_run_resumes_with_the_trace_intact(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tiny(algo="synccp", steps=6, record_every=2)
+    train(config, tmp_path / "whole", progress=False)
+
+    real_step = Trainer.train_step
+
+    def dying(self, step, recorder, last):
+        if step == 4:
+            raise KeyboardInterrupt
+        return real_step(self, step, recorder, last)
+
+    monkeypatch.setattr(Trainer, "train_step", dying)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, tmp_path / "cut", progress=False)
+    assert TraceReader(tmp_path / "cut" / "trace").steps == [0, 2]
+    monkeypatch.setattr(Trainer, "train_step", real_step)
+    train(config, tmp_path / "cut", progress=False)
+    whole, cut = tmp_path / "whole" / "trace", tmp_path / "cut" / "trace"
+    for path in sorted(whole.rglob("*")):
+        if path.is_file():
+            assert path.read_bytes() == (cut / path.relative_to(whole)).read_bytes(), path
+    log = (tmp_path / "cut" / "log.csv").read_text().splitlines()
+    assert [int(line.split(",")[0]) for line in log[1:]] == list(range(6))
+
+
+def test_record_cli_errors_are_one_line(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["record", "--data", "cifar10:/nonexistent", "--steps", "1",
+                                       "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("algo: cdg\nstepz: 3\n")
+    result = CliRunner().invoke(main, ["record", "--config", str(recipe), "--out",
+                                       str(tmp_path / "r2")])
+    assert result.exit_code == 2 and "did you mean 'steps'" in result.output
+    assert train_module.ALGORITHMS[0] == "dense"
+
+
+def test_every_recipe_loads() -> None:
+    from workloads.train import load_run_config
+
+    recipes = sorted((Path(__file__).resolve().parents[2] / "workloads" / "recipes").glob("*.yaml"))
+    assert len(recipes) >= 8
+    algos = {load_run_config(path, {}).algo for path in recipes}
+    assert algos == {"dense", "cdg", "scdg", "synccp"}

@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from accelsim import __version__
+from accelsim.cli_report import compare_command, report_command
 from accelsim.cli_sweep import sweep_command
 from accelsim.cli_trace import trace_group
 from accelsim.errors import InputError, SimulationError
@@ -303,6 +304,8 @@ def format_summary(summary: dict) -> str:
 
 main.add_command(trace_group)
 main.add_command(sweep_command)
+main.add_command(report_command)
+main.add_command(compare_command)
 
 
 def run() -> None:

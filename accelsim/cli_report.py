@@ -1,0 +1,73 @@
+"""``accelsim report`` and ``accelsim compare``: figures, tables and a report page.
+
+The main group (``accelsim.cli``) registers both commands and turns InputError into one line with
+exit status 2.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command("report")
+@click.argument("dirs", nargs=-1, required=True,
+                type=click.Path(file_okay=False, path_type=Path), metavar="DIR...")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Report directory: report.md, report.html, schemes.csv/.md, gap.csv and "
+              "figures/ (PNG and SVG). Files there are replaced.")
+def report_command(dirs: tuple[Path, ...], out_dir: Path) -> None:
+    """Plots, tables and a report page from simulate and sweep output directories.
+
+    Each DIR is an output of `accelsim simulate` (results.csv, summary.json, run.json) or of
+    `accelsim sweep` (sweep.json, results.csv). Replayed traces get per-layer speedup, FLOPs
+    vs hardware, energy breakdown and gap-by-cause figures and a row in the structured-vs-
+    unstructured table; sweeps get metric-vs-parameter lines, heatmaps and a Pareto front.
+    OUT/report.html is self-contained (images inlined). See docs/reports.md.
+
+    Example:
+
+      accelsim report out/cdg out/scdg out/sweep --out out/report
+    """
+    from accelsim.report import build_report
+
+    path = build_report(list(dirs), out_dir)
+    click.echo(f"wrote {path} and {out_dir / 'report.html'} (figures in {out_dir / 'figures'})")
+
+
+@click.command("compare")
+@click.argument("traces", nargs=-1, required=True,
+                type=click.Path(file_okay=False, path_type=Path), metavar="TRACE...")
+@click.option("--hw", "hw_file", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Hardware YAML (see hw_configs/).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a hardware key, e.g. --set decoder.compaction=true (repeatable).")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Output directory: runs/<trace>/ (one replay per trace) and the report.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Processes replaying one trace's steps in parallel (results are identical).")
+def compare_command(traces: tuple[Path, ...], hw_file: Path, overrides: tuple[str, ...],
+                    out_dir: Path, workers: int) -> None:
+    """Replay several traces on one hardware config and report them side by side.
+
+    Each TRACE (from `accelsim record` or `accelsim trace synth`) is replayed into
+    OUT/runs/<name>/ (a run already there for the same trace and hardware digest is reused),
+    then `accelsim report` runs over them into OUT: the structured-vs-unstructured table,
+    "why the gap", and every figure.
+
+    Example:
+
+      accelsim compare traces/cdg traces/scdg traces/synccp_2_4 --hw
+      hw_configs/fp8_tensor_edge_28nm.yaml --set decoder.compaction=true --out out/compare
+    """
+    from accelsim.config import load_hardware
+    from accelsim.report import compare
+
+    hw = load_hardware(hw_file, overrides)
+
+    def progress(name: str, reused: bool) -> None:
+        click.echo(f"{name}: {'reused existing run' if reused else 'replayed'}")
+
+    path = compare(list(traces), hw, out_dir, workers=workers, on_run=progress)
+    click.echo(f"wrote {path} and {out_dir / 'report.html'} (figures in {out_dir / 'figures'})")

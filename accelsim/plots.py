@@ -1,0 +1,889 @@
+"""Plots of accelsim results: pure functions ``(df, ax=None, **opts) -> Figure``, never simulating.
+
+Every function takes a tidy table that accelsim wrote (a run's ``results.csv``, the scheme table
+of :mod:`accelsim.report`, or a sweep's ``results.csv``), draws into ``ax`` when given (or into a
+new :class:`matplotlib.figure.Figure`, without pyplot and its global state) and returns the figure.
+Nothing here picks a backend: saving a figure to PNG or SVG works with any. Styles: fonts of at
+least 10 pt, the Okabe-Ito colour-blind-safe palette, a title, axis labels with units and a legend.
+
+Result tables (one row per job; see ``docs/reports.md``):
+
+- ``per_layer_speedup``, ``flops_vs_hardware``, ``energy_breakdown``, ``gap_by_cause`` take a
+  run's results (columns of ``results.csv``);
+- ``scheme_scatter`` takes the scheme table (one row per scheme);
+- ``metric_vs_param``, ``heatmap``, ``pareto`` take a sweep's ``results.csv``.
+
+:func:`gap_decomposition` is the table ``gap_by_cause`` draws: lost cycles split by cause.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import matplotlib as mpl
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import to_rgb
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+from matplotlib.transforms import Bbox
+
+# Okabe & Ito (2008), safe for the common colour-vision deficiencies.
+PALETTE: tuple[str, ...] = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9",
+                            "#F0E442", "#000000")
+GREY = "#999999"
+STYLE: dict[str, Any] = {
+    "font.size": 11,
+    "axes.titlesize": 12,
+    "axes.labelsize": 11,
+    "xtick.labelsize": 10,
+    "ytick.labelsize": 10,
+    "legend.fontsize": 10,
+    "legend.title_fontsize": 10,
+    "figure.titlesize": 13,
+    "axes.prop_cycle": mpl.cycler(color=PALETTE),
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "axes.axisbelow": True,
+}
+PHASE_NAMES = {"fw": "FW", "bd": "BD", "wg": "WG"}
+PHASE_ORDER = ("fw", "bd", "wg")
+ENERGY_PARTS: tuple[tuple[str, str, str], ...] = (
+    ("mac", "MAC", PALETTE[0]),
+    ("rf", "register file", PALETTE[5]),
+    ("buffer", "global buffer", PALETTE[2]),
+    ("dram", "DRAM", PALETTE[1]),
+    ("index", "index decode", PALETTE[4]),
+    ("static", "static", GREY),
+)
+# Causes of lost cycles, in stacking order: (column, legend label, colour, hatch).
+GAP_PARTS: tuple[tuple[str, str, str, str], ...] = (
+    ("lockstep_cycles", "idle lock-step lanes", PALETTE[3], ""),
+    ("imbalance_cycles", "load imbalance + partial tiles", PALETTE[1], ""),
+    ("decoder_cycles", "decoder stalls", PALETTE[4], ""),
+    ("memory_cycles", "memory-bound (buffer/DRAM)", PALETTE[0], ""),
+    ("baseline_cycles", "dense run's own overhead (credit)", GREY, "//"),
+)
+# Sweep metrics: (axis label, unit prefix family). Family "pJ" and "cycles" are auto-scaled.
+METRIC_LABELS: dict[str, str] = {
+    "speedup": "speedup vs dense (×)",
+    "flops_reduction": "FLOPs reduction (×)",
+    "efficiency_gap": "efficiency gap = speedup / FLOPs reduction",
+    "energy_reduction": "energy reduction vs dense (×)",
+    "tflops_per_watt": "energy efficiency (TFLOPS/W)",
+    "effective_tflops": "effective throughput (TFLOPS)",
+    "utilization": "utilization (fraction of peak MACs)",
+    "seconds": "time (s)",
+    "dram_bytes": "DRAM traffic (bytes)",
+    "index_reduction": "index-storage reduction (×)",
+}
+
+F = TypeVar("F", bound=Callable[..., Figure])
+
+
+def styled(function: F) -> F:
+    """Run a plot function under :data:`STYLE` (fonts, palette, grid)."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Figure:
+        with mpl.rc_context(STYLE):
+            return function(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------------------------
+
+
+def _axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
+    if ax is not None:
+        return ax.figure, ax  # type: ignore[return-value]
+    fig = Figure(figsize=figsize, layout="constrained")
+    return fig, fig.add_subplot()
+
+
+def _require(df: pd.DataFrame, columns: Sequence[str], what: str) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ValueError(f"{what}: missing columns {missing}")
+    if df.empty:
+        raise ValueError(f"{what}: the table is empty")
+
+
+def _ratio(numerator: pd.Series | float, denominator: pd.Series | float) -> Any:
+    """numerator / denominator, 1 where the denominator is 0 (as accelsim's summaries do)."""
+    if isinstance(denominator, pd.Series):
+        safe = denominator.where(denominator != 0, np.nan)
+        return (numerator / safe).fillna(1.0)
+    return numerator / denominator if denominator else 1.0
+
+
+ENERGY_UNITS = (("pJ", 1.0), ("nJ", 1e3), ("µJ", 1e6), ("mJ", 1e9), ("J", 1e12))
+CYCLE_UNITS = (("cycles", 1.0), ("k cycles", 1e3), ("M cycles", 1e6), ("G cycles", 1e9))
+
+
+def scale_unit(values: Sequence[float] | np.ndarray | pd.Series,
+               units: Sequence[tuple[str, float]]) -> tuple[str, float]:
+    """The largest unit of ``units`` ((name, size) ascending) that keeps max |value| >= 1."""
+    largest = float(np.nanmax(np.abs(np.asarray(values, dtype=float)))) if len(values) else 0.0
+    chosen = units[0]
+    for unit in units:
+        if largest >= unit[1]:
+            chosen = unit
+    return chosen
+
+
+def _phases(results: pd.DataFrame) -> list[str]:
+    present = list(dict.fromkeys(results["phase"]))
+    return [p for p in PHASE_ORDER if p in present] + [p for p in present if p not in PHASE_ORDER]
+
+
+def _title_suffix(results: pd.DataFrame) -> str:
+    if "trace" not in results.columns:
+        return ""
+    traces = [str(t) for t in dict.fromkeys(results["trace"]) if str(t) and str(t) != "nan"]
+    return f" — {traces[0]}" if len(traces) == 1 else ""
+
+
+SUM_COLUMNS = ("macs_dense", "macs_effective", "macs_issued", "cycles", "cycles_dense",
+               "cycles_compute", "cycles_decoder_stall", "energy_pj", "energy_dense_pj")
+
+
+def aggregate(results: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
+    """Sum jobs over ``by`` (all steps), then the ratios the summaries use.
+
+    Adds ``speedup`` = cycles_dense / cycles, ``flops_reduction`` = macs_dense / macs_effective,
+    ``efficiency_gap`` = speedup / flops_reduction and ``energy_reduction`` (1 where undefined).
+    Groups keep the order in which they first appear.
+    """
+    columns = [c for c in SUM_COLUMNS if c in results.columns]
+    if by:
+        table = results.groupby(list(by), sort=False)[columns].sum().reset_index()
+    else:
+        table = results[columns].sum().to_frame().T
+    table["speedup"] = _ratio(table["cycles_dense"], table["cycles"])
+    table["flops_reduction"] = _ratio(table["macs_dense"], table["macs_effective"])
+    table["efficiency_gap"] = table["speedup"] / table["flops_reduction"]
+    if "energy_pj" in table.columns and "energy_dense_pj" in table.columns:
+        table["energy_reduction"] = _ratio(table["energy_dense_pj"], table["energy_pj"])
+    return table
+
+
+def _bar_labels(ax: Axes, xs: Sequence[float], heights: Sequence[float], texts: Sequence[str],
+                **kwargs: Any) -> None:
+    for x, h, text in zip(xs, heights, texts, strict=True):
+        ax.annotate(text, (x, h), xytext=(0, 2), textcoords="offset points", ha="center",
+                    va="bottom", fontsize=10, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# One run's results
+# ---------------------------------------------------------------------------------------------
+
+
+@styled
+def per_layer_speedup(results: pd.DataFrame, ax: Axes | Sequence[Axes] | None = None, *,
+                      phases: Sequence[str] | None = None) -> Figure:
+    """Per-layer speedup (bars) against the layer's FLOPs reduction (black ticks), per phase.
+
+    One panel per phase (``phases``, default all present), layers in network order on x, one
+    bar per branch (colour); jobs are summed over recorded steps. Where a bar stops short of its
+    tick the hardware falls short of the FLOPs view: the efficiency gap is bar / tick. ``ax``:
+    one Axes per phase (or a single Axes for a single phase); new figure when None.
+    """
+    _require(results, ("layer", "branch", "phase", "macs_dense", "macs_effective", "cycles",
+                       "cycles_dense"), "per_layer_speedup")
+    chosen = list(phases) if phases is not None else _phases(results)
+    axes_list = [ax] if isinstance(ax, Axes) else list(ax) if ax is not None else None
+    layers = list(dict.fromkeys(results["layer"]))
+    branches = sorted(dict.fromkeys(results["branch"]))
+    if axes_list is None:
+        width = max(8.0, 0.42 * len(layers) + 2.5)
+        fig = Figure(figsize=(width, 2.6 * len(chosen) + 1.6), layout="constrained")
+        axes_list = list(fig.subplots(len(chosen), 1, sharex=True, squeeze=False)[:, 0])
+    elif len(axes_list) != len(chosen):
+        raise ValueError(f"per_layer_speedup: {len(chosen)} phases need {len(chosen)} Axes, "
+                         f"got {len(axes_list)}")
+    fig = axes_list[0].figure
+    table = aggregate(results, ("phase", "layer", "branch"))
+    bar = 0.8 / len(branches)
+    xs = np.arange(len(layers))
+    top = max(float(table["flops_reduction"].max()), float(table["speedup"].max()), 1.0)
+    for axis, phase in zip(axes_list, chosen, strict=True):
+        part = table[table["phase"] == phase]
+        for b, branch in enumerate(branches):
+            rows = part[part["branch"] == branch].set_index("layer")
+            present = [layer for layer in layers if layer in rows.index]
+            pos = np.array([layers.index(layer) for layer in present]) - 0.4 + bar * (b + 0.5)
+            axis.bar(pos, rows.loc[present, "speedup"], width=bar * 0.92,
+                     color=PALETTE[b % len(PALETTE)], label=f"speedup, branch {branch}")
+            axis.hlines(rows.loc[present, "flops_reduction"], pos - bar * 0.46, pos + bar * 0.46,
+                        colors="black", linewidth=2.2,
+                        label="FLOPs reduction (ideal)" if b == 0 else None)
+        axis.axhline(1.0, color=GREY, linewidth=1, linestyle="--")
+        axis.set_ylim(0, top * 1.12)
+        axis.set_ylabel(f"{PHASE_NAMES.get(phase, phase)}\n× vs dense")
+        axis.set_xlim(-0.6, len(layers) - 0.4)
+    axes_list[-1].set_xticks(xs, layers, rotation=60, ha="right", rotation_mode="anchor")
+    axes_list[-1].set_xlabel("layer (network order)")
+    handles, labels = axes_list[0].get_legend_handles_labels()
+    axes_list[0].legend(handles, labels, loc="lower left", bbox_to_anchor=(0, 1.02),
+                        ncols=len(labels), frameon=False, borderaxespad=0)
+    title = f"Per-layer speedup vs FLOPs reduction{_title_suffix(results)}"
+    if isinstance(fig, Figure) and ax is None:
+        fig.suptitle(title)
+    else:
+        axes_list[0].set_title(title, pad=28)
+    return fig  # type: ignore[return-value]
+
+
+@styled
+def flops_vs_hardware(results: pd.DataFrame, ax: Axes | None = None) -> Figure:
+    """FLOPs view against hardware view: FLOPs reduction and speedup per phase x branch, and all.
+
+    Numbers above the speedup bars are the efficiency gap (speedup / FLOPs reduction).
+    """
+    _require(results, ("branch", "phase", "macs_dense", "macs_effective", "cycles",
+                       "cycles_dense"), "flops_vs_hardware")
+    table = aggregate(results, ("phase", "branch"))
+    order = {p: i for i, p in enumerate(_phases(results))}
+    table = table.sort_values(["phase", "branch"], key=lambda s: s.map(order)
+                              if s.name == "phase" else s, kind="stable")
+    total = aggregate(results, ())
+    labels = [f"{PHASE_NAMES.get(p, p)}\nbranch {b}" for p, b in zip(table["phase"],
+                                                                        table["branch"],
+                                                                        strict=True)]
+    labels.append("all jobs")
+    flops = [*table["flops_reduction"], float(total["flops_reduction"].iloc[0])]
+    speed = [*table["speedup"], float(total["speedup"].iloc[0])]
+    fig, ax = _axes(ax, (max(7.0, 1.1 * len(labels) + 2), 4.6))
+    xs = np.arange(len(labels), dtype=float)
+    xs[-1] += 0.5  # set the total apart
+    width = 0.38
+    ax.bar(xs - width / 2, flops, width, color=PALETTE[5], label="FLOPs reduction (algorithm)")
+    ax.bar(xs + width / 2, speed, width, color=PALETTE[0], label="speedup (hardware)")
+    _bar_labels(ax, xs + width / 2, speed, [f"{s / f:.2f}" for s, f in zip(speed, flops,
+                                                                            strict=True)])
+    ax.axhline(1.0, color=GREY, linewidth=1, linestyle="--")
+    ax.set_xticks(xs, labels)
+    ax.set_ylim(0, max(max(flops), max(speed), 1.0) * 1.18)
+    ax.set_ylabel("× vs dense")
+    ax.set_xlabel("phase and contrastive branch (numbers: efficiency gap)")
+    ax.set_title(f"FLOPs view vs hardware view{_title_suffix(results)}")
+    ax.legend(loc="upper left", ncols=2, frameon=False)
+    return fig
+
+
+def dense_energy_breakdown(results: pd.DataFrame) -> pd.DataFrame:
+    """Dense energy by component per job, derived exactly from the sparse run's rates (pJ).
+
+    accelsim's energy is linear in its action counts (``docs/model.md``): MAC and register-file
+    energy per issued MAC and static energy per cycle are the same for every job on one hardware
+    config, so the dense job's ``mac``, ``rf`` and ``static`` parts are those rates x
+    ``macs_dense`` and x ``cycles_dense``. The dense run's buffer and DRAM parts are not in the
+    results; their sum is the rest of ``energy_dense_pj`` (column ``buffer_dram``). ``index`` is
+    zero (dense jobs decode no index). Needs one hardware config per table.
+    """
+    issued = float(results["macs_issued"].sum())
+    cycles = float(results["cycles"].sum())
+    mac_rate = float(results["energy_mac_pj"].sum()) / issued if issued else 0.0
+    rf_rate = float(results["energy_rf_pj"].sum()) / issued if issued else 0.0
+    static_rate = float(results["energy_static_pj"].sum()) / cycles if cycles else 0.0
+    dense = pd.DataFrame(index=results.index)
+    dense["mac"] = results["macs_dense"] * mac_rate
+    dense["rf"] = results["macs_dense"] * rf_rate
+    dense["static"] = results["cycles_dense"] * static_rate
+    dense["index"] = 0.0
+    rest = results["energy_dense_pj"] - dense["mac"] - dense["rf"] - dense["static"]
+    dense["buffer_dram"] = rest.clip(lower=0.0)
+    return dense
+
+
+@styled
+def energy_breakdown(results: pd.DataFrame, ax: Axes | None = None, *,
+                     dense: pd.DataFrame | None = None) -> Figure:
+    """Stacked energy by component, sparse vs dense, per phase and in total.
+
+    Sparse bars stack the six components of the results (MAC, register file, global buffer,
+    DRAM, index decode, static). Dense bars: with ``dense`` (the results of the same network run
+    dense, e.g. ``accelsim simulate --network``), its six components; without it, MAC, register
+    file and static derived exactly from the sparse run's per-MAC and per-cycle rates
+    (:func:`dense_energy_breakdown`) and buffer + DRAM as one hatched segment, the rest of
+    ``energy_dense_pj`` (the results do not split the dense run's memory energy). Numbers over
+    each pair: energy reduction. Results of a dense run (energy equal to dense energy in every
+    job, no ``dense`` given) get one bar per phase.
+    """
+    parts = [f"energy_{name}_pj" for name, _, _ in ENERGY_PARTS]
+    _require(results, ("phase", "energy_pj", "energy_dense_pj", "macs_dense", "macs_issued",
+                       "cycles", "cycles_dense", *parts), "energy_breakdown")
+    groups = [*((PHASE_NAMES.get(p, p), p) for p in _phases(results)), ("all", None)]
+    if dense is not None:
+        _require(dense, ("phase", *parts), "energy_breakdown (dense)")
+    dense_only = dense is None and bool(np.allclose(results["energy_pj"],
+                                                    results["energy_dense_pj"], rtol=1e-12))
+    derived = dense_energy_breakdown(results) if dense is None and not dense_only else None
+    kinds = ["dense"] if dense_only else ["sparse", "dense"]
+    stacks: list[dict[str, float]] = []
+    for _, phase in groups:
+        mask = results["phase"] == phase if phase else pd.Series(True, index=results.index)
+        stacks.append({n: float(results.loc[mask, f"energy_{n}_pj"].sum())
+                       for n, _, _ in ENERGY_PARTS})
+        if dense is not None:
+            dmask = dense["phase"] == phase if phase else pd.Series(True, index=dense.index)
+            stacks.append({n: float(dense.loc[dmask, f"energy_{n}_pj"].sum())
+                           for n, _, _ in ENERGY_PARTS})
+        elif derived is not None:
+            stacks.append({n: float(derived.loc[mask, n].sum())
+                           for n in ("mac", "rf", "index", "static", "buffer_dram")})
+    unit, size = scale_unit([sum(s.values()) for s in stacks], ENERGY_UNITS)
+    fig, ax = _axes(ax, (max(7.5, 0.75 * len(kinds) * len(groups) + 4.5), 5.0))
+    pitch = len(kinds) + 0.6
+    xs = [g * pitch + k for g in range(len(groups)) for k in range(len(kinds))]
+    order = ["mac", "rf", "buffer", "dram", "buffer_dram", "index", "static"]
+    colours = {n: c for n, _, c in ENERGY_PARTS}
+    colours["buffer_dram"] = PALETTE[2]
+    for x, stack in zip(xs, stacks, strict=True):
+        bottom = 0.0
+        for name in order:
+            if name not in stack:
+                continue
+            height = stack[name] / size
+            ax.bar(x, height, 0.8, bottom=bottom, color=colours[name],
+                   hatch="xx" if name == "buffer_dram" else None,
+                   edgecolor=PALETTE[1] if name == "buffer_dram" else "white", linewidth=0.6)
+            bottom += height
+    totals = [sum(s.values()) / size for s in stacks]
+    centres = [g * pitch + (len(kinds) - 1) / 2 for g in range(len(groups))]
+    if len(kinds) == 2:
+        pairs = list(zip(totals[0::2], totals[1::2], strict=True))
+        _bar_labels(ax, centres, [max(p) * 1.01 for p in pairs],
+                    [f"{d / s if s else 1.0:.2f}× less" for s, d in pairs])
+    ax.set_xticks(xs, kinds * len(groups))
+    group_axis = ax.secondary_xaxis("bottom")
+    group_axis.set_xticks(centres, [label for label, _ in groups], fontweight="bold")
+    group_axis.tick_params(length=0, pad=20)
+    group_axis.spines["bottom"].set_visible(False)
+    ax.set_ylabel(f"energy ({unit})")
+    ax.set_ylim(0, max(totals) * 1.12)
+    what = "dense run" if dense_only else "sparse vs dense"
+    ax.set_title(f"Energy by component, {what}{_title_suffix(results)}")
+    handles = [Patch(color=c, label=label) for _, label, c in ENERGY_PARTS]
+    if derived is not None:
+        handles.insert(4, Patch(facecolor=PALETTE[2], edgecolor=PALETTE[1], hatch="xx",
+                                label="buffer + DRAM (dense, not split)"))
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False,
+              title="component")
+    ax.grid(axis="x", visible=False)
+    return fig
+
+
+def _macs_per_cycle(results: pd.DataFrame, macs_per_cycle: int | None) -> pd.Series:
+    """Peak MACs/cycle per row: the argument, a ``macs_per_cycle`` column, or inferred."""
+    if macs_per_cycle is not None:
+        return pd.Series(float(macs_per_cycle), index=results.index)
+    if "macs_per_cycle" in results.columns:
+        return results["macs_per_cycle"].astype(float)
+    # utilization = macs_effective / (cycles x peak), so peak = macs_effective / (cycles x util).
+    busy = (results["utilization"] > 0) & (results["cycles"] > 0)
+    if not busy.any():
+        raise ValueError("gap_decomposition: cannot infer the peak MACs/cycle (no job does "
+                         "work); pass macs_per_cycle")
+    key = results["trace"] if "trace" in results.columns else pd.Series(0, index=results.index)
+    inferred = (results.loc[busy, "macs_effective"]
+                / (results.loc[busy, "cycles"] * results.loc[busy, "utilization"]))
+    peaks = inferred.groupby(key[busy]).median().round()
+    return key.map(peaks).fillna(float(peaks.median())).astype(float)
+
+
+GAP_COLUMNS = ("ideal_cycles", "lost_cycles", *(c for c, _, _, _ in GAP_PARTS))
+
+
+def gap_decomposition(results: pd.DataFrame, by: Sequence[str] = ("phase",), *,
+                      macs_per_cycle: int | None = None, total: bool = True) -> pd.DataFrame:
+    """Cycles lost between the FLOPs view and the hardware, split by cause (``docs/reports.md``).
+
+    Per group of jobs (``by``; plus an ``all`` row when ``total``), with P the peak MACs/cycle
+    (``macs_per_cycle``, else a ``macs_per_cycle`` column, else inferred from ``utilization``):
+
+    - ``ideal_cycles`` = cycles_dense / flops_reduction (flops_reduction = sum macs_dense /
+      sum macs_effective over the group): the time if every skipped MAC saved its share of time;
+    - ``lost_cycles`` = cycles - ideal_cycles, equal to the sum of:
+    - ``lockstep_cycles`` = sum (macs_issued - macs_effective) / P (idle lanes of active units);
+    - ``imbalance_cycles`` = sum (cycles_compute - cycles_decoder_stall - macs_issued / P)
+      (queues waiting for the slowest, partially filled tiles, pipeline fill);
+    - ``decoder_cycles`` = sum cycles_decoder_stall;
+    - ``memory_cycles`` = sum (cycles - cycles_compute) (buffer- or DRAM-bound time);
+    - ``baseline_cycles`` = sum macs_effective / P - ideal_cycles <= 0: the dense run's own
+      overhead over peak (partial tiles, pipeline, memory), which the ideal keeps in proportion,
+      credited back.
+
+    Returns one row per group with ``by``, cycles, cycles_dense, speedup, flops_reduction, the
+    columns above, and each part as a fraction of lost cycles (``*_share``).
+    """
+    _require(results, ("macs_dense", "macs_effective", "macs_issued", "cycles", "cycles_dense",
+                       "cycles_compute", "cycles_decoder_stall", *by), "gap_decomposition")
+    if macs_per_cycle is None and "macs_per_cycle" not in results.columns:
+        _require(results, ("utilization",), "gap_decomposition")
+    peak = _macs_per_cycle(results, macs_per_cycle)
+    jobs = pd.DataFrame({
+        "lockstep_cycles": (results["macs_issued"] - results["macs_effective"]) / peak,
+        "imbalance_cycles": results["cycles_compute"] - results["cycles_decoder_stall"]
+        - results["macs_issued"] / peak,
+        "decoder_cycles": results["cycles_decoder_stall"].astype(float),
+        "memory_cycles": (results["cycles"] - results["cycles_compute"]).astype(float),
+        "effective_peak_cycles": results["macs_effective"] / peak,
+    })
+    for column in ("macs_dense", "macs_effective", "cycles", "cycles_dense", *by):
+        jobs[column] = results[column]
+    frames = []
+    if by:
+        grouped = jobs.groupby(list(by), sort=False).sum(numeric_only=True).reset_index()
+        if "phase" in by:
+            rank = {p: i for i, p in enumerate(PHASE_ORDER)}
+            grouped = grouped.sort_values("phase", key=lambda s: s.map(rank).fillna(len(rank)),
+                                          kind="stable").reset_index(drop=True)
+        frames.append(grouped)
+    if total or not by:
+        whole = jobs.drop(columns=list(by)).sum(numeric_only=True).to_frame().T
+        for column in by:
+            whole[column] = "all"
+        frames.append(whole)
+    table = pd.concat(frames, ignore_index=True)
+    table["flops_reduction"] = _ratio(table["macs_dense"], table["macs_effective"])
+    table["speedup"] = _ratio(table["cycles_dense"], table["cycles"])
+    table["ideal_cycles"] = table["cycles_dense"] / table["flops_reduction"]
+    table["lost_cycles"] = table["cycles"] - table["ideal_cycles"]
+    table["baseline_cycles"] = table["effective_peak_cycles"] - table["ideal_cycles"]
+    parts = [c for c, _, _, _ in GAP_PARTS]
+    for column in parts:
+        table[column.replace("_cycles", "_share")] = _ratio(table[column], table["lost_cycles"])
+    keep = [*by, "cycles", "cycles_dense", "speedup", "flops_reduction", "ideal_cycles",
+            "lost_cycles", *parts, *(c.replace("_cycles", "_share") for c in parts)]
+    return table[keep]
+
+
+@styled
+def gap_by_cause(results: pd.DataFrame, ax: Axes | None = None, *, by: str = "phase",
+                 macs_per_cycle: int | None = None, total: bool = True) -> Figure:
+    """Why speedup falls short of FLOPs reduction: lost cycles by cause, per group (``by``).
+
+    One horizontal bar per group (default per phase, plus ``all`` when ``total``): causes that
+    cost cycles stack to the right of 0, the credit for the dense run's own overhead to the left;
+    the black diamond marks the net lost cycles = cycles - cycles_dense / flops_reduction, which
+    the parts sum to (:func:`gap_decomposition`). Group labels give speedup and FLOPs reduction.
+    ``by="scheme"`` with ``total=False`` compares runs concatenated with a ``scheme`` column.
+    """
+    table = gap_decomposition(results, (by,), macs_per_cycle=macs_per_cycle, total=total)
+    if by == "phase":
+        table[by] = [PHASE_NAMES.get(str(p), str(p)) for p in table[by]]
+    parts = [c for c, _, _, _ in GAP_PARTS]
+    unit, size = scale_unit(np.concatenate([table[parts].to_numpy().ravel(),
+                                            table["lost_cycles"].to_numpy()]), CYCLE_UNITS)
+    fig, ax = _axes(ax, (10.0, 1.6 + 0.8 * len(table) + 0.9))
+    ys = np.arange(len(table))[::-1].astype(float)
+    positive = np.zeros(len(table))
+    negative = np.zeros(len(table))
+    for column, label, colour, hatch in GAP_PARTS:
+        values = table[column].to_numpy(dtype=float) / size
+        left = np.where(values >= 0, positive, negative)
+        ax.barh(ys, values, 0.62, left=left, color=colour, hatch=hatch or None,
+                edgecolor="white", linewidth=0.6, label=label)
+        positive += np.where(values >= 0, values, 0)
+        negative += np.where(values < 0, values, 0)
+    lost = table["lost_cycles"].to_numpy(dtype=float) / size
+    ax.scatter(lost, ys, marker="D", s=46, color="black", zorder=5,
+               label="net lost cycles = cycles − ideal")
+    ax.axvline(0, color="black", linewidth=0.8)
+    labels = [f"{g}\nspeedup {s:.2f}×\nideal {f:.2f}×" for g, s, f in
+              zip(table[by], table["speedup"], table["flops_reduction"], strict=True)]
+    ax.set_yticks(ys, labels)
+    ax.set_ylim(ys.min() - 0.6, ys.max() + 0.6)
+    ax.grid(axis="y", visible=False)
+    ax.set_xlabel(f"cycles beyond the ideal ({unit}); ideal = dense cycles / FLOPs reduction")
+    ax.set_title(f"Why speedup falls short of FLOPs reduction{_title_suffix(results)}")
+    handles, names = ax.get_legend_handles_labels()
+    order = [*range(1, len(handles)), 0]  # the causes first, the net marker last
+    if ax is fig.axes[0] and len(fig.axes) == 1:
+        fig.legend([handles[i] for i in order], [names[i] for i in order], ncols=3,
+                   loc="outside lower center", frameon=False)
+    else:
+        ax.legend([handles[i] for i in order], [names[i] for i in order], frameon=False)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# The scheme table
+# ---------------------------------------------------------------------------------------------
+
+SCHEME_AXES = {
+    "index_reduction": "index-storage reduction vs element bitmaps (×, log)",
+    "energy_reduction": "energy reduction vs dense (×)",
+    "flops_reduction": "FLOPs reduction (×)",
+}
+
+
+_LABEL_SPOTS: tuple[tuple[float, float, str, str], ...] = tuple(
+    spot for d in (1.0, 2.2, 3.6) for spot in (
+        (8 * d, 0, "left", "center"), (-8 * d, 0, "right", "center"),
+        (0, 8 * d, "center", "bottom"), (0, -8 * d, "center", "top"),
+        (7 * d, 8 * d, "left", "bottom"), (7 * d, -8 * d, "left", "top"),
+        (-7 * d, 8 * d, "right", "bottom"), (-7 * d, -8 * d, "right", "top")))
+
+
+def _place_labels(ax: Axes, xs: Sequence[float], ys: Sequence[float], texts: Sequence[str], *,
+                  avoid: Sequence[tuple[float, float]] = ()) -> None:
+    """Label points (data coordinates) without overlaps where possible.
+
+    Each label takes the first of a ring of spots around its point (right, left, above,
+    below, diagonals; then further out, with a leader line) whose box stays inside the axes and
+    overlaps no placed label and no marker (the points themselves and ``avoid``). Needs the
+    figure's layout (legend included) to be final, as text is measured in display space.
+    """
+    fig = ax.figure
+    if not hasattr(fig.canvas, "get_renderer"):
+        FigureCanvasAgg(fig)  # a bare Figure: measure text with Agg (no window, no pyplot)
+    fig.draw_without_rendering()  # settle the layout before measuring
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    half = 6 * fig.dpi / 72
+
+    def boxes(points: Sequence[tuple[float, float]]) -> list[Bbox]:
+        out = []
+        for x, y in points:
+            px, py = ax.transData.transform((x, y))
+            out.append(Bbox.from_extents(px - half, py - half, px + half, py + half))
+        return out
+
+    markers = boxes(list(zip(xs, ys, strict=True)))
+    minor = boxes(avoid)
+    frame = ax.get_window_extent(renderer)
+    placed: list[Bbox] = []
+    for x, y, text in zip(xs, ys, texts, strict=True):
+        best: tuple[float, Any] | None = None
+        for dx, dy, ha, va in _LABEL_SPOTS:
+            leader = abs(dx) > 10 or abs(dy) > 10 or (dx != 0 and dy != 0)
+            annotation = ax.annotate(
+                text, (x, y), xytext=(dx, dy), textcoords="offset points", ha=ha, va=va,
+                fontsize=10, arrowprops={"arrowstyle": "-", "color": "#555555",
+                                         "linewidth": 0.8, "shrinkA": 1, "shrinkB": 4}
+                if leader else None)
+            annotation.set_in_layout(False)  # placing a label must not move the axes
+            box = annotation.get_window_extent(renderer)
+            # Hiding a label or a labelled point is worst, leaving the axes next, crossing a
+            # line or a secondary marker least.
+            cost = 10 * sum(_overlap(box, other) for other in [*placed, *markers])
+            cost += 3 * (box.width * box.height - _overlap(box, frame))
+            cost += sum(_overlap(box, other) for other in minor)
+            if best is None or cost < best[0]:
+                if best is not None:
+                    best[1].remove()
+                best = (cost, annotation)
+            else:
+                annotation.remove()
+            if cost == 0:
+                break
+        assert best is not None
+        placed.append(best[1].get_window_extent(renderer))
+
+
+def _overlap(a: Bbox, b: Bbox) -> float:
+    width = min(a.x1, b.x1) - max(a.x0, b.x0)
+    height = min(a.y1, b.y1) - max(a.y0, b.y0)
+    return width * height if width > 0 and height > 0 else 0.0
+
+
+@styled
+def scheme_scatter(table: pd.DataFrame, ax: Axes | None = None, *, x: str = "index_reduction",
+                   y: str = "speedup") -> Figure:
+    """Structured vs unstructured co-design: one labelled point per scheme.
+
+    ``table`` is the scheme table of :func:`accelsim.report.scheme_table` (columns ``scheme``,
+    ``structure``, ``x``, ``y``, ``flops_reduction``, optional ``knn_accuracy`` /
+    ``linear_accuracy``). Filled markers: ``y`` (speedup); hollow markers joined by a dotted
+    line: the FLOPs reduction the scheme would reach without a gap. Colour: structured vs
+    unstructured masks. With an accuracy column (linear probe preferred over k-NN) each label
+    carries the scheme's accuracy. ``x`` = ``index_reduction`` is drawn on a log axis.
+    """
+    _require(table, ("scheme", x, y), "scheme_scatter")
+    fig, ax = _axes(ax, (8.5, 5.5))
+    accuracy = next((c for c in ("linear_accuracy", "knn_accuracy") if c in table.columns
+                     and table[c].notna().any()), None)
+    kinds = table["structure"] if "structure" in table.columns else pd.Series("scheme",
+                                                                               index=table.index)
+    colours = {"unstructured": PALETTE[3], "structured": PALETTE[0], "dense": GREY}
+    show_ideal = y == "speedup" and "flops_reduction" in table.columns
+    for kind in dict.fromkeys(kinds):
+        rows = table[kinds == kind]
+        colour = colours.get(str(kind), PALETTE[2])
+        ax.scatter(rows[x], rows[y], s=70, color=colour, edgecolor="black",
+                   linewidth=0.6, zorder=4, label=f"{kind}: {y.replace('_', ' ')}")
+        if show_ideal:
+            ax.scatter(rows[x], rows["flops_reduction"], s=50, facecolor="none",
+                       edgecolor=colour, linewidth=1.4, zorder=3,
+                       label=f"{kind}: FLOPs reduction")
+            ax.vlines(rows[x], rows[y], rows["flops_reduction"], colors=colour,
+                      linestyles=":", linewidth=1.2)
+    texts = []
+    for _, row in table.iterrows():
+        text = str(row["scheme"])
+        if accuracy is not None and pd.notna(row[accuracy]):
+            value = float(row[accuracy])
+            text += f" ({100 * value if value <= 1 else value:.1f} % acc.)"
+        texts.append(text)
+    if x == "index_reduction":
+        ax.set_xscale("log")
+    values = np.concatenate([table[x].to_numpy(dtype=float)])
+    low, high = float(values.min()), float(values.max())
+    if x == "index_reduction":
+        ax.set_xlim(low / 2.5, high * 12)
+    else:
+        pad = (high - low) or 1.0
+        ax.set_xlim(low - 0.3 * pad, high + 0.9 * pad)
+    ys_all = [*table[y], *(table["flops_reduction"] if show_ideal else [])]
+    ax.set_ylim(min(0.9, min(ys_all) * 0.9), max(ys_all) * 1.1)
+    ax.axhline(1.0, color=GREY, linewidth=1, linestyle="--")
+    ax.set_xlabel(SCHEME_AXES.get(x, x))
+    ax.set_ylabel(METRIC_LABELS.get(y, y) if y != "speedup" else "× vs dense")
+    title = "Structured vs unstructured sparsity: speedup"
+    title += " vs index storage" if x == "index_reduction" else f" vs {x.replace('_', ' ')}"
+    ax.set_title(title)
+    legend = ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    if accuracy is not None:
+        legend.set_title(f"acc. = {accuracy.replace('_', ' ')}")
+    avoid: list[tuple[float, float]] = []
+    if show_ideal:  # the hollow markers and the dotted lines to them
+        for px, low_y, high_y in zip(table[x], table[y], table["flops_reduction"],
+                                     strict=True):
+            avoid += [(px, v) for v in np.linspace(low_y, high_y, 12)]
+    _place_labels(ax, list(table[x]), list(table[y]), texts, avoid=avoid)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Sweeps
+# ---------------------------------------------------------------------------------------------
+
+
+def _metric_unit(table: pd.DataFrame, metric: str) -> tuple[str, float]:
+    if metric.endswith("_pj"):
+        unit, size = scale_unit(table[metric], ENERGY_UNITS)
+        name = metric[:-3].replace("_", " ")
+        return f"{name} ({unit})", size
+    if metric.startswith("cycles"):
+        unit, size = scale_unit(table[metric], CYCLE_UNITS)
+        return f"{metric.replace('_', ' ')} ({unit})", size
+    return METRIC_LABELS.get(metric, metric.replace("_", " ")), 1.0
+
+
+def _scope(table: pd.DataFrame, scope: str) -> pd.DataFrame:
+    if "scope" not in table.columns:
+        return table
+    chosen = table[table["scope"].astype(str) == scope]
+    if chosen.empty:
+        raise ValueError(f"no rows with scope {scope!r}; scopes: "
+                         f"{sorted(set(table['scope'].astype(str)))}")
+    return chosen
+
+
+def _positions(values: pd.Series) -> tuple[np.ndarray, list[str] | None]:
+    """Numeric x positions of parameter values: the values, or ranks for non-numbers."""
+    numeric = pd.to_numeric(values, errors="coerce")
+    if numeric.notna().all() and values.map(lambda v: not isinstance(v, bool)).all():
+        return numeric.to_numpy(dtype=float), None
+    levels = list(dict.fromkeys(values.astype(str)))
+    return np.array([levels.index(str(v)) for v in values], dtype=float), levels
+
+
+def varied_columns(table: pd.DataFrame) -> list[str]:
+    """A sweep table's parameter columns: those between ``point_id`` and ``scope``."""
+    columns = list(table.columns)
+    if "point_id" in columns and "scope" in columns:
+        return columns[columns.index("point_id") + 1:columns.index("scope")]
+    return [c for c in columns if "." in c]
+
+
+def _pretty(metric: str) -> str:
+    return (metric[:-3] if metric.endswith("_pj") else metric).replace("_", " ")
+
+
+def _short(key: str) -> str:
+    return key.rsplit(".", 1)[-1]
+
+
+LINE_STYLES = ("-", "--", ":", "-.")
+
+
+@styled
+def metric_vs_param(table: pd.DataFrame, metric: str, param: str, ax: Axes | None = None, *,
+                    scope: str = "total") -> Figure:
+    """A sweep metric against one parameter: one line per trace (colour) and per combination of
+    the other varied parameters (line style and marker). ``scope``: which of the sweep's
+    total/fw/bd/wg/branch1/branch2 rows to draw. Numeric parameters spanning a factor of 8 or
+    more get a log axis; booleans and strings are categories."""
+    _require(table, (metric, param), "metric_vs_param")
+    rows = _scope(table, scope)
+    others = [c for c in varied_columns(rows) if c != param and rows[c].nunique() > 1]
+    label, size = _metric_unit(rows, metric)
+    fig, ax = _axes(ax, (9.5, 5.0))
+    positions, levels = _positions(rows[param])
+    rows = rows.assign(_x=positions)
+    traces = list(dict.fromkeys(rows["trace"].astype(str))) if "trace" in rows.columns \
+        else [""]
+    combos = list(dict.fromkeys(map(tuple, rows[others].astype(str).to_numpy().tolist()))) \
+        if others else [()]
+    markers = "osD^vP*X"
+    for t, name in enumerate(traces):
+        for c, combo in enumerate(combos):
+            part = rows[rows["trace"].astype(str) == name] if name else rows
+            for column, value in zip(others, combo, strict=True):
+                part = part[part[column].astype(str) == value]
+            if part.empty:
+                continue
+            part = part.sort_values("_x")
+            extra = ", ".join(f"{_short(k)}={v}" for k, v in zip(others, combo, strict=True))
+            text = ", ".join(x for x in (name, extra) if x) or metric
+            ax.plot(part["_x"], part[metric] / size, color=PALETTE[t % len(PALETTE)],
+                    linestyle=LINE_STYLES[c % len(LINE_STYLES)],
+                    marker=markers[c % len(markers)], linewidth=1.8, markersize=6, label=text)
+    if levels is not None:
+        ax.set_xticks(range(len(levels)), levels)
+        ax.set_xlim(-0.4, len(levels) - 0.6)
+    else:
+        values = sorted(set(positions))
+        if values[0] > 0 and values[-1] / values[0] >= 8:
+            ax.set_xscale("log")
+        ax.set_xticks(values, [f"{v:g}" for v in values])
+        ax.minorticks_off()
+    ax.set_xlabel(param)
+    ax.set_ylabel(label)
+    scope_text = "" if scope == "total" else f" ({scope})"
+    ax.set_title(f"{_pretty(metric)} vs {param}{scope_text}")
+    title = "trace" + (", " + ", ".join(_short(k) for k in others) if others else "")
+    ax.legend(title=title, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return fig
+
+
+@styled
+def heatmap(table: pd.DataFrame, metric: str, param_x: str, param_y: str,
+            ax: Axes | Sequence[Axes] | None = None, *, scope: str = "total",
+            trace: str | None = None, note: str = "") -> Figure:
+    """A sweep metric over a two-parameter grid, one panel per trace (or just ``trace``).
+
+    Cells are annotated with their values. Where other varied parameters take several values
+    the cell shows the mean over them (the title says so): filter the table first to fix them.
+    Colour map viridis (perceptually uniform, colour-blind safe). ``note`` ends the title.
+    """
+    _require(table, (metric, param_x, param_y), "heatmap")
+    rows = _scope(table, scope)
+    if trace is not None and "trace" in rows.columns:
+        rows = rows[rows["trace"].astype(str) == trace]
+    averaged = [c for c in varied_columns(rows) if c not in (param_x, param_y)
+                and rows[c].nunique() > 1]
+    traces = list(dict.fromkeys(rows["trace"].astype(str))) if "trace" in rows.columns \
+        else [""]
+    label, size = _metric_unit(rows, metric)
+    axes_list = [ax] if isinstance(ax, Axes) else list(ax) if ax is not None else None
+    if axes_list is None:
+        fig = Figure(figsize=(min(5.2 * len(traces), 16) + 1.0, 4.6), layout="constrained")
+        axes_list = list(fig.subplots(1, len(traces), squeeze=False)[0])
+    elif len(axes_list) != len(traces):
+        raise ValueError(f"heatmap: {len(traces)} traces need {len(traces)} Axes")
+    fig = axes_list[0].figure
+    x_levels = list(dict.fromkeys(rows[param_x].astype(str)))
+    y_levels = list(dict.fromkeys(rows[param_y].astype(str)))
+    low = float(rows[metric].min()) / size
+    high = float(rows[metric].max()) / size
+    image = None
+    for axis, name in zip(axes_list, traces, strict=True):
+        part = rows[rows["trace"].astype(str) == name] if name else rows
+        grid = (part.assign(_x=part[param_x].astype(str), _y=part[param_y].astype(str))
+                .groupby(["_y", "_x"])[metric].mean().unstack("_x")
+                .reindex(index=y_levels, columns=x_levels)) / size
+        values = grid.to_numpy(dtype=float)
+        image = axis.imshow(values, cmap="viridis", vmin=low, vmax=high, origin="lower",
+                            aspect="auto")
+        for (i, j), value in np.ndenumerate(values):
+            if math.isnan(value):
+                continue
+            shade = image.cmap(image.norm(value))
+            dark = sum(to_rgb(shade)) / 3 < 0.5
+            text = f"{value:.2f}" if abs(high) < 100 else f"{value:.3g}"
+            axis.text(j, i, text, ha="center", va="center", fontsize=10,
+                      color="white" if dark else "black")
+        axis.set_xticks(range(len(x_levels)), x_levels)
+        axis.set_yticks(range(len(y_levels)), y_levels)
+        axis.set_xlabel(param_x)
+        axis.set_ylabel(param_y)
+        axis.grid(False)
+        axis.set_title(name or metric)
+    assert image is not None
+    fig.colorbar(image, ax=axes_list, label=label, shrink=0.9)  # type: ignore[arg-type]
+    scope_text = "" if scope == "total" else f" ({scope})"
+    if ax is None:
+        mean = f", mean over {', '.join(averaged)}" if averaged else ""
+        fig.suptitle(f"{_pretty(metric)} over {param_x} × {param_y}{scope_text}{mean}{note}")
+    return fig  # type: ignore[return-value]
+
+
+def pareto_front(table: pd.DataFrame, x: str, y: str) -> pd.Series:
+    """Boolean mask of the points no other point beats: lower or equal ``x`` and higher or equal
+    ``y``, one of them strictly."""
+    xs = table[x].to_numpy(dtype=float)
+    ys = table[y].to_numpy(dtype=float)
+    front = np.ones(len(table), dtype=bool)
+    for i in range(len(table)):
+        dominated = (xs <= xs[i]) & (ys >= ys[i]) & ((xs < xs[i]) | (ys > ys[i]))
+        front[i] = not dominated.any()
+    return pd.Series(front, index=table.index)
+
+
+def _point_label(row: pd.Series, keys: Sequence[str]) -> str:
+    return ", ".join(f"{_short(key)}={row[key]}" for key in keys)
+
+
+@styled
+def pareto(table: pd.DataFrame, ax: Axes | None = None, *, x: str = "energy_pj",
+           y: str = "speedup", scope: str = "total", label: str | None = None) -> Figure:
+    """Every sweep point as ``x`` (lower is better) vs ``y`` (higher is better), coloured by
+    trace, with the Pareto front over all points highlighted. Front points (at most 10) are
+    labelled by the ``label`` column, or by default with their varied parameters
+    (``rows=16, compaction=True``)."""
+    _require(table, (x, y), "pareto")
+    rows = _scope(table, scope).reset_index(drop=True)
+    x_label, x_size = _metric_unit(rows, x)
+    y_label, y_size = _metric_unit(rows, y)
+    fig, ax = _axes(ax, (9.0, 5.5))
+    traces = list(dict.fromkeys(rows["trace"].astype(str))) if "trace" in rows.columns \
+        else [""]
+    markers = "osD^vP*X"
+    for i, name in enumerate(traces):
+        part = rows[rows["trace"].astype(str) == name] if name else rows
+        ax.scatter(part[x] / x_size, part[y] / y_size, s=36, color=PALETTE[i % len(PALETTE)],
+                   marker=markers[i % len(markers)], alpha=0.85, label=name or "points",
+                   zorder=3)
+    front = rows[pareto_front(rows, x, y)].sort_values(x)
+    ax.step(front[x] / x_size, front[y] / y_size, where="post", color="black", linewidth=1.4,
+            zorder=2)
+    ax.scatter(front[x] / x_size, front[y] / y_size, s=130, facecolor="none",
+               edgecolor="black", linewidth=1.6, zorder=4, label="Pareto front")
+    ax.set_xlabel(f"{x_label} — lower is better")
+    ax.set_ylabel(f"{y_label} — higher is better")
+    scope_text = "" if scope == "total" else f" ({scope})"
+    ax.set_title(f"Pareto front: {_pretty(y)} vs {_pretty(x)}{scope_text}")
+    ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="trace")
+    keys = varied_columns(rows)
+    if len(front) <= 10 and (label in rows.columns or (label is None and keys)):
+        texts = [str(row[label]) if label else _point_label(row, keys)
+                 for _, row in front.iterrows()]
+        others = rows.drop(index=front.index)
+        _place_labels(ax, list(front[x] / x_size), list(front[y] / y_size), texts,
+                      avoid=list(zip(others[x] / x_size, others[y] / y_size, strict=True)))
+    return fig

@@ -6,11 +6,10 @@ BIN := $(VENV)/bin
 setup:
 	./scripts/setup.sh
 
-# The main job: simulate a dense ResNet-18 CIFAR training step on both bundled presets.
+# The main job: the demo pipeline, end to end (scripts/demo.sh): short real training runs of six
+# sparsity schemes, replays on both presets, a hardware sweep and the report in reports/demo/.
 demo: setup
-	$(BIN)/accelsim simulate --network resnet18 --hw hw_configs/fp8_tensor_edge_28nm.yaml --out reports/demo/dense-fp8
-	$(BIN)/accelsim simulate --network resnet18 --hw hw_configs/systolic_32x32_45nm.yaml --out reports/demo/dense-systolic
-	@echo "report: reports/demo/"
+	./scripts/demo.sh
 
 # The fast default test set (includes ruff); `make test-all` adds the slow tests.
 # pytest's exit 5 (no tests collected) is turned into a failure: a run that tests nothing fails.

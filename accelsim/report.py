@@ -171,7 +171,14 @@ def _slug(text: str) -> str:
 
 
 def _unique_names(outputs: Sequence[RunOutput | SweepOutput]) -> None:
-    """Give every output a distinct display name and file-name slug."""
+    """Give every output a distinct display name and file-name slug: runs of the same trace on
+    different hardware are named after the hardware, other clashes are numbered."""
+    names = [o.name for o in outputs]
+    for output in outputs:
+        if isinstance(output, RunOutput) and names.count(output.name) > 1:
+            hardware = output.summary.get("hardware")
+            if hardware:
+                output.name = f"{output.name} @ {hardware}"
     seen: dict[str, int] = {}
     for output in outputs:
         base = output.name
@@ -308,7 +315,9 @@ def scheme_table(runs: Sequence[RunOutput]) -> pd.DataFrame:
             row[key] = total.get(key)
         row["index_reduction"] = run.summary.get("index", {}).get("index_reduction", 1.0)
         for key in ACCURACY_KEYS:
-            value = run.summary.get(key, _find_key(run.producer, key))
+            value = _find_key(run.summary.get("accuracy"), key)
+            if value is None:
+                value = run.summary.get(key, _find_key(run.producer, key))
             if isinstance(value, (int, float)):
                 row[key] = float(value)
         rows.append(row)
@@ -316,6 +325,7 @@ def scheme_table(runs: Sequence[RunOutput]) -> pd.DataFrame:
                "efficiency_gap", "energy_reduction", "index_reduction", "tflops_per_watt",
                "cycles_decoder_stall", *(k for k in ACCURACY_KEYS if any(k in r for r in rows))]
     table = pd.DataFrame(rows, columns=columns)
+    table["label"] = table["scheme"]  # the scheme's own name, before runs are told apart
     duplicated = table["scheme"].duplicated(keep=False)
     table.loc[duplicated, "scheme"] = [f"{s} [{r}]" for s, r in
                                        zip(table.loc[duplicated, "scheme"],
@@ -551,6 +561,7 @@ def display_schemes(table: pd.DataFrame) -> pd.DataFrame:
         "scheme": table["scheme"],
         "masks": table["masks"],
         "structure": table["structure"],
+        "hardware": table["hardware"],
         "FLOPs reduction": table["flops_reduction"].map(_times),
         "speedup": table["speedup"].map(_times),
         "efficiency gap": table["efficiency_gap"].map(lambda v: f"{float(v):.2f}"),
@@ -671,11 +682,17 @@ def _sweep_section(page: Page, figures: _Figures, sweep: SweepOutput) -> None:
         page.paragraph("Best point of each trace by speedup (scope total):")
         page.table(shown.reset_index(drop=True))
     for param in varied:
+        # One line per trace: the other varied keys stay at their first value (named below).
+        others = {k: table[k].iloc[0] for k in varied if k != param}
+        part = table
+        for key, value in others.items():
+            part = part[part[key] == value]
+        where = f" at {', '.join(f'{k}={v}' for k, v in others.items())}" if others else ""
         for metric in SWEEP_METRICS:
             if metric in table.columns:
                 figures.add(f"{sweep.slug}_{_slug(metric)}_vs_{_slug(param)}",
-                            f"sweep {sweep.name}: {metric} vs {param}",
-                            lambda m=metric, p=param: plots.metric_vs_param(table, m, p))
+                            f"sweep {sweep.name}: {metric} vs {param}{where}",
+                            lambda m=metric, p=param, t=part: plots.metric_vs_param(t, m, p))
     for px, py in list(combinations(varied, 2))[:MAX_HEATMAPS]:
         fixed = {k: table[k].iloc[0] for k in varied if k not in (px, py)}
         part = table
@@ -726,10 +743,20 @@ def build_report(dirs: Sequence[str | Path], out: str | Path) -> Path:
         page.paragraph("One row per replayed trace (`schemes.csv`). Index reduction = element "
                        "bitmap bits / bits in the format the hardware uses.")
         page.table(shown)
-        figures.add("schemes_speedup_vs_index", "speedup vs index-storage reduction per scheme "
-                    "(hollow: FLOPs reduction)", lambda: plots.scheme_scatter(schemes))
-        figures.add("schemes_speedup_vs_energy", "speedup vs energy reduction per scheme",
-                    lambda: plots.scheme_scatter(schemes, x="energy_reduction"))
+        hardware_names = list(dict.fromkeys(schemes["hardware"]))
+        for hardware in hardware_names:
+            # One picture per hardware, sparse schemes only, labelled by their own names.
+            part = schemes[(schemes["hardware"] == hardware) & (schemes["masks"] != "none")]
+            if part.empty:
+                continue
+            part = part.assign(scheme=part["label"])
+            suffix = f"_{_slug(hardware)}" if len(hardware_names) > 1 else ""
+            figures.add(f"schemes_speedup_vs_index{suffix}",
+                        f"speedup vs index-storage reduction per scheme on {hardware} "
+                        "(hollow: FLOPs reduction)", lambda t=part: plots.scheme_scatter(t))
+            figures.add(f"schemes_speedup_vs_energy{suffix}",
+                        f"speedup vs energy reduction per scheme on {hardware}",
+                        lambda t=part: plots.scheme_scatter(t, x="energy_reduction"))
         gaps = gap_table(sparse, schemes)
         atomic_write_text(out / "gap.csv", gaps.to_csv(index=False))
         page.heading("Why the gap")
@@ -778,19 +805,20 @@ def compare(traces: Sequence[str | Path], hw: HardwareConfig, out: str | Path,
     A run already there for the same trace and hardware digest is reused. ``workers``: processes
     per replay. ``on_run(name, reused)`` is called after each trace. Returns ``OUT/report.md``.
     """
-    from accelsim.api import replay_to_dir
+    from accelsim.api import replay_to_dir, trace_name
+    from accelsim.trace import resolve_trace_dir
     from accelsim.trace.format import MANIFEST_NAME
 
     if not traces:
         raise InputError("give at least one trace directory", field="compare")
     out = Path(out)
-    paths = [Path(t) for t in traces]
+    paths = [resolve_trace_dir(t) for t in traces]
     for path in paths:
         if not (path / MANIFEST_NAME).is_file():
             raise InputError("not a trace directory (no manifest.json)", path=str(path))
     names: list[str] = []
     for path in paths:
-        base = _slug(path.resolve().name)
+        base = _slug(trace_name(path.resolve()))
         name, n = base, 2
         while name in names:
             name, n = f"{base}_{n}", n + 1

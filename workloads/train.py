@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import math
 import sys
 import time
@@ -266,6 +267,11 @@ class Trainer:
             raise InputError("holds a run with a different configuration; use another --out",
                              path=str(out))
         atomic_write_text(run_yaml, yaml.safe_dump(config.to_dict(), sort_keys=True))
+        finished = out / "eval.json"
+        if resume and finished.exists():
+            done = load_checkpoint(out / "checkpoint")["step"]
+            if done == config.steps - 1:  # a finished run: nothing to redo
+                return json.loads(finished.read_text())
         layers = trace_layers(self.backbone, config.batch_size, self.image_size, config.gating,
                               config.pruning)
         recorder = TraceRecorder(out / "trace", layers, self._producer(), resume=resume)

@@ -126,3 +126,9 @@ def test_console_script_end_to_end(tmp_path: Path) -> None:
                          capture_output=True, text=True, cwd=ROOT)
     assert bad.returncode == 2
     assert bad.stderr.strip().count("\n") == 0 and "Traceback" not in bad.stderr
+
+
+def test_cli_docs_are_in_sync_with_the_commands() -> None:
+    from scripts.make_cli_docs import render
+
+    assert (ROOT / "docs" / "cli.md").read_text() == render(), "run scripts/make_cli_docs.py"

@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from accelsim import __version__
+from accelsim.cli_options import hardware_options, network_shape_options
 from accelsim.cli_report import compare_command, report_command
 from accelsim.cli_sweep import sweep_command
 from accelsim.cli_trace import trace_group
@@ -89,15 +90,10 @@ def config_keys() -> None:
 
     Example: accelsim config keys | grep dram
     """
-    from accelsim.config import iter_keys, type_label
+    from accelsim.config import describe_bounds, iter_keys, type_label
 
     for key, meta, tp in iter_keys():
-        bounds = []
-        if meta.get("choices"):
-            bounds.append("|".join(meta["choices"]))
-        for name, symbol in (("gt", ">"), ("ge", ">="), ("le", "<=")):
-            if meta.get(name) is not None:
-                bounds.append(f"{symbol}{meta[name]:g}")
+        bounds = describe_bounds(meta, choice_separator="|", space="")
         unit = f" [{meta['unit']}]" if meta.get("unit") else ""
         click.echo(f"{key:44s} {type_label(tp):14s}{unit} {' '.join(bounds)}  {meta['doc']}")
 
@@ -124,20 +120,12 @@ def _parse_phases(text: str) -> tuple[str, ...]:
               help="SCALE-Sim topology CSV (interpreted exactly as SCALE-Sim does: no padding).")
 @click.option("--network", "network_name", type=click.Choice(["resnet20", "resnet18"]),
               help="A built-in CIFAR network.")
-@click.option("--hw", "hw_file", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Hardware YAML (see hw_configs/).")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override a hardware key, e.g. --set pe_array.rows=16 (repeatable).")
+@hardware_options()
 @click.option("--phases", default="fw,bd,wg", show_default=True,
               help="Training phases: fw (forward), bd (backward data), wg (weight gradient).")
 @click.option("--batch", type=click.IntRange(min=1), default=None,
               help="Images per branch [default: 256 for --network, 1 for --topology].")
-@click.option("--width", type=click.FloatRange(min=0, min_open=True), default=1.0,
-              show_default=True, help="Width multiplier of a built-in network.")
-@click.option("--in-channels", type=click.IntRange(min=1), default=3, show_default=True,
-              help="Input channels of a built-in network (1 for Fashion-MNIST).")
-@click.option("--image-size", type=click.IntRange(min=4), default=32, show_default=True,
-              help="Input height and width of a built-in network (pixels).")
+@network_shape_options
 @click.option("--branches", type=click.IntRange(1, 2), default=None,
               help="Contrastive branches, each a full training pass [default: 2 for --network, "
               "1 for --topology].")

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import click
 
+from accelsim.cli_options import hardware_options
+
 
 @click.command("report")
 @click.argument("dirs", nargs=-1, required=True,
@@ -39,10 +41,7 @@ def report_command(dirs: tuple[Path, ...], out_dir: Path) -> None:
 @click.command("compare")
 @click.argument("traces", nargs=-1, required=True,
                 type=click.Path(file_okay=False, path_type=Path), metavar="TRACE...")
-@click.option("--hw", "hw_file", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Hardware YAML (see hw_configs/).")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override a hardware key, e.g. --set decoder.compaction=true (repeatable).")
+@hardware_options(set_example="decoder.compaction=true")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Output directory: runs/<trace>/ (one replay per trace) and the report.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,

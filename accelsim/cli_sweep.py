@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from accelsim.cli_options import hardware_options
 from accelsim.errors import InputError
 
 if TYPE_CHECKING:
@@ -39,11 +40,8 @@ def format_best(best: pd.DataFrame) -> str:
 @click.command("sweep")
 @click.argument("traces", nargs=-1, required=True,
                 type=click.Path(file_okay=False, path_type=Path), metavar="TRACE...")
-@click.option("--hw", "hw_file", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Base hardware YAML (see hw_configs/).")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override a base hardware key for every point, e.g. --set "
-              "pe_array.clock_mhz=500 (repeatable).")
+@hardware_options(hw_help="Base hardware YAML (see hw_configs/); --set applies to every point.",
+                  set_example="pe_array.clock_mhz=500")
 @click.option("--vary", "vary", multiple=True, metavar="KEY=V1,V2,...",
               help="A grid axis: a dotted hardware key and its values, e.g. --vary "
               "pe_array.rows=8,16,32 (repeatable; axes multiply, first slowest). Values in "

@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from accelsim.cli_options import network_shape_options
 from accelsim.errors import InputError
 
 _BUILTIN = ("resnet20", "resnet18")
@@ -69,12 +70,7 @@ def _directory_bytes(root: Path) -> int:
               help="Recorded steps, numbered 0, 1, ...")
 @click.option("--batch", type=click.IntRange(min=1), default=64, show_default=True,
               help="Images per branch (N of every mask).")
-@click.option("--width", type=click.FloatRange(min=0, min_open=True), default=1.0,
-              show_default=True, help="Width multiplier of a built-in network.")
-@click.option("--in-channels", type=click.IntRange(min=1), default=3, show_default=True,
-              help="Input channels of a built-in network.")
-@click.option("--image-size", type=click.IntRange(min=4), default=32, show_default=True,
-              help="Input height and width of a built-in network (pixels).")
+@network_shape_options
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seed of every random draw; same seed and options give identical bytes.")
 @click.option("--gate-sparsity", type=click.FloatRange(0, 1, max_open=True), default=None,

@@ -536,6 +536,18 @@ def iter_keys(tp: Any = HardwareConfig, prefix: str = "") -> list[tuple[str, dic
     return rows
 
 
+def describe_bounds(meta: dict[str, Any], choice_separator: str = ", ",
+                    space: str = " ") -> list[str]:
+    """Allowed values of a key from its metadata: choices, then > / >= / <= bounds."""
+    bounds = []
+    if meta.get("choices"):
+        bounds.append(choice_separator.join(meta["choices"]))
+    for name, symbol in (("gt", ">"), ("ge", ">="), ("le", "<=")):
+        if meta.get(name) is not None:
+            bounds.append(f"{symbol}{space}{meta[name]:g}")
+    return bounds
+
+
 def type_label(tp: Any) -> str:
     """Readable type name for docs."""
     if isinstance(tp, types.GenericAlias):

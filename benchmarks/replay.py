@@ -34,14 +34,7 @@ from accelsim.config import load_hardware  # noqa: E402
 from accelsim.engine.replay import replay_trace  # noqa: E402
 from accelsim.network import resnet18  # noqa: E402
 from accelsim.trace import TraceReader  # noqa: E402
-from accelsim.trace.synth import SynthConfig, synthesize  # noqa: E402
-
-SCENARIOS = {
-    "cdg (G=4, 71.6 %)": SynthConfig(steps=1, gate_sparsity=0.7164, gate_groups=4),
-    "scdg 8x1x1": SynthConfig(steps=1, gate_sparsity=0.7164, gate_groups=4, gate_group_size=8),
-    "synccp element 80 %": SynthConfig(steps=1, weight_sparsity=0.8, weight_delta=0.3),
-    "synccp 2:4": SynthConfig(steps=1, weight_pattern="nm:2:4"),
-}
+from accelsim.trace.synth import SEED_SCHEMES, synthesize  # noqa: E402
 
 
 def best_of(repeats: int, fn) -> float:
@@ -71,10 +64,10 @@ def main() -> None:
     base = args.keep or Path(tempfile.mkdtemp(prefix="accelsim-bench-"))
     print(f"ResNet-18 CIFAR, batch {args.batch} per branch, 2 branches x 3 phases, "
           f"{hw.name}; best of {args.repeats}")
-    print(f"{'trace':22s} {'replay s/step':>14s} {'Mbit/s':>9s} {'numpy read s':>13s} "
+    print(f"{'trace':26s} {'replay s/step':>14s} {'Mbit/s':>9s} {'numpy read s':>13s} "
           f"{'ratio':>6s}")
-    for name, config in SCENARIOS.items():
-        path = base / name.split()[0].replace(":", "") / name.split()[1].replace(":", "-")
+    for name, config in SEED_SCHEMES.items():
+        path = base / "".join(c if c.isalnum() else "-" for c in name)
         if not (path / "manifest.json").exists():
             synthesize(resnet18(batch=args.batch), path, config, overwrite=True)
         replay_trace(path, hw)  # compile kernels, warm caches
@@ -82,7 +75,7 @@ def main() -> None:
         masks = mask_arrays(path)
         bits = sum(m.size for m in masks)
         limit_s = best_of(args.repeats, lambda ms=masks: [np.count_nonzero(m) for m in ms])
-        print(f"{name:22s} {replay_s:14.3f} {bits / replay_s / 1e6:9.1f} {limit_s:13.4f} "
+        print(f"{name:26s} {replay_s:14.3f} {bits / replay_s / 1e6:9.1f} {limit_s:13.4f} "
               f"{replay_s / limit_s:6.1f}x")
     print("ratio = replay time / time to read the same decoded mask bytes once with numpy")
 

@@ -11,7 +11,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from accelsim.config import iter_keys, type_label  # noqa: E402
+from accelsim.config import describe_bounds, iter_keys, type_label  # noqa: E402
 
 HEADER = """# Hardware configuration keys
 
@@ -31,12 +31,7 @@ are required. See `hw_configs/` for two complete, cited presets.
 def render() -> str:
     lines = []
     for key, meta, tp in iter_keys():
-        allowed = []
-        if meta.get("choices"):
-            allowed.append(", ".join(meta["choices"]))
-        for name, symbol in (("gt", ">"), ("ge", ">="), ("le", "<=")):
-            if meta.get(name) is not None:
-                allowed.append(f"{symbol} {meta[name]:g}")
+        allowed = describe_bounds(meta)
         default = meta.get("default_repr", "")
         lines.append(f"| `{key}` | {type_label(tp)} | {meta.get('unit', '')} | "
                      f"{'; '.join(allowed)} | {default} | {meta['doc']} |")

@@ -21,16 +21,8 @@ from accelsim.config import load_hardware, with_overrides  # noqa: E402
 from accelsim.engine.replay import replay_trace  # noqa: E402
 from accelsim.network import resnet18  # noqa: E402
 from accelsim.trace import TraceReader  # noqa: E402
-from accelsim.trace.synth import SynthConfig, synthesize  # noqa: E402
+from accelsim.trace.synth import SEED_SCHEMES, synthesize  # noqa: E402
 
-SCHEMES = {
-    "CDG (unstructured gates)": SynthConfig(steps=1, gate_sparsity=0.7164, gate_groups=4),
-    "SCDG 8x1x1": SynthConfig(steps=1, gate_sparsity=0.7164, gate_groups=4, gate_group_size=8),
-    "SyncCP element 80 %": SynthConfig(steps=1, weight_sparsity=0.8, weight_delta=0.3),
-    "SyncCP 2:4": SynthConfig(steps=1, weight_pattern="nm:2:4"),
-    "SyncCP block 8x8 80 %": SynthConfig(steps=1, weight_sparsity=0.8, weight_delta=0.3,
-                                         weight_pattern="block:8x8"),
-}
 HARDWARE = {
     "no compaction": {},
     "compaction": {"decoder.compaction": True},
@@ -48,7 +40,7 @@ def main() -> None:
           "index red. | decoder stall cycles | index energy % |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     with tempfile.TemporaryDirectory() as tmp:
-        for scheme, config in SCHEMES.items():
+        for scheme, config in SEED_SCHEMES.items():
             path = Path(tmp) / str(abs(hash(scheme)))
             synthesize(resnet18(batch=args.batch), path, config)
             reader = TraceReader(path)

@@ -495,3 +495,16 @@ def synthesize(network: Network, out: Path, config: SynthConfig,
                 stats["weight_update"] = update
             writer.write_step(step, gates, weights, stats)
     return Path(out)
+
+
+SEED_SCHEMES: dict[str, SynthConfig] = {
+    "CDG (unstructured gates)": SynthConfig(steps=1, gate_sparsity=0.7164, gate_groups=4),
+    "SCDG 8x1x1": SynthConfig(steps=1, gate_sparsity=0.7164, gate_groups=4, gate_group_size=8),
+    "SyncCP element 80 %": SynthConfig(steps=1, weight_sparsity=0.8, weight_delta=0.3),
+    "SyncCP 2:4": SynthConfig(steps=1, weight_pattern="nm:2:4"),
+    "SyncCP block 8x8 80 %": SynthConfig(steps=1, weight_sparsity=0.8, weight_delta=0.3,
+                                         weight_pattern="block:8x8"),
+}
+"""One-step synthetic configurations of each scheme at the seeds' sparsities (CDG/SCDG: the
+71.64 % conditional sparsity of the SCDG table; SyncCP: 80 % online, 50 % target), used by the
+benchmarks and the structured-vs-unstructured table of docs/sparse-model.md."""

@@ -21,13 +21,6 @@ from workloads.data import synthetic_dataset  # noqa: E402
 MEAN3, STD3 = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread (the machine's cores are shared); restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def images(n: int = 16, c: int = 3, size: int = 12, seed: int = 0) -> torch.Tensor:

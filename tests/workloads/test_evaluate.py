@@ -17,15 +17,6 @@ from workloads.data import synthetic_dataset  # noqa: E402
 from workloads.evaluate import extract_features, knn_accuracy, linear_probe  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread (the machine's cores are shared); restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def separable(n: int, classes: int = 5, dim: int = 16, seed: int = 0):
     """Features = one-hot class centre * 3 + N(0, 0.3) noise: linearly and k-NN separable."""
     g = torch.Generator().manual_seed(seed)

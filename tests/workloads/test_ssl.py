@@ -29,13 +29,6 @@ from workloads.ssl import (  # noqa: E402
 FEAT = 16
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread (the machine's cores are shared); restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 class BranchProbe(nn.Module):

@@ -1,0 +1,36 @@
+"""Click options shared by several commands (one definition each)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., object])
+
+
+def hardware_options(hw_help: str = "Hardware YAML (see hw_configs/).",
+                     set_example: str = "pe_array.rows=16") -> Callable[[F], F]:
+    """``--hw FILE.yaml`` (required) and repeatable ``--set KEY=VALUE`` overrides."""
+    def decorate(function: F) -> F:
+        function = click.option(
+            "--set", "overrides", multiple=True, metavar="KEY=VALUE",
+            help=f"Override a hardware key, e.g. --set {set_example} (repeatable).")(function)
+        return click.option("--hw", "hw_file", required=True,
+                            type=click.Path(dir_okay=False, path_type=Path),
+                            help=hw_help)(function)
+    return decorate
+
+
+def network_shape_options(function: F) -> F:
+    """``--width``, ``--in-channels``, ``--image-size`` of a built-in network."""
+    function = click.option("--image-size", type=click.IntRange(min=4), default=32,
+                            show_default=True,
+                            help="Input height and width of a built-in network (pixels).")(function)
+    function = click.option("--in-channels", type=click.IntRange(min=1), default=3,
+                            show_default=True, help="Input channels of a built-in network "
+                            "(1 for Fashion-MNIST).")(function)
+    return click.option("--width", type=click.FloatRange(min=0, min_open=True), default=1.0,
+                        show_default=True, help="Width multiplier of a built-in network.")(function)

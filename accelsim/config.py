@@ -113,11 +113,15 @@ class BuffersConfig:
     """On-chip storage: one global buffer and a register file per PE."""
 
     global_kib: float = param(gt=0, le=1048576, unit="KiB", doc="global buffer capacity")
-    banks: int = param(ge=1, le=1024, default=8, unit="banks", doc="global buffer banks")
+    banks: int = param(ge=1, le=1024, default=8, unit="banks",
+                       doc="global buffer banks; words_per_cycle is spread evenly over them and "
+                       "energy.gb_*_per_bit are per-bank access energies (a bank is "
+                       "global_kib / banks)")
     words_per_cycle: int = param(ge=1, le=65536, default=64, unit="words/cycle",
                                  doc="global buffer bandwidth to the array, in operand words")
     register_file_words: int = param(ge=1, le=65536, default=16, unit="words/PE",
-                                     doc="register file per PE")
+                                     doc="register file per PE; must hold the operand and "
+                                     "partial-sum words its dataflow keeps per MAC lane")
 
 
 @dataclass(frozen=True)
@@ -359,6 +363,15 @@ def _check_combinations(config: HardwareConfig, errors: _Errors) -> None:
     if pe.dataflow in SYSTOLIC_DATAFLOWS and support.gate:
         errors.add("sparsity_support.gate", f"the systolic dataflow {pe.dataflow!r} cannot skip "
                    "gated outputs (only N:M weights, as SCALE-Sim v3); use dataflow: tensor")
+    buffers = config.buffers
+    if buffers.words_per_cycle % buffers.banks:
+        errors.add("buffers.words_per_cycle", f"{buffers.words_per_cycle} words/cycle cannot be "
+                   f"spread evenly over {buffers.banks} banks")
+    needed = pe.vector_width * (2 if pe.dataflow == "tensor" else 1) + 2
+    if buffers.register_file_words < needed:
+        errors.add("buffers.register_file_words", f"{buffers.register_file_words} words cannot "
+                   f"hold {needed}: two operands plus {needed - 2} partial sums (vector_width "
+                   f"{pe.vector_width}{', double-buffered' if pe.dataflow == 'tensor' else ''})")
     if PRECISION_BITS[pe.accumulator_precision] < PRECISION_BITS[pe.precision]:
         errors.add("pe_array.accumulator_precision", f"{pe.accumulator_precision} is narrower "
                    f"than the operand precision {pe.precision}")

@@ -18,7 +18,7 @@ from __future__ import annotations
 import csv
 import math
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from accelsim.errors import InputError
@@ -133,10 +133,6 @@ class Layer:
         if phase == "wg":
             return Gemm(sr=k, t=m, sc=f, count=self.groups)
         raise ValueError(f"unknown phase {phase!r}; expected one of {PHASES}")
-
-    def with_batch(self, batch: int) -> Layer:
-        """The same layer at another batch size."""
-        return replace(self, batch=batch)
 
 
 def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:

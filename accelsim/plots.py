@@ -404,7 +404,6 @@ def _macs_per_cycle(results: pd.DataFrame, macs_per_cycle: int | None) -> pd.Ser
     return key.map(peaks).fillna(float(peaks.median())).astype(float)
 
 
-GAP_COLUMNS = ("ideal_cycles", "lost_cycles", *(c for c, _, _, _ in GAP_PARTS))
 
 
 def gap_decomposition(results: pd.DataFrame, by: Sequence[str] = ("phase",), *,

@@ -47,7 +47,6 @@ if TYPE_CHECKING:
     from accelsim.config import HardwareConfig
 
 RUN_FILES = ("results.csv", "summary.json", "run.json")
-SWEEP_FILES = ("sweep.json", "results.csv")
 RUN_COLUMNS = ("trace", "step", "layer", "branch", "phase", "macs_dense", "macs_effective",
                "macs_issued", "cycles_compute", "cycles_decoder_stall", "cycles", "cycles_dense",
                "utilization", "energy_pj", "energy_dense_pj", "energy_mac_pj", "energy_rf_pj",

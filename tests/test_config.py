@@ -206,3 +206,10 @@ def test_config_docs_are_in_sync_with_the_schema() -> None:
 
     docs = Path(__file__).resolve().parent.parent / "docs" / "config.md"
     assert docs.read_text() == render(), "run scripts/make_config_docs.py"
+
+
+def test_buffers_must_fit_the_array(tmp_path: Path) -> None:
+    message = error_of(tmp_path, preset_raw(), ("buffers.words_per_cycle=100",))
+    assert "100 words/cycle cannot be spread evenly over 16 banks" in message
+    message = error_of(tmp_path, preset_raw(), ("buffers.register_file_words=8",))
+    assert "buffers.register_file_words: 8 words cannot hold 18" in message

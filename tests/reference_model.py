@@ -101,7 +101,7 @@ def fw_reference(layer, gate, base, weight, arr, gating_groups):
     return units, [0] * m_count, col_idx, units_per_row
 
 
-def bd_reference(layer, gate, base, weight, arr):
+def bd_reference(layer, gate, base, weight, arr, group_size=1):
     f_count, k_count = layer.cout, layer.k_per_group
     m_count = layer.output_pixels
     units_per_row = math.ceil(k_count / arr.unit)
@@ -117,7 +117,9 @@ def bd_reference(layer, gate, base, weight, arr):
                 if allowed and (active or always):
                     steps += 1
             units.append(RefUnit(m, j, steps, len(lanes)))
-    row_idx = [int(gate[m].sum()) if gate is not None else 0 for m in range(m_count)]
+    # The decoder reads one index per active gate group (s channels) of each pixel row.
+    row_idx = [int(gate[m].sum()) // group_size if gate is not None else 0
+               for m in range(m_count)]
     col_idx = []
     for j in range(units_per_row):
         lanes = list(_lanes(j, arr.unit, k_count))
@@ -223,14 +225,15 @@ def effective_macs_reference(layer, gate, base, weight, phase, dense_weight_grad
     return total
 
 
-def reference_job(layer, phase, gate, base, weight, arr, gating_groups=1):
+def reference_job(layer, phase, gate, base, weight, arr, gating_groups=1, group_size=1):
     """(cycles, stall, indices, macs_issued) of one job by the slow definitions."""
     if phase == "fw":
         units, row_idx, col_idx, per_row = fw_reference(layer, gate, base, weight, arr,
                                                         gating_groups)
         n_rows = layer.output_pixels
     elif phase == "bd":
-        units, row_idx, col_idx, per_row = bd_reference(layer, gate, base, weight, arr)
+        units, row_idx, col_idx, per_row = bd_reference(layer, gate, base, weight, arr,
+                                                        group_size)
         n_rows = layer.output_pixels
     else:
         units, row_idx, col_idx, per_row = wg_reference(layer, gate, base, weight, arr)

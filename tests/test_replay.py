@@ -19,7 +19,7 @@ from accelsim.engine.replay import replay_trace
 from accelsim.engine.simulator import simulate_network_dense
 from accelsim.engine.sparse import LayerMasks, base_path_mask, sparse_compute
 from accelsim.engine.systolic import cycles_nm_systolic
-from accelsim.network import PHASES, conv, resnet18, resnet20
+from accelsim.network import PHASES, Layer, conv, resnet18, resnet20
 from accelsim.trace.synth import SynthConfig, synthesize
 from tests.conftest import FP8
 
@@ -50,13 +50,13 @@ def test_flops_accounting_reproduces_the_seeds_formula(tmp_path: Path,
 
 def test_scdg_needs_exactly_8x_fewer_index_bits(tmp_path: Path, fp8_hw: HardwareConfig) -> None:
     net = resnet18(batch=2, image_size=16)
-    bits = {}
+    bits, bitmaps = {}, {}
     for s in (1, 8):
         trace = make_trace(tmp_path, f"s{s}", net, SynthConfig(
             steps=1, gate_sparsity=0.7, gate_groups=4, gate_group_size=s))
         summary = replay_to_dir(trace, fp8_hw, tmp_path / f"out{s}")
-        bits[s] = summary["index"]["bits"]
-        assert summary["index"]["bits_bitmap"] == bits.get(1, summary["index"]["bits_bitmap"])
+        bits[s], bitmaps[s] = summary["index"]["bits"], summary["index"]["bits_bitmap"]
+    assert bitmaps[1] == bitmaps[8]  # the same shapes
     assert bits[1] == 8 * bits[8]
 
 
@@ -241,3 +241,69 @@ def test_bad_traces_fail_with_step_and_layer_named(tmp_path: Path, how: str) -> 
     assert "\n" not in line and "Traceback" not in line
     assert "step 1" in line and "layer1.0.conv2" in line, line
     assert not (tmp_path / "o" / "results.csv").exists()
+
+
+def test_grouped_conv_with_declared_nm(fp8_hw: HardwareConfig,
+                                       systolic_hw: HardwareConfig) -> None:
+    """A declared N:M pattern on a grouped conv: FW shrinks per group; BD and WG stay dense."""
+    layer = conv("g", 64, 64, 3, 1, 1, 8, 8, 1, groups=8)
+    layer = Layer(**{**layer.__dict__, "nm": (2, 4)})
+    for hw in (fp8_hw, systolic_hw):
+        fw = sparse_compute(layer, "fw", LayerMasks(nm=(2, 4)), hw)
+        assert fw.macs_issued == layer.macs // 2 == fw.macs_effective
+        assert fw.cycles_compute < fw.cycles_compute_dense
+        for phase in ("bd", "wg"):
+            job = sparse_compute(layer, phase, LayerMasks(nm=(2, 4)), hw)
+            assert job.cycles_compute == job.cycles_compute_dense
+            assert job.macs_issued == layer.macs
+
+
+def test_nm_multiplexers_on_the_tensor_array(fp8_hw: HardwareConfig) -> None:
+    from accelsim.engine.pe_array import cycles_dense_tensor
+    from accelsim.engine.systolic import nm_reduction_length
+
+    layer = conv("c", 32, 16, 3, 1, 1, 6, 6, 2)
+    rng = np.random.default_rng(0)
+    scores = rng.random((16, 8, 4, 3, 3))
+    keep = np.argsort(scores, axis=2) >= 2  # exactly 2 of every 4 input channels
+    weight = keep.reshape(16, 32, 3, 3).reshape(16, -1)
+    job = sparse_compute(layer, "fw", LayerMasks(weight=weight, nm=(2, 4)), fp8_hw)
+    g, pe = layer.gemm("fw"), fp8_hw.pe_array
+    t = nm_reduction_length(g.t, 2, 4)
+    assert job.cycles_compute == cycles_dense_tensor(g.sr, t, g.sc, pe.rows, pe.cols,
+                                                     pe.vector_width, pe.pipeline_latency)
+    assert job.macs_issued == g.sr * g.sc * t and job.macs_effective == layer.macs // 2
+    gate = rng.random((layer.output_pixels, 16)) < 0.3
+    gated = sparse_compute(layer, "fw", LayerMasks(gate=gate[:, :, None], weight=weight,
+                                                   nm=(2, 4)), fp8_hw)
+    assert gated.cycles_compute <= job.cycles_compute and gated.decoder_indices > 0
+
+
+def test_dense_gradient_steps_and_momentum_branches(tmp_path: Path,
+                                                    fp8_hw: HardwareConfig) -> None:
+    """Regrowth steps replay WG dense without reading the weight index; a BYOL/MoCo target
+    branch runs the forward pass only."""
+    import shutil
+
+    net = resnet20(batch=2, image_size=8)
+    trace = make_trace(tmp_path, "w", net, SynthConfig(steps=1, weight_sparsity=0.6))
+    rows, _ = replay_trace(trace, fp8_hw)
+    sparse_wg = {r.layer: r for r in rows if r.phase == "wg" and r.branch == 1}
+    step_json = trace / "steps" / "step-00000000.json"
+    data = json.loads(step_json.read_text())
+    data["stats"]["dense_weight_gradient"] = True
+    step_json.write_text(json.dumps(data))
+    rows, _ = replay_trace(trace, fp8_hw)
+    for row in rows:
+        if row.phase == "wg" and net.layer(row.layer).role != "stem":
+            assert row.macs_effective == row.macs_dense, row.layer
+            assert row.index_bits == 0 and row.traffic_indices_bytes == 0
+            assert row.cycles_compute >= sparse_wg[row.layer].cycles_compute
+    momentum = tmp_path / "byol"
+    shutil.copytree(trace, momentum)
+    manifest = json.loads((momentum / "manifest.json").read_text())
+    manifest["producer"]["ssl"] = "byol"
+    (momentum / "manifest.json").write_text(json.dumps(manifest))
+    rows, _ = replay_trace(momentum, fp8_hw)
+    assert {r.phase for r in rows if r.branch == 2} == {"fw"}
+    assert {r.phase for r in rows if r.branch == 1} == {"fw", "bd", "wg"}

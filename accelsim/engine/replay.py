@@ -181,13 +181,17 @@ class Replayer:
                                    if item.gate is not None else 1, base=base, weight=weight, nm=nm,
                                    gating_groups=groups, dense_weight_gradient=dense_gradient)
                 density = float(weight.mean()) if weight is not None else 1.0
+                # Systolic arrays skip only N:M weights (FW); others never read the index to skip.
+                skips_weights = self.hw.pe_array.dataflow == "tensor" or (
+                    nm is not None and nm[1] in support.nm_m)
                 gate_later = any(p in support.gate for p in ("bd", "wg") if p in phases)
                 for phase in phases:
                     uses_gate = gate_el is not None and (
                         phase in support.gate or (phase == "fw" and gate_later))
                     reads_weight = weight is not None and (
                         (phase in ("fw", "bd") and dram.compress_sparse)
-                        or phase in support.weight)
+                        or (phase in support.weight and skips_weights
+                            and not (phase == "wg" and dense_gradient)))
                     index = IndexCost(
                         bits=(gidx.bits if uses_gate else 0) + (widx.bits if reads_weight else 0),
                         bits_bitmap=(gidx.bits_bitmap if uses_gate else 0)

@@ -293,7 +293,7 @@ def bd_work(layer: Layer, masks: LayerMasks, unit: int, *, use_gate: bool,
         views = masks.gate_views(unit)
         counts = masked_step_counts(views.packed, np.ascontiguousarray(classes[:, :words]),
                                     np.ascontiguousarray(classes[:, words:]))
-        row_idx = views.per_pixel
+        row_idx = views.per_pixel // masks.gate_group_size  # one index per active gate group
         work = PhaseWork(counts, inverse.reshape(-1).astype(np.int64), unit_idx, row_idx,
                          col_idx, lanes)
     if weight is not None:
@@ -367,7 +367,9 @@ def sparse_compute(layer: Layer, phase: str, masks: LayerMasks,
                          field=f"layer {layer.name!r}")
     support = hw.sparsity_support
     use_gate = phase in support.gate and masks.gate is not None
-    use_weight = phase in support.weight and (masks.weight is not None or masks.nm is not None)
+    # A declared N:M pattern (no recorded mask) is exploitable only by FW's multiplexers.
+    use_weight = phase in support.weight and (
+        masks.weight is not None or (phase == "fw" and masks.nm is not None))
     gemm = layer.gemm(phase)
     dense_compute = cycles_gemm(gemm, hw.pe_array)
     unit = unit_width(hw)
@@ -380,7 +382,7 @@ def sparse_compute(layer: Layer, phase: str, masks: LayerMasks,
             return SparseCompute(dense_compute, 0, 0, gemm.macs, macs_effective, dense_compute)
         t = nm_reduction_length(gemm.t, *nm)
         return SparseCompute(cycles_gemm(gemm, hw.pe_array, nm=nm), 0, 0,
-                             gemm.sr * gemm.sc * t, macs_effective, dense_compute)
+                             gemm.sr * gemm.sc * t * gemm.count, macs_effective, dense_compute)
     if not use_gate and not use_weight:
         return SparseCompute(dense_compute, 0, 0, gemm.macs, macs_effective, dense_compute)
     decoder = hw.decoder
@@ -408,18 +410,18 @@ def _nm_tensor(layer: Layer, gemm: Gemm, masks: LayerMasks, hw: HardwareConfig,
     n, m_ = masks.nm  # type: ignore[misc]
     t = nm_reduction_length(gemm.t, n, m_)
     pe = hw.pe_array
-    if not use_gate:
+    if not use_gate:  # the groups of a grouped conv run one after another
         cycles = cycles_dense_tensor(gemm.sr, t, gemm.sc, pe.rows, pe.cols, pe.vector_width,
-                                     pe.pipeline_latency)
-        groups = math.ceil(gemm.t / m_) * gemm.sc
-        return SparseCompute(cycles, 0, groups, gemm.sr * gemm.sc * t, macs_effective,
-                             dense_compute)
+                                     pe.pipeline_latency) * gemm.count
+        metadata = math.ceil(gemm.t / m_) * gemm.sc * gemm.count
+        return SparseCompute(cycles, 0, metadata, gemm.sr * gemm.sc * t * gemm.count,
+                             macs_effective, dense_compute)
     gated = LayerMasks(gate=masks.gate, gate_group_size=masks.gate_group_size, base=masks.base,
                        gating_groups=masks.gating_groups)
     work = fw_work(layer, gated, unit, use_gate=True, use_weight=False,
                    compaction=hw.decoder.compaction)
     scaled = (-(-work.counts.astype(np.int64) * t // gemm.t)).astype(np.int32)
-    steps = PhaseWork(scaled, work.classes, work.unit_idx, work.row_idx, work.col_idx,
-                      work.lanes)
+    metadata = np.full(work.col_idx.shape, math.ceil(gemm.t / m_), dtype=np.int64)
+    steps = PhaseWork(scaled, work.classes, work.unit_idx, work.row_idx, metadata, work.lanes)
     cycles, stall, indices, issued = schedule(steps, hw, unit)
     return SparseCompute(cycles, stall, indices, issued, macs_effective, dense_compute)

@@ -53,13 +53,14 @@ class TraceRecorder:
     """Writes one trace step per recorded training step; resumable after a crash."""
 
     def __init__(self, out: Path, layers: list[TraceLayer], producer: Mapping[str, Any],
-                 branches: int = 2, resume: bool = False) -> None:
+                 branches: int = 2, resume: bool = False, compression_level: int = 6) -> None:
         self.out = Path(out)
         if resume and (self.out / "manifest.json").exists():
-            self.writer = TraceWriter.resume(self.out)
+            self.writer = TraceWriter.resume(self.out, compression_level=compression_level)
         else:
             self.writer = TraceWriter.create(self.out, producer, layers, branches=branches,
-                                             overwrite=resume)
+                                             overwrite=resume,
+                                             compression_level=compression_level)
         self.layers = {item.name: item for item in self.writer.manifest.layers}
         self.branches = branches
 

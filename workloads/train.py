@@ -58,6 +58,7 @@ class RunConfig:
     data: str = "fashion-mnist"         # NAME or NAME:PATH (see workloads/data.py)
     steps: int = 200                    # optimizer steps
     record_every: int = 10              # record masks every K steps (and the last step)
+    trace_compression: int = 1          # zlib level of recorded masks (1: fast; 9: smallest)
     batch_size: int = 64                # images per branch
     device: str = "cpu"                 # cpu | cuda
     seed: int = 0
@@ -274,7 +275,8 @@ class Trainer:
                 return json.loads(finished.read_text())
         layers = trace_layers(self.backbone, config.batch_size, self.image_size, config.gating,
                               config.pruning)
-        recorder = TraceRecorder(out / "trace", layers, self._producer(), resume=resume)
+        recorder = TraceRecorder(out / "trace", layers, self._producer(), resume=resume,
+                                 compression_level=config.trace_compression)
         start = 0
         if resume:
             start = self._restore(load_checkpoint(out / "checkpoint", str(self.device)))

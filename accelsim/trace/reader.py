@@ -12,7 +12,7 @@ import copy
 import os
 import zlib
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -269,16 +269,20 @@ class TraceReader:
                              path=self._root, field=f"step {step}")
         return float(value)
 
+    def _check_fields(self, data: dict[str, Any], known: Sequence[str], where: str) -> None:
+        """Every known field present; an unknown one refused unless a newer minor version."""
+        if self._strict:
+            unknown = [key for key in data if key not in known]
+            if unknown:
+                raise TraceError(f"unknown field {unknown[0]!r}", path=self._root, field=where)
+        for key in known:
+            if key not in data:
+                raise TraceError(f"missing field {key!r}", path=self._root, field=where)
+
     def _read_step_json(self, step: int) -> dict[str, Any]:
         name = f"{step_stem(step)}.json"
         data = load_json(step_json_path(self._root, step), self._root, name)
-        if self._strict:
-            unknown = [key for key in data if key not in _STEP_KEYS]
-            if unknown:
-                raise TraceError(f"unknown field {unknown[0]!r}", path=self._root, field=name)
-        for key in _STEP_KEYS:
-            if key not in data:
-                raise TraceError(f"missing field {key!r}", path=self._root, field=name)
+        self._check_fields(data, _STEP_KEYS, name)
         if data["step"] != step or isinstance(data["step"], bool):
             raise TraceError(f"step field is {data['step']!r}, expected {step}", path=self._root,
                              field=name)
@@ -348,13 +352,7 @@ class TraceReader:
                              path=self._root, field=where)
         is_ref = "ref_step" in raw
         known = _REF_KEYS if is_ref else _DATA_KEYS
-        if self._strict:
-            unknown = [key for key in raw if key not in known]
-            if unknown:
-                raise TraceError(f"unknown field {unknown[0]!r}", path=self._root, field=where)
-        for key in known:
-            if key not in raw:
-                raise TraceError(f"missing field {key!r}", path=self._root, field=where)
+        self._check_fields(raw, known, where)
         if is_ref:
             ref = raw["ref_step"]
             if kind != "weight":

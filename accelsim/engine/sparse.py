@@ -161,10 +161,6 @@ class PhaseWork:
     col_idx: np.ndarray           # int64 (J,): decoder indices per unit column and pass
     lanes: np.ndarray             # int64 (J,): real lanes per unit column
 
-    def work(self) -> np.ndarray:
-        """The full (R, J) work matrix (for tests and small shapes)."""
-        return self.counts[:, self.classes]
-
 
 def matrix_work(work: np.ndarray, unit_idx: np.ndarray | None, row_idx: np.ndarray,
                 col_idx: np.ndarray, lanes: np.ndarray) -> PhaseWork:

@@ -100,13 +100,16 @@ def _directory_bytes(root: Path) -> int:
               help="Re-draw weight masks every K steps (0: once; other steps store references).")
 @click.option("--branches", type=click.IntRange(1, 2), default=2, show_default=True,
               help="Contrastive branches (augmented views).")
+@click.option("--compression", type=click.IntRange(0, 9), default=6, show_default=True,
+              help="zlib level of the stored masks; 0 stores the packed bits uncompressed "
+                   "(1 bit per mask element: larger files, fastest replay).")
 @click.option("--overwrite", is_flag=True, help="Replace a trace already in --out.")
 @click.pass_context
 def synth(ctx: click.Context, network: str, out_dir: Path, steps: int, batch: int, width: float,
           in_channels: int, image_size: int, seed: int, gate_sparsity: float | None,
           gate_groups: int, gate_group_size: int, overlap: float, spatial_correlation: float,
           weight_sparsity: float | None, weight_pattern: str, weight_delta: float,
-          weight_update_every: int, branches: int, overwrite: bool) -> None:
+          weight_update_every: int, branches: int, compression: int, overwrite: bool) -> None:
     """Write a synthetic trace: random gate and weight masks with exact sparsity.
 
     Gated layers: residual-block convs of a built-in net, every layer but the first of a
@@ -129,7 +132,7 @@ def synth(ctx: click.Context, network: str, out_dir: Path, steps: int, batch: in
         raise InputError("directory is not empty (pass --overwrite to replace the trace in it)",
                          path=str(out_dir))
     layers = trace_layers(net, config)
-    synthesize(net, out_dir, config, overwrite=overwrite)
+    synthesize(net, out_dir, config, overwrite=overwrite, compression_level=compression)
     gated = sum(item.gate is not None for item in layers)
     pruned = sum(item.weight is not None for item in layers)
     click.echo(f"wrote {out_dir}: {steps} steps x {branches} branches, {len(layers)} layers of "

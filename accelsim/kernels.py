@@ -8,9 +8,56 @@ twin in ``tests/reference_model.py`` (or an inline one in the tests) and a diffe
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
 
 JIT = {"cache": True, "nogil": True, "fastmath": False}
+INLINE = {"cache": True, "nogil": True, "inline": "always"}
+
+_ONE = np.uint64(1)
+_ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+@intrinsic
+def ctpop64(typingctx, x):
+    """Set bits of a uint64 (LLVM's ctpop: one instruction where the CPU has it)."""
+    if x != types.uint64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        fn = builder.module.declare_intrinsic("llvm.ctpop", [ir.IntType(64)])
+        return builder.call(fn, args)
+
+    return types.uint64(types.uint64), codegen
+
+
+@intrinsic
+def cttz64(typingctx, x):
+    """Trailing zero bits of a non-zero uint64 (LLVM's cttz)."""
+    if x != types.uint64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        fn = builder.module.declare_intrinsic("llvm.cttz", [ir.IntType(64), ir.IntType(1)])
+        return builder.call(fn, [args[0], ir.Constant(ir.IntType(1), 0)])
+
+    return types.uint64(types.uint64), codegen
+
+
+@njit(**INLINE)
+def load_bits(words: np.ndarray, start: int, count: int) -> np.uint64:
+    """``count`` (1..64) bits of a little-endian bit string held in uint64 ``words``, from bit
+    ``start``, as the low bits of a uint64 (bit b = element start + b); bits past the end read
+    as 0."""
+    index = start >> 6
+    shift = start & 63
+    x = words[index] >> np.uint64(shift)
+    if shift and index + 1 < words.shape[0]:
+        x |= words[index + 1] << np.uint64(64 - shift)
+    if count < 64:
+        x &= (_ONE << np.uint64(count)) - _ONE
+    return x
 
 
 @njit(**JIT)
@@ -115,19 +162,24 @@ def schedule_passes(counts: np.ndarray, classes: np.ndarray, lanes: np.ndarray,
 
 
 @njit(**JIT)
-def group_any(mask: np.ndarray, unit: int) -> np.ndarray:
-    """OR over groups of ``unit`` consecutive columns: uint8 (R, L) -> bool (R, ceil(L/unit))."""
+def unit_or(mask: np.ndarray, unit: int, axis: int) -> np.ndarray:
+    """OR over groups of ``unit`` consecutive rows (``axis`` 0) or columns (1) of a uint8 (R, L)
+    0/1 matrix; the last group may be partial. Returns bool (ceil(R/unit), L) or
+    (R, ceil(L/unit))."""
     n_rows, length = mask.shape
+    if axis == 0:
+        out = np.zeros(((n_rows + unit - 1) // unit, length), dtype=np.uint8)
+        for i in range(n_rows):
+            row = out[i // unit]
+            for c in range(length):
+                row[c] |= mask[i, c]
+        return out.view(np.bool_)
     units = (length + unit - 1) // unit
-    out = np.zeros((n_rows, units), dtype=np.bool_)
+    out = np.zeros((n_rows, units), dtype=np.uint8)
     for i in range(n_rows):
-        for j in range(units):
-            stop = min((j + 1) * unit, length)
-            for c in range(j * unit, stop):
-                if mask[i, c]:
-                    out[i, j] = True
-                    break
-    return out
+        for c in range(length):
+            out[i, c // unit] |= mask[i, c]
+    return out.view(np.bool_)
 
 
 @njit(**JIT)
@@ -214,3 +266,179 @@ def gate_views(gate: np.ndarray, group_size: int, unit: int,
             for b in range(byte_words):
                 packed[m, b] = packed_nb[n, b, p]
     return unit_active, unit_lanes, packed, per_pixel_n.reshape(rows), per_channel, per_unit
+
+
+def as_words(bits: np.ndarray) -> np.ndarray:
+    """Packed uint8 bits as uint64 words for the bit kernels: a view when the buffer allows
+    (8-byte aligned, whole words), else a zero-padded copy."""
+    if bits.size % 8 == 0 and bits.ctypes.data % 8 == 0 and bits.size:
+        return bits.view(np.uint64)
+    words = np.zeros(bits.size // 8 + 1, dtype=np.uint64)
+    words.view(np.uint8)[:bits.size] = bits
+    return words
+
+
+@njit(**JIT)
+def residue_patterns(rows: int) -> np.ndarray:
+    """uint64 (rows, rows) for rows <= 64: pattern[o, r] has bit b set when (o + b) % rows == r
+    (the bits of a 64-bit chunk starting at a row of residue o that land in queue row r)."""
+    out = np.zeros((rows, rows), dtype=np.uint64)
+    for o in range(rows):
+        for b in range(64):
+            out[o, (o + b) % rows] |= _ONE << np.uint64(b)
+    return out
+
+
+@njit(**INLINE)
+def _add_residues(out: np.ndarray, pass_index: int, s: int, x: np.uint64, offset: int,
+                  rows: int, patterns: np.ndarray) -> None:
+    if rows <= 64:
+        for r in range(rows):
+            out[pass_index, s, r] += np.int64(ctpop64(x & patterns[offset, r]))
+    else:
+        while x:
+            b = np.int64(cttz64(x))
+            out[pass_index, s, (offset + b) % rows] += 1
+            x &= x - _ONE
+
+
+@njit(**JIT)
+def residue_counts(words: np.ndarray, n_images: int, n_rows: int, pixels: int,
+                   set_lo: np.ndarray, set_hi: np.ndarray, rows: int,
+                   pass_len: int) -> np.ndarray:
+    """Per-pass, per-queue-row counts of a bit-packed gate, without unpacking it.
+
+    words: uint64, the little-endian bits of a C-order bool (N = ``n_images``, ``n_rows``,
+    P = ``pixels``) gate (:func:`as_words`); output rows are pixels m = n*P + p. Set s ORs the
+    gate rows [set_lo[s], set_hi[s]) (a lock-step unit's channels; one row each for per-row counts).
+    Row m belongs to pass m // ``pass_len`` and queue row m % ``rows``.
+    Returns int64 (passes, sets, rows): rows m of the pass and queue row where the set's OR is 1.
+    """
+    n_sets = set_lo.shape[0]
+    total = n_images * pixels
+    n_passes = (total + pass_len - 1) // pass_len
+    out = np.zeros((n_passes, n_sets, rows), dtype=np.int64)
+    patterns = residue_patterns(min(rows, 64))
+    for n in range(n_images):
+        for s in range(n_sets):
+            for p0 in range(0, pixels, 64):
+                count = min(64, pixels - p0)
+                x = np.uint64(0)
+                for g in range(set_lo[s], set_hi[s]):
+                    x |= load_bits(words, (n * n_rows + g) * pixels + p0, count)
+                m0 = n * pixels + p0
+                while x:
+                    pass_index = m0 // pass_len
+                    span = (pass_index + 1) * pass_len - m0  # rows of x in this pass
+                    if span >= 64:
+                        _add_residues(out, pass_index, s, x, m0 % rows, rows, patterns)
+                        break
+                    part = x & ((_ONE << np.uint64(span)) - _ONE)
+                    if part:
+                        _add_residues(out, pass_index, s, part, m0 % rows, rows, patterns)
+                    x >>= np.uint64(span)
+                    m0 += span
+    return out
+
+
+@njit(**JIT)
+def row_popcounts(words: np.ndarray, n_images: int, n_rows: int, pixels: int) -> np.ndarray:
+    """Set bits of every gate row over all images: int64 (n_rows,) (see residue_counts)."""
+    out = np.zeros(n_rows, dtype=np.int64)
+    for n in range(n_images):
+        for g in range(n_rows):
+            start = (n * n_rows + g) * pixels
+            total = 0
+            for p0 in range(0, pixels, 64):
+                total += ctpop64(load_bits(words, start + p0, min(64, pixels - p0)))
+            out[g] += total
+    return out
+
+
+@njit(**JIT)
+def uniform_group_ones(words: np.ndarray, n_images: int, n_rows: int, pixels: int,
+                       group_rows: int) -> int:
+    """Kept groups when every group of ``group_rows`` consecutive gate rows is equal at every
+    pixel (all kept or all skipped), else -1 (see residue_counts for the layout)."""
+    kept = 0
+    for n in range(n_images):
+        for g0 in range(0, n_rows, group_rows):
+            for p0 in range(0, pixels, 64):
+                count = min(64, pixels - p0)
+                any_ = np.uint64(0)
+                all_ = _ALL
+                for g in range(g0, g0 + group_rows):
+                    x = load_bits(words, (n * n_rows + g) * pixels + p0, count)
+                    any_ |= x
+                    all_ &= x
+                if any_ != (all_ & any_):
+                    return -1
+                kept += ctpop64(any_)
+    return kept
+
+
+@njit(**JIT)
+def schedule_sums(sums: np.ndarray, classes: np.ndarray, lanes: np.ndarray,
+                  unit_idx_sums: np.ndarray, has_unit_idx: bool, row_idx_sums: np.ndarray,
+                  col_idx: np.ndarray, qcols: int,
+                  indices_per_cycle: int) -> tuple[int, int, int, int]:
+    """:func:`schedule_passes` without compaction, from per-pass sums instead of rows.
+
+    sums[p, c, r]: steps of class c summed over the rows of pass p in queue row r (a pass
+    lasts as long as its slowest queue, so these sums are all the schedule needs);
+    unit_idx_sums[p, j]: decoder indices of unit column j in pass p (if ``has_unit_idx``);
+    row_idx_sums[p]: row indices of pass p; col_idx[j], classes[j], lanes[j] as in
+    schedule_passes. Returns the same (cycles, stall cycles, indices, MACs issued).
+    """
+    n_passes, _, n_queue_rows = sums.shape
+    n_cols = classes.shape[0]
+    col_tiles = (n_cols + qcols - 1) // qcols
+    local_class = np.zeros(qcols, dtype=np.int64)
+    local_lanes = np.zeros(qcols, dtype=np.int64)
+    issued = 0
+    cycles = 0
+    stall = 0
+    indices_total = 0
+    for tc in range(col_tiles):
+        c0 = tc * qcols
+        c1 = min(c0 + qcols, n_cols)
+        col_part = 0
+        n_local = 0
+        for j in range(c0, c1):
+            col_part += col_idx[j]
+            found = -1
+            for lc in range(n_local):
+                if local_class[lc] == classes[j]:
+                    found = lc
+                    break
+            if found < 0:
+                found = n_local
+                local_class[n_local] = classes[j]
+                local_lanes[n_local] = 0
+                n_local += 1
+            local_lanes[found] += lanes[j]
+        for p in range(n_passes):
+            compute = 0
+            for lc in range(n_local):
+                c = local_class[lc]
+                total = 0
+                for r in range(n_queue_rows):
+                    w = sums[p, c, r]
+                    total += w
+                    if w > compute:
+                        compute = w
+                issued += total * local_lanes[lc]
+            indices = col_part + row_idx_sums[p]
+            if has_unit_idx:
+                for j in range(c0, c1):
+                    indices += unit_idx_sums[p, j]
+            decode = 0
+            if indices > 0:
+                decode = (indices + indices_per_cycle - 1) // indices_per_cycle
+            if decode > compute:
+                stall += decode - compute
+                cycles += decode
+            else:
+                cycles += compute
+            indices_total += indices
+    return cycles, stall, indices_total, issued

@@ -460,11 +460,7 @@ def index_bits(mask: np.ndarray, fmt: str, params: IndexParams = _DEFAULT) -> in
         nnz, fillers = _rle_counts(mask.reshape(-1), params.run_bits)
         return (nnz + fillers) * params.run_bits
     if fmt in ("csr", "coo"):
-        rows, cols = _view_2d(mask.shape)
-        nnz = int(np.count_nonzero(mask))
-        if fmt == "csr":
-            return nnz * _field_bits(cols) + (rows + 1) * _field_bits(nnz + 1)
-        return nnz * (_field_bits(rows) + _field_bits(cols))
+        return coordinate_index_bits(fmt, mask.shape, int(np.count_nonzero(mask)))
     if fmt == "nm":
         if params.nm is None or not _nm_fits(mask, params):
             return None
@@ -472,6 +468,17 @@ def index_bits(mask: np.ndarray, fmt: str, params: IndexParams = _DEFAULT) -> in
         return mask.size // m * _clog2(math.comb(m, n))
     groups = _group_level_or_none(mask, params)
     return None if groups is None else groups.size
+
+
+def coordinate_index_bits(fmt: str, shape: tuple[int, ...], nnz: int) -> int:
+    """Bits of the csr or coo index of a mask of ``shape`` with ``nnz`` kept elements (these
+    depend on the count only)."""
+    rows, cols = _view_2d(tuple(shape))
+    if fmt == "csr":
+        return nnz * _field_bits(cols) + (rows + 1) * _field_bits(nnz + 1)
+    if fmt == "coo":
+        return nnz * (_field_bits(rows) + _field_bits(cols))
+    raise SparsityError(f"{fmt!r} is not a coordinate format (csr, coo)")
 
 
 def all_index_bits(mask: np.ndarray, params: IndexParams = _DEFAULT) -> dict[str, int | None]:

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from accelsim.config import HardwareConfig, with_overrides
 from accelsim.engine.sparse import (
     LayerMasks,
+    PackedGate,
     base_path_mask,
     pack_bits,
     sparse_compute,
@@ -67,8 +68,15 @@ def jobs(draw: st.DrawFn):
         "sparsity_support.gate_group_size": 1,
         "sparsity_support.nm_m": [],
     }
-    native = None if gate_groups is None else gate_groups[:, :, None]
+    native = None if gate_groups is None else native_layout(layer, gate_groups)
     return layer, phase, gate, (native, group), base, weight, groups, overrides
+
+
+def native_layout(layer, gate_groups: np.ndarray) -> np.ndarray:
+    """An (M, F/s) gate (rows m = n*P + p) in the replay's native (N, F/s, P) layout."""
+    pixels = layer.h_out * layer.w_out
+    return np.ascontiguousarray(
+        gate_groups.reshape(layer.batch, pixels, gate_groups.shape[1]).transpose(0, 2, 1))
 
 
 @settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -79,6 +87,10 @@ def test_engine_equals_cycle_stepped_reference(fp8_hw: HardwareConfig, job) -> N
     masks = LayerMasks(gate=native, gate_group_size=group, base=base, weight=weight,
                        gating_groups=groups)
     got = sparse_compute(layer, phase, masks, hw)
+    if native is not None:  # the replay's input: the trace's packed bits
+        packed = LayerMasks(packed_gate=PackedGate.from_bool(native), gate_group_size=group,
+                            base=base, weight=weight, gating_groups=groups)
+        assert sparse_compute(layer, phase, packed, hw) == got
 
     support, pe, dec = hw.sparsity_support, hw.pe_array, hw.decoder
     use_gate = phase in support.gate and gate is not None
@@ -194,7 +206,7 @@ def test_group_gates_against_the_reference(fp8_hw: HardwareConfig, phase: str, g
         "pe_array.sync_tiles": 2, "decoder.compaction": compaction,
         "decoder.indices_per_cycle": 3, "decoder.compaction_indices_per_cycle": 2,
         "sparsity_support.gate_group_size": 4, "sparsity_support.nm_m": []})
-    got = sparse_compute(layer, phase, LayerMasks(gate=gate_groups[:, :, None],
+    got = sparse_compute(layer, phase, LayerMasks(gate=native_layout(layer, gate_groups),
                                                   gate_group_size=group, base=base,
                                                   weight=weight, gating_groups=2), hw)
     pe, dec = hw.pe_array, hw.decoder

@@ -248,6 +248,10 @@ def test_round_trip_property(case: tuple[TraceLayer, list[float], bool, int], le
             for key in weights:
                 np.testing.assert_array_equal(masks.weights[key], weights[key])
                 np.testing.assert_array_equal(reader.weight(masks.step, *key), weights[key])
+            packed = reader.step_packed(masks.step)
+            for key in gates:
+                assert packed.gates[key].ones == int(gates[key].sum())
+                np.testing.assert_array_equal(packed.gates[key].unpack(), gates[key])
 
 
 def test_uint8_masks_and_numpy_integers_are_accepted(tmp_path: Path) -> None:
@@ -416,6 +420,29 @@ def test_every_single_bit_flip_is_detected_or_harmless(
     step_bin(path, 7).write_bytes(original)
     assert detected > 20 * max(harmless, 1)
     open_trace(path).verify()
+
+
+def test_uncompressed_masks_are_stored_as_packed_bits(tmp_path: Path) -> None:
+    """compression_level 0 stores codec "none" (format 1.1); its corruptions are caught too."""
+    layers = small_layers()
+    rng = np.random.default_rng(3)
+    gates = random_gates(layers, rng)
+    with TraceWriter.create(tmp_path / "t", {}, layers, compression_level=0) as writer:
+        writer.write_step(0, gates, random_weights(layers, rng))
+    path = tmp_path / "t"
+    entries = data_entries(path, 0)
+    assert {e["codec"] for e in entries} == {"none"}
+    assert all(e["length"] == e["packed_bytes"] for e in entries)
+    key = ("conv1", 1)
+    np.testing.assert_array_equal(TraceReader(path).gate(0, *key), gates[key])
+    blob = bytearray(step_bin(path, 0).read_bytes())
+    blob[entries[0]["offset"]] ^= 1
+    step_bin(path, 0).write_bytes(bytes(blob))
+    with pytest.raises(TraceError, match="crc32 mismatch"):
+        TraceReader(path).step_packed(0)
+    edit_json(step_json(path, 0), lambda d: d["masks"][0].update(length=1))
+    with pytest.raises(TraceError, match="length 1 differs from packed_bytes"):
+        TraceReader(path).gate(0, *key)
 
 
 def test_crc_mismatch(trace: tuple[Path, dict[int, tuple[Masks, Masks]]]) -> None:

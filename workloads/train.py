@@ -58,7 +58,8 @@ class RunConfig:
     data: str = "fashion-mnist"         # NAME or NAME:PATH (see workloads/data.py)
     steps: int = 200                    # optimizer steps
     record_every: int = 10              # record masks every K steps (and the last step)
-    trace_compression: int = 1          # zlib level of recorded masks (1: fast; 9: smallest)
+    trace_compression: int = 1          # zlib level of recorded masks (0: packed bits as they
+                                        # are, fastest replay; 1: fast; 9: smallest)
     batch_size: int = 64                # images per branch
     device: str = "cpu"                 # cpu | cuda
     seed: int = 0

@@ -23,11 +23,12 @@ import numpy as np
 
 from accelsim.config import HardwareConfig
 from accelsim.engine.simulator import IndexCost, JobResult, phases_for, simulate_job
-from accelsim.engine.sparse import LayerMasks, base_path_mask, native_gate
+from accelsim.engine.sparse import LayerMasks, PackedGate, base_path_mask
 from accelsim.errors import InputError
+from accelsim.kernels import as_words, uniform_group_ones
 from accelsim.network import PHASES
-from accelsim.sparsity import IndexParams, best_format
-from accelsim.trace import TraceLayer, TraceReader
+from accelsim.sparsity import IndexParams, best_format, coordinate_index_bits
+from accelsim.trace import PackedMask, TraceLayer, TraceReader
 
 MOMENTUM_SSL = ("byol", "moco")
 
@@ -42,6 +43,20 @@ class MaskIndex:
 
 
 NO_MASK_INDEX = MaskIndex("none", 0, 0)
+
+
+@dataclass(frozen=True)
+class PreparedWeight:
+    """A stored weight mask ready for replay: flattened (F, K) bool (None: no mask or all
+    ones), its index, its N:M pattern when it satisfies the declared one, and its density."""
+
+    mask: np.ndarray | None
+    index: MaskIndex
+    nm: tuple[int, int] | None
+    density: float
+
+
+NO_WEIGHT = PreparedWeight(None, NO_MASK_INDEX, None, 1.0)
 
 
 def parse_weight_pattern(pattern: str) -> tuple[str, tuple[int, int] | None]:
@@ -83,6 +98,45 @@ def gate_index(gate: np.ndarray, group_size: int, hw: HardwareConfig, what: str)
     return price_index(elements, hw, params, what)
 
 
+def gate_index_packed(gate: PackedMask, group_size: int, hw: HardwareConfig,
+                      what: str) -> MaskIndex:
+    """:func:`gate_index` from the trace's packed bits, without unpacking them: bitmap, csr,
+    coo and group_bitmap bits follow from the counts and the group structure. Unpacks only when
+    rle could win (a very sparse gate) or the recorded groups straddle the decoder's groups."""
+    n, groups, ho, wo = gate.shape
+    shape = (n, groups * group_size, ho, wo)
+    size, nnz = gate.size * group_size, gate.ones * group_size
+    hw_group = hw.sparsity_support.gate_group_size
+    formats = list(hw.decoder.formats)
+    if "bitmap" in formats and "rle" in formats and nnz * IndexParams().run_bits > size:
+        formats.remove("rle")
+    group_ok: bool | None = None  # None: decided by the bits
+    if shape[1] % hw_group:
+        group_ok = False  # gate_index prices without a group shape
+    elif group_size % hw_group == 0:
+        group_ok = True
+    elif hw_group % group_size == 0 and "group_bitmap" in formats:
+        group_ok = uniform_group_ones(as_words(gate.data), n, groups, ho * wo,
+                                      hw_group // group_size) >= 0
+    if "rle" in formats or ("group_bitmap" in formats and group_ok is None):
+        return gate_index(gate.unpack(), group_size, hw, what)
+    best: tuple[str, int] | None = None
+    for fmt in formats:
+        bits: int | None = None
+        if fmt == "bitmap":
+            bits = size
+        elif fmt in ("csr", "coo"):
+            bits = coordinate_index_bits(fmt, shape, nnz)
+        elif fmt == "group_bitmap" and group_ok:
+            bits = size // hw_group
+        if bits is not None and (best is None or bits < best[1]):
+            best = (fmt, bits)
+    if best is None:
+        raise InputError(f"no format in decoder.formats {hw.decoder.formats} can store the "
+                         f"{what}; add bitmap", field="decoder.formats")
+    return MaskIndex(best[0], best[1], size)
+
+
 def weight_index(weight: np.ndarray, pattern: str, hw: HardwareConfig, what: str) -> MaskIndex:
     """Index of a weight mask (Cout, Cin, kh, kw) with its declared structure."""
     kind, numbers = parse_weight_pattern(pattern)
@@ -116,7 +170,7 @@ class Replayer:
         self.name = self.path.name
         ssl = str(self.reader.manifest.producer.get("ssl", "")).lower()
         self.momentum = ssl in MOMENTUM_SSL
-        self._weight_cache: dict[tuple[str, int, int], tuple[np.ndarray | None, MaskIndex]] = {}
+        self._weight_cache: dict[tuple[str, int, int], PreparedWeight] = {}
 
     def branch_phases(self, branch: int, layer_index: int) -> list[str]:
         phases = phases_for(layer_index, self.phases, skip_first_bd=True)
@@ -125,26 +179,31 @@ class Replayer:
         return phases
 
     def _weight(self, step: int, item: TraceLayer, branch: int,
-                mask: np.ndarray | None) -> tuple[np.ndarray | None, MaskIndex]:
-        """Flattened sparse weight mask (None when absent or all ones) and its index, cached
-        by the step that stores it (weights are often unchanged between steps)."""
+                mask: np.ndarray | None) -> PreparedWeight:
+        """Flattened sparse weight mask (None when absent or all ones), its index, N:M pattern
+        and density, cached by the step that stores it (weights are often unchanged between
+        steps)."""
         if item.weight is None or mask is None:
-            return None, NO_MASK_INDEX
+            return NO_WEIGHT
         stored = self.reader.weight_step(step, item.name, branch)
         key = (item.name, branch, stored if stored is not None else step)
         if key not in self._weight_cache:
             if mask.all():
-                self._weight_cache[key] = (None, NO_MASK_INDEX)
+                self._weight_cache[key] = NO_WEIGHT
             else:
                 where = f"weight mask of layer {item.name!r}, branch {branch}"
-                self._weight_cache[key] = (
-                    np.ascontiguousarray(mask.reshape(mask.shape[0], -1)),
-                    weight_index(mask, item.weight.pattern, self.hw, where))
+                kind, numbers = parse_weight_pattern(item.weight.pattern)
+                nm = numbers if kind == "nm" and numbers and satisfies_nm(mask, *numbers) \
+                    else None
+                flat = np.ascontiguousarray(mask.reshape(mask.shape[0], -1))
+                self._weight_cache[key] = PreparedWeight(
+                    flat, weight_index(mask, item.weight.pattern, self.hw, where), nm,
+                    float(np.count_nonzero(flat)) / flat.size)
         return self._weight_cache[key]
 
     def replay_step(self, step: int) -> tuple[list[JobResult], dict[str, int]]:
         """All jobs of one recorded step, and its index storage (bits used, bitmap bits)."""
-        masks_of_step = self.reader.step_masks(step)
+        masks_of_step = self.reader.step_packed(step)
         stats = masks_of_step.stats
         dense_gradient = bool(stats.get("dense_weight_gradient", False))
         support, dram = self.hw.sparsity_support, self.hw.dram
@@ -159,28 +218,25 @@ class Replayer:
                 gate_el, base, gidx, groups = None, None, NO_MASK_INDEX, 1
                 if item.gate is not None:
                     gate = masks_of_step.gates[(item.name, branch)]
-                    if not gate.all():
-                        gate_el = native_gate(gate)
-                        gidx = gate_index(gate, item.gate.group_size, self.hw,
-                                          f"gate mask of layer {item.name!r}, branch {branch}")
+                    if gate.ones < gate.size:  # an all-ones gate runs in dense mode
+                        n, per_group, ho, wo = gate.shape
+                        gate_el = PackedGate(gate.data, (n, per_group, ho * wo))
+                        gidx = gate_index_packed(
+                            gate, item.gate.group_size, self.hw,
+                            f"gate mask of layer {item.name!r}, branch {branch}")
                         groups = item.gate.gating_groups
                         if groups > 1:
                             base = base_path_mask(layer, groups,
                                                   item.gate.base_chunks[branch - 1])
-                weight, widx = self._weight(step, item, branch,
-                                            masks_of_step.weights.get((item.name, branch)))
-                nm = None
-                if weight is not None:
-                    kind, numbers = parse_weight_pattern(item.weight.pattern)
-                    full = masks_of_step.weights[(item.name, branch)]
-                    if kind == "nm" and numbers and satisfies_nm(full, *numbers):
-                        nm = numbers
+                prepared = self._weight(step, item, branch,
+                                        masks_of_step.weights.get((item.name, branch)))
+                weight, widx, nm = prepared.mask, prepared.index, prepared.nm
                 storage["bits"] += gidx.bits + widx.bits
                 storage["bits_bitmap"] += gidx.bits_bitmap + widx.bits_bitmap
-                masks = LayerMasks(gate=gate_el, gate_group_size=item.gate.group_size
+                masks = LayerMasks(packed_gate=gate_el, gate_group_size=item.gate.group_size
                                    if item.gate is not None else 1, base=base, weight=weight, nm=nm,
                                    gating_groups=groups, dense_weight_gradient=dense_gradient)
-                density = float(weight.mean()) if weight is not None else 1.0
+                density = prepared.density
                 # Systolic arrays skip only N:M weights (FW); others never read the index to skip.
                 skips_weights = self.hw.pe_array.dataflow == "tensor" or (
                     nm is not None and nm[1] in support.nm_m)

@@ -20,6 +20,14 @@ The work matrix then goes through :func:`accelsim.kernels.schedule_passes` (queu
 imbalance, compaction, decoder stalls). With compaction on, FW additionally packs the active lanes
 of each pixel into full units (within a CDG output chunk when U divides it, else over the row).
 
+Without compaction a pass lasts as long as its slowest queue, so the schedule needs only each
+queue's summed work per pass, and in every phase that sum is linear in the gate bits: FW's unit
+(i, j) runs base_j + cond_j * any_j(i) steps, BD's class c runs |always_c & allowed_c| +
+|active(i) & allowed_c & ~always_c|. The fast path (:class:`PassSums`) therefore counts gate bits
+per pass and queue row straight from the trace's packed bits (:func:`accelsim.kernels.
+residue_counts`) and never builds the per-pixel matrix; :func:`fw_work` / :func:`bd_work` build
+the matrix for compaction, and tests require both paths to agree exactly.
+
 A gate or weight mask that is all ones runs in dense mode: no index, no decoder, so all-ones masks
 give exactly the dense result.
 """
@@ -37,12 +45,42 @@ from accelsim.engine.pe_array import cycles_dense_tensor, cycles_gemm
 from accelsim.engine.systolic import nm_reduction_length
 from accelsim.errors import InputError
 from accelsim.kernels import (
+    as_words,
     gate_views,
-    group_any,
     masked_step_counts,
+    residue_counts,
+    row_popcounts,
     schedule_passes,
+    schedule_sums,
+    unit_or,
 )
 from accelsim.network import Gemm, Layer
+
+
+@dataclass(frozen=True, eq=False)
+class PackedGate:
+    """A gate as the trace stores it: the little-endian packed bits (uint8) of a C-order bool
+    (N, F/s, P) array, P = Ho*Wo pixels."""
+
+    data: np.ndarray
+    shape: tuple[int, int, int]
+
+    @cached_property
+    def words(self) -> np.ndarray:
+        """The bits as uint64 words (:func:`accelsim.kernels.as_words`)."""
+        return as_words(self.data)
+
+    @classmethod
+    def from_bool(cls, gate: np.ndarray) -> PackedGate:
+        """Pack a bool (N, F/s, P) gate."""
+        bits = np.packbits(np.ascontiguousarray(gate, dtype=bool).ravel(), bitorder="little")
+        return cls(bits, tuple(int(x) for x in gate.shape))  # type: ignore[arg-type]
+
+    def unpack(self) -> np.ndarray:
+        """The gate as a bool (N, F/s, P) array."""
+        count = self.shape[0] * self.shape[1] * self.shape[2]
+        bits = np.unpackbits(self.data, count=count, bitorder="little")
+        return bits.view(np.bool_).reshape(self.shape)
 
 
 @dataclass(frozen=True)
@@ -51,14 +89,16 @@ class LayerMasks:
 
     ``gate``: the gate in its native layout, bool (N, F/s, P) with P = Ho*Wo (one bit per group
     of ``gate_group_size`` output channels; pixels m = n*P + p), or None (no gating, or an all-ones
-    gate: dense mode). An element-level (M, F) gate is ``gate_mf[:, :, None]``. ``base``: for
-    gated layers with G > 1, bool
-    (F, K): True where weight (f, k) is on output f's dense base path. ``weight``: bool (F, K) kept
-    weights, or None (no pruning, or all ones). ``nm``: (N, M) when the weight mask is N:M along
-    input channels. ``dense_weight_gradient``: this step needs the full weight gradient (regrowth).
+    gate: dense mode). An element-level (M, F) gate is ``gate_mf[:, :, None]``. ``packed_gate``:
+    the same gate bit-packed, given instead of ``gate`` (the replay passes the trace's bits).
+    ``base``: for gated layers with G > 1, bool (F, K): True where weight (f, k) is on output
+    f's dense base path. ``weight``: bool (F, K) kept weights, or None (no pruning, or all ones).
+    ``nm``: (N, M) when the weight mask is N:M along input channels.
+    ``dense_weight_gradient``: this step needs the full weight gradient (regrowth).
     """
 
     gate: np.ndarray | None = None
+    packed_gate: PackedGate | None = None
     gate_group_size: int = 1
     base: np.ndarray | None = None
     gating_groups: int = 1
@@ -66,17 +106,80 @@ class LayerMasks:
     nm: tuple[int, int] | None = None
     dense_weight_gradient: bool = False
 
+    @property
+    def has_gate(self) -> bool:
+        """Whether the job has a (not all-ones) gate."""
+        return self.gate is not None or self.packed_gate is not None
+
     @cached_property
-    def _gate_view_cache(self) -> dict[int, GateViews]:
+    def gate_bool(self) -> np.ndarray:
+        """The gate as bool (N, F/s, P)."""
+        if self.gate is not None:
+            return self.gate
+        assert self.packed_gate is not None
+        return self.packed_gate.unpack()
+
+    @cached_property
+    def gate_bits(self) -> PackedGate:
+        """The gate bit-packed."""
+        if self.packed_gate is not None:
+            return self.packed_gate
+        assert self.gate is not None
+        return PackedGate.from_bool(self.gate)
+
+    @cached_property
+    def _gate_view_cache(self) -> dict:
         return {}
+
+    def weight_any(self, unit: int, axis: int) -> np.ndarray:
+        """:func:`unit_any` of the (F, K) weight mask (cached): axis 0 over output channels,
+        1 over reduction columns."""
+        key = ("weight", unit, axis)
+        if key not in self._gate_view_cache:
+            assert self.weight is not None
+            self._gate_view_cache[key] = unit_any(self.weight, unit, axis)
+        return self._gate_view_cache[key]
+
+    def unit_counts(self, unit: int, rows: int, pass_len: int) -> np.ndarray:
+        """int64 (passes, units, rows): pixels of each pass and queue row where any lane of
+        the ``unit``-lane unit is active (cached)."""
+        key = ("units", unit, rows, pass_len)
+        if key not in self._gate_view_cache:
+            n, groups, pixels = self.gate_bits.shape
+            s = self.gate_group_size
+            first = np.arange(0, groups * s, unit)
+            last = np.minimum(first + unit, groups * s) - 1
+            self._gate_view_cache[key] = residue_counts(
+                self.gate_bits.words, n, groups, pixels, first // s, last // s + 1, rows,
+                pass_len)
+        return self._gate_view_cache[key]
+
+    def group_counts(self, rows: int, pass_len: int) -> np.ndarray:
+        """int64 (passes, F/s, rows): pixels of each pass and queue row where each gate group
+        is active (cached)."""
+        key = ("groups", rows, pass_len)
+        if key not in self._gate_view_cache:
+            n, groups, pixels = self.gate_bits.shape
+            index = np.arange(groups)
+            self._gate_view_cache[key] = residue_counts(
+                self.gate_bits.words, n, groups, pixels, index, index + 1, rows, pass_len)
+        return self._gate_view_cache[key]
+
+    @cached_property
+    def channel_counts(self) -> np.ndarray:
+        """int64 (F,): active pixels of every output channel."""
+        n, groups, pixels = self.gate_bits.shape
+        return np.repeat(row_popcounts(self.gate_bits.words, n, groups, pixels),
+                         self.gate_group_size)
 
     def gate_views(self, unit: int) -> GateViews:
         """Per-unit, per-pixel and per-channel views of the gate for ``unit`` lanes (cached)."""
-        assert self.gate is not None
+        assert self.has_gate
         if unit not in self._gate_view_cache:
-            channels = self.gate.shape[1] * self.gate_group_size
+            gate = self.gate_bool
+            channels = gate.shape[1] * self.gate_group_size
             active, lanes, packed, per_pixel, per_channel, per_unit = gate_views(
-                _as_bytes(self.gate), self.gate_group_size, unit, channels)
+                _as_bytes(gate), self.gate_group_size, unit, channels)
             self._gate_view_cache[unit] = GateViews(active, lanes, packed.view(np.uint64),
                                                     per_pixel, per_channel, per_unit)
         return self._gate_view_cache[unit]
@@ -95,12 +198,6 @@ class GateViews:
     per_unit: np.ndarray      # int64 (J,): pixels where any lane of the unit is on
 
 
-def native_gate(gate: np.ndarray) -> np.ndarray:
-    """A recorded (N, F/s, Ho, Wo) gate as the (N, F/s, Ho*Wo) layout the replay uses (a view)."""
-    n, groups, ho, wo = gate.shape
-    return gate.reshape(n, groups, ho * wo)
-
-
 def base_path_mask(layer: Layer, gating_groups: int, base_chunks: tuple[int, ...]) -> np.ndarray:
     """bool (F, K): weight (f, k) is on f's base path (input chunk of k == base chunk of f's
     output chunk). K is ordered (cin, kh, kw) like a flattened (Cout, Cin, kh, kw) weight."""
@@ -115,17 +212,12 @@ def _as_bytes(mask: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(mask).view(np.uint8)
 
 
-_WORD_TYPES = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
-
-
 def unit_any(mask: np.ndarray, unit: int, axis: int) -> np.ndarray:
-    """OR over groups of ``unit`` consecutive entries along ``axis`` (0 or 1) of a 2-D mask."""
-    if axis == 0:
-        return unit_any(mask.T, unit, 1).T
-    data = _as_bytes(mask)
-    if unit in _WORD_TYPES and data.shape[1] % unit == 0:
-        return data.view(_WORD_TYPES[unit]) != 0  # bool bytes: a group is one machine word
-    return group_any(data, unit)
+    """OR over groups of ``unit`` consecutive entries along ``axis`` (0 or 1) of a 2-D mask
+    (the last group may be partial)."""
+    if unit == 1:
+        return mask
+    return unit_or(_as_bytes(mask), unit, axis)
 
 
 def unit_lanes(length: int, unit: int) -> np.ndarray:
@@ -186,13 +278,49 @@ def _zeros(rows: int, units: int) -> tuple[None, np.ndarray, np.ndarray]:
 NO_UNIT_INDEX = np.zeros((1, 1), dtype=np.int32)
 
 
-def schedule(work: PhaseWork, hw: HardwareConfig, unit: int) -> tuple[int, int, int, int]:
+@dataclass(frozen=True)
+class PassSums:
+    """A phase's work summed per pass and queue row, for :func:`schedule_sums` (no compaction).
+
+    ``sums[p, c, r]``: steps of class c summed over the rows of pass p in queue row r; unit
+    column j has class ``classes[j]``.
+    """
+
+    sums: np.ndarray                   # int64 (passes, C, rows)
+    classes: np.ndarray                # int64 (J,)
+    lanes: np.ndarray                  # int64 (J,): real lanes per unit column
+    unit_idx_sums: np.ndarray | None   # int64 (passes, J): decoder indices per unit, or None
+    row_idx_sums: np.ndarray           # int64 (passes,): decoder indices of the pass's rows
+    col_idx: np.ndarray                # int64 (J,): decoder indices per unit column and pass
+
+
+def pass_rows(total: int, rows: int, pass_len: int) -> np.ndarray:
+    """int64 (passes, rows): rows i < ``total`` of each pass (i // pass_len) in each queue
+    row (i % rows)."""
+    passes = -(-total // pass_len)
+    start = np.arange(passes, dtype=np.int64)[:, None] * pass_len
+    stop = np.minimum(start + pass_len, total)
+    r = np.arange(rows, dtype=np.int64)[None, :]
+    return np.maximum(0, (stop - r + rows - 1) // rows) - np.maximum(0, (start - r + rows - 1)
+                                                                     // rows)
+
+
+def schedule(work: PhaseWork | PassSums, hw: HardwareConfig,
+             unit: int) -> tuple[int, int, int, int]:
     """Run a phase's work through the queues: (cycles, decoder stall cycles, indices, MACs
     issued: the lanes' MACs, idle lanes of active lock-step units included)."""
     pe, decoder = hw.pe_array, hw.decoder
     qcols = max(1, pe.cols * pe.vector_width // unit)
     throughput = (decoder.compaction_indices_per_cycle if decoder.compaction
                   else decoder.indices_per_cycle)
+    if isinstance(work, PassSums):
+        assert not decoder.compaction
+        has_unit_idx = work.unit_idx_sums is not None
+        cycles, stall, indices, issued = schedule_sums(
+            np.ascontiguousarray(work.sums, dtype=np.int64), work.classes, work.lanes,
+            work.unit_idx_sums if has_unit_idx else NO_UNIT_SUMS, has_unit_idx,
+            work.row_idx_sums, work.col_idx, qcols, throughput)
+        return cycles + pe.pipeline_latency, stall, indices, issued
     has_unit_idx = work.unit_idx is not None
     cycles, stall, indices, issued = schedule_passes(
         work.counts, work.classes, work.lanes, work.unit_idx if has_unit_idx else NO_UNIT_INDEX,
@@ -202,25 +330,37 @@ def schedule(work: PhaseWork, hw: HardwareConfig, unit: int) -> tuple[int, int, 
     return cycles + pe.pipeline_latency, stall, indices, issued
 
 
+NO_UNIT_SUMS = np.zeros((1, 1), dtype=np.int64)
+
+
+def _fw_steps(layer: Layer, masks: LayerMasks, unit: int, gated: bool,
+              weight: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """FW steps per unit column: (base path steps, all steps), int64 (J,) each."""
+    f, k = layer.cout, layer.k_per_group
+    if weight is None:  # every unit runs all k steps; the base path is the mask's structure
+        full = np.full(-(-f // unit), k, dtype=np.int64)
+        on_base = masks.base
+    else:
+        full = masks.weight_any(unit, 0).sum(axis=1, dtype=np.int64)
+        on_base = None if masks.base is None else weight & masks.base
+    if not gated:
+        return full, full
+    if on_base is None:
+        return np.zeros_like(full), full
+    return unit_any(on_base, unit, axis=0).sum(axis=1, dtype=np.int64), full
+
+
 def fw_work(layer: Layer, masks: LayerMasks, unit: int, *, use_gate: bool, use_weight: bool,
             compaction: bool) -> PhaseWork:
     """Forward: rows = pixels, lanes = output channels, steps = k (see the module docstring)."""
-    m, f, k = layer.output_pixels, layer.cout, layer.k_per_group
-    gate = masks.gate if use_gate else None
+    m, f = layer.output_pixels, layer.cout
+    gated = use_gate and masks.has_gate
     weight = masks.weight if use_weight else None
-    kept = weight if weight is not None else np.ones((f, k), dtype=bool)
-    base = masks.base if (gate is not None and masks.base is not None) else None
-    if gate is None:
-        full = unit_any(kept, unit, axis=0).sum(axis=1, dtype=np.int64)
-        base_steps = full
-    else:
-        on_base = kept & base if base is not None else np.zeros_like(kept)
-        base_steps = unit_any(on_base, unit, axis=0).sum(axis=1, dtype=np.int64)
-        full = unit_any(kept, unit, axis=0).sum(axis=1, dtype=np.int64)
+    base_steps, full = _fw_steps(layer, masks, unit, gated, weight)
     units = full.shape[0]
     unit_idx, row_idx, col_idx = _zeros(m, units)
     full32, base32 = full.astype(np.int32), base_steps.astype(np.int32)
-    if gate is None:
+    if not gated:
         work = np.broadcast_to(full32, (m, units)).copy()
     else:
         cond = full32 - base32
@@ -235,6 +375,29 @@ def fw_work(layer: Layer, masks: LayerMasks, unit: int, *, use_gate: bool, use_w
     if weight is not None:
         col_idx = full.copy()
     return matrix_work(work, unit_idx, row_idx, col_idx, unit_lanes(f, unit))
+
+
+def fw_sums(layer: Layer, masks: LayerMasks, unit: int, rows: int, pass_len: int, *,
+            use_gate: bool, use_weight: bool, scale: tuple[int, int] | None = None) -> PassSums:
+    """FW without compaction as per-pass sums (equal to scheduling :func:`fw_work`).
+    ``scale`` = (t', t): every unit's steps become ceil(steps * t' / t) (N:M multiplexers)."""
+    m, f = layer.output_pixels, layer.cout
+    gated = use_gate and masks.has_gate
+    weight = masks.weight if use_weight else None
+    base_steps, full = _fw_steps(layer, masks, unit, gated, weight)
+    if scale is not None:
+        base_steps, full = -(-base_steps * scale[0] // scale[1]), -(-full * scale[0] // scale[1])
+    units = full.shape[0]
+    per_row = pass_rows(m, rows, pass_len)[:, None, :]
+    col_idx = full.copy() if weight is not None else np.zeros(units, dtype=np.int64)
+    classes = np.arange(units, dtype=np.int64)
+    if not gated:
+        return PassSums(per_row * full[None, :, None], classes, unit_lanes(f, unit), None,
+                        np.zeros(per_row.shape[0], dtype=np.int64), col_idx)
+    active = masks.unit_counts(unit, rows, pass_len)
+    sums = per_row * base_steps[None, :, None] + active * (full - base_steps)[None, :, None]
+    return PassSums(sums, classes, unit_lanes(f, unit), active.sum(axis=2),
+                    np.zeros(per_row.shape[0], dtype=np.int64), col_idx)
 
 
 def packed_conditional_work(active_lanes: np.ndarray, cond: np.ndarray, unit: int, f: int,
@@ -259,60 +422,89 @@ def packed_conditional_work(active_lanes: np.ndarray, cond: np.ndarray, unit: in
     return result
 
 
+def _bd_classes(layer: Layer, masks: LayerMasks, unit: int, gated: bool,
+                weight: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                    np.ndarray | None]:
+    """BD unit columns grouped by (always, allowed) step sets: (allowed (J, F), classes (J,),
+    first unit of each class, always (J, F) or None when not gated)."""
+    f = layer.cout
+    units = unit_lanes(layer.k_per_group, unit).shape[0]
+    allowed = (masks.weight_any(unit, 1).T if weight is not None
+               else np.ones((units, f), dtype=bool))
+    if not gated:
+        steps = allowed.sum(axis=1, dtype=np.int64)
+        _, first, classes = np.unique(steps, return_index=True, return_inverse=True)
+        return allowed, classes.reshape(-1).astype(np.int64), first, None
+    always = (unit_any(masks.base, unit, axis=1).T if masks.base is not None
+              else np.zeros((units, f), dtype=bool))
+    keys = np.concatenate([pack_bits(always), pack_bits(allowed)], axis=1)
+    _, first, classes = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    return allowed, classes.reshape(-1).astype(np.int64), first, always
+
+
 def bd_work(layer: Layer, masks: LayerMasks, unit: int, *, use_gate: bool,
             use_weight: bool) -> PhaseWork:
     """Backward data: rows = pixels, lanes = input-gradient columns k, steps = f."""
-    m, f, k = layer.output_pixels, layer.cout, layer.k_per_group
-    gate = masks.gate if use_gate else None
+    m, k = layer.output_pixels, layer.k_per_group
+    gated = use_gate and masks.has_gate
     weight = masks.weight if use_weight else None
     lanes = unit_lanes(k, unit)
-    units = lanes.shape[0]
-    unit_idx, row_idx, col_idx = _zeros(m, units)
-    if gate is None and weight is None:
-        return PhaseWork(np.full((m, 1), f, dtype=np.int32), np.zeros(units, dtype=np.int64),
-                         unit_idx, row_idx, col_idx, lanes)
-    allowed = (unit_any(weight.T, unit, axis=0) if weight is not None
-               else np.ones((units, f), dtype=bool))
-    if gate is None:
-        steps = allowed.sum(axis=1, dtype=np.int32)
-        values, classes = np.unique(steps, return_inverse=True)
-        counts = np.ascontiguousarray(np.broadcast_to(values.astype(np.int32), (m, len(values))))
-        work = PhaseWork(counts, classes.reshape(-1).astype(np.int64), unit_idx, row_idx,
-                         col_idx, lanes)
+    unit_idx, row_idx, col_idx = _zeros(m, lanes.shape[0])
+    allowed, classes, first, always = _bd_classes(layer, masks, unit, gated, weight)
+    if always is None:
+        steps = allowed[first].sum(axis=1, dtype=np.int32)
+        counts = np.ascontiguousarray(np.broadcast_to(steps, (m, len(steps))))
     else:
-        always = (unit_any(masks.base.T, unit, axis=0) if masks.base is not None
-                  else np.zeros((units, f), dtype=bool))
-        # Units sharing (always, allowed) get the same counts: popcount once per class.
-        keys = np.concatenate([pack_bits(always), pack_bits(allowed)], axis=1)
-        classes, inverse = np.unique(keys, axis=0, return_inverse=True)
-        words = keys.shape[1] // 2
         views = masks.gate_views(unit)
-        counts = masked_step_counts(views.packed, np.ascontiguousarray(classes[:, :words]),
-                                    np.ascontiguousarray(classes[:, words:]))
+        counts = masked_step_counts(views.packed, pack_bits(always[first]),
+                                    pack_bits(allowed[first]))
         row_idx = views.per_pixel // masks.gate_group_size  # one index per active gate group
-        work = PhaseWork(counts, inverse.reshape(-1).astype(np.int64), unit_idx, row_idx,
-                         col_idx, lanes)
     if weight is not None:
         col_idx = allowed.sum(axis=1, dtype=np.int64)
-        work = PhaseWork(work.counts, work.classes, unit_idx, work.row_idx, col_idx, lanes)
-    return work
+    return PhaseWork(counts, classes, unit_idx, row_idx, col_idx, lanes)
+
+
+def bd_sums(layer: Layer, masks: LayerMasks, unit: int, rows: int, pass_len: int, *,
+            use_gate: bool, use_weight: bool) -> PassSums:
+    """BD as per-pass sums (equal to scheduling :func:`bd_work`): class c runs
+    |always_c & allowed_c| + |active(i) & allowed_c & ~always_c| steps at pixel i."""
+    m, f, k = layer.output_pixels, layer.cout, layer.k_per_group
+    gated = use_gate and masks.has_gate
+    weight = masks.weight if use_weight else None
+    lanes = unit_lanes(k, unit)
+    allowed, classes, first, always = _bd_classes(layer, masks, unit, gated, weight)
+    per_row = pass_rows(m, rows, pass_len)[:, None, :]
+    col_idx = (allowed.sum(axis=1, dtype=np.int64) if weight is not None
+               else np.zeros(lanes.shape[0], dtype=np.int64))
+    if always is None:
+        steps = allowed[first].sum(axis=1, dtype=np.int64)
+        return PassSums(per_row * steps[None, :, None], classes, lanes, None,
+                        np.zeros(per_row.shape[0], dtype=np.int64), col_idx)
+    fixed = (always[first] & allowed[first]).sum(axis=1, dtype=np.int64)
+    s = masks.gate_group_size
+    coef = (allowed[first] & ~always[first]).reshape(len(first), f // s, s).sum(
+        axis=2, dtype=np.int64)
+    active = masks.group_counts(rows, pass_len)  # (passes, F/s, rows)
+    sums = per_row * fixed[None, :, None] + np.einsum("pgr,cg->pcr", active, coef)
+    return PassSums(sums, classes, lanes, None, active.sum(axis=(1, 2)), col_idx)
 
 
 def wg_work(layer: Layer, masks: LayerMasks, unit: int, *, use_gate: bool,
-            use_weight: bool) -> PhaseWork:
-    """Weight gradient: rows = k, lanes = output channels f, steps = pixels m."""
+            use_weight: bool, rows: int = 1, pass_len: int = 0) -> PhaseWork:
+    """Weight gradient: rows = k, lanes = output channels f, steps = pixels m. ``rows`` and
+    ``pass_len`` only pick which cached gate counts to reuse (0: one pass)."""
     m, f, k = layer.output_pixels, layer.cout, layer.k_per_group
-    gate = masks.gate if use_gate else None
+    gated = use_gate and masks.has_gate
     weight = masks.weight if (use_weight and not masks.dense_weight_gradient) else None
     lanes = unit_lanes(f, unit)
     units = lanes.shape[0]
     unit_idx, row_idx, col_idx = _zeros(k, units)
-    needed = (unit_any(weight, unit, axis=0).T if weight is not None
+    needed = (masks.weight_any(unit, 0).T if weight is not None
               else np.ones((k, units), dtype=bool))
-    if gate is None:
+    if not gated:
         steps = np.full((k, units), m, dtype=np.int32)
     else:
-        active_pixels = masks.gate_views(unit).per_unit
+        active_pixels = masks.unit_counts(unit, rows, pass_len or max(1, m)).sum(axis=(0, 2))
         on_base = (unit_any(masks.base, unit, axis=0).T if masks.base is not None
                    else np.zeros((k, units), dtype=bool))
         steps = np.where(on_base, m, active_pixels[None, :]).astype(np.int32)
@@ -322,7 +514,7 @@ def wg_work(layer: Layer, masks: LayerMasks, unit: int, *, use_gate: bool,
     return matrix_work(steps * needed, unit_idx, row_idx, col_idx, lanes)
 
 
-def effective_macs(layer: Layer, masks: LayerMasks, phase: str, unit: int = 1) -> int:
+def effective_macs(layer: Layer, masks: LayerMasks, phase: str) -> int:
     """MACs a FLOPs count gives for this job (the algorithm's view; equal in all phases,
     except WG at dense-gradient steps): sum over kept weights (f, k) of M on the base path and
     the number of active pixels of f on the conditional path."""
@@ -330,12 +522,12 @@ def effective_macs(layer: Layer, masks: LayerMasks, phase: str, unit: int = 1) -
     weight = masks.weight
     if phase == "wg" and masks.dense_weight_gradient:
         weight = None
-    elif weight is None and masks.nm is not None and masks.gate is None:
+    elif weight is None and masks.nm is not None and not masks.has_gate:
         return f * nm_reduction_length(k, *masks.nm) * m  # a declared N:M pattern
     kept = weight if weight is not None else np.ones((f, k), dtype=bool)
-    if masks.gate is None:
+    if not masks.has_gate:
         return int(kept.sum(dtype=np.int64)) * m
-    active = masks.gate_views(unit).per_channel  # any unit width: per-channel counts agree
+    active = masks.channel_counts
     if masks.base is None:
         return int(kept.sum(axis=1, dtype=np.int64) @ active)
     on_base = (kept & masks.base).sum(axis=1, dtype=np.int64)
@@ -358,18 +550,18 @@ class SparseCompute:
 def sparse_compute(layer: Layer, phase: str, masks: LayerMasks,
                    hw: HardwareConfig) -> SparseCompute:
     """Cycles and MACs of one job from its masks on ``hw`` (all dataflows)."""
-    if layer.groups != 1 and (masks.gate is not None or masks.weight is not None):
+    if layer.groups != 1 and (masks.has_gate or masks.weight is not None):
         raise InputError("masks on grouped convolutions are not supported",
                          field=f"layer {layer.name!r}")
     support = hw.sparsity_support
-    use_gate = phase in support.gate and masks.gate is not None
+    use_gate = phase in support.gate and masks.has_gate
     # A declared N:M pattern (no recorded mask) is exploitable only by FW's multiplexers.
     use_weight = phase in support.weight and (
         masks.weight is not None or (phase == "fw" and masks.nm is not None))
     gemm = layer.gemm(phase)
     dense_compute = cycles_gemm(gemm, hw.pe_array)
     unit = unit_width(hw)
-    macs_effective = effective_macs(layer, masks, phase, unit)
+    macs_effective = effective_macs(layer, masks, phase)
     if hw.pe_array.dataflow in SYSTOLIC_DATAFLOWS:
         # Systolic arrays exploit only N:M weights, in the forward pass (SCALE-Sim v3).
         nm = masks.nm if (use_weight and phase == "fw" and masks.nm
@@ -381,17 +573,25 @@ def sparse_compute(layer: Layer, phase: str, masks: LayerMasks,
                              gemm.sr * gemm.sc * t * gemm.count, macs_effective, dense_compute)
     if not use_gate and not use_weight:
         return SparseCompute(dense_compute, 0, 0, gemm.macs, macs_effective, dense_compute)
-    decoder = hw.decoder
+    compaction = hw.decoder.compaction
+    rows, pass_len = hw.pe_array.rows, hw.pe_array.rows * hw.pe_array.sync_tiles
     if use_weight and phase == "fw" and masks.nm and masks.nm[1] in support.nm_m:
         # N:M multiplexers: each lane selects its N kept inputs of every M; steps shrink exactly.
         return _nm_tensor(layer, gemm, masks, hw, macs_effective, dense_compute, use_gate, unit)
+    work: PhaseWork | PassSums
     if phase == "fw":
-        work = fw_work(layer, masks, unit, use_gate=use_gate, use_weight=use_weight,
-                       compaction=decoder.compaction)
+        work = (fw_work(layer, masks, unit, use_gate=use_gate, use_weight=use_weight,
+                        compaction=True) if compaction else
+                fw_sums(layer, masks, unit, rows, pass_len, use_gate=use_gate,
+                        use_weight=use_weight))
     elif phase == "bd":
-        work = bd_work(layer, masks, unit, use_gate=use_gate, use_weight=use_weight)
+        work = (bd_work(layer, masks, unit, use_gate=use_gate, use_weight=use_weight)
+                if compaction else
+                bd_sums(layer, masks, unit, rows, pass_len, use_gate=use_gate,
+                        use_weight=use_weight))
     else:
-        work = wg_work(layer, masks, unit, use_gate=use_gate, use_weight=use_weight)
+        work = wg_work(layer, masks, unit, use_gate=use_gate, use_weight=use_weight,
+                       rows=rows, pass_len=pass_len)
     cycles, stall, indices, issued = schedule(work, hw, unit)
     return SparseCompute(cycles, stall, indices, issued, macs_effective, dense_compute)
 
@@ -412,12 +612,21 @@ def _nm_tensor(layer: Layer, gemm: Gemm, masks: LayerMasks, hw: HardwareConfig,
         metadata = math.ceil(gemm.t / m_) * gemm.sc * gemm.count
         return SparseCompute(cycles, 0, metadata, gemm.sr * gemm.sc * t * gemm.count,
                              macs_effective, dense_compute)
-    gated = LayerMasks(gate=masks.gate, gate_group_size=masks.gate_group_size, base=masks.base,
+    gated = LayerMasks(gate=masks.gate, packed_gate=masks.packed_gate,
+                       gate_group_size=masks.gate_group_size, base=masks.base,
                        gating_groups=masks.gating_groups)
-    work = fw_work(layer, gated, unit, use_gate=True, use_weight=False,
-                   compaction=hw.decoder.compaction)
-    scaled = (-(-work.counts.astype(np.int64) * t // gemm.t)).astype(np.int32)
-    metadata = np.full(work.col_idx.shape, math.ceil(gemm.t / m_), dtype=np.int64)
-    steps = PhaseWork(scaled, work.classes, work.unit_idx, work.row_idx, metadata, work.lanes)
+    steps: PhaseWork | PassSums
+    if hw.decoder.compaction:
+        work = fw_work(layer, gated, unit, use_gate=True, use_weight=False, compaction=True)
+        scaled = (-(-work.counts.astype(np.int64) * t // gemm.t)).astype(np.int32)
+        metadata = np.full(work.col_idx.shape, math.ceil(gemm.t / m_), dtype=np.int64)
+        steps = PhaseWork(scaled, work.classes, work.unit_idx, work.row_idx, metadata,
+                          work.lanes)
+    else:
+        sums = fw_sums(layer, gated, unit, pe.rows, pe.rows * pe.sync_tiles, use_gate=True,
+                       use_weight=False, scale=(t, gemm.t))
+        metadata = np.full(sums.col_idx.shape, math.ceil(gemm.t / m_), dtype=np.int64)
+        steps = PassSums(sums.sums, sums.classes, sums.lanes, sums.unit_idx_sums,
+                         sums.row_idx_sums, metadata)
     cycles, stall, indices, issued = schedule(steps, hw, unit)
     return SparseCompute(cycles, stall, indices, issued, macs_effective, dense_compute)

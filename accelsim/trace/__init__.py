@@ -24,7 +24,14 @@ from accelsim.trace.manifest import (
     gate_spec_for,
     weight_spec_for,
 )
-from accelsim.trace.reader import StepMasks, TraceReader, open_trace, resolve_trace_dir
+from accelsim.trace.reader import (
+    PackedMask,
+    PackedStepMasks,
+    StepMasks,
+    TraceReader,
+    open_trace,
+    resolve_trace_dir,
+)
 from accelsim.trace.writer import TraceWriter
 
 __all__ = [
@@ -32,6 +39,8 @@ __all__ = [
     "GateSpec",
     "Layer",
     "Manifest",
+    "PackedMask",
+    "PackedStepMasks",
     "StepMasks",
     "TraceError",
     "TraceLayer",

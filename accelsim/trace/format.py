@@ -21,10 +21,12 @@ from accelsim.errors import InputError
 from accelsim.fileio import TMP_SUFFIX
 
 FORMAT_NAME = "accelsim-trace"
-FORMAT_VERSION = "1.0"
+FORMAT_VERSION = "1.1"
 MANIFEST_NAME = "manifest.json"
 STEPS_DIR = "steps"
 CODEC = "zlib"
+RAW_CODEC = "none"  # format 1.1: the packed bits stored as they are
+CODECS: tuple[str, ...] = (CODEC, RAW_CODEC)
 MASK_DTYPE = "bool"
 MASK_KINDS: tuple[str, ...] = ("gate", "weight")
 
@@ -137,6 +139,17 @@ def unpack_mask(packed: bytes, shape: Sequence[int]) -> np.ndarray:
     bits = np.unpackbits(np.frombuffer(packed, dtype=np.uint8), count=mask_size(shape),
                          bitorder="little")
     return bits.view(np.bool_).reshape(tuple(shape))
+
+
+def packed_ones(packed: np.ndarray, count: int) -> int:
+    """Set bits among the first ``count`` bits of packed uint8 bits (padding bits ignored)."""
+    whole = count // 8
+    words = whole // 8
+    ones = int(np.bitwise_count(packed[:words * 8].view(np.uint64)).sum(dtype=np.int64))
+    ones += int(np.bitwise_count(packed[words * 8:whole]).sum(dtype=np.int64))
+    if count % 8:
+        ones += int(np.bitwise_count(packed[whole] & np.uint8((1 << (count % 8)) - 1)))
+    return ones
 
 
 def crc32(data: bytes) -> int:

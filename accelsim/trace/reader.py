@@ -20,15 +20,17 @@ from typing import Any
 import numpy as np
 
 from accelsim.trace.format import (
-    CODEC,
+    CODECS,
     MANIFEST_NAME,
     MASK_DTYPE,
     MASK_KINDS,
+    RAW_CODEC,
     TraceError,
     list_step_files,
     load_json,
     mask_size,
     mask_where,
+    packed_ones,
     packed_size,
     step_bin_path,
     step_json_path,
@@ -79,6 +81,37 @@ class _Entry:
     packed_bytes: int = 0
     crc32: int = 0
     ones: int = 0
+    codec: str = ""
+
+
+@dataclass(frozen=True)
+class PackedMask:
+    """One mask as stored: little-endian packed bits of a C-order bool array of ``shape``
+    (``data`` uint8, read-only, checked against the step file's crc32 and ones count)."""
+
+    data: np.ndarray
+    shape: tuple[int, ...]
+    ones: int
+
+    @property
+    def size(self) -> int:
+        """Mask elements (bits)."""
+        return mask_size(self.shape)
+
+    def unpack(self) -> np.ndarray:
+        """The mask as a new bool array."""
+        return unpack_mask(self.data.tobytes(), self.shape)
+
+
+@dataclass(frozen=True)
+class PackedStepMasks:
+    """Every mask of one step, gates packed (:class:`PackedMask`), weights decoded as in
+    :class:`StepMasks` (they are small and cached)."""
+
+    step: int
+    gates: dict[MaskKey, PackedMask]
+    weights: dict[MaskKey, np.ndarray]
+    stats: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -369,9 +402,9 @@ class TraceReader:
         if raw["dtype"] != MASK_DTYPE:
             raise TraceError(f"unsupported dtype {raw['dtype']!r} (expected {MASK_DTYPE!r})",
                              path=self._root, field=where)
-        if raw["codec"] != CODEC:
-            raise TraceError(f"unsupported codec {raw['codec']!r} (expected {CODEC!r})",
-                             path=self._root, field=where)
+        if raw["codec"] not in CODECS:
+            raise TraceError(f"unsupported codec {raw['codec']!r} (expected one of "
+                             f"{', '.join(map(repr, CODECS))})", path=self._root, field=where)
         for key in ("offset", "length", "packed_bytes", "crc32", "ones"):
             if not _nonneg_int(raw[key]):
                 raise TraceError(f"{key} must be a non-negative integer, got {raw[key]!r}",
@@ -384,7 +417,7 @@ class TraceReader:
             raise TraceError("ones or crc32 out of range", path=self._root, field=where)
         return _Entry(layer, branch, kind, spec.shape, offset=raw["offset"],
                       length=raw["length"], packed_bytes=raw["packed_bytes"],
-                      crc32=raw["crc32"], ones=raw["ones"])
+                      crc32=raw["crc32"], ones=raw["ones"], codec=raw["codec"])
 
     def _resolve(self, step: int, entry: _Entry) -> tuple[int, _Entry]:
         """The step that stores a weight mask and its entry (a reference points to it)."""
@@ -409,6 +442,27 @@ class TraceReader:
         if len(self._weights) > self._weight_cache_size:
             self._weights.popitem(last=False)
         return mask
+
+    def step_packed(self, step: int) -> PackedStepMasks:
+        """Every mask of ``step`` with the gates left bit-packed (what the replay reads: no
+        unpacking; checked like :meth:`step_masks`)."""
+        step = self._check_step(step)
+        index = self._index(step)
+        has_data = any(entry.ref_step is None for entry in index.entries.values())
+        blob = self._read_bin(step) if has_data else None
+        gates: dict[MaskKey, PackedMask] = {}
+        weights: dict[MaskKey, np.ndarray] = {}
+        for item in self.layers:
+            for branch in self._branch_ids():
+                if item.gate is not None:
+                    entry = index.entries[(item.name, branch, "gate")]
+                    gates[(item.name, branch)] = PackedMask(
+                        self._decode_packed(step, entry, blob), entry.shape, entry.ones)
+                if item.weight is not None:
+                    entry = index.entries[(item.name, branch, "weight")]
+                    weights[(item.name, branch)] = self._weight(step, entry, blob)
+        return PackedStepMasks(step=step, gates=gates, weights=weights,
+                               stats=copy.deepcopy(index.stats))
 
     def _step_masks(self, step: int) -> StepMasks:
         index = self._index(step)
@@ -458,6 +512,13 @@ class TraceReader:
 
     def _decode(self, step: int, entry: _Entry, blob: bytes | None) -> np.ndarray:
         """Payload -> checked read-only bool array (blob: the whole ``.bin``, or None to read)."""
+        mask = unpack_mask(self._decode_packed(step, entry, blob), entry.shape)
+        mask.flags.writeable = False
+        return mask
+
+    def _decode_packed(self, step: int, entry: _Entry, blob: bytes | None) -> np.ndarray:
+        """Payload -> checked read-only packed bits, uint8 (blob: the whole ``.bin``, or None
+        to read just this payload)."""
         where = mask_where(step, entry.layer, entry.branch, entry.kind)
         if blob is None:
             payload: bytes | memoryview = self._read_payload(step, entry)
@@ -465,6 +526,12 @@ class TraceReader:
             raise self._truncated(step, entry, len(blob))
         else:
             payload = memoryview(blob)[entry.offset:entry.offset + entry.length]
+        if entry.codec == RAW_CODEC:
+            if entry.length != entry.packed_bytes:
+                raise TraceError(f"length {entry.length} differs from packed_bytes "
+                                 f"{entry.packed_bytes} (corrupt mask)", path=self._root,
+                                 field=where)
+            return self._checked(np.frombuffer(payload, dtype=np.uint8), entry, where)
         stream = zlib.decompressobj()
         try:
             packed = stream.decompress(payload, entry.packed_bytes + 1)
@@ -477,14 +544,17 @@ class TraceReader:
         if not stream.eof or stream.unused_data:
             raise TraceError("zlib stream incomplete or followed by extra bytes (corrupt mask)",
                              path=self._root, field=where)
+        return self._checked(np.frombuffer(packed, dtype=np.uint8), entry, where)
+
+    def _checked(self, packed: np.ndarray, entry: _Entry, where: str) -> np.ndarray:
+        """``packed`` (read-only) after the crc32 and ones checks of its entry."""
         if _crc32(packed) != entry.crc32:
             raise TraceError("crc32 mismatch (corrupt mask)", path=self._root, field=where)
-        mask = unpack_mask(packed, entry.shape)
-        if int(np.count_nonzero(mask)) != entry.ones:
-            raise TraceError(f"{np.count_nonzero(mask)} ones, the step file says {entry.ones} "
-                             f"(corrupt mask)", path=self._root, field=where)
-        mask.flags.writeable = False
-        return mask
+        ones = packed_ones(packed, mask_size(entry.shape))
+        if ones != entry.ones:
+            raise TraceError(f"{ones} ones, the step file says {entry.ones} (corrupt mask)",
+                             path=self._root, field=where)
+        return packed
 
 
 def resolve_trace_dir(path: str | os.PathLike[str]) -> Path:

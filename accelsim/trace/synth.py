@@ -445,7 +445,7 @@ def producer(network: Network, config: SynthConfig) -> dict[str, Any]:
 
 
 def synthesize(network: Network, out: Path, config: SynthConfig,
-               overwrite: bool = False) -> Path:
+               overwrite: bool = False, compression_level: int = 6) -> Path:
     """Write a synthetic trace of ``config.steps`` steps (numbered 0, 1, ...) for ``network``.
 
     Every layer of ``network`` is in the manifest; gated layers carry gate masks
@@ -453,7 +453,8 @@ def synthesize(network: Network, out: Path, config: SynthConfig,
     each branch. Masks are byte-identical for the same network and config. Step statistics add
     ``gate_sparsity_target``, ``weight_sparsity_target`` (per branch) and ``weight_update``
     (whether weight masks were re-drawn); ``loss`` is null. ``out`` must be absent or empty
-    (``overwrite`` replaces a trace there). Returns ``out``.
+    (``overwrite`` replaces a trace there). ``compression_level``: zlib level of the masks, 0
+    stores the packed bits as they are (larger, fastest to replay). Returns ``out``.
     """
     if not isinstance(config, SynthConfig):
         raise TypeError(f"config must be a SynthConfig, got {type(config).__name__}")
@@ -463,7 +464,7 @@ def synthesize(network: Network, out: Path, config: SynthConfig,
     pattern = config.pattern
     sparsities = config.weight_sparsities() if config.has_weights else (0.0, 0.0)
     with TraceWriter.create(out, producer(network, config), layers, branches=config.branches,
-                            overwrite=overwrite) as writer:
+                            overwrite=overwrite, compression_level=compression_level) as writer:
         for step in range(config.steps):
             gates: dict[tuple[str, int], np.ndarray] = {}
             weights: dict[tuple[str, int], np.ndarray | None] = {}

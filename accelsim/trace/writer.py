@@ -25,6 +25,7 @@ from accelsim.trace.format import (
     FORMAT_VERSION,
     MANIFEST_NAME,
     MASK_DTYPE,
+    RAW_CODEC,
     READER_VERSION,
     STEPS_DIR,
     TraceError,
@@ -359,9 +360,10 @@ class TraceWriter:
     def _data_entry(self, name: str, branch: int, kind: str, shape: tuple[int, ...],
                     packed: bytes, checksum: int, ones: int,
                     offset: int) -> tuple[dict[str, Any], bytes]:
-        payload = zlib.compress(packed, self._level)
+        payload = zlib.compress(packed, self._level) if self._level else packed
         entry = {"layer": name, "branch": branch, "kind": kind, "shape": list(shape),
-                 "dtype": MASK_DTYPE, "codec": CODEC, "offset": offset, "length": len(payload),
+                 "dtype": MASK_DTYPE, "codec": CODEC if self._level else RAW_CODEC,
+                 "offset": offset, "length": len(payload),
                  "packed_bytes": len(packed), "crc32": checksum, "ones": ones}
         return entry, payload
 

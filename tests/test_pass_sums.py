@@ -1,0 +1,140 @@
+"""The packed-bit fast path (per-pass sums) against the per-pixel work matrix it replaces.
+
+The matrix path is itself checked against the cycle-stepped reference model
+(``test_sparse_reference.py``); here the shapes are larger (images of more than 64 pixels,
+pixel counts that are not multiples of 64, up to 70 queue rows) so that bit chunks straddle
+images, passes and words.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from accelsim.config import HardwareConfig, with_overrides
+from accelsim.engine.sparse import (
+    LayerMasks,
+    PackedGate,
+    base_path_mask,
+    bd_sums,
+    bd_work,
+    fw_sums,
+    fw_work,
+    pass_rows,
+    schedule,
+    unit_width,
+)
+from accelsim.kernels import as_words, residue_counts, row_popcounts, uniform_group_ones
+from accelsim.network import conv
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 3), st.integers(1, 6), st.integers(1, 200), st.integers(1, 80),
+       st.integers(1, 4), st.floats(0.0, 1.0), st.integers(0, 2**32 - 1))
+def test_residue_counts_equal_counting_by_hand(images: int, n_rows: int, pixels: int,
+                                               rows: int, sync: int, density: float,
+                                               seed: int) -> None:
+    gate = np.random.default_rng(seed).random((images, n_rows, pixels)) < density
+    bits = as_words(PackedGate.from_bool(gate).data)
+    lo = np.array([0, n_rows - 1, 0])
+    hi = np.array([1, n_rows, n_rows])
+    got = residue_counts(bits, images, n_rows, pixels, lo, hi, rows, rows * sync)
+    expected = np.zeros_like(got)
+    for s in range(3):
+        for m in np.flatnonzero(gate[:, lo[s]:hi[s], :].any(axis=1).ravel()):
+            expected[m // (rows * sync), s, m % rows] += 1
+    assert (got == expected).all()
+    assert (row_popcounts(bits, images, n_rows, pixels) == gate.sum(axis=(0, 2))).all()
+    per_row = pass_rows(images * pixels, rows, rows * sync)
+    assert per_row.sum() == images * pixels
+    assert (got[:, 2, :] <= per_row).all()
+
+
+@settings(deadline=None)
+@given(st.integers(1, 3), st.sampled_from([1, 2, 4]), st.integers(1, 4), st.integers(1, 90),
+       st.booleans(), st.integers(0, 2**32 - 1))
+def test_uniform_group_ones(images: int, group: int, n_groups: int, pixels: int,
+                            uniform: bool, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    groups = rng.random((images, n_groups, pixels)) < 0.5
+    gate = np.repeat(groups, group, axis=1)
+    if not uniform:
+        gate[rng.integers(images), rng.integers(n_groups * group), rng.integers(pixels)] ^= True
+    bits = as_words(PackedGate.from_bool(gate).data)
+    got = uniform_group_ones(bits, images, n_groups * group, pixels, group)
+    grouped = gate.reshape(images, n_groups, group, pixels)
+    is_uniform = (grouped.all(axis=2) == grouped.any(axis=2)).all()
+    assert got == (int(grouped.any(axis=2).sum()) if is_uniform else -1)
+
+
+@st.composite
+def cases(draw: st.DrawFn):
+    groups = draw(st.sampled_from([1, 2]))
+    cin = groups * draw(st.integers(1, 4))
+    cout = groups * draw(st.sampled_from([2, 4, 8]))
+    size = draw(st.sampled_from([3, 8, 9, 12]))
+    layer = conv("l", cin, cout, draw(st.sampled_from([1, 3])), 1, 1, size, size,
+                 draw(st.integers(1, 3)))
+    f, k = layer.cout, layer.k_per_group
+    pixels = layer.h_out * layer.w_out
+    s = draw(st.sampled_from([s for s in (1, 2) if (f // groups) % s == 0]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    gate = rng.random((layer.batch, f // s, pixels)) < draw(st.floats(0.05, 0.95))
+    weight = rng.random((f, k)) < 0.6 if draw(st.booleans()) else None
+    base = base_path_mask(layer, groups, (1, 0)) if groups > 1 else None
+    overrides = {
+        "pe_array.rows": draw(st.integers(1, 70)),
+        "pe_array.cols": draw(st.integers(1, 3)),
+        "pe_array.vector_width": draw(st.integers(1, 4)),
+        "pe_array.sync_tiles": draw(st.integers(1, 4)),
+        "decoder.skip_granularity": draw(st.sampled_from(["element", "vector", "pe_row"])),
+        "decoder.indices_per_cycle": draw(st.integers(1, 8)),
+        "decoder.compaction": False,
+        "sparsity_support.gate_group_size": 1,
+    }
+    masks = LayerMasks(packed_gate=PackedGate.from_bool(gate), gate_group_size=s, base=base,
+                       weight=weight, gating_groups=groups)
+    return layer, masks, overrides, draw(st.booleans())
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cases())
+def test_pass_sums_schedule_like_the_work_matrix(fp8_hw: HardwareConfig, case) -> None:
+    layer, masks, overrides, use_gate = case
+    hw = with_overrides(fp8_hw, overrides)
+    unit = unit_width(hw)
+    rows, pass_len = hw.pe_array.rows, hw.pe_array.rows * hw.pe_array.sync_tiles
+    use_weight = masks.weight is not None
+    if not (use_gate or use_weight):
+        use_gate = True
+    matrix = schedule(fw_work(layer, masks, unit, use_gate=use_gate, use_weight=use_weight,
+                              compaction=False), hw, unit)
+    sums = schedule(fw_sums(layer, masks, unit, rows, pass_len, use_gate=use_gate,
+                            use_weight=use_weight), hw, unit)
+    assert sums == matrix
+    matrix = schedule(bd_work(layer, masks, unit, use_gate=use_gate, use_weight=use_weight),
+                      hw, unit)
+    sums = schedule(bd_sums(layer, masks, unit, rows, pass_len, use_gate=use_gate,
+                            use_weight=use_weight), hw, unit)
+    assert sums == matrix
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.integers(1, 2), st.sampled_from([1, 2, 4, 8]), st.sampled_from([8, 16, 24]),
+       st.integers(1, 9), st.sampled_from([1, 2, 4, 8]),
+       st.sampled_from([0.02, 0.3, 0.9]), st.booleans(), st.integers(0, 2**32 - 1))
+def test_gate_index_from_packed_bits(fp8_hw: HardwareConfig, images: int, group: int,
+                                     channels: int, size: int, hw_group: int, density: float,
+                                     uniform: bool, seed: int) -> None:
+    """Pricing a gate from the trace's packed bits equals pricing the unpacked bool gate."""
+    from accelsim.engine.replay import gate_index, gate_index_packed
+    from accelsim.trace import PackedMask
+    rng = np.random.default_rng(seed)
+    gate = rng.random((images, channels // group, size, size)) < density
+    if uniform and hw_group > group and (channels // group) % (hw_group // group) == 0:
+        gate = np.repeat(gate[:, ::hw_group // group], hw_group // group, axis=1)
+    hw = with_overrides(fp8_hw, {"sparsity_support.gate_group_size": hw_group,
+                                 "pe_array.vector_width": 1})
+    packed = PackedMask(PackedGate.from_bool(gate).data, gate.shape, int(gate.sum()))
+    assert gate_index_packed(packed, group, hw, "g") == gate_index(gate, group, hw, "g")

@@ -183,6 +183,25 @@ def unit_or(mask: np.ndarray, unit: int, axis: int) -> np.ndarray:
 
 
 @njit(**JIT)
+def nm_max_kept(mask: np.ndarray, m: int) -> int:
+    """Most kept elements in any group of ``m`` consecutive entries along axis 1 of a uint8
+    0/1 array (A, L, B) with L divisible by m (groups: fixed a and b)."""
+    n_outer, length, n_inner = mask.shape
+    counts = np.zeros(n_inner, dtype=np.int64)
+    best = 0
+    for a in range(n_outer):
+        for block in range(0, length, m):
+            counts[:] = 0
+            for i in range(block, block + m):
+                for b in range(n_inner):
+                    counts[b] += mask[a, i, b]
+            for b in range(n_inner):
+                if counts[b] > best:
+                    best = counts[b]
+    return best
+
+
+@njit(**JIT)
 def popcount64(x: np.uint64) -> int:
     """Number of set bits of a 64-bit word."""
     x = x - ((x >> np.uint64(1)) & np.uint64(0x5555555555555555))

@@ -54,6 +54,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from accelsim.errors import InputError
+from accelsim.kernels import nm_max_kept
 
 FORMATS: tuple[str, ...] = ("bitmap", "rle", "csr", "coo", "nm", "group_bitmap")
 
@@ -252,14 +253,6 @@ def _group_level(mask: np.ndarray, group_shape: tuple[int, ...]) -> np.ndarray |
     return kept
 
 
-def _nm_view(mask: np.ndarray, axis: int, m: int) -> np.ndarray | None:
-    """The mask with ``axis`` split into (blocks, M), or None if M does not divide it."""
-    length = mask.shape[axis]
-    if length % m:
-        return None
-    return mask.reshape((*mask.shape[:axis], length // m, m, *mask.shape[axis + 1:]))
-
-
 def _index_dtype(max_value: int) -> np.dtype:
     return np.min_scalar_type(max(0, max_value))
 
@@ -410,10 +403,19 @@ def _nm_fits(mask: np.ndarray, params: IndexParams) -> bool:
     """Whether M divides the ``nm_axis`` length and every group keeps <= N elements."""
     n, m = _nm_of(params)
     axis = _nm_axis(mask.shape, params)
-    view = _nm_view(mask, axis, m)
-    if view is None:
+    length = mask.shape[axis]
+    if length % m:
         return False
-    return view.size == 0 or int(view.sum(axis=axis + 1, dtype=np.uint8).max()) <= n
+    return mask.size == 0 or nm_max_kept_along(mask, axis, m) <= n
+
+
+def nm_max_kept_along(mask: np.ndarray, axis: int, m: int) -> int:
+    """Most kept elements in any group of ``m`` consecutive entries along ``axis`` (M must
+    divide that axis)."""
+    shape = mask.shape
+    view = np.ascontiguousarray(mask, dtype=np.bool_).view(np.uint8).reshape(
+        math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1:]))
+    return int(nm_max_kept(view, m))
 
 
 def _group_level_or_none(mask: np.ndarray, params: IndexParams) -> np.ndarray | None:

@@ -138,3 +138,23 @@ def test_gate_index_from_packed_bits(fp8_hw: HardwareConfig, images: int, group:
                                  "pe_array.vector_width": 1})
     packed = PackedMask(PackedGate.from_bool(gate).data, gate.shape, int(gate.sum()))
     assert gate_index_packed(packed, group, hw, "g") == gate_index(gate, group, hw, "g")
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 5), st.sampled_from([1, 2, 4, 8]), st.integers(1, 4), st.integers(1, 3),
+       st.integers(1, 9), st.integers(0, 2**32 - 1))
+def test_weight_kernels_equal_numpy(outer: int, m: int, blocks: int, inner: int, unit: int,
+                                    seed: int) -> None:
+    """nm_max_kept and unit_or (numba) against plain numpy reductions."""
+    from accelsim.kernels import nm_max_kept, unit_or
+    mask = np.random.default_rng(seed).random((outer, blocks * m, inner)) < 0.5
+    expected = mask.reshape(outer, blocks, m, inner).sum(axis=2).max()
+    assert nm_max_kept(mask.view(np.uint8), m) == expected
+    flat = mask.reshape(outer, -1)
+    for axis in (0, 1):
+        length = flat.shape[axis]
+        groups = [np.take(flat, range(i, min(i + unit, length)), axis=axis).any(axis=axis)
+                  for i in range(0, length, unit)]
+        expected_any = np.stack(groups, axis=axis)
+        assert (unit_or(np.ascontiguousarray(flat).view(np.uint8), unit, axis)
+                == expected_any).all()

@@ -27,7 +27,12 @@ from accelsim.engine.sparse import LayerMasks, PackedGate, base_path_mask
 from accelsim.errors import InputError
 from accelsim.kernels import as_words, uniform_group_ones
 from accelsim.network import PHASES
-from accelsim.sparsity import IndexParams, best_format, coordinate_index_bits
+from accelsim.sparsity import (
+    IndexParams,
+    best_format,
+    coordinate_index_bits,
+    nm_max_kept_along,
+)
 from accelsim.trace import PackedMask, TraceLayer, TraceReader
 
 MOMENTUM_SSL = ("byol", "moco")
@@ -151,11 +156,7 @@ def weight_index(weight: np.ndarray, pattern: str, hw: HardwareConfig, what: str
 
 def satisfies_nm(weight: np.ndarray, n: int, m: int) -> bool:
     """Every group of m consecutive input channels keeps at most n weights."""
-    cin = weight.shape[1]
-    if cin % m:
-        return False
-    groups = weight.reshape(weight.shape[0], cin // m, m, *weight.shape[2:])
-    return bool((groups.sum(axis=2) <= n).all())
+    return weight.shape[1] % m == 0 and nm_max_kept_along(weight, 1, m) <= n
 
 
 class Replayer:

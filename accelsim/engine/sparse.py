@@ -524,15 +524,24 @@ def effective_macs(layer: Layer, masks: LayerMasks, phase: str) -> int:
         weight = None
     elif weight is None and masks.nm is not None and not masks.has_gate:
         return f * nm_reduction_length(k, *masks.nm) * m  # a declared N:M pattern
-    kept = weight if weight is not None else np.ones((f, k), dtype=bool)
+    key = ("macs", weight is not None)  # equal in every phase that uses the same weights
+    if key not in masks._gate_view_cache:
+        masks._gate_view_cache[key] = _effective_macs(m, f, k, masks, weight)
+    return masks._gate_view_cache[key]
+
+
+def _effective_macs(m: int, f: int, k: int, masks: LayerMasks,
+                    weight: np.ndarray | None) -> int:
+    kept_per_f = (weight.sum(axis=1, dtype=np.int64) if weight is not None
+                  else np.full(f, k, dtype=np.int64))
     if not masks.has_gate:
-        return int(kept.sum(dtype=np.int64)) * m
+        return int(kept_per_f.sum()) * m
     active = masks.channel_counts
     if masks.base is None:
-        return int(kept.sum(axis=1, dtype=np.int64) @ active)
-    on_base = (kept & masks.base).sum(axis=1, dtype=np.int64)
-    conditional = (kept & ~masks.base).sum(axis=1, dtype=np.int64)
-    return int(on_base.sum() * m + conditional @ active)
+        return int(kept_per_f @ active)
+    kept_on_base = weight & masks.base if weight is not None else masks.base
+    on_base = kept_on_base.sum(axis=1, dtype=np.int64)
+    return int(on_base.sum() * m + (kept_per_f - on_base) @ active)
 
 
 @dataclass(frozen=True)

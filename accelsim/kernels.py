@@ -60,6 +60,32 @@ def load_bits(words: np.ndarray, start: int, count: int) -> np.uint64:
     return x
 
 
+@njit(**INLINE)
+def _local_classes(classes: np.ndarray, lanes: np.ndarray, c0: int, c1: int,
+                   local_class: np.ndarray, multiplicity: np.ndarray, local_lanes: np.ndarray,
+                   local_of_col: np.ndarray) -> int:
+    """The distinct classes of unit columns [c0, c1) (a column tile): fills local_class, the
+    columns (multiplicity) and real lanes of each, and each column's local class; returns how
+    many there are."""
+    n_local = 0
+    for j in range(c0, c1):
+        found = -1
+        for lc in range(n_local):
+            if local_class[lc] == classes[j]:
+                found = lc
+                break
+        if found < 0:
+            found = n_local
+            local_class[n_local] = classes[j]
+            multiplicity[n_local] = 0
+            local_lanes[n_local] = 0
+            n_local += 1
+        local_of_col[j - c0] = found
+        multiplicity[found] += 1
+        local_lanes[found] += lanes[j]
+    return n_local
+
+
 @njit(**JIT)
 def schedule_passes(counts: np.ndarray, classes: np.ndarray, lanes: np.ndarray,
                     unit_idx: np.ndarray, has_unit_idx: bool, row_idx: np.ndarray,
@@ -99,24 +125,9 @@ def schedule_passes(counts: np.ndarray, classes: np.ndarray, lanes: np.ndarray,
         c0 = tc * qcols
         c1 = min(c0 + qcols, n_cols)
         width = c1 - c0
-        col_part = 0
-        n_local = 0
-        for j in range(c0, c1):
-            col_part += col_idx[j]
-            found = -1
-            for lc in range(n_local):
-                if local_class[lc] == classes[j]:
-                    found = lc
-                    break
-            if found < 0:
-                found = n_local
-                local_class[n_local] = classes[j]
-                multiplicity[n_local] = 0
-                local_lanes[n_local] = 0
-                n_local += 1
-            local_of_col[j - c0] = found
-            multiplicity[found] += 1
-            local_lanes[found] += lanes[j]
+        col_part = col_idx[c0:c1].sum()
+        n_local = _local_classes(classes, lanes, c0, c1, local_class, multiplicity,
+                                 local_lanes, local_of_col)
         tr = 0
         while tr < row_tiles:
             t_end = min(tr + sync_tiles, row_tiles)
@@ -202,15 +213,6 @@ def nm_max_kept(mask: np.ndarray, m: int) -> int:
 
 
 @njit(**JIT)
-def popcount64(x: np.uint64) -> int:
-    """Number of set bits of a 64-bit word."""
-    x = x - ((x >> np.uint64(1)) & np.uint64(0x5555555555555555))
-    x = (x & np.uint64(0x3333333333333333)) + ((x >> np.uint64(2)) & np.uint64(0x3333333333333333))
-    x = (x + (x >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
-    return int((x * np.uint64(0x0101010101010101)) >> np.uint64(56))
-
-
-@njit(**JIT)
 def masked_step_counts(active_bits: np.ndarray, always_bits: np.ndarray,
                        allowed_bits: np.ndarray) -> np.ndarray:
     """Steps of every (row, class) when the reduction is sparse per row.
@@ -227,15 +229,14 @@ def masked_step_counts(active_bits: np.ndarray, always_bits: np.ndarray,
         for c in range(n_classes):
             total = 0
             for w in range(words):
-                total += popcount64((active_bits[i, w] | always_bits[c, w]) & allowed_bits[c, w])
+                total += ctpop64((active_bits[i, w] | always_bits[c, w]) & allowed_bits[c, w])
             counts[i, c] = total
     return counts
 
 
 @njit(**JIT)
 def gate_views(gate: np.ndarray, group_size: int, unit: int,
-               channels: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
-                                       np.ndarray, np.ndarray]:
+               channels: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Everything the replay needs from one gate mask, in one pass over its native layout.
 
     gate: uint8 (N, F/s, P) with P = Ho*Wo, one bit per group of ``group_size`` (s) output
@@ -244,8 +245,8 @@ def gate_views(gate: np.ndarray, group_size: int, unit: int,
     pixels and writes unit-major results (N, J, P), transposed at the end (8x smaller than F).
     Returns (unit_active bool (M, J), unit_lanes int32 (M, J) active lanes per unit,
     packed uint8 (M, ceil(F/64)*8) active channels per pixel as little-endian bits (view it as
-    uint64), per_pixel int64 (M,) active channels, per_channel int64 (F,) active pixels,
-    per_unit int64 (J,) pixels where the unit has an active lane).
+    uint64), per_pixel int64 (M,) active channels). Totals per channel and per unit come from
+    the packed-bit kernels (row_popcounts, residue_counts).
     """
     n_images, _, pixels = gate.shape
     units = (channels + unit - 1) // unit
@@ -253,7 +254,6 @@ def gate_views(gate: np.ndarray, group_size: int, unit: int,
     lanes_nj = np.zeros((n_images, units, pixels), dtype=np.int32)
     packed_nb = np.zeros((n_images, byte_words, pixels), dtype=np.uint8)
     per_pixel_n = np.zeros((n_images, pixels), dtype=np.int64)
-    per_channel = np.zeros(channels, dtype=np.int64)
     for n in range(n_images):
         for f in range(channels):
             row = gate[n, f // group_size]
@@ -261,19 +261,15 @@ def gate_views(gate: np.ndarray, group_size: int, unit: int,
             packed_row = packed_nb[n, f >> 3]
             bit = np.uint8(1 << (f & 7))
             pixel_row = per_pixel_n[n]
-            active = 0
             for p in range(pixels):
                 v = row[p]
                 lanes_row[p] += v
                 packed_row[p] |= bit * v
                 pixel_row[p] += v
-                active += v
-            per_channel[f] += active
     rows = n_images * pixels
     unit_lanes = np.empty((rows, units), dtype=np.int32)
     unit_active = np.empty((rows, units), dtype=np.bool_)
     packed = np.empty((rows, byte_words), dtype=np.uint8)
-    per_unit = np.zeros(units, dtype=np.int64)
     for n in range(n_images):
         for p in range(pixels):
             m = n * pixels + p
@@ -281,10 +277,9 @@ def gate_views(gate: np.ndarray, group_size: int, unit: int,
                 lanes = lanes_nj[n, j, p]
                 unit_lanes[m, j] = lanes
                 unit_active[m, j] = lanes > 0
-                per_unit[j] += lanes > 0
             for b in range(byte_words):
                 packed[m, b] = packed_nb[n, b, p]
-    return unit_active, unit_lanes, packed, per_pixel_n.reshape(rows), per_channel, per_unit
+    return unit_active, unit_lanes, packed, per_pixel_n.reshape(rows)
 
 
 def as_words(bits: np.ndarray) -> np.ndarray:
@@ -449,7 +444,9 @@ def schedule_sums(sums: np.ndarray, classes: np.ndarray, lanes: np.ndarray,
     n_cols = classes.shape[0]
     col_tiles = (n_cols + qcols - 1) // qcols
     local_class = np.zeros(qcols, dtype=np.int64)
+    multiplicity = np.zeros(qcols, dtype=np.int64)
     local_lanes = np.zeros(qcols, dtype=np.int64)
+    local_of_col = np.zeros(qcols, dtype=np.int64)
     issued = 0
     cycles = 0
     stall = 0
@@ -457,21 +454,9 @@ def schedule_sums(sums: np.ndarray, classes: np.ndarray, lanes: np.ndarray,
     for tc in range(col_tiles):
         c0 = tc * qcols
         c1 = min(c0 + qcols, n_cols)
-        col_part = 0
-        n_local = 0
-        for j in range(c0, c1):
-            col_part += col_idx[j]
-            found = -1
-            for lc in range(n_local):
-                if local_class[lc] == classes[j]:
-                    found = lc
-                    break
-            if found < 0:
-                found = n_local
-                local_class[n_local] = classes[j]
-                local_lanes[n_local] = 0
-                n_local += 1
-            local_lanes[found] += lanes[j]
+        col_part = col_idx[c0:c1].sum()
+        n_local = _local_classes(classes, lanes, c0, c1, local_class, multiplicity,
+                                 local_lanes, local_of_col)
         for p in range(n_passes):
             compute = 0
             for lc in range(n_local):

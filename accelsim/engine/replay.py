@@ -78,13 +78,20 @@ def parse_weight_pattern(pattern: str) -> tuple[str, tuple[int, int] | None]:
     return "element", None
 
 
+def candidate_formats(hw: HardwareConfig, nnz: int, size: int, run_bits: int) -> list[str]:
+    """The decoder's formats worth pricing for a mask of ``size`` elements, ``nnz`` kept: rle
+    is dropped when the bitmap is there and every kept element's ``run_bits`` already exceed
+    it (rle cannot win)."""
+    formats = list(hw.decoder.formats)
+    if "bitmap" in formats and "rle" in formats and nnz * run_bits > size:
+        formats.remove("rle")
+    return formats
+
+
 def price_index(mask: np.ndarray, hw: HardwareConfig, params: IndexParams,
                 what: str) -> MaskIndex:
     """The cheapest format the decoder supports for ``mask`` (element level)."""
-    formats = list(hw.decoder.formats)
-    if "bitmap" in formats and "rle" in formats and \
-            int(np.count_nonzero(mask)) * params.run_bits > mask.size:
-        formats.remove("rle")  # every kept element costs run_bits: rle cannot beat the bitmap
+    formats = candidate_formats(hw, int(np.count_nonzero(mask)), mask.size, params.run_bits)
     try:
         fmt, bits = best_format(mask, formats, params)
     except ValueError:
@@ -112,9 +119,7 @@ def gate_index_packed(gate: PackedMask, group_size: int, hw: HardwareConfig,
     shape = (n, groups * group_size, ho, wo)
     size, nnz = gate.size * group_size, gate.ones * group_size
     hw_group = hw.sparsity_support.gate_group_size
-    formats = list(hw.decoder.formats)
-    if "bitmap" in formats and "rle" in formats and nnz * IndexParams().run_bits > size:
-        formats.remove("rle")
+    formats = candidate_formats(hw, nnz, size, IndexParams().run_bits)
     group_ok: bool | None = None  # None: decided by the bits
     if shape[1] % hw_group:
         group_ok = False  # gate_index prices without a group shape

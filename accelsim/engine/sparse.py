@@ -128,42 +128,43 @@ class LayerMasks:
         return PackedGate.from_bool(self.gate)
 
     @cached_property
-    def _gate_view_cache(self) -> dict:
+    def _cache(self) -> dict:
+        """Derived gate views and counts, weight structure and MACs, keyed by what they are."""
         return {}
 
     def weight_any(self, unit: int, axis: int) -> np.ndarray:
         """:func:`unit_any` of the (F, K) weight mask (cached): axis 0 over output channels,
         1 over reduction columns."""
         key = ("weight", unit, axis)
-        if key not in self._gate_view_cache:
+        if key not in self._cache:
             assert self.weight is not None
-            self._gate_view_cache[key] = unit_any(self.weight, unit, axis)
-        return self._gate_view_cache[key]
+            self._cache[key] = unit_any(self.weight, unit, axis)
+        return self._cache[key]
 
     def unit_counts(self, unit: int, rows: int, pass_len: int) -> np.ndarray:
         """int64 (passes, units, rows): pixels of each pass and queue row where any lane of
         the ``unit``-lane unit is active (cached)."""
         key = ("units", unit, rows, pass_len)
-        if key not in self._gate_view_cache:
+        if key not in self._cache:
             n, groups, pixels = self.gate_bits.shape
             s = self.gate_group_size
             first = np.arange(0, groups * s, unit)
             last = np.minimum(first + unit, groups * s) - 1
-            self._gate_view_cache[key] = residue_counts(
+            self._cache[key] = residue_counts(
                 self.gate_bits.words, n, groups, pixels, first // s, last // s + 1, rows,
                 pass_len)
-        return self._gate_view_cache[key]
+        return self._cache[key]
 
     def group_counts(self, rows: int, pass_len: int) -> np.ndarray:
         """int64 (passes, F/s, rows): pixels of each pass and queue row where each gate group
         is active (cached)."""
         key = ("groups", rows, pass_len)
-        if key not in self._gate_view_cache:
+        if key not in self._cache:
             n, groups, pixels = self.gate_bits.shape
             index = np.arange(groups)
-            self._gate_view_cache[key] = residue_counts(
+            self._cache[key] = residue_counts(
                 self.gate_bits.words, n, groups, pixels, index, index + 1, rows, pass_len)
-        return self._gate_view_cache[key]
+        return self._cache[key]
 
     @cached_property
     def channel_counts(self) -> np.ndarray:
@@ -173,16 +174,16 @@ class LayerMasks:
                          self.gate_group_size)
 
     def gate_views(self, unit: int) -> GateViews:
-        """Per-unit, per-pixel and per-channel views of the gate for ``unit`` lanes (cached)."""
+        """Per-pixel views of the gate for ``unit`` lanes (cached; the work-matrix path)."""
         assert self.has_gate
-        if unit not in self._gate_view_cache:
+        if unit not in self._cache:
             gate = self.gate_bool
             channels = gate.shape[1] * self.gate_group_size
-            active, lanes, packed, per_pixel, per_channel, per_unit = gate_views(
+            active, lanes, packed, per_pixel = gate_views(
                 _as_bytes(gate), self.gate_group_size, unit, channels)
-            self._gate_view_cache[unit] = GateViews(active, lanes, packed.view(np.uint64),
-                                                    per_pixel, per_channel, per_unit)
-        return self._gate_view_cache[unit]
+            self._cache[unit] = GateViews(active, lanes, packed.view(np.uint64),
+                                                    per_pixel)
+        return self._cache[unit]
 
 
 
@@ -193,9 +194,7 @@ class GateViews:
     unit_active: np.ndarray   # bool (M, J): any lane of the unit is on
     unit_lanes: np.ndarray    # int32 (M, J): active lanes of the unit
     packed: np.ndarray        # uint64 (M, words): active channels per pixel, bit-packed
-    per_pixel: np.ndarray     # int64 (M,)
-    per_channel: np.ndarray   # int64 (F,)
-    per_unit: np.ndarray      # int64 (J,): pixels where any lane of the unit is on
+    per_pixel: np.ndarray     # int64 (M,): active channels
 
 
 def base_path_mask(layer: Layer, gating_groups: int, base_chunks: tuple[int, ...]) -> np.ndarray:
@@ -525,9 +524,9 @@ def effective_macs(layer: Layer, masks: LayerMasks, phase: str) -> int:
     elif weight is None and masks.nm is not None and not masks.has_gate:
         return f * nm_reduction_length(k, *masks.nm) * m  # a declared N:M pattern
     key = ("macs", weight is not None)  # equal in every phase that uses the same weights
-    if key not in masks._gate_view_cache:
-        masks._gate_view_cache[key] = _effective_macs(m, f, k, masks, weight)
-    return masks._gate_view_cache[key]
+    if key not in masks._cache:
+        masks._cache[key] = _effective_macs(m, f, k, masks, weight)
+    return masks._cache[key]
 
 
 def _effective_macs(m: int, f: int, k: int, masks: LayerMasks,

@@ -12,7 +12,7 @@ import copy
 import os
 import zlib
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -447,40 +447,35 @@ class TraceReader:
         """Every mask of ``step`` with the gates left bit-packed (what the replay reads: no
         unpacking; checked like :meth:`step_masks`)."""
         step = self._check_step(step)
-        index = self._index(step)
-        has_data = any(entry.ref_step is None for entry in index.entries.values())
-        blob = self._read_bin(step) if has_data else None
-        gates: dict[MaskKey, PackedMask] = {}
-        weights: dict[MaskKey, np.ndarray] = {}
-        for item in self.layers:
-            for branch in self._branch_ids():
-                if item.gate is not None:
-                    entry = index.entries[(item.name, branch, "gate")]
-                    gates[(item.name, branch)] = PackedMask(
-                        self._decode_packed(step, entry, blob), entry.shape, entry.ones)
-                if item.weight is not None:
-                    entry = index.entries[(item.name, branch, "weight")]
-                    weights[(item.name, branch)] = self._weight(step, entry, blob)
-        return PackedStepMasks(step=step, gates=gates, weights=weights,
-                               stats=copy.deepcopy(index.stats))
+
+        def packed(entry: _Entry, blob: bytes | None) -> PackedMask:
+            return PackedMask(self._decode_packed(step, entry, blob), entry.shape, entry.ones)
+
+        return PackedStepMasks(step, *self._read_step(step, packed))
 
     def _step_masks(self, step: int) -> StepMasks:
+        return StepMasks(step, *self._read_step(
+            step, lambda entry, blob: self._decode(step, entry, blob)))
+
+    def _read_step(self, step: int, decode_gate: Callable[[_Entry, bytes | None], Any]
+                   ) -> tuple[dict[MaskKey, Any], dict[MaskKey, np.ndarray], dict[str, Any]]:
+        """(gates decoded by ``decode_gate``, weights, statistics) of ``step``; its ``.bin``
+        is read once."""
         index = self._index(step)
         has_data = any(entry.ref_step is None for entry in index.entries.values())
         blob = self._read_bin(step) if has_data else None
-        gates: dict[MaskKey, np.ndarray] = {}
+        gates: dict[MaskKey, Any] = {}
         weights: dict[MaskKey, np.ndarray] = {}
         for item in self.layers:
             for branch in self._branch_ids():
                 if item.gate is not None:
                     entry = index.entries[(item.name, branch, "gate")]
-                    gates[(item.name, branch)] = self._decode(step, entry, blob)
+                    gates[(item.name, branch)] = decode_gate(entry, blob)
             for branch in self._branch_ids():
                 if item.weight is not None:
                     entry = index.entries[(item.name, branch, "weight")]
                     weights[(item.name, branch)] = self._weight(step, entry, blob)
-        return StepMasks(step=step, gates=gates, weights=weights,
-                         stats=copy.deepcopy(index.stats))
+        return gates, weights, copy.deepcopy(index.stats)
 
     def _missing_bin(self, step: int) -> TraceError:
         return TraceError(f"missing mask data file steps/{step_stem(step)}.bin", path=self._root,

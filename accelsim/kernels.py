@@ -292,6 +292,225 @@ def as_words(bits: np.ndarray) -> np.ndarray:
     return words
 
 
+_BYTE_LOW_BITS = np.uint64(0x0101010101010101)
+_BYTE = np.uint64(0xFF)
+
+
+@njit(**INLINE)
+def _spread_run(src: np.ndarray, w0: int, w1: int, lanes: np.ndarray, p: int, t: int) -> None:
+    """Count the bits of every word of src[w0:w1] by position: bit q adds 1 to byte q // 8 of
+    lanes[p, t, q % 8] (eight scalar accumulators: a loop LLVM vectorises)."""
+    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = np.uint64(0)
+    for w in range(w0, w1):
+        x = src[w]
+        a0 += x & _BYTE_LOW_BITS
+        a1 += (x >> np.uint64(1)) & _BYTE_LOW_BITS
+        a2 += (x >> np.uint64(2)) & _BYTE_LOW_BITS
+        a3 += (x >> np.uint64(3)) & _BYTE_LOW_BITS
+        a4 += (x >> np.uint64(4)) & _BYTE_LOW_BITS
+        a5 += (x >> np.uint64(5)) & _BYTE_LOW_BITS
+        a6 += (x >> np.uint64(6)) & _BYTE_LOW_BITS
+        a7 += (x >> np.uint64(7)) & _BYTE_LOW_BITS
+    lanes[p, t, 0] += a0
+    lanes[p, t, 1] += a1
+    lanes[p, t, 2] += a2
+    lanes[p, t, 3] += a3
+    lanes[p, t, 4] += a4
+    lanes[p, t, 5] += a5
+    lanes[p, t, 6] += a6
+    lanes[p, t, 7] += a7
+
+
+@njit(**INLINE)
+def _flush_lanes(lanes: np.ndarray, out: np.ndarray, p: int, t: int,
+                 queue_row: np.ndarray) -> None:
+    """Add the per-position counts of lanes[p, t] to out[p, t, queue_row[position]] and clear
+    them."""
+    for i in range(8):
+        a = lanes[p, t, i]
+        if a:
+            for byte in range(8):
+                out[p, t, queue_row[8 * byte + i]] += np.int64((a >> np.uint64(8 * byte)) & _BYTE)
+            lanes[p, t, i] = 0
+
+
+@njit(**INLINE)
+def _flush_all(lanes: np.ndarray, held: np.ndarray, out: np.ndarray,
+               queue_row: np.ndarray) -> None:
+    for p in range(held.shape[0]):
+        for t in range(held.shape[1]):
+            if held[p, t]:
+                _flush_lanes(lanes, out, p, t, queue_row)
+
+
+@njit(**JIT)
+def _residue_counts_aligned(words: np.ndarray, n_images: int, n_rows: int, pixels: int,
+                            set_lo: np.ndarray, set_hi: np.ndarray, target: np.ndarray,
+                            rows: int, pass_len: int, out: np.ndarray) -> None:
+    """residue_counts when every gate row and pass starts on a word and ``rows`` divides 64:
+    bit b of a word is output row 64w + b, queue row b % rows, so runs of whole words of one
+    pass are counted by bit position (:func:`_spread_run`) into byte lanes kept per (pass,
+    target), which are folded into queue rows before they could wrap (255 words) and at the
+    end."""
+    per_row = pixels // 64
+    per_pass = pass_len // 64
+    buffer = np.empty(per_row, dtype=np.uint64)
+    lanes = np.zeros((out.shape[0], out.shape[1], 8), dtype=np.uint64)
+    held = np.zeros((out.shape[0], out.shape[1]), dtype=np.int64)
+    queue_row = np.arange(64) % rows
+    for n in range(n_images):
+        for s in range(set_lo.shape[0]):
+            t = target[s]
+            first = (n * n_rows + set_lo[s]) * per_row
+            if set_hi[s] - set_lo[s] == 1:
+                src = words[first:first + per_row]
+            else:
+                buffer[:] = words[first:first + per_row]
+                for g in range(set_lo[s] + 1, set_hi[s]):
+                    start = (n * n_rows + g) * per_row
+                    for w in range(per_row):
+                        buffer[w] |= words[start + w]
+                src = buffer
+            w0 = 0
+            while w0 < per_row:
+                word_index = n * per_row + w0
+                p = word_index // per_pass
+                w1 = min(per_row, w0 + (p + 1) * per_pass - word_index, w0 + 255)
+                if held[p, t] + w1 - w0 > 255:
+                    _flush_lanes(lanes, out, p, t, queue_row)
+                    held[p, t] = 0
+                _spread_run(src, w0, w1, lanes, p, t)
+                held[p, t] += w1 - w0
+                w0 = w1
+    _flush_all(lanes, held, out, queue_row)
+
+
+@njit(**JIT)
+def _residue_counts_blocks(words: np.ndarray, n_images: int, n_rows: int, pixels: int,
+                           run_lo: np.ndarray, run_hi: np.ndarray, run_target: np.ndarray,
+                           rows: int, pass_len: int, out: np.ndarray) -> None:
+    """residue_counts of single-row sets when ``rows`` divides both 64 and the pixels P, and
+    a pass holds whole images (P divides ``pass_len``): gate rows [run_lo, run_hi) of one
+    image (one target) are then one contiguous bit string whose bit b, read in 64-bit chunks
+    from its start, is queue row b % rows, all in the image's pass. Each run is counted like the
+    aligned kernel, whatever its word alignment (whole words when it starts on one)."""
+    lanes = np.zeros((out.shape[0], out.shape[1], 8), dtype=np.uint64)
+    held = np.zeros((out.shape[0], out.shape[1]), dtype=np.int64)
+    queue_row = np.arange(64) % rows
+    images_per_pass = pass_len // pixels
+    for n in range(n_images):
+        p = n // images_per_pass
+        for r in range(run_lo.shape[0]):
+            t = run_target[r]
+            start = (n * n_rows + run_lo[r]) * pixels
+            bits = (run_hi[r] - run_lo[r]) * pixels
+            chunks = (bits + 63) // 64
+            if start % 64 == 0:
+                first = start // 64
+                whole = bits // 64
+                w0 = 0
+                while w0 < whole:
+                    w1 = min(whole, w0 + 255)
+                    if held[p, t] + w1 - w0 > 255:
+                        _flush_lanes(lanes, out, p, t, queue_row)
+                        held[p, t] = 0
+                    _spread_run(words, first + w0, first + w1, lanes, p, t)
+                    held[p, t] += w1 - w0
+                    w0 = w1
+                c0 = whole
+            else:
+                c0 = 0
+            for c in range(c0, chunks):
+                x = load_bits(words, start + 64 * c, min(64, bits - 64 * c))
+                if held[p, t] == 255:
+                    _flush_lanes(lanes, out, p, t, queue_row)
+                    held[p, t] = 0
+                for i in range(8):
+                    lanes[p, t, i] += (x >> np.uint64(i)) & _BYTE_LOW_BITS
+                held[p, t] += 1
+    _flush_all(lanes, held, out, queue_row)
+
+
+@njit(**INLINE)
+def _fold_registers(a0: np.uint64, a1: np.uint64, a2: np.uint64, a3: np.uint64, a4: np.uint64,
+                    a5: np.uint64, a6: np.uint64, a7: np.uint64, out: np.ndarray, p: int,
+                    t: int, queue_row: np.ndarray) -> None:
+    """Add eight byte-lane counters (bit position q counted in byte q // 8 of a{q % 8}) to
+    out[p, t, queue_row[q]]."""
+    for byte in range(8):
+        shift = np.uint64(8 * byte)
+        q = 8 * byte
+        out[p, t, queue_row[q]] += np.int64((a0 >> shift) & _BYTE)
+        out[p, t, queue_row[q + 1]] += np.int64((a1 >> shift) & _BYTE)
+        out[p, t, queue_row[q + 2]] += np.int64((a2 >> shift) & _BYTE)
+        out[p, t, queue_row[q + 3]] += np.int64((a3 >> shift) & _BYTE)
+        out[p, t, queue_row[q + 4]] += np.int64((a4 >> shift) & _BYTE)
+        out[p, t, queue_row[q + 5]] += np.int64((a5 >> shift) & _BYTE)
+        out[p, t, queue_row[q + 6]] += np.int64((a6 >> shift) & _BYTE)
+        out[p, t, queue_row[q + 7]] += np.int64((a7 >> shift) & _BYTE)
+
+
+@njit(**JIT)
+def _residue_counts_rotated(words: np.ndarray, n_images: int, n_rows: int, pixels: int,
+                            set_lo: np.ndarray, set_hi: np.ndarray, target: np.ndarray,
+                            rows: int, pass_len: int, out: np.ndarray) -> None:
+    """residue_counts for any layout when ``rows`` divides 64: a chunk of up to 64 bits starting
+    at output row m0 is rotated left by m0 % rows, which puts every bit at a position q with
+    q % rows = its queue row. Sets are walked one at a time over all images, so consecutive
+    chunks share a pass: they are counted by position in eight byte-lane registers, folded into
+    queue rows when the pass changes or after 255 chunks."""
+    queue_row = np.arange(64) % rows
+    row_mask = rows - 1  # rows is a power of two
+    for s in range(set_lo.shape[0]):
+        t = target[s]
+        a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = np.uint64(0)
+        held_pass, held = 0, 0
+        p, pass_end = 0, pass_len  # m0 only grows: passes are tracked without dividing
+        for n in range(n_images):
+            for p0 in range(0, pixels, 64):
+                count = min(64, pixels - p0)
+                x = np.uint64(0)
+                for g in range(set_lo[s], set_hi[s]):
+                    x |= load_bits(words, (n * n_rows + g) * pixels + p0, count)
+                m0 = n * pixels + p0
+                while m0 >= pass_end:
+                    p += 1
+                    pass_end += pass_len
+                cp, cend = p, pass_end  # the pass of the chunk's next bit
+                while x:
+                    span = cend - m0  # rows of x in this pass
+                    part = x
+                    if span < 64:
+                        part = x & ((_ONE << np.uint64(span)) - _ONE)
+                    if part:
+                        if cp != held_pass or held == 255:
+                            if held:
+                                _fold_registers(a0, a1, a2, a3, a4, a5, a6, a7, out,
+                                                held_pass, t, queue_row)
+                            a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = np.uint64(0)
+                            held_pass, held = cp, 0
+                        shift = np.uint64(m0 & row_mask)
+                        if shift:
+                            part = (part << shift) | (part >> (np.uint64(64) - shift))
+                        a0 += part & _BYTE_LOW_BITS
+                        a1 += (part >> np.uint64(1)) & _BYTE_LOW_BITS
+                        a2 += (part >> np.uint64(2)) & _BYTE_LOW_BITS
+                        a3 += (part >> np.uint64(3)) & _BYTE_LOW_BITS
+                        a4 += (part >> np.uint64(4)) & _BYTE_LOW_BITS
+                        a5 += (part >> np.uint64(5)) & _BYTE_LOW_BITS
+                        a6 += (part >> np.uint64(6)) & _BYTE_LOW_BITS
+                        a7 += (part >> np.uint64(7)) & _BYTE_LOW_BITS
+                        held += 1
+                    if span >= 64:
+                        break
+                    x >>= np.uint64(span)
+                    m0 += span
+                    cp += 1
+                    cend += pass_len
+        if held:
+            _fold_registers(a0, a1, a2, a3, a4, a5, a6, a7, out, held_pass, t, queue_row)
+
+
 @njit(**JIT)
 def residue_patterns(rows: int) -> np.ndarray:
     """uint64 (rows, rows) for rows <= 64: pattern[o, r] has bit b set when (o + b) % rows == r
@@ -303,74 +522,16 @@ def residue_patterns(rows: int) -> np.ndarray:
     return out
 
 
-@njit(**INLINE)
-def _add_residues(out: np.ndarray, pass_index: int, s: int, x: np.uint64, offset: int,
-                  rows: int, patterns: np.ndarray) -> None:
-    if rows <= 64:
-        for r in range(rows):
-            out[pass_index, s, r] += np.int64(ctpop64(x & patterns[offset, r]))
-    else:
-        while x:
-            b = np.int64(cttz64(x))
-            out[pass_index, s, (offset + b) % rows] += 1
-            x &= x - _ONE
-
-
 @njit(**JIT)
-def _residue_counts_aligned(words: np.ndarray, n_images: int, n_rows: int, pixels: int,
-                            set_lo: np.ndarray, set_hi: np.ndarray, rows: int, pass_len: int,
-                            pattern: np.ndarray, out: np.ndarray) -> None:
-    """residue_counts when every row and pass starts on a word and ``rows`` divides 64: each
-    word's bit b lands in queue row b % rows, so a run of words of one pass is counted with
-    ``rows`` popcount loops over contiguous words (which LLVM vectorises)."""
-    per_row = pixels // 64
-    per_pass = pass_len // 64
-    buffer = np.empty(per_row, dtype=np.uint64)
+def _residue_counts_any(words: np.ndarray, n_images: int, n_rows: int, pixels: int,
+                        set_lo: np.ndarray, set_hi: np.ndarray, target: np.ndarray, rows: int,
+                        pass_len: int, out: np.ndarray) -> None:
+    """residue_counts for queue rows that do not divide 64: up to 64 rows, one popcount per
+    queue row and chunk (:func:`residue_patterns`); more rows, one step per set bit (cttz)."""
+    patterns = residue_patterns(min(rows, 64))
     for n in range(n_images):
         for s in range(set_lo.shape[0]):
-            first = (n * n_rows + set_lo[s]) * per_row
-            buffer[:] = words[first:first + per_row]
-            for g in range(set_lo[s] + 1, set_hi[s]):
-                start = (n * n_rows + g) * per_row
-                for w in range(per_row):
-                    buffer[w] |= words[start + w]
-            w0 = 0
-            while w0 < per_row:
-                word_index = n * per_row + w0  # word of output rows m = 64 * word_index ...
-                pass_index = word_index // per_pass
-                w1 = min(per_row, w0 + (pass_index + 1) * per_pass - word_index)
-                for r in range(rows):
-                    mask = pattern[r]
-                    total = np.uint64(0)
-                    for w in range(w0, w1):
-                        total += ctpop64(buffer[w] & mask)
-                    out[pass_index, s, r] += np.int64(total)
-                w0 = w1
-
-
-@njit(**JIT)
-def residue_counts(words: np.ndarray, n_images: int, n_rows: int, pixels: int,
-                   set_lo: np.ndarray, set_hi: np.ndarray, rows: int,
-                   pass_len: int) -> np.ndarray:
-    """Per-pass, per-queue-row counts of a bit-packed gate, without unpacking it.
-
-    words: uint64, the little-endian bits of a C-order bool (N = ``n_images``, ``n_rows``,
-    P = ``pixels``) gate (:func:`as_words`); output rows are pixels m = n*P + p. Set s ORs the
-    gate rows [set_lo[s], set_hi[s]) (a lock-step unit's channels; one row each for per-row counts).
-    Row m belongs to pass m // ``pass_len`` and queue row m % ``rows``.
-    Returns int64 (passes, sets, rows): rows m of the pass and queue row where the set's OR is 1.
-    """
-    n_sets = set_lo.shape[0]
-    total = n_images * pixels
-    n_passes = (total + pass_len - 1) // pass_len
-    out = np.zeros((n_passes, n_sets, rows), dtype=np.int64)
-    patterns = residue_patterns(min(rows, 64))
-    if pixels % 64 == 0 and pass_len % 64 == 0 and 64 % rows == 0:
-        _residue_counts_aligned(words, n_images, n_rows, pixels, set_lo, set_hi, rows, pass_len,
-                                patterns[0], out)
-        return out
-    for n in range(n_images):
-        for s in range(n_sets):
+            t = target[s]
             for p0 in range(0, pixels, 64):
                 count = min(64, pixels - p0)
                 x = np.uint64(0)
@@ -380,14 +541,68 @@ def residue_counts(words: np.ndarray, n_images: int, n_rows: int, pixels: int,
                 while x:
                     pass_index = m0 // pass_len
                     span = (pass_index + 1) * pass_len - m0  # rows of x in this pass
+                    part = x
+                    if span < 64:
+                        part = x & ((_ONE << np.uint64(span)) - _ONE)
+                    if rows <= 64:
+                        for r in range(rows):
+                            out[pass_index, t, r] += np.int64(
+                                ctpop64(part & patterns[m0 % rows, r]))
+                    else:
+                        while part:
+                            b = np.int64(cttz64(part))
+                            out[pass_index, t, (m0 + b) % rows] += 1
+                            part &= part - _ONE
                     if span >= 64:
-                        _add_residues(out, pass_index, s, x, m0 % rows, rows, patterns)
                         break
-                    part = x & ((_ONE << np.uint64(span)) - _ONE)
-                    if part:
-                        _add_residues(out, pass_index, s, part, m0 % rows, rows, patterns)
                     x >>= np.uint64(span)
                     m0 += span
+
+
+@njit(**JIT)
+def residue_counts(words: np.ndarray, n_images: int, n_rows: int, pixels: int,
+                   set_lo: np.ndarray, set_hi: np.ndarray, target: np.ndarray, n_targets: int,
+                   rows: int, pass_len: int) -> np.ndarray:
+    """Per-pass, per-queue-row counts of a bit-packed gate, without unpacking it.
+
+    words: uint64, the little-endian bits of a C-order bool (N = ``n_images``, ``n_rows``,
+    P = ``pixels``) gate (:func:`as_words`); output rows are pixels m = n*P + p. Set s is the OR
+    of gate rows [set_lo[s], set_hi[s]) (a lock-step unit's channels, or one row), and its counts
+    add to ``target[s]`` (< ``n_targets``; several sets may share one target: their counts sum).
+    Row m belongs to pass m // ``pass_len`` and queue row m % ``rows``.
+    Returns int64 (passes, n_targets, rows): set bits per pass, target and queue row.
+    """
+    total = n_images * pixels
+    n_passes = (total + pass_len - 1) // pass_len
+    n_sets = set_lo.shape[0]
+    out = np.zeros((n_passes, n_targets, rows), dtype=np.int64)
+    single = n_sets > 0 and (set_hi - set_lo == 1).all()
+    if single and 64 % rows == 0 and pixels % rows == 0 and pass_len % pixels == 0:
+        # runs of consecutive gate rows with one target
+        breaks = [0]
+        for s in range(1, n_sets):
+            if set_lo[s] != set_lo[s - 1] + 1 or target[s] != target[s - 1]:
+                breaks.append(s)
+        breaks.append(n_sets)
+        n_runs = len(breaks) - 1
+        run_lo = np.empty(n_runs, dtype=np.int64)
+        run_hi = np.empty(n_runs, dtype=np.int64)
+        run_target = np.empty(n_runs, dtype=np.int64)
+        for r in range(n_runs):
+            run_lo[r] = set_lo[breaks[r]]
+            run_hi[r] = set_lo[breaks[r + 1] - 1] + 1
+            run_target[r] = target[breaks[r]]
+        _residue_counts_blocks(words, n_images, n_rows, pixels, run_lo, run_hi, run_target,
+                               rows, pass_len, out)
+    elif 64 % rows:
+        _residue_counts_any(words, n_images, n_rows, pixels, set_lo, set_hi, target, rows,
+                            pass_len, out)
+    elif pixels % 64 == 0 and pass_len % 64 == 0:
+        _residue_counts_aligned(words, n_images, n_rows, pixels, set_lo, set_hi, target, rows,
+                                pass_len, out)
+    else:
+        _residue_counts_rotated(words, n_images, n_rows, pixels, set_lo, set_hi, target, rows,
+                                pass_len, out)
     return out
 
 

@@ -9,14 +9,15 @@ images, passes and words.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from accelsim.config import HardwareConfig, with_overrides
 from accelsim.engine.sparse import (
+    BasePath,
     LayerMasks,
     PackedGate,
-    base_path_mask,
     bd_sums,
     bd_work,
     fw_sums,
@@ -29,26 +30,59 @@ from accelsim.kernels import as_words, residue_counts, row_popcounts, uniform_gr
 from accelsim.network import conv
 
 
-@settings(max_examples=200, deadline=None)
-@given(st.integers(1, 3), st.integers(1, 6), st.integers(1, 200), st.integers(1, 80),
-       st.integers(1, 4), st.floats(0.0, 1.0), st.integers(0, 2**32 - 1))
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 3), st.integers(1, 6),
+       st.one_of(st.integers(1, 200), st.sampled_from([64, 128, 192, 320])),
+       st.one_of(st.sampled_from([1, 2, 4, 8, 16, 32, 64]), st.integers(1, 80)),
+       st.integers(1, 8), st.floats(0.0, 1.0), st.integers(0, 2**32 - 1))
 def test_residue_counts_equal_counting_by_hand(images: int, n_rows: int, pixels: int,
                                                rows: int, sync: int, density: float,
                                                seed: int) -> None:
     gate = np.random.default_rng(seed).random((images, n_rows, pixels)) < density
     bits = as_words(PackedGate.from_bool(gate).data)
-    lo = np.array([0, n_rows - 1, 0])
-    hi = np.array([1, n_rows, n_rows])
-    got = residue_counts(bits, images, n_rows, pixels, lo, hi, rows, rows * sync)
+    lo = np.array([0, n_rows - 1, 0, 0])
+    hi = np.array([1, n_rows, n_rows, 1])
+    target = np.array([0, 1, 2, 1])  # the last set adds to the second set's counts
+    got = residue_counts(bits, images, n_rows, pixels, lo, hi, target, 3, rows, rows * sync)
     expected = np.zeros_like(got)
-    for s in range(3):
+    for s in range(4):
         for m in np.flatnonzero(gate[:, lo[s]:hi[s], :].any(axis=1).ravel()):
-            expected[m // (rows * sync), s, m % rows] += 1
+            expected[m // (rows * sync), target[s], m % rows] += 1
     assert (got == expected).all()
-    assert (row_popcounts(bits, images, n_rows, pixels) == gate.sum(axis=(0, 2))).all()
     per_row = pass_rows(images * pixels, rows, rows * sync)
     assert per_row.sum() == images * pixels
     assert (got[:, 2, :] <= per_row).all()
+    # single-row sets summed into targets (BD's gate-group classes), in row order or not
+    rng = np.random.default_rng(seed + 1)
+    order = np.arange(n_rows) if density < 0.5 else rng.permutation(n_rows)
+    target = rng.integers(0, 2, n_rows)
+    got = residue_counts(bits, images, n_rows, pixels, order, order + 1, target, 2, rows,
+                         rows * sync)
+    expected = np.zeros_like(got)
+    m = np.arange(images * pixels)
+    for s, g in enumerate(order):
+        np.add.at(expected, (m // (rows * sync), target[s], m % rows), gate[:, g, :].ravel())
+    assert (got == expected).all()
+    assert (row_popcounts(bits, images, n_rows, pixels) == gate.sum(axis=(0, 2))).all()
+
+
+@pytest.mark.parametrize(("pixels", "rows", "sync"), [(64, 64, 1), (16, 16, 4), (640, 16, 64),
+                                                   (48, 12, 4), (16, 128, 1)])
+def test_residue_counts_of_long_runs_into_one_target(pixels: int, rows: int, sync: int) -> None:
+    """All-ones rows summed into one target: byte-lane counters must be flushed before they
+    wrap (at 255 words), in the aligned, rotated and per-row paths alike."""
+    n_rows = 300
+    gate = np.ones((2, n_rows, pixels), dtype=bool)
+    gate[1, ::7, ::3] = False
+    bits = as_words(PackedGate.from_bool(gate).data)
+    index = np.arange(n_rows)
+    got = residue_counts(bits, 2, n_rows, pixels, index, index + 1, np.zeros(n_rows, np.int64),
+                         1, rows, rows * sync)
+    expected = np.zeros_like(got)
+    m = np.arange(2 * pixels)
+    per_pixel = gate.sum(axis=1).ravel()
+    np.add.at(expected, (m // (rows * sync), 0, m % rows), per_pixel)
+    assert (got == expected).all()
 
 
 @settings(deadline=None)
@@ -82,7 +116,7 @@ def cases(draw: st.DrawFn):
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     gate = rng.random((layer.batch, f // s, pixels)) < draw(st.floats(0.05, 0.95))
     weight = rng.random((f, k)) < 0.6 if draw(st.booleans()) else None
-    base = base_path_mask(layer, groups, (1, 0)) if groups > 1 else None
+    base = BasePath.of_layer(layer, groups, (1, 0)) if groups > 1 else None
     overrides = {
         "pe_array.rows": draw(st.integers(1, 70)),
         "pe_array.cols": draw(st.integers(1, 3)),

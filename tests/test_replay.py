@@ -17,7 +17,7 @@ from accelsim.cli import main
 from accelsim.config import HardwareConfig, with_overrides
 from accelsim.engine.replay import replay_trace
 from accelsim.engine.simulator import simulate_network_dense
-from accelsim.engine.sparse import LayerMasks, base_path_mask, sparse_compute
+from accelsim.engine.sparse import BasePath, LayerMasks, sparse_compute
 from accelsim.engine.systolic import cycles_nm_systolic
 from accelsim.network import PHASES, Layer, conv, resnet18, resnet20
 from accelsim.trace.synth import SynthConfig, synthesize
@@ -165,7 +165,7 @@ def test_more_skipping_never_costs_more_cycles(fp8_hw: HardwareConfig, masks, ph
     hw = with_overrides(fp8_hw, {"decoder.compaction": compaction, "pe_array.rows": 2,
                                  "pe_array.cols": 2, "decoder.skip_granularity": granularity,
                                  "pe_array.sync_tiles": sync})
-    base = base_path_mask(layer, 2, (0, 1))
+    base = BasePath.of_layer(layer, 2, (0, 1))
     more = sparse_compute(layer, phase, LayerMasks(gate=gate[:, :, None], base=base,
                                                    weight=weight, gating_groups=2), hw)
     less = sparse_compute(layer, phase, LayerMasks(gate=fewer_gate[:, :, None], base=base,

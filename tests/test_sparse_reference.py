@@ -9,9 +9,9 @@ from hypothesis import strategies as st
 
 from accelsim.config import HardwareConfig, with_overrides
 from accelsim.engine.sparse import (
+    BasePath,
     LayerMasks,
     PackedGate,
-    base_path_mask,
     pack_bits,
     sparse_compute,
     unit_width,
@@ -49,7 +49,7 @@ def jobs(draw: st.DrawFn):
     base = None
     if gate is not None and groups > 1:
         chunks = tuple(draw(st.permutations(range(groups))))
-        base = base_path_mask(layer, groups, chunks)
+        base = BasePath.of_layer(layer, groups, chunks)
     phase = draw(st.sampled_from(PHASES))
     vw = draw(st.integers(1, 4))
     ipc = draw(st.integers(1, 8))
@@ -92,6 +92,7 @@ def test_engine_equals_cycle_stepped_reference(fp8_hw: HardwareConfig, job) -> N
                             base=base, weight=weight, gating_groups=groups)
         assert sparse_compute(layer, phase, packed, hw) == got
 
+    base_mask = None if base is None else base.mask
     support, pe, dec = hw.sparsity_support, hw.pe_array, hw.decoder
     use_gate = phase in support.gate and gate is not None
     use_weight = phase in support.weight and weight is not None
@@ -100,14 +101,14 @@ def test_engine_equals_cycle_stepped_reference(fp8_hw: HardwareConfig, job) -> N
                    else dec.indices_per_cycle, pe.pipeline_latency)
     if use_gate or use_weight:
         cycles, stall, indices, issued = reference_job(
-            layer, phase, gate if use_gate else None, base if use_gate else None,
+            layer, phase, gate if use_gate else None, base_mask if use_gate else None,
             weight if use_weight else None, arr, groups, group)
         assert (got.cycles_compute, got.cycles_decoder_stall, got.decoder_indices,
                 got.macs_issued) == (cycles, stall, indices, issued)
     else:
         assert got.cycles_compute == got.cycles_compute_dense
         assert got.macs_issued == layer.macs
-    assert got.macs_effective == effective_macs_reference(layer, gate, base, weight, phase)
+    assert got.macs_effective == effective_macs_reference(layer, gate, base_mask, weight, phase)
     assert got.macs_effective <= got.macs_issued or not (use_gate or use_weight)
 
 
@@ -165,7 +166,7 @@ def test_zero_gate_removes_all_conditional_work(fp8_hw: HardwareConfig, phase: s
     # K/G = 32*9/4 = 72 input-gradient columns per chunk: 8-lane units never straddle chunks,
     # so no lane idles (with K/G = 36 some BD units would, and issue more than 1/G).
     layer = conv("c", 32, 32, 3, 1, 1, 8, 8, 2)
-    base = base_path_mask(layer, 4, (0, 1, 2, 3))
+    base = BasePath.of_layer(layer, 4, (0, 1, 2, 3))
     zero = LayerMasks(gate=np.zeros((layer.output_pixels, 32, 1), dtype=bool), base=base,
                       gating_groups=4)
     got = sparse_compute(layer, phase, zero, fp8_hw)
@@ -200,7 +201,7 @@ def test_group_gates_against_the_reference(fp8_hw: HardwareConfig, phase: str, g
     gate_groups = rng.random((layer.output_pixels, 16 // group)) < 0.4
     gate = np.repeat(gate_groups, group, axis=1)
     weight = rng.random((16, layer.k_per_group)) < 0.6
-    base = base_path_mask(layer, 2, (1, 0))
+    base = BasePath.of_layer(layer, 2, (1, 0))
     hw = with_overrides(fp8_hw, {
         "pe_array.rows": 2, "pe_array.cols": 3, "pe_array.vector_width": 4,
         "pe_array.sync_tiles": 2, "decoder.compaction": compaction,
@@ -213,7 +214,7 @@ def test_group_gates_against_the_reference(fp8_hw: HardwareConfig, phase: str, g
     arr = RefArray(pe.rows, pe.cols, pe.vector_width, unit_width(hw), pe.sync_tiles,
                    compaction, dec.compaction_indices_per_cycle if compaction
                    else dec.indices_per_cycle, pe.pipeline_latency)
-    expected = reference_job(layer, phase, gate, base, weight, arr, 2, group)
+    expected = reference_job(layer, phase, gate, base.mask, weight, arr, 2, group)
     assert (got.cycles_compute, got.cycles_decoder_stall, got.decoder_indices,
             got.macs_issued) == expected
     assert got.decoder_indices > 0 and got.macs_issued < layer.macs

@@ -23,7 +23,7 @@ import numpy as np
 
 from accelsim.config import HardwareConfig
 from accelsim.engine.simulator import IndexCost, JobResult, phases_for, simulate_job
-from accelsim.engine.sparse import LayerMasks, PackedGate, base_path_mask
+from accelsim.engine.sparse import BasePath, LayerMasks, PackedGate
 from accelsim.errors import InputError
 from accelsim.kernels import as_words, uniform_group_ones
 from accelsim.network import PHASES
@@ -177,12 +177,22 @@ class Replayer:
         ssl = str(self.reader.manifest.producer.get("ssl", "")).lower()
         self.momentum = ssl in MOMENTUM_SSL
         self._weight_cache: dict[tuple[str, int, int], PreparedWeight] = {}
+        self._base_cache: dict[tuple[str, int], BasePath] = {}
 
     def branch_phases(self, branch: int, layer_index: int) -> list[str]:
         phases = phases_for(layer_index, self.phases, skip_first_bd=True)
         if self.momentum and branch == 2:
             return [p for p in phases if p == "fw"]
         return phases
+
+    def _base(self, item: TraceLayer, branch: int) -> BasePath:
+        """The layer's base path on this branch (cached: fixed for the whole trace)."""
+        key = (item.name, branch)
+        if key not in self._base_cache:
+            assert item.gate is not None
+            self._base_cache[key] = BasePath.of_layer(item.layer, item.gate.gating_groups,
+                                                      item.gate.base_chunks[branch - 1])
+        return self._base_cache[key]
 
     def _weight(self, step: int, item: TraceLayer, branch: int,
                 mask: np.ndarray | None) -> PreparedWeight:
@@ -232,8 +242,7 @@ class Replayer:
                             f"gate mask of layer {item.name!r}, branch {branch}")
                         groups = item.gate.gating_groups
                         if groups > 1:
-                            base = base_path_mask(layer, groups,
-                                                  item.gate.base_chunks[branch - 1])
+                            base = self._base(item, branch)
                 prepared = self._weight(step, item, branch,
                                         masks_of_step.weights.get((item.name, branch)))
                 weight, widx, nm = prepared.mask, prepared.index, prepared.nm

@@ -91,8 +91,8 @@ class LayerMasks:
     of ``gate_group_size`` output channels; pixels m = n*P + p), or None (no gating, or an all-ones
     gate: dense mode). An element-level (M, F) gate is ``gate_mf[:, :, None]``. ``packed_gate``:
     the same gate bit-packed, given instead of ``gate`` (the replay passes the trace's bits).
-    ``base``: for gated layers with G > 1, bool (F, K): True where weight (f, k) is on output
-    f's dense base path. ``weight``: bool (F, K) kept weights, or None (no pruning, or all ones).
+    ``base``: for gated layers with G > 1, the dense base path (:class:`BasePath`).
+    ``weight``: bool (F, K) kept weights, or None (no pruning, or all ones).
     ``nm``: (N, M) when the weight mask is N:M along input channels.
     ``dense_weight_gradient``: this step needs the full weight gradient (regrowth).
     """
@@ -100,7 +100,7 @@ class LayerMasks:
     gate: np.ndarray | None = None
     packed_gate: PackedGate | None = None
     gate_group_size: int = 1
-    base: np.ndarray | None = None
+    base: BasePath | None = None
     gating_groups: int = 1
     weight: np.ndarray | None = None
     nm: tuple[int, int] | None = None
@@ -151,19 +151,24 @@ class LayerMasks:
             first = np.arange(0, groups * s, unit)
             last = np.minimum(first + unit, groups * s) - 1
             self._cache[key] = residue_counts(
-                self.gate_bits.words, n, groups, pixels, first // s, last // s + 1, rows,
-                pass_len)
+                self.gate_bits.words, n, groups, pixels, first // s, last // s + 1,
+                np.arange(first.shape[0]), first.shape[0], rows, pass_len)
         return self._cache[key]
 
-    def group_counts(self, rows: int, pass_len: int) -> np.ndarray:
-        """int64 (passes, F/s, rows): pixels of each pass and queue row where each gate group
-        is active (cached)."""
-        key = ("groups", rows, pass_len)
+    def group_counts(self, rows: int, pass_len: int,
+                     classes: np.ndarray | None = None) -> np.ndarray:
+        """int64 (passes, C, rows): active gate groups of each pass and queue row, summed over
+        the groups of each class (``classes``: int64 (F/s,) class of every group, C = its
+        maximum + 1; default: every group its own class). Cached."""
+        n, groups, pixels = self.gate_bits.shape
+        if classes is None:
+            classes = np.arange(groups, dtype=np.int64)
+        key = ("groups", rows, pass_len, classes.tobytes())
         if key not in self._cache:
-            n, groups, pixels = self.gate_bits.shape
             index = np.arange(groups)
             self._cache[key] = residue_counts(
-                self.gate_bits.words, n, groups, pixels, index, index + 1, rows, pass_len)
+                self.gate_bits.words, n, groups, pixels, index, index + 1, classes,
+                int(classes.max()) + 1, rows, pass_len)
         return self._cache[key]
 
     @cached_property
@@ -197,13 +202,71 @@ class GateViews:
     per_pixel: np.ndarray     # int64 (M,): active channels
 
 
+@dataclass(frozen=True, eq=False)
+class BasePath:
+    """CDG's dense base path of a gated layer with G > 1 gating groups: weight (f, k) is on it
+    when the input chunk of reduction column k is the base chunk of f's output chunk (G chunks
+    of output channels, G of reduction columns). Structure comes from the two chunk maps, so
+    per-unit views cost (units x K) or (units x F), never (F x K)."""
+
+    base_of_f: np.ndarray   # int64 (F,): the base input chunk of every output channel
+    chunk_of_k: np.ndarray  # int64 (K,): the input chunk of every reduction column
+    groups: int
+
+    @classmethod
+    def of_layer(cls, layer: Layer, gating_groups: int,
+                 base_chunks: tuple[int, ...]) -> BasePath:
+        """The base path of ``layer`` with chunk i of the outputs reading input chunk
+        ``base_chunks[i]``; K is ordered (cin, kh, kw) like a flattened (Cout, Cin, kh, kw)
+        weight."""
+        f_chunk = np.arange(layer.cout) // (layer.cout // gating_groups)
+        k_chunk = np.arange(layer.k_per_group) // (layer.k_per_group // gating_groups)
+        return cls(np.asarray(base_chunks, dtype=np.int64)[f_chunk], k_chunk.astype(np.int64),
+                   gating_groups)
+
+    @cached_property
+    def mask(self) -> np.ndarray:
+        """bool (F, K): True where weight (f, k) is on the base path."""
+        return self.base_of_f[:, None] == self.chunk_of_k[None, :]
+
+    @cached_property
+    def per_f(self) -> np.ndarray:
+        """int64 (F,): reduction columns on each output channel's base path."""
+        return np.bincount(self.chunk_of_k, minlength=self.groups)[self.base_of_f]
+
+    def _members(self, chunks: np.ndarray, unit: int) -> np.ndarray:
+        """bool (ceil(len/unit), G): which chunks each unit of ``unit`` consecutive entries
+        touches."""
+        members = np.zeros((-(-chunks.shape[0] // unit), self.groups), dtype=bool)
+        members[np.arange(chunks.shape[0]) // unit, chunks] = True
+        return members
+
+    @cached_property
+    def _cache(self) -> dict:
+        return {}
+
+    def any_over_f(self, unit: int) -> np.ndarray:
+        """bool (ceil(F/unit), K): some output channel of the unit has k on its base path
+        (cached)."""
+        key = ("f", unit)
+        if key not in self._cache:
+            self._cache[key] = np.ascontiguousarray(
+                self._members(self.base_of_f, unit)[:, self.chunk_of_k])
+        return self._cache[key]
+
+    def any_over_k(self, unit: int) -> np.ndarray:
+        """bool (ceil(K/unit), F): some reduction column of the unit is on f's base path
+        (cached)."""
+        key = ("k", unit)
+        if key not in self._cache:
+            self._cache[key] = np.ascontiguousarray(
+                self._members(self.chunk_of_k, unit)[:, self.base_of_f])
+        return self._cache[key]
+
+
 def base_path_mask(layer: Layer, gating_groups: int, base_chunks: tuple[int, ...]) -> np.ndarray:
-    """bool (F, K): weight (f, k) is on f's base path (input chunk of k == base chunk of f's
-    output chunk). K is ordered (cin, kh, kw) like a flattened (Cout, Cin, kh, kw) weight."""
-    f_chunk = np.arange(layer.cout) // (layer.cout // gating_groups)
-    k_chunk = np.arange(layer.k_per_group) // (layer.k_per_group // gating_groups)
-    base_of_f = np.asarray(base_chunks, dtype=np.int64)[f_chunk]
-    return base_of_f[:, None] == k_chunk[None, :]
+    """bool (F, K): weight (f, k) is on f's base path (:class:`BasePath`)."""
+    return BasePath.of_layer(layer, gating_groups, base_chunks).mask
 
 
 def _as_bytes(mask: np.ndarray) -> np.ndarray:
@@ -336,16 +399,17 @@ def _fw_steps(layer: Layer, masks: LayerMasks, unit: int, gated: bool,
               weight: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """FW steps per unit column: (base path steps, all steps), int64 (J,) each."""
     f, k = layer.cout, layer.k_per_group
-    if weight is None:  # every unit runs all k steps; the base path is the mask's structure
+    if weight is None:  # every unit runs all k steps
         full = np.full(-(-f // unit), k, dtype=np.int64)
-        on_base = masks.base
     else:
         full = masks.weight_any(unit, 0).sum(axis=1, dtype=np.int64)
-        on_base = None if masks.base is None else weight & masks.base
     if not gated:
         return full, full
-    if on_base is None:
+    if masks.base is None:
         return np.zeros_like(full), full
+    if weight is None:
+        return masks.base.any_over_f(unit).sum(axis=1, dtype=np.int64), full
+    on_base = weight & masks.base.mask
     return unit_any(on_base, unit, axis=0).sum(axis=1, dtype=np.int64), full
 
 
@@ -434,7 +498,7 @@ def _bd_classes(layer: Layer, masks: LayerMasks, unit: int, gated: bool,
         steps = allowed.sum(axis=1, dtype=np.int64)
         _, first, classes = np.unique(steps, return_index=True, return_inverse=True)
         return allowed, classes.reshape(-1).astype(np.int64), first, None
-    always = (unit_any(masks.base, unit, axis=1).T if masks.base is not None
+    always = (masks.base.any_over_k(unit) if masks.base is not None
               else np.zeros((units, f), dtype=bool))
     keys = np.concatenate([pack_bits(always), pack_bits(allowed)], axis=1)
     _, first, classes = np.unique(keys, axis=0, return_index=True, return_inverse=True)
@@ -483,8 +547,13 @@ def bd_sums(layer: Layer, masks: LayerMasks, unit: int, rows: int, pass_len: int
     s = masks.gate_group_size
     coef = (allowed[first] & ~always[first]).reshape(len(first), f // s, s).sum(
         axis=2, dtype=np.int64)
-    active = masks.group_counts(rows, pass_len)  # (passes, F/s, rows)
-    sums = per_row * fixed[None, :, None] + np.einsum("pgr,cg->pcr", active, coef)
+    # Gate groups with the same coefficient in every class are counted together (a CDG
+    # layer without weight masks has G such sets: its output chunks).
+    _, group_first, group_set = np.unique(coef.T, axis=0, return_index=True,
+                                          return_inverse=True)
+    active = masks.group_counts(rows, pass_len, group_set.reshape(-1).astype(np.int64))
+    sums = per_row * fixed[None, :, None] + np.einsum("pqr,cq->pcr", active,
+                                                      coef[:, group_first])
     return PassSums(sums, classes, lanes, None, active.sum(axis=(1, 2)), col_idx)
 
 
@@ -504,7 +573,7 @@ def wg_work(layer: Layer, masks: LayerMasks, unit: int, *, use_gate: bool,
         steps = np.full((k, units), m, dtype=np.int32)
     else:
         active_pixels = masks.unit_counts(unit, rows, pass_len or max(1, m)).sum(axis=(0, 2))
-        on_base = (unit_any(masks.base, unit, axis=0).T if masks.base is not None
+        on_base = (masks.base.any_over_f(unit).T if masks.base is not None
                    else np.zeros((k, units), dtype=bool))
         steps = np.where(on_base, m, active_pixels[None, :]).astype(np.int32)
         col_idx = active_pixels
@@ -538,8 +607,8 @@ def _effective_macs(m: int, f: int, k: int, masks: LayerMasks,
     active = masks.channel_counts
     if masks.base is None:
         return int(kept_per_f @ active)
-    kept_on_base = weight & masks.base if weight is not None else masks.base
-    on_base = kept_on_base.sum(axis=1, dtype=np.int64)
+    on_base = ((weight & masks.base.mask).sum(axis=1, dtype=np.int64) if weight is not None
+               else masks.base.per_f)
     return int(on_base.sum() * m + (kept_per_f - on_base) @ active)
 
 

@@ -25,6 +25,8 @@ from accelsim.engine.sparse import (
     pass_rows,
     schedule,
     unit_width,
+    wg_sums,
+    wg_work,
 )
 from accelsim.kernels import as_words, residue_counts, row_popcounts, uniform_group_ones
 from accelsim.network import conv
@@ -128,7 +130,8 @@ def cases(draw: st.DrawFn):
         "sparsity_support.gate_group_size": 1,
     }
     masks = LayerMasks(packed_gate=PackedGate.from_bool(gate), gate_group_size=s, base=base,
-                       weight=weight, gating_groups=groups)
+                       weight=weight, gating_groups=groups,
+                       dense_weight_gradient=draw(st.booleans()))
     return layer, masks, overrides, draw(st.booleans())
 
 
@@ -150,6 +153,11 @@ def test_pass_sums_schedule_like_the_work_matrix(fp8_hw: HardwareConfig, case) -
     matrix = schedule(bd_work(layer, masks, unit, use_gate=use_gate, use_weight=use_weight),
                       hw, unit)
     sums = schedule(bd_sums(layer, masks, unit, rows, pass_len, use_gate=use_gate,
+                            use_weight=use_weight), hw, unit)
+    assert sums == matrix
+    matrix = schedule(wg_work(layer, masks, unit, use_gate=use_gate, use_weight=use_weight,
+                              rows=rows, pass_len=pass_len), hw, unit)
+    sums = schedule(wg_sums(layer, masks, unit, rows, pass_len, use_gate=use_gate,
                             use_weight=use_weight), hw, unit)
     assert sums == matrix
 

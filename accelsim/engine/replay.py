@@ -236,7 +236,7 @@ class Replayer:
                     gate = masks_of_step.gates[(item.name, branch)]
                     if gate.ones < gate.size:  # an all-ones gate runs in dense mode
                         n, per_group, ho, wo = gate.shape
-                        gate_el = PackedGate(gate.data, (n, per_group, ho * wo))
+                        gate_el = PackedGate(gate.data, (n, per_group, ho * wo), gate.ones)
                         gidx = gate_index_packed(
                             gate, item.gate.group_size, self.hw,
                             f"gate mask of layer {item.name!r}, branch {branch}")

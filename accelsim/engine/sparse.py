@@ -55,6 +55,7 @@ from accelsim.kernels import (
     unit_or,
 )
 from accelsim.network import Gemm, Layer
+from accelsim.trace.format import packed_ones
 
 
 @dataclass(frozen=True, eq=False)
@@ -64,6 +65,14 @@ class PackedGate:
 
     data: np.ndarray
     shape: tuple[int, int, int]
+    ones: int | None = None  # set bits, when the reader already counted them
+
+    @cached_property
+    def total_ones(self) -> int:
+        """Set bits of the gate."""
+        if self.ones is not None:
+            return self.ones
+        return packed_ones(self.data, self.shape[0] * self.shape[1] * self.shape[2])
 
     @cached_property
     def words(self) -> np.ndarray:
@@ -245,13 +254,29 @@ class BasePath:
     def _cache(self) -> dict:
         return {}
 
+    def members_over_f(self, unit: int) -> np.ndarray:
+        """bool (ceil(F/unit), G): the base chunks of the output channels of each unit
+        (cached)."""
+        key = ("fm", unit)
+        if key not in self._cache:
+            self._cache[key] = self._members(self.base_of_f, unit)
+        return self._cache[key]
+
+    def members_over_k(self, unit: int) -> np.ndarray:
+        """bool (ceil(K/unit), G): the input chunks of the reduction columns of each unit
+        (cached)."""
+        key = ("km", unit)
+        if key not in self._cache:
+            self._cache[key] = self._members(self.chunk_of_k, unit)
+        return self._cache[key]
+
     def any_over_f(self, unit: int) -> np.ndarray:
         """bool (ceil(F/unit), K): some output channel of the unit has k on its base path
         (cached)."""
         key = ("f", unit)
         if key not in self._cache:
             self._cache[key] = np.ascontiguousarray(
-                self._members(self.base_of_f, unit)[:, self.chunk_of_k])
+                self.members_over_f(unit)[:, self.chunk_of_k])
         return self._cache[key]
 
     def any_over_k(self, unit: int) -> np.ndarray:
@@ -260,7 +285,7 @@ class BasePath:
         key = ("k", unit)
         if key not in self._cache:
             self._cache[key] = np.ascontiguousarray(
-                self._members(self.chunk_of_k, unit)[:, self.base_of_f])
+                self.members_over_k(unit)[:, self.base_of_f])
         return self._cache[key]
 
 
@@ -582,6 +607,52 @@ def wg_work(layer: Layer, masks: LayerMasks, unit: int, *, use_gate: bool,
     return matrix_work(steps * needed, unit_idx, row_idx, col_idx, lanes)
 
 
+def matrix_sums(work: PhaseWork, rows: int, pass_len: int) -> PassSums:
+    """A work matrix as per-pass sums (scheduling them equals scheduling the matrix without
+    compaction)."""
+    n_rows, n_cols = work.counts.shape
+    passes = -(-n_rows // pass_len)
+
+    def per_pass(values: np.ndarray) -> np.ndarray:  # (R, ...) -> (passes, pass_len, ...)
+        padded = np.zeros((passes * pass_len, *values.shape[1:]), dtype=np.int64)
+        padded[:n_rows] = values
+        return padded.reshape(passes, pass_len, *values.shape[1:])
+
+    sums = per_pass(work.counts).reshape(passes, pass_len // rows, rows, n_cols).sum(axis=1)
+    unit_idx = None if work.unit_idx is None else per_pass(work.unit_idx).sum(axis=1)
+    return PassSums(np.ascontiguousarray(sums.transpose(0, 2, 1)), work.classes, work.lanes,
+                    unit_idx, per_pass(work.row_idx).sum(axis=1), work.col_idx)
+
+
+def wg_sums(layer: Layer, masks: LayerMasks, unit: int, rows: int, pass_len: int, *,
+            use_gate: bool, use_weight: bool) -> PassSums:
+    """WG without compaction as per-pass sums (equal to scheduling :func:`wg_work`). A gated
+    layer without weight masks needs no (K, units) matrix: reduction row k of unit j runs M
+    steps when k is on the unit's base path, else the unit's active pixels, so the sums follow
+    from how many rows of each pass and queue row lie in each input chunk."""
+    m, k = layer.output_pixels, layer.k_per_group
+    gated = use_gate and masks.has_gate
+    weighted = use_weight and masks.weight is not None and not masks.dense_weight_gradient
+    if weighted or not gated:
+        return matrix_sums(wg_work(layer, masks, unit, use_gate=use_gate, use_weight=use_weight,
+                                   rows=rows, pass_len=pass_len), rows, pass_len)
+    lanes = unit_lanes(layer.cout, unit)
+    active = masks.unit_counts(unit, rows, pass_len).sum(axis=(0, 2))  # (J,) active pixels
+    per_row = pass_rows(k, rows, pass_len)  # (passes, rows)
+    passes = per_row.shape[0]
+    if masks.base is None:
+        on_base = np.zeros((passes, lanes.shape[0], rows), dtype=np.int64)
+    else:
+        kk = np.arange(k)
+        in_chunk = np.zeros((passes * rows, masks.base.groups), dtype=np.int64)
+        np.add.at(in_chunk, ((kk // pass_len) * rows + kk % rows, masks.base.chunk_of_k), 1)
+        members = masks.base.members_over_f(unit).astype(np.int64)  # (J, G)
+        on_base = np.einsum("prq,jq->pjr", in_chunk.reshape(passes, rows, -1), members)
+    sums = m * on_base + active[None, :, None] * (per_row[:, None, :] - on_base)
+    return PassSums(sums, np.arange(lanes.shape[0], dtype=np.int64), lanes, None,
+                    np.zeros(passes, dtype=np.int64), active)
+
+
 def effective_macs(layer: Layer, masks: LayerMasks, phase: str) -> int:
     """MACs a FLOPs count gives for this job (the algorithm's view; equal in all phases,
     except WG at dense-gradient steps): sum over kept weights (f, k) of M on the base path and
@@ -604,12 +675,16 @@ def _effective_macs(m: int, f: int, k: int, masks: LayerMasks,
                   else np.full(f, k, dtype=np.int64))
     if not masks.has_gate:
         return int(kept_per_f.sum()) * m
-    active = masks.channel_counts
-    if masks.base is None:
-        return int(kept_per_f @ active)
-    on_base = ((weight & masks.base.mask).sum(axis=1, dtype=np.int64) if weight is not None
-               else masks.base.per_f)
-    return int(on_base.sum() * m + (kept_per_f - on_base) @ active)
+    on_base = np.zeros(f, dtype=np.int64)
+    if masks.base is not None:
+        on_base = ((weight & masks.base.mask).sum(axis=1, dtype=np.int64) if weight is not None
+                   else masks.base.per_f)
+    conditional = kept_per_f - on_base  # MACs per active pixel of each output channel
+    if (conditional == conditional[0]).all():  # no per-channel counts needed
+        active = int(conditional[0]) * masks.gate_bits.total_ones * masks.gate_group_size
+    else:
+        active = int(conditional @ masks.channel_counts)
+    return int(on_base.sum()) * m + active
 
 
 @dataclass(frozen=True)
@@ -667,8 +742,10 @@ def sparse_compute(layer: Layer, phase: str, masks: LayerMasks,
                 bd_sums(layer, masks, unit, rows, pass_len, use_gate=use_gate,
                         use_weight=use_weight))
     else:
-        work = wg_work(layer, masks, unit, use_gate=use_gate, use_weight=use_weight,
-                       rows=rows, pass_len=pass_len)
+        work = (wg_work(layer, masks, unit, use_gate=use_gate, use_weight=use_weight,
+                        rows=rows, pass_len=pass_len) if compaction else
+                wg_sums(layer, masks, unit, rows, pass_len, use_gate=use_gate,
+                        use_weight=use_weight))
     cycles, stall, indices, issued = schedule(work, hw, unit)
     return SparseCompute(cycles, stall, indices, issued, macs_effective, dense_compute)
 

@@ -431,6 +431,46 @@ def _residue_counts_blocks(words: np.ndarray, n_images: int, n_rows: int, pixels
     _flush_all(lanes, held, out, queue_row)
 
 
+@njit(**JIT)
+def _residue_counts_folded(words: np.ndarray, n_images: int, n_rows: int, pixels: int,
+                           set_lo: np.ndarray, set_hi: np.ndarray, target: np.ndarray,
+                           rows: int, pass_len: int, out: np.ndarray) -> None:
+    """residue_counts when P divides 64 (small feature maps), a pass holds whole images and
+    ``rows`` divides 64: a set's rows of one image are one contiguous bit string in which bit b
+    is pixel b % P, so ORing its 64-bit chunks and folding the result down to P bits gives the
+    set's OR per pixel with a few loads instead of one per gate row."""
+    lanes = np.zeros((out.shape[0], out.shape[1], 8), dtype=np.uint64)
+    held = np.zeros((out.shape[0], out.shape[1]), dtype=np.int64)
+    queue_row = np.arange(64) % rows
+    images_per_pass = pass_len // pixels
+    low = _ALL if pixels == 64 else (_ONE << np.uint64(pixels)) - _ONE
+    for n in range(n_images):
+        p = n // images_per_pass
+        shift = np.uint64((n * pixels) & (rows - 1))
+        for s in range(set_lo.shape[0]):
+            t = target[s]
+            start = (n * n_rows + set_lo[s]) * pixels
+            bits = (set_hi[s] - set_lo[s]) * pixels
+            x = np.uint64(0)
+            for c in range(0, bits, 64):
+                x |= load_bits(words, start + c, min(64, bits - c))
+            width = 64
+            while width > pixels:
+                width //= 2
+                x |= x >> np.uint64(width)
+            x &= low
+            if x:
+                if shift:
+                    x = (x << shift) | (x >> (np.uint64(64) - shift))
+                if held[p, t] == 255:
+                    _flush_lanes(lanes, out, p, t, queue_row)
+                    held[p, t] = 0
+                for i in range(8):
+                    lanes[p, t, i] += (x >> np.uint64(i)) & _BYTE_LOW_BITS
+                held[p, t] += 1
+    _flush_all(lanes, held, out, queue_row)
+
+
 @njit(**INLINE)
 def _fold_registers(a0: np.uint64, a1: np.uint64, a2: np.uint64, a3: np.uint64, a4: np.uint64,
                     a5: np.uint64, a6: np.uint64, a7: np.uint64, out: np.ndarray, p: int,
@@ -594,6 +634,9 @@ def residue_counts(words: np.ndarray, n_images: int, n_rows: int, pixels: int,
             run_target[r] = target[breaks[r]]
         _residue_counts_blocks(words, n_images, n_rows, pixels, run_lo, run_hi, run_target,
                                rows, pass_len, out)
+    elif 64 % rows == 0 and 64 % pixels == 0 and pass_len % pixels == 0:
+        _residue_counts_folded(words, n_images, n_rows, pixels, set_lo, set_hi, target, rows,
+                               pass_len, out)
     elif 64 % rows:
         _residue_counts_any(words, n_images, n_rows, pixels, set_lo, set_hi, target, rows,
                             pass_len, out)

@@ -268,6 +268,20 @@ def test_uint8_masks_and_numpy_integers_are_accepted(tmp_path: Path) -> None:
     np.testing.assert_array_equal(reader.gate(4, "conv1", 2), gates[("conv1", 2)])
 
 
+@settings(max_examples=40, deadline=None)
+@given(st.binary(max_size=5000), st.integers(1, 9))
+def test_fast_crc32_and_inflate_equal_zlib(data: bytes, level: int) -> None:
+    """The reader's ISA-L crc32 and inflate give zlib's results bit for bit (the format is
+    zlib's)."""
+    import zlib
+
+    from accelsim.trace.format import crc32, zlib_fast
+    assert crc32(np.frombuffer(data, dtype=np.uint8)) == zlib.crc32(data)
+    stream = zlib_fast.decompressobj()
+    assert stream.decompress(zlib.compress(data, level), len(data) + 1) == data
+    assert stream.eof and not stream.unused_data
+
+
 def test_bit_order_is_little_endian_c_order() -> None:
     mask = np.zeros((2, 5), dtype=bool)
     mask[0, 0] = True  # element 0 -> byte 0, bit 0

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from accelsim.config import HardwareConfig
-from accelsim.engine.simulator import IndexCost, JobResult, phases_for, simulate_job
+from accelsim.engine.simulator import DenseJob, IndexCost, JobResult, phases_for, simulate_job
 from accelsim.engine.sparse import BasePath, LayerMasks, PackedGate
 from accelsim.errors import InputError
 from accelsim.kernels import as_words, uniform_group_ones
@@ -178,6 +178,7 @@ class Replayer:
         self.momentum = ssl in MOMENTUM_SSL
         self._weight_cache: dict[tuple[str, int, int], PreparedWeight] = {}
         self._base_cache: dict[tuple[str, int], BasePath] = {}
+        self._dense_cache: dict[tuple[str, str], DenseJob] = {}
 
     def branch_phases(self, branch: int, layer_index: int) -> list[str]:
         phases = phases_for(layer_index, self.phases, skip_first_bd=True)
@@ -279,7 +280,8 @@ class Replayer:
                         layer, phase, self.hw, masks=masks, index=index,
                         weight_density=density if compressed else 1.0,
                         dw_density=density if writes_sparse_dw else 1.0,
-                        branch=branch, step=step, trace=self.name))
+                        branch=branch, step=step, trace=self.name,
+                        dense_cache=self._dense_cache))
         return rows, storage
 
 

@@ -90,32 +90,56 @@ def declared_masks(layer: Layer) -> LayerMasks:
     return LayerMasks(nm=layer.nm)
 
 
+@dataclass(frozen=True)
+class DenseJob:
+    """The mask-independent half of a job: the same job without any skipping (cycles, pJ)."""
+
+    macs: int
+    cycles: int
+    energy_pj: float
+
+
+def dense_job(layer: Layer, phase: str, hw: HardwareConfig, cycles_compute: int) -> DenseJob:
+    """The job dense on ``hw`` (``cycles_compute``: its dense compute cycles)."""
+    memory = memory_dense(layer, phase, hw)
+    buffer = cycles_buffer(memory.gb_read_bits, memory.gb_write_bits, hw)
+    cycles = combine_cycles(cycles_compute, buffer, cycles_dram(memory.dram_bytes, hw),
+                            hw.dram.double_buffering)
+    macs = layer.gemm(phase).macs
+    energy = energy_of(macs_issued=macs, gb_read_bits=memory.gb_read_bits,
+                       gb_write_bits=memory.gb_write_bits, dram_bytes=memory.dram_bytes,
+                       indices_decoded=0, cycles=cycles, hw=hw)
+    return DenseJob(macs, cycles, energy.total)
+
+
 def simulate_job(layer: Layer, phase: str, hw: HardwareConfig, *,
                  masks: LayerMasks | None = None, index: IndexCost = NO_INDEX,
                  weight_density: float = 1.0, dw_density: float = 1.0, branch: int = 1,
-                 step: int = 0, trace: str = "") -> JobResult:
-    """Simulate one job: compute (from the masks), memory, energy, and the same job dense."""
+                 step: int = 0, trace: str = "",
+                 dense_cache: dict[tuple[str, str], DenseJob] | None = None) -> JobResult:
+    """Simulate one job: compute (from the masks), memory, energy, and the same job dense.
+    ``dense_cache``: a dict, owned by the caller for one ``hw``, that keeps each layer and
+    phase's dense half (a replay computes it once per trace, not once per step)."""
     masks = masks if masks is not None else declared_masks(layer)
     compute = sparse_compute(layer, phase, masks, hw)
-    macs_dense = layer.gemm(phase).macs
+    key = (layer.name, phase)
+    dense = dense_cache.get(key) if dense_cache is not None else None
+    if dense is None:
+        dense = dense_job(layer, phase, hw, compute.cycles_compute_dense)
+        if dense_cache is not None:
+            dense_cache[key] = dense
+    macs_dense = dense.macs
     memory = memory_job(layer, phase, hw, weight_density=weight_density, dw_density=dw_density,
                         index_read_bits=index.read_bits, index_write_bits=index.write_bits,
                         issued_fraction=compute.macs_issued / macs_dense if macs_dense else 1.0)
-    dense_memory = memory_dense(layer, phase, hw)
     double = hw.dram.double_buffering
     buffer = cycles_buffer(memory.gb_read_bits, memory.gb_write_bits, hw)
     dram = cycles_dram(memory.dram_bytes, hw)
     cycles = combine_cycles(compute.cycles_compute, buffer, dram, double)
-    dense_buffer = cycles_buffer(dense_memory.gb_read_bits, dense_memory.gb_write_bits, hw)
-    cycles_dense = combine_cycles(compute.cycles_compute_dense, dense_buffer,
-                                  cycles_dram(dense_memory.dram_bytes, hw), double)
+    cycles_dense = dense.cycles
     energy = energy_of(macs_issued=compute.macs_issued, gb_read_bits=memory.gb_read_bits,
                        gb_write_bits=memory.gb_write_bits, dram_bytes=memory.dram_bytes,
                        indices_decoded=compute.decoder_indices, cycles=cycles, hw=hw)
-    energy_dense = energy_of(macs_issued=macs_dense, gb_read_bits=dense_memory.gb_read_bits,
-                             gb_write_bits=dense_memory.gb_write_bits,
-                             dram_bytes=dense_memory.dram_bytes, indices_decoded=0,
-                             cycles=cycles_dense, hw=hw)
     return JobResult(
         trace=trace, step=step, layer=layer.name, branch=branch, phase=phase,
         macs_dense=macs_dense, macs_effective=compute.macs_effective,
@@ -135,7 +159,7 @@ def simulate_job(layer: Layer, phase: str, hw: HardwareConfig, *,
         energy_pj=energy.total, energy_mac_pj=energy.mac, energy_rf_pj=energy.rf,
         energy_buffer_pj=energy.buffer, energy_dram_pj=energy.dram,
         energy_index_pj=energy.index, energy_static_pj=energy.static,
-        energy_dense_pj=energy_dense.total,
+        energy_dense_pj=dense.energy_pj,
     )
 
 

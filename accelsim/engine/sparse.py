@@ -523,8 +523,18 @@ def _bd_classes(layer: Layer, masks: LayerMasks, unit: int, gated: bool,
         steps = allowed.sum(axis=1, dtype=np.int64)
         _, first, classes = np.unique(steps, return_index=True, return_inverse=True)
         return allowed, classes.reshape(-1).astype(np.int64), first, None
-    always = (masks.base.any_over_k(unit) if masks.base is not None
-              else np.zeros((units, f), dtype=bool))
+    if masks.base is None:
+        always = np.zeros((units, f), dtype=bool)
+        if weight is None:
+            return allowed, np.zeros(units, dtype=np.int64), np.zeros(1, dtype=np.int64), always
+    else:
+        always = masks.base.any_over_k(unit)
+        if weight is None and masks.base.groups < 63:
+            # a unit's always-set is fixed by the input chunks it touches
+            members = masks.base.members_over_k(unit)
+            code = members.astype(np.int64) @ (np.int64(1) << np.arange(members.shape[1]))
+            _, first, classes = np.unique(code, return_index=True, return_inverse=True)
+            return allowed, classes.astype(np.int64), first, always
     keys = np.concatenate([pack_bits(always), pack_bits(allowed)], axis=1)
     _, first, classes = np.unique(keys, axis=0, return_index=True, return_inverse=True)
     return allowed, classes.reshape(-1).astype(np.int64), first, always

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import os
-import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from accelsim.trace.format import (
     step_json_path,
     step_stem,
     unpack_mask,
+    zlib_fast,
 )
 from accelsim.trace.format import crc32 as _crc32
 from accelsim.trace.manifest import Manifest, TraceLayer, is_strict, load_manifest
@@ -527,10 +527,10 @@ class TraceReader:
                                  f"{entry.packed_bytes} (corrupt mask)", path=self._root,
                                  field=where)
             return self._checked(np.frombuffer(payload, dtype=np.uint8), entry, where)
-        stream = zlib.decompressobj()
+        stream = zlib_fast.decompressobj()
         try:
             packed = stream.decompress(payload, entry.packed_bytes + 1)
-        except zlib.error as error:
+        except zlib_fast.error as error:
             raise TraceError(f"zlib error: {error} (corrupt mask)", path=self._root,
                              field=where) from None
         if len(packed) != entry.packed_bytes:

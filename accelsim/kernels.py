@@ -188,8 +188,12 @@ def unit_or(mask: np.ndarray, unit: int, axis: int) -> np.ndarray:
     units = (length + unit - 1) // unit
     out = np.zeros((n_rows, units), dtype=np.uint8)
     for i in range(n_rows):
-        for c in range(length):
-            out[i, c // unit] |= mask[i, c]
+        row = mask[i]
+        for j in range(units):
+            acc = np.uint8(0)
+            for c in range(j * unit, min(length, (j + 1) * unit)):
+                acc |= row[c]
+            out[i, j] = acc
     return out.view(np.bool_)
 
 

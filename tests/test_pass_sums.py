@@ -182,12 +182,13 @@ def test_gate_index_from_packed_bits(fp8_hw: HardwareConfig, images: int, group:
     assert gate_index_packed(packed, group, hw, "g") == gate_index(gate, group, hw, "g")
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(st.integers(1, 5), st.sampled_from([1, 2, 4, 8]), st.integers(1, 4), st.integers(1, 3),
-       st.integers(1, 9), st.integers(0, 2**32 - 1))
+       st.one_of(st.integers(1, 9), st.sampled_from([8, 16, 24])), st.integers(0, 2**32 - 1))
 def test_weight_kernels_equal_numpy(outer: int, m: int, blocks: int, inner: int, unit: int,
                                     seed: int) -> None:
-    """nm_max_kept and unit_or (numba) against plain numpy reductions."""
+    """nm_max_kept, unit_or (numba) and unit_any against plain numpy reductions."""
+    from accelsim.engine.sparse import unit_any
     from accelsim.kernels import nm_max_kept, unit_or
     mask = np.random.default_rng(seed).random((outer, blocks * m, inner)) < 0.5
     expected = mask.reshape(outer, blocks, m, inner).sum(axis=2).max()
@@ -200,3 +201,4 @@ def test_weight_kernels_equal_numpy(outer: int, m: int, blocks: int, inner: int,
         expected_any = np.stack(groups, axis=axis)
         assert (unit_or(np.ascontiguousarray(flat).view(np.uint8), unit, axis)
                 == expected_any).all()
+        assert (unit_any(flat, unit, axis) == expected_any).all()  # word path when unit % 8 == 0

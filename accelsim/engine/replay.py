@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +59,7 @@ class PreparedWeight:
     index: MaskIndex
     nm: tuple[int, int] | None
     density: float
+    views: dict = field(default_factory=dict, compare=False)  # LayerMasks.weight_views
 
 
 NO_WEIGHT = PreparedWeight(None, NO_MASK_INDEX, None, 1.0)
@@ -251,7 +252,8 @@ class Replayer:
                 storage["bits_bitmap"] += gidx.bits_bitmap + widx.bits_bitmap
                 masks = LayerMasks(packed_gate=gate_el, gate_group_size=item.gate.group_size
                                    if item.gate is not None else 1, base=base, weight=weight, nm=nm,
-                                   gating_groups=groups, dense_weight_gradient=dense_gradient)
+                                   gating_groups=groups, dense_weight_gradient=dense_gradient,
+                                   weight_views=prepared.views if weight is not None else None)
                 density = prepared.density
                 # Systolic arrays skip only N:M weights (FW); others never read the index to skip.
                 skips_weights = self.hw.pe_array.dataflow == "tensor" or (

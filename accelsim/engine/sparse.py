@@ -104,6 +104,9 @@ class LayerMasks:
     ``weight``: bool (F, K) kept weights, or None (no pruning, or all ones).
     ``nm``: (N, M) when the weight mask is N:M along input channels.
     ``dense_weight_gradient``: this step needs the full weight gradient (regrowth).
+    ``weight_views``: a dict, owned by the caller, for what depends only on the weight mask, the
+    base path and the hardware (unit structure, BD classes; without a gate, whole job results):
+    a replay shares it between the steps that use the same stored weight mask.
     """
 
     gate: np.ndarray | None = None
@@ -114,6 +117,7 @@ class LayerMasks:
     weight: np.ndarray | None = None
     nm: tuple[int, int] | None = None
     dense_weight_gradient: bool = False
+    weight_views: dict | None = None
 
     @property
     def has_gate(self) -> bool:
@@ -145,10 +149,16 @@ class LayerMasks:
         """:func:`unit_any` of the (F, K) weight mask (cached): axis 0 over output channels,
         1 over reduction columns."""
         key = ("weight", unit, axis)
-        if key not in self._cache:
+        cache = self._weight_cache
+        if key not in cache:
             assert self.weight is not None
-            self._cache[key] = unit_any(self.weight, unit, axis)
-        return self._cache[key]
+            cache[key] = unit_any(self.weight, unit, axis)
+        return cache[key]
+
+    @property
+    def _weight_cache(self) -> dict:
+        """Where weight-only structure is kept: ``weight_views`` if given, else ``_cache``."""
+        return self.weight_views if self.weight_views is not None else self._cache
 
     def unit_counts(self, unit: int, rows: int, pass_len: int) -> np.ndarray:
         """int64 (passes, units, rows): pixels of each pass and queue row where any lane of
@@ -304,7 +314,15 @@ def unit_any(mask: np.ndarray, unit: int, axis: int) -> np.ndarray:
     (the last group may be partial)."""
     if unit == 1:
         return mask
-    return unit_or(_as_bytes(mask), unit, axis)
+    data = _as_bytes(mask)
+    rows, length = data.shape
+    if axis == 1 and unit % 8 == 0 and length % unit == 0:
+        # eight 0/1 bytes per uint64 word: a unit is any of unit/8 non-zero words
+        words = data.reshape(rows, length // 8, 8).view(np.uint64).reshape(rows, length // 8)
+        if unit == 8:
+            return words != 0
+        return (words.reshape(rows, length // unit, unit // 8) != 0).any(axis=2)
+    return unit_or(data, unit, axis)
 
 
 def unit_lanes(length: int, unit: int) -> np.ndarray:
@@ -514,7 +532,18 @@ def _bd_classes(layer: Layer, masks: LayerMasks, unit: int, gated: bool,
                 weight: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray,
                                                     np.ndarray | None]:
     """BD unit columns grouped by (always, allowed) step sets: (allowed (J, F), classes (J,),
-    first unit of each class, always (J, F) or None when not gated)."""
+    first unit of each class, always (J, F) or None when not gated). Cached: they depend on
+    the weight mask and the base path only."""
+    cache = masks._weight_cache if weight is not None else masks._cache
+    key = ("bd_classes", unit, gated, weight is not None)
+    if key not in cache:
+        cache[key] = _bd_classes_of(layer, masks, unit, gated, weight)
+    return cache[key]
+
+
+def _bd_classes_of(layer: Layer, masks: LayerMasks, unit: int, gated: bool,
+                   weight: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                       np.ndarray | None]:
     f = layer.cout
     units = unit_lanes(layer.k_per_group, unit).shape[0]
     allowed = (masks.weight_any(unit, 1).T if weight is not None
@@ -711,7 +740,18 @@ class SparseCompute:
 
 def sparse_compute(layer: Layer, phase: str, masks: LayerMasks,
                    hw: HardwareConfig) -> SparseCompute:
-    """Cycles and MACs of one job from its masks on ``hw`` (all dataflows)."""
+    """Cycles and MACs of one job from its masks on ``hw`` (all dataflows). A job without a
+    gate depends on its weight mask alone: with ``weight_views`` its result is kept there."""
+    if masks.weight_views is not None and not masks.has_gate:
+        key = ("compute", phase, masks.dense_weight_gradient)
+        if key not in masks.weight_views:
+            masks.weight_views[key] = _sparse_compute(layer, phase, masks, hw)
+        return masks.weight_views[key]
+    return _sparse_compute(layer, phase, masks, hw)
+
+
+def _sparse_compute(layer: Layer, phase: str, masks: LayerMasks,
+                    hw: HardwareConfig) -> SparseCompute:
     if layer.groups != 1 and (masks.has_gate or masks.weight is not None):
         raise InputError("masks on grouped convolutions are not supported",
                          field=f"layer {layer.name!r}")

@@ -192,6 +192,25 @@ def test_energy_sums_and_identical_across_runs_and_workers(tmp_path: Path,
         assert row.energy_pj == pytest.approx(parts, rel=1e-12)
 
 
+@pytest.mark.parametrize("config", [
+    SynthConfig(steps=4, gate_sparsity=0.6, gate_groups=2, weight_sparsity=0.5,
+                weight_update_every=2),
+    SynthConfig(steps=3, gate_sparsity=0.7, gate_groups=4, gate_group_size=4),
+    SynthConfig(steps=3, weight_sparsity=0.6, weight_pattern="block:4x4",
+                weight_update_every=2),
+    SynthConfig(steps=3, weight_pattern="nm:2:4"),
+], ids=["cdg+weights", "scdg", "block", "2:4"])
+def test_warm_caches_give_the_cold_result_at_every_step(tmp_path: Path, fp8_hw: HardwareConfig,
+                                                        config: SynthConfig) -> None:
+    """A replay keeps what depends only on weights, base paths and shapes across steps; every
+    step must equal replaying it alone with fresh caches."""
+    from accelsim.engine.replay import Replayer
+    trace = make_trace(tmp_path, "t", resnet20(batch=2, image_size=8), config)
+    warm = Replayer(trace, fp8_hw)
+    for step in warm.reader.steps:
+        assert warm.replay_step(step) == Replayer(trace, fp8_hw).replay_step(step)
+
+
 def test_simulate_trace_cli_writes_the_views(tmp_path: Path) -> None:
     trace = make_trace(tmp_path, "t", resnet20(batch=2, image_size=8),
                        SynthConfig(steps=2, gate_sparsity=0.7, gate_groups=2))

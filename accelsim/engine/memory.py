@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 from accelsim.config import HardwareConfig
 from accelsim.network import Layer
@@ -70,8 +71,10 @@ class Tiling:
     o_writes: int = 1
 
 
+@lru_cache(maxsize=65536)
 def choose_tiling(a_bytes: float, b_bytes: float, o_bytes: float, capacity_bytes: float) -> Tiling:
-    """The cheapest loop order for operands of these sizes (see the module docstring)."""
+    """The cheapest loop order for operands of these sizes (see the module docstring; cached:
+    a replay asks for the same few sizes at every step)."""
     if a_bytes + b_bytes + o_bytes <= capacity_bytes:
         return Tiling("resident", 1, 1)
     half = capacity_bytes / 2

@@ -156,6 +156,17 @@ class LayerMasks:
         return cache[key]
 
     @property
+    def _static_cache(self) -> dict:
+        """Where what depends only on the layer's shape, weight mask, base path and hardware is
+        kept (keys name all of them but the masks): the weight views with a weight mask, else
+        the base path's cache (both outlive a step in a replay), else this step's cache."""
+        if self.weight is not None:
+            return self._weight_cache
+        if self.base is not None:
+            return self.base._cache
+        return self._cache
+
+    @property
     def _weight_cache(self) -> dict:
         """Where weight-only structure is kept: ``weight_views`` if given, else ``_cache``."""
         return self.weight_views if self.weight_views is not None else self._cache
@@ -490,20 +501,26 @@ def fw_sums(layer: Layer, masks: LayerMasks, unit: int, rows: int, pass_len: int
     m, f = layer.output_pixels, layer.cout
     gated = use_gate and masks.has_gate
     weight = masks.weight if use_weight else None
-    base_steps, full = _fw_steps(layer, masks, unit, gated, weight)
-    if scale is not None:
-        base_steps, full = -(-base_steps * scale[0] // scale[1]), -(-full * scale[0] // scale[1])
-    units = full.shape[0]
-    per_row = pass_rows(m, rows, pass_len)[:, None, :]
-    col_idx = full.copy() if weight is not None else np.zeros(units, dtype=np.int64)
-    classes = np.arange(units, dtype=np.int64)
+    key = ("fw_sums", m, f, layer.k_per_group, unit, rows, pass_len, gated, weight is not None,
+           scale)
+    cache = masks._static_cache
+    if key not in cache:  # the gate-independent part: base steps per pass, conditional steps
+        base_steps, full = _fw_steps(layer, masks, unit, gated, weight)
+        if scale is not None:
+            base_steps = -(-base_steps * scale[0] // scale[1])
+            full = -(-full * scale[0] // scale[1])
+        units = full.shape[0]
+        per_row = pass_rows(m, rows, pass_len)[:, None, :]
+        col_idx = full.copy() if weight is not None else np.zeros(units, dtype=np.int64)
+        fixed = per_row * (base_steps if gated else full)[None, :, None]
+        cache[key] = (fixed, (full - base_steps)[None, :, None], np.arange(units, dtype=np.int64),
+                      unit_lanes(f, unit), np.zeros(per_row.shape[0], dtype=np.int64), col_idx)
+    fixed, cond, classes, lanes, no_row_idx, col_idx = cache[key]
     if not gated:
-        return PassSums(per_row * full[None, :, None], classes, unit_lanes(f, unit), None,
-                        np.zeros(per_row.shape[0], dtype=np.int64), col_idx)
+        return PassSums(fixed, classes, lanes, None, no_row_idx, col_idx)
     active = masks.unit_counts(unit, rows, pass_len)
-    sums = per_row * base_steps[None, :, None] + active * (full - base_steps)[None, :, None]
-    return PassSums(sums, classes, unit_lanes(f, unit), active.sum(axis=2),
-                    np.zeros(per_row.shape[0], dtype=np.int64), col_idx)
+    return PassSums(fixed + active * cond, classes, lanes, active.sum(axis=2), no_row_idx,
+                    col_idx)
 
 
 def packed_conditional_work(active_lanes: np.ndarray, cond: np.ndarray, unit: int, f: int,
@@ -598,15 +615,34 @@ def bd_sums(layer: Layer, masks: LayerMasks, unit: int, rows: int, pass_len: int
     m, f, k = layer.output_pixels, layer.cout, layer.k_per_group
     gated = use_gate and masks.has_gate
     weight = masks.weight if use_weight else None
+    s = masks.gate_group_size
+    key = ("bd_sums", m, f, k, s, unit, rows, pass_len, gated, weight is not None)
+    cache = masks._static_cache
+    if key not in cache:  # the gate-independent part
+        cache[key] = _bd_plan(layer, masks, unit, rows, pass_len, gated, weight)
+    fixed, coef, group_set, classes, lanes, no_row_idx, col_idx = cache[key]
+    if coef is None:
+        return PassSums(fixed, classes, lanes, None, no_row_idx, col_idx)
+    active = masks.group_counts(rows, pass_len, group_set)
+    sums = fixed + np.einsum("pqr,cq->pcr", active, coef)
+    return PassSums(sums, classes, lanes, None, active.sum(axis=(1, 2)), col_idx)
+
+
+def _bd_plan(layer: Layer, masks: LayerMasks, unit: int, rows: int, pass_len: int,
+             gated: bool, weight: np.ndarray | None) -> tuple:
+    """(steps per pass that do not depend on the gate (passes, C, rows), coefficients of the
+    gate group sets (C, Q) or None when not gated, the set of every gate group (F/s,), classes,
+    lanes, zero row indices, column indices) for :func:`bd_sums`."""
+    m, f, k = layer.output_pixels, layer.cout, layer.k_per_group
     lanes = unit_lanes(k, unit)
     allowed, classes, first, always = _bd_classes(layer, masks, unit, gated, weight)
     per_row = pass_rows(m, rows, pass_len)[:, None, :]
+    no_row_idx = np.zeros(per_row.shape[0], dtype=np.int64)
     col_idx = (allowed.sum(axis=1, dtype=np.int64) if weight is not None
                else np.zeros(lanes.shape[0], dtype=np.int64))
     if always is None:
         steps = allowed[first].sum(axis=1, dtype=np.int64)
-        return PassSums(per_row * steps[None, :, None], classes, lanes, None,
-                        np.zeros(per_row.shape[0], dtype=np.int64), col_idx)
+        return per_row * steps[None, :, None], None, None, classes, lanes, no_row_idx, col_idx
     fixed = (always[first] & allowed[first]).sum(axis=1, dtype=np.int64)
     s = masks.gate_group_size
     coef = (allowed[first] & ~always[first]).reshape(len(first), f // s, s).sum(
@@ -615,10 +651,8 @@ def bd_sums(layer: Layer, masks: LayerMasks, unit: int, rows: int, pass_len: int
     # layer without weight masks has G such sets: its output chunks).
     _, group_first, group_set = np.unique(coef.T, axis=0, return_index=True,
                                           return_inverse=True)
-    active = masks.group_counts(rows, pass_len, group_set.reshape(-1).astype(np.int64))
-    sums = per_row * fixed[None, :, None] + np.einsum("pqr,cq->pcr", active,
-                                                      coef[:, group_first])
-    return PassSums(sums, classes, lanes, None, active.sum(axis=(1, 2)), col_idx)
+    return (per_row * fixed[None, :, None], np.ascontiguousarray(coef[:, group_first]),
+            group_set.reshape(-1).astype(np.int64), classes, lanes, no_row_idx, col_idx)
 
 
 def wg_work(layer: Layer, masks: LayerMasks, unit: int, *, use_gate: bool,
@@ -675,21 +709,27 @@ def wg_sums(layer: Layer, masks: LayerMasks, unit: int, rows: int, pass_len: int
     if weighted or not gated:
         return matrix_sums(wg_work(layer, masks, unit, use_gate=use_gate, use_weight=use_weight,
                                    rows=rows, pass_len=pass_len), rows, pass_len)
-    lanes = unit_lanes(layer.cout, unit)
+    key = ("wg_sums", m, layer.cout, k, unit, rows, pass_len)
+    cache = masks._static_cache
+    if key not in cache:  # rows of each pass and queue row on each unit's base path
+        lanes = unit_lanes(layer.cout, unit)
+        per_row = pass_rows(k, rows, pass_len)  # (passes, rows)
+        passes = per_row.shape[0]
+        if masks.base is None:
+            on_base = np.zeros((passes, lanes.shape[0], rows), dtype=np.int64)
+        else:
+            kk = np.arange(k)
+            in_chunk = np.zeros((passes * rows, masks.base.groups), dtype=np.int64)
+            np.add.at(in_chunk, ((kk // pass_len) * rows + kk % rows, masks.base.chunk_of_k), 1)
+            members = masks.base.members_over_f(unit).astype(np.int64)  # (J, G)
+            on_base = np.einsum("prq,jq->pjr", in_chunk.reshape(passes, rows, -1), members)
+        cache[key] = (m * on_base, per_row[:, None, :] - on_base,
+                      np.arange(lanes.shape[0], dtype=np.int64), lanes,
+                      np.zeros(passes, dtype=np.int64))
+    base_steps, off_base, classes, lanes, no_row_idx = cache[key]
     active = masks.unit_counts(unit, rows, pass_len).sum(axis=(0, 2))  # (J,) active pixels
-    per_row = pass_rows(k, rows, pass_len)  # (passes, rows)
-    passes = per_row.shape[0]
-    if masks.base is None:
-        on_base = np.zeros((passes, lanes.shape[0], rows), dtype=np.int64)
-    else:
-        kk = np.arange(k)
-        in_chunk = np.zeros((passes * rows, masks.base.groups), dtype=np.int64)
-        np.add.at(in_chunk, ((kk // pass_len) * rows + kk % rows, masks.base.chunk_of_k), 1)
-        members = masks.base.members_over_f(unit).astype(np.int64)  # (J, G)
-        on_base = np.einsum("prq,jq->pjr", in_chunk.reshape(passes, rows, -1), members)
-    sums = m * on_base + active[None, :, None] * (per_row[:, None, :] - on_base)
-    return PassSums(sums, np.arange(lanes.shape[0], dtype=np.int64), lanes, None,
-                    np.zeros(passes, dtype=np.int64), active)
+    return PassSums(base_steps + active[None, :, None] * off_base, classes, lanes, None,
+                    no_row_idx, active)
 
 
 def effective_macs(layer: Layer, masks: LayerMasks, phase: str) -> int:

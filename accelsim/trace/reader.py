@@ -9,6 +9,7 @@ references to an earlier step cost nothing.
 from __future__ import annotations
 
 import copy
+import mmap
 import os
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
@@ -481,11 +482,21 @@ class TraceReader:
         return TraceError(f"missing mask data file steps/{step_stem(step)}.bin", path=self._root,
                           field=f"step {step}")
 
-    def _read_bin(self, step: int) -> bytes:
+    def _read_bin(self, step: int) -> bytes | mmap.mmap:
+        """The step's ``.bin``, mapped read-only where the OS allows (no copy: masks are views
+        of the page cache, and the writer replaces files by rename, never in place), else read."""
         try:
-            return step_bin_path(self._root, step).read_bytes()
+            handle = open(step_bin_path(self._root, step), "rb")  # noqa: SIM115
         except FileNotFoundError:
             raise self._missing_bin(step) from None
+        with handle:
+            if os.name == "posix" and os.fstat(handle.fileno()).st_size > 0:
+                flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+                try:
+                    return mmap.mmap(handle.fileno(), 0, flags=flags, prot=mmap.PROT_READ)
+                except OSError:
+                    pass
+            return handle.read()
 
     def _truncated(self, step: int, entry: _Entry, size: int) -> TraceError:
         return TraceError(f"truncated mask data (payload ends at byte "

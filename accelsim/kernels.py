@@ -654,6 +654,15 @@ def residue_counts(words: np.ndarray, n_images: int, n_rows: int, pixels: int,
 
 
 @njit(**JIT)
+def popcount_words(words: np.ndarray) -> int:
+    """Set bits of uint64 words (one pass, LLVM's ctpop)."""
+    total = np.uint64(0)
+    for i in range(words.shape[0]):
+        total += ctpop64(words[i])
+    return np.int64(total)
+
+
+@njit(**JIT)
 def row_popcounts(words: np.ndarray, n_images: int, n_rows: int, pixels: int) -> np.ndarray:
     """Set bits of every gate row over all images: int64 (n_rows,) (see residue_counts)."""
     out = np.zeros(n_rows, dtype=np.int64)

@@ -282,6 +282,21 @@ def test_fast_crc32_and_inflate_equal_zlib(data: bytes, level: int) -> None:
     assert stream.eof and not stream.unused_data
 
 
+@settings(max_examples=80, deadline=None)
+@given(st.integers(0, 3000), st.integers(0, 7), st.floats(0.0, 1.0), st.integers(0, 2**32 - 1))
+def test_packed_ones_counts_the_mask_bits_only(count: int, offset: int, density: float,
+                                               seed: int) -> None:
+    """Ones among the first ``count`` packed bits (padding ignored), on unaligned buffers too."""
+    from accelsim.trace.format import packed_ones
+    bits = np.random.default_rng(seed).random(count) < density
+    packed = np.packbits(bits, bitorder="little")
+    padded = np.full(packed.size + 1 + offset, 0xFF, dtype=np.uint8)  # set padding bits
+    padded[offset:offset + packed.size] = packed
+    if count % 8:
+        padded[offset + packed.size - 1] |= np.uint8(0xFF << (count % 8) & 0xFF)
+    assert packed_ones(padded[offset:offset + packed.size], count) == int(bits.sum())
+
+
 def test_bit_order_is_little_endian_c_order() -> None:
     mask = np.zeros((2, 5), dtype=bool)
     mask[0, 0] = True  # element 0 -> byte 0, bit 0
@@ -452,8 +467,9 @@ def test_uncompressed_masks_are_stored_as_packed_bits(tmp_path: Path) -> None:
     blob = bytearray(step_bin(path, 0).read_bytes())
     blob[entries[0]["offset"]] ^= 1
     step_bin(path, 0).write_bytes(bytes(blob))
+    packed = TraceReader(path).step_packed(0)  # gates are checked when looked up
     with pytest.raises(TraceError, match="crc32 mismatch"):
-        TraceReader(path).step_packed(0)
+        [packed.gates[k] for k in packed.gates]
     edit_json(step_json(path, 0), lambda d: d["masks"][0].update(length=1))
     with pytest.raises(TraceError, match="length 1 differs from packed_bytes"):
         TraceReader(path).gate(0, *key)

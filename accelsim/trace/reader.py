@@ -12,7 +12,7 @@ import copy
 import mmap
 import os
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,13 +104,37 @@ class PackedMask:
         return unpack_mask(self.data.tobytes(), self.shape)
 
 
+class LazyGates(Mapping):
+    """The packed gates of one step, each read and checked (crc32, ones) when first looked up,
+    so a replay checks a layer's bits right before it counts them (while they are in cache).
+    A corrupt mask raises its TraceError at that lookup."""
+
+    def __init__(self, entries: dict[MaskKey, Any],
+                 decode: Callable[[Any], PackedMask]) -> None:
+        self._entries = entries
+        self._decode = decode
+        self._done: dict[MaskKey, PackedMask] = {}
+
+    def __getitem__(self, key: MaskKey) -> PackedMask:
+        if key not in self._done:
+            self._done[key] = self._decode(self._entries[key])
+        return self._done[key]
+
+    def __iter__(self) -> Iterator[MaskKey]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
 @dataclass(frozen=True)
 class PackedStepMasks:
-    """Every mask of one step, gates packed (:class:`PackedMask`), weights decoded as in
-    :class:`StepMasks` (they are small and cached)."""
+    """Every mask of one step, gates packed (:class:`PackedMask`, checked when first looked
+    up: :class:`LazyGates`), weights decoded as in :class:`StepMasks` (they are small and
+    cached)."""
 
     step: int
-    gates: dict[MaskKey, PackedMask]
+    gates: Mapping[MaskKey, PackedMask]
     weights: dict[MaskKey, np.ndarray]
     stats: dict[str, Any]
 
@@ -446,13 +470,18 @@ class TraceReader:
 
     def step_packed(self, step: int) -> PackedStepMasks:
         """Every mask of ``step`` with the gates left bit-packed (what the replay reads: no
-        unpacking; checked like :meth:`step_masks`)."""
+        unpacking). Gates are checked like :meth:`step_masks`, each when first looked up."""
         step = self._check_step(step)
 
-        def packed(entry: _Entry, blob: bytes | None) -> PackedMask:
+        def packed(entry: _Entry, blob: bytes | None) -> tuple[_Entry, bytes | None]:
+            return entry, blob
+
+        def decode(item: tuple[_Entry, bytes | None]) -> PackedMask:
+            entry, blob = item
             return PackedMask(self._decode_packed(step, entry, blob), entry.shape, entry.ones)
 
-        return PackedStepMasks(step, *self._read_step(step, packed))
+        gates, weights, stats = self._read_step(step, packed)
+        return PackedStepMasks(step, LazyGates(gates, decode), weights, stats)
 
     def _step_masks(self, step: int) -> StepMasks:
         return StepMasks(step, *self._read_step(

@@ -390,6 +390,48 @@ def _residue_counts_aligned(words: np.ndarray, n_images: int, n_rows: int, pixel
 
 
 @njit(**JIT)
+def _residue_counts_whole_images(words: np.ndarray, n_images: int, n_rows: int, pixels: int,
+                                 set_lo: np.ndarray, set_hi: np.ndarray, target: np.ndarray,
+                                 rows: int, pass_len: int, out: np.ndarray) -> None:
+    """residue_counts when rows hold whole words (P a multiple of 64), a pass holds whole
+    images (P divides ``pass_len``) and ``rows`` divides 64: each set is walked over all
+    images, its OR formed word by word and counted by bit position in eight byte-lane
+    registers, which are folded into queue rows once per pass (or every 255 words)."""
+    per_row = pixels // 64
+    images_per_pass = pass_len // pixels
+    queue_row = np.arange(64) % rows
+    for s in range(set_lo.shape[0]):
+        t = target[s]
+        lo, span = set_lo[s], set_hi[s] - set_lo[s]
+        a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = np.uint64(0)
+        held_pass, held = 0, 0
+        for n in range(n_images):
+            p = n // images_per_pass
+            if p != held_pass or held + per_row > 255:
+                if held:
+                    _fold_registers(a0, a1, a2, a3, a4, a5, a6, a7, out, held_pass, t,
+                                    queue_row)
+                a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = np.uint64(0)
+                held_pass, held = p, 0
+            base = (n * n_rows + lo) * per_row
+            for w in range(per_row):
+                x = words[base + w]
+                for g in range(1, span):
+                    x |= words[base + g * per_row + w]
+                a0 += x & _BYTE_LOW_BITS
+                a1 += (x >> np.uint64(1)) & _BYTE_LOW_BITS
+                a2 += (x >> np.uint64(2)) & _BYTE_LOW_BITS
+                a3 += (x >> np.uint64(3)) & _BYTE_LOW_BITS
+                a4 += (x >> np.uint64(4)) & _BYTE_LOW_BITS
+                a5 += (x >> np.uint64(5)) & _BYTE_LOW_BITS
+                a6 += (x >> np.uint64(6)) & _BYTE_LOW_BITS
+                a7 += (x >> np.uint64(7)) & _BYTE_LOW_BITS
+            held += per_row
+        if held:
+            _fold_registers(a0, a1, a2, a3, a4, a5, a6, a7, out, held_pass, t, queue_row)
+
+
+@njit(**JIT)
 def _residue_counts_blocks(words: np.ndarray, n_images: int, n_rows: int, pixels: int,
                            run_lo: np.ndarray, run_hi: np.ndarray, run_target: np.ndarray,
                            rows: int, pass_len: int, out: np.ndarray) -> None:
@@ -638,6 +680,10 @@ def residue_counts(words: np.ndarray, n_images: int, n_rows: int, pixels: int,
             run_target[r] = target[breaks[r]]
         _residue_counts_blocks(words, n_images, n_rows, pixels, run_lo, run_hi, run_target,
                                rows, pass_len, out)
+    elif (64 % rows == 0 and pixels % 64 == 0 and pass_len % pixels == 0
+          and pixels <= 255 * 64):
+        _residue_counts_whole_images(words, n_images, n_rows, pixels, set_lo, set_hi, target,
+                                     rows, pass_len, out)
     elif 64 % rows == 0 and 64 % pixels == 0 and pass_len % pixels == 0:
         _residue_counts_folded(words, n_images, n_rows, pixels, set_lo, set_hi, target, rows,
                                pass_len, out)

@@ -87,6 +87,26 @@ def test_residue_counts_of_long_runs_into_one_target(pixels: int, rows: int, syn
     assert (got == expected).all()
 
 
+@pytest.mark.parametrize(("pixels", "rows", "sync"), [(64, 64, 300), (128, 16, 1024),
+                                                   (16, 16, 400), (1024, 16, 64)])
+def test_residue_counts_of_unit_ors_over_long_passes(pixels: int, rows: int, sync: int) -> None:
+    """OR-sets over passes of hundreds of words (byte lanes folded before they wrap)."""
+    images, n_rows = 300, 4
+    gate = np.ones((images, n_rows, pixels), dtype=bool)
+    gate[::5, 1:, ::3] = False
+    gate[::5, 0, :] = False
+    bits = as_words(PackedGate.from_bool(gate).data)
+    lo, hi = np.array([0, 2]), np.array([2, 4])
+    got = residue_counts(bits, images, n_rows, pixels, lo, hi, np.arange(2), 2, rows,
+                         rows * sync)
+    expected = np.zeros_like(got)
+    m = np.arange(images * pixels)
+    for s in range(2):
+        np.add.at(expected, (m // (rows * sync), s, m % rows),
+                  gate[:, lo[s]:hi[s], :].any(axis=1).ravel())
+    assert (got == expected).all()
+
+
 @settings(deadline=None)
 @given(st.integers(1, 3), st.sampled_from([1, 2, 4]), st.integers(1, 4), st.integers(1, 90),
        st.booleans(), st.integers(0, 2**32 - 1))

@@ -1,20 +1,27 @@
 """Replay throughput beside the memory-bound limit measured in the same run.
 
-For synthetic ResNet-18 CIFAR traces at batch 256 (one step, both branches; CDG gates, SCDG
-gates, SyncCP element-wise, 2:4 and block weights) this times ``replay_trace`` on the FP8 preset
-(all three phases) and, beside it, two memory-bound limits of any replay that looks at every mask
+For synthetic ResNet-18 CIFAR traces at batch 256 (both branches; CDG gates, SCDG gates, SyncCP
+element-wise, 2:4 and block weights; ``--steps`` training steps each, weights drawn once as
+between two pruning updates) this times the replay on the FP8 preset (all three phases):
+
+- ``first step``: a fresh ``Replayer`` replaying the first step (it also builds what lasts the
+  whole trace: weight structure, base paths, dense halves, the numba dispatch);
+- ``next steps``: each later step of the same replay, the steady state of a long trace.
+
+Beside them, two memory-bound limits per step, for any replay that looks at every stored mask
 bit once:
 
 - ``read stored``: numpy reading the step's mask bytes as the trace stores them
   (``np.fromfile`` of the step's ``.bin``, from the page cache);
-- ``read bool``: numpy reading every mask once as decoded bool bytes (``np.count_nonzero``).
+- ``read bool``: numpy reading every mask the step stores once, decoded to bool bytes
+  (``np.count_nonzero``).
 
-It prints seconds per training step, mask bits per second and both ratios. Traces are written
-with ``--compression`` (default 0: packed bits stored uncompressed, what the replay reads
-fastest; zlib levels 1..9 add the decompression).
+It prints milliseconds per step, stored mask bits per step and per second of replay, and the
+ratios replay / limit. Traces are written with ``--compression`` (default 0: packed bits stored
+uncompressed, what the replay reads fastest; zlib levels 1..9 add the inflate).
 
-    .venv/bin/python benchmarks/replay.py [--batch 256] [--repeats 3] [--compression 0]
-                                          [--keep DIR]
+    .venv/bin/python benchmarks/replay.py [--batch 256] [--steps 4] [--repeats 3]
+                                          [--compression 0] [--keep DIR]
 
 Run it on an otherwise idle machine: the numbers are wall-clock times on one core (numba
 kernels are single-threaded; numpy is limited to one thread here).
@@ -28,6 +35,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMB
     os.environ.setdefault(_var, "1")
 
 import argparse  # noqa: E402
+import dataclasses  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -39,7 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from accelsim.config import load_hardware  # noqa: E402
-from accelsim.engine.replay import replay_trace  # noqa: E402
+from accelsim.engine.replay import Replayer, replay_trace  # noqa: E402
 from accelsim.network import resnet18  # noqa: E402
 from accelsim.trace import TraceReader  # noqa: E402
 from accelsim.trace.format import step_bin_path  # noqa: E402
@@ -56,46 +64,88 @@ def best_of(repeats: int, fn) -> float:
     return min(times)
 
 
-def mask_arrays(trace: Path) -> list[np.ndarray]:
-    """Every decoded mask of the trace's first step (what a replay must look at)."""
-    reader = TraceReader(trace)
-    step = reader.step_masks(reader.steps[0])
-    return [*step.gates.values(), *step.weights.values()]
+def stored_masks(reader: TraceReader, step: int) -> list[np.ndarray]:
+    """Every mask ``step`` stores, decoded (weights stored at an earlier step excluded)."""
+    masks = reader.step_masks(step)
+    arrays = list(masks.gates.values())
+    for (layer, branch), weight in masks.weights.items():
+        if reader.weight_step(step, layer, branch) == step:
+            arrays.append(weight)
+    return arrays
+
+
+def replay_times(path: Path, hw, repeats: int) -> tuple[float, float]:
+    """(first step, mean of the later steps) in seconds, each the best of ``repeats`` fresh
+    replays of the whole trace."""
+    first, later = [], []
+    for _ in range(repeats):
+        replayer = Replayer(path, hw)
+        steps = replayer.reader.steps
+        start = time.perf_counter()
+        replayer.replay_step(steps[0])
+        middle = time.perf_counter()
+        for step in steps[1:]:
+            replayer.replay_step(step)
+        end = time.perf_counter()
+        first.append(middle - start)
+        later.append((end - middle) / max(1, len(steps) - 1))
+    return min(first), min(later)
+
+
+def ratios(first: float, later: float, limit: float) -> str:
+    """'first/next' replay time over a limit ('n/a' when the limit is 0)."""
+    return f"{first / limit:5.1f}/{later / limit:<5.1f}" if limit else "n/a"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--compression", type=int, default=0, choices=range(10),
                         help="zlib level of the synthetic traces (0: stored uncompressed)")
     parser.add_argument("--keep", type=Path, default=None,
                         help="directory to keep (and reuse) the synthetic traces")
     args = parser.parse_args()
+    if args.steps < 2:
+        parser.error("--steps must be at least 2 (the first step and the steady state)")
     hw = load_hardware(ROOT / "hw_configs/fp8_tensor_edge_28nm.yaml")
     base = args.keep or Path(tempfile.mkdtemp(prefix="accelsim-bench-"))
     print(f"ResNet-18 CIFAR, batch {args.batch} per branch, 2 branches x 3 phases, {hw.name}; "
-          f"traces stored with compression level {args.compression}; best of {args.repeats}")
-    print(f"{'trace':24s} {'Mbit':>6s} {'replay ms':>10s} {'Mbit/s':>8s} "
-          f"{'read stored ms':>15s} {'ratio':>6s} {'read bool ms':>13s} {'ratio':>6s}")
+          f"{args.steps} steps per trace stored with compression level {args.compression}; "
+          f"best of {args.repeats}")
+    print(f"{'trace':24s} {'Mbit/step':>9s} {'first ms':>9s} {'next ms':>8s} {'Mbit/s':>7s} "
+          f"{'stored ms':>9s} {'ratio':>11s} {'bool ms':>8s} {'ratio':>11s}")
     for name, config in SEED_SCHEMES.items():
         stem = "".join(c if c.isalnum() else "-" for c in name)
-        path = base / f"{stem}-z{args.compression}"
+        path = base / f"{stem}-s{args.steps}-z{args.compression}"
         if not (path / "manifest.json").exists():
-            synthesize(resnet18(batch=args.batch), path, config, overwrite=True,
+            synthesize(resnet18(batch=args.batch), path,
+                       dataclasses.replace(config, steps=args.steps), overwrite=True,
                        compression_level=args.compression)
-        replay_trace(path, hw)  # compile kernels, warm caches
-        replay_s = best_of(args.repeats, lambda p=path: replay_trace(p, hw))
-        masks = mask_arrays(path)
-        bits = sum(m.size for m in masks)
-        stored = step_bin_path(path, TraceReader(path).steps[0])
-        stored_s = best_of(args.repeats, lambda f=stored: np.fromfile(f, dtype=np.uint8))
-        bool_s = best_of(args.repeats, lambda ms=masks: [np.count_nonzero(m) for m in ms])
-        print(f"{name:24s} {bits / 1e6:6.1f} {replay_s * 1e3:10.1f} {bits / replay_s / 1e6:8.0f} "
-              f"{stored_s * 1e3:15.2f} {replay_s / stored_s:5.1f}x {bool_s * 1e3:13.2f} "
-              f"{replay_s / bool_s:5.1f}x")
-    print("ratio = replay time / time numpy needs to read the same masks once (stored bytes; "
-          "decoded bool bytes)")
+        replay_trace(path, hw)  # compile kernels, warm the page cache
+        first_s, next_s = replay_times(path, hw, args.repeats)
+        reader = TraceReader(path)
+        stored_s = bool_s = 0.0
+        bits = 0
+        for step in reader.steps:
+            arrays = stored_masks(reader, step)
+            bits += sum(a.size for a in arrays)
+            stored = step_bin_path(path, step)
+            if stored.exists():
+                stored_s += best_of(args.repeats, lambda f=stored: np.fromfile(f, dtype=np.uint8))
+            bool_s += best_of(args.repeats,
+                              lambda ms=arrays: [np.count_nonzero(m) for m in ms])
+        steps = len(reader.steps)
+        bits, stored_s, bool_s = bits / steps, stored_s / steps, bool_s / steps
+        print(f"{name:24s} {bits / 1e6:9.1f} {first_s * 1e3:9.1f} {next_s * 1e3:8.1f} "
+              f"{bits / next_s / 1e6:7.0f} {stored_s * 1e3:9.2f} "
+              f"{ratios(first_s, next_s, stored_s):>11s} {bool_s * 1e3:8.2f} "
+              f"{ratios(first_s, next_s, bool_s):>11s}")
+    print("first: the first step of a fresh replay; next: each later step (steady state); "
+          "Mbit/s: stored mask bits per second at the steady state; ratio: first/next step "
+          "time over the time numpy needs to read the step's stored masks once (stored "
+          "bytes; decoded bool bytes), averaged over the trace's steps")
 
 
 if __name__ == "__main__":

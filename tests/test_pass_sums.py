@@ -68,20 +68,23 @@ def test_residue_counts_equal_counting_by_hand(images: int, n_rows: int, pixels:
     assert (row_popcounts(bits, images, n_rows, pixels) == gate.sum(axis=(0, 2))).all()
 
 
-@pytest.mark.parametrize(("pixels", "rows", "sync"), [(64, 64, 1), (16, 16, 4), (640, 16, 64),
-                                                   (48, 12, 4), (16, 128, 1)])
-def test_residue_counts_of_long_runs_into_one_target(pixels: int, rows: int, sync: int) -> None:
+@pytest.mark.parametrize(("pixels", "rows", "sync", "images", "n_rows"),
+                         [(64, 64, 1, 2, 300), (16, 16, 4, 2, 300), (640, 16, 64, 2, 300),
+                          (48, 12, 4, 2, 300), (16, 128, 1, 2, 300), (16, 16, 4, 8, 300),
+                          (16, 16, 4, 8, 301)])
+def test_residue_counts_of_long_runs_into_one_target(pixels: int, rows: int, sync: int,
+                                                     images: int, n_rows: int) -> None:
     """All-ones rows summed into one target: byte-lane counters must be flushed before they
-    wrap (at 255 words), in the aligned, rotated and per-row paths alike."""
-    n_rows = 300
-    gate = np.ones((2, n_rows, pixels), dtype=bool)
+    wrap (at 255 words), in the aligned, rotated and per-row paths alike (301 rows: image
+    blocks that do not start on a word)."""
+    gate = np.ones((images, n_rows, pixels), dtype=bool)
     gate[1, ::7, ::3] = False
     bits = as_words(PackedGate.from_bool(gate).data)
     index = np.arange(n_rows)
-    got = residue_counts(bits, 2, n_rows, pixels, index, index + 1, np.zeros(n_rows, np.int64),
-                         1, rows, rows * sync)
+    got = residue_counts(bits, images, n_rows, pixels, index, index + 1,
+                         np.zeros(n_rows, np.int64), 1, rows, rows * sync)
     expected = np.zeros_like(got)
-    m = np.arange(2 * pixels)
+    m = np.arange(images * pixels)
     per_pixel = gate.sum(axis=1).ravel()
     np.add.at(expected, (m // (rows * sync), 0, m % rows), per_pixel)
     assert (got == expected).all()

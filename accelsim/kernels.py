@@ -745,6 +745,47 @@ def uniform_group_ones(words: np.ndarray, n_images: int, n_rows: int, pixels: in
 
 
 @njit(**JIT)
+def diagonal_sums(fixed: np.ndarray, counts: np.ndarray,
+                  scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pass sums fixed[p, c, r] + scale[c] * counts[p, c, r] (int64 (P, C, R) each), and
+    counts summed over queue rows (P, C)."""
+    n_passes, n_classes, n_rows = fixed.shape
+    sums = np.empty_like(fixed)
+    per_class = np.zeros((n_passes, n_classes), dtype=np.int64)
+    for p in range(n_passes):
+        for c in range(n_classes):
+            k = scale[c]
+            total = 0
+            for r in range(n_rows):
+                x = counts[p, c, r]
+                sums[p, c, r] = fixed[p, c, r] + k * x
+                total += x
+            per_class[p, c] = total
+    return sums, per_class
+
+
+@njit(**JIT)
+def coefficient_sums(fixed: np.ndarray, counts: np.ndarray,
+                     coef: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pass sums fixed[p, c, r] + sum_q coef[c, q] * counts[p, q, r] (fixed int64
+    (P, C, R), counts int64 (P, Q, R), coef int64 (C, Q)), and counts summed over sets and
+    queue rows (P,)."""
+    n_passes, n_classes, n_rows = fixed.shape
+    n_sets = counts.shape[1]
+    sums = fixed.copy()
+    per_pass = np.zeros(n_passes, dtype=np.int64)
+    for p in range(n_passes):
+        for q in range(n_sets):
+            for r in range(n_rows):
+                x = counts[p, q, r]
+                per_pass[p] += x
+                if x:
+                    for c in range(n_classes):
+                        sums[p, c, r] += coef[c, q] * x
+    return sums, per_pass
+
+
+@njit(**JIT)
 def schedule_sums(sums: np.ndarray, classes: np.ndarray, lanes: np.ndarray,
                   unit_idx_sums: np.ndarray, has_unit_idx: bool, row_idx_sums: np.ndarray,
                   col_idx: np.ndarray, qcols: int,

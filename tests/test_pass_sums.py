@@ -206,6 +206,28 @@ def test_gate_index_from_packed_bits(fp8_hw: HardwareConfig, images: int, group:
     assert gate_index_packed(packed, group, hw, "g") == gate_index(gate, group, hw, "g")
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 5), st.integers(1, 6), st.integers(1, 5), st.integers(1, 7),
+       st.integers(0, 2**32 - 1))
+def test_sum_kernels_equal_numpy(passes: int, classes: int, sets: int, rows: int,
+                                 seed: int) -> None:
+    """diagonal_sums and coefficient_sums against numpy broadcasting and einsum."""
+    from accelsim.kernels import coefficient_sums, diagonal_sums
+    rng = np.random.default_rng(seed)
+    fixed = rng.integers(0, 1000, (passes, classes, rows))
+    counts = rng.integers(0, 50, (passes, classes, rows))
+    scale = rng.integers(0, 30, classes)
+    sums, per_class = diagonal_sums(fixed, counts, scale)
+    assert (sums == fixed + counts * scale[None, :, None]).all()
+    assert (per_class == counts.sum(axis=2)).all()
+    set_counts = rng.integers(0, 50, (passes, sets, rows)) * (rng.random((passes, sets, rows))
+                                                              < 0.7)
+    coef = rng.integers(0, 30, (classes, sets))
+    sums, per_pass = coefficient_sums(fixed, set_counts, coef)
+    assert (sums == fixed + np.einsum("pqr,cq->pcr", set_counts, coef)).all()
+    assert (per_pass == set_counts.sum(axis=(1, 2))).all()
+
+
 @settings(max_examples=120, deadline=None)
 @given(st.integers(1, 5), st.sampled_from([1, 2, 4, 8]), st.integers(1, 4), st.integers(1, 3),
        st.one_of(st.integers(1, 9), st.sampled_from([8, 16, 24])), st.integers(0, 2**32 - 1))

@@ -46,6 +46,8 @@ from accelsim.engine.systolic import nm_reduction_length
 from accelsim.errors import InputError
 from accelsim.kernels import (
     as_words,
+    coefficient_sums,
+    diagonal_sums,
     gate_views,
     masked_step_counts,
     residue_counts,
@@ -513,14 +515,13 @@ def fw_sums(layer: Layer, masks: LayerMasks, unit: int, rows: int, pass_len: int
         per_row = pass_rows(m, rows, pass_len)[:, None, :]
         col_idx = full.copy() if weight is not None else np.zeros(units, dtype=np.int64)
         fixed = per_row * (base_steps if gated else full)[None, :, None]
-        cache[key] = (fixed, (full - base_steps)[None, :, None], np.arange(units, dtype=np.int64),
+        cache[key] = (fixed, full - base_steps, np.arange(units, dtype=np.int64),
                       unit_lanes(f, unit), np.zeros(per_row.shape[0], dtype=np.int64), col_idx)
     fixed, cond, classes, lanes, no_row_idx, col_idx = cache[key]
     if not gated:
         return PassSums(fixed, classes, lanes, None, no_row_idx, col_idx)
-    active = masks.unit_counts(unit, rows, pass_len)
-    return PassSums(fixed + active * cond, classes, lanes, active.sum(axis=2), no_row_idx,
-                    col_idx)
+    sums, active = diagonal_sums(fixed, masks.unit_counts(unit, rows, pass_len), cond)
+    return PassSums(sums, classes, lanes, active, no_row_idx, col_idx)
 
 
 def packed_conditional_work(active_lanes: np.ndarray, cond: np.ndarray, unit: int, f: int,
@@ -623,9 +624,9 @@ def bd_sums(layer: Layer, masks: LayerMasks, unit: int, rows: int, pass_len: int
     fixed, coef, group_set, classes, lanes, no_row_idx, col_idx = cache[key]
     if coef is None:
         return PassSums(fixed, classes, lanes, None, no_row_idx, col_idx)
-    active = masks.group_counts(rows, pass_len, group_set)
-    sums = fixed + np.einsum("pqr,cq->pcr", active, coef)
-    return PassSums(sums, classes, lanes, None, active.sum(axis=(1, 2)), col_idx)
+    sums, active = coefficient_sums(fixed, masks.group_counts(rows, pass_len, group_set),
+                                    coef)
+    return PassSums(sums, classes, lanes, None, active, col_idx)
 
 
 def _bd_plan(layer: Layer, masks: LayerMasks, unit: int, rows: int, pass_len: int,
@@ -728,8 +729,8 @@ def wg_sums(layer: Layer, masks: LayerMasks, unit: int, rows: int, pass_len: int
                       np.zeros(passes, dtype=np.int64))
     base_steps, off_base, classes, lanes, no_row_idx = cache[key]
     active = masks.unit_counts(unit, rows, pass_len).sum(axis=(0, 2))  # (J,) active pixels
-    return PassSums(base_steps + active[None, :, None] * off_base, classes, lanes, None,
-                    no_row_idx, active)
+    sums, _ = diagonal_sums(base_steps, off_base, active)
+    return PassSums(sums, classes, lanes, None, no_row_idx, active)
 
 
 def effective_macs(layer: Layer, masks: LayerMasks, phase: str) -> int:

@@ -61,6 +61,18 @@ def load_bits(words: np.ndarray, start: int, count: int) -> np.uint64:
 
 
 @njit(**INLINE)
+def _set_chunk(words: np.ndarray, image_row: int, pixels: int, lo: int, hi: int,
+               p0: int) -> np.uint64:
+    """OR of gate rows [lo, hi) of one image (its first row is ``image_row``) over pixels
+    p0 .. p0 + 63 (fewer at the end of the row), as the low bits of a uint64."""
+    count = min(64, pixels - p0)
+    x = np.uint64(0)
+    for g in range(lo, hi):
+        x |= load_bits(words, (image_row + g) * pixels + p0, count)
+    return x
+
+
+@njit(**INLINE)
 def _local_classes(classes: np.ndarray, lanes: np.ndarray, c0: int, c1: int,
                    local_class: np.ndarray, multiplicity: np.ndarray, local_lanes: np.ndarray,
                    local_of_col: np.ndarray) -> int:
@@ -301,20 +313,33 @@ _BYTE = np.uint64(0xFF)
 
 
 @njit(**INLINE)
+def _spread(x: np.uint64, a0: np.uint64, a1: np.uint64, a2: np.uint64, a3: np.uint64,
+            a4: np.uint64, a5: np.uint64, a6: np.uint64,
+            a7: np.uint64) -> tuple[np.uint64, np.uint64, np.uint64, np.uint64, np.uint64,
+                                    np.uint64, np.uint64, np.uint64]:
+    """Count the bits of ``x`` by position in eight byte-lane counters: bit q adds 1 to byte
+    q // 8 of a{q % 8}. Returns the new counters."""
+    low = _BYTE_LOW_BITS
+    return (a0 + (x & low), a1 + ((x >> np.uint64(1)) & low), a2 + ((x >> np.uint64(2)) & low),
+            a3 + ((x >> np.uint64(3)) & low), a4 + ((x >> np.uint64(4)) & low),
+            a5 + ((x >> np.uint64(5)) & low), a6 + ((x >> np.uint64(6)) & low),
+            a7 + ((x >> np.uint64(7)) & low))
+
+
+@njit(**INLINE)
+def _spread_into(x: np.uint64, lanes: np.ndarray, p: int, t: int) -> None:
+    """:func:`_spread` into the counters lanes[p, t, 0..7]."""
+    for i in range(8):
+        lanes[p, t, i] += (x >> np.uint64(i)) & _BYTE_LOW_BITS
+
+
+@njit(**INLINE)
 def _spread_run(src: np.ndarray, w0: int, w1: int, lanes: np.ndarray, p: int, t: int) -> None:
-    """Count the bits of every word of src[w0:w1] by position: bit q adds 1 to byte q // 8 of
-    lanes[p, t, q % 8] (eight scalar accumulators: a loop LLVM vectorises)."""
+    """:func:`_spread` of every word of src[w0:w1] into lanes[p, t] (in registers: a loop
+    LLVM vectorises)."""
     a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = np.uint64(0)
     for w in range(w0, w1):
-        x = src[w]
-        a0 += x & _BYTE_LOW_BITS
-        a1 += (x >> np.uint64(1)) & _BYTE_LOW_BITS
-        a2 += (x >> np.uint64(2)) & _BYTE_LOW_BITS
-        a3 += (x >> np.uint64(3)) & _BYTE_LOW_BITS
-        a4 += (x >> np.uint64(4)) & _BYTE_LOW_BITS
-        a5 += (x >> np.uint64(5)) & _BYTE_LOW_BITS
-        a6 += (x >> np.uint64(6)) & _BYTE_LOW_BITS
-        a7 += (x >> np.uint64(7)) & _BYTE_LOW_BITS
+        a0, a1, a2, a3, a4, a5, a6, a7 = _spread(src[w], a0, a1, a2, a3, a4, a5, a6, a7)
     lanes[p, t, 0] += a0
     lanes[p, t, 1] += a1
     lanes[p, t, 2] += a2
@@ -326,16 +351,33 @@ def _spread_run(src: np.ndarray, w0: int, w1: int, lanes: np.ndarray, p: int, t:
 
 
 @njit(**INLINE)
+def _fold_registers(a0: np.uint64, a1: np.uint64, a2: np.uint64, a3: np.uint64, a4: np.uint64,
+                    a5: np.uint64, a6: np.uint64, a7: np.uint64, out: np.ndarray, p: int,
+                    t: int, queue_row: np.ndarray) -> None:
+    """Add eight byte-lane counters (bit position q counted in byte q // 8 of a{q % 8}) to
+    out[p, t, queue_row[q]]."""
+    for byte in range(8):
+        shift = np.uint64(8 * byte)
+        q = 8 * byte
+        out[p, t, queue_row[q]] += np.int64((a0 >> shift) & _BYTE)
+        out[p, t, queue_row[q + 1]] += np.int64((a1 >> shift) & _BYTE)
+        out[p, t, queue_row[q + 2]] += np.int64((a2 >> shift) & _BYTE)
+        out[p, t, queue_row[q + 3]] += np.int64((a3 >> shift) & _BYTE)
+        out[p, t, queue_row[q + 4]] += np.int64((a4 >> shift) & _BYTE)
+        out[p, t, queue_row[q + 5]] += np.int64((a5 >> shift) & _BYTE)
+        out[p, t, queue_row[q + 6]] += np.int64((a6 >> shift) & _BYTE)
+        out[p, t, queue_row[q + 7]] += np.int64((a7 >> shift) & _BYTE)
+
+
+@njit(**INLINE)
 def _flush_lanes(lanes: np.ndarray, out: np.ndarray, p: int, t: int,
                  queue_row: np.ndarray) -> None:
-    """Add the per-position counts of lanes[p, t] to out[p, t, queue_row[position]] and clear
-    them."""
+    """:func:`_fold_registers` of lanes[p, t] into out[p, t], and clear them."""
+    _fold_registers(lanes[p, t, 0], lanes[p, t, 1], lanes[p, t, 2], lanes[p, t, 3],
+                    lanes[p, t, 4], lanes[p, t, 5], lanes[p, t, 6], lanes[p, t, 7], out, p, t,
+                    queue_row)
     for i in range(8):
-        a = lanes[p, t, i]
-        if a:
-            for byte in range(8):
-                out[p, t, queue_row[8 * byte + i]] += np.int64((a >> np.uint64(8 * byte)) & _BYTE)
-            lanes[p, t, i] = 0
+        lanes[p, t, i] = 0
 
 
 @njit(**INLINE)
@@ -418,14 +460,7 @@ def _residue_counts_whole_images(words: np.ndarray, n_images: int, n_rows: int, 
                 x = words[base + w]
                 for g in range(1, span):
                     x |= words[base + g * per_row + w]
-                a0 += x & _BYTE_LOW_BITS
-                a1 += (x >> np.uint64(1)) & _BYTE_LOW_BITS
-                a2 += (x >> np.uint64(2)) & _BYTE_LOW_BITS
-                a3 += (x >> np.uint64(3)) & _BYTE_LOW_BITS
-                a4 += (x >> np.uint64(4)) & _BYTE_LOW_BITS
-                a5 += (x >> np.uint64(5)) & _BYTE_LOW_BITS
-                a6 += (x >> np.uint64(6)) & _BYTE_LOW_BITS
-                a7 += (x >> np.uint64(7)) & _BYTE_LOW_BITS
+                a0, a1, a2, a3, a4, a5, a6, a7 = _spread(x, a0, a1, a2, a3, a4, a5, a6, a7)
             held += per_row
         if held:
             _fold_registers(a0, a1, a2, a3, a4, a5, a6, a7, out, held_pass, t, queue_row)
@@ -471,8 +506,7 @@ def _residue_counts_blocks(words: np.ndarray, n_images: int, n_rows: int, pixels
                 if held[p, t] == 255:
                     _flush_lanes(lanes, out, p, t, queue_row)
                     held[p, t] = 0
-                for i in range(8):
-                    lanes[p, t, i] += (x >> np.uint64(i)) & _BYTE_LOW_BITS
+                _spread_into(x, lanes, p, t)
                 held[p, t] += 1
     _flush_all(lanes, held, out, queue_row)
 
@@ -511,29 +545,9 @@ def _residue_counts_folded(words: np.ndarray, n_images: int, n_rows: int, pixels
                 if held[p, t] == 255:
                     _flush_lanes(lanes, out, p, t, queue_row)
                     held[p, t] = 0
-                for i in range(8):
-                    lanes[p, t, i] += (x >> np.uint64(i)) & _BYTE_LOW_BITS
+                _spread_into(x, lanes, p, t)
                 held[p, t] += 1
     _flush_all(lanes, held, out, queue_row)
-
-
-@njit(**INLINE)
-def _fold_registers(a0: np.uint64, a1: np.uint64, a2: np.uint64, a3: np.uint64, a4: np.uint64,
-                    a5: np.uint64, a6: np.uint64, a7: np.uint64, out: np.ndarray, p: int,
-                    t: int, queue_row: np.ndarray) -> None:
-    """Add eight byte-lane counters (bit position q counted in byte q // 8 of a{q % 8}) to
-    out[p, t, queue_row[q]]."""
-    for byte in range(8):
-        shift = np.uint64(8 * byte)
-        q = 8 * byte
-        out[p, t, queue_row[q]] += np.int64((a0 >> shift) & _BYTE)
-        out[p, t, queue_row[q + 1]] += np.int64((a1 >> shift) & _BYTE)
-        out[p, t, queue_row[q + 2]] += np.int64((a2 >> shift) & _BYTE)
-        out[p, t, queue_row[q + 3]] += np.int64((a3 >> shift) & _BYTE)
-        out[p, t, queue_row[q + 4]] += np.int64((a4 >> shift) & _BYTE)
-        out[p, t, queue_row[q + 5]] += np.int64((a5 >> shift) & _BYTE)
-        out[p, t, queue_row[q + 6]] += np.int64((a6 >> shift) & _BYTE)
-        out[p, t, queue_row[q + 7]] += np.int64((a7 >> shift) & _BYTE)
 
 
 @njit(**JIT)
@@ -554,10 +568,7 @@ def _residue_counts_rotated(words: np.ndarray, n_images: int, n_rows: int, pixel
         p, pass_end = 0, pass_len  # m0 only grows: passes are tracked without dividing
         for n in range(n_images):
             for p0 in range(0, pixels, 64):
-                count = min(64, pixels - p0)
-                x = np.uint64(0)
-                for g in range(set_lo[s], set_hi[s]):
-                    x |= load_bits(words, (n * n_rows + g) * pixels + p0, count)
+                x = _set_chunk(words, n * n_rows, pixels, set_lo[s], set_hi[s], p0)
                 m0 = n * pixels + p0
                 while m0 >= pass_end:
                     p += 1
@@ -578,14 +589,8 @@ def _residue_counts_rotated(words: np.ndarray, n_images: int, n_rows: int, pixel
                         shift = np.uint64(m0 & row_mask)
                         if shift:
                             part = (part << shift) | (part >> (np.uint64(64) - shift))
-                        a0 += part & _BYTE_LOW_BITS
-                        a1 += (part >> np.uint64(1)) & _BYTE_LOW_BITS
-                        a2 += (part >> np.uint64(2)) & _BYTE_LOW_BITS
-                        a3 += (part >> np.uint64(3)) & _BYTE_LOW_BITS
-                        a4 += (part >> np.uint64(4)) & _BYTE_LOW_BITS
-                        a5 += (part >> np.uint64(5)) & _BYTE_LOW_BITS
-                        a6 += (part >> np.uint64(6)) & _BYTE_LOW_BITS
-                        a7 += (part >> np.uint64(7)) & _BYTE_LOW_BITS
+                        a0, a1, a2, a3, a4, a5, a6, a7 = _spread(part, a0, a1, a2, a3, a4, a5,
+                                                                 a6, a7)
                         held += 1
                     if span >= 64:
                         break
@@ -619,10 +624,7 @@ def _residue_counts_any(words: np.ndarray, n_images: int, n_rows: int, pixels: i
         for s in range(set_lo.shape[0]):
             t = target[s]
             for p0 in range(0, pixels, 64):
-                count = min(64, pixels - p0)
-                x = np.uint64(0)
-                for g in range(set_lo[s], set_hi[s]):
-                    x |= load_bits(words, (n * n_rows + g) * pixels + p0, count)
+                x = _set_chunk(words, n * n_rows, pixels, set_lo[s], set_hi[s], p0)
                 m0 = n * pixels + p0
                 while x:
                     pass_index = m0 // pass_len

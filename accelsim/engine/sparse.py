@@ -35,8 +35,10 @@ give exactly the dense result.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 
@@ -58,6 +60,13 @@ from accelsim.kernels import (
 )
 from accelsim.network import Gemm, Layer
 from accelsim.trace.format import packed_ones
+
+
+def _memo(cache: dict, key: Hashable, make: Callable[[], Any]) -> Any:
+    """``cache[key]``, made by ``make()`` the first time."""
+    if key not in cache:
+        cache[key] = make()
+    return cache[key]
 
 
 @dataclass(frozen=True, eq=False)
@@ -150,12 +159,9 @@ class LayerMasks:
     def weight_any(self, unit: int, axis: int) -> np.ndarray:
         """:func:`unit_any` of the (F, K) weight mask (cached): axis 0 over output channels,
         1 over reduction columns."""
-        key = ("weight", unit, axis)
-        cache = self._weight_cache
-        if key not in cache:
-            assert self.weight is not None
-            cache[key] = unit_any(self.weight, unit, axis)
-        return cache[key]
+        assert self.weight is not None
+        return _memo(self._weight_cache, ("weight", unit, axis),
+                     lambda: unit_any(self.weight, unit, axis))
 
     @property
     def _static_cache(self) -> dict:
@@ -176,16 +182,17 @@ class LayerMasks:
     def unit_counts(self, unit: int, rows: int, pass_len: int) -> np.ndarray:
         """int64 (passes, units, rows): pixels of each pass and queue row where any lane of
         the ``unit``-lane unit is active (cached)."""
-        key = ("units", unit, rows, pass_len)
-        if key not in self._cache:
-            n, groups, pixels = self.gate_bits.shape
-            s = self.gate_group_size
+        n, groups, pixels = self.gate_bits.shape
+        s = self.gate_group_size
+
+        def count() -> np.ndarray:
             first = np.arange(0, groups * s, unit)
             last = np.minimum(first + unit, groups * s) - 1
-            self._cache[key] = residue_counts(
-                self.gate_bits.words, n, groups, pixels, first // s, last // s + 1,
-                np.arange(first.shape[0]), first.shape[0], rows, pass_len)
-        return self._cache[key]
+            return residue_counts(self.gate_bits.words, n, groups, pixels, first // s,
+                                  last // s + 1, np.arange(first.shape[0]), first.shape[0],
+                                  rows, pass_len)
+
+        return _memo(self._cache, ("units", unit, rows, pass_len), count)
 
     def group_counts(self, rows: int, pass_len: int,
                      classes: np.ndarray | None = None) -> np.ndarray:
@@ -195,13 +202,11 @@ class LayerMasks:
         n, groups, pixels = self.gate_bits.shape
         if classes is None:
             classes = np.arange(groups, dtype=np.int64)
-        key = ("groups", rows, pass_len, classes.tobytes())
-        if key not in self._cache:
-            index = np.arange(groups)
-            self._cache[key] = residue_counts(
-                self.gate_bits.words, n, groups, pixels, index, index + 1, classes,
-                int(classes.max()) + 1, rows, pass_len)
-        return self._cache[key]
+        index = np.arange(groups)
+        return _memo(self._cache, ("groups", rows, pass_len, classes.tobytes()),
+                     lambda: residue_counts(self.gate_bits.words, n, groups, pixels, index,
+                                            index + 1, classes, int(classes.max()) + 1, rows,
+                                            pass_len))
 
     @cached_property
     def channel_counts(self) -> np.ndarray:
@@ -213,14 +218,15 @@ class LayerMasks:
     def gate_views(self, unit: int) -> GateViews:
         """Per-pixel views of the gate for ``unit`` lanes (cached; the work-matrix path)."""
         assert self.has_gate
-        if unit not in self._cache:
+
+        def views() -> GateViews:
             gate = self.gate_bool
             channels = gate.shape[1] * self.gate_group_size
             active, lanes, packed, per_pixel = gate_views(
                 _as_bytes(gate), self.gate_group_size, unit, channels)
-            self._cache[unit] = GateViews(active, lanes, packed.view(np.uint64),
-                                                    per_pixel)
-        return self._cache[unit]
+            return GateViews(active, lanes, packed.view(np.uint64), per_pixel)
+
+        return _memo(self._cache, ("views", unit), views)
 
 
 
@@ -280,41 +286,24 @@ class BasePath:
     def members_over_f(self, unit: int) -> np.ndarray:
         """bool (ceil(F/unit), G): the base chunks of the output channels of each unit
         (cached)."""
-        key = ("fm", unit)
-        if key not in self._cache:
-            self._cache[key] = self._members(self.base_of_f, unit)
-        return self._cache[key]
+        return _memo(self._cache, ("fm", unit), lambda: self._members(self.base_of_f, unit))
 
     def members_over_k(self, unit: int) -> np.ndarray:
         """bool (ceil(K/unit), G): the input chunks of the reduction columns of each unit
         (cached)."""
-        key = ("km", unit)
-        if key not in self._cache:
-            self._cache[key] = self._members(self.chunk_of_k, unit)
-        return self._cache[key]
+        return _memo(self._cache, ("km", unit), lambda: self._members(self.chunk_of_k, unit))
 
     def any_over_f(self, unit: int) -> np.ndarray:
         """bool (ceil(F/unit), K): some output channel of the unit has k on its base path
         (cached)."""
-        key = ("f", unit)
-        if key not in self._cache:
-            self._cache[key] = np.ascontiguousarray(
-                self.members_over_f(unit)[:, self.chunk_of_k])
-        return self._cache[key]
+        return _memo(self._cache, ("f", unit), lambda: np.ascontiguousarray(
+            self.members_over_f(unit)[:, self.chunk_of_k]))
 
     def any_over_k(self, unit: int) -> np.ndarray:
         """bool (ceil(K/unit), F): some reduction column of the unit is on f's base path
         (cached)."""
-        key = ("k", unit)
-        if key not in self._cache:
-            self._cache[key] = np.ascontiguousarray(
-                self.members_over_k(unit)[:, self.base_of_f])
-        return self._cache[key]
-
-
-def base_path_mask(layer: Layer, gating_groups: int, base_chunks: tuple[int, ...]) -> np.ndarray:
-    """bool (F, K): weight (f, k) is on f's base path (:class:`BasePath`)."""
-    return BasePath.of_layer(layer, gating_groups, base_chunks).mask
+        return _memo(self._cache, ("k", unit), lambda: np.ascontiguousarray(
+            self.members_over_k(unit)[:, self.base_of_f]))
 
 
 def _as_bytes(mask: np.ndarray) -> np.ndarray:
@@ -505,23 +494,30 @@ def fw_sums(layer: Layer, masks: LayerMasks, unit: int, rows: int, pass_len: int
     weight = masks.weight if use_weight else None
     key = ("fw_sums", m, f, layer.k_per_group, unit, rows, pass_len, gated, weight is not None,
            scale)
-    cache = masks._static_cache
-    if key not in cache:  # the gate-independent part: base steps per pass, conditional steps
-        base_steps, full = _fw_steps(layer, masks, unit, gated, weight)
-        if scale is not None:
-            base_steps = -(-base_steps * scale[0] // scale[1])
-            full = -(-full * scale[0] // scale[1])
-        units = full.shape[0]
-        per_row = pass_rows(m, rows, pass_len)[:, None, :]
-        col_idx = full.copy() if weight is not None else np.zeros(units, dtype=np.int64)
-        fixed = per_row * (base_steps if gated else full)[None, :, None]
-        cache[key] = (fixed, full - base_steps, np.arange(units, dtype=np.int64),
-                      unit_lanes(f, unit), np.zeros(per_row.shape[0], dtype=np.int64), col_idx)
-    fixed, cond, classes, lanes, no_row_idx, col_idx = cache[key]
+    fixed, cond, classes, lanes, no_row_idx, col_idx = _memo(
+        masks._static_cache, key,
+        lambda: _fw_plan(layer, masks, unit, rows, pass_len, gated, weight, scale))
     if not gated:
         return PassSums(fixed, classes, lanes, None, no_row_idx, col_idx)
     sums, active = diagonal_sums(fixed, masks.unit_counts(unit, rows, pass_len), cond)
     return PassSums(sums, classes, lanes, active, no_row_idx, col_idx)
+
+
+def _fw_plan(layer: Layer, masks: LayerMasks, unit: int, rows: int, pass_len: int,
+             gated: bool, weight: np.ndarray | None, scale: tuple[int, int] | None) -> tuple:
+    """(steps per pass that do not depend on the gate (passes, J, rows), conditional steps per
+    unit (J,), classes, lanes, zero row indices, column indices) for :func:`fw_sums`."""
+    m, f = layer.output_pixels, layer.cout
+    base_steps, full = _fw_steps(layer, masks, unit, gated, weight)
+    if scale is not None:
+        base_steps = -(-base_steps * scale[0] // scale[1])
+        full = -(-full * scale[0] // scale[1])
+    units = full.shape[0]
+    per_row = pass_rows(m, rows, pass_len)[:, None, :]
+    col_idx = full.copy() if weight is not None else np.zeros(units, dtype=np.int64)
+    fixed = per_row * (base_steps if gated else full)[None, :, None]
+    return (fixed, full - base_steps, np.arange(units, dtype=np.int64), unit_lanes(f, unit),
+            np.zeros(per_row.shape[0], dtype=np.int64), col_idx)
 
 
 def packed_conditional_work(active_lanes: np.ndarray, cond: np.ndarray, unit: int, f: int,
@@ -552,11 +548,9 @@ def _bd_classes(layer: Layer, masks: LayerMasks, unit: int, gated: bool,
     """BD unit columns grouped by (always, allowed) step sets: (allowed (J, F), classes (J,),
     first unit of each class, always (J, F) or None when not gated). Cached: they depend on
     the weight mask and the base path only."""
-    cache = masks._weight_cache if weight is not None else masks._cache
-    key = ("bd_classes", unit, gated, weight is not None)
-    if key not in cache:
-        cache[key] = _bd_classes_of(layer, masks, unit, gated, weight)
-    return cache[key]
+    return _memo(masks._weight_cache if weight is not None else masks._cache,
+                 ("bd_classes", unit, gated, weight is not None),
+                 lambda: _bd_classes_of(layer, masks, unit, gated, weight))
 
 
 def _bd_classes_of(layer: Layer, masks: LayerMasks, unit: int, gated: bool,
@@ -618,10 +612,9 @@ def bd_sums(layer: Layer, masks: LayerMasks, unit: int, rows: int, pass_len: int
     weight = masks.weight if use_weight else None
     s = masks.gate_group_size
     key = ("bd_sums", m, f, k, s, unit, rows, pass_len, gated, weight is not None)
-    cache = masks._static_cache
-    if key not in cache:  # the gate-independent part
-        cache[key] = _bd_plan(layer, masks, unit, rows, pass_len, gated, weight)
-    fixed, coef, group_set, classes, lanes, no_row_idx, col_idx = cache[key]
+    fixed, coef, group_set, classes, lanes, no_row_idx, col_idx = _memo(
+        masks._static_cache, key,
+        lambda: _bd_plan(layer, masks, unit, rows, pass_len, gated, weight))
     if coef is None:
         return PassSums(fixed, classes, lanes, None, no_row_idx, col_idx)
     sums, active = coefficient_sums(fixed, masks.group_counts(rows, pass_len, group_set),
@@ -710,27 +703,32 @@ def wg_sums(layer: Layer, masks: LayerMasks, unit: int, rows: int, pass_len: int
     if weighted or not gated:
         return matrix_sums(wg_work(layer, masks, unit, use_gate=use_gate, use_weight=use_weight,
                                    rows=rows, pass_len=pass_len), rows, pass_len)
-    key = ("wg_sums", m, layer.cout, k, unit, rows, pass_len)
-    cache = masks._static_cache
-    if key not in cache:  # rows of each pass and queue row on each unit's base path
-        lanes = unit_lanes(layer.cout, unit)
-        per_row = pass_rows(k, rows, pass_len)  # (passes, rows)
-        passes = per_row.shape[0]
-        if masks.base is None:
-            on_base = np.zeros((passes, lanes.shape[0], rows), dtype=np.int64)
-        else:
-            kk = np.arange(k)
-            in_chunk = np.zeros((passes * rows, masks.base.groups), dtype=np.int64)
-            np.add.at(in_chunk, ((kk // pass_len) * rows + kk % rows, masks.base.chunk_of_k), 1)
-            members = masks.base.members_over_f(unit).astype(np.int64)  # (J, G)
-            on_base = np.einsum("prq,jq->pjr", in_chunk.reshape(passes, rows, -1), members)
-        cache[key] = (m * on_base, per_row[:, None, :] - on_base,
-                      np.arange(lanes.shape[0], dtype=np.int64), lanes,
-                      np.zeros(passes, dtype=np.int64))
-    base_steps, off_base, classes, lanes, no_row_idx = cache[key]
+    base_steps, off_base, classes, lanes, no_row_idx = _memo(
+        masks._static_cache, ("wg_sums", m, layer.cout, k, unit, rows, pass_len),
+        lambda: _wg_plan(layer, masks, unit, rows, pass_len))
     active = masks.unit_counts(unit, rows, pass_len).sum(axis=(0, 2))  # (J,) active pixels
     sums, _ = diagonal_sums(base_steps, off_base, active)
     return PassSums(sums, classes, lanes, None, no_row_idx, active)
+
+
+def _wg_plan(layer: Layer, masks: LayerMasks, unit: int, rows: int, pass_len: int) -> tuple:
+    """(base-path steps per pass (passes, J, rows), rows off the base path per pass (passes,
+    J, rows), classes, lanes, zero row indices) for a gated :func:`wg_sums` without weights,
+    from how many rows of each pass and queue row lie in each input chunk."""
+    m, k = layer.output_pixels, layer.k_per_group
+    lanes = unit_lanes(layer.cout, unit)
+    per_row = pass_rows(k, rows, pass_len)  # (passes, rows)
+    passes = per_row.shape[0]
+    if masks.base is None:
+        on_base = np.zeros((passes, lanes.shape[0], rows), dtype=np.int64)
+    else:
+        kk = np.arange(k)
+        in_chunk = np.zeros((passes * rows, masks.base.groups), dtype=np.int64)
+        np.add.at(in_chunk, ((kk // pass_len) * rows + kk % rows, masks.base.chunk_of_k), 1)
+        members = masks.base.members_over_f(unit).astype(np.int64)  # (J, G)
+        on_base = np.einsum("prq,jq->pjr", in_chunk.reshape(passes, rows, -1), members)
+    return (m * on_base, per_row[:, None, :] - on_base,
+            np.arange(lanes.shape[0], dtype=np.int64), lanes, np.zeros(passes, dtype=np.int64))
 
 
 def effective_macs(layer: Layer, masks: LayerMasks, phase: str) -> int:
@@ -743,10 +741,9 @@ def effective_macs(layer: Layer, masks: LayerMasks, phase: str) -> int:
         weight = None
     elif weight is None and masks.nm is not None and not masks.has_gate:
         return f * nm_reduction_length(k, *masks.nm) * m  # a declared N:M pattern
-    key = ("macs", weight is not None)  # equal in every phase that uses the same weights
-    if key not in masks._cache:
-        masks._cache[key] = _effective_macs(m, f, k, masks, weight)
-    return masks._cache[key]
+    # equal in every phase that uses the same weights
+    return _memo(masks._cache, ("macs", weight is not None),
+                 lambda: _effective_macs(m, f, k, masks, weight))
 
 
 def _effective_macs(m: int, f: int, k: int, masks: LayerMasks,
@@ -784,10 +781,8 @@ def sparse_compute(layer: Layer, phase: str, masks: LayerMasks,
     """Cycles and MACs of one job from its masks on ``hw`` (all dataflows). A job without a
     gate depends on its weight mask alone: with ``weight_views`` its result is kept there."""
     if masks.weight_views is not None and not masks.has_gate:
-        key = ("compute", phase, masks.dense_weight_gradient)
-        if key not in masks.weight_views:
-            masks.weight_views[key] = _sparse_compute(layer, phase, masks, hw)
-        return masks.weight_views[key]
+        return _memo(masks.weight_views, ("compute", phase, masks.dense_weight_gradient),
+                     lambda: _sparse_compute(layer, phase, masks, hw))
     return _sparse_compute(layer, phase, masks, hw)
 
 

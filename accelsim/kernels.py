@@ -336,9 +336,10 @@ def _spread_into(x: np.uint64, lanes: np.ndarray, p: int, t: int) -> None:
 @njit(**INLINE)
 def _spread_run(src: np.ndarray, w0: int, w1: int, lanes: np.ndarray, p: int, t: int) -> None:
     """:func:`_spread` of every word of src[w0:w1] into lanes[p, t] (in registers: a loop
-    LLVM vectorises)."""
+    LLVM vectorises, because its index is unsigned: a signed one makes numba wrap negative
+    indices, which stops the vectoriser and costs 4x)."""
     a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = np.uint64(0)
-    for w in range(w0, w1):
+    for w in range(np.uint64(w0), np.uint64(w1)):
         a0, a1, a2, a3, a4, a5, a6, a7 = _spread(src[w], a0, a1, a2, a3, a4, a5, a6, a7)
     lanes[p, t, 0] += a0
     lanes[p, t, 1] += a1
@@ -431,35 +432,71 @@ def _residue_counts_aligned(words: np.ndarray, n_images: int, n_rows: int, pixel
     _flush_all(lanes, held, out, queue_row)
 
 
+@njit(**INLINE)
+def _count_run(src: np.ndarray, w0: int, w1: int, out: np.ndarray, p: int, t: int,
+               queue_row: np.ndarray) -> None:
+    """Add the bits of src[w0:w1] (at most 255 words) to out[p, t, queue_row[q]] by bit
+    position q: :func:`_spread` in registers (unsigned index, so LLVM vectorises), then
+    :func:`_fold_registers`."""
+    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = np.uint64(0)
+    for w in range(np.uint64(w0), np.uint64(w1)):
+        a0, a1, a2, a3, a4, a5, a6, a7 = _spread(src[w], a0, a1, a2, a3, a4, a5, a6, a7)
+    _fold_registers(a0, a1, a2, a3, a4, a5, a6, a7, out, p, t, queue_row)
+
+
 @njit(**JIT)
 def _residue_counts_whole_images(words: np.ndarray, n_images: int, n_rows: int, pixels: int,
                                  set_lo: np.ndarray, set_hi: np.ndarray, target: np.ndarray,
                                  rows: int, pass_len: int, out: np.ndarray) -> None:
     """residue_counts when rows hold whole words (P a multiple of 64), a pass holds whole
-    images (P divides ``pass_len``) and ``rows`` divides 64: each set is walked over all
-    images, its OR formed word by word and counted by bit position in eight byte-lane
-    registers, which are folded into queue rows once per pass (or every 255 words)."""
+    images (P divides ``pass_len``) and ``rows`` divides 64. Each set is counted over all
+    images by bit position in runs of at most 255 words within one pass:
+
+    - rows of at least 8 words: the set's OR over all images is formed row by row in a buffer
+      (whole-row ORs, which vectorise), then counted (:func:`_count_run`);
+    - shorter rows: the OR of each word is formed across the set's rows and counted in eight
+      byte-lane registers (unsigned indices throughout, so numba adds no wraparound checks)."""
     per_row = pixels // 64
-    images_per_pass = pass_len // pixels
+    per_pass = (pass_len // pixels) * per_row
+    total = n_images * per_row
     queue_row = np.arange(64) % rows
+    if per_row >= 8:
+        grid = words[:n_images * n_rows * per_row].reshape((n_images, n_rows, per_row))
+        unit = np.empty((n_images, per_row), dtype=np.uint64)
+        flat = unit.reshape(total)
+        for s in range(set_lo.shape[0]):
+            unit[:] = grid[:, set_lo[s], :]
+            for g in range(set_lo[s] + 1, set_hi[s]):
+                unit |= grid[:, g, :]
+            w0 = 0
+            while w0 < total:
+                p = w0 // per_pass
+                w1 = min(total, (p + 1) * per_pass, w0 + 255)
+                _count_run(flat, w0, w1, out, p, target[s], queue_row)
+                w0 = w1
+        return
+    stride = np.uint64(per_row)
     for s in range(set_lo.shape[0]):
         t = target[s]
-        lo, span = set_lo[s], set_hi[s] - set_lo[s]
+        span = np.uint64(set_hi[s] - set_lo[s])
         a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = np.uint64(0)
         held_pass, held = 0, 0
+        p, pass_end = 0, per_pass
         for n in range(n_images):
-            p = n // images_per_pass
+            while n * per_row >= pass_end:  # passes tracked without dividing
+                p += 1
+                pass_end += per_pass
             if p != held_pass or held + per_row > 255:
                 if held:
                     _fold_registers(a0, a1, a2, a3, a4, a5, a6, a7, out, held_pass, t,
                                     queue_row)
                 a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = np.uint64(0)
                 held_pass, held = p, 0
-            base = (n * n_rows + lo) * per_row
-            for w in range(per_row):
-                x = words[base + w]
-                for g in range(1, span):
-                    x |= words[base + g * per_row + w]
+            base = np.uint64((n * n_rows + set_lo[s]) * per_row)
+            for w in range(base, base + stride):
+                x = words[w]
+                for g in range(np.uint64(1), span):
+                    x |= words[w + g * stride]
                 a0, a1, a2, a3, a4, a5, a6, a7 = _spread(x, a0, a1, a2, a3, a4, a5, a6, a7)
             held += per_row
         if held:
@@ -517,37 +554,52 @@ def _residue_counts_folded(words: np.ndarray, n_images: int, n_rows: int, pixels
                            rows: int, pass_len: int, out: np.ndarray) -> None:
     """residue_counts when P divides 64 (small feature maps), a pass holds whole images and
     ``rows`` divides 64: a set's rows of one image are one contiguous bit string in which bit b
-    is pixel b % P, so ORing its 64-bit chunks and folding the result down to P bits gives the
-    set's OR per pixel with a few loads instead of one per gate row."""
-    lanes = np.zeros((out.shape[0], out.shape[1], 8), dtype=np.uint64)
-    held = np.zeros((out.shape[0], out.shape[1]), dtype=np.int64)
+    is pixel b % P, so ORing its 64-bit chunks (whole words when it starts on one) and folding
+    the result down to P bits gives the set's OR per pixel with a few loads instead of one per
+    gate row. Each set is walked over all images and counted by bit position in eight
+    byte-lane registers, folded into queue rows when the pass changes or after 255 images."""
     queue_row = np.arange(64) % rows
     images_per_pass = pass_len // pixels
     low = _ALL if pixels == 64 else (_ONE << np.uint64(pixels)) - _ONE
-    for n in range(n_images):
-        p = n // images_per_pass
-        shift = np.uint64((n * pixels) & (rows - 1))
-        for s in range(set_lo.shape[0]):
-            t = target[s]
+    for s in range(set_lo.shape[0]):
+        t = target[s]
+        bits = (set_hi[s] - set_lo[s]) * pixels
+        a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = np.uint64(0)
+        held_pass, held = 0, 0
+        p, pass_end = 0, images_per_pass
+        for n in range(n_images):
             start = (n * n_rows + set_lo[s]) * pixels
-            bits = (set_hi[s] - set_lo[s]) * pixels
             x = np.uint64(0)
-            for c in range(0, bits, 64):
-                x |= load_bits(words, start + c, min(64, bits - c))
+            if start % 64 == 0 and bits % 64 == 0:
+                first = np.uint64(start // 64)
+                for w in range(first, first + np.uint64(bits // 64)):
+                    x |= words[w]
+            else:
+                for c in range(0, bits, 64):
+                    x |= load_bits(words, start + c, min(64, bits - c))
             width = 64
             while width > pixels:
                 width //= 2
                 x |= x >> np.uint64(width)
             x &= low
-            if x:
-                if shift:
-                    x = (x << shift) | (x >> (np.uint64(64) - shift))
-                if held[p, t] == 255:
-                    _flush_lanes(lanes, out, p, t, queue_row)
-                    held[p, t] = 0
-                _spread_into(x, lanes, p, t)
-                held[p, t] += 1
-    _flush_all(lanes, held, out, queue_row)
+            if not x:
+                continue
+            shift = np.uint64((n * pixels) & (rows - 1))
+            if shift:
+                x = (x << shift) | (x >> (np.uint64(64) - shift))
+            while n >= pass_end:  # passes tracked without dividing
+                p += 1
+                pass_end += images_per_pass
+            if p != held_pass or held == 255:
+                if held:
+                    _fold_registers(a0, a1, a2, a3, a4, a5, a6, a7, out, held_pass, t,
+                                    queue_row)
+                a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = np.uint64(0)
+                held_pass, held = p, 0
+            a0, a1, a2, a3, a4, a5, a6, a7 = _spread(x, a0, a1, a2, a3, a4, a5, a6, a7)
+            held += 1
+        if held:
+            _fold_registers(a0, a1, a2, a3, a4, a5, a6, a7, out, held_pass, t, queue_row)
 
 
 @njit(**JIT)

@@ -34,7 +34,7 @@ from accelsim.network import conv
 
 @settings(max_examples=300, deadline=None)
 @given(st.integers(1, 3), st.integers(1, 6),
-       st.one_of(st.integers(1, 200), st.sampled_from([64, 128, 192, 320])),
+       st.one_of(st.integers(1, 200), st.sampled_from([64, 128, 192, 320, 512, 1024])),
        st.one_of(st.sampled_from([1, 2, 4, 8, 16, 32, 64]), st.integers(1, 80)),
        st.integers(1, 8), st.floats(0.0, 1.0), st.integers(0, 2**32 - 1))
 def test_residue_counts_equal_counting_by_hand(images: int, n_rows: int, pixels: int,
@@ -92,7 +92,7 @@ def test_residue_counts_of_long_runs_into_one_target(pixels: int, rows: int, syn
 
 @pytest.mark.parametrize(("pixels", "rows", "sync"), [(64, 64, 300), (128, 16, 1024),
                                                    (16, 16, 400), (1024, 16, 64),
-                                                   (48, 16, 1000)])
+                                                   (512, 16, 2048), (48, 16, 1000)])
 def test_residue_counts_of_unit_ors_over_long_passes(pixels: int, rows: int, sync: int) -> None:
     """OR-sets over passes of hundreds of words (byte lanes folded before they wrap)."""
     images, n_rows = 300, 4

@@ -92,7 +92,8 @@ def test_residue_counts_of_long_runs_into_one_target(pixels: int, rows: int, syn
 
 @pytest.mark.parametrize(("pixels", "rows", "sync"), [(64, 64, 300), (128, 16, 1024),
                                                    (16, 16, 400), (1024, 16, 64),
-                                                   (512, 16, 2048), (48, 16, 1000)])
+                                                   (512, 16, 2048), (48, 16, 1000),
+                                                   (8, 8, 3), (4, 16, 5), (32, 64, 300)])
 def test_residue_counts_of_unit_ors_over_long_passes(pixels: int, rows: int, sync: int) -> None:
     """OR-sets over passes of hundreds of words (byte lanes folded before they wrap)."""
     images, n_rows = 300, 4

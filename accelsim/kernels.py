@@ -873,20 +873,29 @@ def coefficient_sums(fixed: np.ndarray, counts: np.ndarray,
                      coef: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-pass sums fixed[p, c, r] + sum_q coef[c, q] * counts[p, q, r] (fixed int64
     (P, C, R), counts int64 (P, Q, R), coef int64 (C, Q)), and counts summed over sets and
-    queue rows (P,)."""
+    queue rows (P,). Rows are walked with unsigned indices over flat views, so the queue-row
+    loops vectorise."""
     n_passes, n_classes, n_rows = fixed.shape
     n_sets = counts.shape[1]
-    sums = fixed.copy()
+    sums = fixed.copy().ravel()
+    flat_counts = counts.ravel()
     per_pass = np.zeros(n_passes, dtype=np.int64)
+    width = np.uint64(n_rows)
     for p in range(n_passes):
-        for q in range(n_sets):
-            for r in range(n_rows):
-                x = counts[p, q, r]
-                per_pass[p] += x
-                if x:
-                    for c in range(n_classes):
-                        sums[p, c, r] += coef[c, q] * x
-    return sums, per_pass
+        first = np.uint64(p * n_sets * n_rows)
+        total = 0
+        for i in range(first, first + np.uint64(n_sets) * width):
+            total += flat_counts[i]
+        per_pass[p] = total
+        for c in range(n_classes):
+            out = np.uint64((p * n_classes + c) * n_rows)
+            for q in range(n_sets):
+                k = coef[c, q]
+                if k:
+                    src = first + np.uint64(q) * width
+                    for r in range(width):
+                        sums[out + r] += k * flat_counts[src + r]
+    return sums.reshape(fixed.shape), per_pass
 
 
 @njit(**JIT)

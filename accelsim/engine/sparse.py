@@ -748,20 +748,32 @@ def effective_macs(layer: Layer, masks: LayerMasks, phase: str) -> int:
 
 def _effective_macs(m: int, f: int, k: int, masks: LayerMasks,
                     weight: np.ndarray | None) -> int:
+    key = ("macs_plan", m, f, k, weight is not None, masks.has_gate, masks.base is not None)
+    fixed, conditional = _memo(masks._static_cache, key,
+                               lambda: _macs_plan(m, f, k, masks, weight))
+    if conditional is None:
+        return fixed
+    if conditional.shape[0] == 1:  # the same for every channel: no per-channel counts
+        return fixed + int(conditional[0]) * masks.gate_bits.total_ones * masks.gate_group_size
+    return fixed + int(conditional @ masks.channel_counts)
+
+
+def _macs_plan(m: int, f: int, k: int, masks: LayerMasks,
+               weight: np.ndarray | None) -> tuple[int, np.ndarray | None]:
+    """(MACs that do not depend on the gate, MACs per active pixel of each output channel:
+    int64 (F,), or (1,) when equal for all, None without a gate) for :func:`_effective_macs`."""
     kept_per_f = (weight.sum(axis=1, dtype=np.int64) if weight is not None
                   else np.full(f, k, dtype=np.int64))
     if not masks.has_gate:
-        return int(kept_per_f.sum()) * m
+        return int(kept_per_f.sum()) * m, None
     on_base = np.zeros(f, dtype=np.int64)
     if masks.base is not None:
         on_base = ((weight & masks.base.mask).sum(axis=1, dtype=np.int64) if weight is not None
                    else masks.base.per_f)
     conditional = kept_per_f - on_base  # MACs per active pixel of each output channel
-    if (conditional == conditional[0]).all():  # no per-channel counts needed
-        active = int(conditional[0]) * masks.gate_bits.total_ones * masks.gate_group_size
-    else:
-        active = int(conditional @ masks.channel_counts)
-    return int(on_base.sum()) * m + active
+    if (conditional == conditional[0]).all():
+        conditional = conditional[:1]
+    return int(on_base.sum()) * m, conditional
 
 
 @dataclass(frozen=True)

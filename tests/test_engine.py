@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -9,7 +10,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from accelsim.config import HardwareConfig, with_overrides
-from accelsim.engine.energy import ENERGY_COMPONENTS, energy_of, static_energy_pj, tflops_per_watt
+from accelsim.engine.energy import (
+    ENERGY_COMPONENTS,
+    EnergyBreakdown,
+    energy_of,
+    static_energy_pj,
+    tflops_per_watt,
+)
 from accelsim.engine.memory import choose_tiling, combine_cycles, memory_dense, phase_tensors
 from accelsim.engine.pe_array import cycles_dense_tensor, cycles_gemm
 from accelsim.engine.simulator import simulate_layer_phase, simulate_network_dense, summarize
@@ -78,6 +85,13 @@ def test_static_energy_units(fp8_hw: HardwareConfig) -> None:
 def test_tflops_per_watt() -> None:
     # 1e12 MACs = 2e12 FLOPs for 1 J -> 2 TFLOPS/W
     assert tflops_per_watt(1e12, 1e12) == pytest.approx(2.0)
+
+
+def test_energy_breakdown_fields_are_the_components() -> None:
+    """EnergyBreakdown.total adds its fields by name: a new component must be in both."""
+    assert tuple(f.name for f in dataclasses.fields(EnergyBreakdown)) == ENERGY_COMPONENTS
+    parts = dict(zip(ENERGY_COMPONENTS, (1.0, 2.0, 4.0, 8.0, 16.0, 32.0), strict=True))
+    assert EnergyBreakdown(**parts).total == 63.0
 
 
 @settings(max_examples=60, deadline=None)

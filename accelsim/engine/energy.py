@@ -14,7 +14,7 @@ Components (pJ), which sum to the total:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 from accelsim.config import HardwareConfig
 
@@ -34,8 +34,8 @@ class EnergyBreakdown:
 
     @property
     def total(self) -> float:
-        """Sum of the components (pJ)."""
-        return sum(getattr(self, f.name) for f in fields(self))
+        """Sum of the components (pJ), added in field order (ENERGY_COMPONENTS)."""
+        return self.mac + self.rf + self.buffer + self.dram + self.index + self.static
 
 
 def static_energy_pj(cycles: float, hw: HardwareConfig) -> float:

@@ -98,6 +98,16 @@ def _local_classes(classes: np.ndarray, lanes: np.ndarray, c0: int, c1: int,
     return n_local
 
 
+@njit(**INLINE)
+def _pass_cycles(compute: int, indices: int, indices_per_cycle: int) -> tuple[int, int]:
+    """(cycles, decoder stall cycles) of one pass: it lasts as long as its compute or as the
+    decoder needs for its indices, ceil(indices / indices_per_cycle), whichever is longer."""
+    decode = (indices + indices_per_cycle - 1) // indices_per_cycle if indices > 0 else 0
+    if decode > compute:
+        return decode, decode - compute
+    return compute, 0
+
+
 @njit(**JIT)
 def schedule_passes(counts: np.ndarray, classes: np.ndarray, lanes: np.ndarray,
                     unit_idx: np.ndarray, has_unit_idx: bool, row_idx: np.ndarray,
@@ -171,14 +181,9 @@ def schedule_passes(counts: np.ndarray, classes: np.ndarray, lanes: np.ndarray,
                     for lc in range(n_local):
                         if per_class[r, lc] > compute:
                             compute = per_class[r, lc]
-            decode = 0
-            if indices > 0:
-                decode = (indices + indices_per_cycle - 1) // indices_per_cycle
-            if decode > compute:
-                stall += decode - compute
-                cycles += decode
-            else:
-                cycles += compute
+            pass_cycles, pass_stall = _pass_cycles(compute, indices, indices_per_cycle)
+            cycles += pass_cycles
+            stall += pass_stall
             indices_total += indices
             tr = t_end
     return cycles, stall, indices_total, issued
@@ -762,8 +767,7 @@ def residue_counts(words: np.ndarray, n_images: int, n_rows: int, pixels: int,
     n_sets = set_lo.shape[0]
     out = np.zeros((n_passes, n_targets, rows), dtype=np.int64)
     single = n_sets > 0 and (set_hi - set_lo == 1).all()
-    whole = (64 % rows == 0 and pixels % 64 == 0 and pass_len % pixels == 0
-             and pixels <= 255 * 64)
+    whole = 64 % rows == 0 and pixels % 64 == 0 and pass_len % pixels == 0
     folded = 64 % rows == 0 and 64 % pixels == 0 and pass_len % pixels == 0
     if single and 64 % rows == 0 and pixels % rows == 0 and pass_len % pixels == 0:
         # runs of consecutive gate rows with one target
@@ -943,13 +947,8 @@ def schedule_sums(sums: np.ndarray, classes: np.ndarray, lanes: np.ndarray,
             if has_unit_idx:
                 for j in range(c0, c1):
                     indices += unit_idx_sums[p, j]
-            decode = 0
-            if indices > 0:
-                decode = (indices + indices_per_cycle - 1) // indices_per_cycle
-            if decode > compute:
-                stall += decode - compute
-                cycles += decode
-            else:
-                cycles += compute
+            pass_cycles, pass_stall = _pass_cycles(compute, indices, indices_per_cycle)
+            cycles += pass_cycles
+            stall += pass_stall
             indices_total += indices
     return cycles, stall, indices_total, issued

@@ -116,8 +116,8 @@ class LayerMasks:
     ``nm``: (N, M) when the weight mask is N:M along input channels.
     ``dense_weight_gradient``: this step needs the full weight gradient (regrowth).
     ``weight_views``: a dict, owned by the caller, for what depends only on the weight mask, the
-    base path and the hardware (unit structure, BD classes; without a gate, whole job results):
-    a replay shares it between the steps that use the same stored weight mask.
+    base path and the hardware (unit structure, BD classes, the gate-independent halves of the
+    sums): a replay shares it between the steps that use the same stored weight mask.
     """
 
     gate: np.ndarray | None = None
@@ -796,16 +796,7 @@ class SparseCompute:
 
 def sparse_compute(layer: Layer, phase: str, masks: LayerMasks,
                    hw: HardwareConfig) -> SparseCompute:
-    """Cycles and MACs of one job from its masks on ``hw`` (all dataflows). A job without a
-    gate depends on its weight mask alone: with ``weight_views`` its result is kept there."""
-    if masks.weight_views is not None and not masks.has_gate:
-        return _memo(masks.weight_views, ("compute", phase, masks.dense_weight_gradient),
-                     lambda: _sparse_compute(layer, phase, masks, hw))
-    return _sparse_compute(layer, phase, masks, hw)
-
-
-def _sparse_compute(layer: Layer, phase: str, masks: LayerMasks,
-                    hw: HardwareConfig) -> SparseCompute:
+    """Cycles and MACs of one job from its masks on ``hw`` (all dataflows)."""
     if layer.groups != 1 and (masks.has_gate or masks.weight is not None):
         raise InputError("masks on grouped convolutions are not supported",
                          field=f"layer {layer.name!r}")

@@ -54,30 +54,19 @@ def test_same_seed_same_views_bit_for_bit() -> None:
 
 def test_identity_settings_reproduce_normalisation() -> None:
     x = images(8)
-    aug = SSLAugment(
-        size=12,
-        mean=MEAN3,
-        std=STD3,
-        scale=(1.0, 1.0),
-        ratio=(1.0, 1.0),
-        jitter_p=0.0,
-        gray_p=0.0,
-        flip_p=0.0,
-    )
-    v = aug(x, torch.Generator().manual_seed(0))
-    torch.testing.assert_close(v, normalize(x, MEAN3, STD3), atol=1e-5, rtol=0)
-    flipped = SSLAugment(
-        size=12,
-        mean=MEAN3,
-        std=STD3,
-        scale=(1.0, 1.0),
-        ratio=(1.0, 1.0),
-        jitter_p=0.0,
-        gray_p=0.0,
-        flip_p=1.0,
-    )
-    v = flipped(x, torch.Generator().manual_seed(0))
-    torch.testing.assert_close(v, normalize(x.flip(3), MEAN3, STD3), atol=1e-5, rtol=0)
+    for flip_p, expected in ((0.0, x), (1.0, x.flip(3))):
+        aug = SSLAugment(
+            size=12,
+            mean=MEAN3,
+            std=STD3,
+            scale=(1.0, 1.0),
+            ratio=(1.0, 1.0),
+            jitter_p=0.0,
+            gray_p=0.0,
+            flip_p=flip_p,
+        )
+        v = aug(x, torch.Generator().manual_seed(0))
+        torch.testing.assert_close(v, normalize(expected, MEAN3, STD3), atol=1e-5, rtol=0)
 
 
 def test_crop_boxes_follow_torchvision_rules() -> None:

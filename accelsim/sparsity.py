@@ -400,11 +400,14 @@ def _nm_decode(ranks: np.ndarray, explicit_zero: np.ndarray, n: int, m: int) -> 
 
 
 def _nm_fits(mask: np.ndarray, params: IndexParams) -> bool:
-    """Whether M divides the ``nm_axis`` length and every group keeps <= N elements."""
-    n, m = _nm_of(params)
-    axis = _nm_axis(mask.shape, params)
-    length = mask.shape[axis]
-    if length % m:
+    """:func:`nm_fits` with the N:M pattern and axis of ``params``."""
+    return nm_fits(mask, *_nm_of(params), axis=_nm_axis(mask.shape, params))
+
+
+def nm_fits(mask: np.ndarray, n: int, m: int, axis: int = 1) -> bool:
+    """Whether M divides the length of ``axis`` and every group of M consecutive entries along
+    it keeps <= N elements (axis 1: the input channels of a (Cout, Cin, kh, kw) weight)."""
+    if mask.shape[axis] % m:
         return False
     return mask.size == 0 or nm_max_kept_along(mask, axis, m) <= n
 

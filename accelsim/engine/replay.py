@@ -32,7 +32,7 @@ from accelsim.sparsity import (
     IndexParams,
     best_format,
     coordinate_index_bits,
-    nm_max_kept_along,
+    nm_fits,
 )
 from accelsim.trace import PackedMask, TraceLayer, TraceReader
 
@@ -161,11 +161,6 @@ def weight_index(weight: np.ndarray, pattern: str, hw: HardwareConfig, what: str
     return price_index(weight, hw, IndexParams(nm=nm, group_shape=group), what)
 
 
-def satisfies_nm(weight: np.ndarray, n: int, m: int) -> bool:
-    """Every group of m consecutive input channels keeps at most n weights."""
-    return weight.shape[1] % m == 0 and nm_max_kept_along(weight, 1, m) <= n
-
-
 class Replayer:
     """Replays one trace on one hardware config."""
 
@@ -212,7 +207,7 @@ class Replayer:
             else:
                 where = f"weight mask of layer {item.name!r}, branch {branch}"
                 kind, numbers = parse_weight_pattern(item.weight.pattern)
-                nm = numbers if kind == "nm" and numbers and satisfies_nm(mask, *numbers) \
+                nm = numbers if kind == "nm" and numbers and nm_fits(mask, *numbers) \
                     else None
                 flat = np.ascontiguousarray(mask.reshape(mask.shape[0], -1))
                 self._weight_cache[key] = PreparedWeight(

@@ -216,21 +216,35 @@ def unit_or(mask: np.ndarray, unit: int, axis: int) -> np.ndarray:
 
 @njit(**JIT)
 def nm_max_kept(mask: np.ndarray, m: int) -> int:
-    """Most kept elements in any group of ``m`` consecutive entries along axis 1 of a uint8
-    0/1 array (A, L, B) with L divisible by m (groups: fixed a and b)."""
+    """Most kept elements in any group of ``m`` <= 255 consecutive entries along axis 1 of a
+    uint8 0/1 array (A, L, B) with L divisible by m (groups: fixed a and b).
+
+    Per a, the (L, B) plane is one row of bytes; the sum of every window of m entries B apart
+    is formed by m shifted whole-row adds (contiguous, so LLVM vectorises them), and the
+    windows that start a group are then read: 3x faster than summing group by group when B is
+    a kernel's 9 taps.
+    """
     n_outer, length, n_inner = mask.shape
-    counts = np.zeros(n_inner, dtype=np.int64)
-    best = 0
+    flat = mask.reshape(n_outer, length * n_inner)
+    inner = np.uint64(n_inner)
+    width = np.uint64(m) * inner  # bytes of one group row
+    span = np.uint64(length * n_inner) - np.uint64(m - 1) * inner  # windows that fit
+    sums = np.empty(length * n_inner, dtype=np.uint8)
+    best = np.uint8(0)
     for a in range(n_outer):
-        for block in range(0, length, m):
-            counts[:] = 0
-            for i in range(block, block + m):
-                for b in range(n_inner):
-                    counts[b] += mask[a, i, b]
-            for b in range(n_inner):
-                if counts[b] > best:
-                    best = counts[b]
-    return best
+        row = flat[a]
+        for x in range(span):
+            sums[x] = row[x]
+        for i in range(np.uint64(1), np.uint64(m)):
+            offset = i * inner
+            for x in range(span):
+                sums[x] += row[x + offset]
+        for block in range(np.uint64(length // m)):
+            start = block * width
+            for b in range(inner):
+                if sums[start + b] > best:
+                    best = sums[start + b]
+    return int(best)
 
 
 @njit(**JIT)

@@ -26,6 +26,7 @@ from accelsim.sparsity import (
     expand_groups,
     index_bits,
     index_reduction,
+    nm_fits,
     stored_values,
 )
 
@@ -335,6 +336,22 @@ def test_nm_bits_per_group(case: tuple[np.ndarray, IndexParams]) -> None:
     mask, params = case
     n, m = params.nm
     assert index_bits(mask, "nm", params) == mask.size // m * math.ceil(math.log2(math.comb(m, n)))
+
+
+@FAST
+@given(nm_masks(), st.booleans())
+def test_nm_fit_given_matches_the_scan(case: tuple[np.ndarray, IndexParams], flip: bool) -> None:
+    """A caller that has checked the N:M fit passes it (``nm_fit``) and gets what the scan
+    gives; best_format passes it on. The fit decides the nm bits, nothing else."""
+    mask, params = case
+    if flip:  # a mask that breaks the pattern: one group gains a kept element
+        mask = mask.copy()
+        mask.reshape(-1)[np.flatnonzero(~mask.reshape(-1))[:1]] = True
+    fit = nm_fits(mask, *params.nm, axis=params.nm_axis % mask.ndim)
+    assert index_bits(mask, "nm", params, nm_fit=fit) == index_bits(mask, "nm", params)
+    assert best_format(mask, FORMATS, params, nm_fit=fit) == best_format(mask, FORMATS, params)
+    if fit:
+        assert index_bits(mask, "nm", params, nm_fit=False) is None
 
 
 def test_nm_two_four_costs_three_bits_per_group() -> None:

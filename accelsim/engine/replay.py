@@ -90,12 +90,13 @@ def candidate_formats(hw: HardwareConfig, nnz: int, size: int, run_bits: int) ->
     return formats
 
 
-def price_index(mask: np.ndarray, hw: HardwareConfig, params: IndexParams,
-                what: str) -> MaskIndex:
-    """The cheapest format the decoder supports for ``mask`` (element level)."""
+def price_index(mask: np.ndarray, hw: HardwareConfig, params: IndexParams, what: str, *,
+                nm_fit: bool | None = None) -> MaskIndex:
+    """The cheapest format the decoder supports for ``mask`` (element level; ``nm_fit``: whether
+    it is known to satisfy ``params.nm``, None: check)."""
     formats = candidate_formats(hw, int(np.count_nonzero(mask)), mask.size, params.run_bits)
     try:
-        fmt, bits = best_format(mask, formats, params)
+        fmt, bits = best_format(mask, formats, params, nm_fit=nm_fit)
     except ValueError:
         raise InputError(f"no format in decoder.formats {hw.decoder.formats} can store the "
                          f"{what}; add bitmap", field="decoder.formats") from None
@@ -149,8 +150,10 @@ def gate_index_packed(gate: PackedMask, group_size: int, hw: HardwareConfig,
     return MaskIndex(best[0], best[1], size)
 
 
-def weight_index(weight: np.ndarray, pattern: str, hw: HardwareConfig, what: str) -> MaskIndex:
-    """Index of a weight mask (Cout, Cin, kh, kw) with its declared structure."""
+def weight_index(weight: np.ndarray, pattern: str, hw: HardwareConfig, what: str, *,
+                 nm_fit: bool | None = None) -> MaskIndex:
+    """Index of a weight mask (Cout, Cin, kh, kw) with its declared structure (``nm_fit``:
+    whether it is known to satisfy a declared N:M pattern, None: check)."""
     kind, numbers = parse_weight_pattern(pattern)
     nm = numbers if kind == "nm" and numbers and numbers[1] in hw.sparsity_support.nm_m else None
     group = None
@@ -158,7 +161,7 @@ def weight_index(weight: np.ndarray, pattern: str, hw: HardwareConfig, what: str
         bo, bi = numbers
         if weight.shape[0] % bo == 0 and weight.shape[1] % bi == 0:
             group = (bo, bi, weight.shape[2], weight.shape[3])
-    return price_index(weight, hw, IndexParams(nm=nm, group_shape=group), what)
+    return price_index(weight, hw, IndexParams(nm=nm, group_shape=group), what, nm_fit=nm_fit)
 
 
 class Replayer:
@@ -207,12 +210,12 @@ class Replayer:
             else:
                 where = f"weight mask of layer {item.name!r}, branch {branch}"
                 kind, numbers = parse_weight_pattern(item.weight.pattern)
-                nm = numbers if kind == "nm" and numbers and nm_fits(mask, *numbers) \
-                    else None
+                fit = kind == "nm" and numbers is not None and nm_fits(mask, *numbers)
                 flat = np.ascontiguousarray(mask.reshape(mask.shape[0], -1))
                 self._weight_cache[key] = PreparedWeight(
-                    flat, weight_index(mask, item.weight.pattern, self.hw, where), nm,
-                    float(np.count_nonzero(flat)) / flat.size)
+                    flat, weight_index(mask, item.weight.pattern, self.hw, where,
+                                       nm_fit=fit if kind == "nm" else None),
+                    numbers if fit else None, float(np.count_nonzero(flat)) / flat.size)
         return self._weight_cache[key]
 
     def _weight_key(self, step: int, item: TraceLayer, branch: int) -> tuple[str, int, int]:

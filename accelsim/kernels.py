@@ -867,6 +867,34 @@ def uniform_group_ones(words: np.ndarray, n_images: int, n_rows: int, pixels: in
 
 
 @njit(**JIT)
+def pass_row_sums(values: np.ndarray, rows: int, pass_len: int) -> np.ndarray:
+    """int64 (passes, C, rows): the rows i of an int (R, C) array summed per pass
+    (i // ``pass_len``) and queue row (i % ``rows``; ``rows`` divides ``pass_len``)."""
+    n_rows, n_cols = values.shape
+    n_passes = (n_rows + pass_len - 1) // pass_len
+    acc = np.zeros((n_passes, rows, n_cols), dtype=np.int64)
+    p, r, in_pass = 0, 0, 0
+    for i in range(n_rows):
+        target = acc[p, r]
+        source = values[i]
+        for c in range(np.uint64(n_cols)):
+            target[c] += source[c]
+        r += 1
+        if r == rows:
+            r = 0
+        in_pass += 1
+        if in_pass == pass_len:
+            in_pass = 0
+            p += 1
+    out = np.empty((n_passes, n_cols, rows), dtype=np.int64)
+    for p in range(n_passes):
+        for r in range(rows):
+            for c in range(n_cols):
+                out[p, c, r] = acc[p, r, c]
+    return out
+
+
+@njit(**JIT)
 def diagonal_sums(fixed: np.ndarray, counts: np.ndarray,
                   scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-pass sums fixed[p, c, r] + scale[c] * counts[p, c, r] (int64 (P, C, R) each), and

@@ -229,6 +229,22 @@ def test_sum_kernels_equal_numpy(passes: int, classes: int, sets: int, rows: int
     assert (per_pass == set_counts.sum(axis=(1, 2))).all()
 
 
+@settings(max_examples=80, deadline=None)
+@given(st.integers(1, 300), st.integers(1, 5), st.sampled_from([1, 2, 4, 8, 16]),
+       st.integers(1, 5), st.integers(0, 2**32 - 1))
+def test_pass_row_sums_equal_numpy(n_rows: int, n_cols: int, rows: int, tiles: int,
+                                   seed: int) -> None:
+    """pass_row_sums (numba) against padding to whole passes and summing with numpy."""
+    from accelsim.kernels import pass_row_sums
+    pass_len = rows * tiles
+    values = np.random.default_rng(seed).integers(0, 1000, (n_rows, n_cols)).astype(np.int32)
+    passes = -(-n_rows // pass_len)
+    padded = np.zeros((passes * pass_len, n_cols), dtype=np.int64)
+    padded[:n_rows] = values
+    expected = padded.reshape(passes, tiles, rows, n_cols).sum(axis=1).transpose(0, 2, 1)
+    assert (pass_row_sums(values, rows, pass_len) == expected).all()
+
+
 @settings(max_examples=120, deadline=None)
 @given(st.integers(1, 5), st.sampled_from([1, 2, 4, 8]), st.integers(1, 4), st.integers(1, 3),
        st.one_of(st.integers(1, 9), st.sampled_from([8, 16, 24])), st.integers(0, 2**32 - 1))

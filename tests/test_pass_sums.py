@@ -250,13 +250,14 @@ def test_pass_row_sums_equal_numpy(n_rows: int, n_cols: int, rows: int, tiles: i
        st.one_of(st.integers(1, 9), st.sampled_from([8, 16, 24])), st.integers(0, 2**32 - 1))
 def test_weight_kernels_equal_numpy(outer: int, m: int, blocks: int, inner: int, unit: int,
                                     seed: int) -> None:
-    """nm_max_kept, unit_or (numba) and unit_any against plain numpy reductions."""
+    """nm_max_kept, row_ones, unit_or (numba) and unit_any against plain numpy reductions."""
     from accelsim.engine.sparse import unit_any
-    from accelsim.kernels import nm_max_kept, unit_or
+    from accelsim.kernels import nm_max_kept, row_ones, unit_or
     mask = np.random.default_rng(seed).random((outer, blocks * m, inner)) < 0.5
     expected = mask.reshape(outer, blocks, m, inner).sum(axis=2).max()
     assert nm_max_kept(mask.view(np.uint8), m) == expected
     flat = mask.reshape(outer, -1)
+    assert (row_ones(flat.view(np.uint8)) == flat.sum(axis=1)).all()
     for axis in (0, 1):
         length = flat.shape[axis]
         groups = [np.take(flat, range(i, min(i + unit, length)), axis=axis).any(axis=axis)

@@ -54,6 +54,7 @@ from accelsim.kernels import (
     masked_step_counts,
     pass_row_sums,
     residue_counts,
+    row_ones,
     row_popcounts,
     schedule_passes,
     schedule_sums,
@@ -762,13 +763,13 @@ def _macs_plan(m: int, f: int, k: int, masks: LayerMasks,
                weight: np.ndarray | None) -> tuple[int, np.ndarray | None]:
     """(MACs that do not depend on the gate, MACs per active pixel of each output channel:
     int64 (F,), or (1,) when equal for all, None without a gate) for :func:`_effective_macs`."""
-    kept_per_f = (weight.sum(axis=1, dtype=np.int64) if weight is not None
+    kept_per_f = (row_ones(_as_bytes(weight)) if weight is not None
                   else np.full(f, k, dtype=np.int64))
     if not masks.has_gate:
         return int(kept_per_f.sum()) * m, None
     on_base = np.zeros(f, dtype=np.int64)
     if masks.base is not None:
-        on_base = ((weight & masks.base.mask).sum(axis=1, dtype=np.int64) if weight is not None
+        on_base = (row_ones(_as_bytes(weight & masks.base.mask)) if weight is not None
                    else masks.base.per_f)
     conditional = kept_per_f - on_base  # MACs per active pixel of each output channel
     if (conditional == conditional[0]).all():

@@ -33,6 +33,19 @@ def ctpop64(typingctx, x):
 
 
 @intrinsic
+def ctlz64(typingctx, x):
+    """Leading zero bits of a uint64 (LLVM's ctlz; 64 for 0)."""
+    if x != types.uint64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        fn = builder.module.declare_intrinsic("llvm.ctlz", [ir.IntType(64), ir.IntType(1)])
+        return builder.call(fn, [args[0], ir.Constant(ir.IntType(1), 0)])
+
+    return types.uint64(types.uint64), codegen
+
+
+@intrinsic
 def cttz64(typingctx, x):
     """Trailing zero bits of a non-zero uint64 (LLVM's cttz)."""
     if x != types.uint64:
@@ -267,10 +280,31 @@ def rle_counts(words: np.ndarray, tail: np.ndarray, run_bits: int) -> tuple[int,
     """(kept elements, fillers) of the run-length index of a flat 0/1 byte mask given as
     uint64 words of 8 bytes (``words``) and the bytes after them (``tail``, < 8): each kept
     element stores the zeros before it in ``run_bits`` bits, and a gap of g zeros needs
-    g >> run_bits fillers. Kept elements are found with cttz, so the cost follows them, not
-    the mask's size (bytes are 0 or 1: byte k of a word is bit 8k)."""
-    nnz, fillers, last = 0, 0, -1
+    g >> run_bits fillers. Bytes are 0 or 1, so byte k of a word is bit 8k.
+
+    With ``run_bits`` >= 3 a gap inside one word (< 8 zeros) needs no filler, so a word costs
+    a popcount and its two end gaps (cttz, ctlz); shorter runs walk every kept element."""
+    nnz, fillers = 0, 0
     shift = np.uint64(run_bits)
+    if run_bits >= 3:
+        zeros = np.uint64(0)  # zeros since the last kept element
+        for i in range(words.shape[0]):
+            x = words[i]
+            if x == 0:
+                zeros += np.uint64(8)
+                continue
+            nnz += np.int64(ctpop64(x))
+            fillers += np.int64((zeros + cttz64(x) // np.uint64(8)) >> shift)
+            zeros = ctlz64(x) // np.uint64(8)
+        for k in range(tail.shape[0]):
+            if tail[k]:
+                nnz += 1
+                fillers += np.int64(zeros >> shift)
+                zeros = np.uint64(0)
+            else:
+                zeros += np.uint64(1)
+        return nnz, fillers
+    last = -1
     for i in range(words.shape[0]):
         x = words[i]
         base = i * 8

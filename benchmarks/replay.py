@@ -17,11 +17,14 @@ bit once:
   (``np.count_nonzero``).
 
 It prints milliseconds per step, stored mask bits per step and per second of replay, and the
-ratios replay / limit. Traces are written with ``--compression`` (default 0: packed bits stored
-uncompressed, what the replay reads fastest; zlib levels 1..9 add the inflate).
+ratios replay / limit. Traces are stored as ``accelsim trace synth`` stores them by default:
+zlib level 6 (``--compression``) for a mask only when that saves at least 25 % of its packed
+bytes (``--min-saving``), which here deflates only the block-pruned weights; random gates and
+element-wise or 2:4 weights save 0-12 % and are stored raw. ``--min-saving 0`` deflates every
+mask (each replay then pays the inflate), ``--compression 0`` stores every mask raw.
 
     .venv/bin/python benchmarks/replay.py [--batch 256] [--steps 4] [--repeats 3]
-                                          [--compression 0] [--keep DIR]
+                                          [--compression 6] [--min-saving 0.25] [--keep DIR]
 
 Run it on an otherwise idle machine: the numbers are wall-clock times on one core (numba
 kernels are single-threaded; numpy is limited to one thread here).
@@ -49,7 +52,7 @@ sys.path.insert(0, str(ROOT))
 from accelsim.config import load_hardware  # noqa: E402
 from accelsim.engine.replay import Replayer, replay_trace  # noqa: E402
 from accelsim.network import resnet18  # noqa: E402
-from accelsim.trace import TraceReader  # noqa: E402
+from accelsim.trace import MIN_SAVING, TraceReader  # noqa: E402
 from accelsim.trace.format import step_bin_path  # noqa: E402
 from accelsim.trace.synth import SEED_SCHEMES, synthesize  # noqa: E402
 
@@ -102,8 +105,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--compression", type=int, default=0, choices=range(10),
+    parser.add_argument("--compression", type=int, default=6, choices=range(10),
                         help="zlib level of the synthetic traces (0: stored uncompressed)")
+    parser.add_argument("--min-saving", type=float, default=MIN_SAVING,
+                        help="deflate a mask only when zlib saves this share of its bytes")
     parser.add_argument("--keep", type=Path, default=None,
                         help="directory to keep (and reuse) the synthetic traces")
     args = parser.parse_args()
@@ -112,17 +117,18 @@ def main() -> None:
     hw = load_hardware(ROOT / "hw_configs/fp8_tensor_edge_28nm.yaml")
     base = args.keep or Path(tempfile.mkdtemp(prefix="accelsim-bench-"))
     print(f"ResNet-18 CIFAR, batch {args.batch} per branch, 2 branches x 3 phases, {hw.name}; "
-          f"{args.steps} steps per trace stored with compression level {args.compression}; "
+          f"{args.steps} steps per trace stored with compression level {args.compression} "
+          f"where it saves >= {args.min_saving:.0%}; "
           f"best of {args.repeats}")
     print(f"{'trace':24s} {'Mbit/step':>9s} {'first ms':>9s} {'next ms':>8s} {'Mbit/s':>7s} "
           f"{'stored ms':>9s} {'ratio':>11s} {'bool ms':>8s} {'ratio':>11s}")
     for name, config in SEED_SCHEMES.items():
         stem = "".join(c if c.isalnum() else "-" for c in name)
-        path = base / f"{stem}-s{args.steps}-z{args.compression}"
+        path = base / f"{stem}-s{args.steps}-z{args.compression}-m{args.min_saving:g}"
         if not (path / "manifest.json").exists():
             synthesize(resnet18(batch=args.batch), path,
                        dataclasses.replace(config, steps=args.steps), overwrite=True,
-                       compression_level=args.compression)
+                       compression_level=args.compression, min_saving=args.min_saving)
         replay_trace(path, hw)  # compile kernels, warm the page cache
         first_s, next_s = replay_times(path, hw, args.repeats)
         reader = TraceReader(path)

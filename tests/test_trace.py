@@ -66,7 +66,7 @@ def write_small_trace(path: Path, seed: int = 0) -> dict[int, tuple[Masks, Masks
     layers = small_layers()
     expected: dict[int, tuple[Masks, Masks]] = {}
     with TraceWriter.create(path, {"algorithm": "cdg", "ssl": "simclr", "seed": seed},
-                            layers) as writer:
+                            layers, min_saving=0) as writer:  # every mask deflated
         weights = random_weights(layers, rng)
         gates = random_gates(layers, rng)
         writer.write_step(0, gates, weights, {"loss": 2.5, "lr": 0.1})
@@ -223,14 +223,17 @@ def layer_and_densities(draw: st.DrawFn) -> tuple[TraceLayer, list[float], bool,
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(case=layer_and_densities(), level=st.sampled_from([0, 1, 6, 9]))
-def test_round_trip_property(case: tuple[TraceLayer, list[float], bool, int], level: int) -> None:
+@given(case=layer_and_densities(), level=st.sampled_from([0, 1, 6, 9]),
+       min_saving=st.sampled_from([0.0, 0.1, 0.25, 1.0]))
+def test_round_trip_property(case: tuple[TraceLayer, list[float], bool, int], level: int,
+                             min_saving: float) -> None:
     item, densities, change_weights, seed = case
     rng = np.random.default_rng(seed)
     written: list[tuple[Masks, Masks]] = []
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "t"
-        writer = TraceWriter.create(path, {"seed": seed}, [item], compression_level=level)
+        writer = TraceWriter.create(path, {"seed": seed}, [item], compression_level=level,
+                                    min_saving=min_saving)
         weights: Masks = random_weights([item], rng)
         for step, density in enumerate(densities):
             gates = random_gates([item], rng, density)
@@ -473,6 +476,34 @@ def test_uncompressed_masks_are_stored_as_packed_bits(tmp_path: Path) -> None:
     edit_json(step_json(path, 0), lambda d: d["masks"][0].update(length=1))
     with pytest.raises(TraceError, match="length 1 differs from packed_bytes"):
         TraceReader(path).gate(0, *key)
+
+
+def test_masks_zlib_saves_little_on_are_stored_raw(tmp_path: Path) -> None:
+    """min_saving: a mask is deflated only when zlib saves at least that share of its packed
+    bytes (random gates save ~10 %: raw, read without inflating); 0 deflates every mask; values
+    outside [0, 1] are refused naming the field."""
+    layers = small_layers()
+    rng = np.random.default_rng(5)
+    gates = random_gates(layers, rng, density=0.5)
+    weights = {key: np.zeros_like(mask) for key, mask in random_weights(layers, rng).items()}
+    codecs = {}
+    for min_saving in (0.0, 0.25, 1.0):
+        path = tmp_path / f"t{min_saving}"
+        with TraceWriter.create(path, {}, layers, compression_level=6,
+                                min_saving=min_saving) as writer:
+            writer.write_step(0, gates, weights)
+        codecs[min_saving] = {(e["kind"], e["layer"], e["codec"]) for e in data_entries(path, 0)}
+        for key, gate in gates.items():
+            np.testing.assert_array_equal(TraceReader(path).gate(0, *key), gate)
+    assert {codec for *_, codec in codecs[0.0]} == {"zlib"}
+    assert {codec for *_, codec in codecs[1.0]} == {"none"}
+    # all-zero conv weights deflate to a fraction; the head's 4 bytes cannot lose 25 %
+    assert codecs[0.25] == {("gate", "conv1", "none"), ("gate", "layer1.0.conv1", "none"),
+                            ("gate", "layer1.0.conv2", "none"), ("weight", "conv1", "zlib"),
+                            ("weight", "layer1.0.conv1", "zlib"), ("weight", "head.0", "none")}
+    for bad in (-0.1, 1.5, True):
+        with pytest.raises(TraceError, match=r"min_saving must be a number in \[0, 1\]"):
+            TraceWriter.create(tmp_path / "bad", {}, layers, min_saving=bad)
 
 
 def test_crc_mismatch(trace: tuple[Path, dict[int, tuple[Masks, Masks]]]) -> None:

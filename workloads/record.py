@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from accelsim.trace import (
+    MIN_SAVING,
     TraceLayer,
     TraceReader,
     TraceWriter,
@@ -53,14 +54,17 @@ class TraceRecorder:
     """Writes one trace step per recorded training step; resumable after a crash."""
 
     def __init__(self, out: Path, layers: list[TraceLayer], producer: Mapping[str, Any],
-                 branches: int = 2, resume: bool = False, compression_level: int = 6) -> None:
+                 branches: int = 2, resume: bool = False, compression_level: int = 6,
+                 min_saving: float = MIN_SAVING) -> None:
         self.out = Path(out)
         if resume and (self.out / "manifest.json").exists():
-            self.writer = TraceWriter.resume(self.out, compression_level=compression_level)
+            self.writer = TraceWriter.resume(self.out, compression_level=compression_level,
+                                             min_saving=min_saving)
         else:
             self.writer = TraceWriter.create(self.out, producer, layers, branches=branches,
                                              overwrite=resume,
-                                             compression_level=compression_level)
+                                             compression_level=compression_level,
+                                             min_saving=min_saving)
         self.layers = {item.name: item for item in self.writer.manifest.layers}
         self.branches = branches
 

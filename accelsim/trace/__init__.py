@@ -32,10 +32,11 @@ from accelsim.trace.reader import (
     open_trace,
     resolve_trace_dir,
 )
-from accelsim.trace.writer import TraceWriter
+from accelsim.trace.writer import MIN_SAVING, TraceWriter
 
 __all__ = [
     "FORMAT_VERSION",
+    "MIN_SAVING",
     "GateSpec",
     "Layer",
     "Manifest",

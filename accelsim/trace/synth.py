@@ -37,7 +37,7 @@ import numpy as np
 from accelsim.errors import InputError
 from accelsim.network import Layer, Network
 from accelsim.trace.manifest import TraceLayer, gate_spec_for, weight_spec_for
-from accelsim.trace.writer import TraceWriter
+from accelsim.trace.writer import MIN_SAVING, TraceWriter
 
 GENERATOR = "accelsim.trace.synth"
 WEIGHT_KINDS: tuple[str, ...] = ("element", "nm", "block")
@@ -445,7 +445,8 @@ def producer(network: Network, config: SynthConfig) -> dict[str, Any]:
 
 
 def synthesize(network: Network, out: Path, config: SynthConfig,
-               overwrite: bool = False, compression_level: int = 6) -> Path:
+               overwrite: bool = False, compression_level: int = 6,
+               min_saving: float = MIN_SAVING) -> Path:
     """Write a synthetic trace of ``config.steps`` steps (numbered 0, 1, ...) for ``network``.
 
     Every layer of ``network`` is in the manifest; gated layers carry gate masks
@@ -454,7 +455,9 @@ def synthesize(network: Network, out: Path, config: SynthConfig,
     ``gate_sparsity_target``, ``weight_sparsity_target`` (per branch) and ``weight_update``
     (whether weight masks were re-drawn); ``loss`` is null. ``out`` must be absent or empty
     (``overwrite`` replaces a trace there). ``compression_level``: zlib level of the masks, 0
-    stores the packed bits as they are (larger, fastest to replay). Returns ``out``.
+    stores the packed bits as they are (larger, fastest to replay); ``min_saving``: a mask is
+    stored compressed only when zlib saves at least this share (:class:`TraceWriter`). Returns
+    ``out``.
     """
     if not isinstance(config, SynthConfig):
         raise TypeError(f"config must be a SynthConfig, got {type(config).__name__}")
@@ -464,7 +467,8 @@ def synthesize(network: Network, out: Path, config: SynthConfig,
     pattern = config.pattern
     sparsities = config.weight_sparsities() if config.has_weights else (0.0, 0.0)
     with TraceWriter.create(out, producer(network, config), layers, branches=config.branches,
-                            overwrite=overwrite, compression_level=compression_level) as writer:
+                            overwrite=overwrite, compression_level=compression_level,
+                            min_saving=min_saving) as writer:
         for step in range(config.steps):
             gates: dict[tuple[str, int], np.ndarray] = {}
             weights: dict[tuple[str, int], np.ndarray | None] = {}

@@ -176,6 +176,11 @@ def test_record_cli_errors_are_one_line(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["record", "--config", str(recipe), "--out",
                                        str(tmp_path / "r2")])
     assert result.exit_code == 2 and "did you mean 'steps'" in result.output
+    recipe.write_text("algo: cdg\ntrace_min_saving: 1.5\n")
+    result = CliRunner().invoke(main, ["record", "--config", str(recipe), "--out",
+                                       str(tmp_path / "r3")])
+    assert result.exit_code == 2 and "trace_min_saving" in result.output
+    assert "must be in [0, 1]" in result.output
     assert train_module.ALGORITHMS[0] == "dense"
 
 

@@ -972,6 +972,21 @@ def pass_row_sums(values: np.ndarray, rows: int, pass_len: int) -> np.ndarray:
 
 
 @njit(**JIT)
+def class_sums(counts: np.ndarray, classes: np.ndarray, n_classes: int) -> np.ndarray:
+    """int64 (passes, ``n_classes``, rows): int64 counts (passes, G, rows) summed over the
+    entries g of each class ``classes[g]``."""
+    n_passes, n_entries, rows = counts.shape
+    out = np.zeros((n_passes, n_classes, rows), dtype=np.int64)
+    for p in range(n_passes):
+        for g in range(n_entries):
+            target = out[p, classes[g]]
+            source = counts[p, g]
+            for r in range(np.uint64(rows)):
+                target[r] += source[r]
+    return out
+
+
+@njit(**JIT)
 def diagonal_sums(fixed: np.ndarray, counts: np.ndarray,
                   scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-pass sums fixed[p, c, r] + scale[c] * counts[p, c, r] (int64 (P, C, R) each), and

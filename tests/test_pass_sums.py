@@ -229,6 +229,45 @@ def test_sum_kernels_equal_numpy(passes: int, classes: int, sets: int, rows: int
     assert (per_pass == set_counts.sum(axis=(1, 2))).all()
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 3), st.integers(1, 6), st.sampled_from([1, 2, 4, 8]),
+       st.sampled_from([1, 2, 4, 8]), st.one_of(st.integers(1, 100), st.just(256)),
+       st.sampled_from([4, 16]), st.integers(0, 2**32 - 1))
+def test_counts_shared_between_units_and_groups(images: int, groups: int, group_size: int,
+                                                unit: int, pixels: int, rows: int,
+                                                seed: int) -> None:
+    """Units inside one gate group take the group's counts, and class sums are formed from
+    the per-group counts once those exist: both equal counting the bits directly, in either
+    order of the calls (class_sums against numpy too)."""
+    from accelsim.kernels import class_sums
+    rng = np.random.default_rng(seed)
+    gate = PackedGate.from_bool(rng.random((images, groups, pixels)) < 0.4)
+    classes = rng.integers(0, 3, groups)
+    classes[0] = 2  # three classes
+    pass_len = rows * 2
+    words, index = as_words(gate.data), np.arange(groups)
+    first = np.arange(0, groups * group_size, unit)
+    last = np.minimum(first + unit, groups * group_size) - 1
+    direct_units = residue_counts(words, images, groups, pixels, first // group_size,
+                                  last // group_size + 1, np.arange(first.size), first.size,
+                                  rows, pass_len)
+    direct_classes = residue_counts(words, images, groups, pixels, index, index + 1, classes,
+                                    3, rows, pass_len)
+    per_group = residue_counts(words, images, groups, pixels, index, index + 1, index, groups,
+                               rows, pass_len)
+    expected = np.zeros_like(direct_classes)
+    np.add.at(expected, (slice(None), classes, slice(None)), per_group)
+    assert (class_sums(per_group, classes, 3) == expected).all()
+    for units_first in (True, False):
+        masks = LayerMasks(packed_gate=gate, gate_group_size=group_size)
+        calls = [lambda m=masks: m.unit_counts(unit, rows, pass_len),
+                 lambda m=masks: m.group_counts(rows, pass_len, classes)]
+        got = [call() for call in (calls if units_first else calls[::-1])]
+        units, by_class = got if units_first else got[::-1]
+        assert (units == direct_units).all()
+        assert (by_class == direct_classes).all()
+
+
 @settings(max_examples=80, deadline=None)
 @given(st.integers(1, 300), st.integers(1, 5), st.sampled_from([1, 2, 4, 8, 16]),
        st.integers(1, 5), st.integers(0, 2**32 - 1))

@@ -48,6 +48,7 @@ from accelsim.engine.systolic import nm_reduction_length
 from accelsim.errors import InputError
 from accelsim.kernels import (
     as_words,
+    class_sums,
     coefficient_sums,
     diagonal_sums,
     gate_views,
@@ -183,12 +184,18 @@ class LayerMasks:
 
     def unit_counts(self, unit: int, rows: int, pass_len: int) -> np.ndarray:
         """int64 (passes, units, rows): pixels of each pass and queue row where any lane of
-        the ``unit``-lane unit is active (cached)."""
+        the ``unit``-lane unit is active (cached). When every unit lies inside one gate group
+        (s a multiple of ``unit``: SCDG on vector units, element granularity) a unit's counts
+        are its group's, so the groups are counted once (:meth:`group_counts`) and shared."""
         n, groups, pixels = self.gate_bits.shape
         s = self.gate_group_size
 
         def count() -> np.ndarray:
             first = np.arange(0, groups * s, unit)
+            if s % unit == 0:
+                per_group = self.group_counts(rows, pass_len)
+                return per_group if unit == s else np.ascontiguousarray(
+                    per_group[:, first // s, :])
             last = np.minimum(first + unit, groups * s) - 1
             return residue_counts(self.gate_bits.words, n, groups, pixels, first // s,
                                   last // s + 1, np.arange(first.shape[0]), first.shape[0],
@@ -206,15 +213,25 @@ class LayerMasks:
                      classes: np.ndarray | None = None) -> np.ndarray:
         """int64 (passes, C, rows): active gate groups of each pass and queue row, summed over
         the groups of each class (``classes``: int64 (F/s,) class of every group, C = its
-        maximum + 1; default: every group its own class). Cached."""
+        maximum + 1; None: every group its own class). Cached; class sums come from the
+        per-group counts when those are already there (:meth:`unit_counts` made them),
+        else from one pass over the bits."""
         n, groups, pixels = self.gate_bits.shape
-        if classes is None:
-            classes = np.arange(groups, dtype=np.int64)
         index = np.arange(groups)
-        return _memo(self._cache, ("groups", rows, pass_len, classes.tobytes()),
-                     lambda: residue_counts(self.gate_bits.words, n, groups, pixels, index,
-                                            index + 1, classes, int(classes.max()) + 1, rows,
-                                            pass_len))
+        per_group = ("groups", rows, pass_len, None)
+        if classes is None:
+            return _memo(self._cache, per_group, lambda: residue_counts(
+                self.gate_bits.words, n, groups, pixels, index, index + 1, index, groups, rows,
+                pass_len))
+
+        def count() -> np.ndarray:
+            n_classes = int(classes.max()) + 1
+            if per_group in self._cache:
+                return class_sums(self._cache[per_group], classes, n_classes)
+            return residue_counts(self.gate_bits.words, n, groups, pixels, index, index + 1,
+                                  classes, n_classes, rows, pass_len)
+
+        return _memo(self._cache, ("groups", rows, pass_len, classes.tobytes()), count)
 
     @cached_property
     def channel_counts(self) -> np.ndarray:

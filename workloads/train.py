@@ -142,6 +142,17 @@ class RunConfig:
         return dataclasses.asdict(self)
 
 
+def same_run(stored: Any, config: RunConfig) -> bool:
+    """Whether a run directory's ``run.yaml`` (``stored``) describes ``config``. Keys it lacks
+    were added to :class:`RunConfig` after it was written and take their defaults, so a run
+    recorded by an older accelsim resumes as long as the new keys keep their defaults."""
+    if not isinstance(stored, dict):
+        return False
+    defaults = {f.name: f.default for f in fields(RunConfig)
+                if f.default is not dataclasses.MISSING}
+    return {**defaults, **stored} == config.to_dict()
+
+
 def load_run_config(path: Path, overrides: dict[str, Any]) -> RunConfig:
     """A recipe YAML (safe loader) with ``overrides`` on top; unknown keys -> did-you-mean."""
     try:
@@ -270,7 +281,7 @@ class Trainer:
         out.mkdir(parents=True, exist_ok=True)
         run_yaml = out / "run.yaml"
         resume = checkpoint_exists(out / "checkpoint")
-        if run_yaml.exists() and yaml.safe_load(run_yaml.read_text()) != config.to_dict():
+        if run_yaml.exists() and not same_run(yaml.safe_load(run_yaml.read_text()), config):
             raise InputError("holds a run with a different configuration; use another --out",
                              path=str(out))
         atomic_write_text(run_yaml, yaml.safe_dump(config.to_dict(), sort_keys=True))

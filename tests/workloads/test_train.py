@@ -4,6 +4,7 @@ are the ones the forward used; determinism and crash-resume give identical trace
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from pathlib import Path
 
@@ -164,6 +165,20 @@ def test_killed_run_resumes_with_the_trace_intact(tmp_path: Path,
             assert path.read_bytes() == (cut / path.relative_to(whole)).read_bytes(), path
     log = (tmp_path / "cut" / "log.csv").read_text().splitlines()
     assert [int(line.split(",")[0]) for line in log[1:]] == list(range(6))
+
+
+def test_run_yaml_of_an_older_version_still_matches() -> None:
+    """A run.yaml written before a RunConfig key existed matches while that key keeps its
+    default (so old runs resume); any differing value does not."""
+    from workloads.train import same_run
+    config = tiny(algo="cdg")
+    stored = config.to_dict()
+    assert same_run(stored, config)
+    older = {key: value for key, value in stored.items() if key != "trace_min_saving"}
+    assert same_run(older, config)
+    assert not same_run(older, dataclasses.replace(config, trace_min_saving=0.5))
+    assert not same_run({**stored, "steps": config.steps + 1}, config)
+    assert not same_run(None, config)
 
 
 def test_record_cli_errors_are_one_line(tmp_path: Path) -> None:

@@ -183,10 +183,10 @@ class Replayer:
         self._jobs_cache: dict[tuple, list] = {}  # per-phase arguments (_phase_jobs)
         # (branch, layer, phases) of every layer that runs on a branch
         self._layer_phases = [
-            (branch, item, tuple(self.branch_phases(branch, index)))
+            (branch, item, phases)
             for branch in range(1, self.reader.branches + 1)
             for index, item in enumerate(self.reader.layers)
-            if self.branch_phases(branch, index)]
+            if (phases := tuple(self.branch_phases(branch, index)))]
 
     def branch_phases(self, branch: int, layer_index: int) -> list[str]:
         phases = phases_for(layer_index, self.phases, skip_first_bd=True)

@@ -32,30 +32,28 @@ def ctpop64(typingctx, x):
     return types.uint64(types.uint64), codegen
 
 
-@intrinsic
-def ctlz64(typingctx, x):
-    """Leading zero bits of a uint64 (LLVM's ctlz; 64 for 0)."""
-    if x != types.uint64:
-        return None
+def _zero_count(name: str, doc: str):
+    """A numba intrinsic for LLVM's ``name`` (ctlz or cttz) of a uint64; its result for 0 is
+    64 (the intrinsic's is-zero-poison flag is off)."""
 
-    def codegen(context, builder, signature, args):
-        fn = builder.module.declare_intrinsic("llvm.ctlz", [ir.IntType(64), ir.IntType(1)])
-        return builder.call(fn, [args[0], ir.Constant(ir.IntType(1), 0)])
+    @intrinsic
+    def count(typingctx, x):
+        if x != types.uint64:
+            return None
 
-    return types.uint64(types.uint64), codegen
+        def codegen(context, builder, signature, args):
+            fn = builder.module.declare_intrinsic(f"llvm.{name}", [ir.IntType(64),
+                                                                   ir.IntType(1)])
+            return builder.call(fn, [args[0], ir.Constant(ir.IntType(1), 0)])
+
+        return types.uint64(types.uint64), codegen
+
+    count.__doc__ = doc
+    return count
 
 
-@intrinsic
-def cttz64(typingctx, x):
-    """Trailing zero bits of a non-zero uint64 (LLVM's cttz)."""
-    if x != types.uint64:
-        return None
-
-    def codegen(context, builder, signature, args):
-        fn = builder.module.declare_intrinsic("llvm.cttz", [ir.IntType(64), ir.IntType(1)])
-        return builder.call(fn, [args[0], ir.Constant(ir.IntType(1), 0)])
-
-    return types.uint64(types.uint64), codegen
+ctlz64 = _zero_count("ctlz", "Leading zero bits of a uint64 (LLVM's ctlz; 64 for 0).")
+cttz64 = _zero_count("cttz", "Trailing zero bits of a uint64 (LLVM's cttz; 64 for 0).")
 
 
 @njit(**INLINE)
@@ -505,6 +503,18 @@ def _flush_lanes(lanes: np.ndarray, out: np.ndarray, p: int, t: int,
 
 
 @njit(**INLINE)
+def _spread_held(src: np.ndarray, w0: int, w1: int, lanes: np.ndarray, held: np.ndarray,
+                 out: np.ndarray, p: int, t: int, rows: int) -> None:
+    """:func:`_spread_run` of src[w0:w1] (at most 255 words) into lanes[p, t], folding the
+    lanes into ``out`` first when their ``held`` words would pass 255 (a byte lane wraps)."""
+    if held[p, t] + w1 - w0 > 255:
+        _flush_lanes(lanes, out, p, t, rows)
+        held[p, t] = 0
+    _spread_run(src, w0, w1, lanes, p, t)
+    held[p, t] += w1 - w0
+
+
+@njit(**INLINE)
 def _flush_all(lanes: np.ndarray, held: np.ndarray, out: np.ndarray,
                rows: int) -> None:
     for p in range(held.shape[0]):
@@ -545,11 +555,7 @@ def _residue_counts_aligned(words: np.ndarray, n_images: int, n_rows: int, pixel
                 word_index = n * per_row + w0
                 p = word_index // per_pass
                 w1 = min(per_row, w0 + (p + 1) * per_pass - word_index, w0 + 255)
-                if held[p, t] + w1 - w0 > 255:
-                    _flush_lanes(lanes, out, p, t, rows)
-                    held[p, t] = 0
-                _spread_run(src, w0, w1, lanes, p, t)
-                held[p, t] += w1 - w0
+                _spread_held(src, w0, w1, lanes, held, out, p, t, rows)
                 w0 = w1
     _flush_all(lanes, held, out, rows)
 
@@ -654,11 +660,7 @@ def _residue_counts_blocks(words: np.ndarray, n_images: int, n_rows: int, pixels
                 w0 = 0
                 while w0 < whole:
                     w1 = min(whole, w0 + 255)
-                    if held[p, t] + w1 - w0 > 255:
-                        _flush_lanes(lanes, out, p, t, rows)
-                        held[p, t] = 0
-                    _spread_run(words, first + w0, first + w1, lanes, p, t)
-                    held[p, t] += w1 - w0
+                    _spread_held(words, first + w0, first + w1, lanes, held, out, p, t, rows)
                     w0 = w1
                 c0 = whole
             else:

@@ -174,8 +174,16 @@ class MemoryPlan:
 def memory_plan(layer: Layer, phase: str, hw: HardwareConfig, *, weight_density: float = 1.0,
                 dw_density: float = 1.0, index_read_bits: float = 0.0,
                 index_write_bits: float = 0.0) -> MemoryPlan:
-    """DRAM traffic and global-buffer accesses of one layer/phase job (:func:`memory_job`
-    before its issued fraction; a replay keeps one per job and step-independent inputs)."""
+    """DRAM traffic and global-buffer accesses of one layer/phase job, before its issued
+    fraction is known (:meth:`MemoryPlan.at`; a replay keeps one per job and step-independent
+    inputs).
+
+    Sparse jobs pass: ``weight_density``, the fraction of weight values stored (compressed
+    weights, read in FW and BD); ``dw_density``, the fraction of weight gradients written by WG;
+    and index bits read and written (gate and weight indices, counted as ``indices`` traffic).
+    The issued fraction = MACs issued / dense MACs scales the operand words the array fetches
+    from the global buffer (skipped work fetches no operands). Defaults give the dense job.
+    """
     tensors = phase_tensors(layer, phase)
     word_bytes = hw.operand_bits / 8
     a_bytes = tensors.a_elems * word_bytes
@@ -213,25 +221,9 @@ def memory_plan(layer: Layer, phase: str, hw: HardwareConfig, *, weight_density:
     )
 
 
-def memory_job(layer: Layer, phase: str, hw: HardwareConfig, *, weight_density: float = 1.0,
-               dw_density: float = 1.0, index_read_bits: float = 0.0,
-               index_write_bits: float = 0.0, issued_fraction: float = 1.0) -> MemoryResult:
-    """DRAM traffic and global-buffer accesses of one layer/phase job.
-
-    Sparse jobs pass: ``weight_density``, the fraction of weight values stored (compressed
-    weights, read in FW and BD); ``dw_density``, the fraction of weight gradients written by WG;
-    index bits read and written (gate and weight indices, counted as ``indices`` traffic); and
-    ``issued_fraction`` = MACs issued / dense MACs, which scales the operand words the array
-    fetches from the global buffer (skipped work fetches no operands). Defaults give the dense job.
-    """
-    return memory_plan(layer, phase, hw, weight_density=weight_density, dw_density=dw_density,
-                       index_read_bits=index_read_bits,
-                       index_write_bits=index_write_bits).at(issued_fraction)
-
-
 def memory_dense(layer: Layer, phase: str, hw: HardwareConfig) -> MemoryResult:
     """Dense DRAM traffic and global-buffer accesses of one layer/phase job."""
-    return memory_job(layer, phase, hw)
+    return memory_plan(layer, phase, hw).at()
 
 
 def cycles_dram(dram_bytes: float, hw: HardwareConfig) -> int:

@@ -144,20 +144,16 @@ def simulate_job(layer: Layer, phase: str, hw: HardwareConfig, *,
                  step: int = 0, trace: str = "", cache: JobCache | None = None) -> JobResult:
     """Simulate one job: compute (from the masks), memory, energy, and the same job dense.
     ``cache``: kept by the caller for one ``hw`` (a replay computes each layer and phase's
-    dense half once per trace, not once per step)."""
+    dense half once per trace, not once per step); None: a fresh one for this job."""
     masks = masks if masks is not None else declared_masks(layer)
+    cache = cache if cache is not None else JobCache()
     compute = sparse_compute(layer, phase, masks, hw)
     key = (layer.name, phase)
-    dense = cache.dense.get(key) if cache is not None else None
+    dense = cache.dense.get(key)
     if dense is None:
-        dense = dense_job(layer, phase, hw, compute.cycles_compute_dense)
-        if cache is not None:
-            cache.dense[key] = dense
+        dense = cache.dense[key] = dense_job(layer, phase, hw, compute.cycles_compute_dense)
     macs_dense = dense.macs
-    plan = (cache.memory_plan(layer, phase, hw, weight_density, dw_density, index)
-            if cache is not None else
-            memory_plan(layer, phase, hw, weight_density=weight_density, dw_density=dw_density,
-                        index_read_bits=index.read_bits, index_write_bits=index.write_bits))
+    plan = cache.memory_plan(layer, phase, hw, weight_density, dw_density, index)
     memory = plan.at(compute.macs_issued / macs_dense if macs_dense else 1.0)
     double = hw.dram.double_buffering
     buffer = cycles_buffer(memory.gb_read_bits, memory.gb_write_bits, hw)

@@ -19,6 +19,7 @@ from accelsim.engine.replay import replay_trace
 from accelsim.engine.simulator import simulate_network_dense
 from accelsim.engine.sparse import BasePath, LayerMasks, sparse_compute
 from accelsim.engine.systolic import cycles_nm_systolic
+from accelsim.errors import InputError
 from accelsim.network import PHASES, Layer, conv, resnet18, resnet20
 from accelsim.trace.synth import SynthConfig, synthesize
 from tests.conftest import FP8
@@ -209,6 +210,21 @@ def test_warm_caches_give_the_cold_result_at_every_step(tmp_path: Path, fp8_hw: 
     warm = Replayer(trace, fp8_hw)
     for step in warm.reader.steps:
         assert warm.replay_step(step) == Replayer(trace, fp8_hw).replay_step(step)
+
+
+@pytest.mark.parametrize("config", [SynthConfig(steps=1, gate_sparsity=0.7),
+                                    SynthConfig(steps=1, weight_sparsity=0.8)],
+                         ids=["packed gate", "weight"])
+def test_a_decoder_without_a_usable_format_is_named(tmp_path: Path, fp8_hw: HardwareConfig,
+                                                    config: SynthConfig) -> None:
+    """Gates priced from their packed bits and weights priced from bools fail alike when
+    decoder.formats holds no format that can store them (unstructured masks, group bitmaps)."""
+    from accelsim.engine.replay import Replayer
+    trace = make_trace(tmp_path, "t", resnet20(batch=2, image_size=8), config)
+    hw = with_overrides(fp8_hw, {"decoder.formats": ["group_bitmap", "nm"]})
+    with pytest.raises(InputError, match=r"no format in decoder.formats \[.group_bitmap., .nm.\] "
+                                         r"can store the (gate|weight) mask of layer .*add bitmap"):
+        Replayer(trace, hw).replay_step(0)
 
 
 def test_simulate_trace_cli_writes_the_views(tmp_path: Path) -> None:

@@ -90,6 +90,11 @@ def candidate_formats(hw: HardwareConfig, nnz: int, size: int, run_bits: int) ->
     return formats
 
 
+def _no_format(hw: HardwareConfig, what: str) -> InputError:
+    return InputError(f"no format in decoder.formats {hw.decoder.formats} can store the {what}; "
+                      f"add bitmap", field="decoder.formats")
+
+
 def price_index(mask: np.ndarray, hw: HardwareConfig, params: IndexParams, what: str, *,
                 nm_fit: bool | None = None) -> MaskIndex:
     """The cheapest format the decoder supports for ``mask`` (element level; ``nm_fit``: whether
@@ -98,8 +103,7 @@ def price_index(mask: np.ndarray, hw: HardwareConfig, params: IndexParams, what:
     try:
         fmt, bits = best_format(mask, formats, params, nm_fit=nm_fit)
     except ValueError:
-        raise InputError(f"no format in decoder.formats {hw.decoder.formats} can store the "
-                         f"{what}; add bitmap", field="decoder.formats") from None
+        raise _no_format(hw, what) from None
     return MaskIndex(fmt, int(bits), int(mask.size))
 
 
@@ -145,8 +149,7 @@ def gate_index_packed(gate: PackedMask, group_size: int, hw: HardwareConfig,
         if bits is not None and (best is None or bits < best[1]):
             best = (fmt, bits)
     if best is None:
-        raise InputError(f"no format in decoder.formats {hw.decoder.formats} can store the "
-                         f"{what}; add bitmap", field="decoder.formats")
+        raise _no_format(hw, what)
     return MaskIndex(best[0], best[1], size)
 
 
@@ -208,12 +211,13 @@ class Replayer:
         """Flattened sparse weight mask (None when absent or all ones), its index, N:M pattern
         and density, cached by ``key`` (:meth:`_weight_key`: weights are often unchanged
         between steps)."""
-        if key is None or item.weight is None or mask is None:
+        if key is None or mask is None:
             return NO_WEIGHT
         if key not in self._weight_cache:
             if mask.all():
                 self._weight_cache[key] = NO_WEIGHT
             else:
+                assert item.weight is not None  # a weight key implies a weight spec
                 where = f"weight mask of layer {item.name!r}, branch {branch}"
                 kind, numbers = parse_weight_pattern(item.weight.pattern)
                 fit = kind == "nm" and numbers is not None and nm_fits(mask, *numbers)

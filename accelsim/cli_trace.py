@@ -16,6 +16,7 @@ import click
 
 from accelsim.cli_options import network_shape_options
 from accelsim.errors import InputError
+from accelsim.trace.writer import MIN_SAVING
 
 _BUILTIN = ("resnet20", "resnet18")
 _BUILTIN_ONLY = ("width", "in_channels", "image_size")
@@ -103,7 +104,7 @@ def _directory_bytes(root: Path) -> int:
 @click.option("--compression", type=click.IntRange(0, 9), default=6, show_default=True,
               help="zlib level of the stored masks; 0 stores the packed bits uncompressed "
                    "(1 bit per mask element: larger files, fastest replay).")
-@click.option("--min-saving", type=click.FloatRange(0, 1), default=0.25, show_default=True,
+@click.option("--min-saving", type=click.FloatRange(0, 1), default=MIN_SAVING, show_default=True,
               help="Store a mask compressed only when zlib saves at least this share of its "
                    "bytes (random gates save ~10 % and replay 5x slower compressed).")
 @click.option("--overwrite", is_flag=True, help="Replace a trace already in --out.")

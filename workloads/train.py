@@ -27,6 +27,7 @@ import yaml
 
 from accelsim.errors import InputError
 from accelsim.fileio import atomic_write_json, atomic_write_text
+from accelsim.trace import MIN_SAVING
 from workloads.augment import SSLAugment
 from workloads.checkpoint import checkpoint_exists, load_checkpoint, save_checkpoint
 from workloads.data import ImageDataset, load_dataset
@@ -60,9 +61,9 @@ class RunConfig:
     record_every: int = 10              # record masks every K steps (and the last step)
     trace_compression: int = 1          # zlib level of recorded masks (0: packed bits as they
                                         # are, fastest replay; 1: fast; 9: smallest)
-    trace_min_saving: float = 0.25      # a mask is stored compressed only when zlib saves at
-                                        # least this share of its bytes (else raw: replays
-                                        # 5x faster; random gates save only ~10 %)
+    trace_min_saving: float = MIN_SAVING  # 0.25: a mask is stored compressed only when zlib
+                                          # saves at least this share of its bytes (else raw:
+                                          # replays 5x faster; random gates save only ~10 %)
     batch_size: int = 64                # images per branch
     device: str = "cpu"                 # cpu | cuda
     seed: int = 0

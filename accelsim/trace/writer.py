@@ -372,13 +372,13 @@ class TraceWriter:
     def _data_entry(self, name: str, branch: int, kind: str, shape: tuple[int, ...],
                     packed: bytes, checksum: int, ones: int,
                     offset: int) -> tuple[dict[str, Any], bytes]:
-        payload = zlib.compress(packed, self._level) if self._level else packed
-        compressed = self._level > 0 and (
-            self._min_saving == 0 or len(payload) <= len(packed) * (1 - self._min_saving))
-        if not compressed:
-            payload = packed
+        payload, codec = packed, RAW_CODEC
+        if self._level:
+            deflated = zlib.compress(packed, self._level)
+            if self._min_saving == 0 or len(deflated) <= len(packed) * (1 - self._min_saving):
+                payload, codec = deflated, CODEC
         entry = {"layer": name, "branch": branch, "kind": kind, "shape": list(shape),
-                 "dtype": MASK_DTYPE, "codec": CODEC if compressed else RAW_CODEC,
+                 "dtype": MASK_DTYPE, "codec": codec,
                  "offset": offset, "length": len(payload),
                  "packed_bytes": len(packed), "crc32": checksum, "ones": ones}
         return entry, payload

@@ -746,6 +746,64 @@ def _residue_counts_folded(words: np.ndarray, n_images: int, n_rows: int, pixels
             _fold_registers(a0, a1, a2, a3, a4, a5, a6, a7, out, p, t, rows)
 
 
+STACK_MIN_IMAGES = 8  # images per pass from which counting across images wins
+
+
+@njit(**INLINE)
+def _fold_bytes(a: np.uint64, i: int, word: int, pixels: int, row_target: np.ndarray,
+                out: np.ndarray, p: int, rows: int) -> None:
+    """Add the eight byte counters of ``a`` (byte k counts bit 8k + i of word ``word`` of an
+    image block) to out[p, row_target[g], (8k + i) % rows], g the gate row of byte k (bytes
+    never straddle rows: 8 divides ``pixels``); rows with target -1 are not counted."""
+    for k in range(8):
+        t = row_target[(64 * word + 8 * k) // pixels]
+        if t >= 0:
+            out[p, t, (8 * k + i) % rows] += np.int64((a >> np.uint64(8 * k)) & _BYTE)
+
+
+@njit(**JIT)
+def _residue_counts_stacked(words: np.ndarray, n_images: int, n_rows: int, pixels: int,
+                            row_target: np.ndarray, rows: int, pass_len: int,
+                            out: np.ndarray) -> None:
+    """residue_counts of single-row sets (gate row g adds to ``row_target[g]``, -1: none) when
+    an image's block of n_rows * P bits is whole words, ``rows`` divides 64 and P, 8 divides P
+    and a pass holds whole images. Bit q of block word w is then queue row q % rows of gate
+    row (64w + q) // P in every image, so word w is counted across the images of a pass (up to
+    255 at a time) by bit position in eight byte-lane registers, and folded once: small feature
+    maps, where a gate row is a few bits, cost a load and eight adds per word."""
+    per_image = n_rows * pixels // 64
+    stride = np.uint64(per_image)
+    images_per_pass = pass_len // pixels
+    p = 0
+    for n0 in range(0, n_images, images_per_pass):
+        n_end = min(n_images, n0 + images_per_pass)
+        for c0 in range(n0, n_end, 255):
+            c1 = min(n_end, c0 + 255)
+            for w in range(per_image):
+                g = (64 * w) // pixels
+                whole = g == (64 * w + 63) // pixels  # the word lies in one gate row
+                if whole and row_target[g] < 0:
+                    continue
+                a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = np.uint64(0)
+                first = np.uint64(c0) * stride + np.uint64(w)
+                for i in range(first, np.uint64(c1) * stride + np.uint64(w), stride):
+                    a0, a1, a2, a3, a4, a5, a6, a7 = _spread(words[i], a0, a1, a2, a3, a4, a5,
+                                                             a6, a7)
+                if whole:
+                    _fold_registers(a0, a1, a2, a3, a4, a5, a6, a7, out, p, row_target[g],
+                                    rows)
+                else:
+                    _fold_bytes(a0, 0, w, pixels, row_target, out, p, rows)
+                    _fold_bytes(a1, 1, w, pixels, row_target, out, p, rows)
+                    _fold_bytes(a2, 2, w, pixels, row_target, out, p, rows)
+                    _fold_bytes(a3, 3, w, pixels, row_target, out, p, rows)
+                    _fold_bytes(a4, 4, w, pixels, row_target, out, p, rows)
+                    _fold_bytes(a5, 5, w, pixels, row_target, out, p, rows)
+                    _fold_bytes(a6, 6, w, pixels, row_target, out, p, rows)
+                    _fold_bytes(a7, 7, w, pixels, row_target, out, p, rows)
+        p += 1
+
+
 @njit(**JIT)
 def _residue_counts_rotated(words: np.ndarray, n_images: int, n_rows: int, pixels: int,
                             set_lo: np.ndarray, set_hi: np.ndarray, target: np.ndarray,
@@ -870,6 +928,17 @@ def residue_counts(words: np.ndarray, n_images: int, n_rows: int, pixels: int,
                 breaks.append(s)
         breaks.append(n_sets)
         n_runs = len(breaks) - 1
+        if (n_runs == n_sets and (n_rows * pixels) % 64 == 0 and pixels % 8 == 0
+                and pass_len // pixels >= STACK_MIN_IMAGES):
+            row_target = np.full(n_rows, -1, dtype=np.int64)
+            distinct = True
+            for s in range(n_sets):
+                distinct = distinct and row_target[set_lo[s]] < 0
+                row_target[set_lo[s]] = target[s]
+            if distinct:
+                _residue_counts_stacked(words, n_images, n_rows, pixels, row_target, rows,
+                                        pass_len, out)
+                return out
         # Rows with a target each are counted faster one set at a time (in registers).
         if n_runs < n_sets or not (whole or folded):
             run_lo = np.empty(n_runs, dtype=np.int64)

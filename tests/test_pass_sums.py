@@ -8,6 +8,8 @@ images, passes and words.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -109,6 +111,55 @@ def test_residue_counts_of_unit_ors_over_long_passes(pixels: int, rows: int, syn
     for s in range(2):
         np.add.at(expected, (m // (rows * sync), s, m % rows),
                   gate[:, lo[s]:hi[s], :].any(axis=1).ravel())
+    assert (got == expected).all()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 300), st.integers(1, 24), st.sampled_from([8, 16, 24, 32, 48, 64, 128]),
+       st.sampled_from([1, 2, 4, 8, 16]), st.integers(8, 40), st.floats(0.0, 1.0),
+       st.integers(0, 2**32 - 1))
+def test_residue_counts_stacked_across_images(images: int, n_rows: int, pixels: int, rows: int,
+                                              images_per_pass: int, density: float,
+                                              seed: int) -> None:
+    """Single gate rows with a target each, counted across the images of a pass: gate rows in
+    any order, some not counted, bytes of one word in different rows (P < 64 or not dividing
+    it), passes of up to 40 images and more than 255 images (byte lanes folded before they
+    wrap)."""
+    rows = rows if pixels % rows == 0 else 8
+    n_rows *= 64 // math.gcd(pixels, 64)  # an image's block is whole words
+    rng = np.random.default_rng(seed)
+    gate = rng.random((images, n_rows, pixels)) < density
+    bits = as_words(PackedGate.from_bool(gate).data)
+    order = rng.permutation(n_rows)[:max(1, n_rows - 2)]
+    target = np.arange(order.shape[0]) % 3 if seed % 2 else np.arange(order.shape[0])
+    target = target[rng.permutation(order.shape[0])]
+    if (np.diff(order) == 1)[np.diff(target) == 0].any():
+        target = np.arange(order.shape[0])  # a run of rows: the block path, not this one
+    pass_len = pixels * images_per_pass
+    got = residue_counts(bits, images, n_rows, pixels, order, order + 1, target,
+                         int(target.max()) + 1, rows, pass_len)
+    expected = np.zeros_like(got)
+    m = np.arange(images * pixels)
+    for s, g in enumerate(order):
+        np.add.at(expected, (m // pass_len, target[s], m % rows), gate[:, g, :].ravel())
+    assert (got == expected).all()
+
+
+@pytest.mark.parametrize(("pixels", "rows"), [(16, 16), (64, 16), (24, 8)])
+def test_residue_counts_stacked_folds_before_bytes_wrap(pixels: int, rows: int) -> None:
+    """Passes of 600 images whose gate rows are all ones: a byte lane counting the same bit
+    position across images must be folded before it passes 255."""
+    images, n_rows = 600, 8
+    gate = np.ones((images, n_rows, pixels), dtype=bool)
+    gate[::7, 3, :] = False
+    bits = as_words(PackedGate.from_bool(gate).data)
+    index = np.arange(n_rows)
+    got = residue_counts(bits, images, n_rows, pixels, index, index + 1, index, n_rows, rows,
+                         pixels * images)
+    expected = np.zeros_like(got)
+    m = np.arange(images * pixels)
+    for g in range(n_rows):
+        np.add.at(expected, (m // (pixels * images), g, m % rows), gate[:, g, :].ravel())
     assert (got == expected).all()
 
 

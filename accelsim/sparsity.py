@@ -440,13 +440,13 @@ def _not_representable(fmt: str, shape: tuple[int, ...], params: IndexParams) ->
 
 
 def index_bits(mask: np.ndarray, fmt: str, params: IndexParams = _DEFAULT, *,
-               nm_fit: bool | None = None) -> int | None:
+               nm_fit: bool | None = None, nnz: int | None = None) -> int | None:
     """Exact index storage of ``mask`` in format ``fmt``, in bits.
 
     None when the format cannot represent this mask (nm / group_bitmap structure violated, or
     ``params.nm`` / ``params.group_shape`` not given). See the module docstring for the rules.
     ``nm_fit``: whether ``mask`` is already known to satisfy ``params.nm`` (:func:`nm_fits`;
-    None: scan the mask).
+    None: scan the mask); ``nnz``: its kept elements when already counted (None: count them).
     Raises ``SparsityError`` (a ValueError) for an unknown format, a bad mask, a ``group_shape``
     of the wrong rank or an ``nm_axis`` out of range.
     """
@@ -458,7 +458,8 @@ def index_bits(mask: np.ndarray, fmt: str, params: IndexParams = _DEFAULT, *,
         nnz, fillers = _rle_counts(mask.reshape(-1), params.run_bits)
         return (nnz + fillers) * params.run_bits
     if fmt in ("csr", "coo"):
-        return coordinate_index_bits(fmt, mask.shape, int(np.count_nonzero(mask)))
+        return coordinate_index_bits(fmt, mask.shape,
+                                     int(np.count_nonzero(mask)) if nnz is None else nnz)
     if fmt == "nm":
         if params.nm is None or not (_nm_fits(mask, params) if nm_fit is None else nm_fit):
             return None
@@ -486,10 +487,10 @@ def all_index_bits(mask: np.ndarray, params: IndexParams = _DEFAULT) -> dict[str
 
 
 def best_format(mask: np.ndarray, formats: Sequence[str] = FORMATS,
-                params: IndexParams = _DEFAULT, *, nm_fit: bool | None = None
-                ) -> tuple[str, int]:
+                params: IndexParams = _DEFAULT, *, nm_fit: bool | None = None,
+                nnz: int | None = None) -> tuple[str, int]:
     """The cheapest representable format among ``formats`` and its bits (ties: order given;
-    ``nm_fit`` as in :func:`index_bits`).
+    ``nm_fit`` and ``nnz`` as in :func:`index_bits`).
 
     Raises ``SparsityError`` (a ValueError) if ``formats`` is empty or none can represent the mask.
     """
@@ -501,7 +502,7 @@ def best_format(mask: np.ndarray, formats: Sequence[str] = FORMATS,
     mask = _as_mask(mask)
     best: tuple[str, int] | None = None
     for fmt in formats:
-        bits = index_bits(mask, fmt, params, nm_fit=nm_fit)
+        bits = index_bits(mask, fmt, params, nm_fit=nm_fit, nnz=nnz)
         if bits is not None and (best is None or bits < best[1]):
             best = (fmt, bits)
     if best is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from accelsim.api import replay_to_dir
 from accelsim.cli import main
 from accelsim.config import HardwareConfig, with_overrides
 from accelsim.engine.replay import replay_trace
-from accelsim.engine.simulator import simulate_network_dense
+from accelsim.engine.simulator import JobResult, simulate_network_dense
 from accelsim.engine.sparse import BasePath, LayerMasks, sparse_compute
 from accelsim.engine.systolic import cycles_nm_systolic
 from accelsim.errors import InputError
@@ -187,7 +188,9 @@ def test_energy_sums_and_identical_across_runs_and_workers(tmp_path: Path,
     two, storage_two = replay_trace(trace, fp8_hw, workers=2)
     assert one == again == two and storage_one == storage_two
     assert sorted({r.step for r in one}) == [0, 1, 2]
-    for row in one:
+    declared = [f.name for f in dataclasses.fields(JobResult)]
+    for row in one:  # rows made by JobResult.of, reused ones included
+        assert list(row.__dict__) == declared and row == JobResult(**row.row())
         parts = (row.energy_mac_pj + row.energy_rf_pj + row.energy_buffer_pj + row.energy_dram_pj
                  + row.energy_index_pj + row.energy_static_pj)
         assert row.energy_pj == pytest.approx(parts, rel=1e-12)

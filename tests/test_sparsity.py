@@ -350,6 +350,11 @@ def test_nm_fit_given_matches_the_scan(case: tuple[np.ndarray, IndexParams], fli
     assert best_format(mask, FORMATS, params, nm_fit=fit) == best_format(mask, FORMATS, params)
     if fit:
         assert index_bits(mask, "nm", params, nm_fit=False) is None
+    nnz = int(np.count_nonzero(mask))  # a caller that has counted the kept elements
+    assert best_format(mask, FORMATS, params, nm_fit=fit, nnz=nnz) == best_format(mask, FORMATS,
+                                                                                  params)
+    for fmt in ("csr", "coo"):
+        assert index_bits(mask, fmt, params, nnz=nnz) == index_bits(mask, fmt, params)
 
 
 def test_nm_two_four_costs_three_bits_per_group() -> None:

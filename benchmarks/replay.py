@@ -9,12 +9,17 @@ between two pruning updates) this times the replay on the FP8 preset (all three 
 - ``next steps``: each later step of the same replay, the steady state of a long trace.
 
 Beside them, two memory-bound limits per step, for any replay that looks at every stored mask
-bit once:
+bit once, each for the first step and for the mean of the later ones (a trace whose weights
+change only at pruning updates stores them at the first step alone):
 
-- ``read stored``: numpy reading the step's mask bytes as the trace stores them
-  (``np.fromfile`` of the step's ``.bin``, from the page cache);
-- ``read bool``: numpy reading every mask the step stores once, decoded to bool bytes
+- ``stored``: numpy reading the step's mask bytes as the trace stores them (``np.fromfile`` of
+  the step's ``.bin``, from the page cache; n/a when the step stores no mask bytes);
+- ``bool``: numpy reading every mask the step stores once, decoded to bool bytes
   (``np.count_nonzero``).
+
+Each number is the best of ``--repeats`` rounds; a round replays the trace and then reads its
+steps, so a replay and its limits are measured under the same machine state (on a shared
+machine, a limit measured minutes apart from its replay moved a ratio by up to 1.5x).
 
 It prints milliseconds per step, stored mask bits per step and per second of replay, and the
 ratios replay / limit. Traces are stored as ``accelsim trace synth`` stores them by default:
@@ -57,16 +62,6 @@ from accelsim.trace.format import step_bin_path  # noqa: E402
 from accelsim.trace.synth import SEED_SCHEMES, synthesize  # noqa: E402
 
 
-def best_of(repeats: int, fn) -> float:
-    """Smallest wall time of ``repeats`` calls (seconds)."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 def stored_masks(reader: TraceReader, step: int) -> list[np.ndarray]:
     """Every mask ``step`` stores, decoded (weights stored at an earlier step excluded)."""
     masks = reader.step_masks(step)
@@ -77,27 +72,79 @@ def stored_masks(reader: TraceReader, step: int) -> list[np.ndarray]:
     return arrays
 
 
-def replay_times(path: Path, hw, repeats: int) -> tuple[float, float]:
-    """(first step, mean of the later steps) in seconds, each the best of ``repeats`` fresh
-    replays of the whole trace."""
-    first, later = [], []
-    for _ in range(repeats):
-        replayer = Replayer(path, hw)
-        steps = replayer.reader.steps
+def replay_times(replayer_of, steps: list[int]) -> tuple[float, float]:
+    """(first step, mean of the later steps) of one fresh replay of the whole trace, seconds."""
+    replayer = replayer_of()
+    start = time.perf_counter()
+    replayer.replay_step(steps[0])
+    middle = time.perf_counter()
+    for step in steps[1:]:
+        replayer.replay_step(step)
+    end = time.perf_counter()
+    return middle - start, (end - middle) / max(1, len(steps) - 1)
+
+
+def read_times(path: Path, reader: TraceReader, steps: list[int]) -> tuple[list[float],
+                                                                             list[float]]:
+    """Seconds numpy needs to read each step's stored masks once (:func:`fastest`): its
+    ``.bin`` as stored (``np.fromfile``), and decoded to bool bytes; 0 when the step stores
+    no mask."""
+    stored, decoded = [], []
+    for step in steps:
+        arrays = stored_masks(reader, step)
+        stored_file = step_bin_path(path, step)
+        has_bytes = stored_file.exists() and stored_file.stat().st_size > 0
+        stored.append(fastest(lambda f=stored_file: np.fromfile(f, dtype=np.uint8))
+                      if has_bytes else 0.0)
+        decoded.append(fastest(lambda ms=arrays: [np.count_nonzero(m) for m in ms])
+                       if arrays else 0.0)
+    return stored, decoded
+
+
+def fastest(read, times: int = 3) -> float:
+    """Smallest of ``times`` back-to-back calls of ``read`` (seconds): the reads after the
+    first reuse its buffers, so the limit is the fastest numpy read, never a slow one."""
+    best = float("inf")
+    for _ in range(times):
         start = time.perf_counter()
-        replayer.replay_step(steps[0])
-        middle = time.perf_counter()
-        for step in steps[1:]:
-            replayer.replay_step(step)
-        end = time.perf_counter()
-        first.append(middle - start)
-        later.append((end - middle) / max(1, len(steps) - 1))
-    return min(first), min(later)
+        read()
+        best = min(best, time.perf_counter() - start)
+    return best
 
 
-def ratios(first: float, later: float, limit: float) -> str:
-    """'first/next' replay time over a limit ('n/a' when the limit is 0)."""
-    return f"{first / limit:5.1f}/{later / limit:<5.1f}" if limit else "n/a"
+def measure(path: Path, hw, repeats: int) -> dict[str, float]:
+    """Replay times and read limits, each the best of ``repeats`` rounds; a round replays the
+    trace and then reads its steps, so a replay and its limits see the same machine state.
+    Limits are per step, like the replay: the first step's, and the mean of the later ones'."""
+    reader = TraceReader(path)
+    steps = list(reader.steps)
+    best: dict[str, float] = {}
+    for _ in range(repeats):
+        first, later = replay_times(lambda: Replayer(path, hw), steps)
+        stored, decoded = read_times(path, reader, steps)
+        later_count = max(1, len(steps) - 1)
+        round_ = {"first": first, "next": later,
+                  "stored_first": stored[0], "stored_next": sum(stored[1:]) / later_count,
+                  "bool_first": decoded[0], "bool_next": sum(decoded[1:]) / later_count}
+        best = {key: min(value, best.get(key, value)) for key, value in round_.items()}
+    return best
+
+
+def ratio(time_s: float, limit_s: float) -> str:
+    """Replay time over a limit ('n/a' when there is nothing to read)."""
+    return f"{time_s / limit_s:.1f}" if limit_s else "n/a"
+
+
+def milliseconds(times: dict[str, float], limit: str) -> str:
+    """'first/next' limit in ms ('n/a' where a step stores no mask)."""
+    return "/".join(f"{times[f'{limit}_{which}'] * 1e3:.2f}" if times[f"{limit}_{which}"]
+                    else "n/a" for which in ("first", "next"))
+
+
+def ratios(times: dict[str, float], limit: str) -> str:
+    """'first/next' replay time over the first step's and the later steps' ``limit``."""
+    return (f"{ratio(times['first'], times[limit + '_first'])}/"
+            f"{ratio(times['next'], times[limit + '_next'])}")
 
 
 def main() -> None:
@@ -121,7 +168,7 @@ def main() -> None:
           f"where it saves >= {args.min_saving:.0%}; "
           f"best of {args.repeats}")
     print(f"{'trace':24s} {'Mbit/step':>9s} {'first ms':>9s} {'next ms':>8s} {'Mbit/s':>7s} "
-          f"{'stored ms':>9s} {'ratio':>11s} {'bool ms':>8s} {'ratio':>11s}")
+          f"{'stored ms':>11s} {'ratio':>11s} {'bool ms':>11s} {'ratio':>11s}")
     for name, config in SEED_SCHEMES.items():
         stem = "".join(c if c.isalnum() else "-" for c in name)
         path = base / f"{stem}-s{args.steps}-z{args.compression}-m{args.min_saving:g}"
@@ -130,28 +177,20 @@ def main() -> None:
                        dataclasses.replace(config, steps=args.steps), overwrite=True,
                        compression_level=args.compression, min_saving=args.min_saving)
         replay_trace(path, hw)  # compile kernels, warm the page cache
-        first_s, next_s = replay_times(path, hw, args.repeats)
+        times = measure(path, hw, args.repeats)
         reader = TraceReader(path)
-        stored_s = bool_s = 0.0
-        bits = 0
-        for step in reader.steps:
-            arrays = stored_masks(reader, step)
-            bits += sum(a.size for a in arrays)
-            stored = step_bin_path(path, step)
-            if stored.exists():
-                stored_s += best_of(args.repeats, lambda f=stored: np.fromfile(f, dtype=np.uint8))
-            bool_s += best_of(args.repeats,
-                              lambda ms=arrays: [np.count_nonzero(m) for m in ms])
-        steps = len(reader.steps)
-        bits, stored_s, bool_s = bits / steps, stored_s / steps, bool_s / steps
-        print(f"{name:24s} {bits / 1e6:9.1f} {first_s * 1e3:9.1f} {next_s * 1e3:8.1f} "
-              f"{bits / next_s / 1e6:7.0f} {stored_s * 1e3:9.2f} "
-              f"{ratios(first_s, next_s, stored_s):>11s} {bool_s * 1e3:8.2f} "
-              f"{ratios(first_s, next_s, bool_s):>11s}")
+        bits = sum(a.size for step in reader.steps for a in stored_masks(reader, step))
+        bits /= len(reader.steps)
+        stored_ms, bool_ms = milliseconds(times, "stored"), milliseconds(times, "bool")
+        print(f"{name:24s} {bits / 1e6:9.1f} {times['first'] * 1e3:9.1f} "
+              f"{times['next'] * 1e3:8.1f} {bits / times['next'] / 1e6:7.0f} {stored_ms:>11s} "
+              f"{ratios(times, 'stored'):>11s} {bool_ms:>11s} {ratios(times, 'bool'):>11s}")
     print("first: the first step of a fresh replay; next: each later step (steady state); "
-          "Mbit/s: stored mask bits per second at the steady state; ratio: first/next step "
-          "time over the time numpy needs to read the step's stored masks once (stored "
-          "bytes; decoded bool bytes), averaged over the trace's steps")
+          "Mbit/s: stored mask bits per second at the steady state; stored ms, bool ms: the "
+          "time numpy needs to read the first step's / a later step's stored masks once "
+          "(stored bytes; decoded bool bytes; n/a: the step stores no mask bytes); ratio: "
+          "first/next step time over them; every number is the best of the rounds, and a "
+          "round replays the trace and then reads it")
 
 
 if __name__ == "__main__":

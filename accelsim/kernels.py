@@ -675,6 +675,19 @@ def _residue_counts_blocks(words: np.ndarray, n_images: int, n_rows: int, pixels
     _flush_all(lanes, held, out, rows)
 
 
+@njit(**INLINE)
+def _spread_nonzero(x: np.uint64, held: int, a0: np.uint64, a1: np.uint64, a2: np.uint64,
+                    a3: np.uint64, a4: np.uint64, a5: np.uint64, a6: np.uint64,
+                    a7: np.uint64) -> tuple[np.uint64, np.uint64, np.uint64, np.uint64,
+                                            np.uint64, np.uint64, np.uint64, np.uint64, int]:
+    """:func:`_spread` of ``x`` unless it is 0, and the words the counters hold (``held``,
+    one more when ``x`` was counted)."""
+    if x:
+        a0, a1, a2, a3, a4, a5, a6, a7 = _spread(x, a0, a1, a2, a3, a4, a5, a6, a7)
+        held += 1
+    return a0, a1, a2, a3, a4, a5, a6, a7, held
+
+
 @njit(**JIT)
 def _residue_counts_folded(words: np.ndarray, n_images: int, n_rows: int, pixels: int,
                            set_lo: np.ndarray, set_hi: np.ndarray, target: np.ndarray,
@@ -716,11 +729,9 @@ def _residue_counts_folded(words: np.ndarray, n_images: int, n_rows: int, pixels
                 width //= 2
                 x |= x >> np.uint64(width)
             if n >= pass_end:  # the pass changes: count and fold what the last one holds
-                if packed:
-                    a0, a1, a2, a3, a4, a5, a6, a7 = _spread(packed, a0, a1, a2, a3, a4, a5,
-                                                             a6, a7)
-                    held += 1
-                    packed = np.uint64(0)
+                a0, a1, a2, a3, a4, a5, a6, a7, held = _spread_nonzero(
+                    packed, held, a0, a1, a2, a3, a4, a5, a6, a7)
+                packed = np.uint64(0)
                 if held:
                     _fold_registers(a0, a1, a2, a3, a4, a5, a6, a7, out, p, t, rows)
                     a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = np.uint64(0)
@@ -737,11 +748,9 @@ def _residue_counts_folded(words: np.ndarray, n_images: int, n_rows: int, pixels
                     _fold_registers(a0, a1, a2, a3, a4, a5, a6, a7, out, p, t, rows)
                     a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = np.uint64(0)
                     held = 0
-                if packed:
-                    a0, a1, a2, a3, a4, a5, a6, a7 = _spread(packed, a0, a1, a2, a3, a4, a5,
-                                                             a6, a7)
-                    held += 1
-                    packed = np.uint64(0)
+                a0, a1, a2, a3, a4, a5, a6, a7, held = _spread_nonzero(
+                    packed, held, a0, a1, a2, a3, a4, a5, a6, a7)
+                packed = np.uint64(0)
         if held:
             _fold_registers(a0, a1, a2, a3, a4, a5, a6, a7, out, p, t, rows)
 

@@ -85,20 +85,21 @@ def replay_times(replayer_of, steps: list[int]) -> tuple[float, float]:
 
 
 def read_times(path: Path, reader: TraceReader, steps: list[int]) -> tuple[list[float],
-                                                                             list[float]]:
+                                                                             list[float], int]:
     """Seconds numpy needs to read each step's stored masks once (:func:`fastest`): its
-    ``.bin`` as stored (``np.fromfile``), and decoded to bool bytes; 0 when the step stores
-    no mask."""
-    stored, decoded = [], []
+    ``.bin`` as stored (``np.fromfile``), and decoded to bool bytes (0 when the step stores
+    no mask); and the mask bits all the steps store."""
+    stored, decoded, bits = [], [], 0
     for step in steps:
         arrays = stored_masks(reader, step)
+        bits += sum(a.size for a in arrays)
         stored_file = step_bin_path(path, step)
         has_bytes = stored_file.exists() and stored_file.stat().st_size > 0
         stored.append(fastest(lambda f=stored_file: np.fromfile(f, dtype=np.uint8))
                       if has_bytes else 0.0)
         decoded.append(fastest(lambda ms=arrays: [np.count_nonzero(m) for m in ms])
                        if arrays else 0.0)
-    return stored, decoded
+    return stored, decoded, bits
 
 
 def fastest(read, times: int = 3) -> float:
@@ -112,22 +113,24 @@ def fastest(read, times: int = 3) -> float:
     return best
 
 
-def measure(path: Path, hw, repeats: int) -> dict[str, float]:
-    """Replay times and read limits, each the best of ``repeats`` rounds; a round replays the
-    trace and then reads its steps, so a replay and its limits see the same machine state.
-    Limits are per step, like the replay: the first step's, and the mean of the later ones'."""
+def measure(path: Path, hw, repeats: int) -> tuple[dict[str, float], float]:
+    """Replay times and read limits, each the best of ``repeats`` rounds, and the stored mask
+    bits per step; a round replays the trace and then reads its steps, so a replay and its
+    limits see the same machine state. Limits are per step, like the replay: the first step's,
+    and the mean of the later ones'."""
     reader = TraceReader(path)
     steps = list(reader.steps)
     best: dict[str, float] = {}
+    bits = 0
     for _ in range(repeats):
         first, later = replay_times(lambda: Replayer(path, hw), steps)
-        stored, decoded = read_times(path, reader, steps)
+        stored, decoded, bits = read_times(path, reader, steps)
         later_count = max(1, len(steps) - 1)
         round_ = {"first": first, "next": later,
                   "stored_first": stored[0], "stored_next": sum(stored[1:]) / later_count,
                   "bool_first": decoded[0], "bool_next": sum(decoded[1:]) / later_count}
         best = {key: min(value, best.get(key, value)) for key, value in round_.items()}
-    return best
+    return best, bits / len(steps)
 
 
 def ratio(time_s: float, limit_s: float) -> str:
@@ -177,10 +180,7 @@ def main() -> None:
                        dataclasses.replace(config, steps=args.steps), overwrite=True,
                        compression_level=args.compression, min_saving=args.min_saving)
         replay_trace(path, hw)  # compile kernels, warm the page cache
-        times = measure(path, hw, args.repeats)
-        reader = TraceReader(path)
-        bits = sum(a.size for step in reader.steps for a in stored_masks(reader, step))
-        bits /= len(reader.steps)
+        times, bits = measure(path, hw, args.repeats)
         stored_ms, bool_ms = milliseconds(times, "stored"), milliseconds(times, "bool")
         print(f"{name:24s} {bits / 1e6:9.1f} {times['first'] * 1e3:9.1f} "
               f"{times['next'] * 1e3:8.1f} {bits / times['next'] / 1e6:7.0f} {stored_ms:>11s} "

@@ -205,33 +205,38 @@ class LayerMasks:
 
     def unit_totals(self, unit: int, rows: int, pass_len: int) -> np.ndarray:
         """int64 (units,): pixels where any lane of each unit is active, over all passes
-        (:meth:`unit_counts` summed one axis at a time: 3x faster than over both at once)."""
+        (cached; FW's :func:`diagonal_sums` leaves them here as it computes them, else
+        :meth:`unit_counts` summed one axis at a time: 3x faster than over both at once)."""
         return _memo(self._cache, ("unit_totals", unit, rows, pass_len),
                      lambda: self.unit_counts(unit, rows, pass_len).sum(axis=0).sum(axis=1))
 
-    def group_counts(self, rows: int, pass_len: int,
-                     classes: np.ndarray | None = None) -> np.ndarray:
+    def group_counts(self, rows: int, pass_len: int, classes: np.ndarray | None = None,
+                     n_classes: int = 0) -> np.ndarray:
         """int64 (passes, C, rows): active gate groups of each pass and queue row, summed over
-        the groups of each class (``classes``: int64 (F/s,) class of every group, C = its
-        maximum + 1; None: every group its own class). Cached; class sums come from the
-        per-group counts when those are already there (:meth:`unit_counts` made them),
-        else from one pass over the bits."""
-        n, groups, pixels = self.gate_bits.shape
-        index = np.arange(groups)
+        the groups of each class (``classes``: int64 (F/s,) class of every group, C =
+        ``n_classes``, or its maximum + 1 when 0; None: every group its own class). Cached;
+        class sums come from the per-group counts when those are already there
+        (:meth:`unit_counts` made them), else from one pass over the bits."""
         per_group = ("groups", rows, pass_len, None)
         if classes is None:
-            return _memo(self._cache, per_group, lambda: residue_counts(
-                self.gate_bits.words, n, groups, pixels, index, index + 1, index, groups, rows,
-                pass_len))
+            return _memo(self._cache, per_group, lambda: self._count_groups(
+                rows, pass_len, None, self.gate_bits.shape[1]))
 
         def count() -> np.ndarray:
-            n_classes = int(classes.max()) + 1
+            n_sets = n_classes or int(classes.max()) + 1
             if per_group in self._cache:
-                return class_sums(self._cache[per_group], classes, n_classes)
-            return residue_counts(self.gate_bits.words, n, groups, pixels, index, index + 1,
-                                  classes, n_classes, rows, pass_len)
+                return class_sums(self._cache[per_group], classes, n_sets)
+            return self._count_groups(rows, pass_len, classes, n_sets)
 
         return _memo(self._cache, ("groups", rows, pass_len, classes.tobytes()), count)
+
+    def _count_groups(self, rows: int, pass_len: int, classes: np.ndarray | None,
+                      n_classes: int) -> np.ndarray:
+        """:func:`residue_counts` of every gate group into ``classes`` (None: its own)."""
+        n, groups, pixels = self.gate_bits.shape
+        index = np.arange(groups)
+        return residue_counts(self.gate_bits.words, n, groups, pixels, index, index + 1,
+                              index if classes is None else classes, n_classes, rows, pass_len)
 
     @cached_property
     def channel_counts(self) -> np.ndarray:
@@ -524,7 +529,8 @@ def fw_sums(layer: Layer, masks: LayerMasks, unit: int, rows: int, pass_len: int
         lambda: _fw_plan(layer, masks, unit, rows, pass_len, gated, weight, scale))
     if not gated:
         return PassSums(fixed, classes, lanes, None, no_row_idx, col_idx)
-    sums, active = diagonal_sums(fixed, masks.unit_counts(unit, rows, pass_len), cond)
+    sums, active, totals = diagonal_sums(fixed, masks.unit_counts(unit, rows, pass_len), cond)
+    masks._cache.setdefault(("unit_totals", unit, rows, pass_len), totals)
     return PassSums(sums, classes, lanes, active, no_row_idx, col_idx)
 
 
@@ -642,8 +648,8 @@ def bd_sums(layer: Layer, masks: LayerMasks, unit: int, rows: int, pass_len: int
         lambda: _bd_plan(layer, masks, unit, rows, pass_len, gated, weight))
     if coef is None:
         return PassSums(fixed, classes, lanes, None, no_row_idx, col_idx)
-    sums, active = coefficient_sums(fixed, masks.group_counts(rows, pass_len, group_set),
-                                    coef)
+    sums, active = coefficient_sums(
+        fixed, masks.group_counts(rows, pass_len, group_set, coef.shape[1]), coef)
     return PassSums(sums, classes, lanes, None, active, col_idx)
 
 
@@ -725,7 +731,7 @@ def wg_sums(layer: Layer, masks: LayerMasks, unit: int, rows: int, pass_len: int
         masks._static_cache, ("wg_sums", m, layer.cout, k, unit, rows, pass_len),
         lambda: _wg_plan(layer, masks, unit, rows, pass_len))
     active = masks.unit_totals(unit, rows, pass_len)  # (J,) active pixels
-    sums, _ = diagonal_sums(base_steps, off_base, active)
+    sums, _, _ = diagonal_sums(base_steps, off_base, active)
     return PassSums(sums, classes, lanes, None, no_row_idx, active)
 
 

@@ -151,7 +151,8 @@ def packed_ones(packed: np.ndarray, count: int) -> int:
     whole = count // 8
     words = whole // 8
     ones = popcount_words(packed[:words * 8].view(np.uint64))
-    ones += int(np.bitwise_count(packed[words * 8:whole]).sum(dtype=np.int64))
+    if whole > words * 8:
+        ones += int(np.bitwise_count(packed[words * 8:whole]).sum(dtype=np.int64))
     if count % 8:
         ones += int(np.bitwise_count(packed[whole] & np.uint8((1 << (count % 8)) - 1)))
     return ones

@@ -43,25 +43,59 @@ def static_energy_pj(cycles: float, hw: HardwareConfig) -> float:
     return hw.static_power_mw * cycles / hw.pe_array.clock_mhz * 1e3
 
 
+@dataclass(frozen=True)
+class EnergyRates:
+    """The per-action energies of one ``hw`` (pJ per MAC, register-file bit, buffer bit, DRAM
+    byte, decoded index), looked up once: a replay prices every job with the same rates."""
+
+    mac: float
+    rf_read_bits_per_mac: float
+    rf_write_bits_per_mac: float
+    rf_read: float
+    rf_write: float
+    gb_read: float
+    gb_write: float
+    dram_bits: float
+    index: float
+    static_power_mw: float
+    clock_mhz: float
+
+    @classmethod
+    def of(cls, hw: HardwareConfig) -> EnergyRates:
+        """The rates of ``hw``."""
+        op, acc = hw.operand_bits, hw.accumulator_bits
+        pe = hw.pe_array
+        psum_bits = pe.psum_accesses_per_mac / 2 * acc
+        return cls(mac=hw.mac_energy_pj,
+                   rf_read_bits_per_mac=pe.operand_reads_per_mac * op + psum_bits,
+                   rf_write_bits_per_mac=psum_bits,
+                   rf_read=hw.energy_pj("rf_read_per_bit"),
+                   rf_write=hw.energy_pj("rf_write_per_bit"),
+                   gb_read=hw.energy_pj("gb_read_per_bit"),
+                   gb_write=hw.energy_pj("gb_write_per_bit"),
+                   dram_bits=hw.dram.energy_pj_per_bit, index=hw.energy_pj("index_decode"),
+                   static_power_mw=hw.static_power_mw, clock_mhz=pe.clock_mhz)
+
+    def breakdown(self, macs_issued: float, gb_read_bits: float, gb_write_bits: float,
+                  dram_bytes: float, indices_decoded: float, cycles: float) -> EnergyBreakdown:
+        """Energy breakdown of a job from its action counts (see the module docstring)."""
+        return EnergyBreakdown(
+            mac=macs_issued * self.mac,
+            rf=macs_issued * self.rf_read_bits_per_mac * self.rf_read
+            + macs_issued * self.rf_write_bits_per_mac * self.rf_write,
+            buffer=gb_read_bits * self.gb_read + gb_write_bits * self.gb_write,
+            dram=dram_bytes * 8 * self.dram_bits,
+            index=indices_decoded * self.index,
+            static=self.static_power_mw * cycles / self.clock_mhz * 1e3,
+        )
+
+
 def energy_of(*, macs_issued: float, gb_read_bits: float, gb_write_bits: float,
               dram_bytes: float, indices_decoded: float, cycles: float,
               hw: HardwareConfig) -> EnergyBreakdown:
     """Energy breakdown of a job from its action counts (see the module docstring)."""
-    op, acc = hw.operand_bits, hw.accumulator_bits
-    pe = hw.pe_array
-    psum_bits = pe.psum_accesses_per_mac / 2 * acc
-    rf_read_bits = macs_issued * (pe.operand_reads_per_mac * op + psum_bits)
-    rf_write_bits = macs_issued * psum_bits
-    return EnergyBreakdown(
-        mac=macs_issued * hw.mac_energy_pj,
-        rf=rf_read_bits * hw.energy_pj("rf_read_per_bit")
-        + rf_write_bits * hw.energy_pj("rf_write_per_bit"),
-        buffer=gb_read_bits * hw.energy_pj("gb_read_per_bit")
-        + gb_write_bits * hw.energy_pj("gb_write_per_bit"),
-        dram=dram_bytes * 8 * hw.dram.energy_pj_per_bit,
-        index=indices_decoded * hw.energy_pj("index_decode"),
-        static=static_energy_pj(cycles, hw),
-    )
+    return EnergyRates.of(hw).breakdown(macs_issued, gb_read_bits, gb_write_bits, dram_bytes,
+                                        indices_decoded, cycles)
 
 
 def tflops_per_watt(macs: float, energy_pj: float) -> float:

@@ -185,7 +185,7 @@ class Replayer:
         self.momentum = ssl in MOMENTUM_SSL
         self._weight_cache: dict[tuple[str, int, int], PreparedWeight] = {}
         self._base_cache: dict[tuple[str, int], BasePath] = {}
-        self._parts = JobCache()  # dense halves and memory plans
+        self._parts = JobCache()  # dense halves and job frames
         self._job_cache: dict[tuple, JobResult] = {}  # rows of jobs without a gate
         self._jobs_cache: dict[tuple, list] = {}  # per-phase arguments (_phase_jobs)
         # (branch, layer, phases) of every layer that runs on a branch

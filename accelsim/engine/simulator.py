@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 
 from accelsim.config import HardwareConfig
-from accelsim.engine.energy import ENERGY_COMPONENTS, energy_of, tflops_per_watt
+from accelsim.engine.energy import ENERGY_COMPONENTS, EnergyRates, energy_of, tflops_per_watt
 from accelsim.engine.memory import (
     MemoryPlan,
     combine_cycles,
@@ -18,7 +18,7 @@ from accelsim.engine.memory import (
     memory_dense,
     memory_plan,
 )
-from accelsim.engine.sparse import LayerMasks, sparse_compute
+from accelsim.engine.sparse import LayerMasks, SparseCompute, sparse_compute
 from accelsim.network import PHASES, Layer, Network
 
 
@@ -123,29 +123,89 @@ def dense_job(layer: Layer, phase: str, hw: HardwareConfig, cycles_compute: int)
     return DenseJob(macs, cycles, energy.total)
 
 
+@dataclass(frozen=True)
+class JobFrame:
+    """Everything of one job's result that its masks do not change: names, dense half, index
+    bits, memory plan, DRAM cycles and the energy rates of ``hw``. A replay keeps one per job
+    and step-independent inputs; :meth:`result` adds a step's compute."""
+
+    trace: str
+    layer: str
+    branch: int
+    phase: str
+    dense: DenseJob
+    index: IndexCost
+    plan: MemoryPlan
+    cycles_dram: int
+    hw: HardwareConfig
+    rates: EnergyRates
+
+    def result(self, compute: SparseCompute, step: int) -> JobResult:
+        """The job's row at ``step`` with ``compute``."""
+        hw, dense, index = self.hw, self.dense, self.index
+        macs_dense = dense.macs
+        memory = self.plan.at(compute.macs_issued / macs_dense if macs_dense else 1.0)
+        buffer = cycles_buffer(memory.gb_read_bits, memory.gb_write_bits, hw)
+        dram = self.cycles_dram
+        cycles = combine_cycles(compute.cycles_compute, buffer, dram, hw.dram.double_buffering)
+        cycles_dense = dense.cycles
+        energy = self.rates.breakdown(compute.macs_issued, memory.gb_read_bits,
+                                      memory.gb_write_bits, memory.dram_bytes,
+                                      compute.decoder_indices, cycles)
+        return JobResult.of(dict(
+            trace=self.trace, step=step, layer=self.layer, branch=self.branch,
+            phase=self.phase, macs_dense=macs_dense, macs_effective=compute.macs_effective,
+            macs_issued=compute.macs_issued, cycles_compute=compute.cycles_compute,
+            cycles_decoder_stall=compute.cycles_decoder_stall, cycles_buffer=buffer,
+            cycles_dram=dram, cycles=cycles, cycles_dense=cycles_dense,
+            speedup=cycles_dense / cycles if cycles else 1.0,
+            utilization=compute.macs_effective / (cycles * hw.pe_array.macs_per_cycle)
+            if cycles else 0.0,
+            decoder_indices=compute.decoder_indices, index_bits=index.bits,
+            index_bits_bitmap=index.bits_bitmap, dram_bytes=memory.dram_bytes,
+            traffic_activations_bytes=memory.activations_bytes,
+            traffic_weights_bytes=memory.weights_bytes,
+            traffic_gradients_bytes=memory.gradients_bytes,
+            traffic_indices_bytes=memory.indices_bytes,
+            tiling=memory.tiling,
+            energy_pj=energy.total, energy_mac_pj=energy.mac, energy_rf_pj=energy.rf,
+            energy_buffer_pj=energy.buffer, energy_dram_pj=energy.dram,
+            energy_index_pj=energy.index, energy_static_pj=energy.static,
+            energy_dense_pj=dense.energy_pj,
+        ))
+
+
 @dataclass
 class JobCache:
     """What a caller (a replay) keeps between the jobs it simulates on one ``hw``: each layer
-    and phase's dense half, and memory plans by their inputs (at most ``memory_limit``; the
-    plans of a gate index priced by its count, csr or coo, change every step)."""
+    and phase's dense half, and job frames by their inputs (at most ``frame_limit``; the
+    frames of a gate index priced by its count, csr or coo, change every step)."""
 
     dense: dict[tuple[str, str], DenseJob] = field(default_factory=dict)
-    memory: dict[tuple, MemoryPlan] = field(default_factory=dict)
-    memory_limit: int = 4096
+    frames: dict[tuple, JobFrame] = field(default_factory=dict)
+    frame_limit: int = 4096
 
-    def memory_plan(self, layer: Layer, phase: str, hw: HardwareConfig, weight_density: float,
-                    dw_density: float, index: IndexCost) -> MemoryPlan:
-        """:func:`memory_plan` of the job, kept."""
-        key = (layer.name, phase, weight_density, dw_density, index.read_bits,
-               index.write_bits)
-        plan = self.memory.get(key)
-        if plan is None:
-            if len(self.memory) >= self.memory_limit:
-                self.memory.clear()
-            plan = self.memory[key] = memory_plan(
-                layer, phase, hw, weight_density=weight_density, dw_density=dw_density,
-                index_read_bits=index.read_bits, index_write_bits=index.write_bits)
-        return plan
+    def frame(self, layer: Layer, phase: str, hw: HardwareConfig, weight_density: float,
+              dw_density: float, index: IndexCost, branch: int, trace: str,
+              cycles_compute_dense: int) -> JobFrame:
+        """The job's :class:`JobFrame`, kept (``cycles_compute_dense``: its dense compute
+        cycles, for the dense half)."""
+        key = (layer.name, phase, weight_density, dw_density, index, branch, trace)
+        frame = self.frames.get(key)
+        if frame is None:
+            dense = self.dense.get((layer.name, phase))
+            if dense is None:
+                dense = self.dense[(layer.name, phase)] = dense_job(layer, phase, hw,
+                                                                    cycles_compute_dense)
+            if len(self.frames) >= self.frame_limit:
+                self.frames.clear()
+            plan = memory_plan(layer, phase, hw, weight_density=weight_density,
+                               dw_density=dw_density, index_read_bits=index.read_bits,
+                               index_write_bits=index.write_bits)
+            frame = self.frames[key] = JobFrame(
+                trace, layer.name, branch, phase, dense, index, plan,
+                cycles_dram(plan.at().dram_bytes, hw), hw, EnergyRates.of(hw))
+        return frame
 
 
 def simulate_job(layer: Layer, phase: str, hw: HardwareConfig, *,
@@ -153,47 +213,14 @@ def simulate_job(layer: Layer, phase: str, hw: HardwareConfig, *,
                  weight_density: float = 1.0, dw_density: float = 1.0, branch: int = 1,
                  step: int = 0, trace: str = "", cache: JobCache | None = None) -> JobResult:
     """Simulate one job: compute (from the masks), memory, energy, and the same job dense.
-    ``cache``: kept by the caller for one ``hw`` (a replay computes each layer and phase's
-    dense half once per trace, not once per step); None: a fresh one for this job."""
+    ``cache``: kept by the caller for one ``hw`` (a replay computes each job's frame once
+    per trace, not once per step); None: a fresh one for this job."""
     masks = masks if masks is not None else declared_masks(layer)
     cache = cache if cache is not None else JobCache()
     compute = sparse_compute(layer, phase, masks, hw)
-    key = (layer.name, phase)
-    dense = cache.dense.get(key)
-    if dense is None:
-        dense = cache.dense[key] = dense_job(layer, phase, hw, compute.cycles_compute_dense)
-    macs_dense = dense.macs
-    plan = cache.memory_plan(layer, phase, hw, weight_density, dw_density, index)
-    memory = plan.at(compute.macs_issued / macs_dense if macs_dense else 1.0)
-    double = hw.dram.double_buffering
-    buffer = cycles_buffer(memory.gb_read_bits, memory.gb_write_bits, hw)
-    dram = cycles_dram(memory.dram_bytes, hw)
-    cycles = combine_cycles(compute.cycles_compute, buffer, dram, double)
-    cycles_dense = dense.cycles
-    energy = energy_of(macs_issued=compute.macs_issued, gb_read_bits=memory.gb_read_bits,
-                       gb_write_bits=memory.gb_write_bits, dram_bytes=memory.dram_bytes,
-                       indices_decoded=compute.decoder_indices, cycles=cycles, hw=hw)
-    return JobResult.of(dict(
-        trace=trace, step=step, layer=layer.name, branch=branch, phase=phase,
-        macs_dense=macs_dense, macs_effective=compute.macs_effective,
-        macs_issued=compute.macs_issued, cycles_compute=compute.cycles_compute,
-        cycles_decoder_stall=compute.cycles_decoder_stall, cycles_buffer=buffer,
-        cycles_dram=dram, cycles=cycles, cycles_dense=cycles_dense,
-        speedup=cycles_dense / cycles if cycles else 1.0,
-        utilization=compute.macs_effective / (cycles * hw.pe_array.macs_per_cycle)
-        if cycles else 0.0,
-        decoder_indices=compute.decoder_indices, index_bits=index.bits,
-        index_bits_bitmap=index.bits_bitmap, dram_bytes=memory.dram_bytes,
-        traffic_activations_bytes=memory.activations_bytes,
-        traffic_weights_bytes=memory.weights_bytes,
-        traffic_gradients_bytes=memory.gradients_bytes,
-        traffic_indices_bytes=memory.indices_bytes,
-        tiling=memory.tiling,
-        energy_pj=energy.total, energy_mac_pj=energy.mac, energy_rf_pj=energy.rf,
-        energy_buffer_pj=energy.buffer, energy_dram_pj=energy.dram,
-        energy_index_pj=energy.index, energy_static_pj=energy.static,
-        energy_dense_pj=dense.energy_pj,
-    ))
+    frame = cache.frame(layer, phase, hw, weight_density, dw_density, index, branch, trace,
+                        compute.cycles_compute_dense)
+    return frame.result(compute, step)
 
 
 def simulate_layer_phase(layer: Layer, phase: str, hw: HardwareConfig, *, branch: int = 1,

@@ -17,6 +17,10 @@ change only at pruning updates stores them at the first step alone):
 - ``bool``: numpy reading every mask the step stores once, decoded to bool bytes
   (``np.count_nonzero``).
 
+and, for the later steps, ``checked``: the trace reader alone reading a step's masks with the
+checks every replay makes (crc32 and set-bit count of each mask, as the replay reads it), no
+modelling. It is the part of ``next`` that reading costs, so ``next - checked`` is the model.
+
 Each number is the best of ``--repeats`` rounds; a round replays the trace and then reads its
 steps, so a replay and its limits are measured under the same machine state (on a shared
 machine, a limit measured minutes apart from its replay moved a ratio by up to 1.5x).
@@ -102,6 +106,23 @@ def read_times(path: Path, reader: TraceReader, steps: list[int]) -> tuple[list[
     return stored, decoded, bits
 
 
+def checked_read(reader: TraceReader, step: int) -> None:
+    """Read ``step`` as the replay reads it: every gate's packed bits, checked."""
+    masks = reader.step_packed(step)
+    for key in masks.gates:
+        masks.gates[key]  # the lookup reads and checks the mask
+
+
+def checked_times(path: Path, steps: list[int]) -> float:
+    """Mean seconds a fresh reader needs to read and check each later step (:func:`fastest`),
+    after reading the first step untimed (as a replay has, so weights stored there are
+    cached)."""
+    reader = TraceReader(path)
+    checked_read(reader, steps[0])
+    times = [fastest(lambda s=step: checked_read(reader, s)) for step in steps[1:]]
+    return sum(times) / len(times)
+
+
 def fastest(read, times: int = 3) -> float:
     """Smallest of ``times`` back-to-back calls of ``read`` (seconds): the reads after the
     first reuse its buffers, so the limit is the fastest numpy read, never a slow one."""
@@ -126,7 +147,7 @@ def measure(path: Path, hw, repeats: int) -> tuple[dict[str, float], float]:
         first, later = replay_times(lambda: Replayer(path, hw), steps)
         stored, decoded, bits = read_times(path, reader, steps)
         later_count = max(1, len(steps) - 1)
-        round_ = {"first": first, "next": later,
+        round_ = {"first": first, "next": later, "checked_next": checked_times(path, steps),
                   "stored_first": stored[0], "stored_next": sum(stored[1:]) / later_count,
                   "bool_first": decoded[0], "bool_next": sum(decoded[1:]) / later_count}
         best = {key: min(value, best.get(key, value)) for key, value in round_.items()}
@@ -171,7 +192,8 @@ def main() -> None:
           f"where it saves >= {args.min_saving:.0%}; "
           f"best of {args.repeats}")
     print(f"{'trace':24s} {'Mbit/step':>9s} {'first ms':>9s} {'next ms':>8s} {'Mbit/s':>7s} "
-          f"{'stored ms':>11s} {'ratio':>11s} {'bool ms':>11s} {'ratio':>11s}")
+          f"{'stored ms':>11s} {'ratio':>11s} {'bool ms':>11s} {'ratio':>11s} "
+          f"{'checked ms':>10s}")
     for name, config in SEED_SCHEMES.items():
         stem = "".join(c if c.isalnum() else "-" for c in name)
         path = base / f"{stem}-s{args.steps}-z{args.compression}-m{args.min_saving:g}"
@@ -184,13 +206,15 @@ def main() -> None:
         stored_ms, bool_ms = milliseconds(times, "stored"), milliseconds(times, "bool")
         print(f"{name:24s} {bits / 1e6:9.1f} {times['first'] * 1e3:9.1f} "
               f"{times['next'] * 1e3:8.1f} {bits / times['next'] / 1e6:7.0f} {stored_ms:>11s} "
-              f"{ratios(times, 'stored'):>11s} {bool_ms:>11s} {ratios(times, 'bool'):>11s}")
+              f"{ratios(times, 'stored'):>11s} {bool_ms:>11s} {ratios(times, 'bool'):>11s} "
+              f"{times['checked_next'] * 1e3:10.2f}")
     print("first: the first step of a fresh replay; next: each later step (steady state); "
           "Mbit/s: stored mask bits per second at the steady state; stored ms, bool ms: the "
           "time numpy needs to read the first step's / a later step's stored masks once "
           "(stored bytes; decoded bool bytes; n/a: the step stores no mask bytes); ratio: "
-          "first/next step time over them; every number is the best of the rounds, and a "
-          "round replays the trace and then reads it")
+          "first/next step time over them; checked ms: the trace reader reading and checking a "
+          "later step's masks as the replay does (no modelling); every number is the best of "
+          "the rounds, and a round replays the trace and then reads it")
 
 
 if __name__ == "__main__":

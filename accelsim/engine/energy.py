@@ -40,7 +40,7 @@ class EnergyBreakdown:
 
 def static_energy_pj(cycles: float, hw: HardwareConfig) -> float:
     """Static energy (pJ) over ``cycles`` clock cycles."""
-    return hw.static_power_mw * cycles / hw.pe_array.clock_mhz * 1e3
+    return EnergyRates.of(hw).static(cycles)
 
 
 @dataclass(frozen=True)
@@ -86,8 +86,12 @@ class EnergyRates:
             buffer=gb_read_bits * self.gb_read + gb_write_bits * self.gb_write,
             dram=dram_bytes * 8 * self.dram_bits,
             index=indices_decoded * self.index,
-            static=self.static_power_mw * cycles / self.clock_mhz * 1e3,
+            static=self.static(cycles),
         )
+
+    def static(self, cycles: float) -> float:
+        """Static energy (pJ) over ``cycles`` clock cycles: mW x cycles / MHz = nJ."""
+        return self.static_power_mw * cycles / self.clock_mhz * 1e3
 
 
 def energy_of(*, macs_issued: float, gb_read_bits: float, gb_write_bits: float,

@@ -8,6 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from accelsim.config import HardwareConfig, with_overrides
+from accelsim.engine.simulator import JobCache
 from accelsim.engine.sparse import (
     BasePath,
     LayerMasks,
@@ -110,6 +111,32 @@ def test_engine_equals_cycle_stepped_reference(fp8_hw: HardwareConfig, job) -> N
         assert got.macs_issued == layer.macs
     assert got.macs_effective == effective_macs_reference(layer, gate, base_mask, weight, phase)
     assert got.macs_effective <= got.macs_issued or not (use_gate or use_weight)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(jobs(), st.integers(0, 2**32 - 1))
+def test_a_kept_job_plan_equals_a_fresh_job_at_every_step(fp8_hw: HardwareConfig, job,
+                                                         seed: int) -> None:
+    """A replay keeps each gated job's plan (JobCache.compute) and applies it to the gates of
+    later steps: every step's result must equal the job computed from scratch."""
+    layer, phase, _, (native, group), base, weight, groups, overrides = job
+    hw = with_overrides(fp8_hw, overrides)
+    cache = JobCache()
+    rng = np.random.default_rng(seed)
+    for step in range(3):
+        gate = native
+        if native is not None and step:
+            gate = rng.random(native.shape) < rng.choice([0.0, 0.3, 0.8, 1.0])
+        packed = None if gate is None else PackedGate.from_bool(gate)
+        kept = cache.compute(layer, phase, LayerMasks(
+            packed_gate=packed, gate_group_size=group, base=base, weight=weight,
+            gating_groups=groups), hw)
+        fresh_base = None if base is None else BasePath(base.base_of_f, base.chunk_of_k,
+                                                         base.groups)
+        fresh = sparse_compute(layer, phase, LayerMasks(
+            gate=gate, gate_group_size=group, base=fresh_base, weight=weight,
+            gating_groups=groups), hw)
+        assert kept == fresh
 
 
 @settings(max_examples=80, deadline=None)

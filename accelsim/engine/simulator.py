@@ -18,7 +18,14 @@ from accelsim.engine.memory import (
     memory_dense,
     memory_plan,
 )
-from accelsim.engine.sparse import LayerMasks, SparseCompute, sparse_compute
+from accelsim.engine.sparse import (
+    GatedPlan,
+    LayerMasks,
+    SparseCompute,
+    gated_plan,
+    plans_gate,
+    sparse_compute,
+)
 from accelsim.network import PHASES, Layer, Network
 
 
@@ -178,12 +185,27 @@ class JobFrame:
 @dataclass
 class JobCache:
     """What a caller (a replay) keeps between the jobs it simulates on one ``hw``: each layer
-    and phase's dense half, and job frames by their inputs (at most ``frame_limit``; the
-    frames of a gate index priced by its count, csr or coo, change every step)."""
+    and phase's dense half, job frames by their inputs (at most ``frame_limit``; the
+    frames of a gate index priced by its count, csr or coo, change every step), and the
+    :class:`GatedPlan` of each gated job without weight masks, by layer, phase, base path and
+    gate group size."""
 
     dense: dict[tuple[str, str], DenseJob] = field(default_factory=dict)
     frames: dict[tuple, JobFrame] = field(default_factory=dict)
     frame_limit: int = 4096
+    plans: dict[tuple, GatedPlan | None] = field(default_factory=dict)
+
+    def compute(self, layer: Layer, phase: str, masks: LayerMasks,
+                hw: HardwareConfig) -> SparseCompute:
+        """:func:`sparse_compute` of the job, through its kept plan when it has one."""
+        if plans_gate(layer, masks):
+            key = (layer.name, phase, masks.base, masks.gate_group_size)
+            if key not in self.plans:
+                self.plans[key] = gated_plan(layer, phase, masks, hw)
+            plan = self.plans[key]
+            if plan is not None:
+                return plan.compute(masks)
+        return sparse_compute(layer, phase, masks, hw)
 
     def frame(self, layer: Layer, phase: str, hw: HardwareConfig, weight_density: float,
               dw_density: float, index: IndexCost, branch: int, trace: str,
@@ -217,7 +239,7 @@ def simulate_job(layer: Layer, phase: str, hw: HardwareConfig, *,
     per trace, not once per step); None: a fresh one for this job."""
     masks = masks if masks is not None else declared_masks(layer)
     cache = cache if cache is not None else JobCache()
-    compute = sparse_compute(layer, phase, masks, hw)
+    compute = cache.compute(layer, phase, masks, hw)
     frame = cache.frame(layer, phase, hw, weight_density, dw_density, index, branch, trace,
                         compute.cycles_compute_dense)
     return frame.result(compute, step)

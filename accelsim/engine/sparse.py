@@ -447,9 +447,7 @@ def schedule(work: PhaseWork | PassSums, hw: HardwareConfig,
     """Run a phase's work through the queues: (cycles, decoder stall cycles, indices, MACs
     issued: the lanes' MACs, idle lanes of active lock-step units included)."""
     pe, decoder = hw.pe_array, hw.decoder
-    qcols = max(1, pe.cols * pe.vector_width // unit)
-    throughput = (decoder.compaction_indices_per_cycle if decoder.compaction
-                  else decoder.indices_per_cycle)
+    qcols, throughput = queue_columns(hw, unit), decoder_throughput(hw)
     if isinstance(work, PassSums):
         assert not decoder.compaction
         has_unit_idx = work.unit_idx_sums is not None
@@ -468,6 +466,18 @@ def schedule(work: PhaseWork | PassSums, hw: HardwareConfig,
 
 
 NO_UNIT_SUMS = np.zeros((1, 1), dtype=np.int64)
+
+
+def queue_columns(hw: HardwareConfig, unit: int) -> int:
+    """Queue columns of the array for ``unit``-lane units."""
+    return max(1, hw.pe_array.cols * hw.pe_array.vector_width // unit)
+
+
+def decoder_throughput(hw: HardwareConfig) -> int:
+    """Indices the decoder delivers per cycle (fewer with compaction)."""
+    decoder = hw.decoder
+    return (decoder.compaction_indices_per_cycle if decoder.compaction
+            else decoder.indices_per_cycle)
 
 
 def _fw_steps(layer: Layer, masks: LayerMasks, unit: int, gated: bool,
@@ -519,25 +529,40 @@ def fw_sums(layer: Layer, masks: LayerMasks, unit: int, rows: int, pass_len: int
             use_gate: bool, use_weight: bool, scale: tuple[int, int] | None = None) -> PassSums:
     """FW without compaction as per-pass sums (equal to scheduling :func:`fw_work`).
     ``scale`` = (t', t): every unit's steps become ceil(steps * t' / t) (N:M multiplexers)."""
-    m, f = layer.output_pixels, layer.cout
     gated = use_gate and masks.has_gate
     weight = masks.weight if use_weight else None
-    key = ("fw_sums", m, f, layer.k_per_group, unit, rows, pass_len, gated, weight is not None,
-           scale)
-    fixed, cond, classes, lanes, no_row_idx, col_idx = _memo(
-        masks._static_cache, key,
-        lambda: _fw_plan(layer, masks, unit, rows, pass_len, gated, weight, scale))
+    fixed, cond, classes, lanes, no_row_idx, col_idx = _fw_plan(
+        layer, masks, unit, rows, pass_len, gated, weight, scale)
     if not gated:
         return PassSums(fixed, classes, lanes, None, no_row_idx, col_idx)
+    sums, active = _fw_gate_sums(masks, fixed, cond, unit, rows, pass_len)
+    return PassSums(sums, classes, lanes, active, no_row_idx, col_idx)
+
+
+def _fw_gate_sums(masks: LayerMasks, fixed: np.ndarray, cond: np.ndarray, unit: int,
+                  rows: int, pass_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """FW's per-pass sums with the gate (fixed + cond x active pixels of each unit) and its
+    active units per pass and unit column (the decoder's unit indices); leaves each unit's
+    active pixels over all passes in the masks' cache for WG."""
     sums, active, totals = diagonal_sums(fixed, masks.unit_counts(unit, rows, pass_len), cond)
     masks._cache.setdefault(("unit_totals", unit, rows, pass_len), totals)
-    return PassSums(sums, classes, lanes, active, no_row_idx, col_idx)
+    return sums, active
 
 
 def _fw_plan(layer: Layer, masks: LayerMasks, unit: int, rows: int, pass_len: int,
              gated: bool, weight: np.ndarray | None, scale: tuple[int, int] | None) -> tuple:
     """(steps per pass that do not depend on the gate (passes, J, rows), conditional steps per
-    unit (J,), classes, lanes, zero row indices, column indices) for :func:`fw_sums`."""
+    unit (J,), classes, lanes, zero row indices, column indices) for :func:`fw_sums` (cached
+    with what depends on the weight mask and base path)."""
+    key = ("fw_sums", layer.output_pixels, layer.cout, layer.k_per_group, unit, rows, pass_len,
+           gated, weight is not None, scale)
+    return _memo(masks._static_cache, key, lambda: _fw_plan_of(
+        layer, masks, unit, rows, pass_len, gated, weight, scale))
+
+
+def _fw_plan_of(layer: Layer, masks: LayerMasks, unit: int, rows: int, pass_len: int,
+                gated: bool, weight: np.ndarray | None,
+                scale: tuple[int, int] | None) -> tuple:
     m, f = layer.output_pixels, layer.cout
     base_steps, full = _fw_steps(layer, masks, unit, gated, weight)
     if scale is not None:
@@ -638,26 +663,39 @@ def bd_sums(layer: Layer, masks: LayerMasks, unit: int, rows: int, pass_len: int
             use_gate: bool, use_weight: bool) -> PassSums:
     """BD as per-pass sums (equal to scheduling :func:`bd_work`): class c runs
     |always_c & allowed_c| + |active(i) & allowed_c & ~always_c| steps at pixel i."""
-    m, f, k = layer.output_pixels, layer.cout, layer.k_per_group
     gated = use_gate and masks.has_gate
     weight = masks.weight if use_weight else None
-    s = masks.gate_group_size
-    key = ("bd_sums", m, f, k, s, unit, rows, pass_len, gated, weight is not None)
-    fixed, coef, group_set, classes, lanes, no_row_idx, col_idx = _memo(
-        masks._static_cache, key,
-        lambda: _bd_plan(layer, masks, unit, rows, pass_len, gated, weight))
+    fixed, coef, group_set, classes, lanes, no_row_idx, col_idx = _bd_plan(
+        layer, masks, unit, rows, pass_len, gated, weight)
     if coef is None:
         return PassSums(fixed, classes, lanes, None, no_row_idx, col_idx)
-    sums, active = coefficient_sums(
-        fixed, masks.group_counts(rows, pass_len, group_set, coef.shape[1]), coef)
+    sums, active = _bd_gate_sums(masks, fixed, coef, group_set, rows, pass_len)
     return PassSums(sums, classes, lanes, None, active, col_idx)
+
+
+def _bd_gate_sums(masks: LayerMasks, fixed: np.ndarray, coef: np.ndarray,
+                  group_set: np.ndarray, rows: int,
+                  pass_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """BD's per-pass sums with the gate (fixed + coef @ active gate groups of each set) and
+    its active gate groups per pass (the decoder's row indices)."""
+    return coefficient_sums(fixed, masks.group_counts(rows, pass_len, group_set, coef.shape[1]),
+                            coef)
 
 
 def _bd_plan(layer: Layer, masks: LayerMasks, unit: int, rows: int, pass_len: int,
              gated: bool, weight: np.ndarray | None) -> tuple:
     """(steps per pass that do not depend on the gate (passes, C, rows), coefficients of the
     gate group sets (C, Q) or None when not gated, the set of every gate group (F/s,), classes,
-    lanes, zero row indices, column indices) for :func:`bd_sums`."""
+    lanes, zero row indices, column indices) for :func:`bd_sums` (cached like
+    :func:`_fw_plan`)."""
+    key = ("bd_sums", layer.output_pixels, layer.cout, layer.k_per_group,
+           masks.gate_group_size, unit, rows, pass_len, gated, weight is not None)
+    return _memo(masks._static_cache, key, lambda: _bd_plan_of(
+        layer, masks, unit, rows, pass_len, gated, weight))
+
+
+def _bd_plan_of(layer: Layer, masks: LayerMasks, unit: int, rows: int, pass_len: int,
+                gated: bool, weight: np.ndarray | None) -> tuple:
     m, f, k = layer.output_pixels, layer.cout, layer.k_per_group
     lanes = unit_lanes(k, unit)
     allowed, classes, first, always = _bd_classes(layer, masks, unit, gated, weight)
@@ -721,24 +759,37 @@ def wg_sums(layer: Layer, masks: LayerMasks, unit: int, rows: int, pass_len: int
     layer without weight masks needs no (K, units) matrix: reduction row k of unit j runs M
     steps when k is on the unit's base path, else the unit's active pixels, so the sums follow
     from how many rows of each pass and queue row lie in each input chunk."""
-    m, k = layer.output_pixels, layer.k_per_group
     gated = use_gate and masks.has_gate
     weighted = use_weight and masks.weight is not None and not masks.dense_weight_gradient
     if weighted or not gated:
         return matrix_sums(wg_work(layer, masks, unit, use_gate=use_gate, use_weight=use_weight,
                                    rows=rows, pass_len=pass_len), rows, pass_len)
-    base_steps, off_base, classes, lanes, no_row_idx = _memo(
-        masks._static_cache, ("wg_sums", m, layer.cout, k, unit, rows, pass_len),
-        lambda: _wg_plan(layer, masks, unit, rows, pass_len))
-    active = masks.unit_totals(unit, rows, pass_len)  # (J,) active pixels
-    sums, _, _ = diagonal_sums(base_steps, off_base, active)
+    base_steps, off_base, classes, lanes, no_row_idx = _wg_plan(layer, masks, unit, rows,
+                                                                pass_len)
+    sums, active = _wg_gate_sums(masks, base_steps, off_base, unit, rows, pass_len)
     return PassSums(sums, classes, lanes, None, no_row_idx, active)
+
+
+def _wg_gate_sums(masks: LayerMasks, base_steps: np.ndarray, off_base: np.ndarray, unit: int,
+                  rows: int, pass_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """WG's per-pass sums with the gate (base steps + active pixels x rows off the base path)
+    and each unit's active pixels (J,) (the decoder's column indices)."""
+    active = masks.unit_totals(unit, rows, pass_len)
+    sums, _, _ = diagonal_sums(base_steps, off_base, active)
+    return sums, active
 
 
 def _wg_plan(layer: Layer, masks: LayerMasks, unit: int, rows: int, pass_len: int) -> tuple:
     """(base-path steps per pass (passes, J, rows), rows off the base path per pass (passes,
     J, rows), classes, lanes, zero row indices) for a gated :func:`wg_sums` without weights,
-    from how many rows of each pass and queue row lie in each input chunk."""
+    from how many rows of each pass and queue row lie in each input chunk (cached like
+    :func:`_fw_plan`)."""
+    key = ("wg_sums", layer.output_pixels, layer.cout, layer.k_per_group, unit, rows, pass_len)
+    return _memo(masks._static_cache, key, lambda: _wg_plan_of(layer, masks, unit, rows,
+                                                               pass_len))
+
+
+def _wg_plan_of(layer: Layer, masks: LayerMasks, unit: int, rows: int, pass_len: int) -> tuple:
     m, k = layer.output_pixels, layer.k_per_group
     lanes = unit_lanes(layer.cout, unit)
     per_row = pass_rows(k, rows, pass_len)  # (passes, rows)
@@ -814,7 +865,11 @@ class SparseCompute:
 
 def sparse_compute(layer: Layer, phase: str, masks: LayerMasks,
                    hw: HardwareConfig) -> SparseCompute:
-    """Cycles and MACs of one job from its masks on ``hw`` (all dataflows)."""
+    """Cycles and MACs of one job from its masks on ``hw`` (all dataflows). A gated job
+    without weight masks goes through its :class:`GatedPlan`."""
+    plan = gated_plan(layer, phase, masks, hw)
+    if plan is not None:
+        return plan.compute(masks)
     if layer.groups != 1 and (masks.has_gate or masks.weight is not None):
         raise InputError("masks on grouped convolutions are not supported",
                          field=f"layer {layer.name!r}")
@@ -897,3 +952,82 @@ def _nm_tensor(layer: Layer, gemm: Gemm, masks: LayerMasks, hw: HardwareConfig,
                          sums.row_idx_sums, metadata)
     cycles, stall, indices, issued = schedule(steps, hw, unit)
     return SparseCompute(cycles, stall, indices, issued, macs_effective, dense_compute)
+
+
+@dataclass(frozen=True, eq=False)
+class GatedPlan:
+    """A gated job without weight masks, planned once for its layer, base path and hardware:
+    what :func:`sparse_compute` derives from everything but the gate bits, so that a step's
+    compute is the gate's counts, one sums kernel and :func:`schedule_sums`
+    (:meth:`compute`). A replay keeps one per job (:class:`accelsim.engine.simulator.
+    JobCache`); ``sums`` None: the job runs dense on this hardware (the phase does not skip
+    with the gate, or a systolic array)."""
+
+    layer: Layer
+    phase: str
+    dense_compute: int            # cycles of the job dense
+    macs_dense: int
+    unit: int
+    rows: int
+    pass_len: int
+    sums: tuple | None            # the phase's plan: (_fw_plan, _bd_plan or _wg_plan tuple)
+    qcols: int
+    indices_per_cycle: int
+    latency: int                  # pipeline latency, cycles
+
+    def compute(self, masks: LayerMasks) -> SparseCompute:
+        """The job's compute with the gate of ``masks`` (same base path and group size as
+        the plan's)."""
+        macs_effective = effective_macs(self.layer, masks, self.phase)
+        if self.sums is None:
+            return SparseCompute(self.dense_compute, 0, 0, self.macs_dense, macs_effective,
+                                 self.dense_compute)
+        unit, rows, pass_len = self.unit, self.rows, self.pass_len
+        unit_idx, has_unit_idx = NO_UNIT_SUMS, False
+        if self.phase == "fw":
+            fixed, cond, classes, lanes, row_idx, col_idx = self.sums
+            sums, unit_idx = _fw_gate_sums(masks, fixed, cond, unit, rows, pass_len)
+            has_unit_idx = True
+        elif self.phase == "bd":
+            fixed, coef, group_set, classes, lanes, _, col_idx = self.sums
+            sums, row_idx = _bd_gate_sums(masks, fixed, coef, group_set, rows, pass_len)
+        else:
+            base_steps, off_base, classes, lanes, row_idx = self.sums
+            sums, col_idx = _wg_gate_sums(masks, base_steps, off_base, unit, rows, pass_len)
+        cycles, stall, indices, issued = schedule_sums(
+            sums, classes, lanes, unit_idx, has_unit_idx, row_idx, col_idx, self.qcols,
+            self.indices_per_cycle)
+        return SparseCompute(cycles + self.latency, stall, indices, issued, macs_effective,
+                             self.dense_compute)
+
+
+def plans_gate(layer: Layer, masks: LayerMasks) -> bool:
+    """Whether a job with ``masks`` goes through a :class:`GatedPlan`: a gate, no weight mask
+    and no declared N:M pattern, on an ungrouped layer."""
+    return (masks.has_gate and masks.weight is None and masks.nm is None
+            and layer.groups == 1)
+
+
+def gated_plan(layer: Layer, phase: str, masks: LayerMasks,
+               hw: HardwareConfig) -> GatedPlan | None:
+    """The :class:`GatedPlan` of a job, or None when it has none (:func:`plans_gate` fails, or
+    compaction on a tensor array: the per-pixel work path)."""
+    if not plans_gate(layer, masks):
+        return None
+    pe = hw.pe_array
+    systolic = pe.dataflow in SYSTOLIC_DATAFLOWS
+    skips = phase in hw.sparsity_support.gate and not systolic
+    if skips and hw.decoder.compaction:
+        return None
+    gemm = layer.gemm(phase)
+    unit = unit_width(hw)
+    rows, pass_len = pe.rows, pe.rows * pe.sync_tiles
+    sums: tuple | None = None
+    if skips and phase == "fw":
+        sums = _fw_plan(layer, masks, unit, rows, pass_len, True, None, None)
+    elif skips and phase == "bd":
+        sums = _bd_plan(layer, masks, unit, rows, pass_len, True, None)
+    elif skips:
+        sums = _wg_plan(layer, masks, unit, rows, pass_len)
+    return GatedPlan(layer, phase, cycles_gemm(gemm, pe), gemm.macs, unit, rows, pass_len, sums,
+                     queue_columns(hw, unit), decoder_throughput(hw), pe.pipeline_latency)

@@ -450,12 +450,7 @@ def schedule(work: PhaseWork | PassSums, hw: HardwareConfig,
     qcols, throughput = queue_columns(hw, unit), decoder_throughput(hw)
     if isinstance(work, PassSums):
         assert not decoder.compaction
-        has_unit_idx = work.unit_idx_sums is not None
-        cycles, stall, indices, issued = schedule_sums(
-            np.ascontiguousarray(work.sums, dtype=np.int64), work.classes, work.lanes,
-            work.unit_idx_sums if has_unit_idx else NO_UNIT_SUMS, has_unit_idx,
-            work.row_idx_sums, work.col_idx, qcols, throughput)
-        return cycles + pe.pipeline_latency, stall, indices, issued
+        return schedule_pass_sums(work, qcols, throughput, pe.pipeline_latency)
     has_unit_idx = work.unit_idx is not None
     cycles, stall, indices, issued = schedule_passes(
         work.counts, work.classes, work.lanes, work.unit_idx if has_unit_idx else NO_UNIT_INDEX,
@@ -466,6 +461,18 @@ def schedule(work: PhaseWork | PassSums, hw: HardwareConfig,
 
 
 NO_UNIT_SUMS = np.zeros((1, 1), dtype=np.int64)
+
+
+def schedule_pass_sums(work: PassSums, qcols: int, indices_per_cycle: int,
+                       latency: int) -> tuple[int, int, int, int]:
+    """:func:`schedule` of per-pass sums (no compaction) on ``qcols`` queue columns, a decoder
+    of ``indices_per_cycle`` and a pipeline of ``latency`` cycles."""
+    has_unit_idx = work.unit_idx_sums is not None
+    cycles, stall, indices, issued = schedule_sums(
+        np.ascontiguousarray(work.sums, dtype=np.int64), work.classes, work.lanes,
+        work.unit_idx_sums if has_unit_idx else NO_UNIT_SUMS, has_unit_idx,
+        work.row_idx_sums, work.col_idx, qcols, indices_per_cycle)
+    return cycles + latency, stall, indices, issued
 
 
 def queue_columns(hw: HardwareConfig, unit: int) -> int:
@@ -531,22 +538,22 @@ def fw_sums(layer: Layer, masks: LayerMasks, unit: int, rows: int, pass_len: int
     ``scale`` = (t', t): every unit's steps become ceil(steps * t' / t) (N:M multiplexers)."""
     gated = use_gate and masks.has_gate
     weight = masks.weight if use_weight else None
-    fixed, cond, classes, lanes, no_row_idx, col_idx = _fw_plan(
-        layer, masks, unit, rows, pass_len, gated, weight, scale)
+    plan = _fw_plan(layer, masks, unit, rows, pass_len, gated, weight, scale)
     if not gated:
+        fixed, _, classes, lanes, no_row_idx, col_idx = plan
         return PassSums(fixed, classes, lanes, None, no_row_idx, col_idx)
-    sums, active = _fw_gate_sums(masks, fixed, cond, unit, rows, pass_len)
-    return PassSums(sums, classes, lanes, active, no_row_idx, col_idx)
+    return _fw_gated(masks, plan, unit, rows, pass_len)
 
 
-def _fw_gate_sums(masks: LayerMasks, fixed: np.ndarray, cond: np.ndarray, unit: int,
-                  rows: int, pass_len: int) -> tuple[np.ndarray, np.ndarray]:
-    """FW's per-pass sums with the gate (fixed + cond x active pixels of each unit) and its
-    active units per pass and unit column (the decoder's unit indices); leaves each unit's
-    active pixels over all passes in the masks' cache for WG."""
+def _fw_gated(masks: LayerMasks, plan: tuple, unit: int, rows: int,
+              pass_len: int) -> PassSums:
+    """FW's per-pass sums with the gate of ``masks`` from its :func:`_fw_plan` (fixed + cond x
+    active pixels of each unit; the decoder's unit indices are the active units per pass);
+    leaves each unit's active pixels over all passes in the masks' cache for WG."""
+    fixed, cond, classes, lanes, no_row_idx, col_idx = plan
     sums, active, totals = diagonal_sums(fixed, masks.unit_counts(unit, rows, pass_len), cond)
     masks._cache.setdefault(("unit_totals", unit, rows, pass_len), totals)
-    return sums, active
+    return PassSums(sums, classes, lanes, active, no_row_idx, col_idx)
 
 
 def _fw_plan(layer: Layer, masks: LayerMasks, unit: int, rows: int, pass_len: int,
@@ -665,21 +672,22 @@ def bd_sums(layer: Layer, masks: LayerMasks, unit: int, rows: int, pass_len: int
     |always_c & allowed_c| + |active(i) & allowed_c & ~always_c| steps at pixel i."""
     gated = use_gate and masks.has_gate
     weight = masks.weight if use_weight else None
-    fixed, coef, group_set, classes, lanes, no_row_idx, col_idx = _bd_plan(
-        layer, masks, unit, rows, pass_len, gated, weight)
+    plan = _bd_plan(layer, masks, unit, rows, pass_len, gated, weight)
+    fixed, coef, _, classes, lanes, no_row_idx, col_idx = plan
     if coef is None:
         return PassSums(fixed, classes, lanes, None, no_row_idx, col_idx)
-    sums, active = _bd_gate_sums(masks, fixed, coef, group_set, rows, pass_len)
+    return _bd_gated(masks, plan, unit, rows, pass_len)
+
+
+def _bd_gated(masks: LayerMasks, plan: tuple, unit: int, rows: int,
+              pass_len: int) -> PassSums:
+    """BD's per-pass sums with the gate of ``masks`` from its gated :func:`_bd_plan` (fixed +
+    coef @ active gate groups of each set; the decoder's row indices are the active gate
+    groups per pass). ``unit`` is unused: the signature is FW's and WG's."""
+    fixed, coef, group_set, classes, lanes, _, col_idx = plan
+    sums, active = coefficient_sums(
+        fixed, masks.group_counts(rows, pass_len, group_set, coef.shape[1]), coef)
     return PassSums(sums, classes, lanes, None, active, col_idx)
-
-
-def _bd_gate_sums(masks: LayerMasks, fixed: np.ndarray, coef: np.ndarray,
-                  group_set: np.ndarray, rows: int,
-                  pass_len: int) -> tuple[np.ndarray, np.ndarray]:
-    """BD's per-pass sums with the gate (fixed + coef @ active gate groups of each set) and
-    its active gate groups per pass (the decoder's row indices)."""
-    return coefficient_sums(fixed, masks.group_counts(rows, pass_len, group_set, coef.shape[1]),
-                            coef)
 
 
 def _bd_plan(layer: Layer, masks: LayerMasks, unit: int, rows: int, pass_len: int,
@@ -764,19 +772,18 @@ def wg_sums(layer: Layer, masks: LayerMasks, unit: int, rows: int, pass_len: int
     if weighted or not gated:
         return matrix_sums(wg_work(layer, masks, unit, use_gate=use_gate, use_weight=use_weight,
                                    rows=rows, pass_len=pass_len), rows, pass_len)
-    base_steps, off_base, classes, lanes, no_row_idx = _wg_plan(layer, masks, unit, rows,
-                                                                pass_len)
-    sums, active = _wg_gate_sums(masks, base_steps, off_base, unit, rows, pass_len)
-    return PassSums(sums, classes, lanes, None, no_row_idx, active)
+    return _wg_gated(masks, _wg_plan(layer, masks, unit, rows, pass_len), unit, rows, pass_len)
 
 
-def _wg_gate_sums(masks: LayerMasks, base_steps: np.ndarray, off_base: np.ndarray, unit: int,
-                  rows: int, pass_len: int) -> tuple[np.ndarray, np.ndarray]:
-    """WG's per-pass sums with the gate (base steps + active pixels x rows off the base path)
-    and each unit's active pixels (J,) (the decoder's column indices)."""
+def _wg_gated(masks: LayerMasks, plan: tuple, unit: int, rows: int,
+              pass_len: int) -> PassSums:
+    """WG's per-pass sums with the gate of ``masks`` from its :func:`_wg_plan` (base steps +
+    active pixels x rows off the base path; the decoder's column indices are each unit's
+    active pixels)."""
+    base_steps, off_base, classes, lanes, no_row_idx = plan
     active = masks.unit_totals(unit, rows, pass_len)
     sums, _, _ = diagonal_sums(base_steps, off_base, active)
-    return sums, active
+    return PassSums(sums, classes, lanes, None, no_row_idx, active)
 
 
 def _wg_plan(layer: Layer, masks: LayerMasks, unit: int, rows: int, pass_len: int) -> tuple:
@@ -982,23 +989,15 @@ class GatedPlan:
         if self.sums is None:
             return SparseCompute(self.dense_compute, 0, 0, self.macs_dense, macs_effective,
                                  self.dense_compute)
-        unit, rows, pass_len = self.unit, self.rows, self.pass_len
-        unit_idx, has_unit_idx = NO_UNIT_SUMS, False
-        if self.phase == "fw":
-            fixed, cond, classes, lanes, row_idx, col_idx = self.sums
-            sums, unit_idx = _fw_gate_sums(masks, fixed, cond, unit, rows, pass_len)
-            has_unit_idx = True
-        elif self.phase == "bd":
-            fixed, coef, group_set, classes, lanes, _, col_idx = self.sums
-            sums, row_idx = _bd_gate_sums(masks, fixed, coef, group_set, rows, pass_len)
-        else:
-            base_steps, off_base, classes, lanes, row_idx = self.sums
-            sums, col_idx = _wg_gate_sums(masks, base_steps, off_base, unit, rows, pass_len)
-        cycles, stall, indices, issued = schedule_sums(
-            sums, classes, lanes, unit_idx, has_unit_idx, row_idx, col_idx, self.qcols,
-            self.indices_per_cycle)
-        return SparseCompute(cycles + self.latency, stall, indices, issued, macs_effective,
-                             self.dense_compute)
+        work = _GATED_SUMS[self.phase](masks, self.sums, self.unit, self.rows, self.pass_len)
+        cycles, stall, indices, issued = schedule_pass_sums(work, self.qcols,
+                                                            self.indices_per_cycle, self.latency)
+        return SparseCompute(cycles, stall, indices, issued, macs_effective, self.dense_compute)
+
+
+# Each phase's per-pass sums with the gate, from its plan (fw_sums, bd_sums and wg_sums use
+# them too).
+_GATED_SUMS = {"fw": _fw_gated, "bd": _bd_gated, "wg": _wg_gated}
 
 
 def plans_gate(layer: Layer, masks: LayerMasks) -> bool:

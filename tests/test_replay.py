@@ -215,6 +215,25 @@ def test_warm_caches_give_the_cold_result_at_every_step(tmp_path: Path, fp8_hw: 
         assert warm.replay_step(step) == Replayer(trace, fp8_hw).replay_step(step)
 
 
+def test_a_replay_keeps_only_the_latest_weight_mask_of_each_layer(
+        tmp_path: Path, fp8_hw: HardwareConfig) -> None:
+    """Weights stored at every step must not pile up over a long replay: a replay keeps what
+    the latest stored weight mask of each layer and branch gives, and nothing older."""
+    from accelsim.engine.replay import Replayer
+    trace = make_trace(tmp_path, "t", resnet20(batch=2, image_size=8), SynthConfig(
+        steps=4, weight_sparsity=0.6, weight_update_every=1))
+    replayer = Replayer(trace, fp8_hw)
+    for step in replayer.reader.steps:
+        replayer.replay_step(step)
+    pairs = {(item.name, branch) for item in replayer.reader.layers
+             for branch in range(1, replayer.reader.branches + 1)}
+    weighted = {(item.name, branch) for item in replayer.reader.layers if item.weight is not None
+                for branch in range(1, replayer.reader.branches + 1)}
+    assert weighted and set(replayer._weight_cache) == weighted
+    assert {key[2] for key, _ in replayer._weight_cache.values()} == {3}
+    assert set(replayer._job_cache) <= pairs  # rows of jobs without a gate: one set a layer
+
+
 @pytest.mark.parametrize("config", [SynthConfig(steps=1, gate_sparsity=0.7),
                                     SynthConfig(steps=1, weight_sparsity=0.8)],
                          ids=["packed gate", "weight"])

@@ -183,10 +183,13 @@ class Replayer:
         self.name = self.path.name
         ssl = str(self.reader.manifest.producer.get("ssl", "")).lower()
         self.momentum = ssl in MOMENTUM_SSL
-        self._weight_cache: dict[tuple[str, int, int], PreparedWeight] = {}
+        # Per (layer, branch), only what the latest stored weight mask gives: steps replay in
+        # order and a weight mask, once replaced, never comes back, so a long trace that
+        # stores its weights often does not keep them all.
+        self._weight_cache: dict[tuple[str, int], tuple[tuple, PreparedWeight]] = {}
         self._base_cache: dict[tuple[str, int], BasePath] = {}
         self._parts = JobCache()  # dense halves and job frames
-        self._job_cache: dict[tuple, JobResult] = {}  # rows of jobs without a gate
+        self._job_cache: dict[tuple[str, int], tuple[tuple, dict[str, JobResult]]] = {}
         self._jobs_cache: dict[tuple, list] = {}  # per-phase arguments (_phase_jobs)
         # (branch, layer, phases) of every layer that runs on a branch
         self._layer_phases = [
@@ -213,25 +216,27 @@ class Replayer:
     def _weight(self, key: tuple[str, int, int] | None, item: TraceLayer, branch: int,
                 mask: np.ndarray | None) -> PreparedWeight:
         """Flattened sparse weight mask (None when absent or all ones), its index, N:M pattern
-        and density, cached by ``key`` (:meth:`_weight_key`: weights are often unchanged
-        between steps)."""
+        and density, kept for the layer and branch while ``key`` stays the same
+        (:meth:`_weight_key`: weights are often unchanged between steps)."""
         if key is None or mask is None:
             return NO_WEIGHT
-        if key not in self._weight_cache:
-            nnz = int(np.count_nonzero(mask))  # counted once for the check, index and density
-            if nnz == mask.size:
-                self._weight_cache[key] = NO_WEIGHT
-            else:
-                assert item.weight is not None  # a weight key implies a weight spec
-                where = f"weight mask of layer {item.name!r}, branch {branch}"
-                kind, numbers = parse_weight_pattern(item.weight.pattern)
-                fit = kind == "nm" and numbers is not None and nm_fits(mask, *numbers)
-                flat = np.ascontiguousarray(mask.reshape(mask.shape[0], -1))
-                self._weight_cache[key] = PreparedWeight(
-                    flat, weight_index(mask, item.weight.pattern, self.hw, where,
-                                       nm_fit=fit if kind == "nm" else None, nnz=nnz),
-                    numbers if fit else None, nnz / flat.size)
-        return self._weight_cache[key]
+        held = self._weight_cache.get((item.name, branch))
+        if held is not None and held[0] == key:
+            return held[1]
+        prepared = NO_WEIGHT
+        nnz = int(np.count_nonzero(mask))  # counted once for the check, index and density
+        if nnz < mask.size:
+            assert item.weight is not None  # a weight key implies a weight spec
+            where = f"weight mask of layer {item.name!r}, branch {branch}"
+            kind, numbers = parse_weight_pattern(item.weight.pattern)
+            fit = kind == "nm" and numbers is not None and nm_fits(mask, *numbers)
+            flat = np.ascontiguousarray(mask.reshape(mask.shape[0], -1))
+            prepared = PreparedWeight(
+                flat, weight_index(mask, item.weight.pattern, self.hw, where,
+                                   nm_fit=fit if kind == "nm" else None, nnz=nnz),
+                numbers if fit else None, nnz / flat.size)
+        self._weight_cache[(item.name, branch)] = (key, prepared)
+        return prepared
 
     def _weight_key(self, step: int, item: TraceLayer, branch: int) -> tuple[str, int, int]:
         """(layer, branch, the step that stores the weight mask used at ``step``)."""
@@ -299,9 +304,9 @@ class Replayer:
             # step's dense-gradient flag: its row is kept and reused with the step number.
             job_key = None if gate_el is not None else (
                 weight_key or (item.name, branch, None), dense_gradient)
-            if job_key is not None and (job_key, phases[0]) in self._job_cache:
-                rows.extend(_at_step(self._job_cache[(job_key, phase)], step)
-                            for phase in phases)
+            held = self._job_cache.get((item.name, branch)) if job_key is not None else None
+            if held is not None and held[0] == job_key:
+                rows.extend(_at_step(held[1][phase], step) for phase in phases)
                 continue
             jobs_key = (item.name, branch, gidx, gate_el is not None, weight_key,
                         dense_gradient)
@@ -318,13 +323,14 @@ class Replayer:
                                nm=prepared.nm, gating_groups=groups,
                                dense_weight_gradient=dense_gradient,
                                weight_views=prepared.views if weight is not None else None)
-            for phase, index_cost, weight_density, dw_density in jobs:
-                row = simulate_job(item.layer, phase, self.hw, masks=masks, index=index_cost,
-                                   weight_density=weight_density, dw_density=dw_density,
-                                   branch=branch, step=step, trace=self.name, cache=self._parts)
-                rows.append(row)
-                if job_key is not None:
-                    self._job_cache[(job_key, phase)] = row
+            layer_rows = {phase: simulate_job(
+                item.layer, phase, self.hw, masks=masks, index=index_cost,
+                weight_density=weight_density, dw_density=dw_density, branch=branch, step=step,
+                trace=self.name, cache=self._parts)
+                for phase, index_cost, weight_density, dw_density in jobs}
+            rows.extend(layer_rows.values())
+            if job_key is not None:  # kept for this layer and branch until its key changes
+                self._job_cache[(item.name, branch)] = (job_key, layer_rows)
         return rows, storage
 
 

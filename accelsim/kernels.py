@@ -72,18 +72,6 @@ def load_bits(words: np.ndarray, start: int, count: int) -> np.uint64:
 
 
 @njit(**INLINE)
-def _set_chunk(words: np.ndarray, image_row: int, pixels: int, lo: int, hi: int,
-               p0: int) -> np.uint64:
-    """OR of gate rows [lo, hi) of one image (its first row is ``image_row``) over pixels
-    p0 .. p0 + 63 (fewer at the end of the row), as the low bits of a uint64."""
-    count = min(64, pixels - p0)
-    x = np.uint64(0)
-    for g in range(lo, hi):
-        x |= load_bits(words, (image_row + g) * pixels + p0, count)
-    return x
-
-
-@njit(**INLINE)
 def _local_classes(classes: np.ndarray, lanes: np.ndarray, c0: int, c1: int,
                    local_class: np.ndarray, multiplicity: np.ndarray, local_lanes: np.ndarray,
                    local_of_col: np.ndarray) -> int:
@@ -404,8 +392,12 @@ def as_words(bits: np.ndarray) -> np.ndarray:
     return words
 
 
+
 _BYTE_LOW_BITS = np.uint64(0x0101010101010101)
 _BYTE = np.uint64(0xFF)
+_EVEN_BYTES = np.uint64(0x00FF00FF00FF00FF)
+_LANE = np.uint64(0xFFFF)
+_LANE_SUM = np.uint64(0x0001000100010001)  # x * this >> 48: sum of x's four 16-bit lanes
 
 
 @njit(**INLINE)
@@ -420,36 +412,6 @@ def _spread(x: np.uint64, a0: np.uint64, a1: np.uint64, a2: np.uint64, a3: np.ui
             a3 + ((x >> np.uint64(3)) & low), a4 + ((x >> np.uint64(4)) & low),
             a5 + ((x >> np.uint64(5)) & low), a6 + ((x >> np.uint64(6)) & low),
             a7 + ((x >> np.uint64(7)) & low))
-
-
-@njit(**INLINE)
-def _spread_into(x: np.uint64, lanes: np.ndarray, p: int, t: int) -> None:
-    """:func:`_spread` into the counters lanes[p, t, 0..7]."""
-    for i in range(8):
-        lanes[p, t, i] += (x >> np.uint64(i)) & _BYTE_LOW_BITS
-
-
-@njit(**INLINE)
-def _spread_run(src: np.ndarray, w0: int, w1: int, lanes: np.ndarray, p: int, t: int) -> None:
-    """:func:`_spread` of every word of src[w0:w1] into lanes[p, t] (in registers: a loop
-    LLVM vectorises, because its index is unsigned: a signed one makes numba wrap negative
-    indices, which stops the vectoriser and costs 4x)."""
-    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = np.uint64(0)
-    for w in range(np.uint64(w0), np.uint64(w1)):
-        a0, a1, a2, a3, a4, a5, a6, a7 = _spread(src[w], a0, a1, a2, a3, a4, a5, a6, a7)
-    lanes[p, t, 0] += a0
-    lanes[p, t, 1] += a1
-    lanes[p, t, 2] += a2
-    lanes[p, t, 3] += a3
-    lanes[p, t, 4] += a4
-    lanes[p, t, 5] += a5
-    lanes[p, t, 6] += a6
-    lanes[p, t, 7] += a7
-
-
-_EVEN_BYTES = np.uint64(0x00FF00FF00FF00FF)
-_LANE_SUM = np.uint64(0x0001000100010001)  # x * this >> 48: sum of x's four 16-bit lanes
-_LANE = np.uint64(0xFFFF)
 
 
 @njit(**INLINE)
@@ -477,438 +439,147 @@ def _fold_counter(a: np.uint64, i: int, out: np.ndarray, p: int, t: int, rows: i
         out[p, t, i % rows] += np.int64(((even + odd) * _LANE_SUM) >> np.uint64(48))
 
 
-@njit(**INLINE)
-def _fold_registers(a0: np.uint64, a1: np.uint64, a2: np.uint64, a3: np.uint64, a4: np.uint64,
-                    a5: np.uint64, a6: np.uint64, a7: np.uint64, out: np.ndarray, p: int,
-                    t: int, rows: int) -> None:
-    """Add eight byte-lane counters (bit position q counted in byte q // 8 of a{q % 8}) to
-    out[p, t, q % rows] (``rows`` divides 64)."""
-    _fold_counter(a0, 0, out, p, t, rows)
-    _fold_counter(a1, 1, out, p, t, rows)
-    _fold_counter(a2, 2, out, p, t, rows)
-    _fold_counter(a3, 3, out, p, t, rows)
-    _fold_counter(a4, 4, out, p, t, rows)
-    _fold_counter(a5, 5, out, p, t, rows)
-    _fold_counter(a6, 6, out, p, t, rows)
-    _fold_counter(a7, 7, out, p, t, rows)
+@njit(**JIT)
+def _fold_lanes(lanes: np.ndarray, held: np.ndarray, out: np.ndarray, t: int, rows: int,
+                p0: int, p1: int) -> None:
+    """Fold the byte-lane counters lanes[p, 0..7] (bit position q counted in byte q // 8 of
+    lane q % 8) of passes p0 <= p < p1 that hold any word into out[p, t, q % rows], and
+    clear them (``held``: words counted per pass, at most 255 so that no byte wraps)."""
+    for p in range(p0, p1):
+        if held[p]:
+            for i in range(8):
+                _fold_counter(lanes[p, i], i, out, p, t, rows)
+                lanes[p, i] = 0
+            held[p] = 0
 
 
 @njit(**INLINE)
-def _flush_lanes(lanes: np.ndarray, out: np.ndarray, p: int, t: int,
-                 rows: int) -> None:
-    """:func:`_fold_registers` of lanes[p, t] into out[p, t], and clear them."""
-    _fold_registers(lanes[p, t, 0], lanes[p, t, 1], lanes[p, t, 2], lanes[p, t, 3],
-                    lanes[p, t, 4], lanes[p, t, 5], lanes[p, t, 6], lanes[p, t, 7], out, p, t,
-                    rows)
-    for i in range(8):
-        lanes[p, t, i] = 0
-
-
-@njit(**INLINE)
-def _spread_held(src: np.ndarray, w0: int, w1: int, lanes: np.ndarray, held: np.ndarray,
-                 out: np.ndarray, p: int, t: int, rows: int) -> None:
-    """:func:`_spread_run` of src[w0:w1] (at most 255 words) into lanes[p, t], folding the
-    lanes into ``out`` first when their ``held`` words would pass 255 (a byte lane wraps)."""
-    if held[p, t] + w1 - w0 > 255:
-        _flush_lanes(lanes, out, p, t, rows)
-        held[p, t] = 0
-    _spread_run(src, w0, w1, lanes, p, t)
-    held[p, t] += w1 - w0
-
-
-@njit(**INLINE)
-def _flush_all(lanes: np.ndarray, held: np.ndarray, out: np.ndarray,
-               rows: int) -> None:
-    for p in range(held.shape[0]):
-        for t in range(held.shape[1]):
-            if held[p, t]:
-                _flush_lanes(lanes, out, p, t, rows)
+def _add_lanes(lanes: np.ndarray, p: int, a0: np.uint64, a1: np.uint64, a2: np.uint64,
+               a3: np.uint64, a4: np.uint64, a5: np.uint64, a6: np.uint64,
+               a7: np.uint64) -> None:
+    """Add eight byte-lane registers to the counters lanes[p]."""
+    lanes[p, 0] += a0
+    lanes[p, 1] += a1
+    lanes[p, 2] += a2
+    lanes[p, 3] += a3
+    lanes[p, 4] += a4
+    lanes[p, 5] += a5
+    lanes[p, 6] += a6
+    lanes[p, 7] += a7
 
 
 @njit(**JIT)
-def _residue_counts_aligned(words: np.ndarray, n_images: int, n_rows: int, pixels: int,
-                            set_lo: np.ndarray, set_hi: np.ndarray, target: np.ndarray,
-                            rows: int, pass_len: int, out: np.ndarray) -> None:
-    """residue_counts when every gate row and pass starts on a word and ``rows`` divides 64:
-    bit b of a word is output row 64w + b, queue row b % rows, so runs of whole words of one
-    pass are counted by bit position (:func:`_spread_run`) into byte lanes kept per (pass,
-    target), which are folded into queue rows before they could wrap (255 words) and at the
-    end."""
-    per_row = pixels // 64
-    per_pass = pass_len // 64
-    buffer = np.empty(per_row, dtype=np.uint64)
-    lanes = np.zeros((out.shape[0], out.shape[1], 8), dtype=np.uint64)
-    held = np.zeros((out.shape[0], out.shape[1]), dtype=np.int64)
-    for n in range(n_images):
-        for s in range(set_lo.shape[0]):
-            t = target[s]
-            first = (n * n_rows + set_lo[s]) * per_row
-            if set_hi[s] - set_lo[s] == 1:
-                src = words[first:first + per_row]
-            else:
-                buffer[:] = words[first:first + per_row]
-                for g in range(set_lo[s] + 1, set_hi[s]):
-                    start = (n * n_rows + g) * per_row
-                    for w in range(per_row):
-                        buffer[w] |= words[start + w]
-                src = buffer
-            w0 = 0
-            while w0 < per_row:
-                word_index = n * per_row + w0
-                p = word_index // per_pass
-                w1 = min(per_row, w0 + (p + 1) * per_pass - word_index, w0 + 255)
-                _spread_held(src, w0, w1, lanes, held, out, p, t, rows)
-                w0 = w1
-    _flush_all(lanes, held, out, rows)
+def _set_bits(words: np.ndarray, n_rows: int, pixels: int, lo: int, hi: int, m0: int,
+              count: int) -> np.uint64:
+    """Output rows m0 .. m0 + count - 1 (``count`` 1..64; m = n*P + p over all images) of the
+    OR of gate rows [lo, hi), as the low bits of a uint64: one load per gate row when the
+    chunk lies in one image, one per image and gate row when it spans several (small maps)."""
+    n = m0 // pixels
+    p = m0 - n * pixels
+    x = np.uint64(0)
+    got = 0
+    while got < count:
+        take = min(count - got, pixels - p)
+        first = n * n_rows * pixels + p
+        part = np.uint64(0)
+        for g in range(lo, hi):
+            part |= load_bits(words, first + g * pixels, take)
+        x |= part << np.uint64(got)
+        got += take
+        n += 1
+        p = 0
+    return x
 
 
 @njit(**INLINE)
-def _count_run(src: np.ndarray, w0: int, w1: int, out: np.ndarray, p: int, t: int,
-               rows: int) -> None:
-    """Add the bits of src[w0:w1] (at most 255 words) to out[p, t, q % rows] by bit
-    position q: :func:`_spread` in registers (unsigned index, so LLVM vectorises), then
-    :func:`_fold_registers`."""
+def _count_run(src: np.ndarray, w0: int, w1: int, lanes: np.ndarray, p: int) -> None:
+    """Count the bits of src[w0:w1] by bit position (:func:`_spread`, in registers) into the
+    byte-lane counters lanes[p]. The loop index is unsigned: a signed one makes numba wrap
+    negative indices, which stops LLVM's vectoriser."""
     a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = np.uint64(0)
     for w in range(np.uint64(w0), np.uint64(w1)):
         a0, a1, a2, a3, a4, a5, a6, a7 = _spread(src[w], a0, a1, a2, a3, a4, a5, a6, a7)
-    _fold_registers(a0, a1, a2, a3, a4, a5, a6, a7, out, p, t, rows)
-
-
-@njit(**JIT)
-def _residue_counts_whole_images(words: np.ndarray, n_images: int, n_rows: int, pixels: int,
-                                 set_lo: np.ndarray, set_hi: np.ndarray, target: np.ndarray,
-                                 rows: int, pass_len: int, out: np.ndarray) -> None:
-    """residue_counts when rows hold whole words (P a multiple of 64), a pass holds whole
-    images (P divides ``pass_len``) and ``rows`` divides 64. Each set is counted over all
-    images by bit position in runs of at most 255 words within one pass:
-
-    - rows of at least 8 words: the set's OR over all images is formed row by row in a buffer
-      (whole-row ORs with unsigned indices, which vectorise), then counted
-      (:func:`_count_run`);
-    - shorter rows: the OR of each word is formed across the set's rows and counted in eight
-      byte-lane registers (unsigned indices throughout, so numba adds no wraparound checks)."""
-    per_row = pixels // 64
-    per_pass = (pass_len // pixels) * per_row
-    total = n_images * per_row
-    stride = np.uint64(per_row)
-    if per_row >= 8:
-        unit = np.empty(total, dtype=np.uint64)
-        for s in range(set_lo.shape[0]):
-            for n in range(n_images):
-                first = np.uint64((n * n_rows + set_lo[s]) * per_row)
-                row = unit[n * per_row:(n + 1) * per_row]
-                for w in range(stride):
-                    row[w] = words[first + w]
-                for g in range(np.uint64(1), np.uint64(set_hi[s] - set_lo[s])):
-                    start = first + g * stride
-                    for w in range(stride):
-                        row[w] |= words[start + w]
-            w0 = 0
-            while w0 < total:
-                p = w0 // per_pass
-                w1 = min(total, (p + 1) * per_pass, w0 + 255)
-                _count_run(unit, w0, w1, out, p, target[s], rows)
-                w0 = w1
-        return
-    for s in range(set_lo.shape[0]):
-        t = target[s]
-        span = np.uint64(set_hi[s] - set_lo[s])
-        a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = np.uint64(0)
-        held_pass, held = 0, 0
-        p, pass_end = 0, per_pass
-        for n in range(n_images):
-            while n * per_row >= pass_end:  # passes tracked without dividing
-                p += 1
-                pass_end += per_pass
-            if p != held_pass or held + per_row > 255:
-                if held:
-                    _fold_registers(a0, a1, a2, a3, a4, a5, a6, a7, out, held_pass, t,
-                                    rows)
-                a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = np.uint64(0)
-                held_pass, held = p, 0
-            base = np.uint64((n * n_rows + set_lo[s]) * per_row)
-            for w in range(base, base + stride):
-                x = words[w]
-                for g in range(np.uint64(1), span):
-                    x |= words[w + g * stride]
-                a0, a1, a2, a3, a4, a5, a6, a7 = _spread(x, a0, a1, a2, a3, a4, a5, a6, a7)
-            held += per_row
-        if held:
-            _fold_registers(a0, a1, a2, a3, a4, a5, a6, a7, out, held_pass, t, rows)
-
-
-@njit(**JIT)
-def _residue_counts_blocks(words: np.ndarray, n_images: int, n_rows: int, pixels: int,
-                           run_lo: np.ndarray, run_hi: np.ndarray, run_target: np.ndarray,
-                           rows: int, pass_len: int, out: np.ndarray) -> None:
-    """residue_counts of single-row sets when ``rows`` divides both 64 and the pixels P, and
-    a pass holds whole images (P divides ``pass_len``): gate rows [run_lo, run_hi) of one
-    image (one target) are then one contiguous bit string whose bit b, read in 64-bit chunks
-    from its start, is queue row b % rows, all in the image's pass. Each run is counted like the
-    aligned kernel, whatever its word alignment (whole words when it starts on one)."""
-    lanes = np.zeros((out.shape[0], out.shape[1], 8), dtype=np.uint64)
-    held = np.zeros((out.shape[0], out.shape[1]), dtype=np.int64)
-    images_per_pass = pass_len // pixels
-    for n in range(n_images):
-        p = n // images_per_pass
-        for r in range(run_lo.shape[0]):
-            t = run_target[r]
-            start = (n * n_rows + run_lo[r]) * pixels
-            bits = (run_hi[r] - run_lo[r]) * pixels
-            chunks = (bits + 63) // 64
-            if start % 64 == 0:
-                first = start // 64
-                whole = bits // 64
-                w0 = 0
-                while w0 < whole:
-                    w1 = min(whole, w0 + 255)
-                    _spread_held(words, first + w0, first + w1, lanes, held, out, p, t, rows)
-                    w0 = w1
-                c0 = whole
-            else:
-                c0 = 0
-            for c in range(c0, chunks):
-                x = load_bits(words, start + 64 * c, min(64, bits - 64 * c))
-                if held[p, t] == 255:
-                    _flush_lanes(lanes, out, p, t, rows)
-                    held[p, t] = 0
-                _spread_into(x, lanes, p, t)
-                held[p, t] += 1
-    _flush_all(lanes, held, out, rows)
+    _add_lanes(lanes, p, a0, a1, a2, a3, a4, a5, a6, a7)
 
 
 @njit(**INLINE)
-def _spread_nonzero(x: np.uint64, held: int, a0: np.uint64, a1: np.uint64, a2: np.uint64,
-                    a3: np.uint64, a4: np.uint64, a5: np.uint64, a6: np.uint64,
-                    a7: np.uint64) -> tuple[np.uint64, np.uint64, np.uint64, np.uint64,
-                                            np.uint64, np.uint64, np.uint64, np.uint64, int]:
-    """:func:`_spread` of ``x`` unless it is 0, and the words the counters hold (``held``,
-    one more when ``x`` was counted)."""
-    if x:
-        a0, a1, a2, a3, a4, a5, a6, a7 = _spread(x, a0, a1, a2, a3, a4, a5, a6, a7)
-        held += 1
-    return a0, a1, a2, a3, a4, a5, a6, a7, held
-
-
-@njit(**JIT)
-def _residue_counts_folded(words: np.ndarray, n_images: int, n_rows: int, pixels: int,
-                           set_lo: np.ndarray, set_hi: np.ndarray, target: np.ndarray,
-                           rows: int, pass_len: int, out: np.ndarray) -> None:
-    """residue_counts when P divides 64 (small feature maps), a pass holds whole images and
-    ``rows`` divides 64: a set's rows of one image are one contiguous bit string in which bit b
-    is pixel b % P, so ORing its 64-bit chunks and folding the result down to P bits gives the
-    set's OR per pixel with a few loads instead of one per gate row. The P-bit ORs of 64 / P
-    consecutive images are packed into one word, image n at bit (n % (64 / P)) * P, where bit
-    q is queue row q % rows as output row n * P + p is (``rows`` divides 64). Each set is walked
-    over all images and its words counted by bit position in eight byte-lane registers,
-    folded into queue rows when the pass changes or after 255 words."""
-    images_per_pass = pass_len // pixels
-    per_word = 64 // pixels
-    low = _ALL if pixels == 64 else (_ONE << np.uint64(pixels)) - _ONE
-    for s in range(set_lo.shape[0]):
-        t = target[s]
-        bits = (set_hi[s] - set_lo[s]) * pixels
-        a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = np.uint64(0)
-        held, packed, slot = 0, np.uint64(0), 0  # slot: n % per_word, without dividing
-        p, pass_end = 0, images_per_pass
-        start = set_lo[s] * pixels
+def _set_into_words(words: np.ndarray, n_images: int, n_rows: int, pixels: int, lo: int,
+                    hi: int, unit: np.ndarray) -> None:
+    """The OR of gate rows [lo, hi) of every image, m-ordered (bit m = n*P + p), into the
+    words ``unit``, when a gate row holds whole words (64 divides P: whole-row ORs with
+    unsigned indices, which vectorise) or lies inside one word (P divides 64: the set's
+    rows of an image are read as at most (hi - lo) * P / 64 + 1 words and folded onto P
+    bits)."""
+    span = hi - lo
+    if pixels % 64 == 0:
+        stride = np.uint64(pixels // 64)
         for n in range(n_images):
-            first, offset = np.uint64(start >> 6), start & 63
-            if offset + bits <= 64:  # within one word
-                x = words[first] >> np.uint64(offset)
-                if bits < 64:
-                    x &= (_ONE << np.uint64(bits)) - _ONE
-            elif offset == 0 and bits % 64 == 0:  # whole words
-                x = words[first]
-                for w in range(first + _ONE, first + np.uint64(bits >> 6)):
-                    x |= words[w]
-            else:
-                x = np.uint64(0)
-                for c in range(0, bits, 64):
-                    x |= load_bits(words, start + c, min(64, bits - c))
-            width = 64
-            while width > pixels:
-                width //= 2
-                x |= x >> np.uint64(width)
-            if n >= pass_end:  # the pass changes: count and fold what the last one holds
-                a0, a1, a2, a3, a4, a5, a6, a7, held = _spread_nonzero(
-                    packed, held, a0, a1, a2, a3, a4, a5, a6, a7)
-                packed = np.uint64(0)
-                if held:
-                    _fold_registers(a0, a1, a2, a3, a4, a5, a6, a7, out, p, t, rows)
-                    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = np.uint64(0)
-                    held = 0
-                while n >= pass_end:  # passes tracked without dividing
-                    p += 1
-                    pass_end += images_per_pass
-            packed |= (x & low) << np.uint64(slot * pixels)
-            start += n_rows * pixels
+            first = np.uint64((n * n_rows + lo) * (pixels // 64))
+            out = np.uint64(n) * stride
+            for w in range(stride):
+                unit[out + w] = words[first + w]
+            for g in range(np.uint64(1), np.uint64(span)):
+                start = first + g * stride
+                for w in range(stride):
+                    unit[out + w] |= words[start + w]
+        return
+    low = _ALL if pixels == 64 else (_ONE << np.uint64(pixels)) - _ONE
+    if span == 1:  # a row lies inside one word: images packed 64 / P to a word
+        per_word = 64 // pixels
+        packed = np.uint64(0)
+        slot, word = 0, 0  # n % per_word and n // per_word, without dividing
+        for n in range(n_images):
+            start = (n * n_rows + lo) * pixels
+            packed |= ((words[start >> 6] >> np.uint64(start & 63)) & low) << np.uint64(
+                slot * pixels)
             slot += 1
             if slot == per_word or n == n_images - 1:
-                slot = 0
-                if held == 255:
-                    _fold_registers(a0, a1, a2, a3, a4, a5, a6, a7, out, p, t, rows)
-                    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = np.uint64(0)
-                    held = 0
-                a0, a1, a2, a3, a4, a5, a6, a7, held = _spread_nonzero(
-                    packed, held, a0, a1, a2, a3, a4, a5, a6, a7)
+                unit[word] = packed
                 packed = np.uint64(0)
-        if held:
-            _fold_registers(a0, a1, a2, a3, a4, a5, a6, a7, out, p, t, rows)
-
-
-STACK_MIN_IMAGES = 8  # images per pass from which counting across images wins
-
-
-@njit(**INLINE)
-def _fold_bytes(a: np.uint64, i: int, word: int, pixels: int, row_target: np.ndarray,
-                out: np.ndarray, p: int, rows: int) -> None:
-    """Add the eight byte counters of ``a`` (byte k counts bit 8k + i of word ``word`` of an
-    image block) to out[p, row_target[g], (8k + i) % rows], g the gate row of byte k (bytes
-    never straddle rows: 8 divides ``pixels``); rows with target -1 are not counted."""
-    for k in range(8):
-        t = row_target[(64 * word + 8 * k) // pixels]
-        if t >= 0:
-            out[p, t, (8 * k + i) % rows] += np.int64((a >> np.uint64(8 * k)) & _BYTE)
-
-
-@njit(**JIT)
-def _residue_counts_stacked(words: np.ndarray, n_images: int, n_rows: int, pixels: int,
-                            row_target: np.ndarray, rows: int, pass_len: int,
-                            out: np.ndarray) -> None:
-    """residue_counts of single-row sets (gate row g adds to ``row_target[g]``, -1: none) when
-    an image's block of n_rows * P bits is whole words, ``rows`` divides 64 and P, 8 divides P
-    and a pass holds whole images. Bit q of block word w is then queue row q % rows of gate
-    row (64w + q) // P in every image, so word w is counted across the images of a pass (up to
-    255 at a time) by bit position in eight byte-lane registers, and folded once: small feature
-    maps, where a gate row is a few bits, cost a load and eight adds per word."""
-    per_image = n_rows * pixels // 64
-    stride = np.uint64(per_image)
-    images_per_pass = pass_len // pixels
-    p = 0
-    for n0 in range(0, n_images, images_per_pass):
-        n_end = min(n_images, n0 + images_per_pass)
-        for c0 in range(n0, n_end, 255):
-            c1 = min(n_end, c0 + 255)
-            for w in range(per_image):
-                g = (64 * w) // pixels
-                whole = g == (64 * w + 63) // pixels  # the word lies in one gate row
-                if whole and row_target[g] < 0:
-                    continue
-                a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = np.uint64(0)
-                first = np.uint64(c0) * stride + np.uint64(w)
-                for i in range(first, np.uint64(c1) * stride + np.uint64(w), stride):
-                    a0, a1, a2, a3, a4, a5, a6, a7 = _spread(words[i], a0, a1, a2, a3, a4, a5,
-                                                             a6, a7)
-                if whole:
-                    _fold_registers(a0, a1, a2, a3, a4, a5, a6, a7, out, p, row_target[g],
-                                    rows)
-                else:
-                    _fold_bytes(a0, 0, w, pixels, row_target, out, p, rows)
-                    _fold_bytes(a1, 1, w, pixels, row_target, out, p, rows)
-                    _fold_bytes(a2, 2, w, pixels, row_target, out, p, rows)
-                    _fold_bytes(a3, 3, w, pixels, row_target, out, p, rows)
-                    _fold_bytes(a4, 4, w, pixels, row_target, out, p, rows)
-                    _fold_bytes(a5, 5, w, pixels, row_target, out, p, rows)
-                    _fold_bytes(a6, 6, w, pixels, row_target, out, p, rows)
-                    _fold_bytes(a7, 7, w, pixels, row_target, out, p, rows)
-        p += 1
-
-
-@njit(**JIT)
-def _residue_counts_rotated(words: np.ndarray, n_images: int, n_rows: int, pixels: int,
-                            set_lo: np.ndarray, set_hi: np.ndarray, target: np.ndarray,
-                            rows: int, pass_len: int, out: np.ndarray) -> None:
-    """residue_counts for any layout when ``rows`` divides 64: a chunk of up to 64 bits starting
-    at output row m0 is rotated left by m0 % rows, which puts every bit at a position q with
-    q % rows = its queue row. Sets are walked one at a time over all images, so consecutive
-    chunks share a pass: they are counted by position in eight byte-lane registers, folded into
-    queue rows when the pass changes or after 255 chunks."""
-    row_mask = rows - 1  # rows is a power of two
-    for s in range(set_lo.shape[0]):
-        t = target[s]
-        a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = np.uint64(0)
-        held_pass, held = 0, 0
-        p, pass_end = 0, pass_len  # m0 only grows: passes are tracked without dividing
-        for n in range(n_images):
-            for p0 in range(0, pixels, 64):
-                x = _set_chunk(words, n * n_rows, pixels, set_lo[s], set_hi[s], p0)
-                m0 = n * pixels + p0
-                while m0 >= pass_end:
-                    p += 1
-                    pass_end += pass_len
-                cp, cend = p, pass_end  # the pass of the chunk's next bit
-                while x:
-                    span = cend - m0  # rows of x in this pass
-                    part = x
-                    if span < 64:
-                        part = x & ((_ONE << np.uint64(span)) - _ONE)
-                    if part:
-                        if cp != held_pass or held == 255:
-                            if held:
-                                _fold_registers(a0, a1, a2, a3, a4, a5, a6, a7, out,
-                                                held_pass, t, rows)
-                            a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = np.uint64(0)
-                            held_pass, held = cp, 0
-                        shift = np.uint64(m0 & row_mask)
-                        if shift:
-                            part = (part << shift) | (part >> (np.uint64(64) - shift))
-                        a0, a1, a2, a3, a4, a5, a6, a7 = _spread(part, a0, a1, a2, a3, a4, a5,
-                                                                 a6, a7)
-                        held += 1
-                    if span >= 64:
-                        break
-                    x >>= np.uint64(span)
-                    m0 += span
-                    cp += 1
-                    cend += pass_len
-        if held:
-            _fold_registers(a0, a1, a2, a3, a4, a5, a6, a7, out, held_pass, t, rows)
-
-
-@njit(**JIT)
-def residue_patterns(rows: int) -> np.ndarray:
-    """uint64 (rows, rows) for rows <= 64: pattern[o, r] has bit b set when (o + b) % rows == r
-    (the bits of a 64-bit chunk starting at a row of residue o that land in queue row r)."""
-    out = np.zeros((rows, rows), dtype=np.uint64)
-    for o in range(rows):
-        for b in range(64):
-            out[o, (o + b) % rows] |= _ONE << np.uint64(b)
-    return out
-
-
-@njit(**JIT)
-def _residue_counts_any(words: np.ndarray, n_images: int, n_rows: int, pixels: int,
-                        set_lo: np.ndarray, set_hi: np.ndarray, target: np.ndarray, rows: int,
-                        pass_len: int, out: np.ndarray) -> None:
-    """residue_counts for queue rows that do not divide 64: up to 64 rows, one popcount per
-    queue row and chunk (:func:`residue_patterns`); more rows, one step per set bit (cttz)."""
-    patterns = residue_patterns(min(rows, 64))
+                slot = 0
+                word += 1
+        return
+    unit[:] = 0
+    bits = span * pixels
     for n in range(n_images):
-        for s in range(set_lo.shape[0]):
-            t = target[s]
-            for p0 in range(0, pixels, 64):
-                x = _set_chunk(words, n * n_rows, pixels, set_lo[s], set_hi[s], p0)
-                m0 = n * pixels + p0
-                while x:
-                    pass_index = m0 // pass_len
-                    span = (pass_index + 1) * pass_len - m0  # rows of x in this pass
-                    part = x
-                    if span < 64:
-                        part = x & ((_ONE << np.uint64(span)) - _ONE)
-                    if rows <= 64:
-                        for r in range(rows):
-                            out[pass_index, t, r] += np.int64(
-                                ctpop64(part & patterns[m0 % rows, r]))
-                    else:
-                        while part:
-                            b = np.int64(cttz64(part))
-                            out[pass_index, t, (m0 + b) % rows] += 1
-                            part &= part - _ONE
-                    if span >= 64:
-                        break
-                    x >>= np.uint64(span)
-                    m0 += span
+        start = (n * n_rows + lo) * pixels
+        x = np.uint64(0)
+        for c in range(0, bits, 64):
+            x |= load_bits(words, start + c, min(64, bits - c))
+        width = 64
+        while width > pixels:  # fold the set's rows onto the low P bits
+            width //= 2
+            x |= x >> np.uint64(width)
+        m = n * pixels
+        unit[m >> 6] |= (x & low) << np.uint64(m & 63)
+
+
+@njit(**JIT)
+def _residue_counts_words(words: np.ndarray, n_images: int, n_rows: int, pixels: int,
+                          set_lo: np.ndarray, set_hi: np.ndarray, target: np.ndarray,
+                          rows: int, pass_len: int, out: np.ndarray) -> None:
+    """:func:`residue_counts`'s fast path when ``rows`` divides 64, 64 divides ``pass_len``
+    and a gate row holds whole words or lies inside one (64 % P == 0 or P % 64 == 0): each
+    set's OR over all images is formed m-ordered in a buffer (:func:`_set_into_words`),
+    whose bit b of word w is then queue row b % rows of pass w // (pass_len / 64), and
+    counted in runs of at most 255 words within one pass (:func:`_count_run`)."""
+    per_pass = pass_len // 64
+    total = (n_images * pixels + 63) // 64
+    unit = np.empty(total, dtype=np.uint64)
+    lanes = np.zeros((out.shape[0], 8), dtype=np.uint64)
+    held = np.zeros(out.shape[0], dtype=np.int64)
+    for s in range(set_lo.shape[0]):
+        _set_into_words(words, n_images, n_rows, pixels, set_lo[s], set_hi[s], unit)
+        w0 = 0
+        while w0 < total:
+            p = w0 // per_pass
+            w1 = min(total, (p + 1) * per_pass, w0 + 255)
+            if held[p] + w1 - w0 > 255:
+                _fold_lanes(lanes, held, out, target[s], rows, p, p + 1)
+            _count_run(unit, w0, w1, lanes, p)
+            held[p] += w1 - w0
+            w0 = w1
+        _fold_lanes(lanes, held, out, target[s], rows, 0, out.shape[0])
 
 
 @njit(**JIT)
@@ -923,60 +594,55 @@ def residue_counts(words: np.ndarray, n_images: int, n_rows: int, pixels: int,
     add to ``target[s]`` (< ``n_targets``; several sets may share one target: their counts sum).
     Row m belongs to pass m // ``pass_len`` and queue row m % ``rows``.
     Returns int64 (passes, n_targets, rows): set bits per pass, target and queue row.
+
+    One general path and one fast path. Both count a set's bits by position in byte lanes
+    (bit q adds to byte q // 8 of lane q % 8; a lane's byte k is queue row (8k + q % 8) %
+    rows when ``rows`` divides 64), kept per pass and folded into queue rows once per set and
+    pass (:func:`_fold_lanes`), or sooner where a byte could wrap (255 words).
+
+    - Fast path (:func:`_residue_counts_words`), when ``rows`` divides 64, 64 divides
+      ``pass_len`` and a gate row holds whole words or lies inside one (P % 64 == 0 or
+      64 % P == 0): each set's OR over all images is laid out m-ordered in a buffer, whose
+      words are counted in runs within one pass, in registers.
+    - General path, any layout: each set is read over m in chunks of up to 64 rows that never
+      cross a pass (:func:`_set_bits`). When ``rows`` divides 64, a chunk starting at m0 is
+      rotated left by m0 % rows (bit position q is then queue row q % rows) and counted by
+      position; other queue-row counts take one step per set bit.
     """
     total = n_images * pixels
     n_passes = (total + pass_len - 1) // pass_len
-    n_sets = set_lo.shape[0]
     out = np.zeros((n_passes, n_targets, rows), dtype=np.int64)
-    single = n_sets > 0 and (set_hi - set_lo == 1).all()
-    whole = 64 % rows == 0 and pixels % 64 == 0 and pass_len % pixels == 0
-    folded = 64 % rows == 0 and 64 % pixels == 0 and pass_len % pixels == 0
-    if single and 64 % rows == 0 and pixels % rows == 0 and pass_len % pixels == 0:
-        # runs of consecutive gate rows with one target
-        breaks = [0]
-        for s in range(1, n_sets):
-            if set_lo[s] != set_lo[s - 1] + 1 or target[s] != target[s - 1]:
-                breaks.append(s)
-        breaks.append(n_sets)
-        n_runs = len(breaks) - 1
-        if (n_runs == n_sets and (n_rows * pixels) % 64 == 0 and pixels % 8 == 0
-                and pass_len // pixels >= STACK_MIN_IMAGES):
-            row_target = np.full(n_rows, -1, dtype=np.int64)
-            distinct = True
-            for s in range(n_sets):
-                distinct = distinct and row_target[set_lo[s]] < 0
-                row_target[set_lo[s]] = target[s]
-            if distinct:
-                _residue_counts_stacked(words, n_images, n_rows, pixels, row_target, rows,
-                                        pass_len, out)
-                return out
-        # Rows with a target each are counted faster one set at a time (in registers).
-        if n_runs < n_sets or not (whole or folded):
-            run_lo = np.empty(n_runs, dtype=np.int64)
-            run_hi = np.empty(n_runs, dtype=np.int64)
-            run_target = np.empty(n_runs, dtype=np.int64)
-            for r in range(n_runs):
-                run_lo[r] = set_lo[breaks[r]]
-                run_hi[r] = set_lo[breaks[r + 1] - 1] + 1
-                run_target[r] = target[breaks[r]]
-            _residue_counts_blocks(words, n_images, n_rows, pixels, run_lo, run_hi,
-                                   run_target, rows, pass_len, out)
-            return out
-    if whole:
-        _residue_counts_whole_images(words, n_images, n_rows, pixels, set_lo, set_hi, target,
-                                     rows, pass_len, out)
-    elif folded:
-        _residue_counts_folded(words, n_images, n_rows, pixels, set_lo, set_hi, target, rows,
-                               pass_len, out)
-    elif 64 % rows:
-        _residue_counts_any(words, n_images, n_rows, pixels, set_lo, set_hi, target, rows,
-                            pass_len, out)
-    elif pixels % 64 == 0 and pass_len % 64 == 0:
-        _residue_counts_aligned(words, n_images, n_rows, pixels, set_lo, set_hi, target, rows,
-                                pass_len, out)
-    else:
-        _residue_counts_rotated(words, n_images, n_rows, pixels, set_lo, set_hi, target, rows,
-                                pass_len, out)
+    by_position = 64 % rows == 0
+    if by_position and pass_len % 64 == 0 and (pixels % 64 == 0 or 64 % pixels == 0):
+        _residue_counts_words(words, n_images, n_rows, pixels, set_lo, set_hi, target, rows,
+                              pass_len, out)
+        return out
+    lanes = np.zeros((n_passes, 8), dtype=np.uint64)
+    held = np.zeros(n_passes, dtype=np.int64)
+    for s in range(set_lo.shape[0]):
+        t, lo, hi = target[s], set_lo[s], set_hi[s]
+        p, m0, pass_end = 0, 0, min(pass_len, total)
+        while m0 < total:
+            count = min(64, pass_end - m0)
+            x = _set_bits(words, n_rows, pixels, lo, hi, m0, count)
+            if x and by_position:
+                shift = np.uint64(m0 % rows)
+                if shift:
+                    x = (x << shift) | (x >> (np.uint64(64) - shift))
+                if held[p] == 255:
+                    _fold_lanes(lanes, held, out, t, rows, p, p + 1)
+                for i in range(8):
+                    lanes[p, i] += (x >> np.uint64(i)) & _BYTE_LOW_BITS
+                held[p] += 1
+            elif x:
+                while x:
+                    out[p, t, (m0 + np.int64(cttz64(x))) % rows] += 1
+                    x &= x - _ONE
+            m0 += count
+            if m0 == pass_end:
+                p += 1
+                pass_end = min(pass_end + pass_len, total)
+        _fold_lanes(lanes, held, out, t, rows, 0, n_passes)
     return out
 
 

@@ -18,11 +18,11 @@ import difflib
 import hashlib
 import json
 import math
-import types
 import typing
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import yaml
 
@@ -42,6 +42,56 @@ REQUIRED_ENERGY_ACTIONS = ("rf_read_per_bit", "rf_write_per_bit", "gb_read_per_b
                            "gb_write_per_bit", "index_decode")
 
 
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class FrozenMap(Mapping, Generic[K, V]):
+    """A read-only mapping that hashes by its items: a frozen config's table (the energy
+    entries), so that a whole :class:`HardwareConfig` can key a cache."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Mapping[K, V] | Iterable[tuple[K, V]] = ()) -> None:
+        object.__setattr__(self, "_items", dict(items))
+
+    def __getitem__(self, key: K) -> V:
+        return self._items[key]
+
+    def __iter__(self) -> Iterator[K]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self._items.items()))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Mapping) and self._items == dict(other.items())
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{type(self).__name__} is read-only")
+
+    def __reduce__(self) -> tuple:
+        return type(self), (self._items,)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._items!r})"
+
+
+def plain(value: Any) -> Any:
+    """A config value as plain YAML/JSON data: dataclasses and mappings as dicts, tuples as
+    lists (what :meth:`HardwareConfig.to_dict` returns)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
+
+
 def param(*, unit: str = "", doc: str, ge: float | None = None, le: float | None = None,
           gt: float | None = None, choices: tuple[str, ...] | None = None,
           default: Any = dataclasses.MISSING, factory: Any = None) -> Any:
@@ -49,9 +99,6 @@ def param(*, unit: str = "", doc: str, ge: float | None = None, le: float | None
     metadata = {"unit": unit, "doc": doc, "ge": ge, "le": le, "gt": gt, "choices": choices}
     if factory is not None:
         return field(default_factory=factory, metadata=metadata)
-    if isinstance(default, (list, dict)):
-        value = default
-        return field(default_factory=lambda: copy.deepcopy(value), metadata=metadata)
     return field(default=default, metadata=metadata)
 
 
@@ -95,7 +142,7 @@ class PEArrayConfig:
 class DecoderConfig:
     """The sparse index decoder that turns stored indices into active work for the array."""
 
-    formats: list[str] = param(default=["bitmap"], doc="index formats the decoder reads",
+    formats: tuple[str, ...] = param(default=("bitmap",), doc="index formats the decoder reads",
                                choices=INDEX_FORMATS)
     indices_per_cycle: int = param(ge=1, le=65536, unit="indices/cycle", default=64,
                                    doc="active coordinates the decoder yields per cycle")
@@ -148,26 +195,27 @@ class EnergyEntry:
 class SparsitySupportConfig:
     """Which sparsity each phase can exploit (a design may not support it)."""
 
-    gate: list[str] = param(default=[], choices=PHASE_NAMES,
+    gate: tuple[str, ...] = param(default=(), choices=PHASE_NAMES,
                             doc="phases that skip work of gated-off outputs (CDG/SCDG masks)")
-    weight: list[str] = param(default=[], choices=PHASE_NAMES,
+    weight: tuple[str, ...] = param(default=(), choices=PHASE_NAMES,
                               doc="phases that skip pruned weights (SyncCP masks)")
     gate_group_size: int = param(ge=1, le=1024, default=1, unit="channels",
                                  doc="gate group size the hardware is built to exploit "
                                  "(1 = unstructured; SCDG uses 8)")
-    nm_m: list[int] = param(default=[], doc="M values of N:M weight sparsity the multiplexers "
-                            "support (empty: no N:M support)")
+    nm_m: tuple[int, ...] = param(default=(), doc="M values of N:M weight sparsity the "
+                                  "multiplexers support (empty: no N:M support)")
 
 
 @dataclass(frozen=True)
 class HardwareConfig:
-    """A complete hardware description."""
+    """A complete hardware description: frozen and hashable all the way down (tuples and
+    :class:`FrozenMap`), so that a config, or any part of it, can key a cache."""
 
     name: str = param(doc="short name of the design")
     pe_array: PEArrayConfig = param(doc="PE array")
     buffers: BuffersConfig = param(doc="on-chip buffers")
     dram: DramConfig = param(doc="off-chip memory")
-    energy: dict[str, EnergyEntry] = param(doc="energy per action: mac_<precision> (pJ/MAC), "
+    energy: FrozenMap[str, EnergyEntry] = param(doc="energy per action: mac_<precision> (pJ/MAC), "
                                            "rf/gb read and write (pJ/bit), index_decode "
                                            "(pJ/index), each with its source")
     description: str = param(default="", doc="free text")
@@ -204,8 +252,9 @@ class HardwareConfig:
         return self.dram.bandwidth_gbps * 1e9 / (self.pe_array.clock_mhz * 1e6)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain dict (YAML/JSON-ready) with every value, defaults included."""
-        return dataclasses.asdict(self)
+        """Plain dict (YAML/JSON-ready: lists, not tuples) with every value, defaults
+        included."""
+        return plain(self)
 
     def digest(self) -> str:
         """Short SHA-256 of the canonical JSON form: identifies a hardware point."""
@@ -297,20 +346,20 @@ def _convert(value: Any, tp: Any, meta: dict[str, Any], key: str, errors: _Error
     origin = typing.get_origin(tp)
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, key, errors)
-    if origin is list:
-        (item_tp,) = typing.get_args(tp)
-        if not isinstance(value, list):
+    if origin is tuple:
+        item_tp = typing.get_args(tp)[0]
+        if not isinstance(value, (list, tuple)):
             errors.add(key, f"expected a list, got {value!r}")
             return None
         items = [_convert(v, item_tp, meta, f"{key}[{i}]", errors) for i, v in enumerate(value)]
-        return None if any(item is None for item in items) else items
-    if origin is dict:
+        return None if any(item is None for item in items) else tuple(items)
+    if origin is FrozenMap:
         _, value_tp = typing.get_args(tp)
-        if not isinstance(value, dict):
+        if not isinstance(value, Mapping):
             errors.add(key, f"expected a mapping, got {value!r}")
             return None
         built = {str(k): _convert(v, value_tp, {}, f"{key}.{k}", errors) for k, v in value.items()}
-        return None if any(v is None for v in built.values()) else built
+        return None if any(v is None for v in built.values()) else FrozenMap(built)
     return _convert_scalar(value, tp, meta, key, errors)
 
 
@@ -418,7 +467,7 @@ def resolve_key_type(dotted: str) -> Any:
     walked = []
     for part in dotted.split("."):
         children = _schema_children(tp)
-        if typing.get_origin(tp) is dict:
+        if typing.get_origin(tp) is FrozenMap:
             tp = typing.get_args(tp)[1]
         elif children is not None:
             if part not in children:
@@ -534,13 +583,13 @@ def iter_keys(tp: Any = HardwareConfig, prefix: str = "") -> list[tuple[str, dic
         field_tp = hints[f.name]
         if dataclasses.is_dataclass(field_tp):
             rows.extend(iter_keys(field_tp, key + "."))
-        elif typing.get_origin(field_tp) is dict:
+        elif typing.get_origin(field_tp) is FrozenMap:
             rows.append((key + ".<action>.pj", {"unit": "pJ", "doc": f.metadata["doc"]}, float))
             rows.append((key + ".<action>.source", {"doc": "where the number comes from"}, str))
         else:
             meta = dict(f.metadata)
             if f.default is not dataclasses.MISSING:
-                meta["default_repr"] = repr(f.default)
+                meta["default_repr"] = repr(plain(f.default))
             elif f.default_factory is not dataclasses.MISSING:
                 meta["default_repr"] = repr(f.default_factory())
             else:
@@ -563,6 +612,6 @@ def describe_bounds(meta: dict[str, Any], choice_separator: str = ", ",
 
 def type_label(tp: Any) -> str:
     """Readable type name for docs."""
-    if isinstance(tp, types.GenericAlias):
+    if typing.get_origin(tp) is tuple:
         return f"list of {type_label(typing.get_args(tp)[0])}"
     return getattr(tp, "__name__", str(tp))

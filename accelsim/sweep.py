@@ -55,6 +55,7 @@ import yaml
 
 from accelsim import __version__
 from accelsim.config import (
+    FrozenMap,
     HardwareConfig,
     apply_overrides,
     build_hardware,
@@ -102,7 +103,7 @@ def check_key(key: str, field: str = "--vary") -> None:
         tp = resolve_key_type(key)
     except KeyError as error:
         raise InputError(str(error.args[0]), field=field) from None
-    if dataclasses.is_dataclass(tp) or typing.get_origin(tp) is dict:
+    if dataclasses.is_dataclass(tp) or typing.get_origin(tp) is FrozenMap:
         raise InputError(f"{key}: is a section, not a value; vary one of its keys "
                          "(`accelsim config keys` lists them)", field=field)
 

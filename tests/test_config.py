@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import pickle
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -15,6 +18,7 @@ from accelsim.config import (
     iter_keys,
     load_hardware,
     parse_override,
+    plain,
     with_overrides,
 )
 from accelsim.errors import InputError
@@ -77,7 +81,7 @@ def test_public_keys_exist_and_override() -> None:
 def _leaf_value(hw: HardwareConfig, key: str) -> object:
     node: object = hw
     for part in key.split("."):
-        node = node[part] if isinstance(node, dict) else getattr(node, part)
+        node = node[part] if isinstance(node, Mapping) else getattr(node, part)
     return node
 
 
@@ -95,7 +99,7 @@ def _leaf_keys(hw: HardwareConfig) -> list[str]:
 def test_every_key_overrides_with_its_own_value_and_rejects_a_wrong_type(path: Path) -> None:
     hw = load_hardware(path)
     for key in _leaf_keys(hw):
-        value = _leaf_value(hw, key)
+        value = plain(_leaf_value(hw, key))
         text = yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
         assert load_hardware(path, [f"{key}={text}"]) == hw, key
         wrong = "[1, 2]" if not isinstance(value, list) else "7"
@@ -199,6 +203,23 @@ def test_config_is_frozen_and_round_trips(fp8_hw: HardwareConfig) -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         fp8_hw.pe_array.rows = 3  # type: ignore[misc]
     assert build_hardware(fp8_hw.to_dict()) == fp8_hw
+
+
+def test_config_is_immutable_all_the_way_down_and_hashes_by_value(
+        fp8_hw: HardwareConfig) -> None:
+    """A config keys caches: no part of it can change, and equal configs hash equally."""
+    with pytest.raises(AttributeError):
+        fp8_hw.decoder.formats.append("coo")  # type: ignore[attr-defined]
+    with pytest.raises(TypeError):
+        fp8_hw.energy["index_decode"] = fp8_hw.energy["mac_fp8"]  # type: ignore[index]
+    with pytest.raises(AttributeError):
+        fp8_hw.energy._items = {}  # type: ignore[attr-defined]
+    twin = build_hardware(fp8_hw.to_dict())
+    assert twin == fp8_hw and hash(twin) == hash(fp8_hw) and twin.digest() == fp8_hw.digest()
+    other = with_overrides(fp8_hw, {"energy.index_decode.pj": 0.5})
+    assert other != fp8_hw and {fp8_hw: 1, other: 2}[twin] == 1
+    assert pickle.loads(pickle.dumps(fp8_hw)) == fp8_hw
+    assert json.loads(json.dumps(fp8_hw.to_dict())) == fp8_hw.to_dict()  # plain data
 
 
 def test_config_docs_are_in_sync_with_the_schema() -> None:

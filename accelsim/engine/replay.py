@@ -91,8 +91,9 @@ def candidate_formats(hw: HardwareConfig, nnz: int, size: int, run_bits: int) ->
 
 
 def _no_format(hw: HardwareConfig, what: str) -> InputError:
-    return InputError(f"no format in decoder.formats {hw.decoder.formats} can store the {what}; "
-                      f"add bitmap", field="decoder.formats")
+    formats = list(hw.decoder.formats)
+    return InputError(f"no format in decoder.formats {formats} can store the {what}; add bitmap",
+                      field="decoder.formats")
 
 
 def price_index(mask: np.ndarray, hw: HardwareConfig, params: IndexParams, what: str, *,

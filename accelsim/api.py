@@ -5,16 +5,25 @@ from __future__ import annotations
 import io
 import json
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pandas as pd
 
 from accelsim import __version__
 from accelsim.config import HardwareConfig
-from accelsim.engine.simulator import JobResult, simulate_network_dense, summarize
+from accelsim.engine.simulator import (
+    JobResult,
+    replay_summary,
+    simulate_network_dense,
+    summarize,
+)
+from accelsim.errors import InputError
 from accelsim.fileio import atomic_write_json, atomic_write_text
 from accelsim.network import PHASES, Network
+from accelsim.report import RUN_FILES, build_report, slugify
+from accelsim.trace import resolve_trace_dir
+from accelsim.trace.format import MANIFEST_NAME
 
 
 def results_frame(rows: Sequence[JobResult]) -> pd.DataFrame:
@@ -63,24 +72,6 @@ def simulate_dense_to_dir(network: Network, hw: HardwareConfig, out_dir: Path, *
     return summary
 
 
-def replay_summary(rows: Sequence[JobResult], storage: dict[str, int], hw: HardwareConfig,
-                   trace_name: str, producer: dict, gated_layers: Sequence[str]) -> dict:
-    """summarize() plus index storage and the FLOPs view over the gated layers' forward pass."""
-    summary = summarize(rows, hw)
-    summary["workload"] = trace_name
-    summary["producer"] = producer
-    bits, bitmap = storage["bits"], storage["bits_bitmap"]
-    summary["index"] = {
-        "bits": bits,
-        "bits_bitmap": bitmap,
-        "index_reduction": bitmap / bits if bits else 1.0,
-    }
-    gated = [r for r in rows if r.layer in set(gated_layers) and r.phase == "fw"]
-    if gated:
-        summary["gated_layers_fw"] = summarize(gated, hw)["total"]
-    return summary
-
-
 def trace_name(path: Path) -> str:
     """A readable name for a trace: its run directory's name for `accelsim record` runs."""
     return path.parent.name if path.name == "trace" else path.name
@@ -112,3 +103,47 @@ def replay_to_dir(trace_path: Path, hw: HardwareConfig, out_dir: Path, *,
     }
     write_results(rows, summary, Path(out_dir), run_info)
     return summary
+
+
+def _run_is_current(folder: Path, trace: Path, hw: HardwareConfig) -> bool:
+    if not all((folder / f).is_file() for f in RUN_FILES):
+        return False
+    try:
+        info = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return (isinstance(info, dict) and info.get("hardware_digest") == hw.digest()
+            and Path(str(info.get("trace", ""))).resolve() == trace.resolve())
+
+
+def compare(traces: Sequence[str | Path], hw: HardwareConfig, out: str | Path,
+            workers: int = 1, *, on_run: Callable[[str, bool], None] | None = None) -> Path:
+    """Replay each trace on ``hw`` into ``OUT/runs/<name>/`` and build the report in ``OUT``.
+
+    A run already there for the same trace and hardware digest is reused. ``workers``: processes
+    per replay. ``on_run(name, reused)`` is called after each trace. Returns ``OUT/report.md``.
+    """
+    if not traces:
+        raise InputError("give at least one trace directory", field="compare")
+    out = Path(out)
+    paths = [resolve_trace_dir(t) for t in traces]
+    for path in paths:
+        if not (path / MANIFEST_NAME).is_file():
+            raise InputError("not a trace directory (no manifest.json)", path=str(path))
+    names: list[str] = []
+    for path in paths:
+        base = slugify(trace_name(path.resolve()))
+        name, n = base, 2
+        while name in names:
+            name, n = f"{base}_{n}", n + 1
+        names.append(name)
+    run_dirs = []
+    for path, name in zip(paths, names, strict=True):
+        folder = out / "runs" / name
+        reused = _run_is_current(folder, path, hw)
+        if not reused:
+            replay_to_dir(path, hw, folder, workers=workers)
+        if on_run is not None:
+            on_run(name, reused)
+        run_dirs.append(folder)
+    return build_report(run_dirs, out)

@@ -60,8 +60,8 @@ def compare_command(traces: tuple[Path, ...], hw_file: Path, overrides: tuple[st
       accelsim compare traces/cdg traces/scdg traces/synccp_2_4 --hw
       hw_configs/fp8_tensor_edge_28nm.yaml --set decoder.compaction=true --out out/compare
     """
+    from accelsim.api import compare
     from accelsim.config import load_hardware
-    from accelsim.report import compare
 
     hw = load_hardware(hw_file, overrides)
 

@@ -11,10 +11,10 @@ schemes side by side and writes::
     OUT/gap.csv               lost cycles by cause per scheme and phase (docs/reports.md)
     OUT/figures/*.png, *.svg
 
-:func:`compare` replays traces on one hardware config into ``OUT/runs/<name>/`` (reusing runs
-already there for the same hardware) and builds the report over them in ``OUT``. Every file is
-written atomically; figures and pages have fixed metadata, so the same inputs give the same
-bytes (on the same matplotlib version). The layout is described in ``docs/reports.md``.
+:func:`accelsim.api.compare` replays traces on one hardware config and builds this report over
+them. Every file is written atomically; figures and pages have fixed metadata, so the same
+inputs give the same bytes (on the same matplotlib version). The layout is described in
+``docs/reports.md``.
 
 Example::
 
@@ -44,7 +44,6 @@ from accelsim.fileio import atomic_write_bytes, atomic_write_text
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from accelsim.config import HardwareConfig
 
 RUN_FILES = ("results.csv", "summary.json", "run.json")
 RUN_COLUMNS = ("trace", "step", "layer", "branch", "phase", "macs_dense", "macs_effective",
@@ -165,7 +164,7 @@ def read_output(path: str | Path) -> RunOutput | SweepOutput:
     return RunOutput(path, name, results, summary, run_info)
 
 
-def _slug(text: str) -> str:
+def slugify(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_.") or "run"
 
 
@@ -187,7 +186,7 @@ def _unique_names(outputs: Sequence[RunOutput | SweepOutput]) -> None:
             output.name = f"{base} ({count + 1})"
     used: set[str] = set()
     for output in outputs:
-        slug = _slug(output.name)
+        slug = slugify(output.name)
         candidate, n = slug, 2
         while candidate in used:
             candidate, n = f"{slug}_{n}", n + 1
@@ -689,7 +688,7 @@ def _sweep_section(page: Page, figures: _Figures, sweep: SweepOutput) -> None:
         where = f" at {', '.join(f'{k}={v}' for k, v in others.items())}" if others else ""
         for metric in SWEEP_METRICS:
             if metric in table.columns:
-                figures.add(f"{sweep.slug}_{_slug(metric)}_vs_{_slug(param)}",
+                figures.add(f"{sweep.slug}_{slugify(metric)}_vs_{slugify(param)}",
                             f"sweep {sweep.name}: {metric} vs {param}{where}",
                             lambda m=metric, p=param, t=part: plots.metric_vs_param(t, m, p))
     for px, py in list(combinations(varied, 2))[:MAX_HEATMAPS]:
@@ -698,7 +697,7 @@ def _sweep_section(page: Page, figures: _Figures, sweep: SweepOutput) -> None:
         for key, value in fixed.items():
             part = part[part[key] == value]
         where = f" at {', '.join(f'{k}={v}' for k, v in fixed.items())}" if fixed else ""
-        figures.add(f"{sweep.slug}_heatmap_speedup_{_slug(px)}_{_slug(py)}",
+        figures.add(f"{sweep.slug}_heatmap_speedup_{slugify(px)}_{slugify(py)}",
                     f"sweep {sweep.name}: speedup over {px} x {py}{where}",
                     lambda x=px, y=py, t=part, n=where: plots.heatmap(t, "speedup", x, y,
                                                                      note=n))
@@ -749,7 +748,7 @@ def build_report(dirs: Sequence[str | Path], out: str | Path) -> Path:
             if part.empty:
                 continue
             part = part.assign(scheme=part["label"])
-            suffix = f"_{_slug(hardware)}" if len(hardware_names) > 1 else ""
+            suffix = f"_{slugify(hardware)}" if len(hardware_names) > 1 else ""
             figures.add(f"schemes_speedup_vs_index{suffix}",
                         f"speedup vs index-storage reduction per scheme on {hardware} "
                         "(hollow: FLOPs reduction)", lambda t=part: plots.scheme_scatter(t))
@@ -779,56 +778,3 @@ def build_report(dirs: Sequence[str | Path], out: str | Path) -> Path:
     atomic_write_text(out / "report.md", page.markdown())
     atomic_write_text(out / "report.html", page.html("accelsim report"))
     return out / "report.md"
-
-
-# ---------------------------------------------------------------------------------------------
-# Compare
-# ---------------------------------------------------------------------------------------------
-
-
-def _run_is_current(folder: Path, trace: Path, hw: HardwareConfig) -> bool:
-    if not all((folder / f).is_file() for f in RUN_FILES):
-        return False
-    try:
-        info = json.loads((folder / "run.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return (isinstance(info, dict) and info.get("hardware_digest") == hw.digest()
-            and Path(str(info.get("trace", ""))).resolve() == trace.resolve())
-
-
-def compare(traces: Sequence[str | Path], hw: HardwareConfig, out: str | Path,
-            workers: int = 1, *, on_run: Callable[[str, bool], None] | None = None) -> Path:
-    """Replay each trace on ``hw`` into ``OUT/runs/<name>/`` and build the report in ``OUT``.
-
-    A run already there for the same trace and hardware digest is reused. ``workers``: processes
-    per replay. ``on_run(name, reused)`` is called after each trace. Returns ``OUT/report.md``.
-    """
-    from accelsim.api import replay_to_dir, trace_name
-    from accelsim.trace import resolve_trace_dir
-    from accelsim.trace.format import MANIFEST_NAME
-
-    if not traces:
-        raise InputError("give at least one trace directory", field="compare")
-    out = Path(out)
-    paths = [resolve_trace_dir(t) for t in traces]
-    for path in paths:
-        if not (path / MANIFEST_NAME).is_file():
-            raise InputError("not a trace directory (no manifest.json)", path=str(path))
-    names: list[str] = []
-    for path in paths:
-        base = _slug(trace_name(path.resolve()))
-        name, n = base, 2
-        while name in names:
-            name, n = f"{base}_{n}", n + 1
-        names.append(name)
-    run_dirs = []
-    for path, name in zip(paths, names, strict=True):
-        folder = out / "runs" / name
-        reused = _run_is_current(folder, path, hw)
-        if not reused:
-            replay_to_dir(path, hw, folder, workers=workers)
-        if on_run is not None:
-            on_run(name, reused)
-        run_dirs.append(folder)
-    return build_report(run_dirs, out)

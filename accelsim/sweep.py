@@ -424,8 +424,8 @@ def simulate_point(task: PointTask) -> dict[str, Any]:
     ``summary`` holds ``total``, ``per_phase``, ``per_branch``, ``index`` and (for gated traces)
     ``gated_layers_fw``, as in ``summary.json`` of ``accelsim simulate``.
     """
-    from accelsim.api import replay_summary
     from accelsim.engine.replay import replay_trace
+    from accelsim.engine.simulator import replay_summary
     from accelsim.trace import TraceReader
 
     reader = TraceReader(task.trace.path)

@@ -16,9 +16,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from accelsim.api import replay_summary  # noqa: E402
 from accelsim.config import load_hardware, with_overrides  # noqa: E402
 from accelsim.engine.replay import replay_trace  # noqa: E402
+from accelsim.engine.simulator import replay_summary  # noqa: E402
 from accelsim.network import resnet18  # noqa: E402
 from accelsim.trace import TraceReader  # noqa: E402
 from accelsim.trace.synth import SEED_SCHEMES, synthesize  # noqa: E402

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from matplotlib.figure import Figure
 
 from accelsim import plots
-from accelsim.api import replay_to_dir, simulate_dense_to_dir
+from accelsim.api import compare, replay_to_dir, simulate_dense_to_dir
 from accelsim.cli import AccelsimGroup
 from accelsim.cli_report import compare_command, report_command
 from accelsim.config import load_hardware
@@ -23,7 +23,6 @@ from accelsim.errors import InputError
 from accelsim.network import resnet18, resnet20
 from accelsim.report import (
     build_report,
-    compare,
     describe_scheme,
     gap_table,
     read_output,

@@ -332,3 +332,21 @@ def summarize(rows: Sequence[JobResult], hw: HardwareConfig) -> dict[str, object
         "per_branch": {str(b): _totals([r for r in rows if r.branch == b], hw)
                        for b in sorted({r.branch for r in rows})},
     }
+
+
+def replay_summary(rows: Sequence[JobResult], storage: dict[str, int], hw: HardwareConfig,
+                   trace_name: str, producer: dict, gated_layers: Sequence[str]) -> dict:
+    """summarize() plus index storage and the FLOPs view over the gated layers' forward pass."""
+    summary = summarize(rows, hw)
+    summary["workload"] = trace_name
+    summary["producer"] = producer
+    bits, bitmap = storage["bits"], storage["bits_bitmap"]
+    summary["index"] = {
+        "bits": bits,
+        "bits_bitmap": bitmap,
+        "index_reduction": bitmap / bits if bits else 1.0,
+    }
+    gated = [r for r in rows if r.layer in set(gated_layers) and r.phase == "fw"]
+    if gated:
+        summary["gated_layers_fw"] = summarize(gated, hw)["total"]
+    return summary

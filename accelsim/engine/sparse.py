@@ -62,7 +62,6 @@ from accelsim.kernels import (
     unit_or,
 )
 from accelsim.network import Gemm, Layer
-from accelsim.trace.format import packed_ones
 
 
 def _memo(cache: dict, key: Hashable, make: Callable[[], Any]) -> Any:
@@ -79,14 +78,12 @@ class PackedGate:
 
     data: np.ndarray
     shape: tuple[int, int, int]
-    ones: int | None = None  # set bits, when the reader already counted them
+    ones: int  # set bits (the trace reader counted and checked them)
 
-    @cached_property
+    @property
     def total_ones(self) -> int:
         """Set bits of the gate."""
-        if self.ones is not None:
-            return self.ones
-        return packed_ones(self.data, self.shape[0] * self.shape[1] * self.shape[2])
+        return self.ones
 
     @cached_property
     def words(self) -> np.ndarray:
@@ -96,8 +93,10 @@ class PackedGate:
     @classmethod
     def from_bool(cls, gate: np.ndarray) -> PackedGate:
         """Pack a bool (N, F/s, P) gate."""
-        bits = np.packbits(np.ascontiguousarray(gate, dtype=bool).ravel(), bitorder="little")
-        return cls(bits, tuple(int(x) for x in gate.shape))  # type: ignore[arg-type]
+        flat = np.ascontiguousarray(gate, dtype=bool).ravel()
+        bits = np.packbits(flat, bitorder="little")
+        return cls(bits, tuple(int(x) for x in gate.shape),  # type: ignore[arg-type]
+                   int(np.count_nonzero(flat)))
 
     def unpack(self) -> np.ndarray:
         """The gate as a bool (N, F/s, P) array."""

@@ -23,7 +23,6 @@ import numpy as np
 
 from accelsim.errors import InputError
 from accelsim.fileio import TMP_SUFFIX
-from accelsim.kernels import popcount_words
 
 FORMAT_NAME = "accelsim-trace"
 FORMAT_VERSION = "1.1"
@@ -150,7 +149,7 @@ def packed_ones(packed: np.ndarray, count: int) -> int:
     """Set bits among the first ``count`` bits of packed uint8 bits (padding bits ignored)."""
     whole = count // 8
     words = whole // 8
-    ones = popcount_words(packed[:words * 8].view(np.uint64))
+    ones = int(np.bitwise_count(packed[:words * 8].view(np.uint64)).sum())
     if whole > words * 8:
         ones += int(np.bitwise_count(packed[words * 8:whole]).sum(dtype=np.int64))
     if count % 8:

@@ -2,7 +2,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test test-all lint
+.PHONY: setup demo test lint
 setup:
 	./scripts/setup.sh
 
@@ -11,14 +11,11 @@ setup:
 demo: setup
 	./scripts/demo.sh
 
-# The fast default test set (includes ruff); `make test-all` adds the slow tests.
+# The whole test suite (includes ruff and real short training runs): what CI runs.
 # pytest's exit 5 (no tests collected) is turned into a failure: a run that tests nothing fails.
 test: setup
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q; s=$$?; if [ $$s -eq 5 ]; then echo "no tests collected" >&2; exit 1; fi; exit $$s
-
-test-all: setup
-	$(BIN)/python -m pytest -q -m "slow or not slow"
 
 lint: setup
 	$(BIN)/ruff check .

@@ -1,11 +1,13 @@
 """The ``accelsim`` command line: thin; parses, calls the library, prints.
 
-Exit status: 0 success, 1 simulation failure, 2 usage or input error (one line, no traceback),
-130 interrupted.
+Exit status: 0 success, 1 simulation failure (an internal error: one line asking for a bug
+report; ``ACCELSIM_DEBUG=1`` shows the traceback), 2 usage or input error (one line, no
+traceback), 130 interrupted.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -35,7 +37,24 @@ class AccelsimGroup(click.Group):
             click.echo("interrupted: finished outputs are complete, nothing half-written",
                        err=True)
             ctx.exit(130)
+        except (click.exceptions.ClickException, click.exceptions.Exit,
+                click.exceptions.Abort):
+            raise
+        except Exception as error:  # a bug, not bad input: one line, exit 1
+            if os.environ.get("ACCELSIM_DEBUG"):
+                raise
+            click.echo(f"simulation failed: {internal_error(error)}", err=True)
+            ctx.exit(1)
         return None
+
+
+def internal_error(error: Exception) -> SimulationError:
+    """An unexpected exception as the SimulationError a user sees: what failed, and a request
+    for a bug report with the command and its input."""
+    text = " ".join(str(error).split())[:200] or "no message"
+    return SimulationError(f"internal error ({type(error).__name__}: {text}); this is a bug: "
+                           "please report it with the command and its input (ACCELSIM_DEBUG=1 "
+                           "shows the traceback)")
 
 
 @click.group(cls=AccelsimGroup, context_settings={"help_option_names": ["-h", "--help"],

@@ -107,6 +107,27 @@ def test_bad_input_is_one_line_exit_2(tmp_path: Path, args: list, message: str) 
     assert not Path("x").exists()
 
 
+def test_an_internal_error_is_one_line_exit_1_asking_for_a_bug_report(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug (an exception that is not bad input) reaches the user as one line with exit 1;
+    ACCELSIM_DEBUG=1 shows the traceback instead."""
+    import accelsim.api
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("rows do not add up\nsecond line")
+
+    monkeypatch.setattr(accelsim.api, "simulate_dense_to_dir", broken)
+    args = ["simulate", "--network", "resnet20", "--hw", FP8, "--out", tmp_path / "out"]
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "internal error (RuntimeError: rows do not add up second line)"\
+        in lines[0] and "please report it" in lines[0], result.output
+    monkeypatch.setenv("ACCELSIM_DEBUG", "1")
+    with pytest.raises(RuntimeError, match="rows do not add up"):
+        CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
 def test_config_check_and_keys() -> None:
     result = invoke("config", "check", FP8)
     assert result.exit_code == 0 and "ok" in result.output and "MACs/cycle" in result.output

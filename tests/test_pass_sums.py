@@ -16,20 +16,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from accelsim.config import HardwareConfig, with_overrides
-from accelsim.engine.sparse import (
-    BasePath,
-    LayerMasks,
-    PackedGate,
-    bd_sums,
-    bd_work,
-    fw_sums,
-    fw_work,
-    pass_rows,
-    schedule,
-    unit_width,
-    wg_sums,
-    wg_work,
-)
+from accelsim.engine.bd import bd_sums, bd_work
+from accelsim.engine.fw import fw_sums, fw_work
+from accelsim.engine.masks import BasePath, LayerMasks, PackedGate
+from accelsim.engine.schedule import pass_rows, schedule, unit_width
+from accelsim.engine.wg import wg_sums, wg_work
 from accelsim.kernels import as_words, residue_counts, row_popcounts, uniform_group_ones
 from accelsim.network import conv
 
@@ -342,7 +333,7 @@ def test_pass_row_sums_equal_numpy(n_rows: int, n_cols: int, rows: int, tiles: i
 def test_weight_kernels_equal_numpy(outer: int, m: int, blocks: int, inner: int, unit: int,
                                     seed: int) -> None:
     """nm_max_kept, row_ones, unit_or (numba) and unit_any against plain numpy reductions."""
-    from accelsim.engine.sparse import unit_any
+    from accelsim.engine.masks import unit_any
     from accelsim.kernels import nm_max_kept, row_ones, unit_or
     mask = np.random.default_rng(seed).random((outer, blocks * m, inner)) < 0.5
     expected = mask.reshape(outer, blocks, m, inner).sum(axis=2).max()

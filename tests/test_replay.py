@@ -16,9 +16,10 @@ from hypothesis import strategies as st
 from accelsim.api import replay_to_dir
 from accelsim.cli import main
 from accelsim.config import HardwareConfig, with_overrides
+from accelsim.engine.masks import BasePath, LayerMasks
 from accelsim.engine.replay import replay_trace
 from accelsim.engine.simulator import JobResult, simulate_network_dense
-from accelsim.engine.sparse import BasePath, LayerMasks, sparse_compute
+from accelsim.engine.sparse import sparse_compute
 from accelsim.engine.systolic import cycles_nm_systolic
 from accelsim.errors import InputError
 from accelsim.network import PHASES, Layer, conv, resnet18, resnet20

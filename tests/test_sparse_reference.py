@@ -8,15 +8,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from accelsim.config import HardwareConfig, with_overrides
+from accelsim.engine.masks import BasePath, LayerMasks, PackedGate, pack_bits
+from accelsim.engine.schedule import unit_width
 from accelsim.engine.simulator import JobCache
-from accelsim.engine.sparse import (
-    BasePath,
-    LayerMasks,
-    PackedGate,
-    pack_bits,
-    sparse_compute,
-    unit_width,
-)
+from accelsim.engine.sparse import sparse_compute
 from accelsim.kernels import masked_step_counts, schedule_passes
 from accelsim.network import PHASES, conv
 from tests.reference_model import RefArray, effective_macs_reference, reference_job

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from accelsim.config import HardwareConfig
+from accelsim.engine.masks import BasePath, LayerMasks, PackedGate
 from accelsim.engine.simulator import IndexCost, JobCache, JobResult, phases_for, simulate_job
-from accelsim.engine.sparse import BasePath, LayerMasks, PackedGate
 from accelsim.errors import InputError
 from accelsim.kernels import as_words, uniform_group_ones
 from accelsim.network import PHASES

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 
 from accelsim.config import HardwareConfig
 from accelsim.engine.energy import ENERGY_COMPONENTS, EnergyRates, energy_of, tflops_per_watt
+from accelsim.engine.masks import LayerMasks
 from accelsim.engine.memory import (
     MemoryPlan,
     combine_cycles,
@@ -18,14 +19,7 @@ from accelsim.engine.memory import (
     memory_dense,
     memory_plan,
 )
-from accelsim.engine.sparse import (
-    GatedPlan,
-    LayerMasks,
-    SparseCompute,
-    gated_plan,
-    plans_gate,
-    sparse_compute,
-)
+from accelsim.engine.sparse import GatedPlan, SparseCompute, gated_plan, plans_gate, sparse_compute
 from accelsim.network import PHASES, Layer, Network
 
 

@@ -1,0 +1,161 @@
+"""Backward data (BD) of a job: rows = pixels m, lanes = input-gradient columns k, steps = f.
+
+The reduction operand dY(m, f) is shared by all lanes, so step f is skipped when d(m, f) = 0 and
+no lane of the unit has f on its base path, or when no lane keeps the weight (f, k). Unit
+columns with equal (always, allowed) step sets form a class; class c runs
+|always_c & allowed_c| + |active(i) & allowed_c & ~always_c| steps at pixel i, linear in the
+gate bits (:class:`BdPlan`, :func:`bd_sums`); :func:`bd_work` builds the per-pixel matrix. The
+decoder reads one index per active gate group of a pixel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from accelsim.engine.masks import LayerMasks, memo, pack_bits, unit_lanes
+from accelsim.engine.schedule import PassSums, PhaseWork, no_indices, pass_rows
+from accelsim.kernels import (
+    coefficient_sums,
+    masked_step_counts,
+)
+from accelsim.network import Layer
+
+
+def _bd_classes(layer: Layer, masks: LayerMasks, unit: int, gated: bool,
+                weight: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                    np.ndarray | None]:
+    """BD unit columns grouped by (always, allowed) step sets: (allowed (J, F), classes (J,),
+    first unit of each class, always (J, F) or None when not gated). Cached: they depend on
+    the weight mask and the base path only."""
+    return memo(masks._weight_cache if weight is not None else masks._cache,
+                ("bd_classes", unit, gated, weight is not None),
+                lambda: _bd_classes_of(layer, masks, unit, gated, weight))
+
+
+def _bd_classes_of(layer: Layer, masks: LayerMasks, unit: int, gated: bool,
+                   weight: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                       np.ndarray | None]:
+    f = layer.cout
+    units = unit_lanes(layer.k_per_group, unit).shape[0]
+    allowed = (masks.weight_any(unit, 1).T if weight is not None
+               else np.ones((units, f), dtype=bool))
+    if not gated:
+        steps = allowed.sum(axis=1, dtype=np.int64)
+        _, first, classes = np.unique(steps, return_index=True, return_inverse=True)
+        return allowed, classes.reshape(-1).astype(np.int64), first, None
+    if masks.base is None:
+        always = np.zeros((units, f), dtype=bool)
+        if weight is None:
+            return allowed, np.zeros(units, dtype=np.int64), np.zeros(1, dtype=np.int64), always
+    else:
+        always = masks.base.any_over_k(unit)
+        if weight is None and masks.base.groups < 63:
+            # a unit's always-set is fixed by the input chunks it touches
+            members = masks.base.members_over_k(unit)
+            code = members.astype(np.int64) @ (np.int64(1) << np.arange(members.shape[1]))
+            _, first, classes = np.unique(code, return_index=True, return_inverse=True)
+            return allowed, classes.astype(np.int64), first, always
+    keys = np.concatenate([pack_bits(always), pack_bits(allowed)], axis=1)
+    _, first, classes = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    return allowed, classes.reshape(-1).astype(np.int64), first, always
+
+
+def bd_work(layer: Layer, masks: LayerMasks, unit: int, *, use_gate: bool,
+            use_weight: bool) -> PhaseWork:
+    """Backward data: rows = pixels, lanes = input-gradient columns k, steps = f."""
+    m, k = layer.output_pixels, layer.k_per_group
+    gated = use_gate and masks.has_gate
+    weight = masks.weight if use_weight else None
+    lanes = unit_lanes(k, unit)
+    unit_idx, row_idx, col_idx = no_indices(m, lanes.shape[0])
+    allowed, classes, first, always = _bd_classes(layer, masks, unit, gated, weight)
+    if always is None:
+        steps = allowed[first].sum(axis=1, dtype=np.int32)
+        counts = np.ascontiguousarray(np.broadcast_to(steps, (m, len(steps))))
+    else:
+        views = masks.gate_views(unit)
+        counts = masked_step_counts(views.packed, pack_bits(always[first]),
+                                    pack_bits(allowed[first]))
+        row_idx = views.per_pixel // masks.gate_group_size  # one index per active gate group
+    if weight is not None:
+        col_idx = allowed.sum(axis=1, dtype=np.int64)
+    return PhaseWork(counts, classes, unit_idx, row_idx, col_idx, lanes)
+
+
+@dataclass(frozen=True, eq=False)
+class BdPlan:
+    """What BD's per-pass sums take from everything but the gate bits (:func:`bd_plan`). Class
+    c runs ``fixed`` steps (|always_c & allowed_c| a row, summed per pass) plus, at pixel i,
+    coef[c, q] steps for each active gate group of set q."""
+
+    rows: int                      # queue rows (PE rows)
+    pass_len: int                  # output rows per pass
+    fixed: np.ndarray              # int64 (passes, C, rows): steps that do not need the gate
+    coef: np.ndarray | None        # int64 (C, Q): steps per active group of each set; None:
+                                   # not gated
+    group_set: np.ndarray | None   # int64 (F/s,): the set of every gate group
+    classes: np.ndarray            # int64 (J,): class of each unit column
+    lanes: np.ndarray              # int64 (J,): real lanes per unit column
+    row_idx: np.ndarray            # int64 (passes,): zero (no gate)
+    col_idx: np.ndarray            # int64 (J,): decoder indices per unit column and pass
+
+    def ungated(self) -> PassSums:
+        """The sums without a gate."""
+        return PassSums(self.fixed, self.classes, self.lanes, None, self.row_idx, self.col_idx)
+
+    def gated(self, masks: LayerMasks) -> PassSums:
+        """The sums with the gate of ``masks``: fixed + coef @ active gate groups of each set
+        (the decoder's row indices are the active gate groups per pass)."""
+        assert self.coef is not None and self.group_set is not None
+        counts = masks.group_counts(self.rows, self.pass_len, self.group_set,
+                                    self.coef.shape[1])
+        sums, active = coefficient_sums(self.fixed, counts, self.coef)
+        return PassSums(sums, self.classes, self.lanes, None, active, self.col_idx)
+
+
+def bd_sums(layer: Layer, masks: LayerMasks, unit: int, rows: int, pass_len: int, *,
+            use_gate: bool, use_weight: bool) -> PassSums:
+    """BD as per-pass sums (equal to scheduling :func:`bd_work`): class c runs
+    |always_c & allowed_c| + |active(i) & allowed_c & ~always_c| steps at pixel i."""
+    gated = use_gate and masks.has_gate
+    weight = masks.weight if use_weight else None
+    plan = bd_plan(layer, masks, unit, rows, pass_len, gated, weight)
+    return plan.ungated() if plan.coef is None else plan.gated(masks)
+
+
+def bd_plan(layer: Layer, masks: LayerMasks, unit: int, rows: int, pass_len: int,
+             gated: bool, weight: np.ndarray | None) -> BdPlan:
+    """The :class:`BdPlan` of a job (cached with what depends on the weight mask and base
+    path)."""
+    key = ("bd_sums", layer.output_pixels, layer.cout, layer.k_per_group,
+           masks.gate_group_size, unit, rows, pass_len, gated, weight is not None)
+    return memo(masks._static_cache, key, lambda: _bd_plan_of(
+        layer, masks, unit, rows, pass_len, gated, weight))
+
+
+def _bd_plan_of(layer: Layer, masks: LayerMasks, unit: int, rows: int, pass_len: int,
+                gated: bool, weight: np.ndarray | None) -> BdPlan:
+    m, f, k = layer.output_pixels, layer.cout, layer.k_per_group
+    lanes = unit_lanes(k, unit)
+    allowed, classes, first, always = _bd_classes(layer, masks, unit, gated, weight)
+    per_row = pass_rows(m, rows, pass_len)[:, None, :]
+    no_row_idx = np.zeros(per_row.shape[0], dtype=np.int64)
+    col_idx = (allowed.sum(axis=1, dtype=np.int64) if weight is not None
+               else np.zeros(lanes.shape[0], dtype=np.int64))
+    if always is None:
+        steps = allowed[first].sum(axis=1, dtype=np.int64)
+        return BdPlan(rows, pass_len, per_row * steps[None, :, None], None, None, classes, lanes,
+                      no_row_idx, col_idx)
+    fixed = (always[first] & allowed[first]).sum(axis=1, dtype=np.int64)
+    s = masks.gate_group_size
+    coef = (allowed[first] & ~always[first]).reshape(len(first), f // s, s).sum(
+        axis=2, dtype=np.int64)
+    # Gate groups with the same coefficient in every class are counted together (a CDG
+    # layer without weight masks has G such sets: its output chunks).
+    _, group_first, group_set = np.unique(coef.T, axis=0, return_index=True,
+                                          return_inverse=True)
+    return BdPlan(rows, pass_len, per_row * fixed[None, :, None],
+                  np.ascontiguousarray(coef[:, group_first]),
+                  group_set.reshape(-1).astype(np.int64), classes, lanes, no_row_idx, col_idx)

@@ -1,0 +1,137 @@
+"""Forward pass (FW) of a job: rows = pixels m, lanes = output channels f, steps = k.
+
+Unit (i, j) (output row i, lanes [jU, (j+1)U)) runs its base-path steps always and its
+conditional-path steps only if ANY lane's gate bit is 1: a lock-step unit is skipped only when
+all its lanes are inactive. Weight skipping uses the unit's static weight index: step k runs
+when any lane of the unit keeps a weight at k. Without compaction the unit runs base_j + cond_j
+x any_j(i) steps, linear in the gate bits, so :class:`FwPlan` and the gate's per-pass counts
+give the schedule's sums (:func:`fw_sums`); :func:`fw_work` builds the per-pixel matrix for
+compaction (:mod:`accelsim.engine.compaction`), and tests require both paths to agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from accelsim.engine.compaction import packed_conditional_work
+from accelsim.engine.masks import LayerMasks, memo, unit_any, unit_lanes
+from accelsim.engine.schedule import PassSums, PhaseWork, matrix_work, no_indices, pass_rows
+from accelsim.kernels import (
+    diagonal_sums,
+)
+from accelsim.network import Layer
+
+
+def _fw_steps(layer: Layer, masks: LayerMasks, unit: int, gated: bool,
+              weight: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """FW steps per unit column: (base path steps, all steps), int64 (J,) each."""
+    f, k = layer.cout, layer.k_per_group
+    if weight is None:  # every unit runs all k steps
+        full = np.full(-(-f // unit), k, dtype=np.int64)
+    else:
+        full = masks.weight_any(unit, 0).sum(axis=1, dtype=np.int64)
+    if not gated:
+        return full, full
+    if masks.base is None:
+        return np.zeros_like(full), full
+    if weight is None:
+        return masks.base.any_over_f(unit).sum(axis=1, dtype=np.int64), full
+    on_base = weight & masks.base.mask
+    return unit_any(on_base, unit, axis=0).sum(axis=1, dtype=np.int64), full
+
+
+def fw_work(layer: Layer, masks: LayerMasks, unit: int, *, use_gate: bool, use_weight: bool,
+            compaction: bool) -> PhaseWork:
+    """Forward: rows = pixels, lanes = output channels, steps = k (see the module docstring)."""
+    m, f = layer.output_pixels, layer.cout
+    gated = use_gate and masks.has_gate
+    weight = masks.weight if use_weight else None
+    base_steps, full = _fw_steps(layer, masks, unit, gated, weight)
+    units = full.shape[0]
+    unit_idx, row_idx, col_idx = no_indices(m, units)
+    full32, base32 = full.astype(np.int32), base_steps.astype(np.int32)
+    if not gated:
+        work = np.broadcast_to(full32, (m, units)).copy()
+    else:
+        cond = full32 - base32
+        views = masks.gate_views(unit)
+        if compaction:
+            unit_idx = views.unit_lanes
+            work = np.broadcast_to(base32, (m, units)).copy()
+            work += packed_conditional_work(unit_idx, cond, unit, f, masks)
+        else:
+            work = base32[None, :] + views.unit_active * cond[None, :]
+            unit_idx = views.unit_active.view(np.uint8).astype(np.int32)
+    if weight is not None:
+        col_idx = full.copy()
+    return matrix_work(work, unit_idx, row_idx, col_idx, unit_lanes(f, unit))
+
+
+@dataclass(frozen=True, eq=False)
+class FwPlan:
+    """What FW's per-pass sums take from everything but the gate bits, planned once per layer,
+    weight mask, base path and hardware (:func:`fw_plan`). Unit j of pass p runs ``fixed[p, j]``
+    steps summed over the pass's rows, plus ``cond[j]`` at every row where any of its lanes is
+    active."""
+
+    unit: int               # lanes per lock-step unit
+    rows: int               # queue rows (PE rows)
+    pass_len: int           # output rows per pass
+    fixed: np.ndarray       # int64 (passes, J, rows): steps that do not depend on the gate
+    cond: np.ndarray        # int64 (J,): conditional steps of each unit
+    classes: np.ndarray     # int64 (J,): class of each unit column (its own)
+    lanes: np.ndarray       # int64 (J,): real lanes per unit column
+    row_idx: np.ndarray     # int64 (passes,): decoder row indices (none in FW)
+    col_idx: np.ndarray     # int64 (J,): decoder indices per unit column and pass (weights)
+
+    def ungated(self) -> PassSums:
+        """The sums without a gate."""
+        return PassSums(self.fixed, self.classes, self.lanes, None, self.row_idx, self.col_idx)
+
+    def gated(self, masks: LayerMasks) -> PassSums:
+        """The sums with the gate of ``masks``: fixed + cond x active pixels of each unit (the
+        decoder's unit indices are the active units per pass). Leaves each unit's active
+        pixels over all passes in the masks' cache for WG."""
+        counts = masks.unit_counts(self.unit, self.rows, self.pass_len)
+        sums, active, totals = diagonal_sums(self.fixed, counts, self.cond)
+        masks._cache.setdefault(("unit_totals", self.unit, self.rows, self.pass_len), totals)
+        return PassSums(sums, self.classes, self.lanes, active, self.row_idx, self.col_idx)
+
+
+def fw_sums(layer: Layer, masks: LayerMasks, unit: int, rows: int, pass_len: int, *,
+            use_gate: bool, use_weight: bool, scale: tuple[int, int] | None = None) -> PassSums:
+    """FW without compaction as per-pass sums (equal to scheduling :func:`fw_work`).
+    ``scale`` = (t', t): every unit's steps become ceil(steps * t' / t) (N:M multiplexers)."""
+    gated = use_gate and masks.has_gate
+    weight = masks.weight if use_weight else None
+    plan = fw_plan(layer, masks, unit, rows, pass_len, gated, weight, scale)
+    return plan.gated(masks) if gated else plan.ungated()
+
+
+def fw_plan(layer: Layer, masks: LayerMasks, unit: int, rows: int, pass_len: int,
+            gated: bool, weight: np.ndarray | None, scale: tuple[int, int] | None) -> FwPlan:
+    """The :class:`FwPlan` of a job (cached with what depends on the weight mask and base
+    path)."""
+    key = ("fw_sums", layer.output_pixels, layer.cout, layer.k_per_group, unit, rows, pass_len,
+           gated, weight is not None, scale)
+    return memo(masks._static_cache, key, lambda: _fw_plan_of(
+        layer, masks, unit, rows, pass_len, gated, weight, scale))
+
+
+def _fw_plan_of(layer: Layer, masks: LayerMasks, unit: int, rows: int, pass_len: int,
+                gated: bool, weight: np.ndarray | None,
+                scale: tuple[int, int] | None) -> FwPlan:
+    m, f = layer.output_pixels, layer.cout
+    base_steps, full = _fw_steps(layer, masks, unit, gated, weight)
+    if scale is not None:
+        base_steps = -(-base_steps * scale[0] // scale[1])
+        full = -(-full * scale[0] // scale[1])
+    units = full.shape[0]
+    per_row = pass_rows(m, rows, pass_len)[:, None, :]
+    col_idx = full.copy() if weight is not None else np.zeros(units, dtype=np.int64)
+    fixed = per_row * (base_steps if gated else full)[None, :, None]
+    return FwPlan(unit, rows, pass_len, fixed, full - base_steps,
+                  np.arange(units, dtype=np.int64), unit_lanes(f, unit),
+                  np.zeros(per_row.shape[0], dtype=np.int64), col_idx)

@@ -1,0 +1,336 @@
+"""The masks of one job as the replay holds them: packed gates, base paths, weight views.
+
+:class:`LayerMasks` holds one layer and branch's masks at one step and the per-unit views and
+gate counts the phases derive from them; :class:`BasePath` is CDG's dense base path as two chunk
+maps; :class:`PackedGate` a gate as the trace stores it. A gate or weight mask that is all ones is
+passed as None (dense mode: no index, no decoder).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+from accelsim.kernels import (
+    as_words,
+    class_sums,
+    gate_views,
+    residue_counts,
+    row_popcounts,
+    unit_or,
+)
+from accelsim.network import Layer
+
+
+def memo(cache: dict, key: Hashable, make: Callable[[], Any]) -> Any:
+    """``cache[key]``, made by ``make()`` the first time."""
+    if key not in cache:
+        cache[key] = make()
+    return cache[key]
+
+
+@dataclass(frozen=True, eq=False)
+class PackedGate:
+    """A gate as the trace stores it: the little-endian packed bits (uint8) of a C-order bool
+    (N, F/s, P) array, P = Ho*Wo pixels."""
+
+    data: np.ndarray
+    shape: tuple[int, int, int]
+    ones: int  # set bits (the trace reader counted and checked them)
+
+    @property
+    def total_ones(self) -> int:
+        """Set bits of the gate."""
+        return self.ones
+
+    @cached_property
+    def words(self) -> np.ndarray:
+        """The bits as uint64 words (:func:`accelsim.kernels.as_words`)."""
+        return as_words(self.data)
+
+    @classmethod
+    def from_bool(cls, gate: np.ndarray) -> PackedGate:
+        """Pack a bool (N, F/s, P) gate."""
+        flat = np.ascontiguousarray(gate, dtype=bool).ravel()
+        bits = np.packbits(flat, bitorder="little")
+        return cls(bits, tuple(int(x) for x in gate.shape),  # type: ignore[arg-type]
+                   int(np.count_nonzero(flat)))
+
+    def unpack(self) -> np.ndarray:
+        """The gate as a bool (N, F/s, P) array."""
+        count = self.shape[0] * self.shape[1] * self.shape[2]
+        bits = np.unpackbits(self.data, count=count, bitorder="little")
+        return bits.view(np.bool_).reshape(self.shape)
+
+
+@dataclass(frozen=True)
+class LayerMasks:
+    """The masks of one layer and branch at one step, prepared for replay.
+
+    ``gate``: the gate in its native layout, bool (N, F/s, P) with P = Ho*Wo (one bit per group
+    of ``gate_group_size`` output channels; pixels m = n*P + p), or None (no gating, or an all-ones
+    gate: dense mode). An element-level (M, F) gate is ``gate_mf[:, :, None]``. ``packed_gate``:
+    the same gate bit-packed, given instead of ``gate`` (the replay passes the trace's bits).
+    ``base``: for gated layers with G > 1, the dense base path (:class:`BasePath`).
+    ``weight``: bool (F, K) kept weights, or None (no pruning, or all ones).
+    ``nm``: (N, M) when the weight mask is N:M along input channels.
+    ``dense_weight_gradient``: this step needs the full weight gradient (regrowth).
+    ``weight_views``: a dict, owned by the caller, for what depends only on the weight mask, the
+    base path and the hardware (unit structure, BD classes, the gate-independent halves of the
+    sums): a replay shares it between the steps that use the same stored weight mask.
+    """
+
+    gate: np.ndarray | None = None
+    packed_gate: PackedGate | None = None
+    gate_group_size: int = 1
+    base: BasePath | None = None
+    gating_groups: int = 1
+    weight: np.ndarray | None = None
+    nm: tuple[int, int] | None = None
+    dense_weight_gradient: bool = False
+    weight_views: dict | None = None
+
+    @property
+    def has_gate(self) -> bool:
+        """Whether the job has a (not all-ones) gate."""
+        return self.gate is not None or self.packed_gate is not None
+
+    @cached_property
+    def gate_bool(self) -> np.ndarray:
+        """The gate as bool (N, F/s, P)."""
+        if self.gate is not None:
+            return self.gate
+        assert self.packed_gate is not None
+        return self.packed_gate.unpack()
+
+    @cached_property
+    def gate_bits(self) -> PackedGate:
+        """The gate bit-packed."""
+        if self.packed_gate is not None:
+            return self.packed_gate
+        assert self.gate is not None
+        return PackedGate.from_bool(self.gate)
+
+    @cached_property
+    def _cache(self) -> dict:
+        """Derived gate views and counts, weight structure and MACs, keyed by what they are."""
+        return {}
+
+    def weight_any(self, unit: int, axis: int) -> np.ndarray:
+        """:func:`unit_any` of the (F, K) weight mask (cached): axis 0 over output channels,
+        1 over reduction columns."""
+        assert self.weight is not None
+        return memo(self._weight_cache, ("weight", unit, axis),
+                    lambda: unit_any(self.weight, unit, axis))
+
+    @property
+    def _static_cache(self) -> dict:
+        """Where what depends only on the layer's shape, weight mask, base path and hardware is
+        kept (keys name all of them but the masks): the weight views with a weight mask, else
+        the base path's cache (both outlive a step in a replay), else this step's cache."""
+        if self.weight is not None:
+            return self._weight_cache
+        if self.base is not None:
+            return self.base._cache
+        return self._cache
+
+    @property
+    def _weight_cache(self) -> dict:
+        """Where weight-only structure is kept: ``weight_views`` if given, else ``_cache``."""
+        return self.weight_views if self.weight_views is not None else self._cache
+
+    def unit_counts(self, unit: int, rows: int, pass_len: int) -> np.ndarray:
+        """int64 (passes, units, rows): pixels of each pass and queue row where any lane of
+        the ``unit``-lane unit is active (cached). When every unit lies inside one gate group
+        (s a multiple of ``unit``: SCDG on vector units, element granularity) a unit's counts
+        are its group's, so the groups are counted once (:meth:`group_counts`) and shared."""
+        n, groups, pixels = self.gate_bits.shape
+        s = self.gate_group_size
+
+        def count() -> np.ndarray:
+            first = np.arange(0, groups * s, unit)
+            if s % unit == 0:
+                per_group = self.group_counts(rows, pass_len)
+                return per_group if unit == s else np.ascontiguousarray(
+                    per_group[:, first // s, :])
+            last = np.minimum(first + unit, groups * s) - 1
+            return residue_counts(self.gate_bits.words, n, groups, pixels, first // s,
+                                  last // s + 1, np.arange(first.shape[0]), first.shape[0],
+                                  rows, pass_len)
+
+        return memo(self._cache, ("units", unit, rows, pass_len), count)
+
+    def unit_totals(self, unit: int, rows: int, pass_len: int) -> np.ndarray:
+        """int64 (units,): pixels where any lane of each unit is active, over all passes
+        (cached; FW's :func:`diagonal_sums` leaves them here as it computes them, else
+        :meth:`unit_counts` summed one axis at a time: 3x faster than over both at once)."""
+        return memo(self._cache, ("unit_totals", unit, rows, pass_len),
+                    lambda: self.unit_counts(unit, rows, pass_len).sum(axis=0).sum(axis=1))
+
+    def group_counts(self, rows: int, pass_len: int, classes: np.ndarray | None = None,
+                     n_classes: int = 0) -> np.ndarray:
+        """int64 (passes, C, rows): active gate groups of each pass and queue row, summed over
+        the groups of each class (``classes``: int64 (F/s,) class of every group, C =
+        ``n_classes``, or its maximum + 1 when 0; None: every group its own class). Cached;
+        class sums come from the per-group counts when those are already there
+        (:meth:`unit_counts` made them), else from one pass over the bits."""
+        per_group = ("groups", rows, pass_len, None)
+        if classes is None:
+            return memo(self._cache, per_group, lambda: self._count_groups(
+                rows, pass_len, None, self.gate_bits.shape[1]))
+
+        def count() -> np.ndarray:
+            n_sets = n_classes or int(classes.max()) + 1
+            if per_group in self._cache:
+                return class_sums(self._cache[per_group], classes, n_sets)
+            return self._count_groups(rows, pass_len, classes, n_sets)
+
+        return memo(self._cache, ("groups", rows, pass_len, classes.tobytes()), count)
+
+    def _count_groups(self, rows: int, pass_len: int, classes: np.ndarray | None,
+                      n_classes: int) -> np.ndarray:
+        """:func:`residue_counts` of every gate group into ``classes`` (None: its own)."""
+        n, groups, pixels = self.gate_bits.shape
+        index = np.arange(groups)
+        return residue_counts(self.gate_bits.words, n, groups, pixels, index, index + 1,
+                              index if classes is None else classes, n_classes, rows, pass_len)
+
+    @cached_property
+    def channel_counts(self) -> np.ndarray:
+        """int64 (F,): active pixels of every output channel."""
+        n, groups, pixels = self.gate_bits.shape
+        return np.repeat(row_popcounts(self.gate_bits.words, n, groups, pixels),
+                         self.gate_group_size)
+
+    def gate_views(self, unit: int) -> GateViews:
+        """Per-pixel views of the gate for ``unit`` lanes (cached; the work-matrix path)."""
+        assert self.has_gate
+
+        def views() -> GateViews:
+            gate = self.gate_bool
+            channels = gate.shape[1] * self.gate_group_size
+            active, lanes, packed, per_pixel = gate_views(
+                as_bytes(gate), self.gate_group_size, unit, channels)
+            return GateViews(active, lanes, packed.view(np.uint64), per_pixel)
+
+        return memo(self._cache, ("views", unit), views)
+
+
+
+@dataclass(frozen=True)
+class GateViews:
+    """Derived views of one gate (see :func:`accelsim.kernels.gate_views`)."""
+
+    unit_active: np.ndarray   # bool (M, J): any lane of the unit is on
+    unit_lanes: np.ndarray    # int32 (M, J): active lanes of the unit
+    packed: np.ndarray        # uint64 (M, words): active channels per pixel, bit-packed
+    per_pixel: np.ndarray     # int64 (M,): active channels
+
+
+@dataclass(frozen=True, eq=False)
+class BasePath:
+    """CDG's dense base path of a gated layer with G > 1 gating groups: weight (f, k) is on it
+    when the input chunk of reduction column k is the base chunk of f's output chunk (G chunks
+    of output channels, G of reduction columns). Structure comes from the two chunk maps, so
+    per-unit views cost (units x K) or (units x F), never (F x K)."""
+
+    base_of_f: np.ndarray   # int64 (F,): the base input chunk of every output channel
+    chunk_of_k: np.ndarray  # int64 (K,): the input chunk of every reduction column
+    groups: int
+
+    @classmethod
+    def of_layer(cls, layer: Layer, gating_groups: int,
+                 base_chunks: tuple[int, ...]) -> BasePath:
+        """The base path of ``layer`` with chunk i of the outputs reading input chunk
+        ``base_chunks[i]``; K is ordered (cin, kh, kw) like a flattened (Cout, Cin, kh, kw)
+        weight."""
+        f_chunk = np.arange(layer.cout) // (layer.cout // gating_groups)
+        k_chunk = np.arange(layer.k_per_group) // (layer.k_per_group // gating_groups)
+        return cls(np.asarray(base_chunks, dtype=np.int64)[f_chunk], k_chunk.astype(np.int64),
+                   gating_groups)
+
+    @cached_property
+    def mask(self) -> np.ndarray:
+        """bool (F, K): True where weight (f, k) is on the base path."""
+        return self.base_of_f[:, None] == self.chunk_of_k[None, :]
+
+    @cached_property
+    def per_f(self) -> np.ndarray:
+        """int64 (F,): reduction columns on each output channel's base path."""
+        return np.bincount(self.chunk_of_k, minlength=self.groups)[self.base_of_f]
+
+    def _members(self, chunks: np.ndarray, unit: int) -> np.ndarray:
+        """bool (ceil(len/unit), G): which chunks each unit of ``unit`` consecutive entries
+        touches."""
+        members = np.zeros((-(-chunks.shape[0] // unit), self.groups), dtype=bool)
+        members[np.arange(chunks.shape[0]) // unit, chunks] = True
+        return members
+
+    @cached_property
+    def _cache(self) -> dict:
+        return {}
+
+    def members_over_f(self, unit: int) -> np.ndarray:
+        """bool (ceil(F/unit), G): the base chunks of the output channels of each unit
+        (cached)."""
+        return memo(self._cache, ("fm", unit), lambda: self._members(self.base_of_f, unit))
+
+    def members_over_k(self, unit: int) -> np.ndarray:
+        """bool (ceil(K/unit), G): the input chunks of the reduction columns of each unit
+        (cached)."""
+        return memo(self._cache, ("km", unit), lambda: self._members(self.chunk_of_k, unit))
+
+    def any_over_f(self, unit: int) -> np.ndarray:
+        """bool (ceil(F/unit), K): some output channel of the unit has k on its base path
+        (cached)."""
+        return memo(self._cache, ("f", unit), lambda: np.ascontiguousarray(
+            self.members_over_f(unit)[:, self.chunk_of_k]))
+
+    def any_over_k(self, unit: int) -> np.ndarray:
+        """bool (ceil(K/unit), F): some reduction column of the unit is on f's base path
+        (cached)."""
+        return memo(self._cache, ("k", unit), lambda: np.ascontiguousarray(
+            self.members_over_k(unit)[:, self.base_of_f]))
+
+
+def as_bytes(mask: np.ndarray) -> np.ndarray:
+    """A C-contiguous uint8 view of a bool mask (no copy when already contiguous)."""
+    return np.ascontiguousarray(mask).view(np.uint8)
+
+
+def unit_any(mask: np.ndarray, unit: int, axis: int) -> np.ndarray:
+    """OR over groups of ``unit`` consecutive entries along ``axis`` (0 or 1) of a 2-D mask
+    (the last group may be partial)."""
+    if unit == 1:
+        return mask
+    data = as_bytes(mask)
+    rows, length = data.shape
+    if axis == 1 and unit % 8 == 0 and length % unit == 0:
+        # eight 0/1 bytes per uint64 word: a unit is any of unit/8 non-zero words
+        words = data.reshape(rows, length // 8, 8).view(np.uint64).reshape(rows, length // 8)
+        if unit == 8:
+            return words != 0
+        return (words.reshape(rows, length // unit, unit // 8) != 0).any(axis=2)
+    return unit_or(data, unit, axis)
+
+
+def unit_lanes(length: int, unit: int) -> np.ndarray:
+    """Real lanes of each unit (the last unit may be partial), int64."""
+    units = -(-length // unit)
+    lanes = np.full(units, unit, dtype=np.int64)
+    lanes[-1] = length - (units - 1) * unit
+    return lanes
+
+
+def pack_bits(mask: np.ndarray) -> np.ndarray:
+    """bool (R, L) -> uint64 (R, ceil(L/64)) little-endian bit words."""
+    rows, length = mask.shape
+    words = -(-length // 64)
+    padded = np.zeros((rows, words * 64), dtype=bool)
+    padded[:, :length] = mask
+    packed = np.packbits(padded, axis=1, bitorder="little")
+    return np.ascontiguousarray(packed).view(np.uint64).reshape(rows, words)

@@ -1,0 +1,117 @@
+"""Weight gradient (WG) of a job: rows = k, lanes = output channels f, steps = pixels m.
+
+A unit whose lanes' weights are all pruned computes no gradient (unless the step needs the
+dense weight gradient for regrowth); otherwise it runs all M steps when any lane has k on its
+base path, else only the pixels where any lane's gate bit is 1 (:class:`WgPlan`,
+:func:`wg_sums`; :func:`wg_work` builds the (K, units) matrix). The decoder's indices are each
+unit's active pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from accelsim.engine.masks import LayerMasks, memo, unit_lanes
+from accelsim.engine.schedule import (
+    PassSums,
+    PhaseWork,
+    matrix_sums,
+    matrix_work,
+    no_indices,
+    pass_rows,
+)
+from accelsim.kernels import (
+    diagonal_sums,
+)
+from accelsim.network import Layer
+
+
+def wg_work(layer: Layer, masks: LayerMasks, unit: int, *, use_gate: bool,
+            use_weight: bool, rows: int = 1, pass_len: int = 0) -> PhaseWork:
+    """Weight gradient: rows = k, lanes = output channels f, steps = pixels m. ``rows`` and
+    ``pass_len`` only pick which cached gate counts to reuse (0: one pass)."""
+    m, f, k = layer.output_pixels, layer.cout, layer.k_per_group
+    gated = use_gate and masks.has_gate
+    weight = masks.weight if (use_weight and not masks.dense_weight_gradient) else None
+    lanes = unit_lanes(f, unit)
+    units = lanes.shape[0]
+    unit_idx, row_idx, col_idx = no_indices(k, units)
+    needed = (masks.weight_any(unit, 0).T if weight is not None
+              else np.ones((k, units), dtype=bool))
+    if not gated:
+        steps = np.full((k, units), m, dtype=np.int32)
+    else:
+        active_pixels = masks.unit_totals(unit, rows, pass_len or max(1, m))
+        on_base = (masks.base.any_over_f(unit).T if masks.base is not None
+                   else np.zeros((k, units), dtype=bool))
+        steps = np.where(on_base, m, active_pixels[None, :]).astype(np.int32)
+        col_idx = active_pixels
+    if weight is not None:
+        unit_idx = np.ascontiguousarray(needed, dtype=np.int32)
+    return matrix_work(steps * needed, unit_idx, row_idx, col_idx, lanes)
+
+
+def wg_sums(layer: Layer, masks: LayerMasks, unit: int, rows: int, pass_len: int, *,
+            use_gate: bool, use_weight: bool) -> PassSums:
+    """WG without compaction as per-pass sums (equal to scheduling :func:`wg_work`). A gated
+    layer without weight masks needs no (K, units) matrix: reduction row k of unit j runs M
+    steps when k is on the unit's base path, else the unit's active pixels, so the sums follow
+    from how many rows of each pass and queue row lie in each input chunk."""
+    gated = use_gate and masks.has_gate
+    weighted = use_weight and masks.weight is not None and not masks.dense_weight_gradient
+    if weighted or not gated:
+        return matrix_sums(wg_work(layer, masks, unit, use_gate=use_gate, use_weight=use_weight,
+                                   rows=rows, pass_len=pass_len), rows, pass_len)
+    return wg_plan(layer, masks, unit, rows, pass_len).gated(masks)
+
+
+@dataclass(frozen=True, eq=False)
+class WgPlan:
+    """What a gated WG job without weight masks takes from everything but the gate bits
+    (:func:`wg_plan`): reduction row k of unit j runs M steps when k is on the unit's base
+    path, else the unit's active pixels."""
+
+    unit: int               # lanes per lock-step unit
+    rows: int               # queue rows (PE rows)
+    pass_len: int           # reduction rows per pass
+    base_steps: np.ndarray  # int64 (passes, J, rows): M x the rows on the unit's base path
+    off_base: np.ndarray    # int64 (passes, J, rows): rows off the unit's base path
+    classes: np.ndarray     # int64 (J,): class of each unit column (its own)
+    lanes: np.ndarray       # int64 (J,): real lanes per unit column
+    row_idx: np.ndarray     # int64 (passes,): zero (WG's indices are per unit column)
+
+    def gated(self, masks: LayerMasks) -> PassSums:
+        """The sums with the gate of ``masks``: base steps + active pixels x rows off the base
+        path (the decoder's column indices are each unit's active pixels)."""
+        active = masks.unit_totals(self.unit, self.rows, self.pass_len)
+        sums, _, _ = diagonal_sums(self.base_steps, self.off_base, active)
+        return PassSums(sums, self.classes, self.lanes, None, self.row_idx, active)
+
+
+def wg_plan(layer: Layer, masks: LayerMasks, unit: int, rows: int, pass_len: int) -> WgPlan:
+    """The :class:`WgPlan` of a gated job without weights, from how many rows of each pass and
+    queue row lie in each input chunk (cached with what depends on the base path)."""
+    key = ("wg_sums", layer.output_pixels, layer.cout, layer.k_per_group, unit, rows, pass_len)
+    return memo(masks._static_cache, key, lambda: _wg_plan_of(layer, masks, unit, rows,
+                                                              pass_len))
+
+
+def _wg_plan_of(layer: Layer, masks: LayerMasks, unit: int, rows: int,
+                pass_len: int) -> WgPlan:
+    m, k = layer.output_pixels, layer.k_per_group
+    lanes = unit_lanes(layer.cout, unit)
+    per_row = pass_rows(k, rows, pass_len)  # (passes, rows)
+    passes = per_row.shape[0]
+    if masks.base is None:
+        on_base = np.zeros((passes, lanes.shape[0], rows), dtype=np.int64)
+    else:
+        kk = np.arange(k)
+        in_chunk = np.zeros((passes * rows, masks.base.groups), dtype=np.int64)
+        np.add.at(in_chunk, ((kk // pass_len) * rows + kk % rows, masks.base.chunk_of_k), 1)
+        members = masks.base.members_over_f(unit).astype(np.int64)  # (J, G)
+        on_base = np.einsum("prq,jq->pjr", in_chunk.reshape(passes, rows, -1), members)
+    return WgPlan(unit, rows, pass_len, m * on_base, per_row[:, None, :] - on_base,
+                  np.arange(lanes.shape[0], dtype=np.int64), lanes,
+                  np.zeros(passes, dtype=np.int64))

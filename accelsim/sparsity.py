@@ -1,4 +1,4 @@
-"""Sparse index formats: exact storage bits, encode/decode and decoder work of a mask.
+"""Sparse index formats: the exact storage bits of a mask in each index format.
 
 A mask is a numpy bool array of any rank >= 1 (True = kept / computed). Integer or float arrays
 holding only 0 and 1 are accepted and converted. Every count here is exact (Python ints), computed
@@ -38,15 +38,12 @@ A coordinate field (csr/coo) is ``field(n) = max(1, clog2(n))`` bits wide: ``n``
 (so a coo entry of a 1D mask costs ``field(size) + 1`` bits, the same 1-bit column field that csr
 stores).
 
-Decoder work (``decoder_ops``) counts the index entries the decoder reads to yield the kept
-coordinates: bitmap ``ceil(size / 64)`` 64-bit word scans + ``nnz`` coordinate outputs; rle its
-entries (fillers included); csr ``nnz + rows + 1``; coo ``nnz``; nm one per group;
-group_bitmap ``ceil(groups / 64)`` word scans + one output per kept group.
+``tests/index_codec.py`` holds the reference codec of every format; its round trips prove these
+counts.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -58,9 +55,7 @@ from accelsim.kernels import nm_max_kept, rle_counts
 
 FORMATS: tuple[str, ...] = ("bitmap", "rle", "csr", "coo", "nm", "group_bitmap")
 
-_WORD_BITS = 64  # bitmap decoder word width (bits scanned per decoder op)
 _NM_MAX_M = 64  # C(M, N) fits int64 for every M <= 64
-_NM_TABLE_MAX_M = 16  # nm encode/decode via per-pattern lookup tables (2**M rows) up to this M
 
 
 class SparsityError(InputError, ValueError):
@@ -130,52 +125,6 @@ class IndexParams:
 _DEFAULT = IndexParams()
 
 
-@dataclass(frozen=True, eq=False)
-class EncodedIndex:
-    """The index of one mask in one format (the arrays are read-only).
-
-    ``data`` per format:
-      bitmap: ``(packed,)``: ``np.packbits`` of the C-order mask (uint8).
-      rle: ``(runs, filler)``: run per entry (unsigned) and whether the entry is a filler (bool).
-        The filler flags are what the value stream's explicit zeros tell the decoder: 0 index bits.
-      csr: ``(col_idx, row_ptr)``.
-      coo: ``(row_idx, col_idx)``.
-      nm: ``(ranks, explicit_zero)``: per group the rank of its N-subset (int64, combinatorial
-        number system), and ``(groups, N)`` flags marking stored positions (ascending) that hold
-        explicit zeros (value-stream information: 0 index bits). Groups are ordered as the mask
-        with the N:M axis split into (blocks, M) and the M axis moved last, in C order.
-      group_bitmap: ``(packed,)``: ``np.packbits`` of the C-order group-level mask (uint8).
-    """
-
-    fmt: str
-    shape: tuple[int, ...]
-    params: IndexParams
-    data: tuple[np.ndarray, ...]
-
-    def __post_init__(self) -> None:
-        _check_fmt(self.fmt)
-
-    @property
-    def bits(self) -> int:
-        """Index storage in bits; equals ``index_bits(mask, fmt, params)`` of the encoded mask."""
-        size = math.prod(self.shape)
-        if self.fmt == "bitmap":
-            return size
-        if self.fmt == "rle":
-            return int(self.data[0].size) * self.params.run_bits
-        if self.fmt == "csr":
-            rows, cols = _view_2d(self.shape)
-            nnz = int(self.data[0].size)
-            return nnz * _field_bits(cols) + (rows + 1) * _field_bits(nnz + 1)
-        if self.fmt == "coo":
-            rows, cols = _view_2d(self.shape)
-            return int(self.data[0].size) * (_field_bits(rows) + _field_bits(cols))
-        if self.fmt == "nm":
-            n, m = _nm_of(self.params)
-            return int(self.data[0].size) * _clog2(math.comb(m, n))
-        return size // math.prod(_group_shape_of(self.params))  # group_bitmap
-
-
 # ---------------------------------------------------------------------------------------------
 # validation helpers
 
@@ -197,18 +146,6 @@ def _as_mask(mask: np.ndarray) -> np.ndarray:
 def _check_fmt(fmt: str) -> None:
     if fmt not in FORMATS:
         raise SparsityError(f"unknown index format {fmt!r}; expected one of {', '.join(FORMATS)}")
-
-
-def _nm_of(params: IndexParams) -> tuple[int, int]:
-    if params.nm is None:
-        raise SparsityError("format 'nm' needs IndexParams.nm = (N, M)")
-    return params.nm
-
-
-def _group_shape_of(params: IndexParams) -> tuple[int, ...]:
-    if params.group_shape is None:
-        raise SparsityError("format 'group_bitmap' needs IndexParams.group_shape")
-    return params.group_shape
 
 
 def _view_2d(shape: tuple[int, ...]) -> tuple[int, int]:
@@ -252,16 +189,6 @@ def _group_level(mask: np.ndarray, group_shape: tuple[int, ...]) -> np.ndarray |
     return kept
 
 
-def _index_dtype(max_value: int) -> np.dtype:
-    return np.min_scalar_type(max(0, max_value))
-
-
-def _frozen(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
-    for a in arrays:
-        a.setflags(write=False)
-    return arrays
-
-
 # ---------------------------------------------------------------------------------------------
 # rle
 
@@ -276,122 +203,13 @@ def _rle_counts(flat: np.ndarray, run_bits: int) -> tuple[int, int]:
     return rle_counts(words, data[whole:], run_bits)
 
 
-def _rle_encode(flat: np.ndarray, run_bits: int) -> tuple[np.ndarray, np.ndarray]:
-    pos = np.flatnonzero(flat)
-    gaps = np.diff(pos, prepend=-1) - 1  # zeros before each kept element
-    if flat.size <= (1 << run_bits):  # no fillers (also keeps the shifts below < 63 bits)
-        return gaps.astype(_index_dtype(flat.size)), np.zeros(pos.size, dtype=np.bool_)
-    nfill = np.right_shift(gaps, run_bits)
-    entries = int(pos.size + nfill.sum())
-    kept_at = np.arange(pos.size) + np.cumsum(nfill)  # entry index of each kept element
-    max_run = (1 << run_bits) - 1
-    runs = np.full(entries, max_run, dtype=_index_dtype(max_run))
-    runs[kept_at] = gaps - np.left_shift(nfill, run_bits)
-    filler = np.ones(entries, dtype=np.bool_)
-    filler[kept_at] = False
-    return runs, filler
-
-
-def _rle_decode(runs: np.ndarray, filler: np.ndarray, size: int) -> np.ndarray:
-    at = np.cumsum(runs.astype(np.int64) + 1) - 1  # element each entry ends on
-    if at.size and at[-1] >= size:
-        raise SparsityError("rle index runs past the end of the mask")
-    flat = np.zeros(size, dtype=np.bool_)
-    flat[at[~filler]] = True
-    return flat
-
-
 # ---------------------------------------------------------------------------------------------
 # nm
 
 
-def _comb_table(m: int, n: int) -> np.ndarray:
-    """``T[j, k] = C(j, k)`` for ``j < m``, ``k <= n`` (int64)."""
-    return np.array([[math.comb(j, k) for k in range(n + 1)] for j in range(m)], dtype=np.int64)
-
-
-def _nm_groups(mask: np.ndarray, axis: int, m: int) -> np.ndarray:
-    """(groups, M) bool array of the N:M groups in canonical order (M divides the axis)."""
-    view = mask.reshape((*mask.shape[:axis], mask.shape[axis] // m, m, *mask.shape[axis + 1:]))
-    return np.moveaxis(view, axis + 1, -1).reshape(-1, m)
-
-
-def _nm_encode_rows(groups: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Ranks (int64) and (groups, N) explicit-zero flags of (groups, M) rows keeping <= N each."""
-    g, m = groups.shape
-    need = n - groups.sum(axis=1, dtype=np.int64)  # explicit zeros per group (>= 0)
-    # stored positions: the kept ones, padded with the lowest unkept positions
-    pad = ~groups & (np.cumsum(~groups, axis=1) <= need[:, None])
-    stored = groups | pad
-    table = _comb_table(m, n)
-    order = np.cumsum(stored, axis=1)  # 1-based order of each stored position
-    ranks = np.zeros(g, dtype=np.int64)
-    for j in range(m):  # combinatorial number system: rank = sum_i C(c_i, i)
-        ranks += np.where(stored[:, j], table[j, np.minimum(order[:, j], n)], 0)
-    return ranks, pad[stored].reshape(g, n)
-
-
-def _nm_stored_rows(ranks: np.ndarray, n: int, m: int) -> np.ndarray:
-    """(groups, M) bool array of the N stored positions of each rank (0 <= rank < C(M, N))."""
-    table = _comb_table(m, n)
-    rest = ranks.astype(np.int64, copy=True)
-    left = np.full(ranks.size, n, dtype=np.int64)
-    stored = np.zeros((ranks.size, m), dtype=np.bool_)
-    for j in range(m - 1, -1, -1):  # greedy combinatorial-number-system decode
-        c = table[j, left]
-        take = (left > 0) & (rest >= c)
-        stored[:, j] = take
-        rest -= np.where(take, c, 0)
-        left -= take
-    return stored
-
-
-@functools.lru_cache(maxsize=16)
-def _nm_tables(n: int, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Lookup tables for M <= 16: per group pattern (bit j = position j kept) its rank (-1 if it
-    keeps more than N) and explicit-zero flags; per rank its stored positions."""
-    patterns = ((np.arange(1 << m)[:, None] >> np.arange(m)) & 1).astype(np.bool_)
-    fits = patterns.sum(axis=1) <= n
-    ranks = np.full(1 << m, -1, dtype=np.int64)
-    zeros = np.zeros((1 << m, n), dtype=np.bool_)
-    ranks[fits], zeros[fits] = _nm_encode_rows(patterns[fits], n)
-    stored = _nm_stored_rows(np.arange(math.comb(m, n)), n, m)
-    _frozen(ranks, zeros, stored)
-    return ranks, zeros, stored
-
-
-def _nm_codes(groups: np.ndarray) -> np.ndarray:
-    """Pattern code of each (groups, M) row, M <= 16: bit j set = position j kept."""
-    packed = np.packbits(groups, axis=1, bitorder="little")
-    codes = packed[:, 0].astype(np.int64)
-    if packed.shape[1] > 1:
-        codes |= packed[:, 1].astype(np.int64) << 8
-    return codes
-
-
-def _nm_encode(groups: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    m = groups.shape[1]
-    if m > _NM_TABLE_MAX_M:
-        return _nm_encode_rows(groups, n)
-    rank_of, zeros_of, _ = _nm_tables(n, m)
-    codes = _nm_codes(groups)
-    return rank_of[codes], zeros_of[codes]
-
-
-def _nm_decode(ranks: np.ndarray, explicit_zero: np.ndarray, n: int, m: int) -> np.ndarray:
-    """(groups, M) bool array of the kept positions."""
-    if ranks.size and (int(ranks.min()) < 0 or int(ranks.max()) >= math.comb(m, n)):
-        raise SparsityError(f"nm index holds a rank outside 0..C({m}, {n}) - 1")
-    small = m <= _NM_TABLE_MAX_M
-    stored = _nm_tables(n, m)[2][ranks] if small else _nm_stored_rows(ranks, n, m)
-    kept = stored.copy()
-    kept[stored] = ~explicit_zero.reshape(-1)
-    return kept
-
-
-def _nm_fits(mask: np.ndarray, params: IndexParams) -> bool:
-    """:func:`nm_fits` with the N:M pattern and axis of ``params``."""
-    return nm_fits(mask, *_nm_of(params), axis=_nm_axis(mask.shape, params))
+def _nm_fits(mask: np.ndarray, nm: tuple[int, int], params: IndexParams) -> bool:
+    """:func:`nm_fits` with the N:M pattern ``nm`` and the axis of ``params``."""
+    return nm_fits(mask, *nm, axis=_nm_axis(mask.shape, params))
 
 
 def nm_fits(mask: np.ndarray, n: int, m: int, axis: int = 1) -> bool:
@@ -414,25 +232,6 @@ def nm_max_kept_along(mask: np.ndarray, axis: int, m: int) -> int:
 def _group_level_or_none(mask: np.ndarray, params: IndexParams) -> np.ndarray | None:
     """Group-level mask, or None if group_bitmap cannot represent the mask (or has no groups)."""
     return None if params.group_shape is None else _group_level(mask, params.group_shape)
-
-
-def _representable(mask: np.ndarray, fmt: str, params: IndexParams) -> bool:
-    if fmt == "nm":
-        return params.nm is not None and _nm_fits(mask, params)
-    if fmt == "group_bitmap":
-        return _group_level_or_none(mask, params) is not None
-    return True
-
-
-def _not_representable(fmt: str, shape: tuple[int, ...], params: IndexParams) -> SparsityError:
-    if fmt == "nm" and params.nm is not None:
-        n, m = params.nm
-        why = f"needs M = {m} to divide axis {params.nm_axis} and <= {n} kept per group"
-    elif fmt == "group_bitmap" and params.group_shape is not None:
-        why = f"needs groups {params.group_shape} that tile it and are all-True or all-False"
-    else:
-        why = f"IndexParams.{'nm' if fmt == 'nm' else 'group_shape'} is not set"
-    return SparsityError(f"format {fmt!r} cannot represent this mask of shape {shape}: {why}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -461,9 +260,10 @@ def index_bits(mask: np.ndarray, fmt: str, params: IndexParams = _DEFAULT, *,
         return coordinate_index_bits(fmt, mask.shape,
                                      int(np.count_nonzero(mask)) if nnz is None else nnz)
     if fmt == "nm":
-        if params.nm is None or not (_nm_fits(mask, params) if nm_fit is None else nm_fit):
+        nm = params.nm
+        if nm is None or not (_nm_fits(mask, nm, params) if nm_fit is None else nm_fit):
             return None
-        n, m = params.nm
+        n, m = nm
         return mask.size // m * _clog2(math.comb(m, n))
     groups = _group_level_or_none(mask, params)
     return None if groups is None else groups.size
@@ -509,118 +309,6 @@ def best_format(mask: np.ndarray, formats: Sequence[str] = FORMATS,
         raise SparsityError(f"none of the formats {', '.join(formats)} can represent this mask "
                             f"of shape {mask.shape}")
     return best
-
-
-def encode(mask: np.ndarray, fmt: str, params: IndexParams = _DEFAULT) -> EncodedIndex:
-    """Encode ``mask`` in format ``fmt``; ``decode`` gives the mask back exactly.
-
-    Raises ``SparsityError`` (a ValueError) if the format cannot represent the mask.
-    """
-    _check_fmt(fmt)
-    mask = _as_mask(mask)
-    shape = tuple(int(s) for s in mask.shape)
-    if fmt != "group_bitmap" and not _representable(mask, fmt, params):
-        raise _not_representable(fmt, shape, params)
-    data: tuple[np.ndarray, ...]
-    if fmt == "bitmap":
-        data = (np.packbits(mask.reshape(-1)),)
-    elif fmt == "rle":
-        data = _rle_encode(mask.reshape(-1), params.run_bits)
-    elif fmt in ("csr", "coo"):
-        rows, cols = _view_2d(shape)
-        r, c = np.nonzero(mask.reshape(rows, cols))
-        col_idx = c.astype(_index_dtype(cols - 1))
-        if fmt == "csr":
-            row_ptr = np.zeros(rows + 1, dtype=_index_dtype(c.size))
-            np.cumsum(np.bincount(r, minlength=rows), out=row_ptr[1:])
-            data = (col_idx, row_ptr)
-        else:
-            data = (r.astype(_index_dtype(rows - 1)), col_idx)
-    elif fmt == "nm":
-        n, m = _nm_of(params)
-        data = _nm_encode(_nm_groups(mask, _nm_axis(shape, params), m), n)
-    else:
-        groups = _group_level_or_none(mask, params)
-        if groups is None:
-            raise _not_representable(fmt, shape, params)
-        data = (np.packbits(groups.reshape(-1)),)
-    return EncodedIndex(fmt=fmt, shape=shape, params=params, data=_frozen(*data))
-
-
-def decode(encoded: EncodedIndex) -> np.ndarray:
-    """The mask an ``EncodedIndex`` stands for: a new bool array of ``encoded.shape``."""
-    fmt, shape, params, data = encoded.fmt, encoded.shape, encoded.params, encoded.data
-    size = math.prod(shape)
-    if fmt == "bitmap":
-        return np.unpackbits(data[0], count=size).astype(np.bool_).reshape(shape)
-    if fmt == "rle":
-        return _rle_decode(data[0], data[1], size).reshape(shape)
-    if fmt in ("csr", "coo"):
-        rows, cols = _view_2d(shape)
-        if fmt == "csr":
-            col_idx, row_ptr = data
-            r = np.repeat(np.arange(rows), np.diff(row_ptr.astype(np.int64)))
-        else:
-            r, col_idx = data
-        out = np.zeros((rows, cols), dtype=np.bool_)
-        out[r.astype(np.int64), col_idx.astype(np.int64)] = True
-        return out.reshape(shape)
-    if fmt == "nm":
-        n, m = _nm_of(params)
-        axis = _nm_axis(shape, params)
-        kept = _nm_decode(data[0], data[1], n, m)
-        moved = (*shape[:axis], shape[axis] // m, *shape[axis + 1:], m)
-        return np.moveaxis(kept.reshape(moved), -1, axis + 1).reshape(shape)
-    gs = _group_shape_of(params)
-    gshape = tuple(s // g for s, g in zip(shape, gs, strict=True))
-    groups = np.unpackbits(data[0], count=math.prod(gshape)).astype(np.bool_).reshape(gshape)
-    return expand_groups(groups, gs)
-
-
-def decoder_ops(mask: np.ndarray, fmt: str, params: IndexParams = _DEFAULT) -> int:
-    """Index entries the decoder reads to yield the kept coordinates (see the module docstring).
-
-    bitmap ``ceil(size/64) + nnz``; rle entries incl. fillers; csr ``nnz + rows + 1``;
-    coo ``nnz``; nm groups; group_bitmap ``ceil(groups/64) + kept groups``.
-    Raises ``SparsityError`` (a ValueError) if the format cannot represent the mask.
-    """
-    _check_fmt(fmt)
-    mask = _as_mask(mask)
-    if fmt == "bitmap":
-        return -(-mask.size // _WORD_BITS) + int(np.count_nonzero(mask))
-    if fmt == "rle":
-        return sum(_rle_counts(mask.reshape(-1), params.run_bits))
-    if fmt == "csr":
-        return int(np.count_nonzero(mask)) + mask.shape[0] + 1
-    if fmt == "coo":
-        return int(np.count_nonzero(mask))
-    if fmt == "nm":
-        if not _representable(mask, fmt, params):
-            raise _not_representable(fmt, tuple(mask.shape), params)
-        return mask.size // _nm_of(params)[1]
-    groups = _group_level_or_none(mask, params)
-    if groups is None:
-        raise _not_representable(fmt, tuple(mask.shape), params)
-    return -(-groups.size // _WORD_BITS) + int(np.count_nonzero(groups))
-
-
-def stored_values(mask: np.ndarray, fmt: str, params: IndexParams = _DEFAULT) -> int:
-    """Values the compressed tensor stores beside its index (a count of elements, not bits).
-
-    ``nnz`` for bitmap, csr, coo and group_bitmap; ``nnz + fillers`` for rle (a filler stores an
-    explicit zero); ``groups * N`` for nm (groups keeping fewer than N store explicit zeros).
-    Raises ``SparsityError`` (a ValueError) if the format cannot represent the mask.
-    """
-    _check_fmt(fmt)
-    mask = _as_mask(mask)
-    if not _representable(mask, fmt, params):
-        raise _not_representable(fmt, tuple(mask.shape), params)
-    if fmt == "rle":
-        return sum(_rle_counts(mask.reshape(-1), params.run_bits))
-    if fmt == "nm":
-        n, m = _nm_of(params)
-        return mask.size // m * n
-    return int(np.count_nonzero(mask))
 
 
 def expand_groups(mask_groups: np.ndarray, group_shape: Sequence[int]) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Tests of accelsim.sparsity: exact index bits, encode/decode round trips, decoder work."""
+"""Tests of accelsim.sparsity: exact index bits, checked by round trips through the reference codec
+in tests/index_codec.py (with its decoder work and stored values)."""
 
 from __future__ import annotations
 
@@ -14,19 +15,15 @@ from hypothesis.extra import numpy as hnp
 from accelsim.errors import InputError
 from accelsim.sparsity import (
     FORMATS,
-    EncodedIndex,
     IndexParams,
     all_index_bits,
     best_format,
-    decode,
-    decoder_ops,
-    encode,
     expand_groups,
     index_bits,
     index_reduction,
     nm_fits,
-    stored_values,
 )
+from tests.index_codec import EncodedIndex, decode, decoder_ops, encode, stored_values
 
 UNSTRUCTURED = ("bitmap", "rle", "csr", "coo")
 FAST = settings(max_examples=60, deadline=None)

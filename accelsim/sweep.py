@@ -6,8 +6,10 @@ A sweep is traces x grid points. A grid point is a dict of dotted config overrid
 (``pe_array.rows=8,16,32``) and :func:`load_grid_file` YAML files, expanded by
 :func:`expand_grid`; every point is validated by the config loader before anything runs.
 
-:func:`run_sweep` replays each (trace, point) as one task on local processes or a Dask cluster and
-stores each finished task at once, atomically, as ``OUT/points/<point_id>.json``; a killed sweep
+:func:`run_sweep` replays the (trace, point) pairs on local processes or a Dask cluster, the
+points of a trace whose configs share their compute (they differ only in memory, energy, clock or
+precision) in one replay, and stores each finished point at once, atomically, as
+``OUT/points/<point_id>.json``; a killed sweep
 loses only the tasks in flight and ``resume=True`` computes only the missing ones. The final
 tables are assembled from the stored points alone, in trace order then grid order, with canonical
 number formatting, so they are byte-identical whichever executor ran the points and however often
@@ -418,34 +420,62 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def simulate_point(task: PointTask) -> dict[str, Any]:
-    """Replay one trace on one point's config; the record stored as ``points/<id>.json``.
+def simulate_points(tasks: Sequence[PointTask]) -> list[dict[str, Any]]:
+    """Replay one trace on the configs of ``tasks`` (points of one trace); the records stored as
+    ``points/<id>.json``, in the order of ``tasks``. Points whose configs share their compute
+    (:func:`accelsim.engine.sparse.compute_key`: they differ only in memory, energy, clock or
+    precision) are replayed together, each job's compute found once.
 
     ``summary`` holds ``total``, ``per_phase``, ``per_branch``, ``index`` and (for gated traces)
     ``gated_layers_fw``, as in ``summary.json`` of ``accelsim simulate``.
     """
-    from accelsim.engine.replay import replay_trace
+    from accelsim.engine.replay import replay_trace_on
     from accelsim.engine.simulator import replay_summary
     from accelsim.trace import TraceReader
 
-    reader = TraceReader(task.trace.path)
-    rows, storage = replay_trace(task.trace.path, task.hw, phases=task.phases, workers=1)
+    if not tasks:
+        return []
+    trace = tasks[0].trace
+    assert all(task.trace == trace and task.phases == tasks[0].phases for task in tasks)
+    reader = TraceReader(trace.path)
     gated = [item.name for item in reader.layers if item.gate is not None]
-    summary = replay_summary(rows, storage, task.hw, Path(task.trace.path).name,
-                             reader.manifest.producer, gated)
+    replays = replay_trace_on(trace.path, [task.hw for task in tasks], phases=tasks[0].phases)
     kept = ("total", "per_phase", "per_branch", "index", "gated_layers_fw")
-    return _plain({
-        "point_id": task.point_id,
-        "point": task.point,
-        "trace": task.trace.label,
-        "trace_digest": task.trace.digest,
-        "overrides": task.overrides,
-        "config_digest": task.hw.digest(),
-        "base_digest": task.base_digest,
-        "phases": list(task.phases),
-        "accelsim_version": __version__,
-        "summary": {key: summary[key] for key in kept if key in summary},
-    })
+    records = []
+    for task, (rows, storage) in zip(tasks, replays, strict=True):
+        summary = replay_summary(rows, storage, task.hw, Path(trace.path).name,
+                                 reader.manifest.producer, gated)
+        records.append(_plain({
+            "point_id": task.point_id,
+            "point": task.point,
+            "trace": task.trace.label,
+            "trace_digest": task.trace.digest,
+            "overrides": task.overrides,
+            "config_digest": task.hw.digest(),
+            "base_digest": task.base_digest,
+            "phases": list(task.phases),
+            "accelsim_version": __version__,
+            "summary": {key: summary[key] for key in kept if key in summary},
+        }))
+    return records
+
+
+def group_tasks(tasks: Sequence[PointTask], parts: int) -> list[tuple[PointTask, ...]]:
+    """``tasks`` in groups that :func:`simulate_points` replays at once: the points of one
+    trace whose configs share their compute, in task order. While there are fewer groups than
+    ``parts`` (workers), the largest group is halved, so every worker has a replay to run."""
+    from accelsim.engine.sparse import compute_key
+
+    groups: dict[tuple[int, object], list[PointTask]] = {}
+    for task in tasks:
+        groups.setdefault((task.trace_index, compute_key(task.hw)), []).append(task)
+    result = [tuple(group) for group in groups.values()]
+    while len(result) < parts and any(len(group) > 1 for group in result):
+        largest = max(range(len(result)), key=lambda i: len(result[i]))
+        group = result.pop(largest)
+        half = (len(group) + 1) // 2
+        result[largest:largest] = [group[:half], group[half:]]
+    return result
 
 
 # ---------------------------------------------------------------------------------------------
@@ -480,19 +510,24 @@ def _abort_pool(pool: ProcessPoolExecutor, futures: Sequence[Any]) -> None:
 
 
 def run_local(tasks: Sequence[PointTask], workers: int | None, on_done: OnDone) -> None:
-    """Run ``tasks`` on ``workers`` spawned processes (all cores when None); one process runs
-    them here, in order. ``on_done`` is called in this process as each task finishes."""
+    """Run ``tasks`` on ``workers`` spawned processes (all cores when None), in groups that
+    share a replay (:func:`group_tasks`); one process runs them here, in order. ``on_done`` is
+    called in this process for each task as its group finishes."""
     workers = min(workers or os.cpu_count() or 1, len(tasks))
+    groups = group_tasks(tasks, workers)
+    workers = min(workers, len(groups))
     if workers <= 1:
-        for task in tasks:
-            on_done(task, simulate_point(task))
+        for group in groups:
+            for task, record in zip(group, simulate_points(group), strict=True):
+                on_done(task, record)
         return
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_worker_init, initargs=(os.getpid(),))
-    futures = {pool.submit(simulate_point, task): task for task in tasks}
+    futures = {pool.submit(simulate_points, group): group for group in groups}
     try:
         for future in as_completed(futures):
-            on_done(futures[future], future.result())
+            for task, record in zip(futures[future], future.result(), strict=True):
+                on_done(task, record)
     except BaseException:
         _abort_pool(pool, list(futures))
         raise
@@ -527,12 +562,15 @@ def run_dask(tasks: Sequence[PointTask], client: Any, on_done: OnDone) -> None:
     back here and ``on_done`` stores them. On any error or Ctrl-C every task is cancelled."""
     import distributed
 
-    keys = [f"accelsim-point-{task.point_id}" for task in tasks]
-    futures = client.map(simulate_point, list(tasks), key=keys)
-    by_key = dict(zip(keys, tasks, strict=True))
+    workers = max(1, len(client.scheduler_info().get("workers", {})))
+    groups = group_tasks(tasks, workers)
+    keys = [f"accelsim-points-{group[0].point_id}-{len(group)}" for group in groups]
+    futures = client.map(simulate_points, groups, key=keys)
+    by_key = dict(zip(keys, groups, strict=True))
     try:
         for future in distributed.as_completed(futures, loop=client.loop):
-            on_done(by_key[future.key], future.result())
+            for task, record in zip(by_key[future.key], future.result(), strict=True):
+                on_done(task, record)
     except BaseException:
         client.cancel(futures)
         raise

@@ -17,9 +17,9 @@ from accelsim.api import replay_to_dir
 from accelsim.cli import main
 from accelsim.config import HardwareConfig, with_overrides
 from accelsim.engine.masks import BasePath, LayerMasks
-from accelsim.engine.replay import replay_trace
+from accelsim.engine.replay import replay_trace, replay_trace_on
 from accelsim.engine.simulator import JobResult, simulate_network_dense
-from accelsim.engine.sparse import sparse_compute
+from accelsim.engine.sparse import compute_key, sparse_compute
 from accelsim.engine.systolic import cycles_nm_systolic
 from accelsim.errors import InputError
 from accelsim.network import PHASES, Layer, conv, resnet18, resnet20
@@ -232,7 +232,9 @@ def test_a_replay_keeps_only_the_latest_weight_mask_of_each_layer(
                 for branch in range(1, replayer.reader.branches + 1)}
     assert weighted and set(replayer._weight_cache) == weighted
     assert {key[2] for key, _ in replayer._weight_cache.values()} == {3}
-    assert set(replayer._job_cache) <= pairs  # rows of jobs without a gate: one set a layer
+    # rows of jobs without a gate: one set a layer and branch (of the one config replayed)
+    assert {(name, branch) for config, name, branch in replayer._job_cache} <= pairs
+    assert {config for config, _, _ in replayer._job_cache} == {0}
 
 
 @pytest.mark.parametrize("config", [SynthConfig(steps=1, gate_sparsity=0.7),
@@ -365,3 +367,46 @@ def test_dense_gradient_steps_and_momentum_branches(tmp_path: Path,
     rows, _ = replay_trace(momentum, fp8_hw)
     assert {r.phase for r in rows if r.branch == 2} == {"fw"}
     assert {r.phase for r in rows if r.branch == 1} == {"fw", "bd", "wg"}
+
+
+# Overrides that compute never reads (memory, energy, clock, precision) and one that it reads.
+NOT_COMPUTE = [{}, {"dram.bandwidth_gbps": 3.2, "dram.compress_sparse": False},
+               {"buffers.global_kib": 64.0, "pe_array.clock_mhz": 1000.0},
+               {"energy.index_decode.pj": 0.5, "static_power_mw": 0.0,
+                "pe_array.precision": "fp16", "dram.double_buffering": False}]
+COMPUTE = {"pe_array.sync_tiles": 1}
+
+
+@pytest.mark.parametrize("config", [
+    SynthConfig(steps=2, gate_sparsity=0.6, gate_groups=4),
+    SynthConfig(steps=2, gate_sparsity=0.6, gate_groups=2, gate_group_size=8,
+                weight_sparsity=0.5, weight_update_every=1),
+    SynthConfig(steps=2, weight_pattern="nm:2:4"),
+], ids=["cdg", "scdg-weights", "nm24"])
+def test_configs_that_share_their_compute_replay_once_with_the_same_rows(
+        tmp_path: Path, fp8_hw: HardwareConfig, config: SynthConfig,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Replaying several configs together gives each the rows of its own replay; the configs
+    whose compute_key is equal share one compute per job (found as often as for one config)."""
+    trace = make_trace(tmp_path, "t", resnet20(batch=2, image_size=16), config)
+    hws = [with_overrides(fp8_hw, o) for o in NOT_COMPUTE] + [with_overrides(fp8_hw, COMPUTE)]
+    assert len({compute_key(hw) for hw in hws}) == 2 and len(set(hws)) == len(hws)
+    import accelsim.engine.simulator as simulator
+
+    calls = {"n": 0}
+    original = simulator.JobCache.compute
+
+    def counted(self: simulator.JobCache, *args: object) -> object:
+        calls["n"] += 1
+        return original(self, *args)
+
+    monkeypatch.setattr(simulator.JobCache, "compute", counted)
+    replay_trace(trace, fp8_hw)
+    alone = calls["n"]
+    assert alone > 0
+    calls["n"] = 0
+    together = replay_trace_on(trace, hws)
+    assert calls["n"] == 2 * alone  # once for the four memory/energy configs, once for sync 1
+    for hw, (rows, storage) in zip(hws, together, strict=True):
+        expected_rows, expected_storage = replay_trace(trace, hw)
+        assert rows == expected_rows and storage == expected_storage

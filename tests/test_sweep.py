@@ -24,8 +24,10 @@ from accelsim.network import resnet20
 from accelsim.sweep import (
     best_points,
     expand_grid,
+    group_tasks,
     load_grid_file,
     parse_vary,
+    plan_sweep,
     point_id,
     run_sweep,
 )
@@ -252,6 +254,38 @@ def test_reference_table_is_tidy_and_points_are_stored(reference, traces: list[P
     assert sweep["varied_keys"] == ["pe_array.rows", "decoder.compaction", "dram.bandwidth_gbps"]
     assert len(sweep["grid"]) == POINTS and sweep["base_config"]["path"] == str(FP8)
     assert [t["path"] for t in sweep["traces"]] == [str(t) for t in traces]
+
+
+def test_points_that_share_their_compute_replay_together(traces: list[Path]) -> None:
+    """Points of one trace that differ only in memory or energy form one group (one replay);
+    a compute parameter or another trace starts a new group; groups are halved to feed the
+    workers."""
+    plan = plan_sweep(traces, FP8, [], grid_12())
+    tasks = plan.tasks()
+    groups = group_tasks(tasks, 1)
+    # per trace: 3 array sizes x 2 compaction settings, each with both DRAM bandwidths
+    assert len(groups) == 2 * 6 and all(len(group) == 2 for group in groups)
+    assert all(len({task.trace_index for task in group}) == 1 for group in groups)
+    assert [task for group in groups for task in group] == sorted(
+        tasks, key=lambda t: (t.trace_index, t.point // 2, t.point))
+    one_trace = [task for task in tasks if task.trace_index == 0 and task.point % 4 < 2]
+    assert len(group_tasks(one_trace, 1)) == 3 and len(group_tasks(one_trace, 6)) == 6
+
+
+def test_a_shared_replay_stores_what_each_point_gives_alone(reference,
+                                                            traces: list[Path],
+                                                            tmp_path: Path) -> None:
+    """The stored summary of a point replayed with another equals its own replay's."""
+    from accelsim.api import replay_to_dir
+    from accelsim.config import load_hardware, with_overrides
+
+    table = pd.read_csv(reference.out / "results.csv")
+    row = table[(table["point"] == 1) & (table["trace"] == str(traces[0]))].iloc[0]
+    record = json.loads((reference.out / "points" / f"{row['point_id']}.json").read_text())
+    hw = with_overrides(load_hardware(FP8), record["overrides"])
+    alone = replay_to_dir(traces[0], hw, tmp_path / "alone")
+    for key in ("total", "per_phase", "per_branch", "index"):
+        assert record["summary"][key] == json.loads(json.dumps(alone[key])), key
 
 
 def test_best_points(reference, traces: list[Path]) -> None:

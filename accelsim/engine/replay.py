@@ -2,8 +2,11 @@
 
 Per (step, layer, branch) the masks are prepared once (element-level gate, base-path structure,
 flattened weights; an all-ones mask runs in dense mode) and their index storage is priced in the
-cheapest format the decoder supports (:mod:`accelsim.sparsity`). Then each phase is simulated by
-:func:`accelsim.engine.simulator.simulate_job`.
+cheapest format the decoder supports (:mod:`accelsim.sparsity`). Then each phase's compute is
+found once (:meth:`accelsim.engine.simulator.JobCache.compute`) and priced into a row on each
+hardware config replayed (:class:`accelsim.engine.simulator.JobFrame`): configs that differ only
+in what compute never reads (:func:`accelsim.engine.sparse.compute_key`: memory, energy, clock,
+precision) share one compute, so a sweep over such parameters replays the masks once.
 
 Index traffic: FW writes the gate index when a later phase (BD, WG) skips with it, and those
 phases read it back; weight indices are read by every phase that reads compressed weights
@@ -23,7 +26,8 @@ import numpy as np
 
 from accelsim.config import HardwareConfig
 from accelsim.engine.masks import BasePath, LayerMasks, PackedGate
-from accelsim.engine.simulator import IndexCost, JobCache, JobResult, phases_for, simulate_job
+from accelsim.engine.simulator import IndexCost, JobCache, JobResult, phases_for
+from accelsim.engine.sparse import SparseCompute, compute_key
 from accelsim.errors import InputError
 from accelsim.kernels import as_words, uniform_group_ones
 from accelsim.network import PHASES
@@ -173,13 +177,20 @@ def weight_index(weight: np.ndarray, pattern: str, hw: HardwareConfig, what: str
 
 
 class Replayer:
-    """Replays one trace on one hardware config."""
+    """Replays one trace on one hardware config, or on several that share their compute
+    (``also``: configs with the same :func:`~accelsim.engine.sparse.compute_key` as ``hw``;
+    their rows come from :meth:`replay_step_all`)."""
 
     def __init__(self, trace_path: str | Path, hw: HardwareConfig,
-                 phases: Sequence[str] = PHASES) -> None:
+                 phases: Sequence[str] = PHASES, *,
+                 also: Sequence[HardwareConfig] = ()) -> None:
         self.path = Path(trace_path)
         self.reader = TraceReader(self.path)
         self.hw = hw
+        self.hws = (hw, *also)
+        key = compute_key(hw)
+        if any(compute_key(other) != key for other in also):
+            raise ValueError("configs replayed together must share their compute_key")
         self.phases = tuple(phases)
         self.name = self.path.name
         ssl = str(self.reader.manifest.producer.get("ssl", "")).lower()
@@ -189,8 +200,8 @@ class Replayer:
         # stores its weights often does not keep them all.
         self._weight_cache: dict[tuple[str, int], tuple[tuple, PreparedWeight]] = {}
         self._base_cache: dict[tuple[str, int], BasePath] = {}
-        self._parts = JobCache()  # dense halves and job frames
-        self._job_cache: dict[tuple[str, int], tuple[tuple, dict[str, JobResult]]] = {}
+        self._parts = [JobCache() for _ in self.hws]  # dense halves and job frames per config
+        self._job_cache: dict[tuple[int, str, int], tuple[tuple, dict[str, JobResult]]] = {}
         self._jobs_cache: dict[tuple, list] = {}  # per-phase arguments (_phase_jobs)
         # (branch, layer, phases) of every layer that runs on a branch
         self._layer_phases = [
@@ -244,15 +255,16 @@ class Replayer:
         stored = self.reader.weight_step(step, item.name, branch)
         return item.name, branch, stored if stored is not None else step
 
-    def _phase_jobs(self, item: TraceLayer, branch: int, phases: tuple[str, ...],
-                    gidx: MaskIndex, gated: bool, prepared: PreparedWeight,
+    def _phase_jobs(self, hw: HardwareConfig, item: TraceLayer, branch: int,
+                    phases: tuple[str, ...], gidx: MaskIndex, gated: bool,
+                    prepared: PreparedWeight,
                     dense_gradient: bool) -> list[tuple[str, IndexCost, float, float]]:
         """(phase, indices it uses, weight density of its compressed weights, density of the
-        weight gradient it writes) of each phase the layer runs on this branch."""
-        support, dram = self.hw.sparsity_support, self.hw.dram
+        weight gradient it writes) of each phase the layer runs on this branch on ``hw``."""
+        support, dram = hw.sparsity_support, hw.dram
         weight, widx, nm = prepared.mask, prepared.index, prepared.nm
         # Systolic arrays skip only N:M weights (FW); others never read the index to skip.
-        skips_weights = self.hw.pe_array.dataflow == "tensor" or (
+        skips_weights = hw.pe_array.dataflow == "tensor" or (
             nm is not None and nm[1] in support.nm_m)
         gate_later = any(p in support.gate for p in ("bd", "wg") if p in phases)
         compressed = weight is not None and dram.compress_sparse
@@ -277,10 +289,18 @@ class Replayer:
         return jobs
 
     def replay_step(self, step: int) -> tuple[list[JobResult], dict[str, int]]:
-        """All jobs of one recorded step, and its index storage (bits used, bitmap bits)."""
+        """All jobs of one recorded step on ``hw``, and its index storage (bits used, bitmap
+        bits)."""
+        rows, storage = self.replay_step_all(step)
+        return rows[0], storage
+
+    def replay_step_all(self, step: int) -> tuple[list[list[JobResult]], dict[str, int]]:
+        """All jobs of one recorded step on each config of :attr:`hws` (one row list each,
+        every job's compute found once), and its index storage (bits used, bitmap bits: the
+        same on every config, whose decoders are equal)."""
         masks_of_step = self.reader.step_packed(step)
         dense_gradient = bool(masks_of_step.stats.get("dense_weight_gradient", False))
-        rows: list[JobResult] = []
+        rows: list[list[JobResult]] = [[] for _ in self.hws]
         storage = {"bits": 0, "bits_bitmap": 0}
         for branch, item, phases in self._layer_phases:
             gate_el, base, gidx, groups = None, None, NO_MASK_INDEX, 1
@@ -305,33 +325,42 @@ class Replayer:
             # step's dense-gradient flag: its row is kept and reused with the step number.
             job_key = None if gate_el is not None else (
                 weight_key or (item.name, branch, None), dense_gradient)
-            held = self._job_cache.get((item.name, branch)) if job_key is not None else None
-            if held is not None and held[0] == job_key:
-                rows.extend(_at_step(held[1][phase], step) for phase in phases)
+            held = [self._job_cache.get((i, item.name, branch)) for i in range(len(self.hws))]
+            if job_key is not None and all(h is not None and h[0] == job_key for h in held):
+                for i, (_, kept) in enumerate(held):  # type: ignore[misc]
+                    rows[i].extend(_at_step(kept[phase], step) for phase in phases)
                 continue
-            jobs_key = (item.name, branch, gidx, gate_el is not None, weight_key,
-                        dense_gradient)
-            jobs = self._jobs_cache.get(jobs_key)
-            if jobs is None:
-                jobs = self._jobs_cache[jobs_key] = self._phase_jobs(
-                    item, branch, phases, gidx, gate_el is not None, prepared, dense_gradient)
-                if len(self._jobs_cache) > JOBS_CACHE_LIMIT:
-                    self._jobs_cache.clear()
-                    self._jobs_cache[jobs_key] = jobs
             weight = prepared.mask
             masks = LayerMasks(packed_gate=gate_el, gate_group_size=item.gate.group_size
                                if item.gate is not None else 1, base=base, weight=weight,
                                nm=prepared.nm, gating_groups=groups,
                                dense_weight_gradient=dense_gradient,
                                weight_views=prepared.views if weight is not None else None)
-            layer_rows = {phase: simulate_job(
-                item.layer, phase, self.hw, masks=masks, index=index_cost,
-                weight_density=weight_density, dw_density=dw_density, branch=branch, step=step,
-                trace=self.name, cache=self._parts)
-                for phase, index_cost, weight_density, dw_density in jobs}
-            rows.extend(layer_rows.values())
-            if job_key is not None:  # kept for this layer and branch until its key changes
-                self._job_cache[(item.name, branch)] = (job_key, layer_rows)
+            computes: dict[str, SparseCompute] = {}
+            for i, hw in enumerate(self.hws):
+                jobs_key = (i, item.name, branch, gidx, gate_el is not None, weight_key,
+                            dense_gradient)
+                jobs = self._jobs_cache.get(jobs_key)
+                if jobs is None:
+                    jobs = self._jobs_cache[jobs_key] = self._phase_jobs(
+                        hw, item, branch, phases, gidx, gate_el is not None, prepared,
+                        dense_gradient)
+                    if len(self._jobs_cache) > JOBS_CACHE_LIMIT * len(self.hws):
+                        self._jobs_cache.clear()
+                        self._jobs_cache[jobs_key] = jobs
+                layer_rows = {}
+                for phase, index_cost, weight_density, dw_density in jobs:
+                    compute = computes.get(phase)
+                    if compute is None:
+                        compute = computes[phase] = self._parts[0].compute(
+                            item.layer, phase, masks, self.hw)
+                    frame = self._parts[i].frame(item.layer, phase, hw, weight_density,
+                                                 dw_density, index_cost, branch, self.name,
+                                                 compute.cycles_compute_dense)
+                    layer_rows[phase] = frame.result(compute, step)
+                rows[i].extend(layer_rows.values())
+                if job_key is not None:  # kept for this layer and branch until its key changes
+                    self._job_cache[(i, item.name, branch)] = (job_key, layer_rows)
         return rows, storage
 
 
@@ -372,3 +401,27 @@ def replay_trace(trace_path: str | Path, hw: HardwareConfig, *, phases: Sequence
     storage = {"bits": sum(s["bits"] for _, s in results),
                "bits_bitmap": sum(s["bits_bitmap"] for _, s in results)}
     return rows, storage
+
+
+def replay_trace_on(trace_path: str | Path, hws: Sequence[HardwareConfig], *,
+                    phases: Sequence[str] = PHASES) -> list[tuple[list[JobResult],
+                                                                  dict[str, int]]]:
+    """:func:`replay_trace` on each config of ``hws`` (results in the same order): configs that
+    share their :func:`~accelsim.engine.sparse.compute_key` are replayed together, each job's
+    compute found once for all of them."""
+    groups: dict[object, list[int]] = {}
+    for index, hw in enumerate(hws):
+        groups.setdefault(compute_key(hw), []).append(index)
+    results: list[tuple[list[JobResult], dict[str, int]]] = [([], {})] * len(hws)
+    for indices in groups.values():
+        replayer = Replayer(trace_path, hws[indices[0]], phases,
+                            also=[hws[i] for i in indices[1:]])
+        if not replayer.reader.steps:
+            raise InputError("the trace has no complete step to replay", path=str(trace_path))
+        per_step = [replayer.replay_step_all(step) for step in replayer.reader.steps]
+        storage = {"bits": sum(s["bits"] for _, s in per_step),
+                   "bits_bitmap": sum(s["bits_bitmap"] for _, s in per_step)}
+        for position, index in enumerate(indices):
+            results[index] = ([row for step_rows, _ in per_step for row in step_rows[position]],
+                              storage)
+    return results

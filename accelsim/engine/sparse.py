@@ -18,7 +18,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from accelsim.config import SYSTOLIC_DATAFLOWS, HardwareConfig
+from accelsim.config import (
+    SYSTOLIC_DATAFLOWS,
+    DecoderConfig,
+    HardwareConfig,
+    SparsitySupportConfig,
+)
 from accelsim.engine.bd import BdPlan, bd_plan, bd_sums, bd_work
 from accelsim.engine.fw import FwPlan, fw_plan, fw_sums, fw_work
 from accelsim.engine.masks import LayerMasks, as_bytes, memo
@@ -84,6 +89,29 @@ def _macs_plan(m: int, f: int, k: int, masks: LayerMasks,
     if (conditional == conditional[0]).all():
         conditional = conditional[:1]
     return int(on_base.sum()) * m, conditional
+
+
+@dataclass(frozen=True)
+class ComputeKey:
+    """Exactly the hardware a job's compute reads (and the replay's index pricing: decoder
+    formats, gate group size, N:M support): configs with equal keys give equal
+    :class:`SparseCompute` for every job, whatever their memory, energy, clock or precision."""
+
+    rows: int
+    cols: int
+    dataflow: str
+    vector_width: int
+    pipeline_latency: int
+    sync_tiles: int
+    decoder: DecoderConfig
+    sparsity_support: SparsitySupportConfig
+
+
+def compute_key(hw: HardwareConfig) -> ComputeKey:
+    """The :class:`ComputeKey` of ``hw``."""
+    pe = hw.pe_array
+    return ComputeKey(pe.rows, pe.cols, pe.dataflow, pe.vector_width, pe.pipeline_latency,
+                      pe.sync_tiles, hw.decoder, hw.sparsity_support)
 
 
 @dataclass(frozen=True)

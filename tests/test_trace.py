@@ -289,7 +289,9 @@ def test_fast_crc32_and_inflate_equal_zlib(data: bytes, level: int) -> None:
 @given(st.integers(0, 3000), st.integers(0, 7), st.floats(0.0, 1.0), st.integers(0, 2**32 - 1))
 def test_packed_ones_counts_the_mask_bits_only(count: int, offset: int, density: float,
                                                seed: int) -> None:
-    """Ones among the first ``count`` packed bits (padding ignored), on unaligned buffers too."""
+    """Ones among the first ``count`` packed bits (padding ignored), on unaligned buffers too:
+    numpy's count (the reader's default) and the numba kernel the replay gives the reader."""
+    from accelsim.kernels import packed_ones as packed_ones_kernel
     from accelsim.trace.format import packed_ones
     bits = np.random.default_rng(seed).random(count) < density
     packed = np.packbits(bits, bitorder="little")
@@ -298,6 +300,7 @@ def test_packed_ones_counts_the_mask_bits_only(count: int, offset: int, density:
     if count % 8:
         padded[offset + packed.size - 1] |= np.uint8(0xFF << (count % 8) & 0xFF)
     assert packed_ones(padded[offset:offset + packed.size], count) == int(bits.sum())
+    assert packed_ones_kernel(padded[offset:offset + packed.size], count) == int(bits.sum())
 
 
 def test_bit_order_is_little_endian_c_order() -> None:

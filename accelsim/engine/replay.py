@@ -29,7 +29,7 @@ from accelsim.engine.masks import BasePath, LayerMasks, PackedGate
 from accelsim.engine.simulator import IndexCost, JobCache, JobResult, phases_for
 from accelsim.engine.sparse import SparseCompute, compute_key
 from accelsim.errors import InputError
-from accelsim.kernels import as_words, uniform_group_ones
+from accelsim.kernels import as_words, packed_ones, uniform_group_ones
 from accelsim.network import PHASES
 from accelsim.sparsity import (
     IndexParams,
@@ -185,7 +185,7 @@ class Replayer:
                  phases: Sequence[str] = PHASES, *,
                  also: Sequence[HardwareConfig] = ()) -> None:
         self.path = Path(trace_path)
-        self.reader = TraceReader(self.path)
+        self.reader = TraceReader(self.path, count_ones=packed_ones)
         self.hw = hw
         self.hws = (hw, *also)
         key = compute_key(hw)
@@ -365,8 +365,8 @@ class Replayer:
 
 
 def _at_step(row: JobResult, step: int) -> JobResult:
-    """A copy of ``row`` for ``step``: what dataclasses.replace gives, 7x faster (2 vs 14 us:
-    no field checks, no __init__)."""
+    """A copy of ``row`` for ``step``: what dataclasses.replace gives, without its field
+    checks and ``__init__``."""
     result = JobResult.of(row.__dict__)
     result.__dict__["step"] = step
     return result

@@ -63,7 +63,7 @@ class RunConfig:
                                         # are, fastest replay; 1: fast; 9: smallest)
     trace_min_saving: float = MIN_SAVING  # 0.25: a mask is stored compressed only when zlib
                                           # saves at least this share of its bytes (else raw:
-                                          # replays 5x faster; random gates save only ~10 %)
+                                          # no inflate per replay; random gates save ~10 %)
     batch_size: int = 64                # images per branch
     device: str = "cpu"                 # cpu | cuda
     seed: int = 0

@@ -167,7 +167,8 @@ class LayerMasks:
     def unit_totals(self, unit: int, rows: int, pass_len: int) -> np.ndarray:
         """int64 (units,): pixels where any lane of each unit is active, over all passes
         (cached; FW's :func:`diagonal_sums` leaves them here as it computes them, else
-        :meth:`unit_counts` summed one axis at a time: 3x faster than over both at once)."""
+        :meth:`unit_counts` summed one axis at a time, which numpy does faster than both at
+        once)."""
         return memo(self._cache, ("unit_totals", unit, rows, pass_len),
                     lambda: self.unit_counts(unit, rows, pass_len).sum(axis=0).sum(axis=1))
 

@@ -75,7 +75,7 @@ class JobResult:
     @classmethod
     def of(cls, fields: dict[str, object]) -> JobResult:
         """A result holding ``fields`` (all of them, by name): what ``JobResult(**fields)``
-        gives, 2-3x faster (a frozen dataclass's ``__init__`` sets each of its 33 fields
+        gives, without the frozen dataclass's ``__init__`` (which sets each of its 33 fields
         through ``object.__setattr__``; the row is new, so filling its ``__dict__`` is safe).
         Tests require the rows made this way to hold exactly the declared fields."""
         result = object.__new__(cls)

@@ -11,7 +11,7 @@ import math
 import os
 import re
 
-try:  # ISA-L: zlib's crc32 and inflate, bit for bit, several times faster
+try:  # ISA-L: zlib's crc32 and inflate, bit for bit, faster than zlib's own
     from isal import isal_zlib as zlib_fast
 except ImportError:  # pragma: no cover - isal is a dependency; plain zlib gives the same results
     import zlib as zlib_fast  # type: ignore[no-redef]

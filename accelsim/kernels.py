@@ -72,12 +72,16 @@ def load_bits(words: np.ndarray, start: int, count: int) -> np.uint64:
 
 
 @njit(**INLINE)
-def _local_classes(classes: np.ndarray, lanes: np.ndarray, c0: int, c1: int,
-                   local_class: np.ndarray, multiplicity: np.ndarray, local_lanes: np.ndarray,
-                   local_of_col: np.ndarray) -> int:
-    """The distinct classes of unit columns [c0, c1) (a column tile): fills local_class, the
-    columns (multiplicity) and real lanes of each, and each column's local class; returns how
-    many there are."""
+def _column_tile(classes: np.ndarray, lanes: np.ndarray, col_idx: np.ndarray, tc: int,
+                 qcols: int) -> tuple[int, int, int, int, np.ndarray, np.ndarray, np.ndarray]:
+    """Column tile ``tc`` of ``qcols`` unit columns: (c0, c1: its columns [c0, c1), its
+    decoder column indices, n_local: how many distinct classes its columns have, and per
+    local class: the class, its columns (multiplicity) and their real lanes)."""
+    c0 = tc * qcols
+    c1 = min(c0 + qcols, classes.shape[0])
+    local_class = np.zeros(qcols, dtype=np.int64)
+    multiplicity = np.zeros(qcols, dtype=np.int64)
+    local_lanes = np.zeros(qcols, dtype=np.int64)
     n_local = 0
     for j in range(c0, c1):
         found = -1
@@ -88,13 +92,10 @@ def _local_classes(classes: np.ndarray, lanes: np.ndarray, c0: int, c1: int,
         if found < 0:
             found = n_local
             local_class[n_local] = classes[j]
-            multiplicity[n_local] = 0
-            local_lanes[n_local] = 0
             n_local += 1
-        local_of_col[j - c0] = found
         multiplicity[found] += 1
         local_lanes[found] += lanes[j]
-    return n_local
+    return c0, c1, col_idx[c0:c1].sum(), n_local, local_class, multiplicity, local_lanes
 
 
 @njit(**INLINE)
@@ -133,22 +134,12 @@ def schedule_passes(counts: np.ndarray, classes: np.ndarray, lanes: np.ndarray,
     row_tiles = (n_rows + rows - 1) // rows
     col_tiles = (n_cols + qcols - 1) // qcols
     per_class = np.zeros((rows, qcols), dtype=np.int64)
-    local_class = np.zeros(qcols, dtype=np.int64)
-    local_of_col = np.zeros(qcols, dtype=np.int64)
-    multiplicity = np.zeros(qcols, dtype=np.int64)
-    local_lanes = np.zeros(qcols, dtype=np.int64)
     tile_work = np.zeros(sync_tiles, dtype=np.int64)
-    issued = 0
-    cycles = 0
-    stall = 0
-    indices_total = 0
+    issued = cycles = stall = indices_total = 0
     for tc in range(col_tiles):
-        c0 = tc * qcols
-        c1 = min(c0 + qcols, n_cols)
+        c0, c1, col_part, n_local, local_class, multiplicity, local_lanes = _column_tile(
+            classes, lanes, col_idx, tc, qcols)
         width = c1 - c0
-        col_part = col_idx[c0:c1].sum()
-        n_local = _local_classes(classes, lanes, c0, c1, local_class, multiplicity,
-                                 local_lanes, local_of_col)
         tr = 0
         while tr < row_tiles:
             t_end = min(tr + sync_tiles, row_tiles)
@@ -816,20 +807,10 @@ def schedule_sums(sums: np.ndarray, classes: np.ndarray, lanes: np.ndarray,
     n_passes, _, n_queue_rows = sums.shape
     n_cols = classes.shape[0]
     col_tiles = (n_cols + qcols - 1) // qcols
-    local_class = np.zeros(qcols, dtype=np.int64)
-    multiplicity = np.zeros(qcols, dtype=np.int64)
-    local_lanes = np.zeros(qcols, dtype=np.int64)
-    local_of_col = np.zeros(qcols, dtype=np.int64)
-    issued = 0
-    cycles = 0
-    stall = 0
-    indices_total = 0
+    issued = cycles = stall = indices_total = 0
     for tc in range(col_tiles):
-        c0 = tc * qcols
-        c1 = min(c0 + qcols, n_cols)
-        col_part = col_idx[c0:c1].sum()
-        n_local = _local_classes(classes, lanes, c0, c1, local_class, multiplicity,
-                                 local_lanes, local_of_col)
+        c0, c1, col_part, n_local, local_class, _, local_lanes = _column_tile(
+            classes, lanes, col_idx, tc, qcols)
         for p in range(n_passes):
             compute = 0
             for lc in range(n_local):

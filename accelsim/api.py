@@ -8,13 +8,12 @@ import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import pandas as pd
-
 from accelsim import __version__
 from accelsim.config import HardwareConfig
 from accelsim.engine.simulator import (
     JobResult,
     replay_summary,
+    results_frame,
     simulate_network_dense,
     summarize,
 )
@@ -24,11 +23,6 @@ from accelsim.network import PHASES, Network
 from accelsim.report import RUN_FILES, build_report, slugify
 from accelsim.trace import resolve_trace_dir
 from accelsim.trace.format import MANIFEST_NAME
-
-
-def results_frame(rows: Sequence[JobResult]) -> pd.DataFrame:
-    """Tidy table: one row per job, snake_case columns with units in their names."""
-    return pd.DataFrame([r.row() for r in rows])
 
 
 def git_revision() -> str | None:
@@ -41,11 +35,12 @@ def git_revision() -> str | None:
     return out.stdout.strip() or None
 
 
-def write_results(rows: Sequence[JobResult], summary: dict, out_dir: Path,
+def write_results(rows: Sequence[JobResult], hw: HardwareConfig, summary: dict, out_dir: Path,
                   run_info: dict) -> None:
-    """Write results.csv, summary.json and run.json atomically into ``out_dir``."""
+    """Write results.csv (the job table with ``hw.name`` and ``hw.digest``), summary.json and
+    run.json atomically into ``out_dir``."""
     buffer = io.StringIO()
-    results_frame(rows).to_csv(buffer, index=False)
+    results_frame(rows, hw).to_csv(buffer, index=False)
     atomic_write_text(out_dir / "results.csv", buffer.getvalue())
     atomic_write_json(out_dir / "summary.json", summary)
     atomic_write_json(out_dir / "run.json", run_info)
@@ -68,7 +63,7 @@ def simulate_dense_to_dir(network: Network, hw: HardwareConfig, out_dir: Path, *
         "phases": list(phases),
         "branches": list(branches),
     }
-    write_results(rows, summary, Path(out_dir), run_info)
+    write_results(rows, hw, summary, Path(out_dir), run_info)
     return summary
 
 
@@ -101,7 +96,7 @@ def replay_to_dir(trace_path: Path, hw: HardwareConfig, out_dir: Path, *,
         "producer": reader.manifest.producer,
         "phases": list(phases),
     }
-    write_results(rows, summary, Path(out_dir), run_info)
+    write_results(rows, hw, summary, Path(out_dir), run_info)
     return summary
 
 

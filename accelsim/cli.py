@@ -163,7 +163,8 @@ def simulate(trace: Path | None, topology: Path | None, network_name: str | None
     simulated (topology rows with an N:M Sparsity column use SCALE-Sim's N:M timing).
 
     Writes OUT/results.csv (cycles in clock cycles, traffic in bytes, index in bits, energy in
-    pJ; macs_effective is the FLOPs view, macs_issued what the hardware spends) and
+    pJ; macs_effective is the FLOPs view, macs_issued what the hardware spends; hw.name and
+    hw.digest name the config) and
     OUT/summary.json (speedup, flops_reduction, efficiency_gap = speedup / flops_reduction,
     energy_reduction, index_reduction, TFLOPS/W; overall, per phase, per branch).
 

@@ -18,6 +18,8 @@ the sweep was interrupted. The format of ``OUT`` is described in ``docs/sweeps.m
     OUT/sweep.json           what the sweep is (written first): base config and digest, phases,
                              varied keys, grid, traces with their digests, accelsim version
     OUT/points/<id>.json     one finished (trace, point): overrides, digests, summary
+    OUT/points/<id>.parquet  its job table: one row per job (as ``accelsim simulate`` writes),
+                             with point, point_id and hw.* columns (:func:`sweep_jobs`)
     OUT/results.csv          tidy table: one row per (trace, point, scope), see TABLE_COLUMNS
     OUT/results.parquet      the same table
 
@@ -309,6 +311,7 @@ class PointTask:
     point_id: str
     trace: TraceRef
     overrides: dict[str, Any]
+    varied: dict[str, Any]  # every varied key's value in this point's config
     hw: HardwareConfig
     base_digest: str
     phases: tuple[str, ...]
@@ -339,8 +342,8 @@ class SweepPlan:
     def tasks(self) -> list[PointTask]:
         """Every (trace, point), in trace order then grid order."""
         base_digest = self.base_digest
-        return [PointTask(t, p, self.point_id(t, p), trace, self.grid[p], self.configs[p],
-                          base_digest, self.phases)
+        return [PointTask(t, p, self.point_id(t, p), trace, self.grid[p],
+                          self.varied_values(p), self.configs[p], base_digest, self.phases)
                 for t, trace in enumerate(self.traces) for p in range(len(self.grid))]
 
     def varied_values(self, point: int) -> dict[str, Any]:
@@ -420,17 +423,19 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def simulate_points(tasks: Sequence[PointTask]) -> list[dict[str, Any]]:
-    """Replay one trace on the configs of ``tasks`` (points of one trace); the records stored as
-    ``points/<id>.json``, in the order of ``tasks``. Points whose configs share their compute
-    (:func:`accelsim.engine.sparse.compute_key`: they differ only in memory, energy, clock or
-    precision) are replayed together, each job's compute found once.
+def simulate_points(tasks: Sequence[PointTask]) -> list[tuple[dict[str, Any], bytes]]:
+    """Replay one trace on the configs of ``tasks`` (points of one trace): per task, in the order
+    of ``tasks``, its record (stored as ``points/<id>.json``) and its job table as parquet
+    bytes (``points/<id>.parquet``: the job rows of ``accelsim simulate`` with ``point``,
+    ``point_id`` and the ``hw.*`` columns of the varied keys). Points whose configs share their
+    compute (:func:`accelsim.engine.sparse.compute_key`: they differ only in memory, energy,
+    clock or precision) are replayed together, each job's compute found once.
 
     ``summary`` holds ``total``, ``per_phase``, ``per_branch``, ``index`` and (for gated traces)
     ``gated_layers_fw``, as in ``summary.json`` of ``accelsim simulate``.
     """
     from accelsim.engine.replay import replay_trace_on
-    from accelsim.engine.simulator import replay_summary
+    from accelsim.engine.simulator import replay_summary, results_frame
     from accelsim.trace import TraceReader
 
     if not tasks:
@@ -443,9 +448,12 @@ def simulate_points(tasks: Sequence[PointTask]) -> list[dict[str, Any]]:
     kept = ("total", "per_phase", "per_branch", "index", "gated_layers_fw")
     records = []
     for task, (rows, storage) in zip(tasks, replays, strict=True):
+        jobs = results_frame(rows, task.hw, task.varied)
+        jobs.insert(0, "point_id", task.point_id)
+        jobs.insert(0, "point", task.point)
         summary = replay_summary(rows, storage, task.hw, Path(trace.path).name,
                                  reader.manifest.producer, gated)
-        records.append(_plain({
+        records.append((_plain({
             "point_id": task.point_id,
             "point": task.point,
             "trace": task.trace.label,
@@ -456,7 +464,7 @@ def simulate_points(tasks: Sequence[PointTask]) -> list[dict[str, Any]]:
             "phases": list(task.phases),
             "accelsim_version": __version__,
             "summary": {key: summary[key] for key in kept if key in summary},
-        }))
+        }), _parquet_bytes(jobs)))
     return records
 
 
@@ -482,7 +490,7 @@ def group_tasks(tasks: Sequence[PointTask], parts: int) -> list[tuple[PointTask,
 # Executors
 # ---------------------------------------------------------------------------------------------
 
-OnDone = Callable[[PointTask, dict[str, Any]], None]
+OnDone = Callable[[PointTask, tuple[dict[str, Any], bytes]], None]
 
 
 def _watch_parent(parent_pid: int) -> None:
@@ -657,7 +665,8 @@ def _stored_points(out: Path, plan: SweepPlan) -> set[str]:
         if not ok:
             raise InputError("this point was computed with another config; delete it to "
                              "compute it again", path=str(entry))
-        found.add(task.point_id)
+        if (folder / f"{entry.stem}.parquet").is_file():  # else computed again
+            found.add(task.point_id)
     return found
 
 
@@ -875,6 +884,30 @@ def count_stored(out: str | Path) -> int:
     return sum(1 for _ in folder.glob("*.json")) if folder.is_dir() else 0
 
 
+def sweep_jobs(out: str | Path) -> pd.DataFrame:
+    """Every stored point's job table (``points/<id>.parquet``) as one table, in trace order
+    then grid order: the job rows of ``accelsim simulate`` with ``point``, ``point_id`` and
+    ``hw.*`` columns for the varied keys, ready for a per-layer look at any point."""
+    import pandas as pd
+
+    out = Path(out)
+    try:
+        identity = json.loads((out / SWEEP_FILE).read_text())
+    except (OSError, ValueError):
+        raise InputError("not a sweep output directory (no readable sweep.json)",
+                         path=str(out)) from None
+    records = []
+    for entry in sorted((out / POINTS_DIR).glob("*.json")):
+        record = json.loads(entry.read_text())
+        records.append((record["trace"], record["point"], entry.with_suffix(".parquet")))
+    order = {trace["path"]: i for i, trace in enumerate(identity["traces"])}
+    records.sort(key=lambda r: (order.get(r[0], len(order)), r[1]))
+    tables = [pd.read_parquet(path) for _, _, path in records if path.is_file()]
+    if not tables:
+        raise InputError("no stored point has a job table", path=str(out / POINTS_DIR))
+    return pd.concat(tables, ignore_index=True)
+
+
 def write_tables(out: Path, plan: SweepPlan) -> pd.DataFrame:
     """Assemble the stored points into results.csv and results.parquet (atomically)."""
     columns, rows = table_rows(out, plan)
@@ -919,7 +952,9 @@ def run_sweep(traces: Sequence[str | Path], base_config_path: str | Path,
         total = len(plan.traces) * len(plan.grid)
 
         with _progress(total, len(stored), progress) as bar:
-            def on_done(task: PointTask, record: dict[str, Any]) -> None:
+            def on_done(task: PointTask, result: tuple[dict[str, Any], bytes]) -> None:
+                record, jobs = result  # the job table first: a point is stored with its JSON
+                atomic_write_bytes(out / POINTS_DIR / f"{task.point_id}.parquet", jobs)
                 atomic_write_json(out / POINTS_DIR / f"{task.point_id}.json", record)
                 bar.update(1)
 

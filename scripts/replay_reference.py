@@ -25,9 +25,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from accelsim.api import results_frame  # noqa: E402
 from accelsim.config import load_hardware  # noqa: E402
 from accelsim.engine.replay import replay_trace  # noqa: E402
+from accelsim.engine.simulator import results_frame  # noqa: E402
 from accelsim.network import resnet18, resnet20  # noqa: E402
 from accelsim.trace import resolve_trace_dir  # noqa: E402
 from accelsim.trace.synth import SynthConfig, synthesize  # noqa: E402

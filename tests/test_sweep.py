@@ -30,6 +30,7 @@ from accelsim.sweep import (
     plan_sweep,
     point_id,
     run_sweep,
+    sweep_jobs,
 )
 from accelsim.trace.synth import SynthConfig, synthesize
 from tests.conftest import FP8, ROOT
@@ -286,6 +287,40 @@ def test_a_shared_replay_stores_what_each_point_gives_alone(reference,
     alone = replay_to_dir(traces[0], hw, tmp_path / "alone")
     for key in ("total", "per_phase", "per_branch", "index"):
         assert record["summary"][key] == json.loads(json.dumps(alone[key])), key
+
+
+def test_each_point_stores_its_job_table(reference, traces: list[Path],
+                                         tmp_path: Path) -> None:
+    """A sweep keeps every point's job rows (what `accelsim simulate` writes for that config)
+    with hw.* columns for the varied keys; sweep_jobs concatenates them in trace, grid order;
+    a point whose job table is missing is computed again on resume."""
+    from accelsim.api import replay_to_dir
+    from accelsim.config import load_hardware, with_overrides
+
+    jobs = sweep_jobs(reference.out)
+    runs = jobs["point"][jobs["point"].diff() != 0]  # the points, in the order of the rows
+    assert list(runs) == list(range(POINTS)) * 2
+    varied = ["hw.pe_array.rows", "hw.decoder.compaction", "hw.dram.bandwidth_gbps"]
+    assert set(varied) <= set(jobs.columns) and {"hw.name", "hw.digest"} <= set(jobs.columns)
+    table = pd.read_csv(reference.out / "results.csv")
+    row = table[(table["point"] == 5) & (table["trace"] == str(traces[1]))].iloc[0]
+    point = jobs[jobs["point_id"] == row["point_id"]]
+    assert (point["hw.pe_array.rows"] == row["pe_array.rows"]).all()
+    record = json.loads((reference.out / "points" / f"{row['point_id']}.json").read_text())
+    hw = with_overrides(load_hardware(FP8), record["overrides"])
+    replay_to_dir(traces[1], hw, tmp_path / "alone")
+    alone = pd.read_csv(tmp_path / "alone" / "results.csv")
+    mine = point.drop(columns=["point", "point_id", *varied]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(mine.astype(alone.dtypes.to_dict()), alone, check_exact=False,
+                                  rtol=1e-12)
+    assert int(point["cycles"].sum()) == int(
+        record["summary"]["total"]["cycles"])
+    out = tmp_path / "copy"
+    shutil.copytree(reference.out, out)
+    (out / "points" / f"{row['point_id']}.parquet").unlink()
+    result = run_sweep(traces, FP8, [], grid_12(), out, resume=True, workers=1, progress=False)
+    assert result.points_computed == 1 and result.points_reused == 2 * POINTS - 1
+    assert (out / "points" / f"{row['point_id']}.parquet").is_file()
 
 
 def test_best_points(reference, traces: list[Path]) -> None:

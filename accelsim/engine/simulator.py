@@ -5,8 +5,10 @@ A job is one layer x one branch x one training phase (x one recorded step when r
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+
+import pandas as pd
 
 from accelsim.config import HardwareConfig
 from accelsim.engine.energy import ENERGY_COMPONENTS, EnergyRates, energy_of, tflops_per_watt
@@ -81,6 +83,21 @@ class JobResult:
         result = object.__new__(cls)
         result.__dict__.update(fields)
         return result
+
+
+def results_frame(rows: Sequence[JobResult], hw: HardwareConfig | None = None,
+                  varied: Mapping[str, object] | None = None) -> pd.DataFrame:
+    """The tidy job table: one row per job, snake_case columns with units in their names;
+    with ``hw``, the hardware columns ``hw.name``, ``hw.digest`` and ``hw.<key>`` for each
+    varied key (``varied``: dotted key -> this config's value), so that the job tables of a
+    sweep's points concatenate into one table."""
+    frame = pd.DataFrame([r.row() for r in rows], columns=list(JobResult.__dataclass_fields__))
+    if hw is not None:
+        frame["hw.name"] = hw.name
+        frame["hw.digest"] = hw.digest()
+        for key, value in (varied or {}).items():
+            frame[f"hw.{key}"] = [value] * len(frame) if isinstance(value, list) else value
+    return frame
 
 
 @dataclass(frozen=True)

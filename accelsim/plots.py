@@ -33,6 +33,16 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.transforms import Bbox
 
+from accelsim.analysis import (
+    PHASE_ORDER,
+    aggregate,
+    dense_energy_breakdown,
+    gap_decomposition,
+    pareto_front,
+    require,
+    varied_columns,
+)
+
 # Okabe & Ito (2008), safe for the common colour-vision deficiencies.
 PALETTE: tuple[str, ...] = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9",
                             "#F0E442", "#000000")
@@ -54,7 +64,6 @@ STYLE: dict[str, Any] = {
     "axes.axisbelow": True,
 }
 PHASE_NAMES = {"fw": "FW", "bd": "BD", "wg": "WG"}
-PHASE_ORDER = ("fw", "bd", "wg")
 ENERGY_PARTS: tuple[tuple[str, str, str], ...] = (
     ("mac", "MAC", PALETTE[0]),
     ("rf", "register file", PALETTE[5]),
@@ -111,22 +120,6 @@ def _axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
     return fig, fig.add_subplot()
 
 
-def _require(df: pd.DataFrame, columns: Sequence[str], what: str) -> None:
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise ValueError(f"{what}: missing columns {missing}")
-    if df.empty:
-        raise ValueError(f"{what}: the table is empty")
-
-
-def _ratio(numerator: pd.Series | float, denominator: pd.Series | float) -> Any:
-    """numerator / denominator, 1 where the denominator is 0 (as accelsim's summaries do)."""
-    if isinstance(denominator, pd.Series):
-        safe = denominator.where(denominator != 0, np.nan)
-        return (numerator / safe).fillna(1.0)
-    return numerator / denominator if denominator else 1.0
-
-
 ENERGY_UNITS = (("pJ", 1.0), ("nJ", 1e3), ("µJ", 1e6), ("mJ", 1e9), ("J", 1e12))
 CYCLE_UNITS = (("cycles", 1.0), ("k cycles", 1e3), ("M cycles", 1e6), ("G cycles", 1e9))
 
@@ -154,30 +147,6 @@ def _title_suffix(results: pd.DataFrame) -> str:
     return f" — {traces[0]}" if len(traces) == 1 else ""
 
 
-SUM_COLUMNS = ("macs_dense", "macs_effective", "macs_issued", "cycles", "cycles_dense",
-               "cycles_compute", "cycles_decoder_stall", "energy_pj", "energy_dense_pj")
-
-
-def aggregate(results: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
-    """Sum jobs over ``by`` (all steps), then the ratios the summaries use.
-
-    Adds ``speedup`` = cycles_dense / cycles, ``flops_reduction`` = macs_dense / macs_effective,
-    ``efficiency_gap`` = speedup / flops_reduction and ``energy_reduction`` (1 where undefined).
-    Groups keep the order in which they first appear.
-    """
-    columns = [c for c in SUM_COLUMNS if c in results.columns]
-    if by:
-        table = results.groupby(list(by), sort=False)[columns].sum().reset_index()
-    else:
-        table = results[columns].sum().to_frame().T
-    table["speedup"] = _ratio(table["cycles_dense"], table["cycles"])
-    table["flops_reduction"] = _ratio(table["macs_dense"], table["macs_effective"])
-    table["efficiency_gap"] = table["speedup"] / table["flops_reduction"]
-    if "energy_pj" in table.columns and "energy_dense_pj" in table.columns:
-        table["energy_reduction"] = _ratio(table["energy_dense_pj"], table["energy_pj"])
-    return table
-
-
 def _bar_labels(ax: Axes, xs: Sequence[float], heights: Sequence[float], texts: Sequence[str],
                 **kwargs: Any) -> None:
     for x, h, text in zip(xs, heights, texts, strict=True):
@@ -200,7 +169,7 @@ def per_layer_speedup(results: pd.DataFrame, ax: Axes | Sequence[Axes] | None = 
     tick the hardware falls short of the FLOPs view: the efficiency gap is bar / tick. ``ax``:
     one Axes per phase (or a single Axes for a single phase); new figure when None.
     """
-    _require(results, ("layer", "branch", "phase", "macs_dense", "macs_effective", "cycles",
+    require(results, ("layer", "branch", "phase", "macs_dense", "macs_effective", "cycles",
                        "cycles_dense"), "per_layer_speedup")
     chosen = list(phases) if phases is not None else _phases(results)
     axes_list = [ax] if isinstance(ax, Axes) else list(ax) if ax is not None else None
@@ -252,7 +221,7 @@ def flops_vs_hardware(results: pd.DataFrame, ax: Axes | None = None) -> Figure:
 
     Numbers above the speedup bars are the efficiency gap (speedup / FLOPs reduction).
     """
-    _require(results, ("branch", "phase", "macs_dense", "macs_effective", "cycles",
+    require(results, ("branch", "phase", "macs_dense", "macs_effective", "cycles",
                        "cycles_dense"), "flops_vs_hardware")
     table = aggregate(results, ("phase", "branch"))
     order = {p: i for i, p in enumerate(_phases(results))}
@@ -283,31 +252,6 @@ def flops_vs_hardware(results: pd.DataFrame, ax: Axes | None = None) -> Figure:
     return fig
 
 
-def dense_energy_breakdown(results: pd.DataFrame) -> pd.DataFrame:
-    """Dense energy by component per job, derived exactly from the sparse run's rates (pJ).
-
-    accelsim's energy is linear in its action counts (``docs/model.md``): MAC and register-file
-    energy per issued MAC and static energy per cycle are the same for every job on one hardware
-    config, so the dense job's ``mac``, ``rf`` and ``static`` parts are those rates x
-    ``macs_dense`` and x ``cycles_dense``. The dense run's buffer and DRAM parts are not in the
-    results; their sum is the rest of ``energy_dense_pj`` (column ``buffer_dram``). ``index`` is
-    zero (dense jobs decode no index). Needs one hardware config per table.
-    """
-    issued = float(results["macs_issued"].sum())
-    cycles = float(results["cycles"].sum())
-    mac_rate = float(results["energy_mac_pj"].sum()) / issued if issued else 0.0
-    rf_rate = float(results["energy_rf_pj"].sum()) / issued if issued else 0.0
-    static_rate = float(results["energy_static_pj"].sum()) / cycles if cycles else 0.0
-    dense = pd.DataFrame(index=results.index)
-    dense["mac"] = results["macs_dense"] * mac_rate
-    dense["rf"] = results["macs_dense"] * rf_rate
-    dense["static"] = results["cycles_dense"] * static_rate
-    dense["index"] = 0.0
-    rest = results["energy_dense_pj"] - dense["mac"] - dense["rf"] - dense["static"]
-    dense["buffer_dram"] = rest.clip(lower=0.0)
-    return dense
-
-
 @styled
 def energy_breakdown(results: pd.DataFrame, ax: Axes | None = None, *,
                      dense: pd.DataFrame | None = None) -> Figure:
@@ -323,11 +267,11 @@ def energy_breakdown(results: pd.DataFrame, ax: Axes | None = None, *,
     job, no ``dense`` given) get one bar per phase.
     """
     parts = [f"energy_{name}_pj" for name, _, _ in ENERGY_PARTS]
-    _require(results, ("phase", "energy_pj", "energy_dense_pj", "macs_dense", "macs_issued",
+    require(results, ("phase", "energy_pj", "energy_dense_pj", "macs_dense", "macs_issued",
                        "cycles", "cycles_dense", *parts), "energy_breakdown")
     groups = [*((PHASE_NAMES.get(p, p), p) for p in _phases(results)), ("all", None)]
     if dense is not None:
-        _require(dense, ("phase", *parts), "energy_breakdown (dense)")
+        require(dense, ("phase", *parts), "energy_breakdown (dense)")
     dense_only = dense is None and bool(np.allclose(results["energy_pj"],
                                                     results["energy_dense_pj"], rtol=1e-12))
     derived = dense_energy_breakdown(results) if dense is None and not dense_only else None
@@ -384,90 +328,6 @@ def energy_breakdown(results: pd.DataFrame, ax: Axes | None = None, *,
               title="component")
     ax.grid(axis="x", visible=False)
     return fig
-
-
-def _macs_per_cycle(results: pd.DataFrame, macs_per_cycle: int | None) -> pd.Series:
-    """Peak MACs/cycle per row: the argument, a ``macs_per_cycle`` column, or inferred."""
-    if macs_per_cycle is not None:
-        return pd.Series(float(macs_per_cycle), index=results.index)
-    if "macs_per_cycle" in results.columns:
-        return results["macs_per_cycle"].astype(float)
-    # utilization = macs_effective / (cycles x peak), so peak = macs_effective / (cycles x util).
-    busy = (results["utilization"] > 0) & (results["cycles"] > 0)
-    if not busy.any():
-        raise ValueError("gap_decomposition: cannot infer the peak MACs/cycle (no job does "
-                         "work); pass macs_per_cycle")
-    key = results["trace"] if "trace" in results.columns else pd.Series(0, index=results.index)
-    inferred = (results.loc[busy, "macs_effective"]
-                / (results.loc[busy, "cycles"] * results.loc[busy, "utilization"]))
-    peaks = inferred.groupby(key[busy]).median().round()
-    return key.map(peaks).fillna(float(peaks.median())).astype(float)
-
-
-
-
-def gap_decomposition(results: pd.DataFrame, by: Sequence[str] = ("phase",), *,
-                      macs_per_cycle: int | None = None, total: bool = True) -> pd.DataFrame:
-    """Cycles lost between the FLOPs view and the hardware, split by cause (``docs/reports.md``).
-
-    Per group of jobs (``by``; plus an ``all`` row when ``total``), with P the peak MACs/cycle
-    (``macs_per_cycle``, else a ``macs_per_cycle`` column, else inferred from ``utilization``):
-
-    - ``ideal_cycles`` = cycles_dense / flops_reduction (flops_reduction = sum macs_dense /
-      sum macs_effective over the group): the time if every skipped MAC saved its share of time;
-    - ``lost_cycles`` = cycles - ideal_cycles, equal to the sum of:
-    - ``lockstep_cycles`` = sum (macs_issued - macs_effective) / P (idle lanes of active units);
-    - ``imbalance_cycles`` = sum (cycles_compute - cycles_decoder_stall - macs_issued / P)
-      (queues waiting for the slowest, partially filled tiles, pipeline fill);
-    - ``decoder_cycles`` = sum cycles_decoder_stall;
-    - ``memory_cycles`` = sum (cycles - cycles_compute) (buffer- or DRAM-bound time);
-    - ``baseline_cycles`` = sum macs_effective / P - ideal_cycles <= 0: the dense run's own
-      overhead over peak (partial tiles, pipeline, memory), which the ideal keeps in proportion,
-      credited back.
-
-    Returns one row per group with ``by``, cycles, cycles_dense, speedup, flops_reduction, the
-    columns above, and each part as a fraction of lost cycles (``*_share``).
-    """
-    _require(results, ("macs_dense", "macs_effective", "macs_issued", "cycles", "cycles_dense",
-                       "cycles_compute", "cycles_decoder_stall", *by), "gap_decomposition")
-    if macs_per_cycle is None and "macs_per_cycle" not in results.columns:
-        _require(results, ("utilization",), "gap_decomposition")
-    peak = _macs_per_cycle(results, macs_per_cycle)
-    jobs = pd.DataFrame({
-        "lockstep_cycles": (results["macs_issued"] - results["macs_effective"]) / peak,
-        "imbalance_cycles": results["cycles_compute"] - results["cycles_decoder_stall"]
-        - results["macs_issued"] / peak,
-        "decoder_cycles": results["cycles_decoder_stall"].astype(float),
-        "memory_cycles": (results["cycles"] - results["cycles_compute"]).astype(float),
-        "effective_peak_cycles": results["macs_effective"] / peak,
-    })
-    for column in ("macs_dense", "macs_effective", "cycles", "cycles_dense", *by):
-        jobs[column] = results[column]
-    frames = []
-    if by:
-        grouped = jobs.groupby(list(by), sort=False).sum(numeric_only=True).reset_index()
-        if "phase" in by:
-            rank = {p: i for i, p in enumerate(PHASE_ORDER)}
-            grouped = grouped.sort_values("phase", key=lambda s: s.map(rank).fillna(len(rank)),
-                                          kind="stable").reset_index(drop=True)
-        frames.append(grouped)
-    if total or not by:
-        whole = jobs.drop(columns=list(by)).sum(numeric_only=True).to_frame().T
-        for column in by:
-            whole[column] = "all"
-        frames.append(whole)
-    table = pd.concat(frames, ignore_index=True)
-    table["flops_reduction"] = _ratio(table["macs_dense"], table["macs_effective"])
-    table["speedup"] = _ratio(table["cycles_dense"], table["cycles"])
-    table["ideal_cycles"] = table["cycles_dense"] / table["flops_reduction"]
-    table["lost_cycles"] = table["cycles"] - table["ideal_cycles"]
-    table["baseline_cycles"] = table["effective_peak_cycles"] - table["ideal_cycles"]
-    parts = [c for c, _, _, _ in GAP_PARTS]
-    for column in parts:
-        table[column.replace("_cycles", "_share")] = _ratio(table[column], table["lost_cycles"])
-    keep = [*by, "cycles", "cycles_dense", "speedup", "flops_reduction", "ideal_cycles",
-            "lost_cycles", *parts, *(c.replace("_cycles", "_share") for c in parts)]
-    return table[keep]
 
 
 @styled
@@ -611,7 +471,7 @@ def scheme_scatter(table: pd.DataFrame, ax: Axes | None = None, *, x: str = "ind
     unstructured masks. With an accuracy column (linear probe preferred over k-NN) each label
     carries the scheme's accuracy. ``x`` = ``index_reduction`` is drawn on a log axis.
     """
-    _require(table, ("scheme", x, y), "scheme_scatter")
+    require(table, ("scheme", x, y), "scheme_scatter")
     fig, ax = _axes(ax, (8.5, 5.5))
     accuracy = next((c for c in ("linear_accuracy", "knn_accuracy") if c in table.columns
                      and table[c].notna().any()), None)
@@ -701,14 +561,6 @@ def _positions(values: pd.Series) -> tuple[np.ndarray, list[str] | None]:
     return np.array([levels.index(str(v)) for v in values], dtype=float), levels
 
 
-def varied_columns(table: pd.DataFrame) -> list[str]:
-    """A sweep table's parameter columns: those between ``point_id`` and ``scope``."""
-    columns = list(table.columns)
-    if "point_id" in columns and "scope" in columns:
-        return columns[columns.index("point_id") + 1:columns.index("scope")]
-    return [c for c in columns if "." in c]
-
-
 def _pretty(metric: str) -> str:
     return (metric[:-3] if metric.endswith("_pj") else metric).replace("_", " ")
 
@@ -727,7 +579,7 @@ def metric_vs_param(table: pd.DataFrame, metric: str, param: str, ax: Axes | Non
     the other varied parameters (line style and marker). ``scope``: which of the sweep's
     total/fw/bd/wg/branch1/branch2 rows to draw. Numeric parameters spanning a factor of 8 or
     more get a log axis; booleans and strings are categories."""
-    _require(table, (metric, param), "metric_vs_param")
+    require(table, (metric, param), "metric_vs_param")
     rows = _scope(table, scope)
     others = [c for c in varied_columns(rows) if c != param and rows[c].nunique() > 1]
     label, size = _metric_unit(rows, metric)
@@ -780,7 +632,7 @@ def heatmap(table: pd.DataFrame, metric: str, param_x: str, param_y: str,
     the cell shows the mean over them (the title says so): filter the table first to fix them.
     Colour map viridis (perceptually uniform, colour-blind safe). ``note`` ends the title.
     """
-    _require(table, (metric, param_x, param_y), "heatmap")
+    require(table, (metric, param_x, param_y), "heatmap")
     rows = _scope(table, scope)
     if trace is not None and "trace" in rows.columns:
         rows = rows[rows["trace"].astype(str) == trace]
@@ -832,18 +684,6 @@ def heatmap(table: pd.DataFrame, metric: str, param_x: str, param_y: str,
     return fig  # type: ignore[return-value]
 
 
-def pareto_front(table: pd.DataFrame, x: str, y: str) -> pd.Series:
-    """Boolean mask of the points no other point beats: lower or equal ``x`` and higher or equal
-    ``y``, one of them strictly."""
-    xs = table[x].to_numpy(dtype=float)
-    ys = table[y].to_numpy(dtype=float)
-    front = np.ones(len(table), dtype=bool)
-    for i in range(len(table)):
-        dominated = (xs <= xs[i]) & (ys >= ys[i]) & ((xs < xs[i]) | (ys > ys[i]))
-        front[i] = not dominated.any()
-    return pd.Series(front, index=table.index)
-
-
 def _point_label(row: pd.Series, keys: Sequence[str]) -> str:
     return ", ".join(f"{_short(key)}={row[key]}" for key in keys)
 
@@ -855,7 +695,7 @@ def pareto(table: pd.DataFrame, ax: Axes | None = None, *, x: str = "energy_pj",
     trace, with the Pareto front over all points highlighted. Front points (at most 10) are
     labelled by the ``label`` column, or by default with their varied parameters
     (``rows=16, compaction=True``)."""
-    _require(table, (x, y), "pareto")
+    require(table, (x, y), "pareto")
     rows = _scope(table, scope).reset_index(drop=True)
     x_label, x_size = _metric_unit(rows, x)
     y_label, y_size = _metric_unit(rows, y)

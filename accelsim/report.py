@@ -332,8 +332,9 @@ def scheme_table(runs: Sequence[RunOutput]) -> pd.DataFrame:
 
 
 def gap_table(runs: Sequence[RunOutput], schemes: pd.DataFrame) -> pd.DataFrame:
-    """Lost cycles by cause (:func:`accelsim.plots.gap_decomposition`) per scheme and phase."""
-    from accelsim.plots import gap_decomposition
+    """Lost cycles by cause (:func:`accelsim.analysis.gap_decomposition`) per scheme and
+    phase."""
+    from accelsim.analysis import gap_decomposition
 
     frames = []
     for run, scheme in zip(runs, schemes["scheme"], strict=True):

@@ -25,7 +25,8 @@ the sweep was interrupted. The format of ``OUT`` is described in ``docs/sweeps.m
 
 Example::
 
-    from accelsim.sweep import expand_grid, run_sweep, best_points
+    from accelsim.analysis import best_points
+    from accelsim.sweep import expand_grid, run_sweep
     grid = expand_grid([("pe_array.rows", [8, 16]), ("dram.bandwidth_gbps", [12.8, 25.6])], None)
     result = run_sweep(["runs/cdg"], "hw_configs/fp8_tensor_edge_28nm.yaml", [], grid, "out/sw")
     print(best_points(result.table))
@@ -58,6 +59,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from accelsim import __version__
+from accelsim.analysis import best_points
 from accelsim.config import (
     FrozenMap,
     HardwareConfig,
@@ -90,8 +92,6 @@ POINT_ID_HEX = 16
 SCOPES = ("total", "fw", "bd", "wg", "branch1", "branch2")
 INDEX_METRICS = ("index_bits", "index_bits_bitmap", "index_reduction")
 ID_COLUMNS = ("trace", "point", "point_id")
-BEST_METRICS: dict[str, str] = {"speedup": "max", "efficiency_gap": "max", "energy_pj": "min",
-                                "tflops_per_watt": "max"}
 DASK_CONNECT_TIMEOUT_S = 10
 PARENT_POLL_S = 0.5
 
@@ -795,44 +795,6 @@ def _require_parquet() -> None:
     except ImportError:
         raise InputError("writing results.parquet needs the 'pyarrow' package (pip install "
                          "pyarrow)", field="sweep") from None
-
-
-def varied_columns(table: pd.DataFrame) -> list[str]:
-    """The varied-key columns of a sweep table (between ``point_id`` and ``scope``)."""
-    columns = list(table.columns)
-    return columns[columns.index("point_id") + 1:columns.index("scope")]
-
-
-def best_points(table: pd.DataFrame, metrics: Mapping[str, str] = BEST_METRICS
-                ) -> pd.DataFrame:
-    """Per trace and metric (scope total) the best point and its varied values.
-
-    ``metrics`` maps a metric column to ``"max"`` or ``"min"`` (default: speedup, efficiency_gap,
-    tflops_per_watt max; energy_pj min). Ties go to the lowest point index. Columns: trace,
-    metric, goal, value, point, point_id, then the varied keys.
-    """
-    varied = varied_columns(table)
-    total = table[table["scope"] == "total"]
-    rows = []
-    for metric, goal in metrics.items():
-        if goal not in ("max", "min"):
-            raise InputError(f"{metric}: goal must be max or min, got {goal!r}", field="metrics")
-        if metric not in table.columns:
-            raise InputError(f"no column {metric!r} in the table", field="metrics")
-    for trace in total["trace"].drop_duplicates():
-        part = total[total["trace"] == trace]
-        for metric, goal in metrics.items():
-            values = part[metric].astype("float64")
-            if values.isna().all():
-                continue
-            best = part.loc[values.idxmax() if goal == "max" else values.idxmin()]
-            rows.append({"trace": trace, "metric": metric, "goal": goal,
-                         "value": float(best[metric]), "point": int(best["point"]),
-                         "point_id": best["point_id"], **{k: best[k] for k in varied}})
-    import pandas as pd
-
-    return pd.DataFrame(rows, columns=["trace", "metric", "goal", "value", "point", "point_id",
-                                       *varied])
 
 
 # ---------------------------------------------------------------------------------------------

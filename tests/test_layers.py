@@ -1,4 +1,5 @@
-"""Imports point one way: cli -> api -> (sweep, report) -> engine -> kernels; trace depends on
+"""Imports point one way: cli -> api -> (sweep, report) -> engine -> kernels, with analysis (pure
+pandas) below report and sweep and above nothing but the base modules; trace depends on
 neither engine nor kernels; nothing imports the CLI; workloads use the trace format (and the
 base modules) only; the CLI imports workloads only for ``accelsim record`` (lazily).
 
@@ -23,6 +24,7 @@ LAYERS: dict[str, str] = {
     "accelsim.trace": "trace",
     "accelsim.kernels": "kernels",
     "accelsim.engine": "engine", "accelsim.sparsity": "engine",
+    "accelsim.analysis": "analysis",
     "accelsim.plots": "report", "accelsim.report": "report", "accelsim.sweep": "sweep",
     "accelsim.api": "api",
     "accelsim.cli": "cli",
@@ -33,10 +35,11 @@ ALLOWED: dict[str, set[str]] = {
     "trace": {"trace", "base"},
     "kernels": {"kernels"},
     "engine": {"engine", "kernels", "trace", "base"},
-    "report": {"report", "base"},
-    "sweep": {"sweep", "engine", "trace", "base"},
-    "api": {"api", "report", "sweep", "engine", "trace", "base"},
-    "cli": {"cli", "api", "report", "sweep", "engine", "trace", "base", "workloads"},
+    "analysis": {"analysis", "base"},
+    "report": {"report", "analysis", "base"},
+    "sweep": {"sweep", "analysis", "engine", "trace", "base"},
+    "api": {"api", "report", "sweep", "analysis", "engine", "trace", "base"},
+    "cli": {"cli", "api", "report", "sweep", "analysis", "engine", "trace", "base", "workloads"},
     "workloads": {"workloads", "trace", "base"},
 }
 

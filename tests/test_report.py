@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 from matplotlib.figure import Figure
 
-from accelsim import plots
+from accelsim import analysis, plots
 from accelsim.api import compare, replay_to_dir, simulate_dense_to_dir
 from accelsim.cli import AccelsimGroup
 from accelsim.cli_report import compare_command, report_command
@@ -153,6 +153,7 @@ def test_tables_hold_every_scheme(report: Path) -> None:
 
 def test_gap_parts_add_up(report: Path) -> None:
     gaps = pd.read_csv(report / "gap.csv")
+    assert tuple(c for c, _, _, _ in plots.GAP_PARTS) == analysis.GAP_CAUSES  # one label each
     parts = gaps[[c for c, _, _, _ in plots.GAP_PARTS]].sum(axis=1)
     assert np.allclose(parts, gaps["lost_cycles"], rtol=1e-9, atol=1e-6)
     ideal = gaps["cycles_dense"] / gaps["flops_reduction"]
@@ -167,8 +168,8 @@ def test_gap_parts_add_up(report: Path) -> None:
 def test_gap_decomposition_per_layer_and_inferred_peak(runs: dict[str, Path]) -> None:
     results = pd.read_csv(runs["cdg"] / "results.csv")
     peak = load_hardware(FP8).pe_array.macs_per_cycle
-    explicit = plots.gap_decomposition(results, ("layer", "phase"), macs_per_cycle=peak)
-    inferred = plots.gap_decomposition(results, ("layer", "phase"))
+    explicit = analysis.gap_decomposition(results, ("layer", "phase"), macs_per_cycle=peak)
+    inferred = analysis.gap_decomposition(results, ("layer", "phase"))
     pd.testing.assert_frame_equal(explicit, inferred)
     parts = explicit[[c for c, _, _, _ in plots.GAP_PARTS]].sum(axis=1)
     assert np.allclose(parts, explicit["lost_cycles"], atol=1e-6)
@@ -245,7 +246,7 @@ def test_plot_functions_return_figures_and_never_need_pyplot(runs: dict[str, Pat
 def test_dense_energy_breakdown_is_exact(runs: dict[str, Path], dense_run: Path,
                                          name: str) -> None:
     results = pd.read_csv(runs[name] / "results.csv")
-    derived = plots.dense_energy_breakdown(results)
+    derived = analysis.dense_energy_breakdown(results)
     assert np.allclose(derived.sum(axis=1), results["energy_dense_pj"], rtol=1e-9)
     assert (derived["buffer_dram"] > 0).all()
     dense = pd.read_csv(dense_run / "results.csv")
@@ -302,7 +303,7 @@ def test_sweep_plots(tmp_path: Path) -> None:
     fig = plots.heatmap(table, "speedup", "pe_array.sync_tiles", "decoder.compaction")
     assert len(fig.axes) == 3  # two traces and the colour bar
     total = table[table["scope"] == "total"]
-    front = plots.pareto_front(total, "energy_pj", "speedup")
+    front = analysis.pareto_front(total, "energy_pj", "speedup")
     assert front.any()
     for i in np.flatnonzero(front.to_numpy()):
         row = total.iloc[i]

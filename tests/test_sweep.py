@@ -17,12 +17,12 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+from accelsim.analysis import best_points
 from accelsim.cli import AccelsimGroup, main
 from accelsim.cli_sweep import sweep_command
 from accelsim.errors import InputError
 from accelsim.network import resnet20
 from accelsim.sweep import (
-    best_points,
     expand_grid,
     group_tasks,
     load_grid_file,

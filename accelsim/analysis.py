@@ -1,0 +1,223 @@
+"""Analysis of accelsim's tables: pure pandas over the results schema, no plotting.
+
+The job table (``results.csv`` of a run, ``points/<id>.parquet`` of a sweep point) and the sweep
+table (``results.csv`` of a sweep) are summarised here: sums and ratios per group
+(:func:`aggregate`), lost cycles by cause (:func:`gap_decomposition`), the dense energy by
+component (:func:`dense_energy_breakdown`), Pareto fronts (:func:`pareto_front`) and the best
+sweep points (:func:`best_points`). :mod:`accelsim.plots` draws from these; reports and sweeps
+call them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from accelsim.errors import InputError
+
+PHASE_ORDER = ("fw", "bd", "wg")
+# The causes gap_decomposition splits lost cycles into, in the order reports draw them.
+GAP_CAUSES = ("lockstep_cycles", "imbalance_cycles", "decoder_cycles", "memory_cycles",
+              "baseline_cycles")
+BEST_METRICS: dict[str, str] = {"speedup": "max", "efficiency_gap": "max", "energy_pj": "min",
+                                "tflops_per_watt": "max"}
+
+
+def require(df: pd.DataFrame, columns: Sequence[str], what: str) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ValueError(f"{what}: missing columns {missing}")
+    if df.empty:
+        raise ValueError(f"{what}: the table is empty")
+
+
+def ratio(numerator: pd.Series | float, denominator: pd.Series | float) -> Any:
+    """numerator / denominator, 1 where the denominator is 0 (as accelsim's summaries do)."""
+    if isinstance(denominator, pd.Series):
+        safe = denominator.where(denominator != 0, np.nan)
+        return (numerator / safe).fillna(1.0)
+    return numerator / denominator if denominator else 1.0
+
+
+SUM_COLUMNS = ("macs_dense", "macs_effective", "macs_issued", "cycles", "cycles_dense",
+               "cycles_compute", "cycles_decoder_stall", "energy_pj", "energy_dense_pj")
+
+
+def aggregate(results: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
+    """Sum jobs over ``by`` (all steps), then the ratios the summaries use.
+
+    Adds ``speedup`` = cycles_dense / cycles, ``flops_reduction`` = macs_dense / macs_effective,
+    ``efficiency_gap`` = speedup / flops_reduction and ``energy_reduction`` (1 where undefined).
+    Groups keep the order in which they first appear.
+    """
+    columns = [c for c in SUM_COLUMNS if c in results.columns]
+    if by:
+        table = results.groupby(list(by), sort=False)[columns].sum().reset_index()
+    else:
+        table = results[columns].sum().to_frame().T
+    table["speedup"] = ratio(table["cycles_dense"], table["cycles"])
+    table["flops_reduction"] = ratio(table["macs_dense"], table["macs_effective"])
+    table["efficiency_gap"] = table["speedup"] / table["flops_reduction"]
+    if "energy_pj" in table.columns and "energy_dense_pj" in table.columns:
+        table["energy_reduction"] = ratio(table["energy_dense_pj"], table["energy_pj"])
+    return table
+
+
+def dense_energy_breakdown(results: pd.DataFrame) -> pd.DataFrame:
+    """Dense energy by component per job, derived exactly from the sparse run's rates (pJ).
+
+    accelsim's energy is linear in its action counts (``docs/model.md``): MAC and register-file
+    energy per issued MAC and static energy per cycle are the same for every job on one hardware
+    config, so the dense job's ``mac``, ``rf`` and ``static`` parts are those rates x
+    ``macs_dense`` and x ``cycles_dense``. The dense run's buffer and DRAM parts are not in the
+    results; their sum is the rest of ``energy_dense_pj`` (column ``buffer_dram``). ``index`` is
+    zero (dense jobs decode no index). Needs one hardware config per table.
+    """
+    issued = float(results["macs_issued"].sum())
+    cycles = float(results["cycles"].sum())
+    mac_rate = float(results["energy_mac_pj"].sum()) / issued if issued else 0.0
+    rf_rate = float(results["energy_rf_pj"].sum()) / issued if issued else 0.0
+    static_rate = float(results["energy_static_pj"].sum()) / cycles if cycles else 0.0
+    dense = pd.DataFrame(index=results.index)
+    dense["mac"] = results["macs_dense"] * mac_rate
+    dense["rf"] = results["macs_dense"] * rf_rate
+    dense["static"] = results["cycles_dense"] * static_rate
+    dense["index"] = 0.0
+    rest = results["energy_dense_pj"] - dense["mac"] - dense["rf"] - dense["static"]
+    dense["buffer_dram"] = rest.clip(lower=0.0)
+    return dense
+
+
+def macs_per_cycle_of(results: pd.DataFrame, macs_per_cycle: int | None) -> pd.Series:
+    """Peak MACs/cycle per row: the argument, a ``macs_per_cycle`` column, or inferred."""
+    if macs_per_cycle is not None:
+        return pd.Series(float(macs_per_cycle), index=results.index)
+    if "macs_per_cycle" in results.columns:
+        return results["macs_per_cycle"].astype(float)
+    # utilization = macs_effective / (cycles x peak), so peak = macs_effective / (cycles x util).
+    busy = (results["utilization"] > 0) & (results["cycles"] > 0)
+    if not busy.any():
+        raise ValueError("gap_decomposition: cannot infer the peak MACs/cycle (no job does "
+                         "work); pass macs_per_cycle")
+    key = results["trace"] if "trace" in results.columns else pd.Series(0, index=results.index)
+    inferred = (results.loc[busy, "macs_effective"]
+                / (results.loc[busy, "cycles"] * results.loc[busy, "utilization"]))
+    peaks = inferred.groupby(key[busy]).median().round()
+    return key.map(peaks).fillna(float(peaks.median())).astype(float)
+
+
+def gap_decomposition(results: pd.DataFrame, by: Sequence[str] = ("phase",), *,
+                      macs_per_cycle: int | None = None, total: bool = True) -> pd.DataFrame:
+    """Cycles lost between the FLOPs view and the hardware, split by cause (``docs/reports.md``).
+
+    Per group of jobs (``by``; plus an ``all`` row when ``total``), with P the peak MACs/cycle
+    (``macs_per_cycle``, else a ``macs_per_cycle`` column, else inferred from ``utilization``):
+
+    - ``ideal_cycles`` = cycles_dense / flops_reduction (flops_reduction = sum macs_dense /
+      sum macs_effective over the group): the time if every skipped MAC saved its share of time;
+    - ``lost_cycles`` = cycles - ideal_cycles, equal to the sum of:
+    - ``lockstep_cycles`` = sum (macs_issued - macs_effective) / P (idle lanes of active units);
+    - ``imbalance_cycles`` = sum (cycles_compute - cycles_decoder_stall - macs_issued / P)
+      (queues waiting for the slowest, partially filled tiles, pipeline fill);
+    - ``decoder_cycles`` = sum cycles_decoder_stall;
+    - ``memory_cycles`` = sum (cycles - cycles_compute) (buffer- or DRAM-bound time);
+    - ``baseline_cycles`` = sum macs_effective / P - ideal_cycles <= 0: the dense run's own
+      overhead over peak (partial tiles, pipeline, memory), which the ideal keeps in proportion,
+      credited back.
+
+    Returns one row per group with ``by``, cycles, cycles_dense, speedup, flops_reduction, the
+    columns above, and each part as a fraction of lost cycles (``*_share``).
+    """
+    require(results, ("macs_dense", "macs_effective", "macs_issued", "cycles", "cycles_dense",
+                       "cycles_compute", "cycles_decoder_stall", *by), "gap_decomposition")
+    if macs_per_cycle is None and "macs_per_cycle" not in results.columns:
+        require(results, ("utilization",), "gap_decomposition")
+    peak = macs_per_cycle_of(results, macs_per_cycle)
+    jobs = pd.DataFrame({
+        "lockstep_cycles": (results["macs_issued"] - results["macs_effective"]) / peak,
+        "imbalance_cycles": results["cycles_compute"] - results["cycles_decoder_stall"]
+        - results["macs_issued"] / peak,
+        "decoder_cycles": results["cycles_decoder_stall"].astype(float),
+        "memory_cycles": (results["cycles"] - results["cycles_compute"]).astype(float),
+        "effective_peak_cycles": results["macs_effective"] / peak,
+    })
+    for column in ("macs_dense", "macs_effective", "cycles", "cycles_dense", *by):
+        jobs[column] = results[column]
+    frames = []
+    if by:
+        grouped = jobs.groupby(list(by), sort=False).sum(numeric_only=True).reset_index()
+        if "phase" in by:
+            rank = {p: i for i, p in enumerate(PHASE_ORDER)}
+            grouped = grouped.sort_values("phase", key=lambda s: s.map(rank).fillna(len(rank)),
+                                          kind="stable").reset_index(drop=True)
+        frames.append(grouped)
+    if total or not by:
+        whole = jobs.drop(columns=list(by)).sum(numeric_only=True).to_frame().T
+        for column in by:
+            whole[column] = "all"
+        frames.append(whole)
+    table = pd.concat(frames, ignore_index=True)
+    table["flops_reduction"] = ratio(table["macs_dense"], table["macs_effective"])
+    table["speedup"] = ratio(table["cycles_dense"], table["cycles"])
+    table["ideal_cycles"] = table["cycles_dense"] / table["flops_reduction"]
+    table["lost_cycles"] = table["cycles"] - table["ideal_cycles"]
+    table["baseline_cycles"] = table["effective_peak_cycles"] - table["ideal_cycles"]
+    parts = list(GAP_CAUSES)
+    for column in parts:
+        table[column.replace("_cycles", "_share")] = ratio(table[column], table["lost_cycles"])
+    keep = [*by, "cycles", "cycles_dense", "speedup", "flops_reduction", "ideal_cycles",
+            "lost_cycles", *parts, *(c.replace("_cycles", "_share") for c in parts)]
+    return table[keep]
+
+
+def varied_columns(table: pd.DataFrame) -> list[str]:
+    """A sweep table's parameter columns: those between ``point_id`` and ``scope``."""
+    columns = list(table.columns)
+    if "point_id" in columns and "scope" in columns:
+        return columns[columns.index("point_id") + 1:columns.index("scope")]
+    return [c for c in columns if "." in c]
+
+
+def pareto_front(table: pd.DataFrame, x: str, y: str) -> pd.Series:
+    """Boolean mask of the points no other point beats: lower or equal ``x`` and higher or equal
+    ``y``, one of them strictly."""
+    xs = table[x].to_numpy(dtype=float)
+    ys = table[y].to_numpy(dtype=float)
+    front = np.ones(len(table), dtype=bool)
+    for i in range(len(table)):
+        dominated = (xs <= xs[i]) & (ys >= ys[i]) & ((xs < xs[i]) | (ys > ys[i]))
+        front[i] = not dominated.any()
+    return pd.Series(front, index=table.index)
+
+
+def best_points(table: pd.DataFrame, metrics: Mapping[str, str] = BEST_METRICS
+                ) -> pd.DataFrame:
+    """Per trace and metric (scope total) the best point and its varied values.
+
+    ``metrics`` maps a metric column to ``"max"`` or ``"min"`` (default: speedup, efficiency_gap,
+    tflops_per_watt max; energy_pj min). Ties go to the lowest point index. Columns: trace,
+    metric, goal, value, point, point_id, then the varied keys.
+    """
+    varied = varied_columns(table)
+    total = table[table["scope"] == "total"]
+    rows = []
+    for metric, goal in metrics.items():
+        if goal not in ("max", "min"):
+            raise InputError(f"{metric}: goal must be max or min, got {goal!r}", field="metrics")
+        if metric not in table.columns:
+            raise InputError(f"no column {metric!r} in the table", field="metrics")
+    for trace in total["trace"].drop_duplicates():
+        part = total[total["trace"] == trace]
+        for metric, goal in metrics.items():
+            values = part[metric].astype("float64")
+            if values.isna().all():
+                continue
+            best = part.loc[values.idxmax() if goal == "max" else values.idxmin()]
+            rows.append({"trace": trace, "metric": metric, "goal": goal,
+                         "value": float(best[metric]), "point": int(best["point"]),
+                         "point_id": best["point_id"], **{k: best[k] for k in varied}})
+    return pd.DataFrame(rows, columns=["trace", "metric", "goal", "value", "point", "point_id",
+                                       *varied])

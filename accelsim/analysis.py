@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from accelsim.config import HardwareConfig
 from accelsim.errors import InputError
 
 PHASE_ORDER = ("fw", "bd", "wg")
@@ -221,3 +222,118 @@ def best_points(table: pd.DataFrame, metrics: Mapping[str, str] = BEST_METRICS
                          "point_id": best["point_id"], **{k: best[k] for k in varied}})
     return pd.DataFrame(rows, columns=["trace", "metric", "goal", "value", "point", "point_id",
                                        *varied])
+
+
+# ---------------------------------------------------------------------------------------------
+# Summaries (summary.json of a run; the records of a sweep's points)
+# ---------------------------------------------------------------------------------------------
+
+# Job-table columns that a summary sums: whole numbers, then real ones (pJ, bytes).
+SUMMED_WHOLE = ("macs_dense", "macs_effective", "macs_issued", "cycles", "cycles_dense",
+                "cycles_compute", "cycles_decoder_stall", "cycles_dram", "cycles_buffer",
+                "decoder_indices")
+SUMMED_REAL = ("dram_bytes", "traffic_indices_bytes", "energy_pj", "energy_dense_pj")
+
+
+def _energy_components(jobs: pd.DataFrame) -> list[str]:
+    """The energy-by-component columns of a job table (energy_<component>_pj), in its order."""
+    return [c for c in jobs.columns if c.startswith("energy_") and c.endswith("_pj")
+            and c not in ("energy_pj", "energy_dense_pj")]
+
+
+def _sums(jobs: pd.DataFrame, scopes: Mapping[str, np.ndarray]) -> dict[str, dict[str, Any]]:
+    """Per scope (a name and a boolean mask over the jobs) the job count and the sum of every
+    summed column: int64 sums for whole numbers, float64 for real ones."""
+    real = [*SUMMED_REAL, *_energy_components(jobs)]
+    whole_values = jobs[list(SUMMED_WHOLE)].to_numpy(dtype=np.int64)
+    real_values = jobs[real].to_numpy(dtype=np.float64)
+    result = {}
+    for name, mask in scopes.items():
+        sums: dict[str, Any] = {"jobs": int(mask.sum())}
+        sums.update(zip(SUMMED_WHOLE, (int(v) for v in whole_values[mask].sum(axis=0)),
+                        strict=True))
+        sums.update(zip(real, (float(v) for v in real_values[mask].sum(axis=0)), strict=True))
+        result[name] = sums
+    return result
+
+
+def _totals(sums: Mapping[str, Any], components: Sequence[str], clock_mhz: float,
+            macs_per_cycle: int) -> dict[str, Any]:
+    """:func:`totals` from a scope's sums (:func:`_sums`)."""
+    cycles, macs_effective = sums["cycles"], sums["macs_effective"]
+    seconds = cycles / (clock_mhz * 1e6)
+    energy = sums["energy_pj"]
+    speedup = ratio(sums["cycles_dense"], cycles)
+    flops_reduction = ratio(sums["macs_dense"], macs_effective)
+    result: dict[str, Any] = {"jobs": sums["jobs"]}
+    result.update({column: sums[column] for column in SUMMED_WHOLE[:-1]})
+    result["seconds"] = seconds
+    result["dram_bytes"] = sums["dram_bytes"]
+    result["traffic_indices_bytes"] = sums["traffic_indices_bytes"]
+    result["decoder_indices"] = sums["decoder_indices"]
+    result["energy_pj"] = energy
+    result["energy_dense_pj"] = sums["energy_dense_pj"]
+    result["utilization"] = macs_effective / (cycles * macs_per_cycle) if cycles else 0.0
+    result["tflops_per_watt"] = (2 * macs_effective / (energy * 1e-12) / 1e12 if energy > 0
+                                 else 0.0)
+    result["effective_tflops"] = 2 * macs_effective / seconds / 1e12 if seconds else 0.0
+    result["flops_reduction"] = flops_reduction
+    result["speedup"] = speedup
+    result["energy_reduction"] = ratio(sums["energy_dense_pj"], energy)
+    result["efficiency_gap"] = speedup / flops_reduction
+    result.update({column: sums[column] for column in components})
+    return result
+
+
+def totals(jobs: pd.DataFrame, *, clock_mhz: float, macs_per_cycle: int) -> dict[str, Any]:
+    """The totals of a job table (one row per job, as ``results.csv``): sums, seconds at
+    ``clock_mhz``, utilization of ``macs_per_cycle`` peak MACs/cycle, the ratios (``speedup``
+    = cycles_dense / cycles, ``flops_reduction`` = macs_dense / macs_effective,
+    ``energy_reduction``, ``efficiency_gap`` = speedup / flops_reduction; 1 where undefined),
+    TFLOPS/W and effective TFLOPS of the useful work, and energy by component (pJ)."""
+    sums = _sums(jobs, {"all": np.ones(len(jobs), dtype=bool)})["all"]
+    return _totals(sums, _energy_components(jobs), clock_mhz, macs_per_cycle)
+
+
+def summary(jobs: pd.DataFrame, hw: HardwareConfig) -> dict[str, Any]:
+    """``summary.json`` of a job table on ``hw``: :func:`totals` overall, per phase (fw, bd,
+    wg order) and per branch, with the hardware's name, digest and clock. ``efficiency_gap``
+    is 1 when the hardware turns every skipped MAC into saved time, less when it falls
+    short."""
+    phase = jobs["phase"].to_numpy()
+    branch = jobs["branch"].to_numpy()
+    phases = [p for p in PHASE_ORDER if (phase == p).any()]
+    branches = sorted(int(b) for b in np.unique(branch))
+    scopes = {"total": np.ones(len(jobs), dtype=bool)}
+    scopes.update({f"phase {p}": phase == p for p in phases})
+    scopes.update({f"branch {b}": branch == b for b in branches})
+    sums = _sums(jobs, scopes)
+    components = _energy_components(jobs)
+    clock, peak = hw.pe_array.clock_mhz, hw.pe_array.macs_per_cycle
+    return {
+        "hardware": hw.name,
+        "hardware_digest": hw.digest(),
+        "clock_mhz": clock,
+        "total": _totals(sums["total"], components, clock, peak),
+        "per_phase": {p: _totals(sums[f"phase {p}"], components, clock, peak) for p in phases},
+        "per_branch": {str(b): _totals(sums[f"branch {b}"], components, clock, peak)
+                       for b in branches},
+    }
+
+
+def replay_summary(jobs: pd.DataFrame, storage: Mapping[str, int], hw: HardwareConfig,
+                   workload: str, producer: Mapping[str, Any],
+                   gated_layers: Sequence[str]) -> dict[str, Any]:
+    """:func:`summary` of a replay plus its index storage (bits used, as element bitmaps, and
+    their ratio) and the FLOPs view over the gated layers' forward pass."""
+    result = summary(jobs, hw)
+    result["workload"] = workload
+    result["producer"] = dict(producer)
+    bits, bitmap = int(storage["bits"]), int(storage["bits_bitmap"])
+    result["index"] = {"bits": bits, "bits_bitmap": bitmap,
+                       "index_reduction": bitmap / bits if bits else 1.0}
+    gated = jobs[jobs["layer"].isin(set(gated_layers)) & (jobs["phase"] == "fw")]
+    if len(gated):
+        result["gated_layers_fw"] = totals(gated, clock_mhz=hw.pe_array.clock_mhz,
+                                           macs_per_cycle=hw.pe_array.macs_per_cycle)
+    return result

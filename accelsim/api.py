@@ -8,14 +8,13 @@ import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from accelsim import __version__
+import pandas as pd
+
+from accelsim import __version__, analysis
 from accelsim.config import HardwareConfig
 from accelsim.engine.simulator import (
-    JobResult,
-    replay_summary,
     results_frame,
     simulate_network_dense,
-    summarize,
 )
 from accelsim.errors import InputError
 from accelsim.fileio import atomic_write_json, atomic_write_text
@@ -35,12 +34,11 @@ def git_revision() -> str | None:
     return out.stdout.strip() or None
 
 
-def write_results(rows: Sequence[JobResult], hw: HardwareConfig, summary: dict, out_dir: Path,
-                  run_info: dict) -> None:
-    """Write results.csv (the job table with ``hw.name`` and ``hw.digest``), summary.json and
-    run.json atomically into ``out_dir``."""
+def write_results(jobs: pd.DataFrame, summary: dict, out_dir: Path, run_info: dict) -> None:
+    """Write results.csv (the job table, :func:`accelsim.engine.simulator.results_frame`),
+    summary.json and run.json atomically into ``out_dir``."""
     buffer = io.StringIO()
-    results_frame(rows, hw).to_csv(buffer, index=False)
+    jobs.to_csv(buffer, index=False)
     atomic_write_text(out_dir / "results.csv", buffer.getvalue())
     atomic_write_json(out_dir / "summary.json", summary)
     atomic_write_json(out_dir / "run.json", run_info)
@@ -50,8 +48,9 @@ def simulate_dense_to_dir(network: Network, hw: HardwareConfig, out_dir: Path, *
                           phases: Sequence[str] = PHASES,
                           branches: Sequence[int] = (1, 2)) -> dict:
     """Simulate a dense training step of ``network`` and write the results; return the summary."""
-    rows = simulate_network_dense(network, hw, phases=phases, branches=branches)
-    summary = summarize(rows, hw)
+    jobs = results_frame(simulate_network_dense(network, hw, phases=phases, branches=branches),
+                         hw)
+    summary = analysis.summary(jobs, hw)
     summary["workload"] = network.name
     run_info = {
         "accelsim_version": __version__,
@@ -63,7 +62,7 @@ def simulate_dense_to_dir(network: Network, hw: HardwareConfig, out_dir: Path, *
         "phases": list(phases),
         "branches": list(branches),
     }
-    write_results(rows, hw, summary, Path(out_dir), run_info)
+    write_results(jobs, summary, Path(out_dir), run_info)
     return summary
 
 
@@ -81,8 +80,9 @@ def replay_to_dir(trace_path: Path, hw: HardwareConfig, out_dir: Path, *,
     reader = TraceReader(trace_path)
     rows, storage = replay_trace(trace_path, hw, phases=phases, workers=workers)
     gated = [item.name for item in reader.layers if item.gate is not None]
-    summary = replay_summary(rows, storage, hw, trace_name(Path(trace_path)),
-                             reader.manifest.producer, gated)
+    jobs = results_frame(rows, hw)
+    summary = analysis.replay_summary(jobs, storage, hw, trace_name(Path(trace_path)),
+                                      reader.manifest.producer, gated)
     evaluation = Path(trace_path).parent / "eval.json"
     if evaluation.is_file():  # a trace recorded by `accelsim record` sits in its run directory
         summary["accuracy"] = json.loads(evaluation.read_text())
@@ -96,7 +96,7 @@ def replay_to_dir(trace_path: Path, hw: HardwareConfig, out_dir: Path, *,
         "producer": reader.manifest.producer,
         "phases": list(phases),
     }
-    write_results(rows, hw, summary, Path(out_dir), run_info)
+    write_results(jobs, summary, Path(out_dir), run_info)
     return summary
 
 

@@ -434,8 +434,9 @@ def simulate_points(tasks: Sequence[PointTask]) -> list[tuple[dict[str, Any], by
     ``summary`` holds ``total``, ``per_phase``, ``per_branch``, ``index`` and (for gated traces)
     ``gated_layers_fw``, as in ``summary.json`` of ``accelsim simulate``.
     """
+    from accelsim.analysis import replay_summary
     from accelsim.engine.replay import replay_trace_on
-    from accelsim.engine.simulator import replay_summary, results_frame
+    from accelsim.engine.simulator import results_frame
     from accelsim.trace import TraceReader
 
     if not tasks:
@@ -449,10 +450,10 @@ def simulate_points(tasks: Sequence[PointTask]) -> list[tuple[dict[str, Any], by
     records = []
     for task, (rows, storage) in zip(tasks, replays, strict=True):
         jobs = results_frame(rows, task.hw, task.varied)
+        summary = replay_summary(jobs, storage, task.hw, Path(trace.path).name,
+                                 reader.manifest.producer, gated)
         jobs.insert(0, "point_id", task.point_id)
         jobs.insert(0, "point", task.point)
-        summary = replay_summary(rows, storage, task.hw, Path(trace.path).name,
-                                 reader.manifest.producer, gated)
         records.append((_plain({
             "point_id": task.point_id,
             "point": task.point,
@@ -714,10 +715,12 @@ def _scopes(summary: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
 def table_rows(out: Path, plan: SweepPlan) -> tuple[list[str], list[dict[str, Any]]]:
     """Columns and rows of the tidy table, read from ``OUT/points/`` in trace order, grid order,
     scope order (total, fw, bd, wg, branch1, branch2)."""
-    from accelsim.engine.simulator import summarize
+    from accelsim.analysis import totals
+    from accelsim.engine.simulator import results_frame
 
     rows: list[dict[str, Any]] = []
-    metrics = list(summarize([], plan.base)["total"])  # the order of summary.json
+    # the order of summary.json
+    metrics = list(totals(results_frame([]), clock_mhz=1.0, macs_per_cycle=1))
     for task in plan.tasks():
         record = json.loads((out / POINTS_DIR / f"{task.point_id}.json").read_text())
         summary = record["summary"]

@@ -22,11 +22,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from accelsim.analysis import summary  # noqa: E402
 from accelsim.config import load_hardware, with_overrides  # noqa: E402
 from accelsim.engine.simulator import (  # noqa: E402
+    results_frame,
     simulate_layer_phase,
     simulate_network_dense,
-    summarize,
 )
 from accelsim.network import PHASES, Layer, resnet18  # noqa: E402
 from tests.fixtures.scalesim_runner import run_scalesim  # noqa: E402
@@ -74,7 +75,7 @@ def main() -> None:
 
     start = time.perf_counter()
     step = simulate_network_dense(resnet18(batch=256), hw)
-    summarize(step, hw)
+    summary(results_frame(step, hw), hw)
     step_s = time.perf_counter() - start
     print(f"array {pe.rows}x{pe.cols} {args.dataflow}; {len(chosen)} of {len(gemms)} "
           "ResNet-18 phase GEMMs (batch 1)")

@@ -16,9 +16,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from accelsim.analysis import replay_summary  # noqa: E402
 from accelsim.config import load_hardware, with_overrides  # noqa: E402
 from accelsim.engine.replay import replay_trace  # noqa: E402
-from accelsim.engine.simulator import replay_summary  # noqa: E402
+from accelsim.engine.simulator import results_frame  # noqa: E402
 from accelsim.network import resnet18  # noqa: E402
 from accelsim.trace import TraceReader  # noqa: E402
 from accelsim.trace.synth import SEED_SCHEMES, synthesize  # noqa: E402
@@ -48,7 +49,8 @@ def main() -> None:
             for label, overrides in HARDWARE.items():
                 hw = with_overrides(base_hw, overrides)
                 rows, storage = replay_trace(path, hw)
-                summary = replay_summary(rows, storage, hw, scheme, {}, gated)
+                summary = replay_summary(results_frame(rows, hw), storage, hw, scheme, {},
+                                         gated)
                 t = summary["total"]
                 print(f"| {scheme} | {label} | {t['flops_reduction']:.2f}x | {t['speedup']:.2f}x "
                       f"| {t['efficiency_gap']:.2f} | {t['energy_reduction']:.2f}x | "

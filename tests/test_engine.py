@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from accelsim.analysis import summary as summarize_jobs
 from accelsim.config import HardwareConfig, with_overrides
 from accelsim.engine.energy import (
     ENERGY_COMPONENTS,
@@ -19,7 +20,7 @@ from accelsim.engine.energy import (
 )
 from accelsim.engine.memory import choose_tiling, combine_cycles, memory_dense, phase_tensors
 from accelsim.engine.pe_array import cycles_dense_tensor, cycles_gemm
-from accelsim.engine.simulator import simulate_layer_phase, simulate_network_dense, summarize
+from accelsim.engine.simulator import results_frame, simulate_layer_phase, simulate_network_dense
 from accelsim.network import PHASES, Layer, conv, resnet20
 from tests.test_network import layers
 
@@ -133,7 +134,7 @@ def test_network_rows_and_summary(fp8_hw: HardwareConfig) -> None:
     rows = simulate_network_dense(net, fp8_hw)
     assert len(rows) == 2 * (3 * len(net.layers) - 1)  # no BD for the first layer
     assert not any(r.phase == "bd" and r.layer == "conv1" for r in rows)
-    summary = summarize(rows, fp8_hw)
+    summary = summarize_jobs(results_frame(rows, fp8_hw), fp8_hw)
     total = summary["total"]
     assert total["macs_dense"] == 2 * (3 * net.macs - net.layers[0].macs)
     assert total["speedup"] == 1.0 and total["flops_reduction"] == 1.0

@@ -6,12 +6,12 @@ A job is one layer x one branch x one training phase (x one recorded step when r
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import pandas as pd
 
 from accelsim.config import HardwareConfig
-from accelsim.engine.energy import ENERGY_COMPONENTS, EnergyRates, energy_of, tflops_per_watt
+from accelsim.engine.energy import EnergyRates, energy_of
 from accelsim.engine.masks import LayerMasks
 from accelsim.engine.memory import (
     MemoryPlan,
@@ -71,8 +71,11 @@ class JobResult:
     energy_dense_pj: float
 
     def row(self) -> dict[str, object]:
-        """The result as a flat dict (one tidy-table row)."""
-        return asdict(self)
+        """The result as a flat dict (one tidy-table row, in the declared field order). Every
+        field is a number or a string, so this is what ``dataclasses.asdict`` gives, without
+        its recursive deep copy."""
+        values = self.__dict__
+        return {name: values[name] for name in ROW_FIELDS}
 
     @classmethod
     def of(cls, fields: dict[str, object]) -> JobResult:
@@ -85,13 +88,16 @@ class JobResult:
         return result
 
 
+ROW_FIELDS: tuple[str, ...] = tuple(JobResult.__dataclass_fields__)  # the job table's columns
+
+
 def results_frame(rows: Sequence[JobResult], hw: HardwareConfig | None = None,
                   varied: Mapping[str, object] | None = None) -> pd.DataFrame:
     """The tidy job table: one row per job, snake_case columns with units in their names;
     with ``hw``, the hardware columns ``hw.name``, ``hw.digest`` and ``hw.<key>`` for each
     varied key (``varied``: dotted key -> this config's value), so that the job tables of a
     sweep's points concatenate into one table."""
-    frame = pd.DataFrame([r.row() for r in rows], columns=list(JobResult.__dataclass_fields__))
+    frame = pd.DataFrame([r.row() for r in rows], columns=list(ROW_FIELDS))
     if hw is not None:
         frame["hw.name"] = hw.name
         frame["hw.digest"] = hw.digest()
@@ -281,83 +287,3 @@ def simulate_network_dense(network: Network, hw: HardwareConfig, *,
                 results.append(simulate_layer_phase(layer, phase, hw, branch=branch,
                                                     workload=network.name))
     return results
-
-
-def _ratio(numerator: float, denominator: float) -> float:
-    return numerator / denominator if denominator else 1.0
-
-
-def _totals(rows: Sequence[JobResult], hw: HardwareConfig) -> dict[str, float]:
-    macs_dense = sum(r.macs_dense for r in rows)
-    macs_effective = sum(r.macs_effective for r in rows)
-    cycles = sum(r.cycles for r in rows)
-    cycles_dense = sum(r.cycles_dense for r in rows)
-    energy = sum(r.energy_pj for r in rows)
-    energy_dense = sum(r.energy_dense_pj for r in rows)
-    seconds = cycles / (hw.pe_array.clock_mhz * 1e6)
-    flops_reduction = _ratio(macs_dense, macs_effective)
-    speedup = _ratio(cycles_dense, cycles)
-    totals: dict[str, float] = {
-        "jobs": len(rows),
-        "macs_dense": macs_dense,
-        "macs_effective": macs_effective,
-        "macs_issued": sum(r.macs_issued for r in rows),
-        "cycles": cycles,
-        "cycles_dense": cycles_dense,
-        "cycles_compute": sum(r.cycles_compute for r in rows),
-        "cycles_decoder_stall": sum(r.cycles_decoder_stall for r in rows),
-        "cycles_dram": sum(r.cycles_dram for r in rows),
-        "cycles_buffer": sum(r.cycles_buffer for r in rows),
-        "seconds": seconds,
-        "dram_bytes": sum(r.dram_bytes for r in rows),
-        "traffic_indices_bytes": sum(r.traffic_indices_bytes for r in rows),
-        "decoder_indices": sum(r.decoder_indices for r in rows),
-        "energy_pj": energy,
-        "energy_dense_pj": energy_dense,
-        "utilization": macs_effective / (cycles * hw.pe_array.macs_per_cycle) if cycles else 0.0,
-        "tflops_per_watt": tflops_per_watt(macs_effective, energy),
-        "effective_tflops": 2 * macs_effective / seconds / 1e12 if seconds else 0.0,
-        "flops_reduction": flops_reduction,
-        "speedup": speedup,
-        "energy_reduction": _ratio(energy_dense, energy),
-        "efficiency_gap": speedup / flops_reduction,
-    }
-    for component in ENERGY_COMPONENTS:
-        totals[f"energy_{component}_pj"] = sum(getattr(r, f"energy_{component}_pj") for r in rows)
-    return totals
-
-
-def summarize(rows: Sequence[JobResult], hw: HardwareConfig) -> dict[str, object]:
-    """Network totals, overall and per phase and per branch.
-
-    ``efficiency_gap`` = speedup / flops_reduction: 1 when the hardware turns every skipped MAC
-    into saved time, less when it falls short.
-    """
-    return {
-        "hardware": hw.name,
-        "hardware_digest": hw.digest(),
-        "clock_mhz": hw.pe_array.clock_mhz,
-        "total": _totals(rows, hw),
-        "per_phase": {p: _totals([r for r in rows if r.phase == p], hw)
-                      for p in PHASES if any(r.phase == p for r in rows)},
-        "per_branch": {str(b): _totals([r for r in rows if r.branch == b], hw)
-                       for b in sorted({r.branch for r in rows})},
-    }
-
-
-def replay_summary(rows: Sequence[JobResult], storage: dict[str, int], hw: HardwareConfig,
-                   trace_name: str, producer: dict, gated_layers: Sequence[str]) -> dict:
-    """summarize() plus index storage and the FLOPs view over the gated layers' forward pass."""
-    summary = summarize(rows, hw)
-    summary["workload"] = trace_name
-    summary["producer"] = producer
-    bits, bitmap = storage["bits"], storage["bits_bitmap"]
-    summary["index"] = {
-        "bits": bits,
-        "bits_bitmap": bitmap,
-        "index_reduction": bitmap / bits if bits else 1.0,
-    }
-    gated = [r for r in rows if r.layer in set(gated_layers) and r.phase == "fw"]
-    if gated:
-        summary["gated_layers_fw"] = summarize(gated, hw)["total"]
-    return summary

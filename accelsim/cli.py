@@ -1,8 +1,8 @@
 """The ``accelsim`` command line: thin; parses, calls the library, prints.
 
 Exit status: 0 success, 1 simulation failure (an internal error: one line asking for a bug
-report; ``ACCELSIM_DEBUG=1`` shows the traceback), 2 usage or input error (one line, no
-traceback), 130 interrupted.
+report; ``ACCELSIM_DEBUG=1`` shows the traceback), 2 usage or input error, or a file the system
+refused to read or write (one line, no traceback), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -40,8 +40,14 @@ class AccelsimGroup(click.Group):
         except (click.exceptions.ClickException, click.exceptions.Exit,
                 click.exceptions.Abort):
             raise
+        except OSError as error:  # the file system said no: a path the user gave, or the disk
+            if os.environ.get("ACCELSIM_DEBUG") == "1":
+                raise
+            where = f"{error.filename}: " if error.filename else ""
+            click.echo(f"error: {where}{error.strerror or type(error).__name__}", err=True)
+            ctx.exit(2)
         except Exception as error:  # a bug, not bad input: one line, exit 1
-            if os.environ.get("ACCELSIM_DEBUG"):
+            if os.environ.get("ACCELSIM_DEBUG") == "1":
                 raise
             click.echo(f"simulation failed: {internal_error(error)}", err=True)
             ctx.exit(1)

@@ -68,9 +68,14 @@ class FrozenMap(Mapping, Generic[K, V]):
         return hash(frozenset(self._items.items()))
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Mapping) and self._items == dict(other.items())
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        return self._items == dict(other.items())
 
     def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{type(self).__name__} is read-only")
+
+    def __delattr__(self, name: str) -> None:
         raise AttributeError(f"{type(self).__name__} is read-only")
 
     def __reduce__(self) -> tuple:

@@ -1,8 +1,9 @@
 """Numba hot loops of the sparse replay, and nothing else: pure functions over contiguous arrays.
 
 Numba settings live here only. No config objects, dicts or logging inside a kernel; the typed
-wrappers in :mod:`accelsim.engine.sparse` check inputs and call these. Every kernel has a readable
-twin in ``tests/reference_model.py`` (or an inline one in the tests) and a differential test.
+callers in :mod:`accelsim.engine` (the phase modules, :mod:`~accelsim.engine.masks`,
+:mod:`~accelsim.engine.schedule`) check inputs and call these. Every kernel has a readable twin
+in ``tests/reference_model.py`` (or an inline one in the tests) and a differential test.
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ def schedule_passes(counts: np.ndarray, classes: np.ndarray, lanes: np.ndarray,
                     unit_idx: np.ndarray, has_unit_idx: bool, row_idx: np.ndarray,
                     col_idx: np.ndarray, rows: int, qcols: int, sync_tiles: int,
                     compaction: bool, indices_per_cycle: int) -> tuple[int, int, int, int]:
-    """Cycles of a work matrix on a rows x qcols grid of queues (see engine/sparse.py).
+    """Cycles of a work matrix on a rows x qcols grid of queues (see engine/schedule.py).
 
     The work of unit (i, j) is counts[i, classes[j]] reduction steps (cycles): units whose work
     depends on the row in the same way share a class (a plain matrix has classes = arange(J)).
@@ -397,7 +398,6 @@ def as_words(bits: np.ndarray) -> np.ndarray:
     return words
 
 
-
 _BYTE_LOW_BITS = np.uint64(0x0101010101010101)
 _BYTE = np.uint64(0xFF)
 _EVEN_BYTES = np.uint64(0x00FF00FF00FF00FF)
@@ -509,9 +509,9 @@ def _count_run(src: np.ndarray, w0: int, w1: int, lanes: np.ndarray, p: int) -> 
 
 @njit(**INLINE)
 def _set_into_words(words: np.ndarray, n_images: int, n_rows: int, pixels: int, lo: int,
-                    hi: int, unit: np.ndarray) -> None:
+                    hi: int, set_words: np.ndarray) -> None:
     """The OR of gate rows [lo, hi) of every image, m-ordered (bit m = n*P + p), into the
-    words ``unit``, when a gate row holds whole words (64 divides P: whole-row ORs with
+    words ``set_words``, when a gate row holds whole words (64 divides P: whole-row ORs with
     unsigned indices, which vectorise) or lies inside one word (P divides 64: the set's
     rows of an image are read as at most (hi - lo) * P / 64 + 1 words and folded onto P
     bits)."""
@@ -522,13 +522,13 @@ def _set_into_words(words: np.ndarray, n_images: int, n_rows: int, pixels: int, 
             first = np.uint64((n * n_rows + lo) * (pixels // 64))
             out = np.uint64(n) * stride
             for w in range(stride):
-                unit[out + w] = words[first + w]
+                set_words[out + w] = words[first + w]
             for g in range(np.uint64(1), np.uint64(span)):
                 start = first + g * stride
                 for w in range(stride):
-                    unit[out + w] |= words[start + w]
+                    set_words[out + w] |= words[start + w]
         return
-    low = _ALL if pixels == 64 else (_ONE << np.uint64(pixels)) - _ONE
+    low = (_ONE << np.uint64(pixels)) - _ONE  # P < 64 here
     if span == 1:  # a row lies inside one word: images packed 64 / P to a word
         per_word = 64 // pixels
         packed = np.uint64(0)
@@ -539,12 +539,12 @@ def _set_into_words(words: np.ndarray, n_images: int, n_rows: int, pixels: int, 
                 slot * pixels)
             slot += 1
             if slot == per_word or n == n_images - 1:
-                unit[word] = packed
+                set_words[word] = packed
                 packed = np.uint64(0)
                 slot = 0
                 word += 1
         return
-    unit[:] = 0
+    set_words[:] = 0
     bits = span * pixels
     for n in range(n_images):
         start = (n * n_rows + lo) * pixels
@@ -556,7 +556,7 @@ def _set_into_words(words: np.ndarray, n_images: int, n_rows: int, pixels: int, 
             width //= 2
             x |= x >> np.uint64(width)
         m = n * pixels
-        unit[m >> 6] |= (x & low) << np.uint64(m & 63)
+        set_words[m >> 6] |= (x & low) << np.uint64(m & 63)
 
 
 @njit(**JIT)
@@ -570,18 +570,18 @@ def _residue_counts_words(words: np.ndarray, n_images: int, n_rows: int, pixels:
     counted in runs of at most 255 words within one pass (:func:`_count_run`)."""
     per_pass = pass_len // 64
     total = (n_images * pixels + 63) // 64
-    unit = np.empty(total, dtype=np.uint64)
+    set_words = np.empty(total, dtype=np.uint64)
     lanes = np.zeros((out.shape[0], 8), dtype=np.uint64)
     held = np.zeros(out.shape[0], dtype=np.int64)
     for s in range(set_lo.shape[0]):
-        _set_into_words(words, n_images, n_rows, pixels, set_lo[s], set_hi[s], unit)
+        _set_into_words(words, n_images, n_rows, pixels, set_lo[s], set_hi[s], set_words)
         w0 = 0
         while w0 < total:
             p = w0 // per_pass
             w1 = min(total, (p + 1) * per_pass, w0 + 255)
             if held[p] + w1 - w0 > 255:
                 _fold_lanes(lanes, held, out, target[s], rows, p, p + 1)
-            _count_run(unit, w0, w1, lanes, p)
+            _count_run(set_words, w0, w1, lanes, p)
             held[p] += w1 - w0
             w0 = w1
         _fold_lanes(lanes, held, out, target[s], rows, 0, out.shape[0])

@@ -92,6 +92,7 @@ POINT_ID_HEX = 16
 SCOPES = ("total", "fw", "bd", "wg", "branch1", "branch2")
 INDEX_METRICS = ("index_bits", "index_bits_bitmap", "index_reduction")
 ID_COLUMNS = ("trace", "point", "point_id")
+GROUP_MAX_POINTS = 8  # points replayed together at most (memory and what a kill loses)
 DASK_CONNECT_TIMEOUT_S = 10
 PARENT_POLL_S = 0.5
 
@@ -469,16 +470,20 @@ def simulate_points(tasks: Sequence[PointTask]) -> list[tuple[dict[str, Any], by
     return records
 
 
-def group_tasks(tasks: Sequence[PointTask], parts: int) -> list[tuple[PointTask, ...]]:
+def group_tasks(tasks: Sequence[PointTask], parts: int,
+                max_points: int = GROUP_MAX_POINTS) -> list[tuple[PointTask, ...]]:
     """``tasks`` in groups that :func:`simulate_points` replays at once: the points of one
-    trace whose configs share their compute, in task order. While there are fewer groups than
-    ``parts`` (workers), the largest group is halved, so every worker has a replay to run."""
+    trace whose configs share their compute, in task order, at most ``max_points`` a group
+    (a group's rows are held until it finishes, and a kill loses the groups in flight). While
+    there are fewer groups than ``parts`` (workers), the largest group is halved, so every
+    worker has a replay to run."""
     from accelsim.engine.sparse import compute_key
 
     groups: dict[tuple[int, object], list[PointTask]] = {}
     for task in tasks:
         groups.setdefault((task.trace_index, compute_key(task.hw)), []).append(task)
-    result = [tuple(group) for group in groups.values()]
+    result = [tuple(group[i:i + max_points]) for group in groups.values()
+              for i in range(0, len(group), max_points)]
     while len(result) < parts and any(len(group) > 1 for group in result):
         largest = max(range(len(result)), key=lambda i: len(result[i]))
         group = result.pop(largest)

@@ -6,7 +6,8 @@ Traces: synthetic CDG, SCDG (8x1x1), SyncCP element-wise, 2:4 and 8x8-block trac
 weight update), a ResNet-20 28x28 CDG trace at batch 16 (small feature maps, grayscale), plus any
 recorded traces given with ``--trace``. Hardware: both presets in ``hw_configs/``, each with
 ``decoder.compaction`` off and on, and the FP8 preset with ``decoder.skip_granularity: element``,
-``pe_row`` and 12 PE rows (queue rows that do not divide 64).
+``pe_row``, 12 PE rows (queue rows that do not divide 64) and ``sync_tiles: 3`` (passes that
+do not start on 64-bit words).
 
     .venv/bin/python scripts/replay_reference.py write DIR [--trace RUN_OR_TRACE ...]
     .venv/bin/python scripts/replay_reference.py check DIR [--trace RUN_OR_TRACE ...]
@@ -18,6 +19,7 @@ recorded traces given with ``--trace``. Hardware: both presets in ``hw_configs/`
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import tempfile
 from pathlib import Path
@@ -25,9 +27,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import pandas as pd  # noqa: E402
+
 from accelsim.config import load_hardware  # noqa: E402
 from accelsim.engine.replay import replay_trace  # noqa: E402
-from accelsim.engine.simulator import results_frame  # noqa: E402
 from accelsim.network import resnet18, resnet20  # noqa: E402
 from accelsim.trace import resolve_trace_dir  # noqa: E402
 from accelsim.trace.synth import SynthConfig, synthesize  # noqa: E402
@@ -48,6 +51,7 @@ HARDWARE = {
     "fp8-element": ("fp8_tensor_edge_28nm", ("decoder.skip_granularity=element",)),
     "fp8-pe-row": ("fp8_tensor_edge_28nm", ("decoder.skip_granularity=pe_row",)),
     "fp8-rows12": ("fp8_tensor_edge_28nm", ("pe_array.rows=12",)),
+    "fp8-sync3": ("fp8_tensor_edge_28nm", ("pe_array.sync_tiles=3",)),
     "systolic": ("systolic_32x32_45nm", ()),
     "systolic-compaction": ("systolic_32x32_45nm", ("decoder.compaction=true",)),
 }
@@ -68,7 +72,7 @@ def dump(trace: Path, hardware: str) -> str:
     preset, overrides = HARDWARE[hardware]
     hw = load_hardware(ROOT / "hw_configs" / f"{preset}.yaml", list(overrides))
     rows, storage = replay_trace(trace, hw)
-    frame = results_frame(rows)
+    frame = pd.DataFrame([dataclasses.asdict(row) for row in rows])  # any revision's rows
     text = frame.to_csv(index=False, float_format=repr)
     return text + f"# index storage bits={storage['bits']} bitmap={storage['bits_bitmap']}\n"
 

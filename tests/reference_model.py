@@ -1,6 +1,7 @@
 """A slow, readable reference of the sparse tensor-dataflow model, stepped cycle by cycle.
 
-It derives every unit's reduction steps from the definitions in ``accelsim/engine/sparse.py``
+It derives every unit's reduction steps from the rules of ``accelsim/engine/fw.py``, ``bd.py``,
+``wg.py`` and ``compaction.py``
 lane by lane and step by step (sets, not bit tricks), then runs the queues one cycle at a time.
 The numba kernels must agree with it exactly (tests/test_sparse_reference.py). Small shapes only.
 """

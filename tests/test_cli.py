@@ -123,9 +123,22 @@ def test_an_internal_error_is_one_line_exit_1_asking_for_a_bug_report(
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and "internal error (RuntimeError: rows do not add up second line)"\
         in lines[0] and "please report it" in lines[0], result.output
+    monkeypatch.setenv("ACCELSIM_DEBUG", "0")  # only 1 turns the traceback on
+    assert CliRunner().invoke(main, [str(a) for a in args]).exit_code == 1
     monkeypatch.setenv("ACCELSIM_DEBUG", "1")
     with pytest.raises(RuntimeError, match="rows do not add up"):
         CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_a_file_the_system_refuses_is_one_line_exit_2_not_a_bug(tmp_path: Path) -> None:
+    """An output path under a regular file: the OS error, named, exit 2, no bug report."""
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    args = ["simulate", "--network", "resnet20", "--hw", FP8, "--out", blocker / "out"]
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and str(blocker) in lines[0] and "bug" not in lines[0], lines
 
 
 def test_config_check_and_keys() -> None:

@@ -214,6 +214,8 @@ def test_config_is_immutable_all_the_way_down_and_hashes_by_value(
         fp8_hw.energy["index_decode"] = fp8_hw.energy["mac_fp8"]  # type: ignore[index]
     with pytest.raises(AttributeError):
         fp8_hw.energy._items = {}  # type: ignore[attr-defined]
+    with pytest.raises(AttributeError):
+        del fp8_hw.energy._items  # type: ignore[attr-defined]
     twin = build_hardware(fp8_hw.to_dict())
     assert twin == fp8_hw and hash(twin) == hash(fp8_hw) and twin.digest() == fp8_hw.digest()
     other = with_overrides(fp8_hw, {"energy.index_decode.pj": 0.5})

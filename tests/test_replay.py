@@ -369,6 +369,26 @@ def test_dense_gradient_steps_and_momentum_branches(tmp_path: Path,
     assert {r.phase for r in rows if r.branch == 1} == {"fw", "bd", "wg"}
 
 
+def test_every_config_key_is_known_to_be_read_by_compute_or_not() -> None:
+    """A new hardware key must be classified: in compute_key (the compute reads it, so shared
+    replays must differ in it) or known never to be read by a job's compute. A key that is
+    neither fails here until someone decides."""
+    from accelsim.config import iter_keys
+    from accelsim.engine.sparse import ComputeKey
+
+    in_key = {f"pe_array.{name}" for name in ComputeKey.__dataclass_fields__
+              if name not in ("decoder", "sparsity_support")}
+    in_key_sections = ("decoder.", "sparsity_support.")
+    not_read = {"name", "description", "version", "kind", "static_power_mw",
+                "pe_array.precision", "pe_array.clock_mhz", "pe_array.accumulator_precision",
+                "pe_array.operand_reads_per_mac", "pe_array.psum_accesses_per_mac"}
+    not_read_sections = ("buffers.", "dram.", "energy.")
+    for key, _, _ in iter_keys():
+        compute = key in in_key or key.startswith(in_key_sections)
+        other = key in not_read or key.startswith(not_read_sections)
+        assert compute != other, f"{key}: classify it as read by compute or not"
+
+
 # Overrides that compute never reads (memory, energy, clock, precision) and one that it reads.
 NOT_COMPUTE = [{}, {"dram.bandwidth_gbps": 3.2, "dram.compress_sparse": False},
                {"buffers.global_kib": 64.0, "pe_array.clock_mhz": 1000.0},

@@ -271,6 +271,11 @@ def test_points_that_share_their_compute_replay_together(traces: list[Path]) -> 
         tasks, key=lambda t: (t.trace_index, t.point // 2, t.point))
     one_trace = [task for task in tasks if task.trace_index == 0 and task.point % 4 < 2]
     assert len(group_tasks(one_trace, 1)) == 3 and len(group_tasks(one_trace, 6)) == 6
+    # a group holds at most max_points points (its rows stay in memory until it finishes)
+    memory_only = plan_sweep(traces[:1], FP8, [], expand_grid(
+        [parse_vary("dram.bandwidth_gbps=1,2,3,4,5,6,7,8,9,10")])).tasks()
+    assert [len(g) for g in group_tasks(memory_only, 1)] == [8, 2]
+    assert [len(g) for g in group_tasks(memory_only, 1, max_points=4)] == [4, 4, 2]
 
 
 def test_a_shared_replay_stores_what_each_point_gives_alone(reference,

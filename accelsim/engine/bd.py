@@ -16,10 +16,7 @@ import numpy as np
 
 from accelsim.engine.masks import LayerMasks, memo, pack_bits, unit_lanes
 from accelsim.engine.schedule import PassSums, PhaseWork, no_indices, pass_rows
-from accelsim.kernels import (
-    coefficient_sums,
-    masked_step_counts,
-)
+from accelsim.kernels import coefficient_sums, masked_step_counts
 from accelsim.network import Layer
 
 

@@ -18,9 +18,7 @@ import numpy as np
 from accelsim.engine.compaction import packed_conditional_work
 from accelsim.engine.masks import LayerMasks, memo, unit_any, unit_lanes
 from accelsim.engine.schedule import PassSums, PhaseWork, matrix_work, no_indices, pass_rows
-from accelsim.kernels import (
-    diagonal_sums,
-)
+from accelsim.kernels import diagonal_sums
 from accelsim.network import Layer
 
 

@@ -167,8 +167,7 @@ class LayerMasks:
     def unit_totals(self, unit: int, rows: int, pass_len: int) -> np.ndarray:
         """int64 (units,): pixels where any lane of each unit is active, over all passes
         (cached; FW's :func:`diagonal_sums` leaves them here as it computes them, else
-        :meth:`unit_counts` summed one axis at a time, which numpy does faster than both at
-        once)."""
+        :meth:`unit_counts` summed one axis at a time)."""
         return memo(self._cache, ("unit_totals", unit, rows, pass_len),
                     lambda: self.unit_counts(unit, rows, pass_len).sum(axis=0).sum(axis=1))
 
@@ -219,7 +218,6 @@ class LayerMasks:
             return GateViews(active, lanes, packed.view(np.uint64), per_pixel)
 
         return memo(self._cache, ("views", unit), views)
-
 
 
 @dataclass(frozen=True)

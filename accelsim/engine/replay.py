@@ -200,7 +200,7 @@ class Replayer:
         # stores its weights often does not keep them all.
         self._weight_cache: dict[tuple[str, int], tuple[tuple, PreparedWeight]] = {}
         self._base_cache: dict[tuple[str, int], BasePath] = {}
-        self._parts = [JobCache() for _ in self.hws]  # dense halves and job frames per config
+        self._job_caches = [JobCache() for _ in self.hws]  # dense halves and job frames per config
         self._job_cache: dict[tuple[int, str, int], tuple[tuple, dict[str, JobResult]]] = {}
         self._jobs_cache: dict[tuple, list] = {}  # per-phase arguments (_phase_jobs)
         # (branch, layer, phases) of every layer that runs on a branch
@@ -352,9 +352,9 @@ class Replayer:
                 for phase, index_cost, weight_density, dw_density in jobs:
                     compute = computes.get(phase)
                     if compute is None:
-                        compute = computes[phase] = self._parts[0].compute(
+                        compute = computes[phase] = self._job_caches[0].compute(
                             item.layer, phase, masks, self.hw)
-                    frame = self._parts[i].frame(item.layer, phase, hw, weight_density,
+                    frame = self._job_caches[i].frame(item.layer, phase, hw, weight_density,
                                                  dw_density, index_cost, branch, self.name,
                                                  compute.cycles_compute_dense)
                     layer_rows[phase] = frame.result(compute, step)

@@ -40,9 +40,7 @@ from accelsim.engine.schedule import (
 from accelsim.engine.systolic import nm_reduction_length
 from accelsim.engine.wg import WgPlan, wg_plan, wg_sums, wg_work
 from accelsim.errors import InputError
-from accelsim.kernels import (
-    row_ones,
-)
+from accelsim.kernels import row_ones
 from accelsim.network import Gemm, Layer
 
 

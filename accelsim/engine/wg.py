@@ -22,9 +22,7 @@ from accelsim.engine.schedule import (
     no_indices,
     pass_rows,
 )
-from accelsim.kernels import (
-    diagonal_sums,
-)
+from accelsim.kernels import diagonal_sums
 from accelsim.network import Layer
 
 

@@ -159,7 +159,7 @@ class TraceReader:
     ``count_ones(packed, count)``: the set bits among the first ``count`` bits of packed uint8
     bits, for each mask's ones check; numpy's by default (:func:`accelsim.trace.format.
     packed_ones`), so reading a trace needs no compiled kernel. The replay passes
-    :func:`accelsim.kernels.packed_ones`, the same count several times faster.
+    :func:`accelsim.kernels.packed_ones`, the same count by LLVM's ctpop.
     """
 
     def __init__(self, path: str | os.PathLike[str], *,

@@ -56,6 +56,16 @@ NO_MASK_INDEX = MaskIndex("none", 0, 0)
 
 
 @dataclass(frozen=True)
+class PhaseJob:
+    """What one phase of a layer on one branch reads and writes besides its masks' bits."""
+
+    phase: str
+    index: IndexCost        # the indices it uses (stored, read, written)
+    weight_density: float   # density of the compressed weights it reads (1: dense)
+    dw_density: float       # density of the weight gradient it writes (1: dense)
+
+
+@dataclass(frozen=True)
 class PreparedWeight:
     """A stored weight mask ready for replay: flattened (F, K) bool (None: no mask or all
     ones), its index, its N:M pattern when it satisfies the declared one, and its density."""
@@ -202,7 +212,7 @@ class Replayer:
         self._base_cache: dict[tuple[str, int], BasePath] = {}
         self._job_caches = [JobCache() for _ in self.hws]  # dense halves and job frames per config
         self._job_cache: dict[tuple[int, str, int], tuple[tuple, dict[str, JobResult]]] = {}
-        self._jobs_cache: dict[tuple, list] = {}  # per-phase arguments (_phase_jobs)
+        self._jobs_cache: dict[tuple, list[PhaseJob]] = {}  # per config, layer and masks
         # (branch, layer, phases) of every layer that runs on a branch
         self._layer_phases = [
             (branch, item, phases)
@@ -257,10 +267,8 @@ class Replayer:
 
     def _phase_jobs(self, hw: HardwareConfig, item: TraceLayer, branch: int,
                     phases: tuple[str, ...], gidx: MaskIndex, gated: bool,
-                    prepared: PreparedWeight,
-                    dense_gradient: bool) -> list[tuple[str, IndexCost, float, float]]:
-        """(phase, indices it uses, weight density of its compressed weights, density of the
-        weight gradient it writes) of each phase the layer runs on this branch on ``hw``."""
+                    prepared: PreparedWeight, dense_gradient: bool) -> list[PhaseJob]:
+        """The :class:`PhaseJob` of each phase the layer runs on this branch on ``hw``."""
         support, dram = hw.sparsity_support, hw.dram
         weight, widx, nm = prepared.mask, prepared.index, prepared.nm
         # Systolic arrays skip only N:M weights (FW); others never read the index to skip.
@@ -284,8 +292,8 @@ class Replayer:
                 + (widx.bits if reads_weight else 0),
                 write_bits=gidx.bits if (uses_gate and phase == "fw" and gate_later) else 0,
             )
-            jobs.append((phase, index, prepared.density if compressed else 1.0,
-                         prepared.density if writes_sparse_dw else 1.0))
+            jobs.append(PhaseJob(phase, index, prepared.density if compressed else 1.0,
+                                 prepared.density if writes_sparse_dw else 1.0))
         return jobs
 
     def replay_step(self, step: int) -> tuple[list[JobResult], dict[str, int]]:
@@ -349,15 +357,15 @@ class Replayer:
                         self._jobs_cache.clear()
                         self._jobs_cache[jobs_key] = jobs
                 layer_rows = {}
-                for phase, index_cost, weight_density, dw_density in jobs:
-                    compute = computes.get(phase)
+                for job in jobs:
+                    compute = computes.get(job.phase)
                     if compute is None:
-                        compute = computes[phase] = self._job_caches[0].compute(
-                            item.layer, phase, masks, self.hw)
-                    frame = self._job_caches[i].frame(item.layer, phase, hw, weight_density,
-                                                 dw_density, index_cost, branch, self.name,
-                                                 compute.cycles_compute_dense)
-                    layer_rows[phase] = frame.result(compute, step)
+                        compute = computes[job.phase] = self._job_caches[0].compute(
+                            item.layer, job.phase, masks, self.hw)
+                    frame = self._job_caches[i].frame(
+                        item.layer, job.phase, hw, job.weight_density, job.dw_density,
+                        job.index, branch, self.name, compute.cycles_compute_dense)
+                    layer_rows[job.phase] = frame.result(compute, step)
                 rows[i].extend(layer_rows.values())
                 if job_key is not None:  # kept for this layer and branch until its key changes
                     self._job_cache[(i, item.name, branch)] = (job_key, layer_rows)

@@ -89,10 +89,18 @@ def pass_rows(total: int, rows: int, pass_len: int) -> np.ndarray:
                                                                      // rows)
 
 
-def schedule(work: PhaseWork | PassSums, hw: HardwareConfig,
-             unit: int) -> tuple[int, int, int, int]:
-    """Run a phase's work through the queues: (cycles, decoder stall cycles, indices, MACs
-    issued: the lanes' MACs, idle lanes of active lock-step units included)."""
+@dataclass(frozen=True)
+class Schedule:
+    """A phase's work run through the queues."""
+
+    cycles: int          # compute cycles, decoder stalls and pipeline latency included
+    stall_cycles: int    # cycles the decoder held the array
+    indices: int         # indices decoded
+    macs_issued: int     # the lanes' MACs, idle lanes of active lock-step units included
+
+
+def schedule(work: PhaseWork | PassSums, hw: HardwareConfig, unit: int) -> Schedule:
+    """Run a phase's work through the queues of ``hw`` with ``unit``-lane units."""
     pe, decoder = hw.pe_array, hw.decoder
     qcols, throughput = queue_columns(hw, unit), decoder_throughput(hw)
     if isinstance(work, PassSums):
@@ -104,14 +112,14 @@ def schedule(work: PhaseWork | PassSums, hw: HardwareConfig,
         has_unit_idx,
         work.row_idx, work.col_idx, pe.rows, qcols, pe.sync_tiles, decoder.compaction,
         throughput)
-    return cycles + pe.pipeline_latency, stall, indices, issued
+    return Schedule(cycles + pe.pipeline_latency, stall, indices, issued)
 
 
 NO_UNIT_SUMS = np.zeros((1, 1), dtype=np.int64)
 
 
 def schedule_pass_sums(work: PassSums, qcols: int, indices_per_cycle: int,
-                       latency: int) -> tuple[int, int, int, int]:
+                       latency: int) -> Schedule:
     """:func:`schedule` of per-pass sums (no compaction) on ``qcols`` queue columns, a decoder
     of ``indices_per_cycle`` and a pipeline of ``latency`` cycles."""
     has_unit_idx = work.unit_idx_sums is not None
@@ -119,7 +127,7 @@ def schedule_pass_sums(work: PassSums, qcols: int, indices_per_cycle: int,
         np.ascontiguousarray(work.sums, dtype=np.int64), work.classes, work.lanes,
         work.unit_idx_sums if has_unit_idx else NO_UNIT_SUMS, has_unit_idx,
         work.row_idx_sums, work.col_idx, qcols, indices_per_cycle)
-    return cycles + latency, stall, indices, issued
+    return Schedule(cycles + latency, stall, indices, issued)
 
 
 def queue_columns(hw: HardwareConfig, unit: int) -> int:

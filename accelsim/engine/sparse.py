@@ -31,6 +31,7 @@ from accelsim.engine.pe_array import cycles_dense_tensor, cycles_gemm
 from accelsim.engine.schedule import (
     PassSums,
     PhaseWork,
+    Schedule,
     decoder_throughput,
     queue_columns,
     schedule,
@@ -123,6 +124,12 @@ class SparseCompute:
     macs_effective: int
     cycles_compute_dense: int
 
+    @classmethod
+    def of(cls, run: Schedule, macs_effective: int, cycles_compute_dense: int) -> SparseCompute:
+        """The compute of a job whose work ran as ``run``."""
+        return cls(run.cycles, run.stall_cycles, run.indices, run.macs_issued, macs_effective,
+                   cycles_compute_dense)
+
 
 def sparse_compute(layer: Layer, phase: str, masks: LayerMasks,
                    hw: HardwareConfig) -> SparseCompute:
@@ -175,8 +182,7 @@ def sparse_compute(layer: Layer, phase: str, masks: LayerMasks,
                         rows=rows, pass_len=pass_len) if compaction else
                 wg_sums(layer, masks, unit, rows, pass_len, use_gate=use_gate,
                         use_weight=use_weight))
-    cycles, stall, indices, issued = schedule(work, hw, unit)
-    return SparseCompute(cycles, stall, indices, issued, macs_effective, dense_compute)
+    return SparseCompute.of(schedule(work, hw, unit), macs_effective, dense_compute)
 
 
 def _nm_tensor(layer: Layer, gemm: Gemm, masks: LayerMasks, hw: HardwareConfig,
@@ -211,8 +217,7 @@ def _nm_tensor(layer: Layer, gemm: Gemm, masks: LayerMasks, hw: HardwareConfig,
         metadata = np.full(sums.col_idx.shape, math.ceil(gemm.t / m_), dtype=np.int64)
         steps = PassSums(sums.sums, sums.classes, sums.lanes, sums.unit_idx_sums,
                          sums.row_idx_sums, metadata)
-    cycles, stall, indices, issued = schedule(steps, hw, unit)
-    return SparseCompute(cycles, stall, indices, issued, macs_effective, dense_compute)
+    return SparseCompute.of(schedule(steps, hw, unit), macs_effective, dense_compute)
 
 
 @dataclass(frozen=True, eq=False)
@@ -241,9 +246,8 @@ class GatedPlan:
             return SparseCompute(self.dense_compute, 0, 0, self.macs_dense, macs_effective,
                                  self.dense_compute)
         work = self.sums.gated(masks)
-        cycles, stall, indices, issued = schedule_pass_sums(work, self.qcols,
-                                                            self.indices_per_cycle, self.latency)
-        return SparseCompute(cycles, stall, indices, issued, macs_effective, self.dense_compute)
+        run = schedule_pass_sums(work, self.qcols, self.indices_per_cycle, self.latency)
+        return SparseCompute.of(run, macs_effective, self.dense_compute)
 
 
 def plans_gate(layer: Layer, masks: LayerMasks) -> bool:

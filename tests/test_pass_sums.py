@@ -235,7 +235,7 @@ def test_gate_index_from_packed_bits(fp8_hw: HardwareConfig, images: int, group:
                                      channels: int, size: int, hw_group: int, density: float,
                                      uniform: bool, seed: int) -> None:
     """Pricing a gate from the trace's packed bits equals pricing the unpacked bool gate."""
-    from accelsim.engine.replay import gate_index, gate_index_packed
+    from accelsim.engine.indices import gate_index, gate_index_packed
     from accelsim.trace import PackedMask
     rng = np.random.default_rng(seed)
     gate = rng.random((images, channels // group, size, size)) < density

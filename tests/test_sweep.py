@@ -405,7 +405,7 @@ def test_dask_gives_the_local_table(reference, traces: list[Path], tmp_path: Pat
 def test_unreachable_dask_scheduler_is_an_input_error(traces: list[Path], tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("distributed")
-    monkeypatch.setattr("accelsim.sweep.DASK_CONNECT_TIMEOUT_S", 1)
+    monkeypatch.setattr("accelsim.sweep.execute.DASK_CONNECT_TIMEOUT_S", 1)
     with pytest.raises(InputError, match="--dask: cannot reach the Dask scheduler"):
         run_sweep(traces[:1], FP8, [], [{"pe_array.rows": 8}], tmp_path / "o",
                   dask_address="tcp://127.0.0.1:9", progress=False)

@@ -11,13 +11,15 @@ call them.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from accelsim.config import HardwareConfig
 from accelsim.errors import InputError
+
+if TYPE_CHECKING:
+    from accelsim.config import HardwareConfig
 
 PHASE_ORDER = ("fw", "bd", "wg")
 # The causes gap_decomposition splits lost cycles into, in the order reports draw them.
@@ -235,6 +237,14 @@ SUMMED_WHOLE = ("macs_dense", "macs_effective", "macs_issued", "cycles", "cycles
 SUMMED_REAL = ("dram_bytes", "traffic_indices_bytes", "energy_pj", "energy_dense_pj")
 
 
+def tflops_per_watt(macs: float, energy_pj: float) -> float:
+    """Energy efficiency of ``macs`` MACs for ``energy_pj``: 2 FLOPs per MAC over energy
+    (TFLOP/J = TFLOPS/W); 0 without energy."""
+    if energy_pj <= 0:
+        return 0.0
+    return 2 * macs / (energy_pj * 1e-12) / 1e12
+
+
 def _energy_components(jobs: pd.DataFrame) -> list[str]:
     """The energy-by-component columns of a job table (energy_<component>_pj), in its order."""
     return [c for c in jobs.columns if c.startswith("energy_") and c.endswith("_pj")
@@ -266,7 +276,9 @@ def _totals(sums: Mapping[str, Any], components: Sequence[str], clock_mhz: float
     speedup = ratio(sums["cycles_dense"], cycles)
     flops_reduction = ratio(sums["macs_dense"], macs_effective)
     result: dict[str, Any] = {"jobs": sums["jobs"]}
-    result.update({column: sums[column] for column in SUMMED_WHOLE[:-1]})
+    result.update({column: sums[column] for column in (
+        "macs_dense", "macs_effective", "macs_issued", "cycles", "cycles_dense", "cycles_compute",
+        "cycles_decoder_stall", "cycles_dram", "cycles_buffer")})
     result["seconds"] = seconds
     result["dram_bytes"] = sums["dram_bytes"]
     result["traffic_indices_bytes"] = sums["traffic_indices_bytes"]
@@ -274,8 +286,7 @@ def _totals(sums: Mapping[str, Any], components: Sequence[str], clock_mhz: float
     result["energy_pj"] = energy
     result["energy_dense_pj"] = sums["energy_dense_pj"]
     result["utilization"] = macs_effective / (cycles * macs_per_cycle) if cycles else 0.0
-    result["tflops_per_watt"] = (2 * macs_effective / (energy * 1e-12) / 1e12 if energy > 0
-                                 else 0.0)
+    result["tflops_per_watt"] = tflops_per_watt(macs_effective, energy)
     result["effective_tflops"] = 2 * macs_effective / seconds / 1e12 if seconds else 0.0
     result["flops_reduction"] = flops_reduction
     result["speedup"] = speedup

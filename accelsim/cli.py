@@ -40,15 +40,15 @@ class AccelsimGroup(click.Group):
         except (click.exceptions.ClickException, click.exceptions.Exit,
                 click.exceptions.Abort):
             raise
-        except OSError as error:  # the file system said no: a path the user gave, or the disk
+        except Exception as error:
             if os.environ.get("ACCELSIM_DEBUG") == "1":
                 raise
-            where = f"{error.filename}: " if error.filename else ""
-            click.echo(f"error: {where}{error.strerror or type(error).__name__}", err=True)
-            ctx.exit(2)
-        except Exception as error:  # a bug, not bad input: one line, exit 1
-            if os.environ.get("ACCELSIM_DEBUG") == "1":
-                raise
+            if isinstance(error, OSError) and error.errno is not None:
+                # the file system said no (a path the user gave, a full disk): one line, exit 2
+                where = f"{error.filename}: " if error.filename else ""
+                click.echo(f"error: {where}{error.strerror or error}", err=True)
+                ctx.exit(2)
+            # anything else is a failure of ours (a bug), not bad input: one line, exit 1
             click.echo(f"simulation failed: {internal_error(error)}", err=True)
             ctx.exit(1)
         return None

@@ -124,7 +124,8 @@ def test_an_internal_error_is_one_line_exit_1_asking_for_a_bug_report(
     assert len(lines) == 1 and "internal error (RuntimeError: rows do not add up second line)"\
         in lines[0] and "please report it" in lines[0], result.output
     monkeypatch.setenv("ACCELSIM_DEBUG", "0")  # only 1 turns the traceback on
-    assert CliRunner().invoke(main, [str(a) for a in args]).exit_code == 1
+    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == 1 and "please report it" in result.output
     monkeypatch.setenv("ACCELSIM_DEBUG", "1")
     with pytest.raises(RuntimeError, match="rows do not add up"):
         CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
@@ -139,6 +140,21 @@ def test_a_file_the_system_refuses_is_one_line_exit_2_not_a_bug(tmp_path: Path) 
     assert result.exit_code == 2, result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and str(blocker) in lines[0] and "bug" not in lines[0], lines
+
+
+def test_an_os_error_without_errno_is_a_failure_not_bad_input(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An OSError that is not the file system's answer (no errno: a lost connection, a
+    library's message) is reported as a failure, exit 1, with its message."""
+    import accelsim.api
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise OSError("connection to the scheduler closed")
+
+    monkeypatch.setattr(accelsim.api, "simulate_dense_to_dir", broken)
+    args = ["simulate", "--network", "resnet20", "--hw", FP8, "--out", tmp_path / "out"]
+    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == 1 and "connection to the scheduler closed" in result.output
 
 
 def test_config_check_and_keys() -> None:

@@ -10,13 +10,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from accelsim.analysis import summary as summarize_jobs
+from accelsim.analysis import tflops_per_watt
 from accelsim.config import HardwareConfig, with_overrides
 from accelsim.engine.energy import (
     ENERGY_COMPONENTS,
     EnergyBreakdown,
     energy_of,
     static_energy_pj,
-    tflops_per_watt,
 )
 from accelsim.engine.memory import choose_tiling, combine_cycles, memory_dense, phase_tensors
 from accelsim.engine.pe_array import cycles_dense_tensor, cycles_gemm
@@ -134,8 +134,18 @@ def test_network_rows_and_summary(fp8_hw: HardwareConfig) -> None:
     rows = simulate_network_dense(net, fp8_hw)
     assert len(rows) == 2 * (3 * len(net.layers) - 1)  # no BD for the first layer
     assert not any(r.phase == "bd" and r.layer == "conv1" for r in rows)
-    summary = summarize_jobs(results_frame(rows, fp8_hw), fp8_hw)
+    jobs = results_frame(rows, fp8_hw)
+    summary = summarize_jobs(jobs, fp8_hw)
     total = summary["total"]
+    for column in ("macs_dense", "macs_effective", "macs_issued", "cycles", "cycles_dense",
+                   "cycles_compute", "cycles_decoder_stall", "cycles_dram", "cycles_buffer",
+                   "decoder_indices"):  # counts: exact integer sums of the job table
+        assert type(total[column]) is int and total[column] == sum(getattr(r, column)
+                                                                   for r in rows), column
+    for column in ("energy_pj", "energy_dense_pj", "dram_bytes"):
+        assert type(total[column]) is float
+        assert total[column] == pytest.approx(sum(getattr(r, column) for r in rows), rel=1e-12)
+    assert total["jobs"] == len(rows) and list(summary["per_branch"]) == ["1", "2"]
     assert total["macs_dense"] == 2 * (3 * net.macs - net.layers[0].macs)
     assert total["speedup"] == 1.0 and total["flops_reduction"] == 1.0
     assert total["energy_pj"] == pytest.approx(sum(total[f"energy_{c}_pj"]

@@ -233,8 +233,8 @@ def test_a_replay_keeps_only_the_latest_weight_mask_of_each_layer(
     assert weighted and set(replayer._weight_cache) == weighted
     assert {key[2] for key, _ in replayer._weight_cache.values()} == {3}
     # rows of jobs without a gate: one set a layer and branch (of the one config replayed)
-    assert {(name, branch) for config, name, branch in replayer._job_cache} <= pairs
-    assert {config for config, _, _ in replayer._job_cache} == {0}
+    assert {(name, branch) for config, name, branch in replayer._layer_rows} <= pairs
+    assert {config for config, _, _ in replayer._layer_rows} == {0}
 
 
 @pytest.mark.parametrize("config", [SynthConfig(steps=1, gate_sparsity=0.7),

@@ -101,9 +101,3 @@ def energy_of(*, macs_issued: float, gb_read_bits: float, gb_write_bits: float,
     return EnergyRates.of(hw).breakdown(macs_issued, gb_read_bits, gb_write_bits, dram_bytes,
                                         indices_decoded, cycles)
 
-
-def tflops_per_watt(macs: float, energy_pj: float) -> float:
-    """Energy efficiency: 2 FLOPs per MAC over energy; TFLOP/J = TFLOPS/W."""
-    if energy_pj <= 0:
-        return 0.0
-    return 2 * macs / (energy_pj * 1e-12) / 1e12

@@ -97,8 +97,8 @@ class Replayer:
         self._weight_cache: dict[tuple[str, int], tuple[tuple, PreparedWeight]] = {}
         self._base_cache: dict[tuple[str, int], BasePath] = {}
         self._job_caches = [JobCache() for _ in self.hws]  # dense halves and job frames per config
-        self._job_cache: dict[tuple[int, str, int], tuple[tuple, dict[str, JobResult]]] = {}
-        self._jobs_cache: dict[tuple, list[PhaseJob]] = {}  # per config, layer and masks
+        self._layer_rows: dict[tuple[int, str, int], tuple[tuple, dict[str, JobResult]]] = {}
+        self._phase_jobs_cache: dict[tuple, list[PhaseJob]] = {}  # per config, layer and masks
         # (branch, layer, phases) of every layer that runs on a branch
         self._layer_phases = [
             (branch, item, phases)
@@ -219,7 +219,7 @@ class Replayer:
             # step's dense-gradient flag: its row is kept and reused with the step number.
             job_key = None if gate_el is not None else (
                 weight_key or (item.name, branch, None), dense_gradient)
-            held = [self._job_cache.get((i, item.name, branch)) for i in range(len(self.hws))]
+            held = [self._layer_rows.get((i, item.name, branch)) for i in range(len(self.hws))]
             if job_key is not None and all(h is not None and h[0] == job_key for h in held):
                 for i, (_, kept) in enumerate(held):  # type: ignore[misc]
                     rows[i].extend(_at_step(kept[phase], step) for phase in phases)
@@ -234,14 +234,14 @@ class Replayer:
             for i, hw in enumerate(self.hws):
                 jobs_key = (i, item.name, branch, gidx, gate_el is not None, weight_key,
                             dense_gradient)
-                jobs = self._jobs_cache.get(jobs_key)
+                jobs = self._phase_jobs_cache.get(jobs_key)
                 if jobs is None:
-                    jobs = self._jobs_cache[jobs_key] = self._phase_jobs(
+                    jobs = self._phase_jobs_cache[jobs_key] = self._phase_jobs(
                         hw, item, branch, phases, gidx, gate_el is not None, prepared,
                         dense_gradient)
-                    if len(self._jobs_cache) > JOBS_CACHE_LIMIT * len(self.hws):
-                        self._jobs_cache.clear()
-                        self._jobs_cache[jobs_key] = jobs
+                    if len(self._phase_jobs_cache) > JOBS_CACHE_LIMIT * len(self.hws):
+                        self._phase_jobs_cache.clear()
+                        self._phase_jobs_cache[jobs_key] = jobs
                 layer_rows = {}
                 for job in jobs:
                     compute = computes.get(job.phase)
@@ -254,7 +254,7 @@ class Replayer:
                     layer_rows[job.phase] = frame.result(compute, step)
                 rows[i].extend(layer_rows.values())
                 if job_key is not None:  # kept for this layer and branch until its key changes
-                    self._job_cache[(i, item.name, branch)] = (job_key, layer_rows)
+                    self._layer_rows[(i, item.name, branch)] = (job_key, layer_rows)
         return rows, storage
 
 

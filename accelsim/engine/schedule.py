@@ -93,10 +93,10 @@ def pass_rows(total: int, rows: int, pass_len: int) -> np.ndarray:
 class Schedule:
     """A phase's work run through the queues."""
 
-    cycles: int          # compute cycles, decoder stalls and pipeline latency included
-    stall_cycles: int    # cycles the decoder held the array
-    indices: int         # indices decoded
-    macs_issued: int     # the lanes' MACs, idle lanes of active lock-step units included
+    cycles: int                 # compute cycles, decoder stalls and pipeline latency included
+    cycles_decoder_stall: int   # cycles the decoder held the array
+    decoder_indices: int        # indices decoded
+    macs_issued: int            # the lanes' MACs, idle lanes of active lock-step units included
 
 
 def schedule(work: PhaseWork | PassSums, hw: HardwareConfig, unit: int) -> Schedule:

@@ -1,4 +1,4 @@
-"""Compose the PE-array, memory and energy models into per-job results and network summaries.
+"""Compose the PE-array, memory and energy models into per-job results and the job table.
 
 A job is one layer x one branch x one training phase (x one recorded step when replaying a trace).
 """

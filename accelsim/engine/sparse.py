@@ -127,8 +127,8 @@ class SparseCompute:
     @classmethod
     def of(cls, run: Schedule, macs_effective: int, cycles_compute_dense: int) -> SparseCompute:
         """The compute of a job whose work ran as ``run``."""
-        return cls(run.cycles, run.stall_cycles, run.indices, run.macs_issued, macs_effective,
-                   cycles_compute_dense)
+        return cls(run.cycles, run.cycles_decoder_stall, run.decoder_indices, run.macs_issued,
+                   macs_effective, cycles_compute_dense)
 
 
 def sparse_compute(layer: Layer, phase: str, masks: LayerMasks,

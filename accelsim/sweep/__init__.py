@@ -20,7 +20,7 @@ the sweep was interrupted. The format of ``OUT`` is described in ``docs/sweeps.m
     OUT/points/<id>.json     one finished (trace, point): overrides, digests, summary
     OUT/points/<id>.parquet  its job table: one row per job (as ``accelsim simulate`` writes),
                              with point, point_id and hw.* columns (:func:`sweep_jobs`)
-    OUT/results.csv          tidy table: one row per (trace, point, scope), see TABLE_COLUMNS
+    OUT/results.csv          tidy table: one row per (trace, point, scope)
     OUT/results.parquet      the same table
 
 Example::
@@ -32,14 +32,68 @@ Example::
     print(best_points(result.table))
 """
 
-from accelsim.sweep.constants import Axis
-from accelsim.sweep.execute import group_tasks, simulate_points
-from accelsim.sweep.grid import expand_grid, grid_from_options, load_grid_file, parse_vary
-from accelsim.sweep.plan import PointTask, SweepPlan, plan_sweep, point_id, trace_digest
+from accelsim.sweep.constants import (
+    DASK_CONNECT_TIMEOUT_S,
+    GRID_KEYS,
+    GRID_KIND,
+    GROUP_MAX_POINTS,
+    ID_COLUMNS,
+    INDEX_METRICS,
+    PARENT_POLL_S,
+    POINT_ID_HEX,
+    POINTS_DIR,
+    RESULTS_CSV,
+    RESULTS_PARQUET,
+    SWEEP_FILE,
+    SWEEP_FORMAT_VERSION,
+    SWEEP_KIND,
+    Axis,
+)
+from accelsim.sweep.execute import (
+    OnDone,
+    dask_client,
+    group_tasks,
+    run_dask,
+    run_local,
+    simulate_points,
+)
+from accelsim.sweep.grid import (
+    check_key,
+    expand_grid,
+    grid_from_options,
+    load_grid_file,
+    parse_phases,
+    parse_vary,
+)
+from accelsim.sweep.plan import (
+    PointTask,
+    SweepPlan,
+    TraceRef,
+    plan_sweep,
+    point_config,
+    point_id,
+    trace_digest,
+)
 from accelsim.sweep.run import SweepResult, run_sweep
-from accelsim.sweep.store import count_stored, sweep_jobs, write_tables
+from accelsim.sweep.store import (
+    count_stored,
+    csv_text,
+    prepare_out,
+    sweep_jobs,
+    table_frame,
+    table_rows,
+    write_tables,
+)
 
-__all__ = ["Axis", "PointTask", "SweepPlan", "SweepResult", "count_stored", "expand_grid",
-           "grid_from_options", "group_tasks", "load_grid_file", "parse_vary", "plan_sweep",
-           "point_id", "run_sweep", "simulate_points", "sweep_jobs", "trace_digest",
-           "write_tables"]
+# Settings such as DASK_CONNECT_TIMEOUT_S are read where they are defined
+# (accelsim.sweep.constants, imported by each module): patch them there.
+__all__ = [
+    "DASK_CONNECT_TIMEOUT_S", "GRID_KEYS", "GRID_KIND", "GROUP_MAX_POINTS", "ID_COLUMNS",
+    "INDEX_METRICS", "PARENT_POLL_S", "POINTS_DIR", "POINT_ID_HEX", "RESULTS_CSV",
+    "RESULTS_PARQUET", "SWEEP_FILE", "SWEEP_FORMAT_VERSION", "SWEEP_KIND", "Axis", "OnDone",
+    "PointTask", "SweepPlan", "SweepResult", "TraceRef", "check_key", "count_stored",
+    "csv_text", "dask_client", "expand_grid", "grid_from_options", "group_tasks",
+    "load_grid_file", "parse_phases", "parse_vary", "plan_sweep", "point_config", "point_id",
+    "prepare_out", "run_dask", "run_local", "run_sweep", "simulate_points", "sweep_jobs",
+    "table_frame", "table_rows", "trace_digest", "write_tables",
+]

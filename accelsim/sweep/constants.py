@@ -16,7 +16,6 @@ POINTS_DIR = "points"
 RESULTS_CSV = "results.csv"
 RESULTS_PARQUET = "results.parquet"
 POINT_ID_HEX = 16
-SCOPES = ("total", "fw", "bd", "wg", "branch1", "branch2")
 INDEX_METRICS = ("index_bits", "index_bits_bitmap", "index_reduction")
 ID_COLUMNS = ("trace", "point", "point_id")
 GROUP_MAX_POINTS = 8  # points replayed together at most (memory and what a kill loses)

@@ -11,16 +11,13 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from accelsim import __version__
 from accelsim.errors import InputError
 from accelsim.sweep.constants import DASK_CONNECT_TIMEOUT_S, GROUP_MAX_POINTS, PARENT_POLL_S
 from accelsim.sweep.plan import PointTask
 from accelsim.sweep.store import parquet_bytes
-
-if TYPE_CHECKING:
-    pass
 
 
 def _plain(value: Any) -> Any:

@@ -10,7 +10,7 @@ import json
 import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
@@ -22,9 +22,6 @@ from accelsim.config import (
 from accelsim.errors import InputError
 from accelsim.network import PHASES
 from accelsim.sweep.constants import GRID_KEYS, GRID_KIND, Axis
-
-if TYPE_CHECKING:
-    pass
 
 
 def check_key(key: str, field: str = "--vary") -> None:

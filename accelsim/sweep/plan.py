@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from accelsim import __version__
 from accelsim.config import (
@@ -20,9 +20,6 @@ from accelsim.network import PHASES
 from accelsim.sweep.constants import POINT_ID_HEX, SWEEP_FORMAT_VERSION, SWEEP_KIND
 from accelsim.sweep.grid import canonical_json, check_key, parse_phases
 from accelsim.trace import resolve_trace_dir
-
-if TYPE_CHECKING:
-    pass
 
 
 @dataclass(frozen=True)

@@ -372,20 +372,6 @@ def gate_views(gate: np.ndarray, group_size: int, unit: int,
     return unit_active, unit_lanes, packed, per_pixel_n.reshape(rows)
 
 
-def packed_ones(packed: np.ndarray, count: int) -> int:
-    """Set bits among the first ``count`` bits of packed uint8 bits (padding bits ignored):
-    whole words by :func:`popcount_words` (LLVM's ctpop), the tail by numpy; equal to
-    :func:`accelsim.trace.format.packed_ones` (a test checks)."""
-    whole = count // 8
-    words = whole // 8
-    ones = popcount_words(packed[:words * 8].view(np.uint64)) if words else 0
-    if whole > words * 8:
-        ones += int(np.bitwise_count(packed[words * 8:whole]).sum(dtype=np.int64))
-    if count % 8:
-        ones += int(np.bitwise_count(packed[whole] & np.uint8((1 << (count % 8)) - 1)))
-    return int(ones)
-
-
 def as_words(bits: np.ndarray) -> np.ndarray:
     """Packed uint8 bits as uint64 words for the bit kernels: a view when the buffer allows
     (8-byte aligned, whole words), else a zero-padded copy."""

@@ -60,7 +60,7 @@ sys.path.insert(0, str(ROOT))
 
 from accelsim.config import load_hardware  # noqa: E402
 from accelsim.engine.replay import Replayer, replay_trace  # noqa: E402
-from accelsim.kernels import packed_ones  # noqa: E402
+from accelsim.kernels import popcount_words  # noqa: E402
 from accelsim.network import resnet18  # noqa: E402
 from accelsim.trace import MIN_SAVING, TraceReader  # noqa: E402
 from accelsim.trace.format import step_bin_path  # noqa: E402
@@ -118,7 +118,7 @@ def checked_times(path: Path, steps: list[int]) -> float:
     """Mean seconds a fresh reader needs to read and check each later step (:func:`fastest`),
     after reading the first step untimed (as a replay has, so weights stored there are
     cached)."""
-    reader = TraceReader(path, count_ones=packed_ones)  # as the replay reads
+    reader = TraceReader(path, count_words=popcount_words)  # as the replay reads
     checked_read(reader, steps[0])
     times = [fastest(lambda s=step: checked_read(reader, s)) for step in steps[1:]]
     return sum(times) / len(times)

@@ -291,7 +291,7 @@ def test_packed_ones_counts_the_mask_bits_only(count: int, offset: int, density:
                                                seed: int) -> None:
     """Ones among the first ``count`` packed bits (padding ignored), on unaligned buffers too:
     numpy's count (the reader's default) and the numba kernel the replay gives the reader."""
-    from accelsim.kernels import packed_ones as packed_ones_kernel
+    from accelsim.kernels import popcount_words
     from accelsim.trace.format import packed_ones
     bits = np.random.default_rng(seed).random(count) < density
     packed = np.packbits(bits, bitorder="little")
@@ -300,7 +300,8 @@ def test_packed_ones_counts_the_mask_bits_only(count: int, offset: int, density:
     if count % 8:
         padded[offset + packed.size - 1] |= np.uint8(0xFF << (count % 8) & 0xFF)
     assert packed_ones(padded[offset:offset + packed.size], count) == int(bits.sum())
-    assert packed_ones_kernel(padded[offset:offset + packed.size], count) == int(bits.sum())
+    assert packed_ones(padded[offset:offset + packed.size], count, popcount_words) == int(
+        bits.sum())
 
 
 def test_bit_order_is_little_endian_c_order() -> None:

@@ -42,11 +42,6 @@ class PackedGate:
     shape: tuple[int, int, int]
     ones: int  # set bits (the trace reader counted and checked them)
 
-    @property
-    def total_ones(self) -> int:
-        """Set bits of the gate."""
-        return self.ones
-
     @cached_property
     def words(self) -> np.ndarray:
         """The bits as uint64 words (:func:`accelsim.kernels.as_words`)."""

@@ -36,7 +36,7 @@ from accelsim.engine.masks import BasePath, LayerMasks, PackedGate
 from accelsim.engine.simulator import IndexCost, JobCache, JobResult, phases_for
 from accelsim.engine.sparse import SparseCompute, compute_key
 from accelsim.errors import InputError
-from accelsim.kernels import packed_ones
+from accelsim.kernels import popcount_words
 from accelsim.network import PHASES
 from accelsim.sparsity import (
     nm_fits,
@@ -81,7 +81,7 @@ class Replayer:
                  phases: Sequence[str] = PHASES, *,
                  also: Sequence[HardwareConfig] = ()) -> None:
         self.path = Path(trace_path)
-        self.reader = TraceReader(self.path, count_ones=packed_ones)
+        self.reader = TraceReader(self.path, count_words=popcount_words)
         self.hw = hw
         self.hws = (hw, *also)
         key = compute_key(hw)

@@ -68,7 +68,7 @@ def _effective_macs(m: int, f: int, k: int, masks: LayerMasks,
     if conditional is None:
         return fixed
     if conditional.shape[0] == 1:  # the same for every channel: no per-channel counts
-        return fixed + int(conditional[0]) * masks.gate_bits.total_ones * masks.gate_group_size
+        return fixed + int(conditional[0]) * masks.gate_bits.ones * masks.gate_group_size
     return fixed + int(conditional @ masks.channel_counts)
 
 

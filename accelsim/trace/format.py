@@ -15,7 +15,7 @@ try:  # ISA-L: zlib's crc32 and inflate, bit for bit, faster than zlib's own
     from isal import isal_zlib as zlib_fast
 except ImportError:  # pragma: no cover - isal is a dependency; plain zlib gives the same results
     import zlib as zlib_fast  # type: ignore[no-redef]
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -145,11 +145,19 @@ def unpack_mask(packed: bytes, shape: Sequence[int]) -> np.ndarray:
     return bits.view(np.bool_).reshape(tuple(shape))
 
 
-def packed_ones(packed: np.ndarray, count: int) -> int:
-    """Set bits among the first ``count`` bits of packed uint8 bits (padding bits ignored)."""
+def popcount_words(words: np.ndarray) -> int:
+    """Set bits of uint64 words (numpy's bitwise_count)."""
+    return int(np.bitwise_count(words).sum())
+
+
+def packed_ones(packed: np.ndarray, count: int,
+                count_words: Callable[[np.ndarray], int] = popcount_words) -> int:
+    """Set bits among the first ``count`` bits of packed uint8 bits (padding bits ignored):
+    whole uint64 words by ``count_words`` (numpy's count by default; the replay passes
+    :func:`accelsim.kernels.popcount_words`), the tail by numpy."""
     whole = count // 8
     words = whole // 8
-    ones = int(np.bitwise_count(packed[:words * 8].view(np.uint64)).sum())
+    ones = int(count_words(packed[:words * 8].view(np.uint64))) if words else 0
     if whole > words * 8:
         ones += int(np.bitwise_count(packed[words * 8:whole]).sum(dtype=np.int64))
     if count % 8:

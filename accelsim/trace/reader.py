@@ -31,6 +31,7 @@ from accelsim.trace.format import (
     mask_where,
     packed_ones,
     packed_size,
+    popcount_words,
     step_bin_path,
     step_json_path,
     step_stem,
@@ -156,16 +157,16 @@ class TraceReader:
     written later by a running recorder need a new reader. Incomplete steps (a ``.bin`` without
     its ``.json``) and temporary files are ignored. Every problem raises :class:`TraceError`.
 
-    ``count_ones(packed, count)``: the set bits among the first ``count`` bits of packed uint8
-    bits, for each mask's ones check; numpy's by default (:func:`accelsim.trace.format.
-    packed_ones`), so reading a trace needs no compiled kernel. The replay passes
-    :func:`accelsim.kernels.packed_ones`, the same count by LLVM's ctpop.
+    ``count_words(words)``: the set bits of uint64 words, for each mask's ones check
+    (:func:`accelsim.trace.format.packed_ones`); numpy's by default, so reading a trace needs
+    no compiled kernel. The replay passes :func:`accelsim.kernels.popcount_words`, the same
+    count by LLVM's ctpop.
     """
 
     def __init__(self, path: str | os.PathLike[str], *,
-                 count_ones: Callable[[np.ndarray, int], int] = packed_ones) -> None:
+                 count_words: Callable[[np.ndarray], int] = popcount_words) -> None:
         self._root = Path(path)
-        self._count_ones = count_ones
+        self._count_words = count_words
         self._manifest = load_manifest(self._root)
         self._strict = is_strict(self._manifest.version)
         self._specs = {item.name: item for item in self._manifest.layers}
@@ -591,7 +592,7 @@ class TraceReader:
         """``packed`` (read-only) after the crc32 and ones checks of its entry."""
         if _crc32(packed) != entry.crc32:
             raise TraceError("crc32 mismatch (corrupt mask)", path=self._root, field=where)
-        ones = self._count_ones(packed, mask_size(entry.shape))
+        ones = packed_ones(packed, mask_size(entry.shape), self._count_words)
         if ones != entry.ones:
             raise TraceError(f"{ones} ones, the step file says {entry.ones} (corrupt mask)",
                              path=self._root, field=where)

@@ -86,14 +86,17 @@ class FrozenMap(Mapping, Generic[K, V]):
 
 
 def plain(value: Any) -> Any:
-    """A config value as plain YAML/JSON data: dataclasses and mappings as dicts, tuples as
-    lists (what :meth:`HardwareConfig.to_dict` returns)."""
+    """A value as plain YAML/JSON data: dataclasses and mappings as dicts with string keys,
+    tuples as lists, numpy scalars as Python numbers (what :meth:`HardwareConfig.to_dict`
+    returns, and what a sweep stores)."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, Mapping):
-        return {k: plain(v) for k, v in value.items()}
+        return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [plain(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        return value.item()  # a numpy scalar
     return value
 
 

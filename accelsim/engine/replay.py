@@ -291,10 +291,13 @@ def replay_trace(trace_path: str | Path, hw: HardwareConfig, *, phases: Sequence
         for chunk, part in zip(chunks, parts, strict=True):
             by_step.update(dict(zip(chunk, part, strict=True)))
         results = [by_step[step] for step in steps]
-    rows = [row for step_rows, _ in results for row in step_rows]
-    storage = {"bits": sum(s["bits"] for _, s in results),
-               "bits_bitmap": sum(s["bits_bitmap"] for _, s in results)}
-    return rows, storage
+    return [row for step_rows, _ in results for row in step_rows], _total_storage(results)
+
+
+def _total_storage(per_step: Sequence[tuple[object, dict[str, int]]]) -> dict[str, int]:
+    """The index storage (bits used, bitmap bits) of a replay from its steps'."""
+    return {"bits": sum(s["bits"] for _, s in per_step),
+            "bits_bitmap": sum(s["bits_bitmap"] for _, s in per_step)}
 
 
 def replay_trace_on(trace_path: str | Path, hws: Sequence[HardwareConfig], *,
@@ -313,8 +316,7 @@ def replay_trace_on(trace_path: str | Path, hws: Sequence[HardwareConfig], *,
         if not replayer.reader.steps:
             raise InputError("the trace has no complete step to replay", path=str(trace_path))
         per_step = [replayer.replay_step_all(step) for step in replayer.reader.steps]
-        storage = {"bits": sum(s["bits"] for _, s in per_step),
-                   "bits_bitmap": sum(s["bits_bitmap"] for _, s in per_step)}
+        storage = _total_storage(per_step)
         for position, index in enumerate(indices):
             results[index] = ([row for step_rows, _ in per_step for row in step_rows[position]],
                               storage)

@@ -14,21 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from accelsim import __version__
+from accelsim.config import plain
 from accelsim.errors import InputError
 from accelsim.sweep.constants import DASK_CONNECT_TIMEOUT_S, GROUP_MAX_POINTS, PARENT_POLL_S
 from accelsim.sweep.plan import PointTask
 from accelsim.sweep.store import parquet_bytes
-
-
-def _plain(value: Any) -> Any:
-    """JSON-ready copy: numpy scalars to Python numbers, tuples to lists."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        return value.item()
-    return value
 
 
 def simulate_points(tasks: Sequence[PointTask]) -> list[tuple[dict[str, Any], bytes]]:
@@ -62,7 +52,7 @@ def simulate_points(tasks: Sequence[PointTask]) -> list[tuple[dict[str, Any], by
                                  reader.manifest.producer, gated)
         jobs.insert(0, "point_id", task.point_id)
         jobs.insert(0, "point", task.point)
-        records.append((_plain({
+        records.append((plain({
             "point_id": task.point_id,
             "point": task.point,
             "trace": task.trace.label,

@@ -89,6 +89,7 @@ def dense_energy_breakdown(results: pd.DataFrame) -> pd.DataFrame:
     dense["rf"] = results["macs_dense"] * rf_rate
     dense["static"] = results["cycles_dense"] * static_rate
     dense["index"] = 0.0
+    dense["network"] = 0.0
     rest = results["energy_dense_pj"] - dense["mac"] - dense["rf"] - dense["static"]
     dense["buffer_dram"] = rest.clip(lower=0.0)
     return dense

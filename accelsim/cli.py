@@ -289,6 +289,7 @@ def record(recipe: Path | None, out_dir: Path, quiet: bool, **options: object) -
 
 def format_summary(summary: dict) -> str:
     """A short human summary of a summary.json mapping."""
+    from accelsim.engine.energy import ENERGY_COMPONENTS
     total = summary["total"]
     gap = ""
     if total["flops_reduction"] != 1.0 or total["speedup"] != 1.0:
@@ -305,7 +306,7 @@ def format_summary(summary: dict) -> str:
         f"DRAM-bound {total['cycles_dram']:,.0f}); utilization {total['utilization']:.1%}",
         f"  energy {total['energy_pj'] / 1e6:.3f} uJ: " + ", ".join(
             f"{c} {total[f'energy_{c}_pj'] / total['energy_pj']:.1%}"
-            for c in ("mac", "rf", "buffer", "dram", "index", "static")) if total["energy_pj"]
+            for c in ENERGY_COMPONENTS) if total["energy_pj"]
         else "  energy 0",
         f"  DRAM   {total['dram_bytes'] / 2**20:.2f} MiB; {total['tflops_per_watt']:.2f} TFLOPS/W, "
         f"{total['effective_tflops']:.3f} effective TFLOPS",

@@ -40,6 +40,7 @@ SKIP_GRANULARITIES = ("element", "vector", "pe_row")
 ENERGY_MAC_PREFIX = "mac_"
 REQUIRED_ENERGY_ACTIONS = ("rf_read_per_bit", "rf_write_per_bit", "gb_read_per_bit",
                            "gb_write_per_bit", "index_decode")
+COMPACTION_NETWORK = "compaction_network_per_mac"  # energy action needed with decoder.compaction
 
 
 K = TypeVar("K")
@@ -130,9 +131,11 @@ class PEArrayConfig:
                                   doc="tensor dataflow only: operand broadcast plus accumulate "
                                   "latency paid once per GEMM")
     sync_tiles: int = param(ge=1, le=1 << 20, default=16, unit="tiles",
-                            doc="sparse replay: tensor-dataflow PEs keep private work queues and "
-                            "synchronise every sync_tiles tiles (1 = lock-step tiles); a pass "
-                            "lasts as long as its slowest queue")
+                            doc="tensor dataflow: PEs work through private queues of sync_tiles "
+                            "units and synchronise after each pass (1 = lock-step tiles); a "
+                            "pass lasts as long as its slowest queue, each PE stages the pass's "
+                            "operands and partial sums (buffers.register_file_words) and B "
+                            "operands are broadcast once per pass")
     operand_reads_per_mac: float = param(ge=0, le=16, default=2.0, unit="words/MAC",
                                          doc="register-file operand reads per MAC (2 = both "
                                          "operands; less where an operand is broadcast to lanes)")
@@ -175,8 +178,10 @@ class BuffersConfig:
     words_per_cycle: int = param(ge=1, le=65536, default=64, unit="words/cycle",
                                  doc="global buffer bandwidth to the array, in operand words")
     register_file_words: int = param(ge=1, le=65536, default=16, unit="words/PE",
-                                     doc="register file per PE; must hold the operand and "
-                                     "partial-sum words its dataflow keeps per MAC lane")
+                                     doc="register file per PE, in operand words; must hold "
+                                     "what its dataflow keeps (tensor: 2 x (sync_tiles + "
+                                     "vector_width) staged operands + sync_tiles x "
+                                     "vector_width partial sums at accumulator width)")
 
 
 @dataclass(frozen=True)
@@ -225,7 +230,9 @@ class HardwareConfig:
     dram: DramConfig = param(doc="off-chip memory")
     energy: FrozenMap[str, EnergyEntry] = param(doc="energy per action: mac_<precision> (pJ/MAC), "
                                            "rf/gb read and write (pJ/bit), index_decode "
-                                           "(pJ/index), each with its source")
+                                           "(pJ/index), compaction_network_per_mac (pJ/MAC, "
+                                           "needed with decoder.compaction), each with its "
+                                           "source")
     description: str = param(default="", doc="free text")
     version: int = param(default=1, ge=1, le=1, doc="config format major version")
     kind: str = param(default=CONFIG_KIND, choices=(CONFIG_KIND,), doc="file kind")
@@ -399,6 +406,36 @@ def _build(cls: type, raw: Any, prefix: str, errors: _Errors) -> Any:
     return cls(**values)
 
 
+@dataclass(frozen=True)
+class RegisterFileNeed:
+    """The register-file words (operand width) one PE of ``pe`` needs, and why."""
+
+    total: int
+    explain: str
+
+
+def register_file_need(pe: PEArrayConfig) -> RegisterFileNeed:
+    """Words per PE the dataflow keeps (docs/sparse-model.md, "Operand delivery").
+
+    A tensor-dataflow PE works through a private queue of ``sync_tiles`` units per pass: it
+    stages, double-buffered, one streamed operand word per queued unit and one word per lane of
+    the operand its units share (2 x (sync_tiles + vector_width)), and keeps the partial sums of
+    every queued unit's lanes until the pass ends (sync_tiles x vector_width accumulator words,
+    counted in operand words). A systolic PE keeps an operand, its lanes' partial sums and a
+    forwarded operand (vector_width + 2).
+    """
+    if pe.dataflow != "tensor":
+        return RegisterFileNeed(pe.vector_width + 2, f"two operands plus {pe.vector_width} "
+                                f"partial sums (vector_width {pe.vector_width})")
+    s, vw = pe.sync_tiles, pe.vector_width
+    ratio = PRECISION_BITS[pe.accumulator_precision] / PRECISION_BITS[pe.precision]
+    staging, psums = 2 * (s + vw), math.ceil(s * vw * ratio)
+    return RegisterFileNeed(staging + psums, (
+        f"with pe_array.sync_tiles {s} each PE stages operands for {s} queued units and {vw} "
+        f"lanes, double-buffered ({staging}), and keeps {s} x {vw} partial sums at "
+        f"{pe.accumulator_precision} ({psums})"))
+
+
 def _check_combinations(config: HardwareConfig, errors: _Errors) -> None:
     """Cross-field rules: combinations that no hardware can have."""
     pe, support, decoder = config.pe_array, config.sparsity_support, config.decoder
@@ -407,12 +444,17 @@ def _check_combinations(config: HardwareConfig, errors: _Errors) -> None:
         if action not in config.energy:
             errors.add(f"energy.{action}", f"missing required key (needed for precision "
                        f"{pe.precision})" if action == mac_key else "missing required key")
+    if decoder.compaction and COMPACTION_NETWORK not in config.energy:
+        errors.add(f"energy.{COMPACTION_NETWORK}", "missing required key (needed for "
+                   "decoder.compaction: the energy per MAC of the network that packs work "
+                   "onto lanes)")
     for action in config.energy:
-        known = action in REQUIRED_ENERGY_ACTIONS or (
+        known = action in (*REQUIRED_ENERGY_ACTIONS, COMPACTION_NETWORK) or (
             action.startswith(ENERGY_MAC_PREFIX)
             and action[len(ENERGY_MAC_PREFIX):] in PRECISION_BITS)
         if not known:
-            options = [*REQUIRED_ENERGY_ACTIONS, *(ENERGY_MAC_PREFIX + p for p in PRECISION_BITS)]
+            options = [*REQUIRED_ENERGY_ACTIONS, COMPACTION_NETWORK,
+                       *(ENERGY_MAC_PREFIX + p for p in PRECISION_BITS)]
             errors.add(f"energy.{action}", _unknown_key_message(action, options))
     if pe.dataflow in SYSTOLIC_DATAFLOWS and pe.vector_width != 1:
         errors.add("pe_array.vector_width", f"must be 1 for the systolic dataflow "
@@ -424,11 +466,10 @@ def _check_combinations(config: HardwareConfig, errors: _Errors) -> None:
     if buffers.words_per_cycle % buffers.banks:
         errors.add("buffers.words_per_cycle", f"{buffers.words_per_cycle} words/cycle cannot be "
                    f"spread evenly over {buffers.banks} banks")
-    needed = pe.vector_width * (2 if pe.dataflow == "tensor" else 1) + 2
-    if buffers.register_file_words < needed:
+    need = register_file_need(pe)
+    if buffers.register_file_words < need.total:
         errors.add("buffers.register_file_words", f"{buffers.register_file_words} words cannot "
-                   f"hold {needed}: two operands plus {needed - 2} partial sums (vector_width "
-                   f"{pe.vector_width}{', double-buffered' if pe.dataflow == 'tensor' else ''})")
+                   f"hold {need.total}: {need.explain}")
     if PRECISION_BITS[pe.accumulator_precision] < PRECISION_BITS[pe.precision]:
         errors.add("pe_array.accumulator_precision", f"{pe.accumulator_precision} is narrower "
                    f"than the operand precision {pe.precision}")

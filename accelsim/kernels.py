@@ -121,11 +121,13 @@ def schedule_passes(counts: np.ndarray, classes: np.ndarray, lanes: np.ndarray,
     Unit (i, j) goes to queue (i % rows, j % qcols) in tile (i // rows, j // qcols). Column
     tiles run one after another; inside a column tile, every ``sync_tiles`` consecutive row tiles
     form a pass, after which all queues synchronise. Without compaction a pass lasts as long as
-    its slowest queue. With compaction every tile's steps are dispatched evenly over the queues
-    that hold a unit of that tile: the tile lasts ceil(steps / occupied queues), and the pass is
-    the sum of its tiles. A pass lasts at least as long as the decoder needs:
-    ceil(indices / indices_per_cycle), with indices = unit_idx of its units (if
-    ``has_unit_idx``) + row_idx of its rows + col_idx of its unit columns.
+    its slowest queue. With compaction the pass's units are spread over the queues that hold
+    one of them (min(rows, pass rows) x the column tile's unit columns), a unit never on two
+    queues at once and moved at most once (McNaughton's wrap-around rule): the pass lasts
+    max(ceil(steps / queues), its longest unit). A pass
+    lasts at least as long as the decoder needs: ceil(indices / indices_per_cycle), with
+    indices = unit_idx of its units (if ``has_unit_idx``) + row_idx of its rows + col_idx of its
+    unit columns.
 
     Returns (cycles, decoder stall cycles, decoder indices, MACs issued = sum over units of
     steps x lanes[j]).
@@ -135,38 +137,35 @@ def schedule_passes(counts: np.ndarray, classes: np.ndarray, lanes: np.ndarray,
     row_tiles = (n_rows + rows - 1) // rows
     col_tiles = (n_cols + qcols - 1) // qcols
     per_class = np.zeros((rows, qcols), dtype=np.int64)
-    tile_work = np.zeros(sync_tiles, dtype=np.int64)
     issued = cycles = stall = indices_total = 0
     for tc in range(col_tiles):
         c0, c1, col_part, n_local, local_class, multiplicity, local_lanes = _column_tile(
             classes, lanes, col_idx, tc, qcols)
-        width = c1 - c0
         tr = 0
         while tr < row_tiles:
             t_end = min(tr + sync_tiles, row_tiles)
             r0 = tr * rows
             r1 = min(t_end * rows, n_rows)
             per_class[:, :n_local] = 0
-            tile_work[:] = 0
+            total = longest = 0
             indices = col_part
             for i in range(r0, r1):
                 r = i % rows
                 indices += row_idx[i]
-                row_total = 0
                 for lc in range(n_local):
                     w = counts[i, local_class[lc]]
                     per_class[r, lc] += w
-                    row_total += w * multiplicity[lc]
                     issued += w * local_lanes[lc]
-                tile_work[(i - r0) // rows] += row_total
+                    total += w * multiplicity[lc]
+                    if w > longest:
+                        longest = w
                 if has_unit_idx:
                     for j in range(c0, c1):
                         indices += unit_idx[i, j]
             compute = 0
             if compaction:
-                for t in range(t_end - tr):
-                    occupied = min(rows, r1 - r0 - t * rows) * width
-                    compute += (tile_work[t] + occupied - 1) // occupied
+                queues = min(rows, r1 - r0) * (c1 - c0)
+                compute = max((total + queues - 1) // queues, longest)
             else:
                 for r in range(min(rows, r1 - r0)):
                     for lc in range(n_local):

@@ -70,6 +70,7 @@ ENERGY_PARTS: tuple[tuple[str, str, str], ...] = (
     ("buffer", "global buffer", PALETTE[2]),
     ("dram", "DRAM", PALETTE[1]),
     ("index", "index decode", PALETTE[4]),
+    ("network", "compaction network", PALETTE[6]),
     ("static", "static", GREY),
 )
 # Causes of lost cycles, in stacking order: (column, legend label, colour, hatch).
@@ -287,12 +288,13 @@ def energy_breakdown(results: pd.DataFrame, ax: Axes | None = None, *,
                            for n, _, _ in ENERGY_PARTS})
         elif derived is not None:
             stacks.append({n: float(derived.loc[mask, n].sum())
-                           for n in ("mac", "rf", "index", "static", "buffer_dram")})
+                           for n in ("mac", "rf", "index", "network", "static",
+                                     "buffer_dram")})
     unit, size = scale_unit([sum(s.values()) for s in stacks], ENERGY_UNITS)
     fig, ax = _axes(ax, (max(7.5, 0.75 * len(kinds) * len(groups) + 4.5), 5.0))
     pitch = len(kinds) + 0.6
     xs = [g * pitch + k for g in range(len(groups)) for k in range(len(kinds))]
-    order = ["mac", "rf", "buffer", "dram", "buffer_dram", "index", "static"]
+    order = ["mac", "rf", "buffer", "dram", "buffer_dram", "index", "network", "static"]
     colours = {n: c for n, _, c in ENERGY_PARTS}
     colours["buffer_dram"] = PALETTE[2]
     for x, stack in zip(xs, stacks, strict=True):

@@ -49,7 +49,8 @@ RUN_FILES = ("results.csv", "summary.json", "run.json")
 RUN_COLUMNS = ("trace", "step", "layer", "branch", "phase", "macs_dense", "macs_effective",
                "macs_issued", "cycles_compute", "cycles_decoder_stall", "cycles", "cycles_dense",
                "utilization", "energy_pj", "energy_dense_pj", "energy_mac_pj", "energy_rf_pj",
-               "energy_buffer_pj", "energy_dram_pj", "energy_index_pj", "energy_static_pj")
+               "energy_buffer_pj", "energy_dram_pj", "energy_index_pj", "energy_network_pj",
+               "energy_static_pj")
 SWEEP_COLUMNS = ("trace", "point", "point_id", "scope")
 ACCURACY_KEYS = ("knn_accuracy", "linear_accuracy")
 PNG_DPI = 130

@@ -1,14 +1,17 @@
 """The structured-vs-unstructured table of docs/sparse-model.md, from synthetic traces.
 
 ResNet-18 CIFAR (batch 32 per branch, 2 branches, 3 phases) on the FP8 preset (8-lane lock-step
-vector PEs), with compaction off, on, and on with a slow decoder (4 indices/cycle).
+vector PEs), with compaction off, on, and on with a slow decoder (4 indices/cycle). With
+``--sync-tiles 1,4,16,64`` it prints instead CDG's and SCDG's speedup without compaction at each
+queue depth, the register file sized to what each depth needs.
 
-    .venv/bin/python scripts/make_gap_table.py [--batch 32]
+    .venv/bin/python scripts/make_gap_table.py [--batch 32] [--sync-tiles 1,4,16,64]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import tempfile
 from pathlib import Path
@@ -17,7 +20,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from accelsim.analysis import replay_summary  # noqa: E402
-from accelsim.config import load_hardware, with_overrides  # noqa: E402
+from accelsim.config import (  # noqa: E402
+    HardwareConfig,
+    load_hardware,
+    register_file_need,
+    with_overrides,
+)
 from accelsim.engine.replay import replay_trace  # noqa: E402
 from accelsim.engine.simulator import results_frame  # noqa: E402
 from accelsim.network import resnet18  # noqa: E402
@@ -35,8 +43,12 @@ HARDWARE = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--sync-tiles", default="", help="comma-separated queue depths")
     args = parser.parse_args()
     base_hw = load_hardware(ROOT / "hw_configs/fp8_tensor_edge_28nm.yaml")
+    if args.sync_tiles:
+        queue_depths(base_hw, args.batch, [int(x) for x in args.sync_tiles.split(",")])
+        return
     print("| scheme | hardware | FLOPs red. | speedup | efficiency gap | energy red. | "
           "index red. | decoder stall cycles | index energy % |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
@@ -57,6 +69,36 @@ def main() -> None:
                       f"{summary['index']['index_reduction']:.2f}x | "
                       f"{t['cycles_decoder_stall']:,} | "
                       f"{100 * t['energy_index_pj'] / t['energy_pj']:.2g} |")
+
+
+def at_depth(hw: HardwareConfig, sync_tiles: int) -> HardwareConfig:
+    """``hw`` with ``sync_tiles`` and the register file that depth needs."""
+    pe = dataclasses.replace(hw.pe_array, sync_tiles=sync_tiles)
+    return with_overrides(hw, {"pe_array.sync_tiles": sync_tiles,
+                               "buffers.register_file_words": register_file_need(pe).total})
+
+
+def queue_depths(base_hw: HardwareConfig, batch: int, depths: list[int]) -> None:
+    """CDG's and SCDG's speedup without compaction at each queue depth."""
+    print("| sync_tiles | register-file words | " + " | ".join(SENSITIVITY) + " |")
+    print("| --- | --- |" + " --- |" * len(SENSITIVITY))
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = {}
+        for scheme in SENSITIVITY:
+            paths[scheme] = Path(tmp) / str(abs(hash(scheme)))
+            synthesize(resnet18(batch=batch), paths[scheme], SEED_SCHEMES[scheme])
+        for depth in depths:
+            hw = at_depth(base_hw, depth)
+            cells = []
+            for scheme in SENSITIVITY:
+                rows, storage = replay_trace(paths[scheme], hw)
+                total = replay_summary(results_frame(rows, hw), storage, hw, scheme, {},
+                                       [])["total"]
+                cells.append(f"{total['speedup']:.2f}x")
+            print(f"| {depth} | {hw.buffers.register_file_words} | " + " | ".join(cells) + " |")
+
+
+SENSITIVITY = ("CDG (unstructured gates)", "SCDG 8x1x1")
 
 
 if __name__ == "__main__":

@@ -175,30 +175,25 @@ def run_cycles(units: list[RefUnit], row_idx: list[int], col_idx: list[int], n_r
                     queues.setdefault((i % arr.rows, j - cols.start), []).append(unit.steps)
                     decoder += unit.decoder_indices
             indices_total += decoder
-            # Compaction: each tile's steps form a pool that the queues holding a unit of that
-            # tile drain together, one step per queue per cycle; tiles run back to back.
-            tiles: list[tuple[int, int]] = []
-            for t in range(first, min(first + arr.sync_tiles, row_tiles)):
-                tile_rows = range(t * arr.rows, min((t + 1) * arr.rows, n_rows))
-                steps = sum(by_pos[(i, j)].steps for i in tile_rows for j in cols)
-                tiles.append((steps, len(tile_rows) * len(cols)))
+            # Compaction: each cycle every queue holding a unit of the pass works one step of a
+            # different unit of the pass, the units with the most steps left first (a unit is
+            # never on two queues at once).
+            left = [by_pos[(i, j)].steps for i in rows for j in cols]
             remaining = {key: list(q) for key, q in queues.items()}
             pass_cycles = compute_done = 0
             while True:
-                if arr.compaction:
-                    while tiles and tiles[0][0] <= 0:
-                        tiles.pop(0)
-                    busy = bool(tiles)
-                else:
-                    busy = any(sum(q) for q in remaining.values())
+                busy = (any(left) if arr.compaction
+                        else any(sum(q) for q in remaining.values()))
                 if not busy and decoder <= 0:
                     break
                 pass_cycles += 1
                 if busy:
                     compute_done = pass_cycles
                     if arr.compaction:
-                        steps, occupied = tiles[0]
-                        tiles[0] = (steps - occupied, occupied)
+                        longest_first = sorted(range(len(left)), key=lambda u: -left[u])
+                        for u in longest_first[:min(arr.rows, len(rows)) * len(cols)]:
+                            if left[u]:
+                                left[u] -= 1
                     else:
                         for q in remaining.values():
                             while q and q[0] == 0:

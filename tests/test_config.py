@@ -235,4 +235,18 @@ def test_buffers_must_fit_the_array(tmp_path: Path) -> None:
     message = error_of(tmp_path, preset_raw(), ("buffers.words_per_cycle=100",))
     assert "100 words/cycle cannot be spread evenly over 16 banks" in message
     message = error_of(tmp_path, preset_raw(), ("buffers.register_file_words=8",))
-    assert "buffers.register_file_words: 8 words cannot hold 18" in message
+    assert "buffers.register_file_words: 8 words cannot hold 304" in message
+
+
+@pytest.mark.parametrize("sync_tiles", [1, 2, 16, 64])
+def test_deeper_queues_need_the_register_file_to_stage_them(tmp_path: Path,
+                                                            sync_tiles: int) -> None:
+    """A PE's private queue of sync_tiles units holds double-buffered operands for each queued
+    unit and its 8 lanes, and each unit's 8 FP16 partial sums (2 FP8 words each)."""
+    need = 2 * (sync_tiles + 8) + sync_tiles * 8 * 2
+    fits = (f"pe_array.sync_tiles={sync_tiles}", f"buffers.register_file_words={need}")
+    load_hardware(write_config(tmp_path, preset_raw(), "fits.yaml"), fits)
+    short = (f"pe_array.sync_tiles={sync_tiles}", f"buffers.register_file_words={need - 1}")
+    message = error_of(tmp_path, preset_raw(), short)
+    assert f"buffers.register_file_words: {need - 1} words cannot hold {need}: with " \
+           f"pe_array.sync_tiles {sync_tiles} each PE stages operands" in message

@@ -91,8 +91,8 @@ def test_tflops_per_watt() -> None:
 def test_energy_breakdown_fields_are_the_components() -> None:
     """EnergyBreakdown.total adds its fields by name: a new component must be in both."""
     assert tuple(f.name for f in dataclasses.fields(EnergyBreakdown)) == ENERGY_COMPONENTS
-    parts = dict(zip(ENERGY_COMPONENTS, (1.0, 2.0, 4.0, 8.0, 16.0, 32.0), strict=True))
-    assert EnergyBreakdown(**parts).total == 63.0
+    parts = {name: float(2 ** i) for i, name in enumerate(ENERGY_COMPONENTS)}
+    assert EnergyBreakdown(**parts).total == 2 ** len(ENERGY_COMPONENTS) - 1
 
 
 @settings(max_examples=60, deadline=None)
@@ -116,14 +116,16 @@ def test_energy_components_sum_to_total(fp8_hw: HardwareConfig, layer: Layer, ph
 
 
 def test_energy_of_counts_each_action(fp8_hw: HardwareConfig) -> None:
-    e = energy_of(macs_issued=10, gb_read_bits=100, gb_write_bits=50, dram_bytes=2,
-                  indices_decoded=3, cycles=0, hw=fp8_hw)
+    e = energy_of(macs_issued=10, gb_read_bits=100, gb_write_bits=50, rf_fill_bits=40,
+                  dram_bytes=2, indices_decoded=3, cycles=0, hw=fp8_hw)
     pe = fp8_hw.pe_array
     assert e.mac == pytest.approx(10 * fp8_hw.mac_energy_pj)
     assert e.dram == pytest.approx(16 * fp8_hw.dram.energy_pj_per_bit)
     assert e.index == pytest.approx(3 * fp8_hw.energy_pj("index_decode"))
+    # the 40 operand bits delivered into the register files are written there once
     assert e.buffer == pytest.approx(100 * fp8_hw.energy_pj("gb_read_per_bit")
-                                     + 50 * fp8_hw.energy_pj("gb_write_per_bit"))
+                                     + 50 * fp8_hw.energy_pj("gb_write_per_bit")
+                                     + 40 * fp8_hw.energy_pj("rf_write_per_bit"))
     rf_bits = 10 * (pe.operand_reads_per_mac * 8 + pe.psum_accesses_per_mac * 16)
     assert e.rf == pytest.approx(rf_bits * fp8_hw.energy_pj("rf_read_per_bit"))
     assert e.static == 0

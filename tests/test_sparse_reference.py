@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from accelsim.config import HardwareConfig, with_overrides
 from accelsim.engine.masks import BasePath, LayerMasks, PackedGate, pack_bits
 from accelsim.engine.schedule import unit_width
-from accelsim.engine.simulator import JobCache
+from accelsim.engine.simulator import JobCache, simulate_job
 from accelsim.engine.sparse import sparse_compute
 from accelsim.kernels import masked_step_counts, schedule_passes
 from accelsim.network import PHASES, conv
@@ -198,12 +198,63 @@ def test_zero_gate_removes_all_conditional_work(fp8_hw: HardwareConfig, phase: s
     assert sparse_compute(layer, phase, no_base, fp8_hw).macs_issued == 0
 
 
+@pytest.mark.parametrize("sync_tiles", [1, 4])
+def test_compaction_never_splits_a_unit(fp8_hw: HardwareConfig, sync_tiles: int) -> None:
+    """One active output of a K = 1152 reduction takes its 1152 steps with compaction too:
+    dispatching units over idle queues cannot shorten a single unit's reduction."""
+    layer = conv("c", 128, 16, 3, 1, 1, 4, 4, 1)
+    gate = np.zeros((1, 16, 16), dtype=bool)
+    gate[0, 3, 5] = True
+    overrides = {"decoder.compaction": True, "decoder.skip_granularity": "element",
+                 "pe_array.sync_tiles": sync_tiles}
+    hw = with_overrides(fp8_hw, overrides)
+    got = sparse_compute(layer, "fw", LayerMasks(gate=gate), hw)
+    assert got.macs_issued == got.macs_effective == 1152
+    assert got.cycles_compute - hw.pe_array.pipeline_latency - got.cycles_decoder_stall >= 1152
+
+
+@pytest.mark.parametrize("phase", PHASES)
+def test_compaction_costs_network_energy(fp8_hw: HardwareConfig, phase: str) -> None:
+    """At equal issued MACs (element granularity: packing changes no lane's work) the job with
+    compaction spends more energy: its MACs go through the distribution network."""
+    layer = conv("c", 16, 32, 3, 1, 1, 8, 8, 2)
+    gate = np.random.default_rng(7).random((2, 32, 64)) < 0.3
+    element = with_overrides(fp8_hw, {"decoder.skip_granularity": "element"})
+    packed = with_overrides(element, {"decoder.compaction": True})
+    plain = simulate_job(layer, phase, element, masks=LayerMasks(gate=gate))
+    network = simulate_job(layer, phase, packed, masks=LayerMasks(gate=gate))
+    assert network.macs_issued == plain.macs_issued > 0
+    assert plain.energy_network_pj == 0
+    assert network.energy_network_pj == pytest.approx(
+        network.macs_issued * packed.energy_pj("compaction_network_per_mac"))
+    assert network.energy_pj > plain.energy_pj
+
+
 @settings(max_examples=60, deadline=None)
-@given(st.integers(1, 40), st.integers(1, 20), st.integers(1, 5), st.integers(1, 5),
+@given(st.lists(st.integers(0, 30), min_size=1, max_size=40), st.integers(1, 4),
+       st.integers(1, 3))
+def test_compaction_meets_the_bound_of_whole_units(steps: list[int], rows: int,
+                                                   qcols: int) -> None:
+    """One pass of one unit column: its units spread over the min(rows, units) queues that hold
+    one, max(ceil(steps / queues), longest unit), by hand."""
+    work = np.array(steps, dtype=np.int32).reshape(-1, 1)
+    n = work.shape[0]
+    zeros = np.zeros(n, dtype=np.int64)
+    cycles, _, _, issued = schedule_passes(
+        work, np.zeros(1, dtype=np.int64), np.ones(1, np.int64), np.zeros((1, 1), np.int32),
+        False, zeros, zeros[:1], rows, qcols, -(-n // rows), True, 1)
+    assert cycles == max(max(steps), -(-sum(steps) // min(rows, n)))
+    assert issued == sum(steps)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 8), st.integers(1, 5), st.integers(1, 5), st.integers(1, 5),
        st.integers(1, 4), st.integers(1, 9))
 def test_compaction_gains_nothing_on_uniform_work(n_rows: int, n_cols: int, rows: int,
                                                   qcols: int, sync: int, steps: int) -> None:
-    """Balancing cannot beat the dense schedule: partial edge tiles keep their idle queues."""
+    """Balancing cannot beat the dense schedule on work that fills the array: row and column
+    tiles whole, every unit the same."""
+    n_rows, n_cols = n_rows * rows, n_cols * qcols
     work = np.full((n_rows, n_cols), steps, dtype=np.int32)
     zeros = np.zeros((n_rows, n_cols), dtype=np.int64)
     args = (work, np.arange(n_cols, dtype=np.int64), np.ones(n_cols, dtype=np.int64),

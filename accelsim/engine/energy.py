@@ -6,9 +6,14 @@ Components (pJ), which sum to the total:
 - ``rf``: per issued MAC, ``pe_array.operand_reads_per_mac`` operand reads (operand bits) and
   ``pe_array.psum_accesses_per_mac`` partial-sum accesses, half reads and half writes (accumulator
   bits), in the PE register file, x ``rf_read_per_bit`` / ``rf_write_per_bit``.
-- ``buffer``: global-buffer bits read and written x ``gb_read_per_bit`` / ``gb_write_per_bit``.
+- ``buffer``: global-buffer bits read and written x ``gb_read_per_bit`` / ``gb_write_per_bit``,
+  plus the operand bits the buffer delivers into the PE register files (``rf_fill_bits``) x
+  ``rf_write_per_bit``: moving operands between buffer and PEs.
 - ``dram``: DRAM bits x ``dram.energy_pj_per_bit``.
 - ``index``: decoded indices x ``index_decode`` (zero for dense jobs).
+- ``network``: MACs issued through the compaction network (``decoder.compaction``: the
+  distribution network that packs active work onto lanes and the reduction network behind
+  them) x ``compaction_network_per_mac`` (zero without compaction and for dense jobs).
 - ``static``: ``static_power_mw`` x job time; mW x cycles / MHz = nJ, so x 1e3 gives pJ.
 """
 
@@ -16,9 +21,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from accelsim.config import HardwareConfig
+from accelsim.config import COMPACTION_NETWORK, HardwareConfig
 
-ENERGY_COMPONENTS: tuple[str, ...] = ("mac", "rf", "buffer", "dram", "index", "static")
+ENERGY_COMPONENTS: tuple[str, ...] = ("mac", "rf", "buffer", "dram", "index", "network",
+                                      "static")
 
 
 @dataclass(frozen=True)
@@ -30,12 +36,14 @@ class EnergyBreakdown:
     buffer: float
     dram: float
     index: float
+    network: float
     static: float
 
     @property
     def total(self) -> float:
         """Sum of the components (pJ), added in field order (ENERGY_COMPONENTS)."""
-        return self.mac + self.rf + self.buffer + self.dram + self.index + self.static
+        return self.mac + self.rf + self.buffer + self.dram + self.index + self.network + \
+            self.static
 
 
 def static_energy_pj(cycles: float, hw: HardwareConfig) -> float:
@@ -57,6 +65,7 @@ class EnergyRates:
     gb_write: float
     dram_bits: float
     index: float
+    network: float
     static_power_mw: float
     clock_mhz: float
 
@@ -74,18 +83,23 @@ class EnergyRates:
                    gb_read=hw.energy_pj("gb_read_per_bit"),
                    gb_write=hw.energy_pj("gb_write_per_bit"),
                    dram_bits=hw.dram.energy_pj_per_bit, index=hw.energy_pj("index_decode"),
+                   network=hw.energy_pj(COMPACTION_NETWORK) if COMPACTION_NETWORK in hw.energy
+                   else 0.0,
                    static_power_mw=hw.static_power_mw, clock_mhz=pe.clock_mhz)
 
     def breakdown(self, macs_issued: float, gb_read_bits: float, gb_write_bits: float,
-                  dram_bytes: float, indices_decoded: float, cycles: float) -> EnergyBreakdown:
+                  rf_fill_bits: float, dram_bytes: float, indices_decoded: float,
+                  cycles: float, network_macs: float = 0.0) -> EnergyBreakdown:
         """Energy breakdown of a job from its action counts (see the module docstring)."""
         return EnergyBreakdown(
             mac=macs_issued * self.mac,
             rf=macs_issued * self.rf_read_bits_per_mac * self.rf_read
             + macs_issued * self.rf_write_bits_per_mac * self.rf_write,
-            buffer=gb_read_bits * self.gb_read + gb_write_bits * self.gb_write,
+            buffer=gb_read_bits * self.gb_read + gb_write_bits * self.gb_write
+            + rf_fill_bits * self.rf_write,
             dram=dram_bytes * 8 * self.dram_bits,
             index=indices_decoded * self.index,
+            network=network_macs * self.network,
             static=self.static(cycles),
         )
 
@@ -95,9 +109,9 @@ class EnergyRates:
 
 
 def energy_of(*, macs_issued: float, gb_read_bits: float, gb_write_bits: float,
-              dram_bytes: float, indices_decoded: float, cycles: float,
-              hw: HardwareConfig) -> EnergyBreakdown:
+              rf_fill_bits: float, dram_bytes: float, indices_decoded: float, cycles: float,
+              hw: HardwareConfig, network_macs: float = 0.0) -> EnergyBreakdown:
     """Energy breakdown of a job from its action counts (see the module docstring)."""
-    return EnergyRates.of(hw).breakdown(macs_issued, gb_read_bits, gb_write_bits, dram_bytes,
-                                        indices_decoded, cycles)
+    return EnergyRates.of(hw).breakdown(macs_issued, gb_read_bits, gb_write_bits, rf_fill_bits,
+                                        dram_bytes, indices_decoded, cycles, network_macs)
 

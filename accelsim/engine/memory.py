@@ -94,7 +94,8 @@ def choose_tiling(a_bytes: float, b_bytes: float, o_bytes: float, capacity_bytes
 
 @dataclass(frozen=True)
 class MemoryResult:
-    """DRAM traffic (bytes) by tensor class and global-buffer accesses (bits) of one job."""
+    """DRAM traffic (bytes) by tensor class, global-buffer accesses (bits) and the operand bits
+    the array's register files take in (``rf_fill_bits``) of one job."""
 
     tiling: str
     activations_bytes: float
@@ -103,6 +104,7 @@ class MemoryResult:
     indices_bytes: float
     gb_read_bits: float
     gb_write_bits: float
+    rf_fill_bits: float
 
     @property
     def dram_bytes(self) -> float:
@@ -111,15 +113,27 @@ class MemoryResult:
             self.indices_bytes
 
 
-def gb_operand_reads(sr: int, t: int, sc: int, count: int,
-                     hw: HardwareConfig) -> tuple[int, int, int, int]:
+@dataclass(frozen=True)
+class OperandWords:
+    """Global-buffer words of one GEMM (all groups) moved to and from the array: A and B
+    operand reads, partial sums read back (accumulator words) and output writes (accumulator
+    words)."""
+
+    a_reads: int
+    b_reads: int
+    psum_reads: int
+    writes: int
+
+
+def gb_operand_reads(sr: int, t: int, sc: int, count: int, hw: HardwareConfig) -> OperandWords:
     """Global-buffer words moved to/from the array for one GEMM (all groups).
 
-    Returns (A reads, B reads, psum reads, output writes) in words; psums are accumulator words.
     - ws: B loaded once; A streamed once per column fold; psums spill per row fold.
     - is: A loaded once; B streamed once per column fold; psums spill per row fold.
     - os: A re-read per column fold, B per row fold; outputs written once.
-    - tensor: A re-read per column tile (cols*vector_width outputs wide), B per row tile.
+    - tensor (staged operands, docs/sparse-model.md): A broadcast along PE rows once per column
+      tile (cols*vector_width outputs wide); B broadcast down PE columns once per pass of
+      ``sync_tiles`` row tiles, whose queued units all reuse it; outputs written once.
     """
     pe = hw.pe_array
     rows, cols = pe.rows, pe.cols
@@ -136,61 +150,30 @@ def gb_operand_reads(sr: int, t: int, sc: int, count: int,
         psum_reads, writes = 0, sr * sc
     else:
         a = sr * t * math.ceil(sc / (cols * pe.vector_width))
-        b = t * sc * math.ceil(sr / rows)
+        b = t * sc * math.ceil(sr / (rows * pe.sync_tiles))
         psum_reads, writes = 0, sr * sc
-    return a * count, b * count, psum_reads * count, writes * count
-
-
-@dataclass(frozen=True)
-class MemoryPlan:
-    """A job's memory traffic before its issued work is known: DRAM traffic (bytes) by tensor
-    class and its global-buffer accesses (bits), with the operands the array fetches at full
-    issue kept apart (``operand_bits``): skipped work fetches none (:meth:`at`)."""
-
-    tiling: str
-    activations_bytes: float
-    weights_bytes: float
-    gradients_bytes: float
-    indices_bytes: float
-    operand_bits: int     # A and B operand bits fetched when every MAC is issued
-    psum_bits: int        # partial sums read back
-    dram_out_bits: float  # results read out towards DRAM
-    gb_write_bits: float
-
-    def at(self, issued_fraction: float = 1.0) -> MemoryResult:
-        """The job's traffic when ``issued_fraction`` = MACs issued / dense MACs."""
-        return MemoryResult(
-            tiling=self.tiling,
-            activations_bytes=self.activations_bytes,
-            weights_bytes=self.weights_bytes,
-            gradients_bytes=self.gradients_bytes,
-            indices_bytes=self.indices_bytes,
-            gb_read_bits=self.operand_bits * issued_fraction + self.psum_bits
-            + self.dram_out_bits,
-            gb_write_bits=self.gb_write_bits,
-        )
+    return OperandWords(a * count, b * count, psum_reads * count, writes * count)
 
 
 def memory_plan(layer: Layer, phase: str, hw: HardwareConfig, *, weight_density: float = 1.0,
                 dw_density: float = 1.0, index_read_bits: float = 0.0,
-                index_write_bits: float = 0.0) -> MemoryPlan:
-    """DRAM traffic and global-buffer accesses of one layer/phase job, before its issued
-    fraction is known (:meth:`MemoryPlan.at`; a replay keeps one per job and step-independent
-    inputs).
+                index_write_bits: float = 0.0) -> MemoryResult:
+    """DRAM traffic, global-buffer accesses and register-file fills of one layer/phase job.
 
     Sparse jobs pass: ``weight_density``, the fraction of weight values stored (compressed
-    weights, read in FW and BD); ``dw_density``, the fraction of weight gradients written by WG;
-    and index bits read and written (gate and weight indices, counted as ``indices`` traffic).
-    The issued fraction = MACs issued / dense MACs scales the operand words the array fetches
-    from the global buffer (skipped work fetches no operands). Defaults give the dense job.
+    weights, read in FW and BD, from DRAM and from the buffer into the array); ``dw_density``,
+    the fraction of weight gradients written by WG; and index bits read and written (gate and
+    weight indices, counted as ``indices`` traffic). Operands are staged into the PEs whether
+    or not a unit's work is then skipped (docs/sparse-model.md, "Operand delivery"), so what a
+    job's masks change here is only what is stored compressed. Defaults give the dense job.
     """
     tensors = phase_tensors(layer, phase)
     word_bytes = hw.operand_bits / 8
     a_bytes = tensors.a_elems * word_bytes
     b_bytes = tensors.b_elems * word_bytes
     o_bytes = tensors.o_elems * word_bytes
-    if phase in ("fw", "bd"):
-        b_bytes *= weight_density
+    b_stored = weight_density if phase in ("fw", "bd") else 1.0
+    b_bytes *= b_stored
     if phase == "wg":
         o_bytes *= dw_density
     index_bytes = (index_read_bits + index_write_bits) / 8
@@ -204,26 +187,25 @@ def memory_plan(layer: Layer, phase: str, hw: HardwareConfig, *, weight_density:
     dram_out = o_bytes * tiling.o_writes + index_write_bits / 8
 
     gemm = layer.gemm(phase)
-    a_words, b_words, psum_words, out_words = gb_operand_reads(gemm.sr, gemm.t, gemm.sc,
-                                                                gemm.count, hw)
+    words = gb_operand_reads(gemm.sr, gemm.t, gemm.sc, gemm.count, hw)
     acc, op = hw.accumulator_bits, hw.operand_bits
+    operand_bits = (words.a_reads + words.b_reads * b_stored) * op
     # Reads feed the array and write results back to DRAM; writes take DRAM fills and results.
-    return MemoryPlan(
+    return MemoryResult(
         tiling=tiling.order,
         activations_bytes=by_class["activations"],
         weights_bytes=by_class["weights"],
         gradients_bytes=by_class["gradients"],
         indices_bytes=index_bytes,
-        operand_bits=(a_words + b_words) * op,
-        psum_bits=psum_words * acc,
-        dram_out_bits=dram_out * 8,
-        gb_write_bits=out_words * acc + dram_in * 8,
+        gb_read_bits=operand_bits + words.psum_reads * acc + dram_out * 8,
+        gb_write_bits=words.writes * acc + dram_in * 8,
+        rf_fill_bits=operand_bits,
     )
 
 
 def memory_dense(layer: Layer, phase: str, hw: HardwareConfig) -> MemoryResult:
     """Dense DRAM traffic and global-buffer accesses of one layer/phase job."""
-    return memory_plan(layer, phase, hw).at()
+    return memory_plan(layer, phase, hw)
 
 
 def cycles_dram(dram_bytes: float, hw: HardwareConfig) -> int:

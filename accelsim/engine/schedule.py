@@ -97,6 +97,7 @@ class Schedule:
     cycles_decoder_stall: int   # cycles the decoder held the array
     decoder_indices: int        # indices decoded
     macs_issued: int            # the lanes' MACs, idle lanes of active lock-step units included
+    compacted: bool = False     # the work went through the compaction network
 
 
 def schedule(work: PhaseWork | PassSums, hw: HardwareConfig, unit: int) -> Schedule:
@@ -112,7 +113,7 @@ def schedule(work: PhaseWork | PassSums, hw: HardwareConfig, unit: int) -> Sched
         has_unit_idx,
         work.row_idx, work.col_idx, pe.rows, qcols, pe.sync_tiles, decoder.compaction,
         throughput)
-    return Schedule(cycles + pe.pipeline_latency, stall, indices, issued)
+    return Schedule(cycles + pe.pipeline_latency, stall, indices, issued, decoder.compaction)
 
 
 NO_UNIT_SUMS = np.zeros((1, 1), dtype=np.int64)

@@ -14,7 +14,7 @@ from accelsim.config import HardwareConfig
 from accelsim.engine.energy import EnergyRates, energy_of
 from accelsim.engine.masks import LayerMasks
 from accelsim.engine.memory import (
-    MemoryPlan,
+    MemoryResult,
     combine_cycles,
     cycles_buffer,
     cycles_dram,
@@ -67,6 +67,7 @@ class JobResult:
     energy_buffer_pj: float
     energy_dram_pj: float
     energy_index_pj: float
+    energy_network_pj: float
     energy_static_pj: float
     energy_dense_pj: float
 
@@ -142,16 +143,17 @@ def dense_job(layer: Layer, phase: str, hw: HardwareConfig, cycles_compute: int)
                             hw.dram.double_buffering)
     macs = layer.gemm(phase).macs
     energy = energy_of(macs_issued=macs, gb_read_bits=memory.gb_read_bits,
-                       gb_write_bits=memory.gb_write_bits, dram_bytes=memory.dram_bytes,
+                       gb_write_bits=memory.gb_write_bits, rf_fill_bits=memory.rf_fill_bits,
+                       dram_bytes=memory.dram_bytes,
                        indices_decoded=0, cycles=cycles, hw=hw)
     return DenseJob(macs, cycles, energy.total)
 
 
 @dataclass(frozen=True)
 class JobFrame:
-    """Everything of one job's result that its masks do not change: names, dense half, index
-    bits, memory plan, DRAM cycles and the energy rates of ``hw``. A replay keeps one per job
-    and step-independent inputs; :meth:`result` adds a step's compute."""
+    """Everything of one job's result that its compute does not change: names, dense half,
+    index bits, memory traffic, buffer and DRAM cycles and the energy rates of ``hw``. A replay
+    keeps one per job and step-independent inputs; :meth:`result` adds a step's compute."""
 
     trace: str
     layer: str
@@ -159,23 +161,23 @@ class JobFrame:
     phase: str
     dense: DenseJob
     index: IndexCost
-    plan: MemoryPlan
+    memory: MemoryResult
+    cycles_buffer: int
     cycles_dram: int
     hw: HardwareConfig
     rates: EnergyRates
 
     def result(self, compute: SparseCompute, step: int) -> JobResult:
         """The job's row at ``step`` with ``compute``."""
-        hw, dense, index = self.hw, self.dense, self.index
+        hw, dense, index, memory = self.hw, self.dense, self.index, self.memory
         macs_dense = dense.macs
-        memory = self.plan.at(compute.macs_issued / macs_dense if macs_dense else 1.0)
-        buffer = cycles_buffer(memory.gb_read_bits, memory.gb_write_bits, hw)
-        dram = self.cycles_dram
+        buffer, dram = self.cycles_buffer, self.cycles_dram
         cycles = combine_cycles(compute.cycles_compute, buffer, dram, hw.dram.double_buffering)
         cycles_dense = dense.cycles
         energy = self.rates.breakdown(compute.macs_issued, memory.gb_read_bits,
-                                      memory.gb_write_bits, memory.dram_bytes,
-                                      compute.decoder_indices, cycles)
+                                      memory.gb_write_bits, memory.rf_fill_bits,
+                                      memory.dram_bytes, compute.decoder_indices, cycles,
+                                      compute.macs_issued if compute.compacted else 0)
         return JobResult.of(dict(
             trace=self.trace, step=step, layer=self.layer, branch=self.branch,
             phase=self.phase, macs_dense=macs_dense, macs_effective=compute.macs_effective,
@@ -194,7 +196,8 @@ class JobFrame:
             tiling=memory.tiling,
             energy_pj=energy.total, energy_mac_pj=energy.mac, energy_rf_pj=energy.rf,
             energy_buffer_pj=energy.buffer, energy_dram_pj=energy.dram,
-            energy_index_pj=energy.index, energy_static_pj=energy.static,
+            energy_index_pj=energy.index, energy_network_pj=energy.network,
+            energy_static_pj=energy.static,
             energy_dense_pj=dense.energy_pj,
         ))
 
@@ -238,12 +241,13 @@ class JobCache:
                                                                     cycles_compute_dense)
             if len(self.frames) >= self.frame_limit:
                 self.frames.clear()
-            plan = memory_plan(layer, phase, hw, weight_density=weight_density,
-                               dw_density=dw_density, index_read_bits=index.read_bits,
-                               index_write_bits=index.write_bits)
+            memory = memory_plan(layer, phase, hw, weight_density=weight_density,
+                                 dw_density=dw_density, index_read_bits=index.read_bits,
+                                 index_write_bits=index.write_bits)
             frame = self.frames[key] = JobFrame(
-                trace, layer.name, branch, phase, dense, index, plan,
-                cycles_dram(plan.at().dram_bytes, hw), hw, EnergyRates.of(hw))
+                trace, layer.name, branch, phase, dense, index, memory,
+                cycles_buffer(memory.gb_read_bits, memory.gb_write_bits, hw),
+                cycles_dram(memory.dram_bytes, hw), hw, EnergyRates.of(hw))
         return frame
 
 

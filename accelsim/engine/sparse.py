@@ -123,12 +123,13 @@ class SparseCompute:
     macs_issued: int
     macs_effective: int
     cycles_compute_dense: int
+    compacted: bool = False  # its work went through the compaction network
 
     @classmethod
     def of(cls, run: Schedule, macs_effective: int, cycles_compute_dense: int) -> SparseCompute:
         """The compute of a job whose work ran as ``run``."""
         return cls(run.cycles, run.cycles_decoder_stall, run.decoder_indices, run.macs_issued,
-                   macs_effective, cycles_compute_dense)
+                   macs_effective, cycles_compute_dense, run.compacted)
 
 
 def sparse_compute(layer: Layer, phase: str, masks: LayerMasks,

@@ -1,0 +1,84 @@
+"""Operand delivery on the tensor dataflow: staged operands, priced whether or not work is skipped.
+
+The rules (docs/sparse-model.md, "Operand delivery"): A is broadcast along PE rows once per column
+tile, B down PE columns once per pass of ``sync_tiles`` row tiles; every delivered word is written
+into a PE register file; skipped work still has its operands staged, so masks change buffer
+traffic only through what is stored compressed (weights) and through index traffic.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from accelsim.config import HardwareConfig, register_file_need, with_overrides
+from accelsim.engine.masks import LayerMasks
+from accelsim.engine.memory import gb_operand_reads, memory_dense, memory_plan
+from accelsim.engine.simulator import IndexCost, simulate_job
+from accelsim.network import PHASES, conv
+
+
+def tensor_hw(fp8_hw: HardwareConfig, sync_tiles: int, **extra: object) -> HardwareConfig:
+    """The FP8 preset with ``sync_tiles`` and a register file that can stage it."""
+    pe = dataclasses.replace(fp8_hw.pe_array, sync_tiles=sync_tiles)
+    return with_overrides(fp8_hw, {"pe_array.sync_tiles": sync_tiles, **extra,
+                                   "buffers.register_file_words": register_file_need(pe).total})
+
+
+def test_staged_operand_words_by_hand(fp8_hw: HardwareConfig) -> None:
+    # 100 rows on 4 PE rows x 2 tiles per pass -> 13 passes; 70 columns on 4 cols x 8 lanes
+    # -> 3 column tiles: A is read once per column tile, B once per pass.
+    hw = tensor_hw(fp8_hw, 2, **{"pe_array.rows": 4, "pe_array.cols": 4})
+    words = gb_operand_reads(100, 50, 70, 3, hw)
+    assert words.a_reads == 100 * 50 * 3 * 3
+    assert words.b_reads == 50 * 70 * math.ceil(100 / 8) * 3
+    assert (words.psum_reads, words.writes) == (0, 100 * 70 * 3)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 3000), st.integers(1, 600), st.integers(1, 600), st.integers(1, 64),
+       st.integers(1, 64))
+def test_deeper_passes_never_read_more(fp8_hw: HardwareConfig, sr: int, t: int, sc: int,
+                                       shallow: int, extra: int) -> None:
+    one = gb_operand_reads(sr, t, sc, 1, tensor_hw(fp8_hw, shallow))
+    deeper = gb_operand_reads(sr, t, sc, 1, tensor_hw(fp8_hw, shallow + extra))
+    assert deeper.a_reads == one.a_reads and deeper.b_reads <= one.b_reads
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.sampled_from(PHASES), st.floats(0.0, 1.0), st.integers(0, 2 ** 31 - 1),
+       st.integers(0, 10_000), st.integers(0, 10_000), st.sampled_from([1, 4, 16]))
+def test_skipped_work_still_pays_its_operand_delivery(fp8_hw: HardwareConfig, phase: str,
+                                                      density: float, seed: int,
+                                                      read_bits: int, write_bits: int,
+                                                      sync_tiles: int) -> None:
+    """A gated job's buffer energy is the dense job's plus its index traffic, whatever it
+    skips: the index's DRAM fills are buffer writes, its write-backs buffer reads."""
+    hw = tensor_hw(fp8_hw, sync_tiles)
+    layer = conv("c", 16, 32, 3, 1, 1, 8, 8, batch=2)
+    gate = np.random.default_rng(seed).random((2, 32, 64)) < density
+    index = IndexCost(bits=read_bits, read_bits=read_bits, write_bits=write_bits)
+    job = simulate_job(layer, phase, hw, masks=LayerMasks(gate=gate), index=index)
+    dense = simulate_job(layer, phase, hw)
+    extra = read_bits * hw.energy_pj("gb_write_per_bit") + \
+        write_bits * hw.energy_pj("gb_read_per_bit")
+    assert np.isclose(job.energy_buffer_pj, dense.energy_buffer_pj + extra, rtol=1e-12)
+    assert job.cycles_buffer >= dense.cycles_buffer
+
+
+@given(st.sampled_from(["fw", "bd"]), st.floats(0.05, 1.0))
+def test_compressed_weights_are_delivered_as_stored(fp8_hw: HardwareConfig, phase: str,
+                                                    density: float) -> None:
+    """FW and BD stage only the stored (kept) weights; the streamed operand is staged whole."""
+    layer = conv("c", 16, 32, 3, 1, 1, 8, 8, batch=2)
+    gemm = layer.gemm(phase)
+    words = gb_operand_reads(gemm.sr, gemm.t, gemm.sc, gemm.count, fp8_hw)
+    sparse = memory_plan(layer, phase, fp8_hw, weight_density=density)
+    dense = memory_dense(layer, phase, fp8_hw)
+    op = fp8_hw.operand_bits
+    assert dense.rf_fill_bits == (words.a_reads + words.b_reads) * op
+    assert np.isclose(sparse.rf_fill_bits, (words.a_reads + words.b_reads * density) * op)

@@ -287,7 +287,13 @@ def _totals(sums: Mapping[str, Any], components: Sequence[str], clock_mhz: float
     result["energy_pj"] = energy
     result["energy_dense_pj"] = sums["energy_dense_pj"]
     result["utilization"] = macs_effective / (cycles * macs_per_cycle) if cycles else 0.0
+    # Three energy efficiencies, named apart: the useful (effective) work per joule; the dense
+    # work per joule, as chips that skip report it; the useful work per on-chip joule (DRAM
+    # energy left out).
     result["tflops_per_watt"] = tflops_per_watt(macs_effective, energy)
+    result["tflops_per_watt_dense_equivalent"] = tflops_per_watt(sums["macs_dense"], energy)
+    result["tflops_per_watt_on_chip"] = tflops_per_watt(
+        macs_effective, energy - sums.get("energy_dram_pj", 0.0))
     result["effective_tflops"] = 2 * macs_effective / seconds / 1e12 if seconds else 0.0
     result["flops_reduction"] = flops_reduction
     result["speedup"] = speedup

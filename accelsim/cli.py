@@ -308,8 +308,11 @@ def format_summary(summary: dict) -> str:
             f"{c} {total[f'energy_{c}_pj'] / total['energy_pj']:.1%}"
             for c in ENERGY_COMPONENTS) if total["energy_pj"]
         else "  energy 0",
-        f"  DRAM   {total['dram_bytes'] / 2**20:.2f} MiB; {total['tflops_per_watt']:.2f} TFLOPS/W, "
-        f"{total['effective_tflops']:.3f} effective TFLOPS",
+        f"  DRAM   {total['dram_bytes'] / 2**20:.2f} MiB; {total['effective_tflops']:.3f} "
+        f"effective TFLOPS",
+        f"  TFLOPS/W {total['tflops_per_watt']:.2f} of effective work, "
+        f"{total['tflops_per_watt_dense_equivalent']:.2f} dense-equivalent, "
+        f"{total['tflops_per_watt_on_chip']:.2f} effective on chip (without DRAM)",
     ]
     for phase, values in summary["per_phase"].items():
         lines.append(f"  {phase:3s}    {values['cycles']:>14,.0f} cycles "

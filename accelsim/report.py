@@ -567,7 +567,7 @@ def display_schemes(table: pd.DataFrame) -> pd.DataFrame:
         "efficiency gap": table["efficiency_gap"].map(lambda v: f"{float(v):.2f}"),
         "energy reduction": table["energy_reduction"].map(_times),
         "index reduction": table["index_reduction"].map(_times),
-        "TFLOPS/W": table["tflops_per_watt"].map(lambda v: f"{float(v):.2f}"),
+        "TFLOPS/W (effective work)": table["tflops_per_watt"].map(lambda v: f"{float(v):.2f}"),
     })
     for key in ACCURACY_KEYS:
         if key in table.columns:
@@ -636,7 +636,9 @@ def _run_section(page: Page, figures: _Figures, run: RunOutput, scheme: str,
         f"`{run.path}` on {run.summary.get('hardware', '?')}: {int(total.get('jobs', 0))} jobs "
         f"over {run.steps} step(s); speedup {total['speedup']:.2f}x, FLOPs reduction "
         f"{total['flops_reduction']:.2f}x, efficiency gap {total['efficiency_gap']:.2f}, energy "
-        f"reduction {total['energy_reduction']:.2f}x, {total['tflops_per_watt']:.2f} TFLOPS/W.")
+        f"reduction {total['energy_reduction']:.2f}x; {total['tflops_per_watt']:.2f} TFLOPS/W of "
+        f"effective work ({total['tflops_per_watt_dense_equivalent']:.2f} dense-equivalent, "
+        f"{total['tflops_per_watt_on_chip']:.2f} on chip without DRAM).")
     results = run.results
     if run.producer is not None:
         figures.add(f"{run.slug}_per_layer_speedup", f"{scheme}: per-layer speedup (bars) vs "

@@ -13,12 +13,13 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from accelsim.analysis import totals
 from accelsim.api import replay_to_dir
 from accelsim.cli import main
 from accelsim.config import HardwareConfig, with_overrides
 from accelsim.engine.masks import BasePath, LayerMasks
 from accelsim.engine.replay import replay_trace, replay_trace_on
-from accelsim.engine.simulator import JobResult, simulate_network_dense
+from accelsim.engine.simulator import JobResult, results_frame, simulate_network_dense
 from accelsim.engine.sparse import compute_key, sparse_compute
 from accelsim.engine.systolic import cycles_nm_systolic
 from accelsim.errors import InputError
@@ -122,6 +123,24 @@ def gaps(tmp_path: Path, hw: HardwareConfig, s: int, compaction: bool, name: str
     summary = replay_to_dir(path, with_overrides(hw, {"decoder.compaction": compaction}),
                             tmp_path / name)
     return {**summary["total"], "fw": summary["per_phase"]["fw"]}
+
+
+def test_three_energy_efficiencies_are_named_apart(tmp_path: Path,
+                                                  fp8_hw: HardwareConfig) -> None:
+    """Dense-equivalent TFLOPS/W = the dense run's TFLOPS/W x energy reduction; effective
+    TFLOPS/W counts only the useful MACs; on-chip leaves DRAM energy out."""
+    sparse = gaps(tmp_path, fp8_hw, 8, False, "scdg-tflops")
+    dense_rows = simulate_network_dense(resnet18(batch=4), fp8_hw)
+    dense = totals(results_frame(dense_rows, fp8_hw), clock_mhz=fp8_hw.pe_array.clock_mhz,
+                   macs_per_cycle=fp8_hw.pe_array.macs_per_cycle)
+    assert sparse["energy_dense_pj"] == pytest.approx(dense["energy_pj"], rel=1e-12)
+    assert sparse["tflops_per_watt_dense_equivalent"] == pytest.approx(
+        dense["tflops_per_watt"] * sparse["energy_reduction"], rel=1e-12)
+    assert sparse["tflops_per_watt"] == pytest.approx(
+        sparse["tflops_per_watt_dense_equivalent"] / sparse["flops_reduction"], rel=1e-12)
+    assert sparse["tflops_per_watt_on_chip"] == pytest.approx(
+        2 * sparse["macs_effective"] / (sparse["energy_pj"] - sparse["energy_dram_pj"]))
+    assert dense["tflops_per_watt_dense_equivalent"] == dense["tflops_per_watt"]
 
 
 def test_unstructured_gates_lose_more_on_a_lockstep_array(tmp_path: Path,

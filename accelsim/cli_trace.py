@@ -87,6 +87,9 @@ def _directory_bytes(root: Path) -> int:
 @click.option("--spatial-correlation", type=click.FloatRange(min=0), default=0.0,
               show_default=True,
               help="Gate correlation length in output pixels (gaussian sigma; 0: independent).")
+@click.option("--channel-block", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Gate bits equal over blocks of B consecutive stored channels (1: "
+              "independent; a CDG trace with B = 8 has SCDG 8x1x1's gates).")
 @click.option("--weight-sparsity", type=click.FloatRange(0, 1, max_open=True), default=None,
               help="Fraction of weights pruned in branch 1 [default: no weight masks, unless "
               "--weight-pattern is nm:N:M].")
@@ -112,9 +115,9 @@ def _directory_bytes(root: Path) -> int:
 def synth(ctx: click.Context, network: str, out_dir: Path, steps: int, batch: int, width: float,
           in_channels: int, image_size: int, seed: int, gate_sparsity: float | None,
           gate_groups: int, gate_group_size: int, overlap: float, spatial_correlation: float,
-          weight_sparsity: float | None, weight_pattern: str, weight_delta: float,
-          weight_update_every: int, branches: int, compression: int, min_saving: float,
-          overwrite: bool) -> None:
+          channel_block: int, weight_sparsity: float | None, weight_pattern: str,
+          weight_delta: float, weight_update_every: int, branches: int, compression: int,
+          min_saving: float, overwrite: bool) -> None:
     """Write a synthetic trace: random gate and weight masks with exact sparsity.
 
     Gated layers: residual-block convs of a built-in net, every layer but the first of a
@@ -130,8 +133,9 @@ def synth(ctx: click.Context, network: str, out_dir: Path, steps: int, batch: in
     config = SynthConfig(steps=steps, seed=seed, branches=branches, gate_sparsity=gate_sparsity,
                          gate_groups=gate_groups, gate_group_size=gate_group_size,
                          overlap=overlap, spatial_correlation=spatial_correlation,
-                         weight_sparsity=weight_sparsity, weight_pattern=weight_pattern,
-                         weight_delta=weight_delta, weight_update_every=weight_update_every)
+                         channel_block=channel_block, weight_sparsity=weight_sparsity,
+                         weight_pattern=weight_pattern, weight_delta=weight_delta,
+                         weight_update_every=weight_update_every)
     net = _network(ctx, network, batch, width, in_channels, image_size)
     if not overwrite and out_dir.is_dir() and any(out_dir.iterdir()):
         raise InputError("directory is not empty (pass --overwrite to replace the trace in it)",

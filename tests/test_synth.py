@@ -313,6 +313,9 @@ def test_overwrite(tmp_path: Path, net: Network) -> None:
     ({"weight_pattern": "nm:2:32"}, "layer 'layer1.0.conv1': --weight-pattern nm:2:32: M=32"),
     ({"weight_sparsity": 0.5, "weight_pattern": "block:3x4"},
      "layer 'layer1.0.conv1': --weight-pattern block:3x4: BO=3 must divide cout=16"),
+    ({"gate_sparsity": 0.5, "gate_group_size": 2, "channel_block": 4},
+     "layer 'layer1.0.conv1': --channel-block 4 x --gate-group-size 2 must divide "
+     "cout/gate-groups = 16/4 = 4"),
 ])
 def test_structure_errors_name_the_layer(tmp_path: Path, net: Network, kwargs: dict,
                                          message: str) -> None:
@@ -367,6 +370,8 @@ def test_weight_pattern_parse() -> None:
     ({"gate_sparsity": 0.5, "overlap": 1.5}, "--overlap"),
     ({"gate_sparsity": 0.5, "gate_groups": 0}, "--gate-groups"),
     ({"gate_sparsity": 0.5, "spatial_correlation": -1.0}, "--spatial-correlation"),
+    ({"gate_sparsity": 0.5, "channel_block": 0}, "--channel-block"),
+    ({"channel_block": 8}, "--channel-block"),  # gate option without gate masks
     ({"overlap": 0.5}, "--overlap"),  # gate option without gate masks
     ({"gate_group_size": 8}, "--gate-group-size"),
     ({"weight_delta": 0.2}, "--weight-delta"),  # weight option without weight masks

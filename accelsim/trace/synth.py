@@ -123,6 +123,7 @@ class SynthConfig:
     gate_group_size: int = 1
     overlap: float = 0.0
     spatial_correlation: float = 0.0
+    channel_block: int = 1
     weight_sparsity: float | None = None
     weight_pattern: str = "element"
     weight_delta: float = 0.0
@@ -134,6 +135,7 @@ class SynthConfig:
         _check_int(self.branches, "--branches", 1, 2)
         _check_int(self.gate_groups, "--gate-groups", 1)
         _check_int(self.gate_group_size, "--gate-group-size", 1)
+        _check_int(self.channel_block, "--channel-block", 1)
         _check_int(self.weight_update_every, "--weight-update-every", 0)
         if self.gate_sparsity is not None:
             _check_float(self.gate_sparsity, "--gate-sparsity", 0.0, 1.0, high_open=True)
@@ -145,7 +147,8 @@ class SynthConfig:
         pattern = WeightPattern.parse(self.weight_pattern)
         defaults = {f.name: f.default for f in dataclasses.fields(self)}
         if self.gate_sparsity is None:
-            for name in ("gate_groups", "gate_group_size", "overlap", "spatial_correlation"):
+            for name in ("gate_groups", "gate_group_size", "overlap", "spatial_correlation",
+                         "channel_block"):
                 if getattr(self, name) != defaults[name]:
                     raise InputError("applies to gate masks only: give --gate-sparsity too",
                                      field=_option(name))
@@ -264,13 +267,16 @@ def base_chunks(gate_groups: int, overlap: float, branches: int) -> list[list[in
     return [diagonal, inverse][:branches]
 
 
-def _gate_problem(layer: Layer, groups: int, size: int) -> str | None:
+def _gate_problem(layer: Layer, groups: int, size: int, block: int) -> str | None:
     cin = layer.cin // layer.groups
     if cin % groups or layer.cout % groups:
         return (f"--gate-groups {groups} must divide cin/groups={cin} and cout={layer.cout}")
     if (layer.cout // groups) % size:
         return (f"--gate-group-size {size} must divide cout/gate-groups = {layer.cout}/{groups} "
                 f"= {layer.cout // groups}")
+    if (layer.cout // groups) % (size * block):
+        return (f"--channel-block {block} x --gate-group-size {size} must divide "
+                f"cout/gate-groups = {layer.cout}/{groups} = {layer.cout // groups}")
     return None
 
 
@@ -306,7 +312,8 @@ def trace_layers(network: Network, config: SynthConfig) -> list[TraceLayer]:
     problems: list[tuple[str, str]] = []
     for layer in network.layers:
         if layer.name in gated:
-            problem = _gate_problem(layer, config.gate_groups, config.gate_group_size)
+            problem = _gate_problem(layer, config.gate_groups, config.gate_group_size,
+                                    config.channel_block)
             if problem:
                 problems.append((layer.name, problem))
         if layer.name in pruned:
@@ -392,10 +399,15 @@ def gate_scores(rng: np.random.Generator, shape: Sequence[int], correlation: flo
 
 
 def gate_mask(rng: np.random.Generator, shape: Sequence[int], sparsity: float,
-              correlation: float) -> np.ndarray:
-    """A gate mask of ``shape`` with exactly ``round((1 - sparsity) * size)`` ones."""
-    scores = gate_scores(rng, shape, correlation)
-    return top_k_mask(scores, kept_count(sparsity, scores.size))
+              correlation: float, channel_block: int = 1) -> np.ndarray:
+    """A gate mask of ``shape`` (N, C, Ho, Wo) with exactly ``round((1 - sparsity) * size)``
+    ones, equal over each block of ``channel_block`` consecutive channels: drawn at
+    (N, C / channel_block, Ho, Wo) and repeated along C."""
+    n, c, *pixels = shape
+    blocks = (n, c // channel_block, *pixels)
+    scores = gate_scores(rng, blocks, correlation)
+    drawn = top_k_mask(scores, kept_count(sparsity, scores.size))
+    return np.repeat(drawn, channel_block, axis=1) if channel_block > 1 else drawn
 
 
 def weight_masks(rng: np.random.Generator, shape: Sequence[int], pattern: WeightPattern,
@@ -481,7 +493,7 @@ def synthesize(network: Network, out: Path, config: SynthConfig,
                         rng = generator(config.seed, step, i, branch, "gate")
                         gates[(item.name, branch)] = gate_mask(
                             rng, item.gate.shape, config.gate_sparsity,
-                            config.spatial_correlation)
+                            config.spatial_correlation, config.channel_block)
                 if item.weight is not None:
                     if update:
                         rng = generator(config.seed, step, i, 0, "weight")

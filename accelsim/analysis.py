@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 
 PHASE_ORDER = ("fw", "bd", "wg")
 # The causes gap_decomposition splits lost cycles into, in the order reports draw them.
-GAP_CAUSES = ("lockstep_cycles", "imbalance_cycles", "decoder_cycles", "memory_cycles",
+GAP_CAUSES = ("estimator_cycles", "lockstep_cycles", "imbalance_cycles", "decoder_cycles",
+              "memory_cycles",
               "baseline_cycles")
 BEST_METRICS: dict[str, str] = {"speedup": "max", "efficiency_gap": "max", "energy_pj": "min",
                                 "tflops_per_watt": "max"}
@@ -45,7 +46,8 @@ def ratio(numerator: pd.Series | float, denominator: pd.Series | float) -> Any:
     return numerator / denominator if denominator else 1.0
 
 
-SUM_COLUMNS = ("macs_dense", "macs_effective", "macs_issued", "cycles", "cycles_dense",
+SUM_COLUMNS = ("macs_dense", "macs_effective", "macs_required", "macs_issued", "cycles",
+               "cycles_dense",
                "cycles_compute", "cycles_decoder_stall", "energy_pj", "energy_dense_pj")
 
 
@@ -123,7 +125,10 @@ def gap_decomposition(results: pd.DataFrame, by: Sequence[str] = ("phase",), *,
     - ``ideal_cycles`` = cycles_dense / flops_reduction (flops_reduction = sum macs_dense /
       sum macs_effective over the group): the time if every skipped MAC saved its share of time;
     - ``lost_cycles`` = cycles - ideal_cycles, equal to the sum of:
-    - ``lockstep_cycles`` = sum (macs_issued - macs_effective) / P (idle lanes of active units);
+    - ``estimator_cycles`` = sum (macs_required - macs_effective) / P (work the training
+      algorithm needs although the FLOPs view skips it: FW's conditional path where a
+      straight-through gate gradient needs it everywhere);
+    - ``lockstep_cycles`` = sum (macs_issued - macs_required) / P (idle lanes of active units);
     - ``imbalance_cycles`` = sum (cycles_compute - cycles_decoder_stall - macs_issued / P)
       (queues waiting for the slowest, partially filled tiles, pipeline fill);
     - ``decoder_cycles`` = sum cycles_decoder_stall;
@@ -135,13 +140,15 @@ def gap_decomposition(results: pd.DataFrame, by: Sequence[str] = ("phase",), *,
     Returns one row per group with ``by``, cycles, cycles_dense, speedup, flops_reduction, the
     columns above, and each part as a fraction of lost cycles (``*_share``).
     """
-    require(results, ("macs_dense", "macs_effective", "macs_issued", "cycles", "cycles_dense",
+    require(results, ("macs_dense", "macs_effective", "macs_required", "macs_issued", "cycles",
+                       "cycles_dense",
                        "cycles_compute", "cycles_decoder_stall", *by), "gap_decomposition")
     if macs_per_cycle is None and "macs_per_cycle" not in results.columns:
         require(results, ("utilization",), "gap_decomposition")
     peak = macs_per_cycle_of(results, macs_per_cycle)
     jobs = pd.DataFrame({
-        "lockstep_cycles": (results["macs_issued"] - results["macs_effective"]) / peak,
+        "estimator_cycles": (results["macs_required"] - results["macs_effective"]) / peak,
+        "lockstep_cycles": (results["macs_issued"] - results["macs_required"]) / peak,
         "imbalance_cycles": results["cycles_compute"] - results["cycles_decoder_stall"]
         - results["macs_issued"] / peak,
         "decoder_cycles": results["cycles_decoder_stall"].astype(float),
@@ -232,7 +239,8 @@ def best_points(table: pd.DataFrame, metrics: Mapping[str, str] = BEST_METRICS
 # ---------------------------------------------------------------------------------------------
 
 # Job-table columns that a summary sums: whole numbers, then real ones (pJ, bytes).
-SUMMED_WHOLE = ("macs_dense", "macs_effective", "macs_issued", "cycles", "cycles_dense",
+SUMMED_WHOLE = ("macs_dense", "macs_effective", "macs_required", "macs_issued", "cycles",
+                "cycles_dense",
                 "cycles_compute", "cycles_decoder_stall", "cycles_dram", "cycles_buffer",
                 "decoder_indices")
 SUMMED_REAL = ("dram_bytes", "traffic_indices_bytes", "energy_pj", "energy_dense_pj")
@@ -278,8 +286,8 @@ def _totals(sums: Mapping[str, Any], components: Sequence[str], clock_mhz: float
     flops_reduction = ratio(sums["macs_dense"], macs_effective)
     result: dict[str, Any] = {"jobs": sums["jobs"]}
     result.update({column: sums[column] for column in (
-        "macs_dense", "macs_effective", "macs_issued", "cycles", "cycles_dense", "cycles_compute",
-        "cycles_decoder_stall", "cycles_dram", "cycles_buffer")})
+        "macs_dense", "macs_effective", "macs_required", "macs_issued", "cycles", "cycles_dense",
+        "cycles_compute", "cycles_decoder_stall", "cycles_dram", "cycles_buffer")})
     result["seconds"] = seconds
     result["dram_bytes"] = sums["dram_bytes"]
     result["traffic_indices_bytes"] = sums["traffic_indices_bytes"]

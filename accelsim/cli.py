@@ -224,6 +224,9 @@ _RECORD_OPTIONS = [
     ("--gate-groups", "gate_groups", click.IntRange(min=2), "CDG gating groups G [default: 4]."),
     ("--gate-group-size", "gate_group_size", click.IntRange(min=1),
      "SCDG channel-group size s [default: 8 for scdg, else 1]."),
+    ("--gate-gradient", "gate_gradient", click.Choice(["straight_through", "masked"]),
+     "How the gate's gradient is taken: straight_through needs the conditional output "
+     "everywhere (FW cannot skip it), masked only where open [default: straight_through]."),
     ("--overlap", "overlap", click.FloatRange(0, 1),
      "Fraction of output chunks whose base path is shared by both branches [default: 0; "
      "cgnet: 1]."),

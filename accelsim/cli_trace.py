@@ -16,6 +16,7 @@ import click
 
 from accelsim.cli_options import network_shape_options
 from accelsim.errors import InputError
+from accelsim.trace.manifest import GATE_GRADIENTS
 from accelsim.trace.writer import MIN_SAVING
 
 _BUILTIN = ("resnet20", "resnet18")
@@ -87,6 +88,10 @@ def _directory_bytes(root: Path) -> int:
 @click.option("--spatial-correlation", type=click.FloatRange(min=0), default=0.0,
               show_default=True,
               help="Gate correlation length in output pixels (gaussian sigma; 0: independent).")
+@click.option("--gate-gradient", type=click.Choice(GATE_GRADIENTS),
+              default="straight_through", show_default=True,
+              help="How training took the gate's gradient: straight_through needs the "
+              "conditional output everywhere (FW cannot skip it); masked only where open.")
 @click.option("--channel-block", type=click.IntRange(min=1), default=1, show_default=True,
               help="Gate bits equal over blocks of B consecutive stored channels (1: "
               "independent; a CDG trace with B = 8 has SCDG 8x1x1's gates).")
@@ -115,9 +120,9 @@ def _directory_bytes(root: Path) -> int:
 def synth(ctx: click.Context, network: str, out_dir: Path, steps: int, batch: int, width: float,
           in_channels: int, image_size: int, seed: int, gate_sparsity: float | None,
           gate_groups: int, gate_group_size: int, overlap: float, spatial_correlation: float,
-          channel_block: int, weight_sparsity: float | None, weight_pattern: str,
-          weight_delta: float, weight_update_every: int, branches: int, compression: int,
-          min_saving: float, overwrite: bool) -> None:
+          gate_gradient: str, channel_block: int, weight_sparsity: float | None,
+          weight_pattern: str, weight_delta: float, weight_update_every: int, branches: int,
+          compression: int, min_saving: float, overwrite: bool) -> None:
     """Write a synthetic trace: random gate and weight masks with exact sparsity.
 
     Gated layers: residual-block convs of a built-in net, every layer but the first of a
@@ -133,7 +138,8 @@ def synth(ctx: click.Context, network: str, out_dir: Path, steps: int, batch: in
     config = SynthConfig(steps=steps, seed=seed, branches=branches, gate_sparsity=gate_sparsity,
                          gate_groups=gate_groups, gate_group_size=gate_group_size,
                          overlap=overlap, spatial_correlation=spatial_correlation,
-                         channel_block=channel_block, weight_sparsity=weight_sparsity,
+                         channel_block=channel_block, gate_gradient=gate_gradient,
+                         weight_sparsity=weight_sparsity,
                          weight_pattern=weight_pattern, weight_delta=weight_delta,
                          weight_update_every=weight_update_every)
     net = _network(ctx, network, batch, width, in_channels, image_size)
@@ -245,7 +251,8 @@ def trace_info(path: Path, step: int | None = None, run_bits: int = 4) -> dict[s
                   "groups", "h_in", "w_in", "h_out", "w_out", "batch")}
         entry["gate"] = None if item.gate is None else {
             "group_size": item.gate.group_size, "gating_groups": item.gate.gating_groups,
-            "base_chunks": [list(c) for c in item.gate.base_chunks]}
+            "base_chunks": [list(c) for c in item.gate.base_chunks],
+            "gradient": item.gate.gradient}
         entry["weight"] = None if item.weight is None else {"pattern": item.weight.pattern}
         entry["density_mean"] = summary["density"][item.name]
         layers.append(entry)
@@ -299,7 +306,8 @@ def format_info(info: dict[str, Any]) -> str:
         geometry = (f"{layer['cin']}->{layer['cout']} k{layer['kh']}x{layer['kw']} "
                     f"s{layer['stride']} {layer['h_out']}x{layer['w_out']}")
         gate = "-" if layer["gate"] is None else \
-            f"s={layer['gate']['group_size']} G={layer['gate']['gating_groups']}"
+            f"s={layer['gate']['group_size']} G={layer['gate']['gating_groups']}" + \
+            (" masked" if layer["gate"]["gradient"] == "masked" else "")
         weight = "-" if layer["weight"] is None else layer["weight"]["pattern"]
         density = "  ".join(f"{kind} {_fmt_density(per_branch)}"
                             for kind, per_branch in layer["density_mean"].items())

@@ -75,6 +75,7 @@ ENERGY_PARTS: tuple[tuple[str, str, str], ...] = (
 )
 # Causes of lost cycles, in stacking order: (column, legend label, colour, hatch).
 GAP_PARTS: tuple[tuple[str, str, str, str], ...] = (
+    ("estimator_cycles", "dense forward for the gate's gradient", PALETTE[6], ""),
     ("lockstep_cycles", "idle lock-step lanes", PALETTE[3], ""),
     ("imbalance_cycles", "load imbalance + partial tiles", PALETTE[1], ""),
     ("decoder_cycles", "decoder stalls", PALETTE[4], ""),

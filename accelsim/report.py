@@ -47,7 +47,8 @@ if TYPE_CHECKING:
 
 RUN_FILES = ("results.csv", "summary.json", "run.json")
 RUN_COLUMNS = ("trace", "step", "layer", "branch", "phase", "macs_dense", "macs_effective",
-               "macs_issued", "cycles_compute", "cycles_decoder_stall", "cycles", "cycles_dense",
+               "macs_required", "macs_issued", "cycles_compute", "cycles_decoder_stall", "cycles",
+               "cycles_dense",
                "utilization", "energy_pj", "energy_dense_pj", "energy_mac_pj", "energy_rf_pj",
                "energy_buffer_pj", "energy_dram_pj", "energy_index_pj", "energy_network_pj",
                "energy_static_pj")
@@ -360,6 +361,7 @@ def _all_results(runs: Sequence[RunOutput], schemes: pd.DataFrame) -> pd.DataFra
 # ---------------------------------------------------------------------------------------------
 
 CAUSES = {
+    "estimator_cycles": "the forward pass the straight-through gate gradient needs dense",
     "lockstep_cycles": "idle lanes of lock-step units",
     "imbalance_cycles": "load imbalance and partial tiles",
     "decoder_cycles": "decoder stalls",
@@ -582,7 +584,8 @@ def _display_gap(gaps: pd.DataFrame) -> pd.DataFrame:
     shown = pd.DataFrame({"scheme": gaps["scheme"], "phase": gaps["phase"].map(
         lambda p: str(p).upper() if p != "all" else "all")})
     for column, label in (("cycles", "cycles"), ("ideal_cycles", "ideal"),
-                          ("lost_cycles", "lost"), ("lockstep_cycles", "lock-step lanes"),
+                          ("lost_cycles", "lost"), ("estimator_cycles", "gate gradient"),
+                          ("lockstep_cycles", "lock-step lanes"),
                           ("imbalance_cycles", "imbalance + tiles"),
                           ("decoder_cycles", "decoder"), ("memory_cycles", "memory"),
                           ("baseline_cycles", "dense-overhead credit")):

@@ -78,7 +78,8 @@ def test_info_json(scdg_trace: Path) -> None:
     assert len(layers) == 21
     block = layers["layer1.0.conv1"]
     assert block["gate"] == {"group_size": 4, "gating_groups": 4,
-                             "base_chunks": [[0, 1, 2, 3], [3, 2, 1, 0]]}
+                             "base_chunks": [[0, 1, 2, 3], [3, 2, 1, 0]],
+                             "gradient": "straight_through"}
     assert block["weight"] == {"pattern": "block:4x4"}
     assert block["density_mean"]["gate"] == pytest.approx({"1": 0.3, "2": 0.3}, abs=1e-3)
     assert layers["conv1"]["gate"] is None and layers["conv1"]["density_mean"] == {}

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from accelsim import analysis
 from accelsim.analysis import totals
 from accelsim.api import replay_to_dir
 from accelsim.cli import main
@@ -115,11 +116,15 @@ def test_24_weights_halve_forward_cycles_on_a_ws_array_like_scalesim(
     assert 0.49 <= ratio < 0.56  # SCALE-Sim's fold arithmetic: about half
 
 
-def gaps(tmp_path: Path, hw: HardwareConfig, s: int, compaction: bool, name: str) -> dict:
-    path = tmp_path / f"s{s}"
+def gaps(tmp_path: Path, hw: HardwareConfig, s: int, compaction: bool, name: str,
+         gradient: str = "masked") -> dict:
+    """Summary of a 1-step ResNet-18 trace with gate groups of ``s`` channels (gates trained
+    with ``gradient``: masked lets FW skip too)."""
+    path = tmp_path / f"s{s}-{gradient}"
     if not path.exists():
         synthesize(resnet18(batch=4), path, SynthConfig(
-            steps=1, gate_sparsity=0.7, gate_groups=4, gate_group_size=s))
+            steps=1, gate_sparsity=0.7, gate_groups=4, gate_group_size=s,
+            gate_gradient=gradient))
     summary = replay_to_dir(path, with_overrides(hw, {"decoder.compaction": compaction}),
                             tmp_path / name)
     return {**summary["total"], "fw": summary["per_phase"]["fw"]}
@@ -167,6 +172,33 @@ def test_three_energy_efficiencies_are_named_apart(tmp_path: Path,
     assert sparse["tflops_per_watt_on_chip"] == pytest.approx(
         2 * sparse["macs_effective"] / (sparse["energy_pj"] - sparse["energy_dram_pj"]))
     assert dense["tflops_per_watt_dense_equivalent"] == dense["tflops_per_watt"]
+
+
+@pytest.mark.parametrize("s", [1, 8])
+def test_a_straight_through_gate_gradient_keeps_fw_dense(tmp_path: Path, fp8_hw: HardwareConfig,
+                                                         s: int) -> None:
+    """The seeds' gate is trained straight-through: dL/dd needs Y_c everywhere, so FW issues
+    every MAC of a gated layer (required = dense there), while BD and WG still skip with the
+    gate; the FLOPs view is the same, and the gap decomposition names the dense forward."""
+    dense_fw = gaps(tmp_path, fp8_hw, s, False, f"ste{s}", "straight_through")
+    skipping = gaps(tmp_path, fp8_hw, s, False, f"masked{s}", "masked")
+    rows = pd.read_csv(tmp_path / f"ste{s}" / "results.csv")
+    fw = rows[rows["phase"] == "fw"]
+    assert (fw["macs_issued"] == fw["macs_dense"]).all()
+    assert (fw["macs_required"] == fw["macs_dense"]).all()
+    assert (fw["macs_effective"] < fw["macs_dense"]).any()
+    other = rows[rows["phase"] != "fw"]
+    assert (other["macs_required"] == other["macs_effective"]).all()
+    assert (other["macs_issued"] < other["macs_dense"]).any()
+    assert dense_fw["flops_reduction"] == pytest.approx(skipping["flops_reduction"])
+    # SCDG's 8-channel groups skip whole 8-lane units in FW when the gradient lets them
+    assert dense_fw["speedup"] < skipping["speedup"] if s == 8 else \
+        dense_fw["speedup"] <= skipping["speedup"]
+    peak = fp8_hw.pe_array.macs_per_cycle
+    gap = analysis.gap_decomposition(rows, ("phase",), macs_per_cycle=peak)
+    by_phase = gap.set_index("phase")
+    assert by_phase.loc["fw", "estimator_cycles"] > 0
+    assert by_phase.loc["bd", "estimator_cycles"] == by_phase.loc["wg", "estimator_cycles"] == 0
 
 
 def test_unstructured_gates_lose_more_on_a_lockstep_array(tmp_path: Path,

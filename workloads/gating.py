@@ -37,6 +37,7 @@ from torch import Tensor, nn
 GATING_KINDS: tuple[str, ...] = ("none", "cdg", "scdg", "cgnet")
 CONV_ROLES: tuple[str, ...] = ("stem", "block", "downsample", "other")
 MASK_GRADIENTS: tuple[str, ...] = ("masked", "dense")
+GATE_GRADIENTS: tuple[str, ...] = ("straight_through", "masked")
 SCDG_DEFAULT_GROUP_SIZE = 8
 
 #: tau_target default. normalize() makes the saliency of every gate channel zero-mean and
@@ -61,7 +62,11 @@ class GatingConfig:
     not depend on it). ``tau_init``: initial thresholds. ``tau_target``, ``reg_lambda``: the
     regulariser ``reg_lambda * sum (tau - tau_target)^2`` (see :func:`gate_regularizer`).
     ``norm_eps``: epsilon of the standardisation. ``gated_roles``: roles of the gated convs
-    (``block`` = the 3x3 convs inside residual blocks).
+    (``block`` = the 3x3 convs inside residual blocks). ``gate_gradient``: ``straight_through``
+    (dL/dd = sum dL/dY x Y_c at every output, so the forward pass needs Y_c everywhere; the
+    seeds' estimator) or ``masked`` (dL/dd only where the gate is open, so closed conditional
+    outputs need not be computed; a biased estimator that hardware skipping in FW can run). The
+    trace records it.
     """
 
     kind: str = "none"
@@ -74,6 +79,7 @@ class GatingConfig:
     reg_lambda: float = 1e-4
     norm_eps: float = 1e-5
     gated_roles: tuple[str, ...] = ("block",)
+    gate_gradient: str = "straight_through"
 
     def __post_init__(self) -> None:
         if self.kind not in GATING_KINDS:
@@ -105,6 +111,9 @@ class GatingConfig:
             raise ValueError(f"reg_lambda must be >= 0, got {self.reg_lambda!r}")
         if not self.norm_eps > 0:
             raise ValueError(f"norm_eps must be > 0, got {self.norm_eps!r}")
+        if self.gate_gradient not in GATE_GRADIENTS:
+            raise ValueError(f"gate_gradient must be one of {GATE_GRADIENTS}, got "
+                             f"{self.gate_gradient!r}")
         bad = [role for role in self.gated_roles if role not in CONV_ROLES]
         if bad:
             raise ValueError(f"gated_roles must be among {CONV_ROLES}, got {bad}")
@@ -337,6 +346,10 @@ class BranchConv2d(nn.Conv2d):
             gate = gate.repeat_interleave(s, dim=1)
         if not x.is_meta:
             self.last_gate[self.branch] = hard
+        if gating.gate_gradient == "masked":
+            # the same forward (gate = hard); dL/dd sees Y_c only where the gate is open
+            open_ = hard if s == 1 else hard.repeat_interleave(s, dim=1)
+            y_cond = y_cond * open_.to(y_cond.dtype)
         return y_base + gate * y_cond
 
 

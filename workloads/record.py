@@ -43,7 +43,8 @@ def trace_layers(backbone: nn.Module, batch: int, image_size: int,
         conv = convs[layer.name]
         gate = weight = None
         if chunks is not None and conv.gating is not None and conv.gating.enabled:
-            gate = gate_spec_for(layer, gating.group_size, gating.groups, chunks)
+            gate = gate_spec_for(layer, gating.group_size, gating.groups, chunks,
+                                 gating.gate_gradient)
         if pruning is not None and layer.role in pruning.prunable_roles:
             weight = weight_spec_for(layer, pruning.pattern)
         result.append(TraceLayer(layer=layer, gate=gate, weight=weight))

@@ -76,6 +76,7 @@ class RunConfig:
     gate_groups: int = 4
     gate_group_size: int | None = None  # SCDG s (default 8 for scdg, else 1)
     overlap: float | None = None        # base-path overlap of the branches (cgnet: 1)
+    gate_gradient: str = "straight_through"  # straight_through | masked (GatingConfig)
     tau_init: float = 0.0
     tau_target: float = 0.52
     reg_lambda: float = 1e-4
@@ -107,6 +108,8 @@ class RunConfig:
             (self.batch_size >= 2, "batch_size", "must be >= 2"),
             (self.width > 0, "width", "must be > 0"),
             (self.optimizer in ("adam", "sgd"), "optimizer", "must be adam or sgd"),
+            (self.gate_gradient in ("straight_through", "masked"), "gate_gradient",
+             "must be straight_through or masked"),
             (self.lr > 0, "lr", "must be > 0"),
             (self.device == "cpu" or self.device.startswith("cuda"), "device",
              "must be cpu or cuda[:N]"),
@@ -126,7 +129,7 @@ class RunConfig:
         return GatingConfig(kind=self.algo, groups=self.gate_groups,
                             group_size=self.gate_group_size, overlap=self.overlap,
                             tau_init=self.tau_init, tau_target=self.tau_target,
-                            reg_lambda=self.reg_lambda)
+                            reg_lambda=self.reg_lambda, gate_gradient=self.gate_gradient)
 
     @property
     def pruning(self) -> SyncCPConfig | None:

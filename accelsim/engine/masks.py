@@ -74,6 +74,9 @@ class LayerMasks:
     ``weight``: bool (F, K) kept weights, or None (no pruning, or all ones).
     ``nm``: (N, M) when the weight mask is N:M along input channels.
     ``dense_weight_gradient``: this step needs the full weight gradient (regrowth).
+    ``dense_fw_conditional``: the gate was trained with a straight-through gradient, which
+    needs the conditional output at every pixel: FW computes its conditional path everywhere
+    (BD and WG still skip with the gate).
     ``weight_views``: a dict, owned by the caller, for what depends only on the weight mask, the
     base path and the hardware (unit structure, BD classes, the gate-independent halves of the
     sums): a replay shares it between the steps that use the same stored weight mask.
@@ -87,12 +90,18 @@ class LayerMasks:
     weight: np.ndarray | None = None
     nm: tuple[int, int] | None = None
     dense_weight_gradient: bool = False
+    dense_fw_conditional: bool = False
     weight_views: dict | None = None
 
     @property
     def has_gate(self) -> bool:
         """Whether the job has a (not all-ones) gate."""
         return self.gate is not None or self.packed_gate is not None
+
+    def skips_with_gate(self, phase: str) -> bool:
+        """Whether ``phase`` may skip work with the gate: it has one, and it is not FW of a
+        gate whose straight-through gradient needs the conditional output everywhere."""
+        return self.has_gate and not (phase == "fw" and self.dense_fw_conditional)
 
     @cached_property
     def gate_bool(self) -> np.ndarray:

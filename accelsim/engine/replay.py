@@ -229,6 +229,8 @@ class Replayer:
                                if item.gate is not None else 1, base=base, weight=weight,
                                nm=prepared.nm, gating_groups=groups,
                                dense_weight_gradient=dense_gradient,
+                               dense_fw_conditional=item.gate is not None
+                               and item.gate.gradient == "straight_through",
                                weight_views=prepared.views if weight is not None else None)
             computes: dict[str, SparseCompute] = {}
             for i, hw in enumerate(self.hws):

@@ -29,8 +29,10 @@ from accelsim.network import PHASES, Layer, Network
 class JobResult:
     """One result row. Units are in the names: cycles, bytes, bits, pJ; MACs are counts.
 
-    ``macs_effective`` is what a FLOPs count says (the algorithm's view); ``macs_issued`` is what
-    the hardware spends, idle lanes of active lock-step units included. ``cycles_dense`` and
+    ``macs_effective`` is what a FLOPs count says (the algorithm's view); ``macs_required`` what
+    the training algorithm needs computed (more in FW when a straight-through gate gradient needs
+    the conditional output everywhere); ``macs_issued`` what the hardware spends, idle lanes of
+    active lock-step units included. ``cycles_dense`` and
     ``energy_dense_pj`` are the same job without any skipping on the same hardware.
     ``index_bits`` are the stored indices this job uses, in the format the hardware uses;
     ``index_bits_bitmap`` the same masks as unstructured element bitmaps.
@@ -43,6 +45,7 @@ class JobResult:
     phase: str
     macs_dense: int
     macs_effective: int
+    macs_required: int
     macs_issued: int
     cycles_compute: int
     cycles_decoder_stall: int
@@ -181,7 +184,8 @@ class JobFrame:
         return JobResult.of(dict(
             trace=self.trace, step=step, layer=self.layer, branch=self.branch,
             phase=self.phase, macs_dense=macs_dense, macs_effective=compute.macs_effective,
-            macs_issued=compute.macs_issued, cycles_compute=compute.cycles_compute,
+            macs_required=compute.required, macs_issued=compute.macs_issued,
+            cycles_compute=compute.cycles_compute,
             cycles_decoder_stall=compute.cycles_decoder_stall, cycles_buffer=buffer,
             cycles_dram=dram, cycles=cycles, cycles_dense=cycles_dense,
             speedup=cycles_dense / cycles if cycles else 1.0,
@@ -219,7 +223,8 @@ class JobCache:
                 hw: HardwareConfig) -> SparseCompute:
         """:func:`sparse_compute` of the job, through its kept plan when it has one."""
         if plans_gate(layer, masks):
-            key = (layer.name, phase, masks.base, masks.gate_group_size)
+            key = (layer.name, phase, masks.base, masks.gate_group_size,
+                   masks.dense_fw_conditional)
             if key not in self.plans:
                 self.plans[key] = gated_plan(layer, phase, masks, hw)
             plan = self.plans[key]

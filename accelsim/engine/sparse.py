@@ -13,6 +13,7 @@ schedule. All-ones masks run in dense mode and give exactly the dense result.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -124,6 +125,12 @@ class SparseCompute:
     macs_effective: int
     cycles_compute_dense: int
     compacted: bool = False  # its work went through the compaction network
+    macs_required: int | None = None  # the algorithm's MACs on hardware (None: macs_effective)
+
+    @property
+    def required(self) -> int:
+        """MACs the training algorithm needs computed (:func:`required_macs`)."""
+        return self.macs_effective if self.macs_required is None else self.macs_required
 
     @classmethod
     def of(cls, run: Schedule, macs_effective: int, cycles_compute_dense: int) -> SparseCompute:
@@ -143,7 +150,7 @@ def sparse_compute(layer: Layer, phase: str, masks: LayerMasks,
         raise InputError("masks on grouped convolutions are not supported",
                          field=f"layer {layer.name!r}")
     support = hw.sparsity_support
-    use_gate = phase in support.gate and masks.has_gate
+    use_gate = phase in support.gate and masks.skips_with_gate(phase)
     # A declared N:M pattern (no recorded mask) is exploitable only by FW's multiplexers.
     use_weight = phase in support.weight and (
         masks.weight is not None or (phase == "fw" and masks.nm is not None))
@@ -151,6 +158,28 @@ def sparse_compute(layer: Layer, phase: str, masks: LayerMasks,
     dense_compute = cycles_gemm(gemm, hw.pe_array)
     unit = unit_width(hw)
     macs_effective = effective_macs(layer, masks, phase)
+    required = required_macs(layer, masks, phase, macs_effective)
+    return dataclasses.replace(
+        _sparse_compute(layer, phase, masks, hw, gemm, dense_compute, unit, macs_effective,
+                        use_gate, use_weight), macs_required=required)
+
+
+def required_macs(layer: Layer, masks: LayerMasks, phase: str, macs_effective: int) -> int:
+    """MACs the training algorithm needs computed: the FLOPs view, plus, in FW of a gate with
+    a straight-through gradient, the conditional path at every pixel (the kept weights at every
+    output)."""
+    if phase != "fw" or not masks.has_gate or not masks.dense_fw_conditional:
+        return macs_effective
+    if masks.weight is None:
+        return layer.output_pixels * layer.cout * layer.k_per_group
+    return int(row_ones(as_bytes(masks.weight)).sum()) * layer.output_pixels
+
+
+def _sparse_compute(layer: Layer, phase: str, masks: LayerMasks, hw: HardwareConfig, gemm: Gemm,
+                    dense_compute: int, unit: int, macs_effective: int, use_gate: bool,
+                    use_weight: bool) -> SparseCompute:
+    """The compute of a job that does not go through a GatedPlan (:func:`sparse_compute`)."""
+    support = hw.sparsity_support
     if hw.pe_array.dataflow in SYSTOLIC_DATAFLOWS:
         # Systolic arrays exploit only N:M weights, in the forward pass (SCALE-Sim v3).
         nm = masks.nm if (use_weight and phase == "fw" and masks.nm
@@ -243,12 +272,14 @@ class GatedPlan:
         """The job's compute with the gate of ``masks`` (same base path and group size as
         the plan's)."""
         macs_effective = effective_macs(self.layer, masks, self.phase)
+        required = required_macs(self.layer, masks, self.phase, macs_effective)
         if self.sums is None:
             return SparseCompute(self.dense_compute, 0, 0, self.macs_dense, macs_effective,
-                                 self.dense_compute)
+                                 self.dense_compute, macs_required=required)
         work = self.sums.gated(masks)
         run = schedule_pass_sums(work, self.qcols, self.indices_per_cycle, self.latency)
-        return SparseCompute.of(run, macs_effective, self.dense_compute)
+        return dataclasses.replace(SparseCompute.of(run, macs_effective, self.dense_compute),
+                                   macs_required=required)
 
 
 def plans_gate(layer: Layer, masks: LayerMasks) -> bool:
@@ -266,7 +297,8 @@ def gated_plan(layer: Layer, phase: str, masks: LayerMasks,
         return None
     pe = hw.pe_array
     systolic = pe.dataflow in SYSTOLIC_DATAFLOWS
-    skips = phase in hw.sparsity_support.gate and not systolic
+    skips = (phase in hw.sparsity_support.gate and not systolic
+             and masks.skips_with_gate(phase))
     if skips and hw.decoder.compaction:
         return None
     gemm = layer.gemm(phase)

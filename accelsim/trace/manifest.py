@@ -28,6 +28,7 @@ _NM_PATTERN = re.compile(r"^nm:(\d+):(\d+)$")
 _BLOCK_PATTERN = re.compile(r"^block:(\d+)x(\d+)$")
 _LAYER_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Layer))
 _MANIFEST_KEYS = ("format", "version", "created_by", "producer", "branches", "layers")
+GATE_GRADIENTS: tuple[str, ...] = ("straight_through", "masked")
 
 
 def _positive_int(value: object) -> bool:
@@ -47,12 +48,18 @@ class GateSpec:
     CDG; equal in both branches for CGNet-style gating). The other G-1 input chunks form the
     conditional path, computed only where the gate bit is 1. G = 1 means no base path: the whole
     output element is computed or skipped by the gate.
+
+    ``gradient`` (format 1.2; absent in older traces means ``straight_through``): how training
+    took the gate's gradient. ``straight_through``: dL/dd = dL/dY x Y_c at every output, so the
+    forward pass needs the conditional output everywhere, skipped or not; ``masked``: only where
+    the gate is open, so the forward pass may skip the conditional path where it is closed.
     """
 
     group_size: int
     shape: tuple[int, ...]
     gating_groups: int = 1
     base_chunks: tuple[tuple[int, ...], ...] = ()
+    gradient: str = "straight_through"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "shape", tuple(self.shape))
@@ -71,6 +78,9 @@ class GateSpec:
                              f"{self.group_size!r}")
         if not self.shape or not all(_positive_int(d) for d in self.shape):
             raise TraceError(f"gate shape must be positive integers, got {list(self.shape)}")
+        if self.gradient not in GATE_GRADIENTS:
+            raise TraceError(f"gate gradient must be one of {list(GATE_GRADIENTS)}, got "
+                             f"{self.gradient!r}")
 
 
 @dataclass(frozen=True)
@@ -112,9 +122,11 @@ def weight_shape(layer: Layer) -> tuple[int, int, int, int]:
 
 
 def gate_spec_for(layer: Layer, group_size: int = 1, gating_groups: int = 1,
-                  base_chunks: Sequence[Sequence[int]] = ()) -> GateSpec:
+                  base_chunks: Sequence[Sequence[int]] = (),
+                  gradient: str = "straight_through") -> GateSpec:
     """The gate spec of ``layer``: per output element (1) or per ``group_size`` channels (SCDG),
-    with ``gating_groups`` CDG chunks and per-branch ``base_chunks`` (see :class:`GateSpec`).
+    with ``gating_groups`` CDG chunks, per-branch ``base_chunks`` and the gate's ``gradient``
+    (see :class:`GateSpec`).
 
     ``group_size`` must divide Cout.
     """
@@ -123,7 +135,7 @@ def gate_spec_for(layer: Layer, group_size: int = 1, gating_groups: int = 1,
                          f"cout={layer.cout}", field=f"layer {layer.name!r}")
     return GateSpec(group_size=group_size, shape=gate_shape(layer, group_size),
                     gating_groups=gating_groups,
-                    base_chunks=tuple(tuple(c) for c in base_chunks))
+                    base_chunks=tuple(tuple(c) for c in base_chunks), gradient=gradient)
 
 
 def weight_spec_for(layer: Layer, pattern: str = "element") -> WeightSpec:
@@ -179,7 +191,8 @@ class TraceLayer:
         data["gate"] = (None if self.gate is None else
                         {"group_size": self.gate.group_size, "shape": list(self.gate.shape),
                          "gating_groups": self.gate.gating_groups,
-                         "base_chunks": [list(c) for c in self.gate.base_chunks]})
+                         "base_chunks": [list(c) for c in self.gate.base_chunks],
+                         "gradient": self.gate.gradient})
         data["weight"] = (None if self.weight is None else
                           {"shape": list(self.weight.shape), "pattern": self.weight.pattern})
         return data
@@ -330,7 +343,8 @@ class _ManifestParser:
                 raise self.error(f"{where}nm", f"expected null or [n, m], got {nm!r}")
             values["nm"] = (nm[0], nm[1])
         gate = self.spec(item, "gate", where, ("group_size", "shape", "gating_groups",
-                                               "base_chunks"))
+                                               "base_chunks"),
+                         optional={"gradient": "straight_through"})
         weight = self.spec(item, "weight", where, ("shape", "pattern"))
         self.context = ""
         try:
@@ -342,7 +356,8 @@ class _ManifestParser:
                 layer=layer,
                 gate=None if gate is None else GateSpec(
                     gate["group_size"], gate["shape"], gate["gating_groups"],
-                    self.base_chunks(gate["base_chunks"], f"{where}gate.base_chunks")),
+                    self.base_chunks(gate["base_chunks"], f"{where}gate.base_chunks"),
+                    gate["gradient"]),
                 weight=None if weight is None else WeightSpec(weight["shape"], weight["pattern"]),
             )
         except TraceError as error:
@@ -354,15 +369,19 @@ class _ManifestParser:
             raise self.error(where, f"expected a list of lists, got {value!r}")
         return tuple(tuple(v) for v in value)
 
-    def spec(self, item: Mapping[str, Any], kind: str, where: str,
-             keys: tuple[str, ...]) -> dict[str, Any] | None:
+    def spec(self, item: Mapping[str, Any], kind: str, where: str, keys: tuple[str, ...],
+             optional: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+        """A gate or weight spec with ``keys`` and the ``optional`` keys (absent: the given
+        default; fields a later minor version added)."""
         spec = self.get(item, kind, where)
         if spec is None:
             return None
         if not isinstance(spec, Mapping):
             raise self.error(f"{where}{kind}", "expected null or an object")
-        self.check_keys(spec, keys, f"{where}{kind}.")
+        optional = optional or {}
+        self.check_keys(spec, (*keys, *optional), f"{where}{kind}.")
         values = {key: self.get(spec, key, f"{where}{kind}.") for key in keys}
+        values.update({key: spec.get(key, default) for key, default in optional.items()})
         shape = values.get("shape")
         if not isinstance(shape, list) or not all(_positive_int(v) for v in shape):
             raise self.error(f"{where}{kind}.shape", f"expected a list of positive integers, "

@@ -36,7 +36,12 @@ import numpy as np
 
 from accelsim.errors import InputError
 from accelsim.network import Layer, Network
-from accelsim.trace.manifest import TraceLayer, gate_spec_for, weight_spec_for
+from accelsim.trace.manifest import (
+    GATE_GRADIENTS,
+    TraceLayer,
+    gate_spec_for,
+    weight_spec_for,
+)
 from accelsim.trace.writer import MIN_SAVING, TraceWriter
 
 GENERATOR = "accelsim.trace.synth"
@@ -124,6 +129,7 @@ class SynthConfig:
     overlap: float = 0.0
     spatial_correlation: float = 0.0
     channel_block: int = 1
+    gate_gradient: str = "straight_through"
     weight_sparsity: float | None = None
     weight_pattern: str = "element"
     weight_delta: float = 0.0
@@ -136,6 +142,9 @@ class SynthConfig:
         _check_int(self.gate_groups, "--gate-groups", 1)
         _check_int(self.gate_group_size, "--gate-group-size", 1)
         _check_int(self.channel_block, "--channel-block", 1)
+        if self.gate_gradient not in GATE_GRADIENTS:
+            raise InputError(f"expected one of {', '.join(GATE_GRADIENTS)}, got "
+                             f"{self.gate_gradient!r}", field="--gate-gradient")
         _check_int(self.weight_update_every, "--weight-update-every", 0)
         if self.gate_sparsity is not None:
             _check_float(self.gate_sparsity, "--gate-sparsity", 0.0, 1.0, high_open=True)
@@ -148,7 +157,7 @@ class SynthConfig:
         defaults = {f.name: f.default for f in dataclasses.fields(self)}
         if self.gate_sparsity is None:
             for name in ("gate_groups", "gate_group_size", "overlap", "spatial_correlation",
-                         "channel_block"):
+                         "channel_block", "gate_gradient"):
                 if getattr(self, name) != defaults[name]:
                     raise InputError("applies to gate masks only: give --gate-sparsity too",
                                      field=_option(name))
@@ -327,7 +336,8 @@ def trace_layers(network: Network, config: SynthConfig) -> list[TraceLayer]:
         raise InputError(message + more, field=f"layer {name!r}")
     out = []
     for layer in network.layers:
-        gate = (gate_spec_for(layer, config.gate_group_size, config.gate_groups, chunks)
+        gate = (gate_spec_for(layer, config.gate_group_size, config.gate_groups, chunks,
+                              config.gate_gradient)
                 if layer.name in gated else None)
         weight = weight_spec_for(layer, str(pattern)) if layer.name in pruned else None
         out.append(TraceLayer(layer, gate, weight))
@@ -517,6 +527,11 @@ def synthesize(network: Network, out: Path, config: SynthConfig,
 SEED_SCHEMES: dict[str, SynthConfig] = {
     "CDG (unstructured gates)": SynthConfig(steps=1, gate_sparsity=0.7164, gate_groups=4),
     "SCDG 8x1x1": SynthConfig(steps=1, gate_sparsity=0.7164, gate_groups=4, gate_group_size=8),
+    "CDG, masked gate gradient": SynthConfig(steps=1, gate_sparsity=0.7164, gate_groups=4,
+                                             gate_gradient="masked"),
+    "SCDG 8x1x1, masked gate gradient": SynthConfig(steps=1, gate_sparsity=0.7164,
+                                                    gate_groups=4, gate_group_size=8,
+                                                    gate_gradient="masked"),
     "SyncCP element 80 %": SynthConfig(steps=1, weight_sparsity=0.8, weight_delta=0.3),
     "SyncCP 2:4": SynthConfig(steps=1, weight_pattern="nm:2:4"),
     "SyncCP block 8x8 80 %": SynthConfig(steps=1, weight_sparsity=0.8, weight_delta=0.3,

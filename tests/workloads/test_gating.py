@@ -222,3 +222,33 @@ def test_weight_mask_gradient_modes() -> None:
         conv.weight_masks = {1: mask.float()}
     with pytest.raises(ValueError):
         set_branch(conv, 3)
+
+
+@pytest.mark.parametrize("kind", ["cdg", "scdg"])
+def test_masked_gate_gradient_sees_open_outputs_only(kind: str) -> None:
+    """The forward pass is the same; with every gate closed the masked estimator gives the
+    thresholds no gradient (it never looks at Y_c), the straight-through one does."""
+    x = torch.randn(2, 8, 6, 6)
+    outputs, grads = {}, {}
+    for gradient in ("straight_through", "masked"):
+        conv = gated_conv(kind, tau_init=6.0, gate_gradient=gradient, groups=2,
+                          **({"group_size": 4} if kind == "scdg" else {}))
+        out = conv(x)
+        assert not conv.last_gate[1].any()  # every gate closed
+        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        outputs[gradient], grads[gradient] = out.detach(), conv.tau.grad.clone()
+    assert torch.equal(outputs["straight_through"], outputs["masked"])
+    assert grads["masked"].abs().sum() == 0
+    assert grads["straight_through"].abs().sum() > 0
+
+
+def test_the_trace_records_the_gate_gradient() -> None:
+    from workloads.record import trace_layers
+
+    gating = GatingConfig(kind="cdg", groups=2, gate_gradient="masked")
+    backbone = build_backbone("resnet20", 0.5, gating=gating)
+    layers = trace_layers(backbone, 2, 8, gating, None)
+    gated = [item for item in layers if item.gate is not None]
+    assert gated and all(item.gate.gradient == "masked" for item in gated)
+    with pytest.raises(ValueError, match="gate_gradient"):
+        GatingConfig(kind="cdg", gate_gradient="dense")

@@ -82,3 +82,25 @@ def test_compressed_weights_are_delivered_as_stored(fp8_hw: HardwareConfig, phas
     op = fp8_hw.operand_bits
     assert dense.rf_fill_bits == (words.a_reads + words.b_reads) * op
     assert np.isclose(sparse.rf_fill_bits, (words.a_reads + words.b_reads * density) * op)
+
+
+@given(st.floats(4, 2048))
+def test_two_pass_forward_keeps_y_b_on_chip_or_spills_it(fp8_hw: HardwareConfig,
+                                                         kib: float) -> None:
+    """A gated FW stages X twice and holds Y_b (accumulator words) between its passes; a
+    sample's Y_b that does not fit in half the buffer goes to DRAM and back."""
+    hw = with_overrides(fp8_hw, {"buffers.global_kib": kib})
+    layer = conv("c", 16, 32, 3, 1, 1, 16, 16, batch=2)
+    one = memory_plan(layer, "fw", hw)
+    two = memory_plan(layer, "fw", hw, two_pass=True)
+    gemm = layer.gemm("fw")
+    words = gb_operand_reads(gemm.sr, gemm.t, gemm.sc, gemm.count, hw)
+    acc, op = hw.accumulator_bits, hw.operand_bits
+    held = layer.output_count * acc
+    spills = 32 * 16 * 16 * acc / 8 > kib * 1024 / 2
+    dram = 2 * held / 8 if spills else 0.0
+    assert two.rf_fill_bits == one.rf_fill_bits + words.a_reads * op
+    assert two.activations_bytes == one.activations_bytes + dram
+    assert np.isclose(two.gb_read_bits, one.gb_read_bits + words.a_reads * op + held + dram * 4)
+    assert np.isclose(two.gb_write_bits, one.gb_write_bits + held + dram * 4)
+    assert memory_plan(layer, "bd", hw, two_pass=True) == memory_plan(layer, "bd", hw)

@@ -18,7 +18,9 @@ from accelsim.analysis import totals
 from accelsim.api import replay_to_dir
 from accelsim.cli import main
 from accelsim.config import HardwareConfig, with_overrides
+from accelsim.engine.energy import EnergyRates
 from accelsim.engine.masks import BasePath, LayerMasks
+from accelsim.engine.memory import gb_operand_reads, two_pass_extra
 from accelsim.engine.replay import replay_trace, replay_trace_on
 from accelsim.engine.simulator import JobResult, results_frame, simulate_network_dense
 from accelsim.engine.sparse import compute_key, sparse_compute
@@ -65,20 +67,41 @@ def test_scdg_needs_exactly_8x_fewer_index_bits(tmp_path: Path, fp8_hw: Hardware
     assert bits[1] == 8 * bits[8]
 
 
-def test_all_ones_masks_give_exactly_the_dense_result(tmp_path: Path,
-                                                      fp8_hw: HardwareConfig) -> None:
+@pytest.mark.parametrize("groups", [1, 2])
+def test_all_ones_masks_give_exactly_the_dense_result(tmp_path: Path, fp8_hw: HardwareConfig,
+                                                      groups: int) -> None:
+    """All-ones masks skip nothing: every job is the dense job, except that FW of a gated
+    layer with a base path (G = 2) still runs its two passes (the gate had to be computed to
+    find it all ones): the same compute, plus exactly the second pass's memory."""
     net = resnet20(batch=2, image_size=16)
     trace = make_trace(tmp_path, "ones", net, SynthConfig(
-        steps=1, gate_sparsity=0.0, gate_groups=2, weight_sparsity=0.0))
+        steps=1, gate_sparsity=0.0, gate_groups=groups, weight_sparsity=0.0))
     rows, storage = replay_trace(trace, fp8_hw)
     dense = simulate_network_dense(net, fp8_hw)
     assert storage == {"bits": 0, "bits_bitmap": 0}
     assert [(r.layer, r.branch, r.phase) for r in rows] == \
         [(r.layer, r.branch, r.phase) for r in dense]
+    two_pass = 0
     for got, ref in zip(rows, dense, strict=True):
-        assert (got.cycles, got.energy_pj, got.macs_issued) == \
-            (ref.cycles, ref.energy_pj, ref.macs_issued)
-        assert got.cycles == got.cycles_dense and got.energy_pj == got.energy_dense_pj
+        assert (got.cycles_compute, got.macs_issued, got.macs_required) == \
+            (ref.cycles_compute, ref.macs_issued, ref.macs_dense)
+        assert (got.cycles_dense, got.energy_dense_pj) == (ref.cycles, ref.energy_pj)
+        if groups == 2 and got.phase == "fw" and net.layer(got.layer).role == "block":
+            two_pass += 1
+            layer = net.layer(got.layer)
+            gemm = layer.gemm("fw")
+            words = gb_operand_reads(gemm.sr, gemm.t, gemm.sc, gemm.count, fp8_hw)
+            extra = two_pass_extra(layer, words.a_reads, fp8_hw)
+            assert extra.dram_bytes == 0  # a sample's Y_b fits in half the buffer here
+            rates = EnergyRates.of(fp8_hw)
+            added = extra.restaged_bits * (rates.gb_read + rates.rf_write) + \
+                extra.held_bits * (rates.gb_read + rates.gb_write)
+            assert got.energy_buffer_pj == pytest.approx(ref.energy_buffer_pj + added,
+                                                         rel=1e-12)
+            assert got.cycles >= ref.cycles
+        else:
+            assert (got.cycles, got.energy_pj) == (ref.cycles, ref.energy_pj)
+    assert two_pass == (2 * 18 if groups == 2 else 0)
 
 
 def test_zero_gate_removes_all_conditional_path_work(tmp_path: Path,

@@ -157,7 +157,7 @@ def gb_operand_reads(sr: int, t: int, sc: int, count: int, hw: HardwareConfig) -
 
 def memory_plan(layer: Layer, phase: str, hw: HardwareConfig, *, weight_density: float = 1.0,
                 dw_density: float = 1.0, index_read_bits: float = 0.0,
-                index_write_bits: float = 0.0) -> MemoryResult:
+                index_write_bits: float = 0.0, two_pass: bool = False) -> MemoryResult:
     """DRAM traffic, global-buffer accesses and register-file fills of one layer/phase job.
 
     Sparse jobs pass: ``weight_density``, the fraction of weight values stored (compressed
@@ -165,7 +165,10 @@ def memory_plan(layer: Layer, phase: str, hw: HardwareConfig, *, weight_density:
     the fraction of weight gradients written by WG; and index bits read and written (gate and
     weight indices, counted as ``indices`` traffic). Operands are staged into the PEs whether
     or not a unit's work is then skipped (docs/sparse-model.md, "Operand delivery"), so what a
-    job's masks change here is only what is stored compressed. Defaults give the dense job.
+    job's masks change here is only what is stored compressed. ``two_pass``: FW of a gated layer
+    with a base path, whose gate needs the statistics of the whole base output Y_b of a sample
+    and channel before any conditional step (:func:`two_pass_extra`). Defaults give the dense
+    job.
     """
     tensors = phase_tensors(layer, phase)
     word_bytes = hw.operand_bits / 8
@@ -177,8 +180,9 @@ def memory_plan(layer: Layer, phase: str, hw: HardwareConfig, *, weight_density:
     if phase == "wg":
         o_bytes *= dw_density
     index_bytes = (index_read_bits + index_write_bits) / 8
+    capacity = hw.buffers.global_kib * 1024
     tiling = choose_tiling(a_bytes, b_bytes, o_bytes * hw.accumulator_bits / hw.operand_bits,
-                           hw.buffers.global_kib * 1024)
+                           capacity)
     by_class = {"activations": 0.0, "weights": 0.0, "gradients": 0.0}
     by_class[tensors.a_class] += a_bytes * tiling.a_reads
     by_class[tensors.b_class] += b_bytes * tiling.b_reads
@@ -190,6 +194,14 @@ def memory_plan(layer: Layer, phase: str, hw: HardwareConfig, *, weight_density:
     words = gb_operand_reads(gemm.sr, gemm.t, gemm.sc, gemm.count, hw)
     acc, op = hw.accumulator_bits, hw.operand_bits
     operand_bits = (words.a_reads + words.b_reads * b_stored) * op
+    held_bits = 0.0  # Y_b kept in the buffer between the two passes (written, read back)
+    if two_pass and phase == "fw":
+        extra = two_pass_extra(layer, words.a_reads, hw)
+        operand_bits += extra.restaged_bits
+        held_bits = extra.held_bits
+        by_class["activations"] += extra.dram_bytes
+        dram_in += extra.dram_bytes / 2
+        dram_out += extra.dram_bytes / 2
     # Reads feed the array and write results back to DRAM; writes take DRAM fills and results.
     return MemoryResult(
         tiling=tiling.order,
@@ -197,10 +209,34 @@ def memory_plan(layer: Layer, phase: str, hw: HardwareConfig, *, weight_density:
         weights_bytes=by_class["weights"],
         gradients_bytes=by_class["gradients"],
         indices_bytes=index_bytes,
-        gb_read_bits=operand_bits + words.psum_reads * acc + dram_out * 8,
-        gb_write_bits=words.writes * acc + dram_in * 8,
+        gb_read_bits=operand_bits + words.psum_reads * acc + held_bits + dram_out * 8,
+        gb_write_bits=words.writes * acc + held_bits + dram_in * 8,
         rf_fill_bits=operand_bits,
     )
+
+
+@dataclass(frozen=True)
+class TwoPassExtra:
+    """What FW's second pass over a gated layer adds: A staged again (bits), Y_b held in the
+    buffer (bits, written once and read once) and, when a sample's Y_b does not fit in half the
+    buffer, its round trip through DRAM (bytes, written and read)."""
+
+    restaged_bits: float
+    held_bits: float
+    dram_bytes: float
+
+
+def two_pass_extra(layer: Layer, a_words: int, hw: HardwareConfig) -> TwoPassExtra:
+    """The two-pass FW of a gated layer: pass 1 computes the base output Y_b; the gate of
+    (sample, channel) needs Y_b's mean and variance over Ho x Wo, so Y_b (accumulator width) is
+    kept until pass 2 stages X again for the conditional path and adds d x Y_c to it. Y_b is
+    kept on chip one sample at a time when Cout x Ho x Wo accumulator words fit in half the
+    global buffer, else it goes to DRAM and back."""
+    acc = hw.accumulator_bits
+    held = layer.output_count * acc
+    per_sample_bytes = layer.cout * layer.h_out * layer.w_out * acc / 8
+    spills = per_sample_bytes > hw.buffers.global_kib * 1024 / 2
+    return TwoPassExtra(a_words * hw.operand_bits, held, 2 * held / 8 if spills else 0.0)
 
 
 def memory_dense(layer: Layer, phase: str, hw: HardwareConfig) -> MemoryResult:

@@ -55,6 +55,7 @@ class PhaseJob:
     index: IndexCost        # the indices it uses (stored, read, written)
     weight_density: float   # density of the compressed weights it reads (1: dense)
     dw_density: float       # density of the weight gradient it writes (1: dense)
+    two_pass: bool          # FW of a gated layer with a base path (memory_plan)
 
 
 @dataclass(frozen=True)
@@ -179,7 +180,9 @@ class Replayer:
                 write_bits=gidx.bits if (uses_gate and phase == "fw" and gate_later) else 0,
             )
             jobs.append(PhaseJob(phase, index, prepared.density if compressed else 1.0,
-                                 prepared.density if writes_sparse_dw else 1.0))
+                                 prepared.density if writes_sparse_dw else 1.0,
+                                 two_pass=phase == "fw" and item.gate is not None
+                                 and item.gate.gating_groups > 1))
         return jobs
 
     def replay_step(self, step: int) -> tuple[list[JobResult], dict[str, int]]:
@@ -252,7 +255,8 @@ class Replayer:
                             item.layer, job.phase, masks, self.hw)
                     frame = self._job_caches[i].frame(
                         item.layer, job.phase, hw, job.weight_density, job.dw_density,
-                        job.index, branch, self.name, compute.cycles_compute_dense)
+                        job.index, branch, self.name, compute.cycles_compute_dense,
+                        job.two_pass)
                     layer_rows[job.phase] = frame.result(compute, step)
                 rows[i].extend(layer_rows.values())
                 if job_key is not None:  # kept for this layer and branch until its key changes

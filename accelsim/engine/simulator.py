@@ -234,10 +234,11 @@ class JobCache:
 
     def frame(self, layer: Layer, phase: str, hw: HardwareConfig, weight_density: float,
               dw_density: float, index: IndexCost, branch: int, trace: str,
-              cycles_compute_dense: int) -> JobFrame:
+              cycles_compute_dense: int, two_pass: bool = False) -> JobFrame:
         """The job's :class:`JobFrame`, kept (``cycles_compute_dense``: its dense compute
-        cycles, for the dense half)."""
-        key = (layer.name, phase, weight_density, dw_density, index, branch, trace)
+        cycles, for the dense half; ``two_pass``: FW of a gated layer with a base path,
+        :func:`accelsim.engine.memory.memory_plan`)."""
+        key = (layer.name, phase, weight_density, dw_density, index, branch, trace, two_pass)
         frame = self.frames.get(key)
         if frame is None:
             dense = self.dense.get((layer.name, phase))
@@ -248,7 +249,7 @@ class JobCache:
                 self.frames.clear()
             memory = memory_plan(layer, phase, hw, weight_density=weight_density,
                                  dw_density=dw_density, index_read_bits=index.read_bits,
-                                 index_write_bits=index.write_bits)
+                                 index_write_bits=index.write_bits, two_pass=two_pass)
             frame = self.frames[key] = JobFrame(
                 trace, layer.name, branch, phase, dense, index, memory,
                 cycles_buffer(memory.gb_read_bits, memory.gb_write_bits, hw),

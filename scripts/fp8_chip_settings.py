@@ -1,0 +1,63 @@
+"""Which settings of the FP8 preset reproduce the FP8 chip's 7.3x FLOPs -> 4.7x latency (0.64)?
+
+A chip-like synthetic trace (ResNet-18 CIFAR, both branches, 3 phases; SCDG 8x1x1 gates at 78 %
+conditional sparsity, G = 4, and 8x8-block weights at 65 %) replayed on `fp8_tensor_edge_28nm`
+over the knobs the result depends on: queue depth `sync_tiles` (with the register file each
+depth needs), `decoder.compaction`, and the gate's gradient (straight-through, as the seeds
+train, or masked). Prints one markdown row per setting: FLOPs reduction, speedup, efficiency
+(speedup / FLOPs reduction), energy reduction and the register-file words per PE it needs.
+
+    .venv/bin/python scripts/fp8_chip_settings.py [--batch 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from accelsim.analysis import replay_summary  # noqa: E402
+from accelsim.config import load_hardware, with_overrides  # noqa: E402
+from accelsim.engine.replay import replay_trace  # noqa: E402
+from accelsim.engine.simulator import results_frame  # noqa: E402
+from accelsim.network import resnet18  # noqa: E402
+from accelsim.trace.synth import SynthConfig, synthesize  # noqa: E402
+from scripts.make_gap_table import at_depth  # noqa: E402
+
+DEPTHS = (1, 4, 16, 64)
+GRADIENTS = ("straight_through", "masked")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batch", type=int, default=16)
+    args = parser.parse_args()
+    base_hw = load_hardware(ROOT / "hw_configs/fp8_tensor_edge_28nm.yaml")
+    print("| gate gradient | sync_tiles | register-file words | compaction | FLOPs red. | "
+          "speedup | efficiency | energy red. |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    with tempfile.TemporaryDirectory() as tmp:
+        for gradient in GRADIENTS:
+            path = Path(tmp) / gradient
+            synthesize(resnet18(batch=args.batch), path, SynthConfig(
+                steps=1, gate_sparsity=0.78, gate_groups=4, gate_group_size=8,
+                gate_gradient=gradient, weight_sparsity=0.65, weight_pattern="block:8x8"))
+            for depth in DEPTHS:
+                for compaction in (False, True):
+                    hw = with_overrides(at_depth(base_hw, depth),
+                                        {"decoder.compaction": compaction})
+                    rows, storage = replay_trace(path, hw)
+                    total = replay_summary(results_frame(rows, hw), storage, hw, gradient, {},
+                                           [])["total"]
+                    print(f"| {gradient} | {depth} | {hw.buffers.register_file_words} | "
+                          f"{'on' if compaction else 'off'} | {total['flops_reduction']:.2f}x | "
+                          f"{total['speedup']:.2f}x | {total['efficiency_gap']:.2f} | "
+                          f"{total['energy_reduction']:.2f}x |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -325,7 +325,10 @@ def energy_breakdown(results: pd.DataFrame, ax: Axes | None = None, *,
     ax.set_ylim(0, max(totals) * 1.12)
     what = "dense run" if dense_only else "sparse vs dense"
     ax.set_title(f"Energy by component, {what}{_title_suffix(results)}")
-    handles = [Patch(color=c, label=label) for _, label, c in ENERGY_PARTS]
+    # the legend names the components some bar has (no compaction: no network)
+    shown = {name for stack in stacks for name, value in stack.items() if value > 0}
+    handles = [Patch(color=c, label=label) for name, label, c in ENERGY_PARTS
+               if name in shown or name in ("mac", "rf", "buffer", "dram")]
     if derived is not None:
         handles.insert(4, Patch(facecolor=PALETTE[2], edgecolor=PALETTE[1], hatch="xx",
                                 label="buffer + DRAM (dense, not split)"))

@@ -99,8 +99,9 @@ def _directory_bytes(root: Path) -> int:
               help="Fraction of weights pruned in branch 1 [default: no weight masks, unless "
               "--weight-pattern is nm:N:M].")
 @click.option("--weight-pattern", default="element", show_default=True,
-              metavar="element|nm:N:M|block:BOxBI",
-              help="Weight sparsity structure; nm:N:M implies sparsity 1 - N/M.")
+              metavar="element|nm:N:M|nmt:N:M|block:BOxBI",
+              help="Weight sparsity structure; nm:N:M implies sparsity 1 - N/M; nmt:N:M is "
+              "transposable (also N of every M output channels).")
 @click.option("--weight-delta", type=click.FloatRange(0, 1, max_open=True), default=0.0,
               show_default=True,
               help="Branch 2 is denser by this (sparsity S - delta, a superset of branch 1).")
@@ -178,7 +179,7 @@ def _index_params(item: Any, kind: str, run_bits: int) -> Any:
     except InputError:  # a structure accelsim does not interpret: the generic formats only
         return IndexParams(run_bits=run_bits)
     layer = item.layer
-    if pattern.kind == "nm":
+    if pattern.kind in ("nm", "nmt"):
         return IndexParams(run_bits=run_bits, nm=(pattern.n, pattern.m), nm_axis=1)
     if pattern.kind == "block":
         return IndexParams(run_bits=run_bits,

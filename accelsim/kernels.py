@@ -121,10 +121,11 @@ def schedule_passes(counts: np.ndarray, classes: np.ndarray, lanes: np.ndarray,
     Unit (i, j) goes to queue (i % rows, j % qcols) in tile (i // rows, j // qcols). Column
     tiles run one after another; inside a column tile, every ``sync_tiles`` consecutive row tiles
     form a pass, after which all queues synchronise. Without compaction a pass lasts as long as
-    its slowest queue. With compaction the pass's units are spread over the queues that hold
-    one of them (min(rows, pass rows) x the column tile's unit columns), a unit never on two
-    queues at once and moved at most once (McNaughton's wrap-around rule): the pass lasts
-    max(ceil(steps / queues), its longest unit). A pass
+    its slowest queue. With compaction the units of the pass's whole row tiles are spread over
+    the rows x (column tile's unit columns) queues, a unit never on two queues at once and moved
+    at most once (McNaughton's wrap-around rule), lasting max(ceil(steps / queues), their
+    longest unit); a partial last row tile then runs the same way on the queues it occupies
+    (its idle queues stay idle, as in the dense mapping). A pass
     lasts at least as long as the decoder needs: ceil(indices / indices_per_cycle), with
     indices = unit_idx of its units (if ``has_unit_idx``) + row_idx of its rows + col_idx of its
     unit columns.
@@ -147,7 +148,9 @@ def schedule_passes(counts: np.ndarray, classes: np.ndarray, lanes: np.ndarray,
             r0 = tr * rows
             r1 = min(t_end * rows, n_rows)
             per_class[:, :n_local] = 0
-            total = longest = 0
+            # compaction: the pass's whole tiles, then its partial last tile on its own queues
+            whole_end = r0 + (r1 - r0) // rows * rows
+            total = longest = part_total = part_longest = 0
             indices = col_part
             for i in range(r0, r1):
                 r = i % rows
@@ -156,16 +159,24 @@ def schedule_passes(counts: np.ndarray, classes: np.ndarray, lanes: np.ndarray,
                     w = counts[i, local_class[lc]]
                     per_class[r, lc] += w
                     issued += w * local_lanes[lc]
-                    total += w * multiplicity[lc]
-                    if w > longest:
-                        longest = w
+                    if i < whole_end:
+                        total += w * multiplicity[lc]
+                        longest = max(longest, w)
+                    else:
+                        part_total += w * multiplicity[lc]
+                        part_longest = max(part_longest, w)
                 if has_unit_idx:
                     for j in range(c0, c1):
                         indices += unit_idx[i, j]
             compute = 0
             if compaction:
-                queues = min(rows, r1 - r0) * (c1 - c0)
-                compute = max((total + queues - 1) // queues, longest)
+                width = c1 - c0
+                if whole_end > r0:
+                    queues = rows * width
+                    compute = max((total + queues - 1) // queues, longest)
+                if r1 > whole_end:
+                    queues = (r1 - whole_end) * width
+                    compute += max((part_total + queues - 1) // queues, part_longest)
             else:
                 for r in range(min(rows, r1 - r0)):
                     for lc in range(n_local):

@@ -230,9 +230,10 @@ def _percent(value: Any) -> str:
 
 def _weight_name(pattern: str | None, sparsity: Any) -> tuple[str, str]:
     pattern = str(pattern) if pattern else "element"
-    nm = re.fullmatch(r"nm:(\d+):(\d+)", pattern)
+    nm = re.fullmatch(r"(nmt?):(\d+):(\d+)", pattern)
     if nm:
-        return f"{nm[1]}:{nm[2]}", "structured"
+        transposable = " transposable" if nm[1] == "nmt" else ""
+        return f"{nm[2]}:{nm[3]}{transposable}", "structured"
     block = re.fullmatch(r"block:(\d+)x(\d+)", pattern)
     suffix = f" {_percent(sparsity)}" if sparsity is not None else ""
     if block:
@@ -259,7 +260,8 @@ def describe_scheme(producer: dict[str, Any] | None) -> dict[str, str]:
     if sparsity is None and algorithm.lower() == "synccp":
         sparsity = params.get("sparsity")
     gates = params.get("gate_sparsity") is not None
-    weights = sparsity is not None or (pattern is not None and str(pattern).startswith("nm:"))
+    weights = sparsity is not None or (pattern is not None
+                                       and str(pattern).startswith(("nm:", "nmt:")))
     if algorithm.lower() != "synthetic":
         lowered = algorithm.lower()
         gates = gates or lowered in ("cdg", "scdg", "cgnet")

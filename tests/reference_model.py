@@ -175,23 +175,34 @@ def run_cycles(units: list[RefUnit], row_idx: list[int], col_idx: list[int], n_r
                     queues.setdefault((i % arr.rows, j - cols.start), []).append(unit.steps)
                     decoder += unit.decoder_indices
             indices_total += decoder
-            # Compaction: each cycle every queue holding a unit of the pass works one step of a
-            # different unit of the pass, the units with the most steps left first (a unit is
-            # never on two queues at once).
-            left = [by_pos[(i, j)].steps for i in rows for j in cols]
+            # Compaction: the units of the pass's whole row tiles, then those of its partial last
+            # row tile; each cycle every queue the group occupies works one step of a different
+            # unit of the group, the units with the most steps left first (a unit is never on
+            # two queues at once).
+            whole = rows.start + (len(rows) // arr.rows) * arr.rows
+            groups = [([by_pos[(i, j)].steps for i in part for j in cols], len(queue_rows))
+                      for part, queue_rows in ((range(rows.start, whole), range(arr.rows)),
+                                               (range(whole, rows.stop), range(whole, rows.stop)))
+                      if len(part)]
+            groups = [(left, n * len(cols)) for left, n in groups]
             remaining = {key: list(q) for key, q in queues.items()}
             pass_cycles = compute_done = 0
             while True:
-                busy = (any(left) if arr.compaction
-                        else any(sum(q) for q in remaining.values()))
+                if arr.compaction:
+                    while groups and not any(groups[0][0]):
+                        groups.pop(0)
+                    busy = bool(groups)
+                else:
+                    busy = any(sum(q) for q in remaining.values())
                 if not busy and decoder <= 0:
                     break
                 pass_cycles += 1
                 if busy:
                     compute_done = pass_cycles
                     if arr.compaction:
+                        left, occupied = groups[0]
                         longest_first = sorted(range(len(left)), key=lambda u: -left[u])
-                        for u in longest_first[:min(arr.rows, len(rows)) * len(cols)]:
+                        for u in longest_first[:occupied]:
                             if left[u]:
                                 left[u] -= 1
                     else:

@@ -12,12 +12,19 @@ import dataclasses
 import math
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from accelsim.config import HardwareConfig, register_file_need, with_overrides
 from accelsim.engine.masks import LayerMasks
-from accelsim.engine.memory import gb_operand_reads, memory_dense, memory_plan
+from accelsim.engine.memory import (
+    GatedForward,
+    gate_extra,
+    gb_operand_reads,
+    memory_dense,
+    memory_plan,
+)
 from accelsim.engine.simulator import IndexCost, simulate_job
 from accelsim.network import PHASES, conv
 
@@ -79,28 +86,51 @@ def test_compressed_weights_are_delivered_as_stored(fp8_hw: HardwareConfig, phas
     words = gb_operand_reads(gemm.sr, gemm.t, gemm.sc, gemm.count, fp8_hw)
     sparse = memory_plan(layer, phase, fp8_hw, weight_density=density)
     dense = memory_dense(layer, phase, fp8_hw)
-    op = fp8_hw.operand_bits
-    assert dense.rf_fill_bits == (words.a_reads + words.b_reads) * op
-    assert np.isclose(sparse.rf_fill_bits, (words.a_reads + words.b_reads * density) * op)
+    op, pe = fp8_hw.operand_bits, fp8_hw.pe_array
+    # every PE a word is broadcast to stages it: A along a PE row, B down a PE column
+    assert dense.rf_fill_bits == (words.a_reads * pe.cols + words.b_reads * pe.rows) * op
+    assert np.isclose(sparse.rf_fill_bits,
+                      (words.a_reads * pe.cols + words.b_reads * density * pe.rows) * op)
+    assert np.isclose(dense.gb_read_bits - sparse.gb_read_bits,
+                      words.b_reads * (1 - density) * op)
 
 
-@given(st.floats(4, 2048))
-def test_two_pass_forward_keeps_y_b_on_chip_or_spills_it(fp8_hw: HardwareConfig,
-                                                         kib: float) -> None:
-    """A gated FW stages X twice and holds Y_b (accumulator words) between its passes; a
-    sample's Y_b that does not fit in half the buffer goes to DRAM and back."""
+@given(st.floats(4, 2048), st.booleans())
+def test_the_gate_holds_outputs_on_chip_or_spills_them(fp8_hw: HardwareConfig, kib: float,
+                                                       dense_conditional: bool) -> None:
+    """FW's gate needs a sample's whole Y_b: a masked gradient runs two passes (here one
+    output-column tile spans all 4 output chunks, so X is staged twice) holding Y_b; a
+    straight-through one runs one pass holding Y_b and Y_c. A sample's held outputs that do not
+    fit in half the buffer go to DRAM and back."""
     hw = with_overrides(fp8_hw, {"buffers.global_kib": kib})
     layer = conv("c", 16, 32, 3, 1, 1, 16, 16, batch=2)
+    gated = GatedForward(4, (0, 1, 2, 3), dense_conditional)
     one = memory_plan(layer, "fw", hw)
-    two = memory_plan(layer, "fw", hw, two_pass=True)
+    two = memory_plan(layer, "fw", hw, gated_forward=gated)
     gemm = layer.gemm("fw")
     words = gb_operand_reads(gemm.sr, gemm.t, gemm.sc, gemm.count, hw)
     acc, op = hw.accumulator_bits, hw.operand_bits
-    held = layer.output_count * acc
-    spills = 32 * 16 * 16 * acc / 8 > kib * 1024 / 2
+    maps = 2 if dense_conditional else 1
+    held = maps * layer.output_count * acc
+    restaged = 0 if dense_conditional else words.a_reads * op
+    spills = maps * 32 * 16 * 16 * acc / 8 > kib * 1024 / 2
     dram = 2 * held / 8 if spills else 0.0
-    assert two.rf_fill_bits == one.rf_fill_bits + words.a_reads * op
+    assert two.rf_fill_bits == one.rf_fill_bits + restaged * fp8_hw.pe_array.cols
     assert two.activations_bytes == one.activations_bytes + dram
-    assert np.isclose(two.gb_read_bits, one.gb_read_bits + words.a_reads * op + held + dram * 4)
+    assert np.isclose(two.gb_read_bits, one.gb_read_bits + restaged + held + dram * 4)
     assert np.isclose(two.gb_write_bits, one.gb_write_bits + held + dram * 4)
-    assert memory_plan(layer, "bd", hw, two_pass=True) == memory_plan(layer, "bd", hw)
+    assert memory_plan(layer, "bd", hw, gated_forward=gated) == memory_plan(layer, "bd", hw)
+
+
+@pytest.mark.parametrize(("cout", "chunks", "extra"), [
+    (32, (0, 1, 2, 3), 1.0),     # a 128-channel tile spans all output chunks: X twice
+    (512, (0, 1, 2, 3), 0.0),    # tiles = output chunks: base chunk, then the other three
+    (32, (0, 0, 0, 0), 0.0),     # one shared base chunk: base pass, then the rest
+    (256, (3, 2, 1, 0), 1 / 2),  # each tile spans 2 chunks: bases {3, 2}, conditional all 4
+])
+def test_a_masked_gate_restages_what_its_two_passes_need(fp8_hw: HardwareConfig, cout: int,
+                                                         chunks: tuple[int, ...],
+                                                         extra: float) -> None:
+    layer = conv("c", 16, cout, 3, 1, 1, 8, 8, batch=1)
+    got = gate_extra(layer, 1000, fp8_hw, GatedForward(4, chunks, dense_conditional=False))
+    assert got.restaged_bits == pytest.approx(1000 * fp8_hw.operand_bits * extra)

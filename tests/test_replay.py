@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ from accelsim.cli import main
 from accelsim.config import HardwareConfig, with_overrides
 from accelsim.engine.energy import EnergyRates
 from accelsim.engine.masks import BasePath, LayerMasks
-from accelsim.engine.memory import gb_operand_reads, two_pass_extra
+from accelsim.engine.memory import GatedForward, gate_extra, gb_operand_reads
 from accelsim.engine.replay import replay_trace, replay_trace_on
 from accelsim.engine.simulator import JobResult, results_frame, simulate_network_dense
 from accelsim.engine.sparse import compute_key, sparse_compute
@@ -71,8 +72,8 @@ def test_scdg_needs_exactly_8x_fewer_index_bits(tmp_path: Path, fp8_hw: Hardware
 def test_all_ones_masks_give_exactly_the_dense_result(tmp_path: Path, fp8_hw: HardwareConfig,
                                                       groups: int) -> None:
     """All-ones masks skip nothing: every job is the dense job, except that FW of a gated
-    layer with a base path (G = 2) still runs its two passes (the gate had to be computed to
-    find it all ones): the same compute, plus exactly the second pass's memory."""
+    layer with a base path (G = 2) still pays for its gate (it had to be computed to find it all
+    ones): the same compute, plus exactly the outputs held until the gate is known."""
     net = resnet20(batch=2, image_size=16)
     trace = make_trace(tmp_path, "ones", net, SynthConfig(
         steps=1, gate_sparsity=0.0, gate_groups=groups, weight_sparsity=0.0))
@@ -81,18 +82,22 @@ def test_all_ones_masks_give_exactly_the_dense_result(tmp_path: Path, fp8_hw: Ha
     assert storage == {"bits": 0, "bits_bitmap": 0}
     assert [(r.layer, r.branch, r.phase) for r in rows] == \
         [(r.layer, r.branch, r.phase) for r in dense]
-    two_pass = 0
+    gated_fw = 0
     for got, ref in zip(rows, dense, strict=True):
         assert (got.cycles_compute, got.macs_issued, got.macs_required) == \
             (ref.cycles_compute, ref.macs_issued, ref.macs_dense)
         assert (got.cycles_dense, got.energy_dense_pj) == (ref.cycles, ref.energy_pj)
         if groups == 2 and got.phase == "fw" and net.layer(got.layer).role == "block":
-            two_pass += 1
+            gated_fw += 1
             layer = net.layer(got.layer)
             gemm = layer.gemm("fw")
             words = gb_operand_reads(gemm.sr, gemm.t, gemm.sc, gemm.count, fp8_hw)
-            extra = two_pass_extra(layer, words.a_reads, fp8_hw)
-            assert extra.dram_bytes == 0  # a sample's Y_b fits in half the buffer here
+            chunks = (0, 1) if got.branch == 1 else (1, 0)
+            extra = gate_extra(layer, words.a_reads, fp8_hw,
+                               GatedForward(2, chunks, dense_conditional=True))
+            assert extra.restaged_bits == 0  # straight-through: one pass, Y_b and Y_c held
+            assert extra.held_bits == 2 * layer.output_count * fp8_hw.accumulator_bits
+            assert extra.dram_bytes == 0  # a sample's Y_b and Y_c fit in half the buffer here
             rates = EnergyRates.of(fp8_hw)
             added = extra.restaged_bits * (rates.gb_read + rates.rf_write) + \
                 extra.held_bits * (rates.gb_read + rates.gb_write)
@@ -101,7 +106,7 @@ def test_all_ones_masks_give_exactly_the_dense_result(tmp_path: Path, fp8_hw: Ha
             assert got.cycles >= ref.cycles
         else:
             assert (got.cycles, got.energy_pj) == (ref.cycles, ref.energy_pj)
-    assert two_pass == (2 * 18 if groups == 2 else 0)
+    assert gated_fw == (2 * 18 if groups == 2 else 0)
 
 
 def test_zero_gate_removes_all_conditional_path_work(tmp_path: Path,
@@ -437,6 +442,71 @@ def test_nm_multiplexers_on_the_tensor_array(fp8_hw: HardwareConfig) -> None:
     gated = sparse_compute(layer, "fw", LayerMasks(gate=gate[:, :, None], weight=weight,
                                                    nm=(2, 4)), fp8_hw)
     assert gated.cycles_compute <= job.cycles_compute and gated.decoder_indices > 0
+
+
+def test_transposable_nm_weights_shrink_backward_data_too(tmp_path: Path,
+                                                          fp8_hw: HardwareConfig) -> None:
+    """Transposable 2:4 weights are 2:4 along BD's reduction (output channels) as well, so BD
+    runs t' = F/2 steps on the multiplexers, by the formula; plain 2:4 gives BD no such
+    structure. FW is the same for both; WG has none."""
+    from accelsim.engine.pe_array import cycles_dense_tensor
+    from accelsim.engine.systolic import nm_reduction_length
+
+    net = resnet20(batch=2, image_size=16)
+    rows = {}
+    for pattern in ("nm:2:4", "nmt:2:4"):
+        trace = make_trace(tmp_path, pattern.replace(":", "-"), net,
+                           SynthConfig(steps=1, weight_pattern=pattern))
+        rows[pattern] = {(r.layer, r.branch, r.phase): r for r in replay_trace(trace, fp8_hw)[0]}
+    pe = fp8_hw.pe_array
+    checked = 0
+    for key, plain in rows["nm:2:4"].items():
+        both = rows["nmt:2:4"][key]
+        layer = net.layer(key[0])
+        if key[2] == "fw" or layer.role == "stem":
+            assert (both.cycles_compute, both.macs_issued) == \
+                (plain.cycles_compute, plain.macs_issued), key
+        elif key[2] == "bd":
+            g = layer.gemm("bd")
+            t = nm_reduction_length(g.t, 2, 4)
+            assert both.cycles_compute == cycles_dense_tensor(
+                g.sr, t, g.sc, pe.rows, pe.cols, pe.vector_width, pe.pipeline_latency) * g.count
+            assert both.macs_issued == g.sr * g.sc * t * g.count
+            assert both.cycles_compute < plain.cycles_compute
+            checked += 1
+    assert checked > 10
+
+
+def test_a_declared_transposable_pattern_the_masks_break_is_not_exploited(
+        tmp_path: Path, fp8_hw: HardwareConfig) -> None:
+    """Masks that are 2:4 only along input channels, in a trace that declares nmt:2:4, get
+    FW's multiplexers but not BD's: the replay checks both axes."""
+    net = resnet20(batch=2, image_size=16)
+    plain = make_trace(tmp_path, "plain", net, SynthConfig(steps=1, weight_pattern="nm:2:4"))
+    declared = tmp_path / "declared"
+    shutil.copytree(plain, declared)
+    manifest = declared / "manifest.json"
+    manifest.write_text(manifest.read_text().replace('"nm:2:4"', '"nmt:2:4"'))
+    want, _ = replay_trace(plain, fp8_hw)
+    got, _ = replay_trace(declared, fp8_hw)
+    assert [(r.cycles_compute, r.macs_issued) for r in got] == \
+        [(r.cycles_compute, r.macs_issued) for r in want]
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2 ** 31 - 1), st.sampled_from([(1, 4), (2, 4), (3, 4), (2, 8), (5, 8)]),
+       st.integers(1, 3), st.integers(1, 3))
+def test_transposable_nm_masks_keep_n_of_m_on_both_axes(seed: int, nm: tuple[int, int],
+                                                        blocks_out: int, blocks_in: int) -> None:
+    from accelsim.trace.synth import transposable_nm_mask
+
+    n, m = nm
+    mask = transposable_nm_mask(np.random.default_rng(seed), (m * blocks_out, m * blocks_in, 3, 3),
+                                n, m)
+    cout, cin = mask.shape[:2]
+    along_in = mask.reshape(cout, cin // m, m, 3, 3).sum(axis=2)
+    along_out = mask.reshape(cout // m, m, cin, 3, 3).sum(axis=1)
+    assert (along_in == n).all() and (along_out == n).all()
 
 
 def test_dense_gradient_steps_and_momentum_branches(tmp_path: Path,

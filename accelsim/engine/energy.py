@@ -87,7 +87,7 @@ class EnergyRates:
                    else 0.0,
                    static_power_mw=hw.static_power_mw, clock_mhz=pe.clock_mhz)
 
-    def breakdown(self, macs_issued: float, gb_read_bits: float, gb_write_bits: float,
+    def breakdown(self, *, macs_issued: float, gb_read_bits: float, gb_write_bits: float,
                   rf_fill_bits: float, dram_bytes: float, indices_decoded: float,
                   cycles: float, network_macs: float = 0.0) -> EnergyBreakdown:
         """Energy breakdown of a job from its action counts (see the module docstring)."""
@@ -112,6 +112,8 @@ def energy_of(*, macs_issued: float, gb_read_bits: float, gb_write_bits: float,
               rf_fill_bits: float, dram_bytes: float, indices_decoded: float, cycles: float,
               hw: HardwareConfig, network_macs: float = 0.0) -> EnergyBreakdown:
     """Energy breakdown of a job from its action counts (see the module docstring)."""
-    return EnergyRates.of(hw).breakdown(macs_issued, gb_read_bits, gb_write_bits, rf_fill_bits,
-                                        dram_bytes, indices_decoded, cycles, network_macs)
+    return EnergyRates.of(hw).breakdown(
+        macs_issued=macs_issued, gb_read_bits=gb_read_bits, gb_write_bits=gb_write_bits,
+        rf_fill_bits=rf_fill_bits, dram_bytes=dram_bytes, indices_decoded=indices_decoded,
+        cycles=cycles, network_macs=network_macs)
 

@@ -31,11 +31,12 @@ NO_MASK_INDEX = MaskIndex("none", 0, 0)
 
 
 def parse_weight_pattern(pattern: str) -> tuple[str, tuple[int, int] | None]:
-    """``element`` | ``nm:N:M`` | ``block:BOxBI`` -> (kind, (N, M) or (BO, BI) or None)."""
+    """``element`` | ``nm:N:M`` | ``nmt:N:M`` | ``block:BOxBI`` -> (kind, (N, M) or (BO, BI) or
+    None)."""
     parts = pattern.split(":")
     try:
-        if parts[0] == "nm" and len(parts) == 3:
-            return "nm", (int(parts[1]), int(parts[2]))
+        if parts[0] in ("nm", "nmt") and len(parts) == 3:
+            return parts[0], (int(parts[1]), int(parts[2]))
         if parts[0] == "block" and len(parts) == 2:
             bo, bi = parts[1].lower().split("x")
             return "block", (int(bo), int(bi))
@@ -126,7 +127,8 @@ def weight_index(weight: np.ndarray, pattern: str, hw: HardwareConfig, what: str
     whether it is known to satisfy a declared N:M pattern, None: check; ``nnz`` as in
     :func:`price_index`)."""
     kind, numbers = parse_weight_pattern(pattern)
-    nm = numbers if kind == "nm" and numbers and numbers[1] in hw.sparsity_support.nm_m else None
+    nm = (numbers if kind in ("nm", "nmt") and numbers and numbers[1] in hw.sparsity_support.nm_m
+          else None)
     group = None
     if kind == "block" and numbers:
         bo, bi = numbers

@@ -72,7 +72,8 @@ class LayerMasks:
     the same gate bit-packed, given instead of ``gate`` (the replay passes the trace's bits).
     ``base``: for gated layers with G > 1, the dense base path (:class:`BasePath`).
     ``weight``: bool (F, K) kept weights, or None (no pruning, or all ones).
-    ``nm``: (N, M) when the weight mask is N:M along input channels.
+    ``nm``: (N, M) when the weight mask is N:M along input channels; ``nm_transposed``: and
+    along output channels too (transposable N:M, which BD's multiplexers exploit).
     ``dense_weight_gradient``: this step needs the full weight gradient (regrowth).
     ``dense_fw_conditional``: the gate was trained with a straight-through gradient, which
     needs the conditional output at every pixel: FW computes its conditional path everywhere
@@ -89,6 +90,7 @@ class LayerMasks:
     gating_groups: int = 1
     weight: np.ndarray | None = None
     nm: tuple[int, int] | None = None
+    nm_transposed: bool = False
     dense_weight_gradient: bool = False
     dense_fw_conditional: bool = False
     weight_views: dict | None = None
@@ -260,6 +262,12 @@ class BasePath:
     def mask(self) -> np.ndarray:
         """bool (F, K): True where weight (f, k) is on the base path."""
         return self.base_of_f[:, None] == self.chunk_of_k[None, :]
+
+    @cached_property
+    def base_chunks(self) -> tuple[int, ...]:
+        """The input chunk each of the G output chunks takes as its base path."""
+        per_chunk = self.base_of_f.shape[0] // self.groups
+        return tuple(int(c) for c in self.base_of_f[::per_chunk])
 
     @cached_property
     def per_f(self) -> np.ndarray:

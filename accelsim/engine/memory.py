@@ -157,7 +157,8 @@ def gb_operand_reads(sr: int, t: int, sc: int, count: int, hw: HardwareConfig) -
 
 def memory_plan(layer: Layer, phase: str, hw: HardwareConfig, *, weight_density: float = 1.0,
                 dw_density: float = 1.0, index_read_bits: float = 0.0,
-                index_write_bits: float = 0.0, two_pass: bool = False) -> MemoryResult:
+                index_write_bits: float = 0.0,
+                gated_forward: GatedForward | None = None) -> MemoryResult:
     """DRAM traffic, global-buffer accesses and register-file fills of one layer/phase job.
 
     Sparse jobs pass: ``weight_density``, the fraction of weight values stored (compressed
@@ -165,10 +166,9 @@ def memory_plan(layer: Layer, phase: str, hw: HardwareConfig, *, weight_density:
     the fraction of weight gradients written by WG; and index bits read and written (gate and
     weight indices, counted as ``indices`` traffic). Operands are staged into the PEs whether
     or not a unit's work is then skipped (docs/sparse-model.md, "Operand delivery"), so what a
-    job's masks change here is only what is stored compressed. ``two_pass``: FW of a gated layer
-    with a base path, whose gate needs the statistics of the whole base output Y_b of a sample
-    and channel before any conditional step (:func:`two_pass_extra`). Defaults give the dense
-    job.
+    job's masks change here is only what is stored compressed. ``gated_forward``: FW of a gated
+    layer with a base path, whose gate needs a sample's whole base output before it gates any
+    output (:func:`gate_extra`). Defaults give the dense job.
     """
     tensors = phase_tensors(layer, phase)
     word_bytes = hw.operand_bits / 8
@@ -193,11 +193,11 @@ def memory_plan(layer: Layer, phase: str, hw: HardwareConfig, *, weight_density:
     gemm = layer.gemm(phase)
     words = gb_operand_reads(gemm.sr, gemm.t, gemm.sc, gemm.count, hw)
     acc, op = hw.accumulator_bits, hw.operand_bits
-    operand_bits = (words.a_reads + words.b_reads * b_stored) * op
-    held_bits = 0.0  # Y_b kept in the buffer between the two passes (written, read back)
-    if two_pass and phase == "fw":
-        extra = two_pass_extra(layer, words.a_reads, hw)
-        operand_bits += extra.restaged_bits
+    a_bits, b_bits = words.a_reads * op, words.b_reads * b_stored * op
+    held_bits = 0.0  # outputs kept in the buffer until the gate is known (written, read back)
+    if gated_forward is not None and phase == "fw":
+        extra = gate_extra(layer, words.a_reads, hw, gated_forward)
+        a_bits += extra.restaged_bits
         held_bits = extra.held_bits
         by_class["activations"] += extra.dram_bytes
         dram_in += extra.dram_bytes / 2
@@ -209,34 +209,81 @@ def memory_plan(layer: Layer, phase: str, hw: HardwareConfig, *, weight_density:
         weights_bytes=by_class["weights"],
         gradients_bytes=by_class["gradients"],
         indices_bytes=index_bytes,
-        gb_read_bits=operand_bits + words.psum_reads * acc + held_bits + dram_out * 8,
+        gb_read_bits=a_bits + b_bits + words.psum_reads * acc + held_bits + dram_out * 8,
         gb_write_bits=words.writes * acc + held_bits + dram_in * 8,
-        rf_fill_bits=operand_bits,
+        rf_fill_bits=register_fills(a_bits, b_bits, hw),
     )
 
 
+def register_fills(a_bits: float, b_bits: float, hw: HardwareConfig) -> float:
+    """Operand bits written into PE register files for ``a_bits`` and ``b_bits`` read from the
+    buffer: on the tensor dataflow every PE an operand is broadcast to stages it (A along a
+    PE row: ``cols`` PEs, B down a PE column: ``rows`` PEs); on systolic dataflows a word
+    enters the array once (its hops between PEs are the register reads of
+    ``pe_array.operand_reads_per_mac``)."""
+    pe = hw.pe_array
+    if pe.dataflow == "tensor":
+        return a_bits * pe.cols + b_bits * pe.rows
+    return a_bits + b_bits
+
+
 @dataclass(frozen=True)
-class TwoPassExtra:
-    """What FW's second pass over a gated layer adds: A staged again (bits), Y_b held in the
-    buffer (bits, written once and read once) and, when a sample's Y_b does not fit in half the
-    buffer, its round trip through DRAM (bytes, written and read)."""
+class GatedForward:
+    """FW of a gated layer with a base path: ``groups`` G chunks, the input chunk each output
+    chunk takes as its base path (``base_chunks``, this branch), and whether the gate's
+    straight-through gradient makes FW compute the conditional path everywhere
+    (``dense_conditional``)."""
+
+    groups: int
+    base_chunks: tuple[int, ...]
+    dense_conditional: bool
+
+
+@dataclass(frozen=True)
+class GateExtra:
+    """What computing the gate adds to a gated FW: A operand bits staged again (a second pass),
+    bits held in the buffer until the gate is known (written once and read once) and, when a
+    sample's held outputs do not fit in half the buffer, their round trip through DRAM (bytes,
+    written and read)."""
 
     restaged_bits: float
     held_bits: float
     dram_bytes: float
 
 
-def two_pass_extra(layer: Layer, a_words: int, hw: HardwareConfig) -> TwoPassExtra:
-    """The two-pass FW of a gated layer: pass 1 computes the base output Y_b; the gate of
-    (sample, channel) needs Y_b's mean and variance over Ho x Wo, so Y_b (accumulator width) is
-    kept until pass 2 stages X again for the conditional path and adds d x Y_c to it. Y_b is
-    kept on chip one sample at a time when Cout x Ho x Wo accumulator words fit in half the
-    global buffer, else it goes to DRAM and back."""
-    acc = hw.accumulator_bits
-    held = layer.output_count * acc
-    per_sample_bytes = layer.cout * layer.h_out * layer.w_out * acc / 8
+def gate_extra(layer: Layer, a_words: int, hw: HardwareConfig,
+               gated: GatedForward) -> GateExtra:
+    """The memory cost of FW's gate: it standardises the base output Y_b of a (sample, channel)
+    over Ho x Wo, so a sample's whole Y_b must exist before any of its outputs is gated.
+
+    A masked gate gradient lets FW skip closed conditional outputs, so FW runs two passes: the
+    base pass stages the base input chunks of each output-column tile's output chunks, the
+    conditional pass their conditional chunks, (|union of base| + |union of conditional| - G)
+    / G of A more than one pass; Y_b is held between them. A straight-through gradient computes
+    the conditional path everywhere, so one pass keeps both partial sums, Y_b and Y_c, until
+    the gate is known. Held outputs are accumulator words; they go to DRAM and back when one
+    sample's (Cout x Ho x Wo each) do not fit in half the global buffer.
+    """
+    pe, acc = hw.pe_array, hw.accumulator_bits
+    held_maps = 2 if gated.dense_conditional else 1
+    restaged = 0.0
+    if not gated.dense_conditional:
+        f, g = layer.cout, gated.groups
+        width = pe.cols * pe.vector_width if pe.dataflow == "tensor" else pe.cols
+        width = f if pe.dataflow == "is" else width
+        tiles = range(0, f, width)
+        extra = 0.0
+        for start in tiles:
+            chunks = set(range(start // (f // g), (min(start + width, f) - 1) // (f // g) + 1))
+            bases = {gated.base_chunks[c] for c in chunks}
+            conditional = set().union(*({k for k in range(g) if k != gated.base_chunks[c]}
+                                        for c in chunks))
+            extra += (len(bases) + len(conditional) - g) / g
+        restaged = a_words * hw.operand_bits * extra / len(tiles)
+    held = held_maps * layer.output_count * acc
+    per_sample_bytes = held_maps * layer.cout * layer.h_out * layer.w_out * acc / 8
     spills = per_sample_bytes > hw.buffers.global_kib * 1024 / 2
-    return TwoPassExtra(a_words * hw.operand_bits, held, 2 * held / 8 if spills else 0.0)
+    return GateExtra(restaged, held, 2 * held / 8 if spills else 0.0)
 
 
 def memory_dense(layer: Layer, phase: str, hw: HardwareConfig) -> MemoryResult:

@@ -33,6 +33,7 @@ from accelsim.engine.indices import (
     weight_index,
 )
 from accelsim.engine.masks import BasePath, LayerMasks, PackedGate
+from accelsim.engine.memory import GatedForward
 from accelsim.engine.simulator import IndexCost, JobCache, JobResult, phases_for
 from accelsim.engine.sparse import SparseCompute, compute_key
 from accelsim.errors import InputError
@@ -55,7 +56,7 @@ class PhaseJob:
     index: IndexCost        # the indices it uses (stored, read, written)
     weight_density: float   # density of the compressed weights it reads (1: dense)
     dw_density: float       # density of the weight gradient it writes (1: dense)
-    two_pass: bool          # FW of a gated layer with a base path (memory_plan)
+    gated_forward: GatedForward | None  # FW of a gated layer with a base path (gate_extra)
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,7 @@ class PreparedWeight:
     index: MaskIndex
     nm: tuple[int, int] | None
     density: float
+    nm_transposed: bool = False  # the N:M pattern holds along the output channels too
     views: dict = field(default_factory=dict, compare=False)  # LayerMasks.weight_views
 
 
@@ -138,12 +140,14 @@ class Replayer:
             assert item.weight is not None  # a weight key implies a weight spec
             where = f"weight mask of layer {item.name!r}, branch {branch}"
             kind, numbers = parse_weight_pattern(item.weight.pattern)
-            fit = kind == "nm" and numbers is not None and nm_fits(mask, *numbers)
+            declared_nm = kind in ("nm", "nmt") and numbers is not None
+            fit = declared_nm and nm_fits(mask, *numbers)
+            transposed = fit and kind == "nmt" and nm_fits(mask, *numbers, axis=0)
             flat = np.ascontiguousarray(mask.reshape(mask.shape[0], -1))
             prepared = PreparedWeight(
                 flat, weight_index(mask, item.weight.pattern, self.hw, where,
-                                   nm_fit=fit if kind == "nm" else None, nnz=nnz),
-                numbers if fit else None, nnz / flat.size)
+                                   nm_fit=fit if declared_nm else None, nnz=nnz),
+                numbers if fit else None, nnz / flat.size, nm_transposed=transposed)
         self._weight_cache[(item.name, branch)] = (key, prepared)
         return prepared
 
@@ -181,8 +185,8 @@ class Replayer:
             )
             jobs.append(PhaseJob(phase, index, prepared.density if compressed else 1.0,
                                  prepared.density if writes_sparse_dw else 1.0,
-                                 two_pass=phase == "fw" and item.gate is not None
-                                 and item.gate.gating_groups > 1))
+                                 gated_forward=_gated_forward(item, branch)
+                                 if phase == "fw" else None))
         return jobs
 
     def replay_step(self, step: int) -> tuple[list[JobResult], dict[str, int]]:
@@ -230,7 +234,8 @@ class Replayer:
             weight = prepared.mask
             masks = LayerMasks(packed_gate=gate_el, gate_group_size=item.gate.group_size
                                if item.gate is not None else 1, base=base, weight=weight,
-                               nm=prepared.nm, gating_groups=groups,
+                               nm=prepared.nm, nm_transposed=prepared.nm_transposed,
+                               gating_groups=groups,
                                dense_weight_gradient=dense_gradient,
                                dense_fw_conditional=item.gate is not None
                                and item.gate.gradient == "straight_through",
@@ -256,12 +261,22 @@ class Replayer:
                     frame = self._job_caches[i].frame(
                         item.layer, job.phase, hw, job.weight_density, job.dw_density,
                         job.index, branch, self.name, compute.cycles_compute_dense,
-                        job.two_pass)
+                        job.gated_forward)
                     layer_rows[job.phase] = frame.result(compute, step)
                 rows[i].extend(layer_rows.values())
                 if job_key is not None:  # kept for this layer and branch until its key changes
                     self._layer_rows[(i, item.name, branch)] = (job_key, layer_rows)
         return rows, storage
+
+
+def _gated_forward(item: TraceLayer, branch: int) -> GatedForward | None:
+    """What computing the gate costs FW of a layer with a gate spec and a base path (at every
+    step, all-ones gates included: the gate had to be computed to find it so), or None."""
+    gate = item.gate
+    if gate is None or gate.gating_groups <= 1:
+        return None
+    return GatedForward(gate.gating_groups, tuple(gate.base_chunks[branch - 1]),
+                        gate.gradient == "straight_through")
 
 
 def _at_step(row: JobResult, step: int) -> JobResult:

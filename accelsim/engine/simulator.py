@@ -14,6 +14,7 @@ from accelsim.config import HardwareConfig
 from accelsim.engine.energy import EnergyRates, energy_of
 from accelsim.engine.masks import LayerMasks
 from accelsim.engine.memory import (
+    GatedForward,
     MemoryResult,
     combine_cycles,
     cycles_buffer,
@@ -177,14 +178,15 @@ class JobFrame:
         buffer, dram = self.cycles_buffer, self.cycles_dram
         cycles = combine_cycles(compute.cycles_compute, buffer, dram, hw.dram.double_buffering)
         cycles_dense = dense.cycles
-        energy = self.rates.breakdown(compute.macs_issued, memory.gb_read_bits,
-                                      memory.gb_write_bits, memory.rf_fill_bits,
-                                      memory.dram_bytes, compute.decoder_indices, cycles,
-                                      compute.macs_issued if compute.compacted else 0)
+        energy = self.rates.breakdown(
+            macs_issued=compute.macs_issued, gb_read_bits=memory.gb_read_bits,
+            gb_write_bits=memory.gb_write_bits, rf_fill_bits=memory.rf_fill_bits,
+            dram_bytes=memory.dram_bytes, indices_decoded=compute.decoder_indices,
+            cycles=cycles, network_macs=compute.macs_issued if compute.compacted else 0)
         return JobResult.of(dict(
             trace=self.trace, step=step, layer=self.layer, branch=self.branch,
             phase=self.phase, macs_dense=macs_dense, macs_effective=compute.macs_effective,
-            macs_required=compute.required, macs_issued=compute.macs_issued,
+            macs_required=compute.macs_required, macs_issued=compute.macs_issued,
             cycles_compute=compute.cycles_compute,
             cycles_decoder_stall=compute.cycles_decoder_stall, cycles_buffer=buffer,
             cycles_dram=dram, cycles=cycles, cycles_dense=cycles_dense,
@@ -234,11 +236,12 @@ class JobCache:
 
     def frame(self, layer: Layer, phase: str, hw: HardwareConfig, weight_density: float,
               dw_density: float, index: IndexCost, branch: int, trace: str,
-              cycles_compute_dense: int, two_pass: bool = False) -> JobFrame:
+              cycles_compute_dense: int,
+              gated_forward: GatedForward | None = None) -> JobFrame:
         """The job's :class:`JobFrame`, kept (``cycles_compute_dense``: its dense compute
-        cycles, for the dense half; ``two_pass``: FW of a gated layer with a base path,
-        :func:`accelsim.engine.memory.memory_plan`)."""
-        key = (layer.name, phase, weight_density, dw_density, index, branch, trace, two_pass)
+        cycles, for the dense half; ``gated_forward``: FW of a gated layer with a base path,
+        :func:`accelsim.engine.memory.gate_extra`)."""
+        key = (layer.name, phase, weight_density, dw_density, index, branch, trace, gated_forward)
         frame = self.frames.get(key)
         if frame is None:
             dense = self.dense.get((layer.name, phase))
@@ -249,7 +252,8 @@ class JobCache:
                 self.frames.clear()
             memory = memory_plan(layer, phase, hw, weight_density=weight_density,
                                  dw_density=dw_density, index_read_bits=index.read_bits,
-                                 index_write_bits=index.write_bits, two_pass=two_pass)
+                                 index_write_bits=index.write_bits,
+                                 gated_forward=gated_forward)
             frame = self.frames[key] = JobFrame(
                 trace, layer.name, branch, phase, dense, index, memory,
                 cycles_buffer(memory.gb_read_bits, memory.gb_write_bits, hw),
@@ -263,12 +267,17 @@ def simulate_job(layer: Layer, phase: str, hw: HardwareConfig, *,
                  step: int = 0, trace: str = "", cache: JobCache | None = None) -> JobResult:
     """Simulate one job: compute (from the masks), memory, energy, and the same job dense.
     ``cache``: kept by the caller for one ``hw`` (a replay computes each job's frame once
-    per trace, not once per step); None: a fresh one for this job."""
+    per trace, not once per step); None: a fresh one for this job. A gate with a base path
+    pays for computing the gate in FW (:func:`accelsim.engine.memory.gate_extra`)."""
     masks = masks if masks is not None else declared_masks(layer)
     cache = cache if cache is not None else JobCache()
     compute = cache.compute(layer, phase, masks, hw)
+    gated = None
+    if phase == "fw" and masks.base is not None:
+        gated = GatedForward(masks.base.groups, masks.base.base_chunks,
+                             masks.dense_fw_conditional)
     frame = cache.frame(layer, phase, hw, weight_density, dw_density, index, branch, trace,
-                        compute.cycles_compute_dense)
+                        compute.cycles_compute_dense, gated)
     return frame.result(compute, step)
 
 

@@ -63,7 +63,8 @@ def effective_macs(layer: Layer, masks: LayerMasks, phase: str) -> int:
 
 def _effective_macs(m: int, f: int, k: int, masks: LayerMasks,
                     weight: np.ndarray | None) -> int:
-    key = ("macs_plan", m, f, k, weight is not None, masks.has_gate, masks.base is not None)
+    key = ("macs_plan", m, f, k, weight is not None, masks.has_gate, masks.base is not None,
+           masks.nm if weight is None else None)
     fixed, conditional = memo(masks._static_cache, key,
                               lambda: _macs_plan(m, f, k, masks, weight))
     if conditional is None:
@@ -76,15 +77,24 @@ def _effective_macs(m: int, f: int, k: int, masks: LayerMasks,
 def _macs_plan(m: int, f: int, k: int, masks: LayerMasks,
                weight: np.ndarray | None) -> tuple[int, np.ndarray | None]:
     """(MACs that do not depend on the gate, MACs per active pixel of each output channel:
-    int64 (F,), or (1,) when equal for all, None without a gate) for :func:`_effective_macs`."""
+    int64 (F,), or (1,) when equal for all, None without a gate) for :func:`_effective_macs`.
+    A declared N:M pattern without a recorded mask keeps N of every M reduction steps."""
+    declared = masks.nm if weight is None else None
+
+    def kept(steps: np.ndarray) -> np.ndarray:
+        if declared is None:
+            return steps
+        n, m_ = declared
+        return steps // m_ * n + np.minimum(steps % m_, n)
+
     kept_per_f = (row_ones(as_bytes(weight)) if weight is not None
-                  else np.full(f, k, dtype=np.int64))
+                  else kept(np.full(f, k, dtype=np.int64)))
     if not masks.has_gate:
         return int(kept_per_f.sum()) * m, None
     on_base = np.zeros(f, dtype=np.int64)
     if masks.base is not None:
         on_base = (row_ones(as_bytes(weight & masks.base.mask)) if weight is not None
-                   else masks.base.per_f)
+                   else kept(masks.base.per_f))
     conditional = kept_per_f - on_base  # MACs per active pixel of each output channel
     if (conditional == conditional[0]).all():
         conditional = conditional[:1]
@@ -122,21 +132,41 @@ class SparseCompute:
     cycles_decoder_stall: int
     decoder_indices: int
     macs_issued: int
-    macs_effective: int
+    macs: JobMacs
     cycles_compute_dense: int
     compacted: bool = False  # its work went through the compaction network
-    macs_required: int | None = None  # the algorithm's MACs on hardware (None: macs_effective)
 
     @property
-    def required(self) -> int:
+    def macs_effective(self) -> int:
+        """MACs of the FLOPs view."""
+        return self.macs.effective
+
+    @property
+    def macs_required(self) -> int:
         """MACs the training algorithm needs computed (:func:`required_macs`)."""
-        return self.macs_effective if self.macs_required is None else self.macs_required
+        return self.macs.required
 
     @classmethod
-    def of(cls, run: Schedule, macs_effective: int, cycles_compute_dense: int) -> SparseCompute:
+    def of(cls, run: Schedule, macs: JobMacs, cycles_compute_dense: int) -> SparseCompute:
         """The compute of a job whose work ran as ``run``."""
         return cls(run.cycles, run.cycles_decoder_stall, run.decoder_indices, run.macs_issued,
-                   macs_effective, cycles_compute_dense, run.compacted)
+                   macs, cycles_compute_dense, run.compacted)
+
+    @classmethod
+    def unskipped(cls, cycles: int, macs_issued: int, macs: JobMacs,
+                  cycles_compute_dense: int) -> SparseCompute:
+        """A job that runs without the decoder (dense mode, or a systolic N:M pass)."""
+        return cls(cycles, 0, 0, macs_issued, macs, cycles_compute_dense)
+
+
+@dataclass(frozen=True)
+class JobMacs:
+    """The algorithm's MACs of a job: what a FLOPs count says (``effective``) and what
+    training needs computed on any hardware (``required``: more in FW when a straight-through
+    gate gradient needs the conditional path everywhere)."""
+
+    effective: int
+    required: int
 
 
 def sparse_compute(layer: Layer, phase: str, masks: LayerMasks,
@@ -157,11 +187,15 @@ def sparse_compute(layer: Layer, phase: str, masks: LayerMasks,
     gemm = layer.gemm(phase)
     dense_compute = cycles_gemm(gemm, hw.pe_array)
     unit = unit_width(hw)
-    macs_effective = effective_macs(layer, masks, phase)
-    required = required_macs(layer, masks, phase, macs_effective)
-    return dataclasses.replace(
-        _sparse_compute(layer, phase, masks, hw, gemm, dense_compute, unit, macs_effective,
-                        use_gate, use_weight), macs_required=required)
+    macs = job_macs(layer, masks, phase)
+    return _sparse_compute(layer, phase, masks, hw, gemm, dense_compute, unit, macs, use_gate,
+                           use_weight)
+
+
+def job_macs(layer: Layer, masks: LayerMasks, phase: str) -> JobMacs:
+    """The :class:`JobMacs` of a job."""
+    effective = effective_macs(layer, masks, phase)
+    return JobMacs(effective, required_macs(layer, masks, phase, effective))
 
 
 def required_macs(layer: Layer, masks: LayerMasks, phase: str, macs_effective: int) -> int:
@@ -170,13 +204,16 @@ def required_macs(layer: Layer, masks: LayerMasks, phase: str, macs_effective: i
     output)."""
     if phase != "fw" or not masks.has_gate or not masks.dense_fw_conditional:
         return macs_effective
-    if masks.weight is None:
-        return layer.output_pixels * layer.cout * layer.k_per_group
-    return int(row_ones(as_bytes(masks.weight)).sum()) * layer.output_pixels
+    m, f, k = layer.output_pixels, layer.cout, layer.k_per_group
+    if masks.weight is not None:
+        return int(row_ones(as_bytes(masks.weight)).sum()) * m
+    if masks.nm is not None:  # a declared N:M pattern
+        return f * nm_reduction_length(k, *masks.nm) * m
+    return m * f * k
 
 
 def _sparse_compute(layer: Layer, phase: str, masks: LayerMasks, hw: HardwareConfig, gemm: Gemm,
-                    dense_compute: int, unit: int, macs_effective: int, use_gate: bool,
+                    dense_compute: int, unit: int, macs: JobMacs, use_gate: bool,
                     use_weight: bool) -> SparseCompute:
     """The compute of a job that does not go through a GatedPlan (:func:`sparse_compute`)."""
     support = hw.sparsity_support
@@ -185,17 +222,22 @@ def _sparse_compute(layer: Layer, phase: str, masks: LayerMasks, hw: HardwareCon
         nm = masks.nm if (use_weight and phase == "fw" and masks.nm
                           and masks.nm[1] in support.nm_m) else None
         if nm is None:
-            return SparseCompute(dense_compute, 0, 0, gemm.macs, macs_effective, dense_compute)
+            return SparseCompute.unskipped(dense_compute, gemm.macs, macs, dense_compute)
         t = nm_reduction_length(gemm.t, *nm)
-        return SparseCompute(cycles_gemm(gemm, hw.pe_array, nm=nm), 0, 0,
-                             gemm.sr * gemm.sc * t * gemm.count, macs_effective, dense_compute)
+        return SparseCompute.unskipped(cycles_gemm(gemm, hw.pe_array, nm=nm),
+                                       gemm.sr * gemm.sc * t * gemm.count, macs, dense_compute)
     if not use_gate and not use_weight:
-        return SparseCompute(dense_compute, 0, 0, gemm.macs, macs_effective, dense_compute)
+        return SparseCompute.unskipped(dense_compute, gemm.macs, macs, dense_compute)
     compaction = hw.decoder.compaction
     rows, pass_len = hw.pe_array.rows, hw.pe_array.rows * hw.pe_array.sync_tiles
     if use_weight and phase == "fw" and masks.nm and masks.nm[1] in support.nm_m:
         # N:M multiplexers: each lane selects its N kept inputs of every M; steps shrink exactly.
-        return _nm_tensor(layer, gemm, masks, hw, macs_effective, dense_compute, use_gate, unit)
+        return _nm_tensor(layer, gemm, masks, hw, macs, dense_compute, use_gate, unit)
+    if (use_weight and phase == "bd" and masks.nm and masks.nm_transposed and not use_gate
+            and masks.nm[1] in support.nm_m):
+        # Transposable N:M: BD's reduction over output channels is N:M too, so the same
+        # multiplexers select each lane's N kept dY values of every M.
+        return _nm_multiplexed(gemm, masks.nm, hw, macs, dense_compute)
     work: PhaseWork | PassSums
     if phase == "fw":
         work = (fw_work(layer, masks, unit, use_gate=use_gate, use_weight=use_weight,
@@ -212,11 +254,11 @@ def _sparse_compute(layer: Layer, phase: str, masks: LayerMasks, hw: HardwareCon
                         rows=rows, pass_len=pass_len) if compaction else
                 wg_sums(layer, masks, unit, rows, pass_len, use_gate=use_gate,
                         use_weight=use_weight))
-    return SparseCompute.of(schedule(work, hw, unit), macs_effective, dense_compute)
+    return SparseCompute.of(schedule(work, hw, unit), macs, dense_compute)
 
 
 def _nm_tensor(layer: Layer, gemm: Gemm, masks: LayerMasks, hw: HardwareConfig,
-               macs_effective: int, dense_compute: int, use_gate: bool,
+               macs: JobMacs, dense_compute: int, use_gate: bool,
                unit: int) -> SparseCompute:
     """FW with N:M weights on multiplexed lanes: the reduction shrinks to t' = (t//M)*N +
     min(t%M, N) steps. With a gate too, the gate's unit work is computed as usual and every unit's
@@ -225,15 +267,10 @@ def _nm_tensor(layer: Layer, gemm: Gemm, masks: LayerMasks, hw: HardwareConfig,
     n, m_ = masks.nm  # type: ignore[misc]
     t = nm_reduction_length(gemm.t, n, m_)
     pe = hw.pe_array
-    if not use_gate:  # the groups of a grouped conv run one after another
-        cycles = cycles_dense_tensor(gemm.sr, t, gemm.sc, pe.rows, pe.cols, pe.vector_width,
-                                     pe.pipeline_latency) * gemm.count
-        metadata = math.ceil(gemm.t / m_) * gemm.sc * gemm.count
-        return SparseCompute(cycles, 0, metadata, gemm.sr * gemm.sc * t * gemm.count,
-                             macs_effective, dense_compute)
-    gated = LayerMasks(gate=masks.gate, packed_gate=masks.packed_gate,
-                       gate_group_size=masks.gate_group_size, base=masks.base,
-                       gating_groups=masks.gating_groups)
+    if not use_gate:
+        return _nm_multiplexed(gemm, (n, m_), hw, macs, dense_compute)
+    gated = dataclasses.replace(masks, weight=None, nm=None, nm_transposed=False,
+                                weight_views=None)
     steps: PhaseWork | PassSums
     if hw.decoder.compaction:
         work = fw_work(layer, gated, unit, use_gate=True, use_weight=False, compaction=True)
@@ -247,7 +284,22 @@ def _nm_tensor(layer: Layer, gemm: Gemm, masks: LayerMasks, hw: HardwareConfig,
         metadata = np.full(sums.col_idx.shape, math.ceil(gemm.t / m_), dtype=np.int64)
         steps = PassSums(sums.sums, sums.classes, sums.lanes, sums.unit_idx_sums,
                          sums.row_idx_sums, metadata)
-    return SparseCompute.of(schedule(steps, hw, unit), macs_effective, dense_compute)
+    return SparseCompute.of(schedule(steps, hw, unit), macs, dense_compute)
+
+
+def _nm_multiplexed(gemm: Gemm, nm: tuple[int, int], hw: HardwareConfig, macs: JobMacs,
+                    dense_compute: int) -> SparseCompute:
+    """A GEMM whose reduction is N:M for every lane, on multiplexed lanes without a gate: every
+    unit runs t' = (t//M)*N + min(t%M, N) steps (the groups of a grouped conv one after
+    another) and the decoder reads one metadata index per group of M per output column."""
+    n, m = nm
+    t = nm_reduction_length(gemm.t, n, m)
+    pe = hw.pe_array
+    cycles = cycles_dense_tensor(gemm.sr, t, gemm.sc, pe.rows, pe.cols, pe.vector_width,
+                                 pe.pipeline_latency) * gemm.count
+    metadata = math.ceil(gemm.t / m) * gemm.sc * gemm.count
+    return SparseCompute(cycles, 0, metadata, gemm.sr * gemm.sc * t * gemm.count, macs,
+                         dense_compute)
 
 
 @dataclass(frozen=True, eq=False)
@@ -271,15 +323,13 @@ class GatedPlan:
     def compute(self, masks: LayerMasks) -> SparseCompute:
         """The job's compute with the gate of ``masks`` (same base path and group size as
         the plan's)."""
-        macs_effective = effective_macs(self.layer, masks, self.phase)
-        required = required_macs(self.layer, masks, self.phase, macs_effective)
+        macs = job_macs(self.layer, masks, self.phase)
         if self.sums is None:
-            return SparseCompute(self.dense_compute, 0, 0, self.macs_dense, macs_effective,
-                                 self.dense_compute, macs_required=required)
+            return SparseCompute.unskipped(self.dense_compute, self.macs_dense, macs,
+                                           self.dense_compute)
         work = self.sums.gated(masks)
         run = schedule_pass_sums(work, self.qcols, self.indices_per_cycle, self.latency)
-        return dataclasses.replace(SparseCompute.of(run, macs_effective, self.dense_compute),
-                                   macs_required=required)
+        return SparseCompute.of(run, macs, self.dense_compute)
 
 
 def plans_gate(layer: Layer, masks: LayerMasks) -> bool:

@@ -24,7 +24,7 @@ from accelsim.trace.format import (
     parse_version,
 )
 
-_NM_PATTERN = re.compile(r"^nm:(\d+):(\d+)$")
+_NM_PATTERN = re.compile(r"^nmt?:(\d+):(\d+)$")
 _BLOCK_PATTERN = re.compile(r"^block:(\d+)x(\d+)$")
 _LAYER_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Layer))
 _MANIFEST_KEYS = ("format", "version", "created_by", "producer", "branches", "layers")
@@ -88,8 +88,10 @@ class WeightSpec:
     """A weight mask of ``shape`` ``(Cout, Cin // groups, kh, kw)``; True keeps the weight.
 
     ``pattern`` names the sparsity structure: ``"element"`` (unstructured), ``"nm:N:M"`` (N kept
-    in every M consecutive input channels), ``"block:BOxBI"`` (BO x BI blocks of output x input
-    channels), or any other non-empty string for structures accelsim does not know.
+    in every M consecutive input channels), ``"nmt:N:M"`` (transposable: also N kept in every M
+    consecutive output channels, at every kernel position; format 1.2), ``"block:BOxBI"`` (BO x
+    BI blocks of output x input channels), or any other non-empty string for structures
+    accelsim does not know.
     """
 
     shape: tuple[int, ...]
@@ -102,8 +104,10 @@ class WeightSpec:
         if not isinstance(self.pattern, str) or not self.pattern:
             raise TraceError(f"weight pattern must be a non-empty string, got {self.pattern!r}")
         nm = _NM_PATTERN.match(self.pattern)
-        if self.pattern.startswith("nm:") and not (nm and 1 <= int(nm[1]) <= int(nm[2])):
-            raise TraceError(f"weight pattern {self.pattern!r} must be nm:N:M with 1 <= N <= M")
+        kind = self.pattern.split(":", 1)[0]
+        if kind in ("nm", "nmt") and not (nm and 1 <= int(nm[1]) <= int(nm[2])):
+            raise TraceError(f"weight pattern {self.pattern!r} must be {kind}:N:M with "
+                             f"1 <= N <= M")
         block = _BLOCK_PATTERN.match(self.pattern)
         if self.pattern.startswith("block:") and not (block and int(block[1]) >= 1
                                                       and int(block[2]) >= 1):

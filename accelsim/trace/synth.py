@@ -45,9 +45,10 @@ from accelsim.trace.manifest import (
 from accelsim.trace.writer import MIN_SAVING, TraceWriter
 
 GENERATOR = "accelsim.trace.synth"
-WEIGHT_KINDS: tuple[str, ...] = ("element", "nm", "block")
+WEIGHT_KINDS: tuple[str, ...] = ("element", "nm", "nmt", "block")
+NM_KINDS: tuple[str, ...] = ("nm", "nmt")  # N of every M (nmt: transposable, both axes)
 
-_NM = re.compile(r"^nm:(\d+):(\d+)$")
+_NM = re.compile(r"^(nmt?):(\d+):(\d+)$")
 _BLOCK = re.compile(r"^block:(\d+)x(\d+)$")
 _KIND_CODE = {"gate": 0, "weight": 1}  # part of every generator's spawn key
 _SPARSITY_TOLERANCE = 1e-9
@@ -60,10 +61,12 @@ def round_half_up(value: float) -> int:
 
 @dataclass(frozen=True)
 class WeightPattern:
-    """A parsed weight sparsity pattern: ``element``, ``nm:N:M`` or ``block:BOxBI``.
+    """A parsed weight sparsity pattern: ``element``, ``nm:N:M``, ``nmt:N:M`` or ``block:BOxBI``.
 
-    ``n``, ``m`` are set for ``nm`` (N kept in every M consecutive input channels, 1 <= N <= M);
-    ``block_out``, ``block_in`` for ``block`` (BO output x BI input channels, whole kernel).
+    ``n``, ``m`` are set for ``nm`` (N kept in every M consecutive input channels, 1 <= N <= M)
+    and ``nmt`` (transposable: also N kept in every M consecutive output channels, at every
+    kernel position); ``block_out``, ``block_in`` for ``block`` (BO output x BI input channels,
+    whole kernel).
     """
 
     kind: str
@@ -74,18 +77,19 @@ class WeightPattern:
 
     @classmethod
     def parse(cls, text: str) -> WeightPattern:
-        """Parse ``element``, ``nm:N:M`` or ``block:BOxBI``; InputError (``--weight-pattern``)."""
+        """Parse ``element``, ``nm:N:M``, ``nmt:N:M`` or ``block:BOxBI``; InputError
+        (``--weight-pattern``)."""
         if not isinstance(text, str):
             raise InputError(f"expected a string, got {text!r}", field="--weight-pattern")
         if text == "element":
             return cls("element")
         nm = _NM.match(text)
         if nm:
-            n, m = int(nm[1]), int(nm[2])
+            n, m = int(nm[2]), int(nm[3])
             if not 1 <= n <= m:
-                raise InputError(f"nm:N:M needs 1 <= N <= M, got {text!r}",
+                raise InputError(f"{nm[1]}:N:M needs 1 <= N <= M, got {text!r}",
                                  field="--weight-pattern")
-            return cls("nm", n=n, m=m)
+            return cls(nm[1], n=n, m=m)
         block = _BLOCK.match(text)
         if block:
             bo, bi = int(block[1]), int(block[2])
@@ -93,12 +97,12 @@ class WeightPattern:
                 raise InputError(f"block:BOxBI needs positive sizes, got {text!r}",
                                  field="--weight-pattern")
             return cls("block", block_out=bo, block_in=bi)
-        raise InputError(f"expected element, nm:N:M (e.g. nm:2:4) or block:BOxBI (e.g. "
-                         f"block:4x4), got {text!r}", field="--weight-pattern")
+        raise InputError(f"expected element, nm:N:M (e.g. nm:2:4), nmt:N:M (transposable) or "
+                         f"block:BOxBI (e.g. block:4x4), got {text!r}", field="--weight-pattern")
 
     def __str__(self) -> str:
-        if self.kind == "nm":
-            return f"nm:{self.n}:{self.m}"
+        if self.kind in NM_KINDS:
+            return f"{self.kind}:{self.n}:{self.m}"
         if self.kind == "block":
             return f"block:{self.block_out}x{self.block_in}"
         return "element"
@@ -106,7 +110,7 @@ class WeightPattern:
     @property
     def implied_sparsity(self) -> float | None:
         """``1 - N/M`` for an N:M pattern, else None."""
-        return 1 - self.n / self.m if self.kind == "nm" else None
+        return 1 - self.n / self.m if self.kind in NM_KINDS else None
 
 
 @dataclass(frozen=True)
@@ -161,7 +165,7 @@ class SynthConfig:
                 if getattr(self, name) != defaults[name]:
                     raise InputError("applies to gate masks only: give --gate-sparsity too",
                                      field=_option(name))
-        if pattern.kind == "nm":
+        if pattern.kind in NM_KINDS:
             implied = pattern.implied_sparsity
             assert implied is not None
             if self.weight_sparsity is not None and \
@@ -202,7 +206,7 @@ class SynthConfig:
     @property
     def has_weights(self) -> bool:
         """Whether pruned layers get weight masks (a sparsity, or an N:M pattern)."""
-        return self.weight_sparsity is not None or self.pattern.kind == "nm"
+        return self.weight_sparsity is not None or self.pattern.kind in NM_KINDS
 
     def weight_sparsities(self) -> tuple[float, float]:
         """Target weight sparsity of branch 1 and branch 2 (``S`` and ``S - delta``)."""
@@ -291,8 +295,10 @@ def _gate_problem(layer: Layer, groups: int, size: int, block: int) -> str | Non
 
 def _weight_problem(layer: Layer, pattern: WeightPattern) -> str | None:
     cin = layer.cin // layer.groups
-    if pattern.kind == "nm" and cin % pattern.m:
+    if pattern.kind in NM_KINDS and cin % pattern.m:
         return f"--weight-pattern {pattern}: M={pattern.m} must divide cin/groups={cin}"
+    if pattern.kind == "nmt" and layer.cout % pattern.m:
+        return f"--weight-pattern {pattern}: M={pattern.m} must divide cout={layer.cout}"
     if pattern.kind == "block" and (layer.cout % pattern.block_out or cin % pattern.block_in):
         return (f"--weight-pattern {pattern}: BO={pattern.block_out} must divide "
                 f"cout={layer.cout} and BI={pattern.block_in} must divide cin/groups={cin}")
@@ -420,6 +426,24 @@ def gate_mask(rng: np.random.Generator, shape: Sequence[int], sparsity: float,
     return np.repeat(drawn, channel_block, axis=1) if channel_block > 1 else drawn
 
 
+def transposable_nm_mask(rng: np.random.Generator, shape: tuple[int, int, int, int], n: int,
+                         m: int) -> np.ndarray:
+    """A (Cout, Cin, kh, kw) mask keeping exactly N of every M consecutive input channels of
+    each output channel and N of every M consecutive output channels of each input channel, at
+    every kernel position: each M x M block is N disjoint permutation matrices, row r keeping
+    columns (sigma(r) + t) mod M for t < N, with random row and column permutations per block."""
+    cout, cin, kh, kw = shape
+    rows, cols = cout // m, cin // m
+    mask = np.zeros((rows, m, cols, m, kh, kw), dtype=bool)
+    shifts = np.arange(n)
+    for index in np.ndindex(rows, cols, kh, kw):
+        br, bc, y, x = index
+        row_order, col_order = rng.permutation(m), rng.permutation(m)
+        for r in range(m):
+            mask[br, row_order[r], bc, col_order[(r + shifts) % m], y, x] = True
+    return mask.reshape(cout, cin, kh, kw)
+
+
 def weight_masks(rng: np.random.Generator, shape: Sequence[int], pattern: WeightPattern,
                  sparsities: Sequence[float]) -> list[np.ndarray]:
     """Weight masks ``(Cout, Cin/groups, kh, kw)`` at each of ``sparsities``, from one score
@@ -427,12 +451,16 @@ def weight_masks(rng: np.random.Generator, shape: Sequence[int], pattern: Weight
 
     element: exactly ``round((1 - S) * weights)`` kept. nm: in every group of M consecutive input
     channels at fixed (cout, kh, kw), the N highest scores (``sparsities`` ignored: N/M kept).
+    nmt: :func:`transposable_nm_mask`.
     block: BO x BI channel blocks shared across kh x kw, exactly ``round((1 - S) * blocks)`` kept.
     """
     cout, cin, kh, kw = (int(d) for d in shape)
     if pattern.kind == "element":
         scores = rng.random((cout, cin, kh, kw))
         return [top_k_mask(scores, kept_count(s, scores.size)) for s in sparsities]
+    if pattern.kind == "nmt":
+        mask = transposable_nm_mask(rng, (cout, cin, kh, kw), pattern.n, pattern.m)
+        return [mask.copy() for _ in sparsities]
     if pattern.kind == "nm":
         scores = rng.random((cout, cin // pattern.m, pattern.m, kh, kw))
         order = np.argsort(-scores, axis=2, kind="stable")

@@ -19,6 +19,7 @@ from accelsim.cli_report import compare_command, report_command
 from accelsim.cli_sweep import sweep_command
 from accelsim.cli_trace import trace_group
 from accelsim.errors import InputError, SimulationError
+from accelsim.trace.manifest import GATE_GRADIENTS
 
 
 class AccelsimGroup(click.Group):
@@ -224,7 +225,7 @@ _RECORD_OPTIONS = [
     ("--gate-groups", "gate_groups", click.IntRange(min=2), "CDG gating groups G [default: 4]."),
     ("--gate-group-size", "gate_group_size", click.IntRange(min=1),
      "SCDG channel-group size s [default: 8 for scdg, else 1]."),
-    ("--gate-gradient", "gate_gradient", click.Choice(["straight_through", "masked"]),
+    ("--gate-gradient", "gate_gradient", click.Choice(GATE_GRADIENTS),
      "How the gate's gradient is taken: straight_through needs the conditional output "
      "everywhere (FW cannot skip it), masked only where open [default: straight_through]."),
     ("--overlap", "overlap", click.FloatRange(0, 1),

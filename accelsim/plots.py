@@ -261,9 +261,10 @@ def energy_breakdown(results: pd.DataFrame, ax: Axes | None = None, *,
                      dense: pd.DataFrame | None = None) -> Figure:
     """Stacked energy by component, sparse vs dense, per phase and in total.
 
-    Sparse bars stack the six components of the results (MAC, register file, global buffer,
-    DRAM, index decode, static). Dense bars: with ``dense`` (the results of the same network run
-    dense, e.g. ``accelsim simulate --network``), its six components; without it, MAC, register
+    Sparse bars stack the components of the results (MAC, register file, global buffer, DRAM,
+    index decode, compaction network, static). Dense bars: with ``dense`` (the results of the
+    same network run dense, e.g. ``accelsim simulate --network``), its components; without it,
+    MAC, register
     file and static derived exactly from the sparse run's per-MAC and per-cycle rates
     (:func:`dense_energy_breakdown`) and buffer + DRAM as one hatched segment, the rest of
     ``energy_dense_pj`` (the results do not split the dense run's memory energy). Numbers over

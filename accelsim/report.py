@@ -127,7 +127,8 @@ def _read_csv(path: Path, required: Sequence[str]) -> pd.DataFrame:
         raise InputError(f"cannot read CSV: {error}", path=str(path)) from None
     missing = [c for c in required if c not in table.columns]
     if missing:
-        raise InputError(f"missing columns {', '.join(missing)}", path=str(path))
+        raise InputError(f"missing columns {', '.join(missing)} (written by an older accelsim? "
+                         f"simulate the trace again)", path=str(path))
     if table.empty:
         raise InputError("no rows", path=str(path))
     return table

@@ -32,6 +32,7 @@ from accelsim.network import resnet18  # noqa: E402
 from accelsim.trace import TraceReader  # noqa: E402
 from accelsim.trace.synth import SEED_SCHEMES, synthesize  # noqa: E402
 
+SENSITIVITY = ("CDG (unstructured gates)", "SCDG 8x1x1")  # the queue-depth table's schemes
 HARDWARE = {
     "no compaction": {},
     "compaction": {"decoder.compaction": True},
@@ -53,8 +54,8 @@ def main() -> None:
           "index red. | decoder stall cycles | index energy % |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     with tempfile.TemporaryDirectory() as tmp:
-        for scheme, config in SEED_SCHEMES.items():
-            path = Path(tmp) / str(abs(hash(scheme)))
+        for number, (scheme, config) in enumerate(SEED_SCHEMES.items()):
+            path = Path(tmp) / f"scheme-{number}"
             synthesize(resnet18(batch=args.batch), path, config)
             reader = TraceReader(path)
             gated = [item.name for item in reader.layers if item.gate is not None]
@@ -84,8 +85,8 @@ def queue_depths(base_hw: HardwareConfig, batch: int, depths: list[int]) -> None
     print("| --- | --- |" + " --- |" * len(SENSITIVITY))
     with tempfile.TemporaryDirectory() as tmp:
         paths = {}
-        for scheme in SENSITIVITY:
-            paths[scheme] = Path(tmp) / str(abs(hash(scheme)))
+        for number, scheme in enumerate(SENSITIVITY):
+            paths[scheme] = Path(tmp) / f"scheme-{number}"
             synthesize(resnet18(batch=batch), paths[scheme], SEED_SCHEMES[scheme])
         for depth in depths:
             hw = at_depth(base_hw, depth)
@@ -97,8 +98,6 @@ def queue_depths(base_hw: HardwareConfig, batch: int, depths: list[int]) -> None
                 cells.append(f"{total['speedup']:.2f}x")
             print(f"| {depth} | {hw.buffers.register_file_words} | " + " | ".join(cells) + " |")
 
-
-SENSITIVITY = ("CDG (unstructured gates)", "SCDG 8x1x1")
 
 
 if __name__ == "__main__":

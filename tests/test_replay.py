@@ -158,13 +158,14 @@ def gaps(tmp_path: Path, hw: HardwareConfig, s: int, compaction: bool, name: str
     return {**summary["total"], "fw": summary["per_phase"]["fw"]}
 
 
-def test_cdg_gates_constant_over_8_channels_replay_as_scdg(tmp_path: Path,
-                                                          fp8_hw: HardwareConfig) -> None:
+@pytest.mark.parametrize("gradient", ["straight_through", "masked"])
+def test_cdg_gates_constant_over_8_channels_replay_as_scdg(tmp_path: Path, fp8_hw: HardwareConfig,
+                                                          gradient: str) -> None:
     """The channel-correlation knob: a CDG trace whose gates are equal over blocks of 8
     channels holds SCDG 8x1x1's bits and gives its cycles and MACs in every job; only BD's
     decoder, which reads one index per stored gate bit, decodes 8x more."""
     net = resnet18(batch=2)
-    common = dict(steps=1, gate_sparsity=0.7164, gate_groups=4)
+    common = dict(steps=1, gate_sparsity=0.7164, gate_groups=4, gate_gradient=gradient)
     cdg = synthesize(net, tmp_path / "cdg", SynthConfig(**common, channel_block=8))
     scdg = synthesize(net, tmp_path / "scdg", SynthConfig(**common, gate_group_size=8))
     cdg_rows, _ = replay_trace(cdg, fp8_hw)

@@ -787,3 +787,24 @@ def test_reader_lookup_errors(trace: tuple[Path, dict[int, tuple[Masks, Masks]]]
 def test_import_does_not_load_torch() -> None:
     code = "import sys, accelsim.trace; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_gate_spec_from_before_format_1_2_reads_as_straight_through(tmp_path: Path) -> None:
+    """Format 1.2 added the gate's ``gradient``; an older trace without it was recorded by the
+    straight-through recorder, and reads so."""
+    from accelsim.network import resnet20
+    from accelsim.trace import open_trace
+    from accelsim.trace.synth import SynthConfig, synthesize
+
+    path = synthesize(resnet20(batch=2, image_size=8), tmp_path / "t",
+                      SynthConfig(steps=1, gate_sparsity=0.5, gate_groups=2,
+                                  gate_gradient="masked"))
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest["version"] == "1.2"
+    manifest["version"] = "1.1"
+    for layer in manifest["layers"]:
+        if layer["gate"] is not None:
+            assert layer["gate"].pop("gradient") == "masked"
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    gates = [item.gate for item in open_trace(path).layers if item.gate is not None]
+    assert gates and all(g.gradient == "straight_through" for g in gates)

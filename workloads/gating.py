@@ -34,10 +34,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from accelsim.trace.manifest import GATE_GRADIENTS  # how a trace records the estimator
+
 GATING_KINDS: tuple[str, ...] = ("none", "cdg", "scdg", "cgnet")
 CONV_ROLES: tuple[str, ...] = ("stem", "block", "downsample", "other")
 MASK_GRADIENTS: tuple[str, ...] = ("masked", "dense")
-GATE_GRADIENTS: tuple[str, ...] = ("straight_through", "masked")
 SCDG_DEFAULT_GROUP_SIZE = 8
 
 #: tau_target default. normalize() makes the saliency of every gate channel zero-mean and

@@ -28,6 +28,7 @@ import yaml
 from accelsim.errors import InputError
 from accelsim.fileio import atomic_write_json, atomic_write_text
 from accelsim.trace import MIN_SAVING
+from accelsim.trace.manifest import GATE_GRADIENTS
 from workloads.augment import SSLAugment
 from workloads.checkpoint import checkpoint_exists, load_checkpoint, save_checkpoint
 from workloads.data import ImageDataset, load_dataset
@@ -108,8 +109,8 @@ class RunConfig:
             (self.batch_size >= 2, "batch_size", "must be >= 2"),
             (self.width > 0, "width", "must be > 0"),
             (self.optimizer in ("adam", "sgd"), "optimizer", "must be adam or sgd"),
-            (self.gate_gradient in ("straight_through", "masked"), "gate_gradient",
-             "must be straight_through or masked"),
+            (self.gate_gradient in GATE_GRADIENTS, "gate_gradient",
+             f"must be one of {', '.join(GATE_GRADIENTS)}"),
             (self.lr > 0, "lr", "must be > 0"),
             (self.device == "cpu" or self.device.startswith("cuda"), "device",
              "must be cpu or cuda[:N]"),

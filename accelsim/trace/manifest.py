@@ -359,9 +359,11 @@ class _ManifestParser:
             return TraceLayer(
                 layer=layer,
                 gate=None if gate is None else GateSpec(
-                    gate["group_size"], gate["shape"], gate["gating_groups"],
-                    self.base_chunks(gate["base_chunks"], f"{where}gate.base_chunks"),
-                    gate["gradient"]),
+                    group_size=gate["group_size"], shape=gate["shape"],
+                    gating_groups=gate["gating_groups"],
+                    base_chunks=self.base_chunks(gate["base_chunks"],
+                                                 f"{where}gate.base_chunks"),
+                    gradient=gate["gradient"]),
                 weight=None if weight is None else WeightSpec(weight["shape"], weight["pattern"]),
             )
         except TraceError as error:

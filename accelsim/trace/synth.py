@@ -416,9 +416,9 @@ def gate_scores(rng: np.random.Generator, shape: Sequence[int], correlation: flo
 
 def gate_mask(rng: np.random.Generator, shape: Sequence[int], sparsity: float,
               correlation: float, channel_block: int = 1) -> np.ndarray:
-    """A gate mask of ``shape`` (N, C, Ho, Wo) with exactly ``round((1 - sparsity) * size)``
-    ones, equal over each block of ``channel_block`` consecutive channels: drawn at
-    (N, C / channel_block, Ho, Wo) and repeated along C."""
+    """A gate mask of ``shape`` (N, C, Ho, Wo), equal over each block of ``channel_block``
+    consecutive channels: exactly ``round((1 - sparsity) * blocks)`` of the (N, C /
+    channel_block, Ho, Wo) blocks are set and repeated along C (exact at block granularity)."""
     n, c, *pixels = shape
     blocks = (n, c // channel_block, *pixels)
     scores = gate_scores(rng, blocks, correlation)
@@ -562,6 +562,7 @@ SEED_SCHEMES: dict[str, SynthConfig] = {
                                                     gate_gradient="masked"),
     "SyncCP element 80 %": SynthConfig(steps=1, weight_sparsity=0.8, weight_delta=0.3),
     "SyncCP 2:4": SynthConfig(steps=1, weight_pattern="nm:2:4"),
+    "SyncCP 2:4 transposable": SynthConfig(steps=1, weight_pattern="nmt:2:4"),
     "SyncCP block 8x8 80 %": SynthConfig(steps=1, weight_sparsity=0.8, weight_delta=0.3,
                                          weight_pattern="block:8x8"),
 }

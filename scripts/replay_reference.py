@@ -53,7 +53,9 @@ HARDWARE = {
     "fp8-rows12": ("fp8_tensor_edge_28nm", ("pe_array.rows=12",)),
     "fp8-sync3": ("fp8_tensor_edge_28nm", ("pe_array.sync_tiles=3",)),
     "systolic": ("systolic_32x32_45nm", ()),
-    "systolic-compaction": ("systolic_32x32_45nm", ("decoder.compaction=true",)),
+    "systolic-compaction": ("systolic_32x32_45nm", (
+        "decoder.compaction=true",
+        'energy.compaction_network_per_mac={pj: 1.2, source: "replay guard: any value"}')),
 }
 
 

@@ -125,7 +125,8 @@ def schedule_passes(counts: np.ndarray, classes: np.ndarray, lanes: np.ndarray,
     the rows x (column tile's unit columns) queues, a unit never on two queues at once and moved
     at most once (McNaughton's wrap-around rule), lasting max(ceil(steps / queues), their
     longest unit); a partial last row tile then runs the same way on the queues it occupies
-    (its idle queues stay idle, as in the dense mapping). A pass
+    (its idle queues stay idle, as in the dense mapping); where that is slower than the static
+    mapping, the dispatcher keeps the static mapping. A pass
     lasts at least as long as the decoder needs: ceil(indices / indices_per_cycle), with
     indices = unit_idx of its units (if ``has_unit_idx``) + row_idx of its rows + col_idx of its
     unit columns.
@@ -168,20 +169,21 @@ def schedule_passes(counts: np.ndarray, classes: np.ndarray, lanes: np.ndarray,
                 if has_unit_idx:
                     for j in range(c0, c1):
                         indices += unit_idx[i, j]
-            compute = 0
+            compute = 0  # the static mapping: the slowest queue
+            for r in range(min(rows, r1 - r0)):
+                for lc in range(n_local):
+                    if per_class[r, lc] > compute:
+                        compute = per_class[r, lc]
             if compaction:
                 width = c1 - c0
+                balanced = 0
                 if whole_end > r0:
                     queues = rows * width
-                    compute = max((total + queues - 1) // queues, longest)
+                    balanced = max((total + queues - 1) // queues, longest)
                 if r1 > whole_end:
                     queues = (r1 - whole_end) * width
-                    compute += max((part_total + queues - 1) // queues, part_longest)
-            else:
-                for r in range(min(rows, r1 - r0)):
-                    for lc in range(n_local):
-                        if per_class[r, lc] > compute:
-                            compute = per_class[r, lc]
+                    balanced += max((part_total + queues - 1) // queues, part_longest)
+                compute = min(compute, balanced)
             pass_cycles, pass_stall = _pass_cycles(compute, indices, indices_per_cycle)
             cycles += pass_cycles
             stall += pass_stall

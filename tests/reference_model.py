@@ -175,44 +175,12 @@ def run_cycles(units: list[RefUnit], row_idx: list[int], col_idx: list[int], n_r
                     queues.setdefault((i % arr.rows, j - cols.start), []).append(unit.steps)
                     decoder += unit.decoder_indices
             indices_total += decoder
-            # Compaction: the units of the pass's whole row tiles, then those of its partial last
-            # row tile; each cycle every queue the group occupies works one step of a different
-            # unit of the group, the units with the most steps left first (a unit is never on
-            # two queues at once).
-            whole = rows.start + (len(rows) // arr.rows) * arr.rows
-            groups = [([by_pos[(i, j)].steps for i in part for j in cols], len(queue_rows))
-                      for part, queue_rows in ((range(rows.start, whole), range(arr.rows)),
-                                               (range(whole, rows.stop), range(whole, rows.stop)))
-                      if len(part)]
-            groups = [(left, n * len(cols)) for left, n in groups]
-            remaining = {key: list(q) for key, q in queues.items()}
-            pass_cycles = compute_done = 0
-            while True:
-                if arr.compaction:
-                    while groups and not any(groups[0][0]):
-                        groups.pop(0)
-                    busy = bool(groups)
-                else:
-                    busy = any(sum(q) for q in remaining.values())
-                if not busy and decoder <= 0:
-                    break
-                pass_cycles += 1
-                if busy:
-                    compute_done = pass_cycles
-                    if arr.compaction:
-                        left, occupied = groups[0]
-                        longest_first = sorted(range(len(left)), key=lambda u: -left[u])
-                        for u in longest_first[:occupied]:
-                            if left[u]:
-                                left[u] -= 1
-                    else:
-                        for q in remaining.values():
-                            while q and q[0] == 0:
-                                q.pop(0)
-                            if q:
-                                q[0] -= 1
-                decoder -= arr.indices_per_cycle
-            stall += pass_cycles - compute_done
+            compute = static_steps(queues)
+            if arr.compaction:
+                compute = min(compute, compacted_steps(by_pos, rows, cols, arr))
+            decode = -(-decoder // arr.indices_per_cycle) if decoder > 0 else 0
+            pass_cycles = max(compute, decode)
+            stall += pass_cycles - compute
             cycles += pass_cycles
     return cycles + arr.pipeline_latency, stall, indices_total
 
@@ -248,3 +216,35 @@ def reference_job(layer, phase, gate, base, weight, arr, gating_groups=1, group_
     cycles, stall, indices = run_cycles(units, row_idx, col_idx, n_rows, per_row, arr)
     issued = sum(u.steps * u.lanes for u in units)
     return cycles, stall, indices, issued
+
+
+def static_steps(queues: dict[tuple[int, int], list[int]]) -> int:
+    """Cycles until every queue has worked through its own units, one step per cycle."""
+    remaining = {key: list(q) for key, q in queues.items()}
+    cycles = 0
+    while any(sum(q) for q in remaining.values()):
+        cycles += 1
+        for q in remaining.values():
+            while q and q[0] == 0:
+                q.pop(0)
+            if q:
+                q[0] -= 1
+    return cycles
+
+
+def compacted_steps(by_pos: dict, rows: range, cols: range, arr: RefArray) -> int:
+    """Compaction: the units of the pass's whole row tiles, then those of its partial last row
+    tile; each cycle every queue the group occupies works one step of a different unit of the
+    group, the units with the most steps left first (a unit is never on two queues at once)."""
+    whole = rows.start + (len(rows) // arr.rows) * arr.rows
+    cycles = 0
+    for part, queue_rows in ((range(rows.start, whole), arr.rows),
+                             (range(whole, rows.stop), rows.stop - whole)):
+        left = [by_pos[(i, j)].steps for i in part for j in cols]
+        occupied = queue_rows * len(cols)
+        while any(left):
+            cycles += 1
+            for u in sorted(range(len(left)), key=lambda u: -left[u])[:occupied]:
+                if left[u]:
+                    left[u] -= 1
+    return cycles

@@ -68,15 +68,18 @@ def test_scdg_needs_exactly_8x_fewer_index_bits(tmp_path: Path, fp8_hw: Hardware
     assert bits[1] == 8 * bits[8]
 
 
-@pytest.mark.parametrize("groups", [1, 2])
+@pytest.mark.parametrize(("groups", "gradient"), [(1, "straight_through"),
+                                                  (2, "straight_through"), (2, "masked")])
 def test_all_ones_masks_give_exactly_the_dense_result(tmp_path: Path, fp8_hw: HardwareConfig,
-                                                      groups: int) -> None:
+                                                      groups: int, gradient: str) -> None:
     """All-ones masks skip nothing: every job is the dense job, except that FW of a gated
     layer with a base path (G = 2) still pays for its gate (it had to be computed to find it all
-    ones): the same compute, plus exactly the outputs held until the gate is known."""
+    ones): the same compute, plus exactly the outputs held until the gate is known and, for a
+    masked gradient's two passes, X staged again where a 64-channel tile spans both chunks."""
     net = resnet20(batch=2, image_size=16)
     trace = make_trace(tmp_path, "ones", net, SynthConfig(
-        steps=1, gate_sparsity=0.0, gate_groups=groups, weight_sparsity=0.0))
+        steps=1, gate_sparsity=0.0, gate_groups=groups, weight_sparsity=0.0,
+        gate_gradient=gradient))
     rows, storage = replay_trace(trace, fp8_hw)
     dense = simulate_network_dense(net, fp8_hw)
     assert storage == {"bits": 0, "bits_bitmap": 0}
@@ -93,13 +96,16 @@ def test_all_ones_masks_give_exactly_the_dense_result(tmp_path: Path, fp8_hw: Ha
             gemm = layer.gemm("fw")
             words = gb_operand_reads(gemm.sr, gemm.t, gemm.sc, gemm.count, fp8_hw)
             chunks = (0, 1) if got.branch == 1 else (1, 0)
-            extra = gate_extra(layer, words.a_reads, fp8_hw,
-                               GatedForward(2, chunks, dense_conditional=True))
-            assert extra.restaged_bits == 0  # straight-through: one pass, Y_b and Y_c held
-            assert extra.held_bits == 2 * layer.output_count * fp8_hw.accumulator_bits
-            assert extra.dram_bytes == 0  # a sample's Y_b and Y_c fit in half the buffer here
+            straight = gradient == "straight_through"
+            extra = gate_extra(layer, words.a_reads, fp8_hw, GatedForward(2, chunks, straight))
+            maps = 2 if straight else 1  # Y_b and Y_c, or Y_b between the two passes
+            assert extra.held_bits == maps * layer.output_count * fp8_hw.accumulator_bits
+            # ResNet-20's <= 64 channels fit one 128-channel tile spanning both output chunks
+            restaged = 0 if straight else words.a_reads * fp8_hw.operand_bits
+            assert extra.restaged_bits == restaged
+            assert extra.dram_bytes == 0  # a sample's held outputs fit in half the buffer here
             rates = EnergyRates.of(fp8_hw)
-            added = extra.restaged_bits * (rates.gb_read + rates.rf_write) + \
+            added = restaged * (rates.gb_read + fp8_hw.pe_array.cols * rates.rf_write) + \
                 extra.held_bits * (rates.gb_read + rates.gb_write)
             assert got.energy_buffer_pj == pytest.approx(ref.energy_buffer_pj + added,
                                                          rel=1e-12)
@@ -449,7 +455,8 @@ def test_transposable_nm_weights_shrink_backward_data_too(tmp_path: Path,
                                                           fp8_hw: HardwareConfig) -> None:
     """Transposable 2:4 weights are 2:4 along BD's reduction (output channels) as well, so BD
     runs t' = F/2 steps on the multiplexers, by the formula; plain 2:4 gives BD no such
-    structure. FW is the same for both; WG has none."""
+    structure. FW is the same for both; WG, reducing over pixels, keeps its unit rule (whose
+    results differ only because transposable masks never prune a whole 8-channel unit)."""
     from accelsim.engine.pe_array import cycles_dense_tensor
     from accelsim.engine.systolic import nm_reduction_length
 
@@ -476,6 +483,31 @@ def test_transposable_nm_weights_shrink_backward_data_too(tmp_path: Path,
             assert both.cycles_compute < plain.cycles_compute
             checked += 1
     assert checked > 10
+
+
+def test_dense_gradient_steps_count_every_weight_of_an_nm_layer(fp8_hw: HardwareConfig) -> None:
+    """At a dense-gradient step WG computes every weight's gradient: a recorded 2:4 mask is not
+    a declared pattern there (FW still keeps 2 of 4)."""
+    from accelsim.engine.sparse import effective_macs
+
+    layer = conv("c", 32, 16, 3, 1, 1, 6, 6, 2)
+    keep = np.argsort(np.random.default_rng(1).random((16, 8, 4, 3, 3)), axis=2) >= 2
+    masks = LayerMasks(weight=keep.reshape(16, -1), nm=(2, 4), dense_weight_gradient=True)
+    assert effective_macs(layer, masks, "wg") == layer.macs
+    assert effective_macs(layer, masks, "fw") == layer.macs // 2
+
+
+def test_a_masked_gate_costs_one_pass_where_fw_cannot_skip(fp8_hw: HardwareConfig) -> None:
+    """Hardware whose FW does not skip with the gate computes the conditional path everywhere:
+    one pass holding Y_b and Y_c, whatever the estimator."""
+    from accelsim.engine.replay import _gated_forward
+    from accelsim.trace.manifest import TraceLayer, gate_spec_for
+
+    layer = conv("c", 16, 32, 3, 1, 1, 8, 8, 2, role="block")
+    item = TraceLayer(layer, gate_spec_for(layer, 1, 2, ((0, 1), (1, 0)), "masked"))
+    no_fw = with_overrides(fp8_hw, {"sparsity_support.gate": ["bd", "wg"]})
+    assert _gated_forward(item, 1, fp8_hw) == GatedForward(2, (0, 1), False)
+    assert _gated_forward(item, 2, no_fw) == GatedForward(2, (1, 0), True)
 
 
 def test_a_declared_transposable_pattern_the_masks_break_is_not_exploited(

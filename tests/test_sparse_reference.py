@@ -259,20 +259,23 @@ def test_compaction_meets_the_bound_of_whole_units(steps: list[int], rows: int,
                                                    qcols: int) -> None:
     """One pass of one unit column: the units of its whole row tiles spread over the rows
     queues, max(ceil(steps / queues), longest unit), then its partial last tile likewise on the
-    queues it occupies, by hand."""
+    queues it occupies, unless the static mapping is faster, by hand."""
     work = np.array(steps, dtype=np.int32).reshape(-1, 1)
     n = work.shape[0]
     zeros = np.zeros(n, dtype=np.int64)
-    cycles, _, _, issued = schedule_passes(
-        work, np.zeros(1, dtype=np.int64), np.ones(1, np.int64), np.zeros((1, 1), np.int32),
-        False, zeros, zeros[:1], rows, qcols, -(-n // rows), True, 1)
+    args = (work, np.zeros(1, dtype=np.int64), np.ones(1, np.int64), np.zeros((1, 1), np.int32),
+            False, zeros, zeros[:1], rows, qcols, -(-n // rows))
+    cycles, _, _, issued = schedule_passes(*args, True, 1)
     whole = n // rows * rows
 
     def balanced(part: list[int], queues: int) -> int:
         return max(max(part), -(-sum(part) // queues)) if part else 0
 
-    assert cycles == balanced(steps[:whole], rows) + balanced(steps[whole:], n - whole)
+    static = max(sum(steps[r::rows]) for r in range(min(rows, n)))
+    assert cycles == min(static, balanced(steps[:whole], rows) + balanced(steps[whole:], n - whole))
     assert issued == sum(steps)
+    assert cycles <= schedule_passes(*args, False, 1)[0]
+    assert cycles >= max(steps)
 
 
 @settings(max_examples=60, deadline=None)

@@ -266,6 +266,7 @@ class BasePath:
     @cached_property
     def base_chunks(self) -> tuple[int, ...]:
         """The input chunk each of the G output chunks takes as its base path."""
+        assert self.base_of_f.shape[0] % self.groups == 0, "G must divide the output channels"
         per_chunk = self.base_of_f.shape[0] // self.groups
         return tuple(int(c) for c in self.base_of_f[::per_chunk])
 

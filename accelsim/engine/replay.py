@@ -35,7 +35,7 @@ from accelsim.engine.indices import (
 from accelsim.engine.masks import BasePath, LayerMasks, PackedGate
 from accelsim.engine.memory import GatedForward
 from accelsim.engine.simulator import IndexCost, JobCache, JobResult, phases_for
-from accelsim.engine.sparse import SparseCompute, compute_key
+from accelsim.engine.sparse import SparseCompute, compute_key, fw_skips_gates
 from accelsim.errors import InputError
 from accelsim.kernels import popcount_words
 from accelsim.network import PHASES
@@ -185,7 +185,7 @@ class Replayer:
             )
             jobs.append(PhaseJob(phase, index, prepared.density if compressed else 1.0,
                                  prepared.density if writes_sparse_dw else 1.0,
-                                 gated_forward=_gated_forward(item, branch)
+                                 gated_forward=_gated_forward(item, branch, hw)
                                  if phase == "fw" else None))
         return jobs
 
@@ -269,14 +269,16 @@ class Replayer:
         return rows, storage
 
 
-def _gated_forward(item: TraceLayer, branch: int) -> GatedForward | None:
-    """What computing the gate costs FW of a layer with a gate spec and a base path (at every
-    step, all-ones gates included: the gate had to be computed to find it so), or None."""
+def _gated_forward(item: TraceLayer, branch: int, hw: HardwareConfig) -> GatedForward | None:
+    """What computing the gate costs FW of a layer with a gate spec and a base path on ``hw``
+    (at every step, all-ones gates included: the gate had to be computed to find it so), or
+    None. FW computes the conditional path everywhere with a straight-through gradient, and on
+    hardware whose FW does not skip with the gate."""
     gate = item.gate
     if gate is None or gate.gating_groups <= 1:
         return None
     return GatedForward(gate.gating_groups, tuple(gate.base_chunks[branch - 1]),
-                        gate.gradient == "straight_through")
+                        gate.gradient == "straight_through" or not fw_skips_gates(hw))
 
 
 def _at_step(row: JobResult, step: int) -> JobResult:

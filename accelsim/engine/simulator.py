@@ -22,7 +22,14 @@ from accelsim.engine.memory import (
     memory_dense,
     memory_plan,
 )
-from accelsim.engine.sparse import GatedPlan, SparseCompute, gated_plan, plans_gate, sparse_compute
+from accelsim.engine.sparse import (
+    GatedPlan,
+    SparseCompute,
+    fw_skips_gates,
+    gated_plan,
+    plans_gate,
+    sparse_compute,
+)
 from accelsim.network import PHASES, Layer, Network
 
 
@@ -275,7 +282,7 @@ def simulate_job(layer: Layer, phase: str, hw: HardwareConfig, *,
     gated = None
     if phase == "fw" and masks.base is not None:
         gated = GatedForward(masks.base.groups, masks.base.base_chunks,
-                             masks.dense_fw_conditional)
+                             masks.dense_fw_conditional or not fw_skips_gates(hw))
     frame = cache.frame(layer, phase, hw, weight_density, dw_density, index, branch, trace,
                         compute.cycles_compute_dense, gated)
     return frame.result(compute, step)

@@ -64,7 +64,7 @@ def effective_macs(layer: Layer, masks: LayerMasks, phase: str) -> int:
 def _effective_macs(m: int, f: int, k: int, masks: LayerMasks,
                     weight: np.ndarray | None) -> int:
     key = ("macs_plan", m, f, k, weight is not None, masks.has_gate, masks.base is not None,
-           masks.nm if weight is None else None)
+           masks.nm if masks.weight is None else None)
     fixed, conditional = memo(masks._static_cache, key,
                               lambda: _macs_plan(m, f, k, masks, weight))
     if conditional is None:
@@ -78,8 +78,9 @@ def _macs_plan(m: int, f: int, k: int, masks: LayerMasks,
                weight: np.ndarray | None) -> tuple[int, np.ndarray | None]:
     """(MACs that do not depend on the gate, MACs per active pixel of each output channel:
     int64 (F,), or (1,) when equal for all, None without a gate) for :func:`_effective_macs`.
-    A declared N:M pattern without a recorded mask keeps N of every M reduction steps."""
-    declared = masks.nm if weight is None else None
+    A declared N:M pattern without a recorded mask keeps N of every M reduction steps (a
+    recorded mask that WG ignores at a dense-gradient step declares nothing)."""
+    declared = masks.nm if masks.weight is None else None
 
     def kept(steps: np.ndarray) -> np.ndarray:
         if declared is None:
@@ -330,6 +331,12 @@ class GatedPlan:
         work = self.sums.gated(masks)
         run = schedule_pass_sums(work, self.qcols, self.indices_per_cycle, self.latency)
         return SparseCompute.of(run, macs, self.dense_compute)
+
+
+def fw_skips_gates(hw: HardwareConfig) -> bool:
+    """Whether FW on ``hw`` can skip conditional work with a gate (a tensor array that lists
+    fw in ``sparsity_support.gate``)."""
+    return "fw" in hw.sparsity_support.gate and hw.pe_array.dataflow not in SYSTOLIC_DATAFLOWS
 
 
 def plans_gate(layer: Layer, masks: LayerMasks) -> bool:

@@ -430,18 +430,16 @@ def transposable_nm_mask(rng: np.random.Generator, shape: tuple[int, int, int, i
                          m: int) -> np.ndarray:
     """A (Cout, Cin, kh, kw) mask keeping exactly N of every M consecutive input channels of
     each output channel and N of every M consecutive output channels of each input channel, at
-    every kernel position: each M x M block is N disjoint permutation matrices, row r keeping
-    columns (sigma(r) + t) mod M for t < N, with random row and column permutations per block."""
+    every kernel position: each M x M block is the circulant pattern (row r keeps columns
+    r .. r+N-1 mod M) under a random row order and a random column order per block."""
     cout, cin, kh, kw = shape
     rows, cols = cout // m, cin // m
-    mask = np.zeros((rows, m, cols, m, kh, kw), dtype=bool)
-    shifts = np.arange(n)
-    for index in np.ndindex(rows, cols, kh, kw):
-        br, bc, y, x = index
-        row_order, col_order = rng.permutation(m), rng.permutation(m)
-        for r in range(m):
-            mask[br, row_order[r], bc, col_order[(r + shifts) % m], y, x] = True
-    return mask.reshape(cout, cin, kh, kw)
+    index = np.arange(m)
+    circulant = (index[None, :] - index[:, None]) % m < n  # (M, M), N ones per row and column
+    row_order = np.argsort(rng.random((rows, cols, kh, kw, m)), axis=-1)
+    col_order = np.argsort(rng.random((rows, cols, kh, kw, m)), axis=-1)
+    blocks = circulant[row_order[..., :, None], col_order[..., None, :]]  # (R, C, kh, kw, M, M)
+    return np.ascontiguousarray(blocks.transpose(0, 4, 1, 5, 2, 3)).reshape(cout, cin, kh, kw)
 
 
 def weight_masks(rng: np.random.Generator, shape: Sequence[int], pattern: WeightPattern,

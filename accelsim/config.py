@@ -34,6 +34,7 @@ CONFIG_MAJOR_VERSION = 1
 PRECISION_BITS: dict[str, int] = {"int8": 8, "fp8": 8, "bf16": 16, "fp16": 16, "fp32": 32}
 DATAFLOWS = ("ws", "os", "is", "tensor")
 SYSTOLIC_DATAFLOWS = ("ws", "os", "is")
+WG_LANES: tuple[str, ...] = ("output_channels", "input_channels")  # pe_array.wg_lanes
 INDEX_FORMATS = ("bitmap", "rle", "csr", "coo", "nm", "group_bitmap")
 PHASE_NAMES = ("fw", "bd", "wg")
 SKIP_GRANULARITIES = ("element", "vector", "pe_row")
@@ -136,6 +137,12 @@ class PEArrayConfig:
                             "pass lasts as long as its slowest queue, each PE stages the pass's "
                             "operands and partial sums (buffers.register_file_words) and B "
                             "operands are broadcast once per pass")
+    wg_lanes: str = param(choices=WG_LANES, default="output_channels",
+                          doc="tensor dataflow: what WG's lanes hold. output_channels: dW = X^T "
+                          "dY, rows over k, the gated dY on the lanes (a step runs if any lane's "
+                          "gate is on); input_channels: dW^T = dY^T X, rows over output "
+                          "channels, the gated dY broadcast to lanes over k (a step runs where "
+                          "that channel's gate is on)")
     operand_reads_per_mac: float = param(ge=0, le=16, default=2.0, unit="words/MAC",
                                          doc="register-file operand reads per MAC (2 = both "
                                          "operands; less where an operand is broadcast to lanes)")
@@ -459,6 +466,9 @@ def _check_combinations(config: HardwareConfig, errors: _Errors) -> None:
     if pe.dataflow in SYSTOLIC_DATAFLOWS and pe.vector_width != 1:
         errors.add("pe_array.vector_width", f"must be 1 for the systolic dataflow "
                    f"{pe.dataflow!r} (use dataflow: tensor for vector PEs), got {pe.vector_width}")
+    if pe.dataflow in SYSTOLIC_DATAFLOWS and pe.wg_lanes != "output_channels":
+        errors.add("pe_array.wg_lanes", f"applies to the tensor dataflow only (a systolic "
+                   f"{pe.dataflow!r} array computes WG as SCALE-Sim does), got {pe.wg_lanes!r}")
     if pe.dataflow in SYSTOLIC_DATAFLOWS and support.gate:
         errors.add("sparsity_support.gate", f"the systolic dataflow {pe.dataflow!r} cannot skip "
                    "gated outputs (only N:M weights, as SCALE-Sim v3); use dataflow: tensor")

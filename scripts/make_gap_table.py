@@ -3,9 +3,11 @@
 ResNet-18 CIFAR (batch 32 per branch, 2 branches, 3 phases) on the FP8 preset (8-lane lock-step
 vector PEs), with compaction off, on, and on with a slow decoder (4 indices/cycle). With
 ``--sync-tiles 1,4,16,64`` it prints instead CDG's and SCDG's speedup without compaction at each
-queue depth, the register file sized to what each depth needs.
+queue depth, the register file sized to what each depth needs; with ``--wg-lanes`` the speedup
+of every gate scheme with WG's lanes over output channels (dW = X^T dY) and over input channels
+(dW^T = dY^T X).
 
-    .venv/bin/python scripts/make_gap_table.py [--batch 32] [--sync-tiles 1,4,16,64]
+    .venv/bin/python scripts/make_gap_table.py [--batch 32] [--sync-tiles 1,4,16,64] [--wg-lanes]
 """
 
 from __future__ import annotations
@@ -45,10 +47,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--sync-tiles", default="", help="comma-separated queue depths")
+    parser.add_argument("--wg-lanes", action="store_true", help="compare WG lane mappings")
     args = parser.parse_args()
     base_hw = load_hardware(ROOT / "hw_configs/fp8_tensor_edge_28nm.yaml")
     if args.sync_tiles:
         queue_depths(base_hw, args.batch, [int(x) for x in args.sync_tiles.split(",")])
+        return
+    if args.wg_lanes:
+        wg_mappings(base_hw, args.batch)
         return
     print("| scheme | hardware | FLOPs red. | speedup | efficiency gap | energy red. | "
           "index red. | decoder stall cycles | index energy % |")
@@ -98,6 +104,30 @@ def queue_depths(base_hw: HardwareConfig, batch: int, depths: list[int]) -> None
                 cells.append(f"{total['speedup']:.2f}x")
             print(f"| {depth} | {hw.buffers.register_file_words} | " + " | ".join(cells) + " |")
 
+
+
+def wg_mappings(base_hw: HardwareConfig, batch: int) -> None:
+    """Every gate scheme's speedup (and its WG phase's) with WG's lanes over output channels and
+    over input channels, without and with compaction."""
+    print("| scheme | compaction | WG lanes | speedup | WG speedup | energy red. |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    with tempfile.TemporaryDirectory() as tmp:
+        for number, (scheme, config) in enumerate(SEED_SCHEMES.items()):
+            if config.gate_sparsity is None:
+                continue
+            path = Path(tmp) / f"scheme-{number}"
+            synthesize(resnet18(batch=batch), path, config)
+            for compaction in (False, True):
+                for lanes in ("output_channels", "input_channels"):
+                    hw = with_overrides(base_hw, {"decoder.compaction": compaction,
+                                                  "pe_array.wg_lanes": lanes})
+                    rows, storage = replay_trace(path, hw)
+                    summary = replay_summary(results_frame(rows, hw), storage, hw, scheme, {},
+                                             [])
+                    total, wg = summary["total"], summary["per_phase"]["wg"]
+                    print(f"| {scheme} | {'on' if compaction else 'off'} | {lanes} | "
+                          f"{total['speedup']:.2f}x | {wg['speedup']:.2f}x | "
+                          f"{total['energy_reduction']:.2f}x |", flush=True)
 
 
 if __name__ == "__main__":

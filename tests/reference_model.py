@@ -24,6 +24,7 @@ class RefArray:
     compaction: bool
     indices_per_cycle: int
     pipeline_latency: int
+    wg_lanes: str = "output_channels"
 
 
 @dataclass
@@ -155,6 +156,28 @@ def wg_reference(layer, gate, base, weight, arr):
     return units, [0] * k_count, col_idx, units_per_row
 
 
+def wg_transposed_reference(layer, gate, base, weight, arr):
+    """WG as dW^T = dY^T X: rows = output channels f, lanes = reduction columns k, steps =
+    pixels; dY(m, f) is broadcast to the lanes, so a unit runs pixel m when f's gate bit is 1 or
+    one of its lanes is on f's base path, and nothing when all its lanes' weights are pruned."""
+    f_count, k_count = layer.cout, layer.k_per_group
+    m_count = layer.output_pixels
+    units_per_row = math.ceil(k_count / arr.unit)
+    units: list[RefUnit] = []
+    row_idx = []
+    for f in range(f_count):
+        active = m_count if gate is None else sum(1 for m in range(m_count) if gate[m, f])
+        row_idx.append(active if gate is not None else 0)
+        for j in range(units_per_row):
+            lanes = list(_lanes(j, arr.unit, k_count))
+            needed = weight is None or any(weight[f, k] for k in lanes)
+            on_base = base is not None and any(base[f, k] for k in lanes)
+            steps = 0 if not needed else (m_count if on_base or gate is None else active)
+            units.append(RefUnit(f, j, steps, len(lanes), int(needed) if weight is not None
+                                 else 0))
+    return units, row_idx, [0] * units_per_row, units_per_row
+
+
 def run_cycles(units: list[RefUnit], row_idx: list[int], col_idx: list[int], n_rows: int,
                units_per_row: int, arr: RefArray) -> tuple[int, int, int]:
     """Step the queues one cycle at a time. Returns (cycles, decoder stall cycles, indices)."""
@@ -210,6 +233,10 @@ def reference_job(layer, phase, gate, base, weight, arr, gating_groups=1, group_
         units, row_idx, col_idx, per_row = bd_reference(layer, gate, base, weight, arr,
                                                         group_size)
         n_rows = layer.output_pixels
+    elif arr.wg_lanes == "input_channels":
+        units, row_idx, col_idx, per_row = wg_transposed_reference(layer, gate, base, weight,
+                                                                   arr)
+        n_rows = layer.cout
     else:
         units, row_idx, col_idx, per_row = wg_reference(layer, gate, base, weight, arr)
         n_rows = layer.k_per_group

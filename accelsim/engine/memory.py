@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from accelsim.config import HardwareConfig
+from accelsim.engine.pe_array import phase_gemm
 from accelsim.network import Layer
 
 
@@ -190,7 +191,7 @@ def memory_plan(layer: Layer, phase: str, hw: HardwareConfig, *, weight_density:
     dram_in = a_bytes * tiling.a_reads + b_bytes * tiling.b_reads + index_read_bits / 8
     dram_out = o_bytes * tiling.o_writes + index_write_bits / 8
 
-    gemm = layer.gemm(phase)
+    gemm = phase_gemm(layer, phase, hw.pe_array)
     words = gb_operand_reads(gemm.sr, gemm.t, gemm.sc, gemm.count, hw)
     acc, op = hw.accumulator_bits, hw.operand_bits
     a_bits, b_bits = words.a_reads * op, words.b_reads * b_stored * op

@@ -23,7 +23,17 @@ from accelsim.engine.systolic import (
     cycles_nm_systolic,
     nm_reduction_length,
 )
-from accelsim.network import Gemm
+from accelsim.network import Gemm, Layer
+
+
+def phase_gemm(layer: Layer, phase: str, pe: PEArrayConfig) -> Gemm:
+    """The GEMM ``pe`` computes for ``phase`` of ``layer``: the layer's (``Layer.gemm``), except
+    WG with ``wg_lanes: input_channels``, computed transposed as dW^T = dY^T X (rows over output
+    channels, lanes over the reduction columns k)."""
+    gemm = layer.gemm(phase)
+    if phase == "wg" and pe.wg_lanes == "input_channels":
+        return Gemm(sr=gemm.sc, t=gemm.t, sc=gemm.sr, count=gemm.count)
+    return gemm
 
 
 def tensor_tiles(sr: int, sc: int, rows: int, cols: int, vector_width: int) -> int:

@@ -28,19 +28,20 @@ from accelsim.config import (
 from accelsim.engine.bd import BdPlan, bd_plan, bd_sums, bd_work
 from accelsim.engine.fw import FwPlan, fw_plan, fw_sums, fw_work
 from accelsim.engine.masks import LayerMasks, as_bytes, memo
-from accelsim.engine.pe_array import cycles_dense_tensor, cycles_gemm
+from accelsim.engine.pe_array import cycles_dense_tensor, cycles_gemm, phase_gemm
 from accelsim.engine.schedule import (
     PassSums,
     PhaseWork,
     Schedule,
     decoder_throughput,
+    matrix_sums,
     queue_columns,
     schedule,
     schedule_pass_sums,
     unit_width,
 )
 from accelsim.engine.systolic import nm_reduction_length
-from accelsim.engine.wg import WgPlan, wg_plan, wg_sums, wg_work
+from accelsim.engine.wg import WgPlan, wg_plan, wg_sums, wg_transposed_work, wg_work
 from accelsim.errors import InputError
 from accelsim.kernels import row_ones
 from accelsim.network import Gemm, Layer
@@ -114,6 +115,7 @@ class ComputeKey:
     vector_width: int
     pipeline_latency: int
     sync_tiles: int
+    wg_lanes: str
     decoder: DecoderConfig
     sparsity_support: SparsitySupportConfig
 
@@ -122,7 +124,7 @@ def compute_key(hw: HardwareConfig) -> ComputeKey:
     """The :class:`ComputeKey` of ``hw``."""
     pe = hw.pe_array
     return ComputeKey(pe.rows, pe.cols, pe.dataflow, pe.vector_width, pe.pipeline_latency,
-                      pe.sync_tiles, hw.decoder, hw.sparsity_support)
+                      pe.sync_tiles, pe.wg_lanes, hw.decoder, hw.sparsity_support)
 
 
 @dataclass(frozen=True)
@@ -185,7 +187,7 @@ def sparse_compute(layer: Layer, phase: str, masks: LayerMasks,
     # A declared N:M pattern (no recorded mask) is exploitable only by FW's multiplexers.
     use_weight = phase in support.weight and (
         masks.weight is not None or (phase == "fw" and masks.nm is not None))
-    gemm = layer.gemm(phase)
+    gemm = phase_gemm(layer, phase, hw.pe_array)
     dense_compute = cycles_gemm(gemm, hw.pe_array)
     unit = unit_width(hw)
     macs = job_macs(layer, masks, phase)
@@ -250,6 +252,9 @@ def _sparse_compute(layer: Layer, phase: str, masks: LayerMasks, hw: HardwareCon
                 if compaction else
                 bd_sums(layer, masks, unit, rows, pass_len, use_gate=use_gate,
                         use_weight=use_weight))
+    elif hw.pe_array.wg_lanes == "input_channels":
+        matrix = wg_transposed_work(layer, masks, unit, use_gate=use_gate, use_weight=use_weight)
+        work = matrix if compaction else matrix_sums(matrix, rows, pass_len)
     else:
         work = (wg_work(layer, masks, unit, use_gate=use_gate, use_weight=use_weight,
                         rows=rows, pass_len=pass_len) if compaction else
@@ -356,9 +361,9 @@ def gated_plan(layer: Layer, phase: str, masks: LayerMasks,
     systolic = pe.dataflow in SYSTOLIC_DATAFLOWS
     skips = (phase in hw.sparsity_support.gate and not systolic
              and masks.skips_with_gate(phase))
-    if skips and hw.decoder.compaction:
-        return None
-    gemm = layer.gemm(phase)
+    if skips and (hw.decoder.compaction or (phase == "wg" and pe.wg_lanes != "output_channels")):
+        return None  # the per-pixel (or, transposed WG, per-channel) work path
+    gemm = phase_gemm(layer, phase, pe)
     unit = unit_width(hw)
     rows, pass_len = pe.rows, pe.rows * pe.sync_tiles
     sums: FwPlan | BdPlan | WgPlan | None = None

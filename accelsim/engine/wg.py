@@ -1,10 +1,16 @@
-"""Weight gradient (WG) of a job: rows = k, lanes = output channels f, steps = pixels m.
+"""Weight gradient (WG) of a job, in one of two lane mappings (``pe_array.wg_lanes``).
 
-A unit whose lanes' weights are all pruned computes no gradient (unless the step needs the
-dense weight gradient for regrowth); otherwise it runs all M steps when any lane has k on its
-base path, else only the pixels where any lane's gate bit is 1 (:class:`WgPlan`,
-:func:`wg_sums`; :func:`wg_work` builds the (K, units) matrix). The decoder's indices are each
-unit's active pixels.
+``output_channels`` (dW = X^T dY): rows = k, lanes = output channels f, steps = pixels m. A unit
+whose lanes' weights are all pruned computes no gradient (unless the step needs the dense weight
+gradient for regrowth); otherwise it runs all M steps when any lane has k on its base path, else
+only the pixels where any lane's gate bit is 1 (:class:`WgPlan`, :func:`wg_sums`; :func:`wg_work`
+builds the (K, units) matrix). The decoder's indices are each unit's active pixels.
+
+``input_channels`` (dW^T = dY^T X, :func:`wg_transposed_work`): rows = output channels f,
+lanes = reduction columns k, steps = pixels m. dY(m, f) is the operand broadcast to the unit's
+lanes, so gate skipping is per element: a unit runs all M steps when one of its lanes is on f's
+base path, else the pixels where f's gate bit is 1; it computes nothing when all its lanes'
+weights are pruned. The decoder reads each row's active-pixel list.
 """
 
 from __future__ import annotations
@@ -113,3 +119,28 @@ def _wg_plan_of(layer: Layer, masks: LayerMasks, unit: int, rows: int,
     return WgPlan(unit, rows, pass_len, m * on_base, per_row[:, None, :] - on_base,
                   np.arange(lanes.shape[0], dtype=np.int64), lanes,
                   np.zeros(passes, dtype=np.int64))
+
+
+def wg_transposed_work(layer: Layer, masks: LayerMasks, unit: int, *, use_gate: bool,
+                       use_weight: bool) -> PhaseWork:
+    """WG with ``wg_lanes: input_channels`` (see the module docstring): rows = output channels,
+    lanes = reduction columns k."""
+    m, f, k = layer.output_pixels, layer.cout, layer.k_per_group
+    gated = use_gate and masks.has_gate
+    weight = masks.weight if (use_weight and not masks.dense_weight_gradient) else None
+    lanes = unit_lanes(k, unit)
+    units = lanes.shape[0]
+    unit_idx, row_idx, col_idx = no_indices(f, units)
+    needed = (masks.weight_any(unit, 1) if weight is not None
+              else np.ones((f, units), dtype=bool))
+    if not gated:
+        steps = np.full((f, units), m, dtype=np.int64)
+    else:
+        active = masks.channel_counts  # int64 (F,): pixels where f's gate bit is 1
+        on_base = (masks.base.any_over_k(unit).T if masks.base is not None
+                   else np.zeros((f, units), dtype=bool))
+        steps = np.where(on_base, m, active[:, None])
+        row_idx = active.copy()
+    if weight is not None:
+        unit_idx = np.ascontiguousarray(needed, dtype=np.int32)
+    return matrix_work(steps * needed, unit_idx, row_idx, col_idx, lanes)

@@ -167,6 +167,24 @@ def read_output(path: str | Path) -> RunOutput | SweepOutput:
     return RunOutput(path, name, results, summary, run_info)
 
 
+def modelling_choices(run: RunOutput) -> str:
+    """One sentence naming the knobs a run's sparse result depends on (docs/sparse-model.md):
+    queue depth, compaction, skip granularity, WG's lane mapping and the gate's gradient."""
+    hardware = run.run_info.get("hardware")
+    if not isinstance(hardware, dict):
+        return ""
+    pe, decoder = hardware.get("pe_array", {}), hardware.get("decoder", {})
+    parts = [f"`sync_tiles` {pe.get('sync_tiles', '?')}",
+             f"compaction {'on' if decoder.get('compaction') else 'off'}",
+             f"skip granularity {decoder.get('skip_granularity', '?')}",
+             f"WG lanes over {str(pe.get('wg_lanes', 'output_channels')).replace('_', ' ')}"]
+    gated = "gate" in describe_scheme(run.producer)["masks"]
+    gradient = _first(_flatten(run.producer or {}), "gate_gradient")
+    if gated:  # recorded traces before the recorder knew other estimators: straight-through
+        parts.append(f"gate gradient {gradient or 'straight_through'}")
+    return "The result depends on: " + ", ".join(parts) + "."
+
+
 def slugify(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_.") or "run"
 
@@ -644,7 +662,8 @@ def _run_section(page: Page, figures: _Figures, run: RunOutput, scheme: str,
         f"{total['flops_reduction']:.2f}x, efficiency gap {total['efficiency_gap']:.2f}, energy "
         f"reduction {total['energy_reduction']:.2f}x; {total['tflops_per_watt']:.2f} TFLOPS/W of "
         f"effective work ({total['tflops_per_watt_dense_equivalent']:.2f} dense-equivalent, "
-        f"{total['tflops_per_watt_on_chip']:.2f} on chip without DRAM).")
+        f"{total['tflops_per_watt_on_chip']:.2f} on chip without DRAM). "
+        + modelling_choices(run))
     results = run.results
     if run.producer is not None:
         figures.add(f"{run.slug}_per_layer_speedup", f"{scheme}: per-layer speedup (bars) vs "

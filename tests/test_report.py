@@ -396,3 +396,16 @@ def test_importing_accelsim_does_not_pick_a_backend() -> None:
                          check=True)
     assert out.stdout.strip() == "False"
     assert matplotlib.get_backend()  # the test process itself is unaffected
+
+
+def test_every_run_names_the_knobs_its_result_depends_on(report: Path,
+                                                         runs: dict[str, Path]) -> None:
+    """docs/sparse-model.md: queue depth, compaction, skip granularity, WG's lane mapping and,
+    for gated traces, the gate's gradient decide the sparse result; each run's paragraph says
+    which it used."""
+    page = (report / "report.md").read_text()
+    hw = load_hardware(FP8)
+    knobs = (f"The result depends on: `sync_tiles` {hw.pe_array.sync_tiles}, compaction off, "
+             f"skip granularity {hw.decoder.skip_granularity}, WG lanes over output channels")
+    assert page.count(knobs) == len(runs)
+    assert page.count(knobs + ", gate gradient straight_through.") == 2  # cdg and scdg8

@@ -26,6 +26,7 @@ from accelsim.engine.memory import (
     memory_plan,
 )
 from accelsim.engine.simulator import IndexCost, simulate_job
+from accelsim.engine.sparse import compute_key
 from accelsim.network import PHASES, conv
 
 
@@ -134,3 +135,17 @@ def test_a_masked_gate_restages_what_its_two_passes_need(fp8_hw: HardwareConfig,
     layer = conv("c", 16, cout, 3, 1, 1, 8, 8, batch=1)
     got = gate_extra(layer, 1000, fp8_hw, GatedForward(4, chunks, dense_conditional=False))
     assert got.restaged_bits == pytest.approx(1000 * fp8_hw.operand_bits * extra)
+
+
+def test_transposed_wg_stages_its_own_operands(fp8_hw: HardwareConfig) -> None:
+    """WG with lanes over input channels is the GEMM dW^T = dY^T X: its buffer reads and
+    register fills follow that GEMM's tiles (dY along PE rows, X down PE columns)."""
+    layer = conv("c", 64, 16, 3, 1, 1, 8, 8, batch=2)
+    transposed = with_overrides(fp8_hw, {"pe_array.wg_lanes": "input_channels"})
+    g = layer.gemm("wg")
+    words = gb_operand_reads(g.sc, g.t, g.sr, g.count, transposed)
+    plan = memory_plan(layer, "wg", transposed)
+    pe, op = fp8_hw.pe_array, fp8_hw.operand_bits
+    assert plan.rf_fill_bits == (words.a_reads * pe.cols + words.b_reads * pe.rows) * op
+    assert plan.rf_fill_bits != memory_plan(layer, "wg", fp8_hw).rf_fill_bits
+    assert compute_key(transposed) != compute_key(fp8_hw)  # sweeps replay them apart

@@ -10,7 +10,8 @@ builds the (K, units) matrix). The decoder's indices are each unit's active pixe
 lanes = reduction columns k, steps = pixels m. dY(m, f) is the operand broadcast to the unit's
 lanes, so gate skipping is per element: a unit runs all M steps when one of its lanes is on f's
 base path, else the pixels where f's gate bit is 1; it computes nothing when all its lanes'
-weights are pruned. The decoder reads each row's active-pixel list.
+weights are pruned (unless the step needs the dense weight gradient). The decoder reads each
+row's active-pixel list.
 """
 
 from __future__ import annotations

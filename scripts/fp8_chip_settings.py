@@ -20,13 +20,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from accelsim.analysis import replay_summary  # noqa: E402
 from accelsim.config import load_hardware, with_overrides  # noqa: E402
-from accelsim.engine.replay import replay_trace  # noqa: E402
-from accelsim.engine.simulator import results_frame  # noqa: E402
 from accelsim.network import resnet18  # noqa: E402
 from accelsim.trace.synth import SynthConfig, synthesize  # noqa: E402
-from scripts.make_gap_table import at_depth  # noqa: E402
+from scripts.make_gap_table import at_depth, replay_totals  # noqa: E402
 
 DEPTHS = (1, 4, 16, 64)
 GRADIENTS = ("straight_through", "masked")
@@ -50,9 +47,7 @@ def main() -> None:
                 for compaction in (False, True):
                     hw = with_overrides(at_depth(base_hw, depth),
                                         {"decoder.compaction": compaction})
-                    rows, storage = replay_trace(path, hw)
-                    total = replay_summary(results_frame(rows, hw), storage, hw, gradient, {},
-                                           [])["total"]
+                    total = replay_totals(path, hw, gradient)["total"]
                     print(f"| {gradient} | {depth} | {hw.buffers.register_file_words} | "
                           f"{'on' if compaction else 'off'} | {total['flops_reduction']:.2f}x | "
                           f"{total['speedup']:.2f}x | {total['efficiency_gap']:.2f} | "

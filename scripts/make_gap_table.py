@@ -67,9 +67,7 @@ def main() -> None:
             gated = [item.name for item in reader.layers if item.gate is not None]
             for label, overrides in HARDWARE.items():
                 hw = with_overrides(base_hw, overrides)
-                rows, storage = replay_trace(path, hw)
-                summary = replay_summary(results_frame(rows, hw), storage, hw, scheme, {},
-                                         gated)
+                summary = replay_totals(path, hw, scheme, gated)
                 t = summary["total"]
                 print(f"| {scheme} | {label} | {t['flops_reduction']:.2f}x | {t['speedup']:.2f}x "
                       f"| {t['efficiency_gap']:.2f} | {t['energy_reduction']:.2f}x | "
@@ -85,6 +83,14 @@ def at_depth(hw: HardwareConfig, sync_tiles: int) -> HardwareConfig:
                                "buffers.register_file_words": register_file_need(pe).total})
 
 
+def replay_totals(path: Path, hw: HardwareConfig, name: str,
+                  gated: list[str] | None = None) -> dict:
+    """The replay summary of the trace at ``path`` on ``hw`` (``total``, ``per_phase``,
+    ``index``; ``gated``: the gated layers, for the gated-layer FLOPs)."""
+    rows, storage = replay_trace(path, hw)
+    return replay_summary(results_frame(rows, hw), storage, hw, name, {}, gated or [])
+
+
 def queue_depths(base_hw: HardwareConfig, batch: int, depths: list[int]) -> None:
     """CDG's and SCDG's speedup without compaction at each queue depth."""
     print("| sync_tiles | register-file words | " + " | ".join(SENSITIVITY) + " |")
@@ -98,9 +104,7 @@ def queue_depths(base_hw: HardwareConfig, batch: int, depths: list[int]) -> None
             hw = at_depth(base_hw, depth)
             cells = []
             for scheme in SENSITIVITY:
-                rows, storage = replay_trace(paths[scheme], hw)
-                total = replay_summary(results_frame(rows, hw), storage, hw, scheme, {},
-                                       [])["total"]
+                total = replay_totals(paths[scheme], hw, scheme)["total"]
                 cells.append(f"{total['speedup']:.2f}x")
             print(f"| {depth} | {hw.buffers.register_file_words} | " + " | ".join(cells) + " |")
 
@@ -124,9 +128,7 @@ def wg_mappings(base_hw: HardwareConfig, batch: int) -> None:
                 for lanes in ("output_channels", "input_channels"):
                     hw = with_overrides(base_hw, {"decoder.compaction": compaction,
                                                   "pe_array.wg_lanes": lanes})
-                    rows, storage = replay_trace(path, hw)
-                    summary = replay_summary(results_frame(rows, hw), storage, hw, scheme, {},
-                                             [])
+                    summary = replay_totals(path, hw, scheme)
                     total, wg = summary["total"], summary["per_phase"]["wg"]
                     dense_output = dense_output or total["cycles_dense"]
                     print(f"| {scheme} | {'on' if compaction else 'off'} | {lanes} | "

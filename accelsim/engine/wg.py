@@ -39,12 +39,10 @@ def wg_work(layer: Layer, masks: LayerMasks, unit: int, *, use_gate: bool,
     ``pass_len`` only pick which cached gate counts to reuse (0: one pass)."""
     m, f, k = layer.output_pixels, layer.cout, layer.k_per_group
     gated = use_gate and masks.has_gate
-    weight = masks.weight if (use_weight and not masks.dense_weight_gradient) else None
-    lanes = unit_lanes(f, unit)
+    weighted, lanes, needed = _needed_units(masks, unit, use_weight, rows_over="k",
+                                            shape=(k, f))
     units = lanes.shape[0]
     unit_idx, row_idx, col_idx = no_indices(k, units)
-    needed = (masks.weight_any(unit, 0).T if weight is not None
-              else np.ones((k, units), dtype=bool))
     if not gated:
         steps = np.full((k, units), m, dtype=np.int32)
     else:
@@ -53,9 +51,25 @@ def wg_work(layer: Layer, masks: LayerMasks, unit: int, *, use_gate: bool,
                    else np.zeros((k, units), dtype=bool))
         steps = np.where(on_base, m, active_pixels[None, :]).astype(np.int32)
         col_idx = active_pixels
-    if weight is not None:
+    if weighted:
         unit_idx = np.ascontiguousarray(needed, dtype=np.int32)
     return matrix_work(steps * needed, unit_idx, row_idx, col_idx, lanes)
+
+
+def _needed_units(masks: LayerMasks, unit: int, use_weight: bool, *, rows_over: str,
+                  shape: tuple[int, int]) -> tuple[bool, np.ndarray, np.ndarray]:
+    """(whether WG skips with the weight mask, real lanes per unit column, bool (rows, units):
+    whether a unit has a kept weight to compute) for WG's rows over ``k`` (lanes over output
+    channels) or over ``f`` (lanes over k); ``shape`` = (K, F). Pruned weights get no gradient,
+    except at steps that need the dense weight gradient."""
+    k, f = shape
+    weighted = use_weight and masks.weight is not None and not masks.dense_weight_gradient
+    rows, length, axis = (k, f, 0) if rows_over == "k" else (f, k, 1)
+    lanes = unit_lanes(length, unit)
+    if not weighted:
+        return False, lanes, np.ones((rows, lanes.shape[0]), dtype=bool)
+    needed = masks.weight_any(unit, axis)
+    return True, lanes, needed.T if rows_over == "k" else needed
 
 
 def wg_sums(layer: Layer, masks: LayerMasks, unit: int, rows: int, pass_len: int, *,
@@ -128,12 +142,10 @@ def wg_transposed_work(layer: Layer, masks: LayerMasks, unit: int, *, use_gate: 
     lanes = reduction columns k."""
     m, f, k = layer.output_pixels, layer.cout, layer.k_per_group
     gated = use_gate and masks.has_gate
-    weight = masks.weight if (use_weight and not masks.dense_weight_gradient) else None
-    lanes = unit_lanes(k, unit)
+    weighted, lanes, needed = _needed_units(masks, unit, use_weight, rows_over="f",
+                                            shape=(k, f))
     units = lanes.shape[0]
     unit_idx, row_idx, col_idx = no_indices(f, units)
-    needed = (masks.weight_any(unit, 1) if weight is not None
-              else np.ones((f, units), dtype=bool))
     if not gated:
         steps = np.full((f, units), m, dtype=np.int64)
     else:
@@ -142,6 +154,6 @@ def wg_transposed_work(layer: Layer, masks: LayerMasks, unit: int, *, use_gate: 
                    else np.zeros((f, units), dtype=bool))
         steps = np.where(on_base, m, active[:, None])
         row_idx = active.copy()
-    if weight is not None:
+    if weighted:
         unit_idx = np.ascontiguousarray(needed, dtype=np.int32)
     return matrix_work(steps * needed, unit_idx, row_idx, col_idx, lanes)

@@ -35,6 +35,7 @@ PRECISION_BITS: dict[str, int] = {"int8": 8, "fp8": 8, "bf16": 16, "fp16": 16, "
 DATAFLOWS = ("ws", "os", "is", "tensor")
 SYSTOLIC_DATAFLOWS = ("ws", "os", "is")
 WG_LANES: tuple[str, ...] = ("output_channels", "input_channels")  # pe_array.wg_lanes
+FW_LANES: tuple[str, ...] = ("output_channels", "reduction")  # pe_array.fw_lanes
 INDEX_FORMATS = ("bitmap", "rle", "csr", "coo", "nm", "group_bitmap")
 PHASE_NAMES = ("fw", "bd", "wg")
 SKIP_GRANULARITIES = ("element", "vector", "pe_row")
@@ -137,6 +138,12 @@ class PEArrayConfig:
                             "pass lasts as long as its slowest queue, each PE stages the pass's "
                             "operands and partial sums (buffers.register_file_words) and B "
                             "operands are broadcast once per pass")
+    fw_lanes: str = param(choices=FW_LANES, default="output_channels",
+                          doc="tensor dataflow: what FW's lanes hold. output_channels: "
+                          "vector_width output channels of one pixel per PE; reduction: one "
+                          "output per PE, its lanes an adder tree over vector_width reduction "
+                          "steps (a fused multiply-add tree), so a closed gate skips that "
+                          "output alone")
     wg_lanes: str = param(choices=WG_LANES, default="output_channels",
                           doc="tensor dataflow: what WG's lanes hold. output_channels: dW = X^T "
                           "dY, rows over k, the gated dY on the lanes (a step runs if any lane's "
@@ -437,10 +444,19 @@ def register_file_need(pe: PEArrayConfig) -> RegisterFileNeed:
     s, vw = pe.sync_tiles, pe.vector_width
     ratio = PRECISION_BITS[pe.accumulator_precision] / PRECISION_BITS[pe.precision]
     staging, psums = 2 * (s + vw), math.ceil(s * vw * ratio)
-    return RegisterFileNeed(staging + psums, (
+    need = RegisterFileNeed(staging + psums, (
         f"with pe_array.sync_tiles {s} each PE stages operands for {s} queued units and {vw} "
         f"lanes, double-buffered ({staging}), and keeps {s} x {vw} partial sums at "
         f"{pe.accumulator_precision} ({psums})"))
+    if pe.fw_lanes == "reduction":  # FW: vw reduction steps of one output per queued unit
+        tree_staging, tree_psums = 2 * vw * (s + 1), math.ceil(s * ratio)
+        if tree_staging + tree_psums > need.total:
+            need = RegisterFileNeed(tree_staging + tree_psums, (
+                f"with pe_array.fw_lanes reduction and sync_tiles {s} each PE stages {vw} "
+                f"reduction steps of operands for {s} queued outputs and their weights, "
+                f"double-buffered ({tree_staging}), and keeps {s} partial sums at "
+                f"{pe.accumulator_precision} ({tree_psums})"))
+    return need
 
 
 def _check_combinations(config: HardwareConfig, errors: _Errors) -> None:
@@ -466,6 +482,17 @@ def _check_combinations(config: HardwareConfig, errors: _Errors) -> None:
     if pe.dataflow in SYSTOLIC_DATAFLOWS and pe.vector_width != 1:
         errors.add("pe_array.vector_width", f"must be 1 for the systolic dataflow "
                    f"{pe.dataflow!r} (use dataflow: tensor for vector PEs), got {pe.vector_width}")
+    if pe.fw_lanes == "reduction":
+        if pe.dataflow in SYSTOLIC_DATAFLOWS:
+            errors.add("pe_array.fw_lanes", f"applies to the tensor dataflow only, got "
+                       f"{pe.fw_lanes!r} with {pe.dataflow!r}")
+        if decoder.skip_granularity != "vector":
+            errors.add("decoder.skip_granularity", "must be vector with pe_array.fw_lanes: "
+                       "reduction (a PE's lanes reduce one output, the unit FW skips), got "
+                       f"{decoder.skip_granularity!r}")
+        if support.nm_m:
+            errors.add("sparsity_support.nm_m", "must be empty with pe_array.fw_lanes: "
+                       "reduction (N:M multiplexers feed output-channel lanes)")
     if pe.dataflow in SYSTOLIC_DATAFLOWS and pe.wg_lanes != "output_channels":
         errors.add("pe_array.wg_lanes", f"applies to the tensor dataflow only (a systolic "
                    f"{pe.dataflow!r} array computes WG as SCALE-Sim does), got {pe.wg_lanes!r}")

@@ -8,6 +8,7 @@ The numba kernels must agree with it exactly (tests/test_sparse_reference.py). S
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -25,6 +26,7 @@ class RefArray:
     indices_per_cycle: int
     pipeline_latency: int
     wg_lanes: str = "output_channels"
+    fw_lanes: str = "output_channels"
 
 
 @dataclass
@@ -156,6 +158,42 @@ def wg_reference(layer, gate, base, weight, arr):
     return units, [0] * k_count, col_idx, units_per_row
 
 
+def fw_tree_reference(layer, gate, base, weight, arr):
+    """FW with one output (m, f) per PE whose vector_width lanes are an adder tree over k: each
+    path's k's (the base path's, then the conditional path's, in order) are reduced
+    vector_width at a time, and a tree step runs when one of its k's keeps a weight; the
+    conditional steps run where the gate bit (m, f) is 1. One decoder index per active output;
+    with weights, each output column's tree steps are its weight index."""
+    f_count, k_count, tree = layer.cout, layer.k_per_group, arr.vector_width
+    m_count = layer.output_pixels
+
+    def tree_steps(f: int, on_path) -> int:
+        ks = [k for k in range(k_count) if on_path(k)]
+        groups = [ks[i:i + tree] for i in range(0, len(ks), tree)]
+        return sum(1 for g in groups if weight is None or any(weight[f, k] for k in g))
+
+    units: list[RefUnit] = []
+    base_steps, all_steps = [], []
+    for f in range(f_count):
+        if gate is None or base is None:
+            base_steps.append(0)
+        else:
+            base_steps.append(tree_steps(f, lambda k, f=f: bool(base[f, k])))
+        cond = tree_steps(f, lambda k, f=f: base is None or gate is None or not base[f, k])
+        all_steps.append(base_steps[-1] + cond)
+    for m in range(m_count):
+        for f in range(f_count):
+            if gate is None:
+                steps, idx = all_steps[f], 0
+            else:
+                active = bool(gate[m, f])
+                steps = base_steps[f] + (all_steps[f] - base_steps[f] if active else 0)
+                idx = int(active)
+            units.append(RefUnit(m, f, steps, tree, idx))
+    col_idx = all_steps if weight is not None else [0] * f_count
+    return units, [0] * m_count, col_idx, f_count
+
+
 def wg_transposed_reference(layer, gate, base, weight, arr):
     """WG as dW^T = dY^T X: rows = output channels f, lanes = reduction columns k, steps =
     pixels; dY(m, f) is broadcast to the lanes, so a unit runs pixel m when f's gate bit is 1 or
@@ -225,7 +263,11 @@ def effective_macs_reference(layer, gate, base, weight, phase, dense_weight_grad
 
 def reference_job(layer, phase, gate, base, weight, arr, gating_groups=1, group_size=1):
     """(cycles, stall, indices, macs_issued) of one job by the slow definitions."""
-    if phase == "fw":
+    if phase == "fw" and arr.fw_lanes == "reduction":
+        units, row_idx, col_idx, per_row = fw_tree_reference(layer, gate, base, weight, arr)
+        n_rows = layer.output_pixels
+        arr = dataclasses.replace(arr, unit=arr.vector_width)  # one output per PE: cols queues
+    elif phase == "fw":
         units, row_idx, col_idx, per_row = fw_reference(layer, gate, base, weight, arr,
                                                         gating_groups)
         n_rows = layer.output_pixels

@@ -250,3 +250,17 @@ def test_deeper_queues_need_the_register_file_to_stage_them(tmp_path: Path,
     message = error_of(tmp_path, preset_raw(), short)
     assert f"buffers.register_file_words: {need - 1} words cannot hold {need}: with " \
            f"pe_array.sync_tiles {sync_tiles} each PE stages operands" in message
+
+
+def test_reduction_lanes_need_vector_units_and_no_nm_multiplexers(tmp_path: Path) -> None:
+    message = error_of(tmp_path, preset_raw(), ("pe_array.fw_lanes=reduction",))
+    assert "sparsity_support.nm_m: must be empty with pe_array.fw_lanes: reduction" in message
+    message = error_of(tmp_path, preset_raw(), ("pe_array.fw_lanes=reduction",
+                                                "sparsity_support.nm_m=[]",
+                                                "decoder.skip_granularity=element"))
+    assert "decoder.skip_granularity: must be vector with pe_array.fw_lanes: reduction" in message
+    hw = load_hardware(write_config(tmp_path, preset_raw(), "ok.yaml"),
+                       ("pe_array.fw_lanes=reduction", "sparsity_support.nm_m=[]"))
+    assert hw.pe_array.fw_lanes == "reduction"
+    message = error_of(tmp_path, preset_raw(SYSTOLIC), ("pe_array.wg_lanes=input_channels",))
+    assert "pe_array.wg_lanes: applies to the tensor dataflow only" in message

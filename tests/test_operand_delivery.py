@@ -149,3 +149,15 @@ def test_transposed_wg_stages_its_own_operands(fp8_hw: HardwareConfig) -> None:
     assert plan.rf_fill_bits == (words.a_reads * pe.cols + words.b_reads * pe.rows) * op
     assert plan.rf_fill_bits != memory_plan(layer, "wg", fp8_hw).rf_fill_bits
     assert compute_key(transposed) != compute_key(fp8_hw)  # sweeps replay them apart
+
+
+def test_a_masked_gate_restages_per_tile_of_the_fw_mapping(fp8_hw: HardwareConfig) -> None:
+    """With FW's lanes an adder tree a column tile is cols (16) outputs wide, so 16-channel
+    output chunks are whole tiles and the two passes stage X once in all; on output-channel
+    lanes a 128-channel tile spans all 4 chunks and stages it twice."""
+    layer = conv("c", 16, 64, 3, 1, 1, 8, 8, batch=1)
+    gated = GatedForward(4, (0, 1, 2, 3), dense_conditional=False)
+    tree = with_overrides(fp8_hw, {"pe_array.fw_lanes": "reduction",
+                                   "sparsity_support.nm_m": []})
+    assert gate_extra(layer, 1000, tree, gated).restaged_bits == 0
+    assert gate_extra(layer, 1000, fp8_hw, gated).restaged_bits == 1000 * fp8_hw.operand_bits

@@ -56,7 +56,10 @@ def jobs(draw: st.DrawFn):
         "pe_array.sync_tiles": draw(st.integers(1, 3)),
         "pe_array.pipeline_latency": draw(st.integers(0, 3)),
         "pe_array.wg_lanes": draw(st.sampled_from(["output_channels", "input_channels"])),
-        "decoder.skip_granularity": draw(st.sampled_from(["element", "vector", "pe_row"])),
+        "pe_array.fw_lanes": (fw_lanes := draw(st.sampled_from(["output_channels",
+                                                               "reduction"]))),
+        "decoder.skip_granularity": "vector" if fw_lanes == "reduction" else draw(
+            st.sampled_from(["element", "vector", "pe_row"])),
         "decoder.compaction": draw(st.booleans()),
         "decoder.indices_per_cycle": ipc,
         "decoder.compaction_indices_per_cycle": draw(st.integers(1, ipc)),
@@ -95,7 +98,7 @@ def test_engine_equals_cycle_stepped_reference(fp8_hw: HardwareConfig, job) -> N
     use_weight = phase in support.weight and weight is not None
     arr = RefArray(pe.rows, pe.cols, pe.vector_width, unit_width(hw), pe.sync_tiles,
                    dec.compaction, dec.compaction_indices_per_cycle if dec.compaction
-                   else dec.indices_per_cycle, pe.pipeline_latency, pe.wg_lanes)
+                   else dec.indices_per_cycle, pe.pipeline_latency, pe.wg_lanes, pe.fw_lanes)
     if use_gate or use_weight:
         cycles, stall, indices, issued = reference_job(
             layer, phase, gate if use_gate else None, base_mask if use_gate else None,
@@ -221,6 +224,32 @@ def test_effective_le_required_le_issued(fp8_hw: HardwareConfig, phase: str, den
         assert got.macs_required == got.macs_issued == layer.macs
 
 
+@pytest.mark.parametrize("vector_width", [4, 8])
+def test_reduction_lanes_skip_unstructured_gates_per_element_in_fw(fp8_hw: HardwareConfig,
+                                                                  vector_width: int) -> None:
+    """A PE whose lanes are an adder tree over k computes one output, so a closed per-element
+    (CDG) gate skips exactly that output's conditional steps: with no base path and K a
+    multiple of the tree, FW issues exactly the effective MACs; 8 output-channel lanes issue far
+    more. Dense FW takes ceil(K / vw) steps per rows x cols outputs."""
+    from accelsim.engine.pe_array import dense_cycles
+
+    layer = conv("c", 16, 32, 3, 1, 1, 8, 8, 2)  # K = 144
+    gate = np.random.default_rng(5).random((2, 32, 64)) < 0.3
+    masks = LayerMasks(gate=gate)
+    tree = with_overrides(fp8_hw, {"pe_array.fw_lanes": "reduction",
+                                   "pe_array.vector_width": vector_width,
+                                   "sparsity_support.nm_m": [],
+                                   "buffers.register_file_words": 1024})
+    got = sparse_compute(layer, "fw", masks, tree)
+    assert got.macs_issued == got.macs_effective == int(gate.sum()) * layer.k_per_group
+    pe = tree.pe_array
+    assert dense_cycles(layer, "fw", pe) == (-(-128 // pe.rows) * -(-32 // pe.cols)
+                                             * -(-144 // vector_width) + pe.pipeline_latency)
+    if vector_width == 8:
+        lanes = sparse_compute(layer, "fw", masks, fp8_hw)
+        assert lanes.macs_issued > 1.5 * got.macs_issued
+
+
 @pytest.mark.parametrize("vector_width", [1, 4, 8])
 def test_transposed_wg_skips_unstructured_gates_per_element(fp8_hw: HardwareConfig,
                                                             vector_width: int) -> None:
@@ -313,15 +342,15 @@ def test_compaction_gains_nothing_on_uniform_work(n_rows: int, n_cols: int, rows
     assert schedule_passes(*args, True, 1) == schedule_passes(*args, False, 1)
 
 
-@pytest.mark.parametrize(("phase", "wg_lanes"), [
-    ("fw", "output_channels"), ("bd", "output_channels"), ("wg", "output_channels"),
-    ("wg", "input_channels")])
+@pytest.mark.parametrize(("phase", "lanes"), [
+    ("fw", {}), ("bd", {}), ("wg", {}), ("wg", {"pe_array.wg_lanes": "input_channels"}),
+    ("fw", {"pe_array.fw_lanes": "reduction"})])
 @pytest.mark.parametrize("group", [1, 2, 4])
 @pytest.mark.parametrize("compaction", [False, True])
-def test_group_gates_against_the_reference(fp8_hw: HardwareConfig, phase: str, wg_lanes: str,
+def test_group_gates_against_the_reference(fp8_hw: HardwareConfig, phase: str, lanes: dict,
                                            group: int, compaction: bool) -> None:
-    """SCDG-style group gates in every phase and WG lane mapping (a combination random
-    search reaches rarely)."""
+    """SCDG-style group gates in every phase and lane mapping (a combination random search
+    reaches rarely)."""
     layer = conv("l", 8, 16, 3, 1, 1, 5, 5, 2)
     rng = np.random.default_rng(group + 7 * compaction)
     gate_groups = rng.random((layer.output_pixels, 16 // group)) < 0.4
@@ -332,15 +361,14 @@ def test_group_gates_against_the_reference(fp8_hw: HardwareConfig, phase: str, w
         "pe_array.rows": 2, "pe_array.cols": 3, "pe_array.vector_width": 4,
         "pe_array.sync_tiles": 2, "decoder.compaction": compaction,
         "decoder.indices_per_cycle": 3, "decoder.compaction_indices_per_cycle": 2,
-        "sparsity_support.gate_group_size": 4, "sparsity_support.nm_m": [],
-        "pe_array.wg_lanes": wg_lanes})
+        "sparsity_support.gate_group_size": 4, "sparsity_support.nm_m": [], **lanes})
     got = sparse_compute(layer, phase, LayerMasks(gate=native_layout(layer, gate_groups),
                                                   gate_group_size=group, base=base,
                                                   weight=weight, gating_groups=2), hw)
     pe, dec = hw.pe_array, hw.decoder
     arr = RefArray(pe.rows, pe.cols, pe.vector_width, unit_width(hw), pe.sync_tiles,
                    compaction, dec.compaction_indices_per_cycle if compaction
-                   else dec.indices_per_cycle, pe.pipeline_latency, pe.wg_lanes)
+                   else dec.indices_per_cycle, pe.pipeline_latency, pe.wg_lanes, pe.fw_lanes)
     expected = reference_job(layer, phase, gate, base.mask, weight, arr, 2, group)
     assert (got.cycles_compute, got.cycles_decoder_stall, got.decoder_indices,
             got.macs_issued) == expected

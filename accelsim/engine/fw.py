@@ -40,13 +40,38 @@ def _fw_steps(layer: Layer, masks: LayerMasks, unit: int, gated: bool,
     return unit_any(on_base, unit, axis=0).sum(axis=1, dtype=np.int64), full
 
 
+def _fw_tree_steps(layer: Layer, masks: LayerMasks, tree: int, gated: bool,
+                   weight: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """FW steps of each output channel when a PE's lanes are a ``tree``-wide adder tree over k
+    (``fw_lanes: reduction``): (base path steps, all steps), int64 (F,) each. Each path's k's,
+    in order, are reduced ``tree`` at a time; a step runs when one of its k's keeps a weight."""
+    f, k = layer.cout, layer.k_per_group
+    gated_base = gated and masks.base is not None
+    on_base = masks.base.mask if gated_base else np.zeros((f, k), dtype=bool)
+    kept = np.ones((f, k), dtype=bool) if weight is None else weight
+
+    def steps(path: np.ndarray) -> np.ndarray:
+        position = np.cumsum(path, axis=1) - 1  # index of each k within its row's path
+        hit = np.zeros((f, -(-k // tree) + 1), dtype=bool)
+        rows, cols = np.nonzero(path & kept)
+        hit[rows, position[rows, cols] // tree] = True
+        return hit.sum(axis=1, dtype=np.int64)
+
+    base = steps(on_base)
+    return base, base + steps(~on_base)
+
+
 def fw_work(layer: Layer, masks: LayerMasks, unit: int, *, use_gate: bool, use_weight: bool,
-            compaction: bool) -> PhaseWork:
-    """Forward: rows = pixels, lanes = output channels, steps = k (see the module docstring)."""
+            compaction: bool, tree: int = 0) -> PhaseWork:
+    """Forward: rows = pixels, lanes = output channels, steps = k (see the module docstring).
+    ``tree``: a PE's lanes reduce one output ``tree`` steps at a time (``unit`` is then 1 and
+    nothing is packed)."""
     m, f = layer.output_pixels, layer.cout
     gated = use_gate and masks.has_gate
     weight = masks.weight if use_weight else None
-    base_steps, full = _fw_steps(layer, masks, unit, gated, weight)
+    base_steps, full = (_fw_tree_steps(layer, masks, tree, gated, weight) if tree
+                        else _fw_steps(layer, masks, unit, gated, weight))
+    compaction = compaction and not tree
     units = full.shape[0]
     unit_idx, row_idx, col_idx = no_indices(m, units)
     full32, base32 = full.astype(np.int32), base_steps.astype(np.int32)
@@ -64,7 +89,8 @@ def fw_work(layer: Layer, masks: LayerMasks, unit: int, *, use_gate: bool, use_w
             unit_idx = views.unit_active.view(np.uint8).astype(np.int32)
     if weight is not None:
         col_idx = full.copy()
-    return matrix_work(work, unit_idx, row_idx, col_idx, unit_lanes(f, unit))
+    lanes = np.full(f, tree, dtype=np.int64) if tree else unit_lanes(f, unit)
+    return matrix_work(work, unit_idx, row_idx, col_idx, lanes)
 
 
 @dataclass(frozen=True, eq=False)
@@ -99,30 +125,34 @@ class FwPlan:
 
 
 def fw_sums(layer: Layer, masks: LayerMasks, unit: int, rows: int, pass_len: int, *,
-            use_gate: bool, use_weight: bool, scale: tuple[int, int] | None = None) -> PassSums:
+            use_gate: bool, use_weight: bool, scale: tuple[int, int] | None = None,
+            tree: int = 0) -> PassSums:
     """FW without compaction as per-pass sums (equal to scheduling :func:`fw_work`).
-    ``scale`` = (t', t): every unit's steps become ceil(steps * t' / t) (N:M multiplexers)."""
+    ``scale`` = (t', t): every unit's steps become ceil(steps * t' / t) (N:M multiplexers);
+    ``tree``: a PE's lanes reduce one output that many steps at a time."""
     gated = use_gate and masks.has_gate
     weight = masks.weight if use_weight else None
-    plan = fw_plan(layer, masks, unit, rows, pass_len, gated, weight, scale)
+    plan = fw_plan(layer, masks, unit, rows, pass_len, gated, weight, scale, tree)
     return plan.gated(masks) if gated else plan.ungated()
 
 
 def fw_plan(layer: Layer, masks: LayerMasks, unit: int, rows: int, pass_len: int,
-            gated: bool, weight: np.ndarray | None, scale: tuple[int, int] | None) -> FwPlan:
+            gated: bool, weight: np.ndarray | None, scale: tuple[int, int] | None,
+            tree: int = 0) -> FwPlan:
     """The :class:`FwPlan` of a job (cached with what depends on the weight mask and base
     path)."""
     key = ("fw_sums", layer.output_pixels, layer.cout, layer.k_per_group, unit, rows, pass_len,
-           gated, weight is not None, scale)
+           gated, weight is not None, scale, tree)
     return memo(masks._static_cache, key, lambda: _fw_plan_of(
-        layer, masks, unit, rows, pass_len, gated, weight, scale))
+        layer, masks, unit, rows, pass_len, gated, weight, scale, tree))
 
 
 def _fw_plan_of(layer: Layer, masks: LayerMasks, unit: int, rows: int, pass_len: int,
                 gated: bool, weight: np.ndarray | None,
-                scale: tuple[int, int] | None) -> FwPlan:
+                scale: tuple[int, int] | None, tree: int) -> FwPlan:
     m, f = layer.output_pixels, layer.cout
-    base_steps, full = _fw_steps(layer, masks, unit, gated, weight)
+    base_steps, full = (_fw_tree_steps(layer, masks, tree, gated, weight) if tree
+                        else _fw_steps(layer, masks, unit, gated, weight))
     if scale is not None:
         base_steps = -(-base_steps * scale[0] // scale[1])
         full = -(-full * scale[0] // scale[1])
@@ -130,6 +160,7 @@ def _fw_plan_of(layer: Layer, masks: LayerMasks, unit: int, rows: int, pass_len:
     per_row = pass_rows(m, rows, pass_len)[:, None, :]
     col_idx = full.copy() if weight is not None else np.zeros(units, dtype=np.int64)
     fixed = per_row * (base_steps if gated else full)[None, :, None]
+    lanes = np.full(f, tree, dtype=np.int64) if tree else unit_lanes(f, unit)
     return FwPlan(unit, rows, pass_len, fixed, full - base_steps,
-                  np.arange(units, dtype=np.int64), unit_lanes(f, unit),
+                  np.arange(units, dtype=np.int64), lanes,
                   np.zeros(per_row.shape[0], dtype=np.int64), col_idx)

@@ -126,15 +126,17 @@ class OperandWords:
     writes: int
 
 
-def gb_operand_reads(sr: int, t: int, sc: int, count: int, hw: HardwareConfig) -> OperandWords:
+def gb_operand_reads(sr: int, t: int, sc: int, count: int, hw: HardwareConfig,
+                     tile_columns: int | None = None) -> OperandWords:
     """Global-buffer words moved to/from the array for one GEMM (all groups).
 
     - ws: B loaded once; A streamed once per column fold; psums spill per row fold.
     - is: A loaded once; B streamed once per column fold; psums spill per row fold.
     - os: A re-read per column fold, B per row fold; outputs written once.
     - tensor (staged operands, docs/sparse-model.md): A broadcast along PE rows once per column
-      tile (cols*vector_width outputs wide); B broadcast down PE columns once per pass of
-      ``sync_tiles`` row tiles, whose queued units all reuse it; outputs written once.
+      tile (``tile_columns`` outputs wide: cols*vector_width, or cols when a PE's lanes reduce
+      one output); B broadcast down PE columns once per pass of ``sync_tiles`` row tiles, whose
+      queued units all reuse it; outputs written once.
     """
     pe = hw.pe_array
     rows, cols = pe.rows, pe.cols
@@ -150,7 +152,7 @@ def gb_operand_reads(sr: int, t: int, sc: int, count: int, hw: HardwareConfig) -
         a, b = sr * t * math.ceil(sc / cols), t * sc * math.ceil(sr / rows)
         psum_reads, writes = 0, sr * sc
     else:
-        a = sr * t * math.ceil(sc / (cols * pe.vector_width))
+        a = sr * t * math.ceil(sc / (tile_columns or cols * pe.vector_width))
         b = t * sc * math.ceil(sr / (rows * pe.sync_tiles))
         psum_reads, writes = 0, sr * sc
     return OperandWords(a * count, b * count, psum_reads * count, writes * count)
@@ -191,8 +193,11 @@ def memory_plan(layer: Layer, phase: str, hw: HardwareConfig, *, weight_density:
     dram_in = a_bytes * tiling.a_reads + b_bytes * tiling.b_reads + index_read_bits / 8
     dram_out = o_bytes * tiling.o_writes + index_write_bits / 8
 
-    gemm = phase_gemm(layer, phase, hw.pe_array)
-    words = gb_operand_reads(gemm.sr, gemm.t, gemm.sc, gemm.count, hw)
+    pe = hw.pe_array
+    gemm = phase_gemm(layer, phase, pe)
+    tree = phase == "fw" and pe.fw_lanes == "reduction"
+    words = gb_operand_reads(gemm.sr, gemm.t, gemm.sc, gemm.count, hw,
+                             pe.cols if tree else None)
     acc, op = hw.accumulator_bits, hw.operand_bits
     a_bits, b_bits = words.a_reads * op, words.b_reads * b_stored * op
     held_bits = 0.0  # outputs kept in the buffer until the gate is known (written, read back)
@@ -270,7 +275,8 @@ def gate_extra(layer: Layer, a_words: int, hw: HardwareConfig,
     restaged = 0.0
     if not gated.dense_conditional:
         f, g = layer.cout, gated.groups
-        width = pe.cols * pe.vector_width if pe.dataflow == "tensor" else pe.cols
+        tree = pe.dataflow == "tensor" and pe.fw_lanes == "reduction"  # one output per PE
+        width = pe.cols * pe.vector_width if pe.dataflow == "tensor" and not tree else pe.cols
         width = f if pe.dataflow == "is" else width
         tiles = range(0, f, width)
         extra = 0.0

@@ -100,10 +100,32 @@ class Schedule:
     compacted: bool = False     # the work went through the compaction network
 
 
-def schedule(work: PhaseWork | PassSums, hw: HardwareConfig, unit: int) -> Schedule:
-    """Run a phase's work through the queues of ``hw`` with ``unit``-lane units."""
+@dataclass(frozen=True)
+class LaneLayout:
+    """How a phase's units sit on the array: output columns per unit (``unit``), queue
+    columns (``qcols``) and, when a PE's lanes are an adder tree over the reduction, its width
+    (``tree``: steps reduced per cycle; 0 otherwise)."""
+
+    unit: int
+    qcols: int
+    tree: int
+
+
+def lane_layout(hw: HardwareConfig, phase: str) -> LaneLayout:
+    """The :class:`LaneLayout` of ``phase`` on ``hw``: FW with ``pe_array.fw_lanes: reduction``
+    has one output per PE (cols queue columns, a vector_width-wide tree); otherwise units of
+    :func:`unit_width` output columns."""
+    pe = hw.pe_array
+    if phase == "fw" and pe.fw_lanes == "reduction":
+        return LaneLayout(1, pe.cols, pe.vector_width)
+    unit = unit_width(hw)
+    return LaneLayout(unit, queue_columns(hw, unit), 0)
+
+
+def schedule(work: PhaseWork | PassSums, hw: HardwareConfig, qcols: int) -> Schedule:
+    """Run a phase's work through the queues of ``hw`` (``qcols`` queue columns)."""
     pe, decoder = hw.pe_array, hw.decoder
-    qcols, throughput = queue_columns(hw, unit), decoder_throughput(hw)
+    throughput = decoder_throughput(hw)
     if isinstance(work, PassSums):
         assert not decoder.compaction
         return schedule_pass_sums(work, qcols, throughput, pe.pipeline_latency)

@@ -28,17 +28,18 @@ from accelsim.config import (
 from accelsim.engine.bd import BdPlan, bd_plan, bd_sums, bd_work
 from accelsim.engine.fw import FwPlan, fw_plan, fw_sums, fw_work
 from accelsim.engine.masks import LayerMasks, as_bytes, memo
-from accelsim.engine.pe_array import cycles_dense_tensor, cycles_gemm, phase_gemm
+from accelsim.engine.pe_array import cycles_dense_tensor, cycles_gemm, dense_cycles, phase_gemm
 from accelsim.engine.schedule import (
+    LaneLayout,
     PassSums,
     PhaseWork,
     Schedule,
     decoder_throughput,
+    lane_layout,
     matrix_sums,
     queue_columns,
     schedule,
     schedule_pass_sums,
-    unit_width,
 )
 from accelsim.engine.systolic import nm_reduction_length
 from accelsim.engine.wg import WgPlan, wg_plan, wg_sums, wg_transposed_work, wg_work
@@ -115,6 +116,7 @@ class ComputeKey:
     vector_width: int
     pipeline_latency: int
     sync_tiles: int
+    fw_lanes: str
     wg_lanes: str
     decoder: DecoderConfig
     sparsity_support: SparsitySupportConfig
@@ -124,7 +126,7 @@ def compute_key(hw: HardwareConfig) -> ComputeKey:
     """The :class:`ComputeKey` of ``hw``."""
     pe = hw.pe_array
     return ComputeKey(pe.rows, pe.cols, pe.dataflow, pe.vector_width, pe.pipeline_latency,
-                      pe.sync_tiles, pe.wg_lanes, hw.decoder, hw.sparsity_support)
+                      pe.sync_tiles, pe.fw_lanes, pe.wg_lanes, hw.decoder, hw.sparsity_support)
 
 
 @dataclass(frozen=True)
@@ -188,11 +190,10 @@ def sparse_compute(layer: Layer, phase: str, masks: LayerMasks,
     use_weight = phase in support.weight and (
         masks.weight is not None or (phase == "fw" and masks.nm is not None))
     gemm = phase_gemm(layer, phase, hw.pe_array)
-    dense_compute = cycles_gemm(gemm, hw.pe_array)
-    unit = unit_width(hw)
+    dense_compute = dense_cycles(layer, phase, hw.pe_array)
     macs = job_macs(layer, masks, phase)
-    return _sparse_compute(layer, phase, masks, hw, gemm, dense_compute, unit, macs, use_gate,
-                           use_weight)
+    return _sparse_compute(layer, phase, masks, hw, gemm, dense_compute, lane_layout(hw, phase),
+                           macs, use_gate, use_weight)
 
 
 def job_macs(layer: Layer, masks: LayerMasks, phase: str) -> JobMacs:
@@ -216,10 +217,11 @@ def required_macs(layer: Layer, masks: LayerMasks, phase: str, macs_effective: i
 
 
 def _sparse_compute(layer: Layer, phase: str, masks: LayerMasks, hw: HardwareConfig, gemm: Gemm,
-                    dense_compute: int, unit: int, macs: JobMacs, use_gate: bool,
+                    dense_compute: int, layout: LaneLayout, macs: JobMacs, use_gate: bool,
                     use_weight: bool) -> SparseCompute:
     """The compute of a job that does not go through a GatedPlan (:func:`sparse_compute`)."""
     support = hw.sparsity_support
+    unit = layout.unit
     if hw.pe_array.dataflow in SYSTOLIC_DATAFLOWS:
         # Systolic arrays exploit only N:M weights, in the forward pass (SCALE-Sim v3).
         nm = masks.nm if (use_weight and phase == "fw" and masks.nm
@@ -244,9 +246,9 @@ def _sparse_compute(layer: Layer, phase: str, masks: LayerMasks, hw: HardwareCon
     work: PhaseWork | PassSums
     if phase == "fw":
         work = (fw_work(layer, masks, unit, use_gate=use_gate, use_weight=use_weight,
-                        compaction=True) if compaction else
+                        compaction=True, tree=layout.tree) if compaction else
                 fw_sums(layer, masks, unit, rows, pass_len, use_gate=use_gate,
-                        use_weight=use_weight))
+                        use_weight=use_weight, tree=layout.tree))
     elif phase == "bd":
         work = (bd_work(layer, masks, unit, use_gate=use_gate, use_weight=use_weight)
                 if compaction else
@@ -260,7 +262,7 @@ def _sparse_compute(layer: Layer, phase: str, masks: LayerMasks, hw: HardwareCon
                         rows=rows, pass_len=pass_len) if compaction else
                 wg_sums(layer, masks, unit, rows, pass_len, use_gate=use_gate,
                         use_weight=use_weight))
-    return SparseCompute.of(schedule(work, hw, unit), macs, dense_compute)
+    return SparseCompute.of(schedule(work, hw, layout.qcols), macs, dense_compute)
 
 
 def _nm_tensor(layer: Layer, gemm: Gemm, masks: LayerMasks, hw: HardwareConfig,
@@ -290,7 +292,7 @@ def _nm_tensor(layer: Layer, gemm: Gemm, masks: LayerMasks, hw: HardwareConfig,
         metadata = np.full(sums.col_idx.shape, math.ceil(gemm.t / m_), dtype=np.int64)
         steps = PassSums(sums.sums, sums.classes, sums.lanes, sums.unit_idx_sums,
                          sums.row_idx_sums, metadata)
-    return SparseCompute.of(schedule(steps, hw, unit), macs, dense_compute)
+    return SparseCompute.of(schedule(steps, hw, queue_columns(hw, unit)), macs, dense_compute)
 
 
 def _nm_multiplexed(gemm: Gemm, nm: tuple[int, int], hw: HardwareConfig, macs: JobMacs,
@@ -364,14 +366,15 @@ def gated_plan(layer: Layer, phase: str, masks: LayerMasks,
     if skips and (hw.decoder.compaction or (phase == "wg" and pe.wg_lanes != "output_channels")):
         return None  # the per-pixel (or, transposed WG, per-channel) work path
     gemm = phase_gemm(layer, phase, pe)
-    unit = unit_width(hw)
+    layout = lane_layout(hw, phase)
+    unit = layout.unit
     rows, pass_len = pe.rows, pe.rows * pe.sync_tiles
     sums: FwPlan | BdPlan | WgPlan | None = None
     if skips and phase == "fw":
-        sums = fw_plan(layer, masks, unit, rows, pass_len, True, None, None)
+        sums = fw_plan(layer, masks, unit, rows, pass_len, True, None, None, layout.tree)
     elif skips and phase == "bd":
         sums = bd_plan(layer, masks, unit, rows, pass_len, True, None)
     elif skips:
         sums = wg_plan(layer, masks, unit, rows, pass_len)
-    return GatedPlan(layer, phase, cycles_gemm(gemm, pe), gemm.macs, sums,
-                     queue_columns(hw, unit), decoder_throughput(hw), pe.pipeline_latency)
+    return GatedPlan(layer, phase, dense_cycles(layer, phase, pe), gemm.macs, sums,
+                     layout.qcols, decoder_throughput(hw), pe.pipeline_latency)

@@ -195,7 +195,9 @@ class BuffersConfig:
                                      doc="register file per PE, in operand words; must hold "
                                      "what its dataflow keeps (tensor: 2 x (sync_tiles + "
                                      "vector_width) staged operands + sync_tiles x "
-                                     "vector_width partial sums at accumulator width)")
+                                     "vector_width partial sums at accumulator width; with "
+                                     "fw_lanes reduction also 2 x vector_width x (sync_tiles "
+                                     "+ 1) + sync_tiles partial sums)")
 
 
 @dataclass(frozen=True)
@@ -435,7 +437,9 @@ def register_file_need(pe: PEArrayConfig) -> RegisterFileNeed:
     stages, double-buffered, one streamed operand word per queued unit and one word per lane of
     the operand its units share (2 x (sync_tiles + vector_width)), and keeps the partial sums of
     every queued unit's lanes until the pass ends (sync_tiles x vector_width accumulator words,
-    counted in operand words). A systolic PE keeps an operand, its lanes' partial sums and a
+    counted in operand words); with ``fw_lanes: reduction`` FW stages vector_width reduction
+    steps of each queued output and of its weights and keeps one partial sum per queued output.
+    A systolic PE keeps an operand, its lanes' partial sums and a
     forwarded operand (vector_width + 2).
     """
     if pe.dataflow != "tensor":

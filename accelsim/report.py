@@ -177,6 +177,8 @@ def modelling_choices(run: RunOutput) -> str:
     parts = [f"`sync_tiles` {pe.get('sync_tiles', '?')}",
              f"compaction {'on' if decoder.get('compaction') else 'off'}",
              f"skip granularity {decoder.get('skip_granularity', '?')}",
+             "FW lanes " + ("an adder tree over k" if pe.get("fw_lanes") == "reduction"
+                            else "over output channels"),
              f"WG lanes over {str(pe.get('wg_lanes', 'output_channels')).replace('_', ' ')}"]
     gated = "gate" in describe_scheme(run.producer)["masks"]
     gradient = _first(_flatten(run.producer or {}), "gate_gradient")

@@ -36,6 +36,7 @@ class RefUnit:
     steps: int
     lanes: int
     decoder_indices: int = 0
+    macs: int | None = None  # MACs issued when not steps x lanes (a tree's partial groups)
 
 
 def _lanes(col: int, unit: int, length: int) -> range:
@@ -161,36 +162,37 @@ def wg_reference(layer, gate, base, weight, arr):
 def fw_tree_reference(layer, gate, base, weight, arr):
     """FW with one output (m, f) per PE whose vector_width lanes are an adder tree over k: each
     path's k's (the base path's, then the conditional path's, in order) are reduced
-    vector_width at a time, and a tree step runs when one of its k's keeps a weight; the
-    conditional steps run where the gate bit (m, f) is 1. One decoder index per active output;
-    with weights, each output column's tree steps are its weight index."""
+    vector_width at a time, and a tree step runs when one of its k's keeps a weight, issuing a
+    MAC per k of the group; the conditional steps run where the gate bit (m, f) is 1. One
+    decoder index per active output; with weights, each output column's tree steps are its
+    weight index."""
     f_count, k_count, tree = layer.cout, layer.k_per_group, arr.vector_width
     m_count = layer.output_pixels
 
-    def tree_steps(f: int, on_path) -> int:
+    def tree_steps(f: int, on_path) -> tuple[int, int]:
         ks = [k for k in range(k_count) if on_path(k)]
         groups = [ks[i:i + tree] for i in range(0, len(ks), tree)]
-        return sum(1 for g in groups if weight is None or any(weight[f, k] for k in g))
+        running = [g for g in groups if weight is None or any(weight[f, k] for k in g)]
+        return len(running), sum(len(g) for g in running)
 
-    units: list[RefUnit] = []
-    base_steps, all_steps = [], []
+    paths = []
     for f in range(f_count):
         if gate is None or base is None:
-            base_steps.append(0)
+            on_base = (0, 0)
         else:
-            base_steps.append(tree_steps(f, lambda k, f=f: bool(base[f, k])))
+            on_base = tree_steps(f, lambda k, f=f: bool(base[f, k]))
         cond = tree_steps(f, lambda k, f=f: base is None or gate is None or not base[f, k])
-        all_steps.append(base_steps[-1] + cond)
+        paths.append((on_base, cond))
+    units: list[RefUnit] = []
     for m in range(m_count):
         for f in range(f_count):
-            if gate is None:
-                steps, idx = all_steps[f], 0
-            else:
-                active = bool(gate[m, f])
-                steps = base_steps[f] + (all_steps[f] - base_steps[f] if active else 0)
-                idx = int(active)
-            units.append(RefUnit(m, f, steps, tree, idx))
-    col_idx = all_steps if weight is not None else [0] * f_count
+            (base_steps, base_macs), (cond_steps, cond_macs) = paths[f]
+            active = gate is None or bool(gate[m, f])
+            steps = base_steps + (cond_steps if active else 0)
+            macs = base_macs + (cond_macs if active else 0)
+            idx = 0 if gate is None else int(active)
+            units.append(RefUnit(m, f, steps, tree, idx, macs))
+    col_idx = ([b[0] + c[0] for b, c in paths] if weight is not None else [0] * f_count)
     return units, [0] * m_count, col_idx, f_count
 
 
@@ -283,7 +285,7 @@ def reference_job(layer, phase, gate, base, weight, arr, gating_groups=1, group_
         units, row_idx, col_idx, per_row = wg_reference(layer, gate, base, weight, arr)
         n_rows = layer.k_per_group
     cycles, stall, indices = run_cycles(units, row_idx, col_idx, n_rows, per_row, arr)
-    issued = sum(u.steps * u.lanes for u in units)
+    issued = sum(u.steps * u.lanes if u.macs is None else u.macs for u in units)
     return cycles, stall, indices, issued
 
 

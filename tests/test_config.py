@@ -264,3 +264,15 @@ def test_reduction_lanes_need_vector_units_and_no_nm_multiplexers(tmp_path: Path
     assert hw.pe_array.fw_lanes == "reduction"
     message = error_of(tmp_path, preset_raw(SYSTOLIC), ("pe_array.wg_lanes=input_channels",))
     assert "pe_array.wg_lanes: applies to the tensor dataflow only" in message
+
+
+def test_adder_tree_queues_need_their_staging(tmp_path: Path) -> None:
+    """FW trees stage vector_width reduction steps per queued output and keep one partial sum
+    each: with FP16 operands and accumulators, sync_tiles 16 and 8 lanes that is
+    2 x 8 x 17 + 16 = 288 words, more than the output-channel mapping's 2 x 24 + 128 = 176."""
+    overrides = ("pe_array.fw_lanes=reduction", "sparsity_support.nm_m=[]",
+                 "pe_array.precision=fp16", "pe_array.accumulator_precision=fp16",
+                 "buffers.register_file_words=200")
+    message = error_of(tmp_path, preset_raw(), overrides)
+    assert "buffers.register_file_words: 200 words cannot hold 288: with pe_array.fw_lanes " \
+        "reduction and sync_tiles 16 each PE stages 8 reduction steps" in message

@@ -161,3 +161,18 @@ def test_a_masked_gate_restages_per_tile_of_the_fw_mapping(fp8_hw: HardwareConfi
                                    "sparsity_support.nm_m": []})
     assert gate_extra(layer, 1000, tree, gated).restaged_bits == 0
     assert gate_extra(layer, 1000, fp8_hw, gated).restaged_bits == 1000 * fp8_hw.operand_bits
+
+
+def test_adder_tree_lanes_stage_a_per_cols_wide_tile(fp8_hw: HardwareConfig) -> None:
+    """With FW's lanes an adder tree a column tile is cols outputs wide, so A (X) is staged once
+    per 16 output channels instead of per 128; the config is its own compute."""
+    layer = conv("c", 16, 256, 3, 1, 1, 8, 8, batch=1)
+    tree = with_overrides(fp8_hw, {"pe_array.fw_lanes": "reduction",
+                                   "sparsity_support.nm_m": []})
+    g = layer.gemm("fw")
+    words = gb_operand_reads(g.sr, g.t, g.sc, g.count, tree, tree.pe_array.cols)
+    assert words.a_reads == g.sr * g.t * (256 // 16)
+    pe, op = tree.pe_array, tree.operand_bits
+    assert memory_plan(layer, "fw", tree).rf_fill_bits == \
+        (words.a_reads * pe.cols + words.b_reads * pe.rows) * op
+    assert compute_key(tree) != compute_key(with_overrides(fp8_hw, {"sparsity_support.nm_m": []}))

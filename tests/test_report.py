@@ -406,6 +406,7 @@ def test_every_run_names_the_knobs_its_result_depends_on(report: Path,
     page = (report / "report.md").read_text()
     hw = load_hardware(FP8)
     knobs = (f"The result depends on: `sync_tiles` {hw.pe_array.sync_tiles}, compaction off, "
-             f"skip granularity {hw.decoder.skip_granularity}, WG lanes over output channels")
+             f"skip granularity {hw.decoder.skip_granularity}, FW lanes over output channels, "
+             f"WG lanes over output channels")
     assert page.count(knobs) == len(runs)
     assert page.count(knobs + ", gate gradient straight_through.") == 2  # cdg and scdg8

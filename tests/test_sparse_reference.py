@@ -248,6 +248,10 @@ def test_reduction_lanes_skip_unstructured_gates_per_element_in_fw(fp8_hw: Hardw
     if vector_width == 8:
         lanes = sparse_compute(layer, "fw", masks, fp8_hw)
         assert lanes.macs_issued > 1.5 * got.macs_issued
+    # K = 9 on an 8-wide tree: the last, partial group issues only its k's, as dense does
+    small = conv("s", 1, 8, 3, 1, 1, 4, 4, 1)
+    open_gate = LayerMasks(gate=np.ones((1, 8, 16), dtype=bool))
+    assert sparse_compute(small, "fw", open_gate, tree).macs_issued == small.macs
 
 
 @pytest.mark.parametrize("vector_width", [1, 4, 8])

@@ -7,6 +7,10 @@ when any lane of the unit keeps a weight at k. Without compaction the unit runs 
 x any_j(i) steps, linear in the gate bits, so :class:`FwPlan` and the gate's per-pass counts
 give the schedule's sums (:func:`fw_sums`); :func:`fw_work` builds the per-pixel matrix for
 compaction (:mod:`accelsim.engine.compaction`), and tests require both paths to agree.
+
+With ``pe_array.fw_lanes: reduction`` a PE's lanes are an adder tree over k computing one output
+(:func:`fw_tree_steps`): units are single output channels, each path's k's are reduced
+vector_width at a time, and the issued MACs are counted exactly (:func:`tree_macs_issued`).
 """
 
 from __future__ import annotations
@@ -40,25 +44,60 @@ def _fw_steps(layer: Layer, masks: LayerMasks, unit: int, gated: bool,
     return unit_any(on_base, unit, axis=0).sum(axis=1, dtype=np.int64), full
 
 
-def _fw_tree_steps(layer: Layer, masks: LayerMasks, tree: int, gated: bool,
-                   weight: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """FW steps of each output channel when a PE's lanes are a ``tree``-wide adder tree over k
-    (``fw_lanes: reduction``): (base path steps, all steps), int64 (F,) each. Each path's k's,
-    in order, are reduced ``tree`` at a time; a step runs when one of its k's keeps a weight."""
+@dataclass(frozen=True)
+class TreeSteps:
+    """FW of one output channel on a PE whose lanes are an adder tree over k (``fw_lanes:
+    reduction``): steps (cycles) and MACs (the k's of the steps that run; a last, partial group
+    of a path issues only its k's) of its base path and of its whole reduction, int64 (F,)."""
+
+    base: np.ndarray
+    full: np.ndarray
+    base_macs: np.ndarray
+    full_macs: np.ndarray
+
+
+def fw_tree_steps(layer: Layer, masks: LayerMasks, tree: int, gated: bool,
+                  weight: np.ndarray | None) -> TreeSteps:
+    """The :class:`TreeSteps` of a job: each path's k's, in order, are reduced ``tree`` at a
+    time, and a step runs when one of its k's keeps a weight."""
     f, k = layer.cout, layer.k_per_group
     gated_base = gated and masks.base is not None
     on_base = masks.base.mask if gated_base else np.zeros((f, k), dtype=bool)
     kept = np.ones((f, k), dtype=bool) if weight is None else weight
 
-    def steps(path: np.ndarray) -> np.ndarray:
+    def path_steps(path: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         position = np.cumsum(path, axis=1) - 1  # index of each k within its row's path
-        hit = np.zeros((f, -(-k // tree) + 1), dtype=bool)
+        groups = -(-k // tree) + 1
+        hit = np.zeros((f, groups), dtype=bool)
         rows, cols = np.nonzero(path & kept)
         hit[rows, position[rows, cols] // tree] = True
-        return hit.sum(axis=1, dtype=np.int64)
+        size = np.zeros((f, groups), dtype=np.int64)
+        rows, cols = np.nonzero(path)
+        np.add.at(size, (rows, position[rows, cols] // tree), 1)
+        return hit.sum(axis=1, dtype=np.int64), (hit * size).sum(axis=1)
 
-    base = steps(on_base)
-    return base, base + steps(~on_base)
+    base, base_macs = path_steps(on_base)
+    cond, cond_macs = path_steps(~on_base)
+    return TreeSteps(base, base + cond, base_macs, base_macs + cond_macs)
+
+
+def tree_macs_issued(layer: Layer, masks: LayerMasks, tree: int, gated: bool,
+                     weight: np.ndarray | None) -> int:
+    """MACs a FW job issues on adder-tree lanes: every output's base-path MACs, and its
+    conditional MACs where its gate bit is 1 (all of them without a gate)."""
+    steps = fw_tree_steps(layer, masks, tree, gated, weight)
+    m = layer.output_pixels
+    if not gated:
+        return int(steps.full_macs.sum()) * m
+    active = masks.channel_counts  # pixels where each output channel's gate bit is 1
+    return int(steps.base_macs.sum()) * m + int(((steps.full_macs - steps.base_macs)
+                                                 * active).sum())
+
+
+def _tree_pair(layer: Layer, masks: LayerMasks, tree: int, gated: bool,
+               weight: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    steps = fw_tree_steps(layer, masks, tree, gated, weight)
+    return steps.base, steps.full
 
 
 def fw_work(layer: Layer, masks: LayerMasks, unit: int, *, use_gate: bool, use_weight: bool,
@@ -69,7 +108,7 @@ def fw_work(layer: Layer, masks: LayerMasks, unit: int, *, use_gate: bool, use_w
     m, f = layer.output_pixels, layer.cout
     gated = use_gate and masks.has_gate
     weight = masks.weight if use_weight else None
-    base_steps, full = (_fw_tree_steps(layer, masks, tree, gated, weight) if tree
+    base_steps, full = (_tree_pair(layer, masks, tree, gated, weight) if tree
                         else _fw_steps(layer, masks, unit, gated, weight))
     compaction = compaction and not tree
     units = full.shape[0]
@@ -100,7 +139,7 @@ class FwPlan:
     steps summed over the pass's rows, plus ``cond[j]`` at every row where any of its lanes is
     active."""
 
-    unit: int               # lanes per lock-step unit
+    unit: int               # output columns per lock-step unit
     rows: int               # queue rows (PE rows)
     pass_len: int           # output rows per pass
     fixed: np.ndarray       # int64 (passes, J, rows): steps that do not depend on the gate
@@ -151,7 +190,7 @@ def _fw_plan_of(layer: Layer, masks: LayerMasks, unit: int, rows: int, pass_len:
                 gated: bool, weight: np.ndarray | None,
                 scale: tuple[int, int] | None, tree: int) -> FwPlan:
     m, f = layer.output_pixels, layer.cout
-    base_steps, full = (_fw_tree_steps(layer, masks, tree, gated, weight) if tree
+    base_steps, full = (_tree_pair(layer, masks, tree, gated, weight) if tree
                         else _fw_steps(layer, masks, unit, gated, weight))
     if scale is not None:
         base_steps = -(-base_steps * scale[0] // scale[1])

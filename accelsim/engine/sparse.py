@@ -26,7 +26,7 @@ from accelsim.config import (
     SparsitySupportConfig,
 )
 from accelsim.engine.bd import BdPlan, bd_plan, bd_sums, bd_work
-from accelsim.engine.fw import FwPlan, fw_plan, fw_sums, fw_work
+from accelsim.engine.fw import FwPlan, fw_plan, fw_sums, fw_work, tree_macs_issued
 from accelsim.engine.masks import LayerMasks, as_bytes, memo
 from accelsim.engine.pe_array import cycles_dense_tensor, cycles_gemm, dense_cycles, phase_gemm
 from accelsim.engine.schedule import (
@@ -262,7 +262,12 @@ def _sparse_compute(layer: Layer, phase: str, masks: LayerMasks, hw: HardwareCon
                         rows=rows, pass_len=pass_len) if compaction else
                 wg_sums(layer, masks, unit, rows, pass_len, use_gate=use_gate,
                         use_weight=use_weight))
-    return SparseCompute.of(schedule(work, hw, layout.qcols), macs, dense_compute)
+    run = schedule(work, hw, layout.qcols)
+    if phase == "fw" and layout.tree:
+        weight = masks.weight if use_weight else None
+        run = dataclasses.replace(run, macs_issued=tree_macs_issued(
+            layer, masks, layout.tree, use_gate and masks.has_gate, weight))
+    return SparseCompute.of(run, macs, dense_compute)
 
 
 def _nm_tensor(layer: Layer, gemm: Gemm, masks: LayerMasks, hw: HardwareConfig,
@@ -327,6 +332,7 @@ class GatedPlan:
     qcols: int
     indices_per_cycle: int
     latency: int                  # pipeline latency, cycles
+    tree: int = 0                 # FW on adder-tree lanes of this width (issued MACs exact)
 
     def compute(self, masks: LayerMasks) -> SparseCompute:
         """The job's compute with the gate of ``masks`` (same base path and group size as
@@ -337,6 +343,9 @@ class GatedPlan:
                                            self.dense_compute)
         work = self.sums.gated(masks)
         run = schedule_pass_sums(work, self.qcols, self.indices_per_cycle, self.latency)
+        if self.tree:
+            run = dataclasses.replace(run, macs_issued=tree_macs_issued(
+                self.layer, masks, self.tree, True, None))
         return SparseCompute.of(run, macs, self.dense_compute)
 
 
@@ -377,4 +386,5 @@ def gated_plan(layer: Layer, phase: str, masks: LayerMasks,
     elif skips:
         sums = wg_plan(layer, masks, unit, rows, pass_len)
     return GatedPlan(layer, phase, dense_cycles(layer, phase, pe), gemm.macs, sums,
-                     layout.qcols, decoder_throughput(hw), pe.pipeline_latency)
+                     layout.qcols, decoder_throughput(hw), pe.pipeline_latency,
+                     layout.tree if sums is not None else 0)

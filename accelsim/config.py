@@ -144,6 +144,12 @@ class PEArrayConfig:
                           "output per PE, its lanes an adder tree over vector_width reduction "
                           "steps (a fused multiply-add tree), so a closed gate skips that "
                           "output alone")
+    bd_lanes: str = param(choices=FW_LANES, default="output_channels",
+                          doc="tensor dataflow: what BD's lanes hold. output_channels: "
+                          "vector_width input-gradient columns of one pixel per PE (dY "
+                          "broadcast to them); reduction: one output dX(m, k) per PE, its lanes "
+                          "an adder tree over vector_width output channels f (a step runs if "
+                          "one of its f's gate bits is on)")
     wg_lanes: str = param(choices=WG_LANES, default="output_channels",
                           doc="tensor dataflow: what WG's lanes hold. output_channels: dW = X^T "
                           "dY, rows over k, the gated dY on the lanes (a step runs if any lane's "
@@ -452,11 +458,11 @@ def register_file_need(pe: PEArrayConfig) -> RegisterFileNeed:
         f"with pe_array.sync_tiles {s} each PE stages operands for {s} queued units and {vw} "
         f"lanes, double-buffered ({staging}), and keeps {s} x {vw} partial sums at "
         f"{pe.accumulator_precision} ({psums})"))
-    if pe.fw_lanes == "reduction":  # FW: vw reduction steps of one output per queued unit
+    if "reduction" in (pe.fw_lanes, pe.bd_lanes):  # vw reduction steps of one output per unit
         tree_staging, tree_psums = 2 * vw * (s + 1), math.ceil(s * ratio)
         if tree_staging + tree_psums > need.total:
             need = RegisterFileNeed(tree_staging + tree_psums, (
-                f"with pe_array.fw_lanes reduction and sync_tiles {s} each PE stages {vw} "
+                f"with reduction lanes and sync_tiles {s} each PE stages {vw} "
                 f"reduction steps of operands for {s} queued outputs and their weights, "
                 f"double-buffered ({tree_staging}), and keeps {s} partial sums at "
                 f"{pe.accumulator_precision} ({tree_psums})"))
@@ -486,17 +492,20 @@ def _check_combinations(config: HardwareConfig, errors: _Errors) -> None:
     if pe.dataflow in SYSTOLIC_DATAFLOWS and pe.vector_width != 1:
         errors.add("pe_array.vector_width", f"must be 1 for the systolic dataflow "
                    f"{pe.dataflow!r} (use dataflow: tensor for vector PEs), got {pe.vector_width}")
-    if pe.fw_lanes == "reduction":
+    for phase, lanes in (("fw", pe.fw_lanes), ("bd", pe.bd_lanes)):
+        if lanes != "reduction":
+            continue
+        key = f"pe_array.{phase}_lanes"
         if pe.dataflow in SYSTOLIC_DATAFLOWS:
-            errors.add("pe_array.fw_lanes", f"applies to the tensor dataflow only, got "
-                       f"{pe.fw_lanes!r} with {pe.dataflow!r}")
+            errors.add(key, f"applies to the tensor dataflow only, got {lanes!r} with "
+                       f"{pe.dataflow!r}")
         if decoder.skip_granularity != "vector":
-            errors.add("decoder.skip_granularity", "must be vector with pe_array.fw_lanes: "
-                       "reduction (a PE's lanes reduce one output, the unit FW skips), got "
+            errors.add("decoder.skip_granularity", f"must be vector with {key}: reduction (a "
+                       f"PE's lanes reduce one output, the unit {phase.upper()} skips), got "
                        f"{decoder.skip_granularity!r}")
         if support.nm_m:
-            errors.add("sparsity_support.nm_m", "must be empty with pe_array.fw_lanes: "
-                       "reduction (N:M multiplexers feed output-channel lanes)")
+            errors.add("sparsity_support.nm_m", f"must be empty with {key}: reduction (N:M "
+                       "multiplexers feed output-channel lanes)")
     if pe.dataflow in SYSTOLIC_DATAFLOWS and pe.wg_lanes != "output_channels":
         errors.add("pe_array.wg_lanes", f"applies to the tensor dataflow only (a systolic "
                    f"{pe.dataflow!r} array computes WG as SCALE-Sim does), got {pe.wg_lanes!r}")

@@ -179,6 +179,8 @@ def modelling_choices(run: RunOutput) -> str:
              f"skip granularity {decoder.get('skip_granularity', '?')}",
              "FW lanes " + ("an adder tree over k" if pe.get("fw_lanes") == "reduction"
                             else "over output channels"),
+             "BD lanes " + ("an adder tree over f" if pe.get("bd_lanes") == "reduction"
+                            else "over input-gradient columns"),
              f"WG lanes over {str(pe.get('wg_lanes', 'output_channels')).replace('_', ' ')}"]
     gated = "gate" in describe_scheme(run.producer)["masks"]
     gradient = _first(_flatten(run.producer or {}), "gate_gradient")

@@ -4,8 +4,8 @@ ResNet-18 CIFAR (batch 32 per branch, 2 branches, 3 phases) on the FP8 preset (8
 vector PEs), with compaction off, on, and on with a slow decoder (4 indices/cycle). With
 ``--sync-tiles 1,4,16,64`` it prints instead CDG's and SCDG's speedup without compaction at each
 queue depth, the register file sized to what each depth needs; with ``--wg-lanes`` the speedup
-of every gate scheme in three lane mappings: FW and WG over output channels; WG over input
-channels (dW^T = dY^T X); and FW on adder trees over the reduction too.
+of every gate scheme in four lane mappings: all over output channels; WG over input channels
+(dW^T = dY^T X); and FW, then BD too, on adder trees over their reductions.
 
     .venv/bin/python scripts/make_gap_table.py [--batch 32] [--sync-tiles 1,4,16,64] [--wg-lanes]
 """
@@ -114,9 +114,9 @@ def wg_mappings(base_hw: HardwareConfig, batch: int) -> None:
     """Every gate scheme's speedup (and its FW and WG phases') in each lane mapping, without
     compaction: against the dense run in the same mapping and against the output-channel
     mapping's dense run."""
-    print("| scheme | FW lanes | WG lanes | speedup | FW speedup | WG speedup | speedup vs "
+    print("| scheme | FW lanes | BD lanes | WG lanes | speedup | FW | BD | WG | speedup vs "
           "output-channel dense | energy red. |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     with tempfile.TemporaryDirectory() as tmp:
         for number, (scheme, config) in enumerate(SEED_SCHEMES.items()):
             if config.gate_sparsity is None:
@@ -124,21 +124,22 @@ def wg_mappings(base_hw: HardwareConfig, batch: int) -> None:
             path = Path(tmp) / f"scheme-{number}"
             synthesize(resnet18(batch=batch), path, config)
             dense_output = 0
-            for fw, wg in MAPPINGS:
-                extra = {"sparsity_support.nm_m": []} if fw == "reduction" else {}
-                hw = with_overrides(base_hw, {"pe_array.fw_lanes": fw, "pe_array.wg_lanes": wg,
-                                              **extra})
+            for fw, bd, wg in MAPPINGS:
+                trees = "reduction" in (fw, bd)
+                hw = with_overrides(base_hw, {
+                    "pe_array.fw_lanes": fw, "pe_array.bd_lanes": bd, "pe_array.wg_lanes": wg,
+                    **({"sparsity_support.nm_m": []} if trees else {})})
                 summary = replay_totals(path, hw, scheme)
                 total, phases = summary["total"], summary["per_phase"]
                 dense_output = dense_output or total["cycles_dense"]
-                print(f"| {scheme} | {fw} | {wg} | {total['speedup']:.2f}x | "
-                      f"{phases['fw']['speedup']:.2f}x | {phases['wg']['speedup']:.2f}x | "
+                speedups = " | ".join(f"{phases[p]['speedup']:.2f}x" for p in ("fw", "bd", "wg"))
+                print(f"| {scheme} | {fw} | {bd} | {wg} | {total['speedup']:.2f}x | {speedups} | "
                       f"{dense_output / total['cycles']:.2f}x | "
                       f"{total['energy_reduction']:.2f}x |", flush=True)
 
 
-MAPPINGS = (("output_channels", "output_channels"), ("output_channels", "input_channels"),
-            ("reduction", "input_channels"))
+OUT, IN, TREE = "output_channels", "input_channels", "reduction"
+MAPPINGS = ((OUT, OUT, OUT), (OUT, OUT, IN), (TREE, OUT, IN), (TREE, TREE, IN))
 
 if __name__ == "__main__":
     main()

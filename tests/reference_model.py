@@ -27,6 +27,7 @@ class RefArray:
     pipeline_latency: int
     wg_lanes: str = "output_channels"
     fw_lanes: str = "output_channels"
+    bd_lanes: str = "output_channels"
 
 
 @dataclass
@@ -196,6 +197,35 @@ def fw_tree_reference(layer, gate, base, weight, arr):
     return units, [0] * m_count, col_idx, f_count
 
 
+def bd_tree_reference(layer, gate, base, weight, arr):
+    """BD with one output dX(m, k) per PE whose vector_width lanes are an adder tree over
+    groups of vector_width consecutive output channels f: a group's step runs when one of its
+    weights (f, k) is kept and one of its f's has k on its base path or its gate bit at m on,
+    issuing one MAC per f of the group. One decoder index per active group of each pixel row;
+    with weights, each column's kept groups are its weight index."""
+    f_count, k_count, tree = layer.cout, layer.k_per_group, arr.vector_width
+    m_count = layer.output_pixels
+    groups = [list(range(g, min(g + tree, f_count))) for g in range(0, f_count, tree)]
+    units: list[RefUnit] = []
+    row_idx = []
+    for m in range(m_count):
+        row_idx.append(0 if gate is None else
+                       sum(1 for g in groups if any(gate[m, f] for f in g)))
+        for k in range(k_count):
+            steps = macs = 0
+            for g in groups:
+                allowed = weight is None or any(weight[f, k] for f in g)
+                always = base is not None and gate is not None and any(base[f, k] for f in g)
+                active = gate is None or any(gate[m, f] for f in g)
+                if allowed and (always or active):
+                    steps += 1
+                    macs += len(g)
+            units.append(RefUnit(m, k, steps, tree, 0, macs))
+    col_idx = ([sum(1 for g in groups if any(weight[f, k] for f in g)) for k in range(k_count)]
+               if weight is not None else [0] * k_count)
+    return units, row_idx, col_idx, k_count
+
+
 def wg_transposed_reference(layer, gate, base, weight, arr):
     """WG as dW^T = dY^T X: rows = output channels f, lanes = reduction columns k, steps =
     pixels; dY(m, f) is broadcast to the lanes, so a unit runs pixel m when f's gate bit is 1 or
@@ -273,6 +303,10 @@ def reference_job(layer, phase, gate, base, weight, arr, gating_groups=1, group_
         units, row_idx, col_idx, per_row = fw_reference(layer, gate, base, weight, arr,
                                                         gating_groups)
         n_rows = layer.output_pixels
+    elif phase == "bd" and arr.bd_lanes == "reduction":
+        units, row_idx, col_idx, per_row = bd_tree_reference(layer, gate, base, weight, arr)
+        n_rows = layer.output_pixels
+        arr = dataclasses.replace(arr, unit=arr.vector_width)  # one output per PE: cols queues
     elif phase == "bd":
         units, row_idx, col_idx, per_row = bd_reference(layer, gate, base, weight, arr,
                                                         group_size)

@@ -274,5 +274,5 @@ def test_adder_tree_queues_need_their_staging(tmp_path: Path) -> None:
                  "pe_array.precision=fp16", "pe_array.accumulator_precision=fp16",
                  "buffers.register_file_words=200")
     message = error_of(tmp_path, preset_raw(), overrides)
-    assert "buffers.register_file_words: 200 words cannot hold 288: with pe_array.fw_lanes " \
-        "reduction and sync_tiles 16 each PE stages 8 reduction steps" in message
+    assert "buffers.register_file_words: 200 words cannot hold 288: with reduction lanes " \
+        "and sync_tiles 16 each PE stages 8 reduction steps" in message

@@ -407,6 +407,6 @@ def test_every_run_names_the_knobs_its_result_depends_on(report: Path,
     hw = load_hardware(FP8)
     knobs = (f"The result depends on: `sync_tiles` {hw.pe_array.sync_tiles}, compaction off, "
              f"skip granularity {hw.decoder.skip_granularity}, FW lanes over output channels, "
-             f"WG lanes over output channels")
+             f"BD lanes over input-gradient columns, WG lanes over output channels")
     assert page.count(knobs) == len(runs)
     assert page.count(knobs + ", gate gradient straight_through.") == 2  # cdg and scdg8

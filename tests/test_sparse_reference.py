@@ -58,7 +58,9 @@ def jobs(draw: st.DrawFn):
         "pe_array.wg_lanes": draw(st.sampled_from(["output_channels", "input_channels"])),
         "pe_array.fw_lanes": (fw_lanes := draw(st.sampled_from(["output_channels",
                                                                "reduction"]))),
-        "decoder.skip_granularity": "vector" if fw_lanes == "reduction" else draw(
+        "pe_array.bd_lanes": (bd_lanes := draw(st.sampled_from(["output_channels",
+                                                               "reduction"]))),
+        "decoder.skip_granularity": "vector" if "reduction" in (fw_lanes, bd_lanes) else draw(
             st.sampled_from(["element", "vector", "pe_row"])),
         "decoder.compaction": draw(st.booleans()),
         "decoder.indices_per_cycle": ipc,
@@ -98,7 +100,8 @@ def test_engine_equals_cycle_stepped_reference(fp8_hw: HardwareConfig, job) -> N
     use_weight = phase in support.weight and weight is not None
     arr = RefArray(pe.rows, pe.cols, pe.vector_width, unit_width(hw), pe.sync_tiles,
                    dec.compaction, dec.compaction_indices_per_cycle if dec.compaction
-                   else dec.indices_per_cycle, pe.pipeline_latency, pe.wg_lanes, pe.fw_lanes)
+                   else dec.indices_per_cycle, pe.pipeline_latency, pe.wg_lanes, pe.fw_lanes,
+                   pe.bd_lanes)
     if use_gate or use_weight:
         cycles, stall, indices, issued = reference_job(
             layer, phase, gate if use_gate else None, base_mask if use_gate else None,
@@ -254,6 +257,24 @@ def test_reduction_lanes_skip_unstructured_gates_per_element_in_fw(fp8_hw: Hardw
     assert sparse_compute(small, "fw", open_gate, tree).macs_issued == small.macs
 
 
+def test_bd_trees_skip_what_their_gate_groups_align_with(fp8_hw: HardwareConfig) -> None:
+    """BD on 8-wide adder trees over output channels: a tree step is skipped only when all 8 of
+    its dY values are gated off, so SCDG's 8-channel groups, aligned with the trees, issue
+    exactly the effective MACs, while unstructured CDG gates at the same density issue far
+    more (7 of 8 channels idle is still a step)."""
+    layer = conv("c", 16, 32, 3, 1, 1, 8, 8, 2)
+    tree = with_overrides(fp8_hw, {"pe_array.bd_lanes": "reduction",
+                                   "sparsity_support.nm_m": []})
+    rng = np.random.default_rng(11)
+    groups = rng.random((2, 4, 64)) < 0.3
+    scdg = LayerMasks(gate=groups, gate_group_size=8)
+    got = sparse_compute(layer, "bd", scdg, tree)
+    assert got.macs_issued == got.macs_effective == int(groups.sum()) * 8 * layer.k_per_group
+    cdg = LayerMasks(gate=rng.random((2, 32, 64)) < 0.3)
+    unstructured = sparse_compute(layer, "bd", cdg, tree)
+    assert unstructured.macs_issued > 2 * unstructured.macs_effective
+
+
 @pytest.mark.parametrize("vector_width", [1, 4, 8])
 def test_transposed_wg_skips_unstructured_gates_per_element(fp8_hw: HardwareConfig,
                                                             vector_width: int) -> None:
@@ -348,7 +369,7 @@ def test_compaction_gains_nothing_on_uniform_work(n_rows: int, n_cols: int, rows
 
 @pytest.mark.parametrize(("phase", "lanes"), [
     ("fw", {}), ("bd", {}), ("wg", {}), ("wg", {"pe_array.wg_lanes": "input_channels"}),
-    ("fw", {"pe_array.fw_lanes": "reduction"})])
+    ("fw", {"pe_array.fw_lanes": "reduction"}), ("bd", {"pe_array.bd_lanes": "reduction"})])
 @pytest.mark.parametrize("group", [1, 2, 4])
 @pytest.mark.parametrize("compaction", [False, True])
 def test_group_gates_against_the_reference(fp8_hw: HardwareConfig, phase: str, lanes: dict,
@@ -372,7 +393,8 @@ def test_group_gates_against_the_reference(fp8_hw: HardwareConfig, phase: str, l
     pe, dec = hw.pe_array, hw.decoder
     arr = RefArray(pe.rows, pe.cols, pe.vector_width, unit_width(hw), pe.sync_tiles,
                    compaction, dec.compaction_indices_per_cycle if compaction
-                   else dec.indices_per_cycle, pe.pipeline_latency, pe.wg_lanes, pe.fw_lanes)
+                   else dec.indices_per_cycle, pe.pipeline_latency, pe.wg_lanes, pe.fw_lanes,
+                   pe.bd_lanes)
     expected = reference_job(layer, phase, gate, base.mask, weight, arr, 2, group)
     assert (got.cycles_compute, got.cycles_decoder_stall, got.decoder_indices,
             got.macs_issued) == expected

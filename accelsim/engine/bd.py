@@ -156,3 +156,66 @@ def _bd_plan_of(layer: Layer, masks: LayerMasks, unit: int, rows: int, pass_len:
     return BdPlan(rows, pass_len, per_row * fixed[None, :, None],
                   np.ascontiguousarray(coef[:, group_first]),
                   group_set.reshape(-1).astype(np.int64), classes, lanes, no_row_idx, col_idx)
+
+
+@dataclass(frozen=True)
+class BdTree:
+    """BD on adder-tree lanes (``pe_array.bd_lanes: reduction``): one output dX(m, k) per PE,
+    its lanes reducing ``tree`` consecutive output channels f a step. Per tree group g of f's and
+    reduction column k: ``allowed[g, k]`` (a kept weight in the group) and ``always[g, k]`` (the
+    group's base chunk feeds k), bool (G_t, K); ``size`` int64 (G_t,): f's per group."""
+
+    allowed: np.ndarray
+    always: np.ndarray
+    size: np.ndarray
+
+
+def bd_tree(layer: Layer, masks: LayerMasks, tree: int, gated: bool,
+            weight: np.ndarray | None) -> BdTree:
+    """The :class:`BdTree` of a job."""
+    f, k = layer.cout, layer.k_per_group
+    groups = -(-f // tree)
+    allowed = (masks.weight_any(tree, 0) if weight is not None
+               else np.ones((groups, k), dtype=bool))
+    always = (masks.base.any_over_f(tree) if gated and masks.base is not None
+              else np.zeros((groups, k), dtype=bool))
+    size = np.full(groups, tree, dtype=np.int64)
+    size[-1] = f - (groups - 1) * tree
+    return BdTree(allowed, always, size)
+
+
+def bd_tree_work(layer: Layer, masks: LayerMasks, tree: int, *, use_gate: bool,
+                 use_weight: bool) -> tuple[PhaseWork, int]:
+    """BD on adder-tree lanes: rows = pixels, one output column k per unit; a tree step over
+    ``tree`` output channels runs when one of its weights is kept and its base chunk feeds k or
+    one of its f's gate bits is 1 at the pixel. Returns the work (per class of columns with
+    equal steps) and the MACs issued (a running step issues one MAC per f of its group). The
+    decoder reads one index per active tree group of each pixel row."""
+    m, k = layer.output_pixels, layer.k_per_group
+    gated = use_gate and masks.has_gate
+    weight = masks.weight if use_weight else None
+    plan = bd_tree(layer, masks, tree, gated, weight)
+    keys = np.concatenate([pack_bits(plan.allowed.T), pack_bits(plan.always.T)], axis=1)
+    _, first, classes = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    allowed, always = plan.allowed[:, first], plan.always[:, first]  # (G_t, C)
+    fixed = (allowed & always).sum(axis=0, dtype=np.int64)
+    coef = (allowed & ~always).astype(np.int64)
+    unit_idx, row_idx, col_idx = no_indices(m, k)
+    if gated:
+        active = masks.gate_views(tree).unit_active  # (M, G_t): any f of the group is on
+        counts = fixed[None, :] + active.astype(np.int64) @ coef
+        row_idx = active.sum(axis=1, dtype=np.int64)
+        per_group = active.sum(axis=0, dtype=np.int64)
+    else:
+        counts = np.broadcast_to((allowed.sum(axis=0, dtype=np.int64)), (m, len(first)))
+        per_group = np.zeros(plan.size.shape[0], dtype=np.int64)
+    if weight is not None:
+        col_idx = plan.allowed.sum(axis=0, dtype=np.int64)
+    kept_always = (plan.allowed & (plan.always | (not gated))).astype(np.int64)
+    macs = int(plan.size @ kept_always.sum(axis=1)) * m
+    if gated:
+        macs += int((plan.size * per_group) @ (plan.allowed & ~plan.always).sum(axis=1))
+    work = PhaseWork(np.ascontiguousarray(counts, dtype=np.int32),
+                     classes.reshape(-1).astype(np.int64), unit_idx, row_idx, col_idx,
+                     np.full(k, tree, dtype=np.int64))
+    return work, macs

@@ -195,7 +195,7 @@ def memory_plan(layer: Layer, phase: str, hw: HardwareConfig, *, weight_density:
 
     pe = hw.pe_array
     gemm = phase_gemm(layer, phase, pe)
-    tree = phase == "fw" and pe.fw_lanes == "reduction"
+    tree = (phase, "reduction") in (("fw", pe.fw_lanes), ("bd", pe.bd_lanes))
     words = gb_operand_reads(gemm.sr, gemm.t, gemm.sc, gemm.count, hw,
                              pe.cols if tree else None)
     acc, op = hw.accumulator_bits, hw.operand_bits

@@ -71,11 +71,12 @@ def cycles_gemm(gemm: Gemm, pe: PEArrayConfig, nm: tuple[int, int] | None = None
 
 
 def dense_cycles(layer: Layer, phase: str, pe: PEArrayConfig) -> int:
-    """Dense compute cycles of ``phase`` of ``layer`` on ``pe`` in its lane mapping: FW with
-    ``fw_lanes: reduction`` has one output per PE (tiles of rows x cols outputs) and takes
+    """Dense compute cycles of ``phase`` of ``layer`` on ``pe`` in its lane mapping: FW or BD
+    with reduction lanes has one output per PE (tiles of rows x cols outputs) and takes
     ceil(t / vector_width) steps per tile; otherwise :func:`cycles_gemm` of :func:`phase_gemm`."""
     gemm = phase_gemm(layer, phase, pe)
-    if phase == "fw" and pe.fw_lanes == "reduction" and pe.dataflow not in SYSTOLIC_DATAFLOWS:
+    tree = (phase, "reduction") in (("fw", pe.fw_lanes), ("bd", pe.bd_lanes))
+    if tree and pe.dataflow not in SYSTOLIC_DATAFLOWS:
         steps = -(-gemm.t // pe.vector_width)
         return cycles_dense_tensor(gemm.sr, steps, gemm.sc, pe.rows, pe.cols, 1,
                                    pe.pipeline_latency) * gemm.count

@@ -112,11 +112,11 @@ class LaneLayout:
 
 
 def lane_layout(hw: HardwareConfig, phase: str) -> LaneLayout:
-    """The :class:`LaneLayout` of ``phase`` on ``hw``: FW with ``pe_array.fw_lanes: reduction``
-    has one output per PE (cols queue columns, a vector_width-wide tree); otherwise units of
-    :func:`unit_width` output columns."""
+    """The :class:`LaneLayout` of ``phase`` on ``hw``: FW or BD with reduction lanes
+    (``pe_array.fw_lanes`` / ``bd_lanes``) has one output per PE (cols queue columns, a
+    vector_width-wide tree); otherwise units of :func:`unit_width` output columns."""
     pe = hw.pe_array
-    if phase == "fw" and pe.fw_lanes == "reduction":
+    if (phase, "reduction") in (("fw", pe.fw_lanes), ("bd", pe.bd_lanes)):
         return LaneLayout(1, pe.cols, pe.vector_width)
     unit = unit_width(hw)
     return LaneLayout(unit, queue_columns(hw, unit), 0)

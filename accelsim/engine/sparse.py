@@ -25,7 +25,7 @@ from accelsim.config import (
     HardwareConfig,
     SparsitySupportConfig,
 )
-from accelsim.engine.bd import BdPlan, bd_plan, bd_sums, bd_work
+from accelsim.engine.bd import BdPlan, bd_plan, bd_sums, bd_tree_work, bd_work
 from accelsim.engine.fw import FwPlan, fw_plan, fw_sums, fw_work, tree_macs_issued
 from accelsim.engine.masks import LayerMasks, as_bytes, memo
 from accelsim.engine.pe_array import cycles_dense_tensor, cycles_gemm, dense_cycles, phase_gemm
@@ -117,6 +117,7 @@ class ComputeKey:
     pipeline_latency: int
     sync_tiles: int
     fw_lanes: str
+    bd_lanes: str
     wg_lanes: str
     decoder: DecoderConfig
     sparsity_support: SparsitySupportConfig
@@ -126,7 +127,8 @@ def compute_key(hw: HardwareConfig) -> ComputeKey:
     """The :class:`ComputeKey` of ``hw``."""
     pe = hw.pe_array
     return ComputeKey(pe.rows, pe.cols, pe.dataflow, pe.vector_width, pe.pipeline_latency,
-                      pe.sync_tiles, pe.fw_lanes, pe.wg_lanes, hw.decoder, hw.sparsity_support)
+                      pe.sync_tiles, pe.fw_lanes, pe.bd_lanes, pe.wg_lanes, hw.decoder,
+                      hw.sparsity_support)
 
 
 @dataclass(frozen=True)
@@ -249,6 +251,10 @@ def _sparse_compute(layer: Layer, phase: str, masks: LayerMasks, hw: HardwareCon
                         compaction=True, tree=layout.tree) if compaction else
                 fw_sums(layer, masks, unit, rows, pass_len, use_gate=use_gate,
                         use_weight=use_weight, tree=layout.tree))
+    elif phase == "bd" and layout.tree:
+        matrix, tree_macs = bd_tree_work(layer, masks, layout.tree, use_gate=use_gate,
+                                         use_weight=use_weight)
+        work = matrix if compaction else matrix_sums(matrix, rows, pass_len)
     elif phase == "bd":
         work = (bd_work(layer, masks, unit, use_gate=use_gate, use_weight=use_weight)
                 if compaction else
@@ -267,6 +273,8 @@ def _sparse_compute(layer: Layer, phase: str, masks: LayerMasks, hw: HardwareCon
         weight = masks.weight if use_weight else None
         run = dataclasses.replace(run, macs_issued=tree_macs_issued(
             layer, masks, layout.tree, use_gate and masks.has_gate, weight))
+    elif phase == "bd" and layout.tree:
+        run = dataclasses.replace(run, macs_issued=tree_macs)
     return SparseCompute.of(run, macs, dense_compute)
 
 
@@ -372,8 +380,9 @@ def gated_plan(layer: Layer, phase: str, masks: LayerMasks,
     systolic = pe.dataflow in SYSTOLIC_DATAFLOWS
     skips = (phase in hw.sparsity_support.gate and not systolic
              and masks.skips_with_gate(phase))
-    if skips and (hw.decoder.compaction or (phase == "wg" and pe.wg_lanes != "output_channels")):
-        return None  # the per-pixel (or, transposed WG, per-channel) work path
+    if skips and (hw.decoder.compaction or (phase == "wg" and pe.wg_lanes != "output_channels")
+                  or (phase == "bd" and pe.bd_lanes == "reduction")):
+        return None  # the per-pixel (or transposed WG's per-channel) work path
     gemm = phase_gemm(layer, phase, pe)
     layout = lane_layout(hw, phase)
     unit = layout.unit

@@ -2,10 +2,13 @@
 
 A chip-like synthetic trace (ResNet-18 CIFAR, both branches, 3 phases; SCDG 8x1x1 gates at 78 %
 conditional sparsity, G = 4, and 8x8-block weights at 65 %) replayed on `fp8_tensor_edge_28nm`
-over the knobs the result depends on: queue depth `sync_tiles` (with the register file each
-depth needs), `decoder.compaction`, and the gate's gradient (straight-through, as the seeds
-train, or masked). Prints one markdown row per setting: FLOPs reduction, speedup, efficiency
-(speedup / FLOPs reduction), energy reduction and the register-file words per PE it needs.
+over the knobs the result depends on: the lane mappings (every phase's lanes over output columns,
+or the chip's fused multiply-add trees: FW and BD on adder trees, WG transposed; trees also with
+four times the buffer bandwidth, which they need), queue depth
+`sync_tiles` (with the register file each depth needs), `decoder.compaction`, and the gate's
+gradient (straight-through, as the seeds train, or masked). Prints one markdown row per
+setting: FLOPs reduction, speedup, efficiency (speedup / FLOPs reduction), energy reduction and
+the register-file words per PE it needs.
 
     .venv/bin/python scripts/fp8_chip_settings.py [--batch 16]
 """
@@ -13,6 +16,7 @@ train, or masked). Prints one markdown row per setting: FLOPs reduction, speedup
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import tempfile
 from pathlib import Path
@@ -20,13 +24,32 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from accelsim.config import load_hardware, with_overrides  # noqa: E402
+from accelsim.config import (  # noqa: E402
+    HardwareConfig,
+    load_hardware,
+    register_file_need,
+    with_overrides,
+)
 from accelsim.network import resnet18  # noqa: E402
 from accelsim.trace.synth import SynthConfig, synthesize  # noqa: E402
-from scripts.make_gap_table import at_depth, replay_totals  # noqa: E402
+from scripts.make_gap_table import replay_totals  # noqa: E402
 
 DEPTHS = (1, 4, 16, 64)
 GRADIENTS = ("straight_through", "masked")
+TREES = {"pe_array.fw_lanes": "reduction", "pe_array.bd_lanes": "reduction",
+         "pe_array.wg_lanes": "input_channels", "sparsity_support.nm_m": []}
+LANES = {"output columns": {}, "trees": TREES,
+         "trees, 1024 buffer words/cycle": {**TREES, "buffers.words_per_cycle": 1024}}
+
+
+def configure(base_hw: HardwareConfig, lanes: dict, depth: int,
+              compaction: bool) -> HardwareConfig:
+    """``base_hw`` with the lane mapping, queue depth and compaction, and the register file
+    that mapping and depth need."""
+    hw = with_overrides(base_hw, {**lanes, "decoder.compaction": compaction})
+    pe = dataclasses.replace(hw.pe_array, sync_tiles=depth)
+    return with_overrides(hw, {"pe_array.sync_tiles": depth,
+                               "buffers.register_file_words": register_file_need(pe).total})
 
 
 def main() -> None:
@@ -34,24 +57,26 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     args = parser.parse_args()
     base_hw = load_hardware(ROOT / "hw_configs/fp8_tensor_edge_28nm.yaml")
-    print("| gate gradient | sync_tiles | register-file words | compaction | FLOPs red. | "
+    print("| lanes | gate gradient | sync_tiles | register-file words | compaction | FLOPs red. | "
           "speedup | efficiency | energy red. |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     with tempfile.TemporaryDirectory() as tmp:
         for gradient in GRADIENTS:
             path = Path(tmp) / gradient
             synthesize(resnet18(batch=args.batch), path, SynthConfig(
                 steps=1, gate_sparsity=0.78, gate_groups=4, gate_group_size=8,
                 gate_gradient=gradient, weight_sparsity=0.65, weight_pattern="block:8x8"))
-            for depth in DEPTHS:
-                for compaction in (False, True):
-                    hw = with_overrides(at_depth(base_hw, depth),
-                                        {"decoder.compaction": compaction})
-                    total = replay_totals(path, hw, gradient)["total"]
-                    print(f"| {gradient} | {depth} | {hw.buffers.register_file_words} | "
-                          f"{'on' if compaction else 'off'} | {total['flops_reduction']:.2f}x | "
-                          f"{total['speedup']:.2f}x | {total['efficiency_gap']:.2f} | "
-                          f"{total['energy_reduction']:.2f}x |", flush=True)
+            for name, lanes in LANES.items():
+                for depth in DEPTHS:
+                    for compaction in (False, True):
+                        hw = configure(base_hw, lanes, depth, compaction)
+                        total = replay_totals(path, hw, gradient)["total"]
+                        print(f"| {name} | {gradient} | {depth} | "
+                              f"{hw.buffers.register_file_words} | "
+                              f"{'on' if compaction else 'off'} | "
+                              f"{total['flops_reduction']:.2f}x | {total['speedup']:.2f}x | "
+                              f"{total['efficiency_gap']:.2f} | "
+                              f"{total['energy_reduction']:.2f}x |", flush=True)
 
 
 if __name__ == "__main__":

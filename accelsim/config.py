@@ -202,8 +202,8 @@ class BuffersConfig:
                                      "what its dataflow keeps (tensor: 2 x (sync_tiles + "
                                      "vector_width) staged operands + sync_tiles x "
                                      "vector_width partial sums at accumulator width; with "
-                                     "fw_lanes reduction also 2 x vector_width x (sync_tiles "
-                                     "+ 1) + sync_tiles partial sums)")
+                                     "fw_lanes or bd_lanes reduction also 2 x vector_width x "
+                                     "(sync_tiles + 1) + sync_tiles partial sums)")
 
 
 @dataclass(frozen=True)
@@ -443,8 +443,9 @@ def register_file_need(pe: PEArrayConfig) -> RegisterFileNeed:
     stages, double-buffered, one streamed operand word per queued unit and one word per lane of
     the operand its units share (2 x (sync_tiles + vector_width)), and keeps the partial sums of
     every queued unit's lanes until the pass ends (sync_tiles x vector_width accumulator words,
-    counted in operand words); with ``fw_lanes: reduction`` FW stages vector_width reduction
-    steps of each queued output and of its weights and keeps one partial sum per queued output.
+    counted in operand words); with ``fw_lanes`` or ``bd_lanes: reduction`` the phase stages
+    vector_width reduction steps of each queued output and of its weights and keeps one partial
+    sum per queued output.
     A systolic PE keeps an operand, its lanes' partial sums and a
     forwarded operand (vector_width + 2).
     """
@@ -503,7 +504,7 @@ def _check_combinations(config: HardwareConfig, errors: _Errors) -> None:
             errors.add("decoder.skip_granularity", f"must be vector with {key}: reduction (a "
                        f"PE's lanes reduce one output, the unit {phase.upper()} skips), got "
                        f"{decoder.skip_granularity!r}")
-        if support.nm_m:
+        if support.nm_m and phase == "fw":
             errors.add("sparsity_support.nm_m", f"must be empty with {key}: reduction (N:M "
                        "multiplexers feed output-channel lanes)")
     if pe.dataflow in SYSTOLIC_DATAFLOWS and pe.wg_lanes != "output_channels":

@@ -276,3 +276,15 @@ def test_adder_tree_queues_need_their_staging(tmp_path: Path) -> None:
     message = error_of(tmp_path, preset_raw(), overrides)
     assert "buffers.register_file_words: 200 words cannot hold 288: with reduction lanes " \
         "and sync_tiles 16 each PE stages 8 reduction steps" in message
+
+
+def test_bd_reduction_lanes_are_checked_like_fw_ones(tmp_path: Path) -> None:
+    message = error_of(tmp_path, preset_raw(), ("pe_array.bd_lanes=reduction",
+                                                "decoder.skip_granularity=element"))
+    assert "decoder.skip_granularity: must be vector with pe_array.bd_lanes: reduction" in message
+    message = error_of(tmp_path, preset_raw(SYSTOLIC), ("pe_array.bd_lanes=reduction",))
+    assert "pe_array.bd_lanes: applies to the tensor dataflow only" in message
+    # BD's trees leave FW's N:M multiplexers alone
+    hw = load_hardware(write_config(tmp_path, preset_raw(), "ok.yaml"),
+                       ("pe_array.bd_lanes=reduction",))
+    assert hw.pe_array.bd_lanes == "reduction" and hw.sparsity_support.nm_m == (4, 8)

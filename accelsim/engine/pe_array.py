@@ -13,8 +13,8 @@ writeback) is paid once per GEMM:
     cycles = ceil(sr / rows) * ceil(sc / (cols * vector_width)) * t + pipeline_latency
 
 Lane mappings change that (:func:`phase_gemm`, :func:`dense_cycles`): WG with ``wg_lanes:
-input_channels`` runs transposed, and FW with ``fw_lanes: reduction`` has one output per PE
-reduced vector_width steps a cycle.
+input_channels`` runs transposed, and FW or BD with ``fw_lanes`` / ``bd_lanes: reduction``
+has one output per PE reduced vector_width steps a cycle.
 """
 
 from __future__ import annotations

@@ -241,7 +241,7 @@ def _sparse_compute(layer: Layer, phase: str, masks: LayerMasks, hw: HardwareCon
         # N:M multiplexers: each lane selects its N kept inputs of every M; steps shrink exactly.
         return _nm_tensor(layer, gemm, masks, hw, macs, dense_compute, use_gate, unit)
     if (use_weight and phase == "bd" and masks.nm and masks.nm_transposed and not use_gate
-            and masks.nm[1] in support.nm_m):
+            and masks.nm[1] in support.nm_m and not layout.tree):
         # Transposable N:M: BD's reduction over output channels is N:M too, so the same
         # multiplexers select each lane's N kept dY values of every M.
         return _nm_multiplexed(gemm, masks.nm, hw, macs, dense_compute)

@@ -16,7 +16,6 @@ the register-file words per PE it needs.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import tempfile
 from pathlib import Path
@@ -24,15 +23,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from accelsim.config import (  # noqa: E402
-    HardwareConfig,
-    load_hardware,
-    register_file_need,
-    with_overrides,
-)
+from accelsim.config import HardwareConfig, load_hardware, with_overrides  # noqa: E402
 from accelsim.network import resnet18  # noqa: E402
 from accelsim.trace.synth import SynthConfig, synthesize  # noqa: E402
-from scripts.make_gap_table import replay_totals  # noqa: E402
+from scripts.make_gap_table import at_depth, replay_totals  # noqa: E402
 
 DEPTHS = (1, 4, 16, 64)
 GRADIENTS = ("straight_through", "masked")
@@ -46,10 +40,7 @@ def configure(base_hw: HardwareConfig, lanes: dict, depth: int,
               compaction: bool) -> HardwareConfig:
     """``base_hw`` with the lane mapping, queue depth and compaction, and the register file
     that mapping and depth need."""
-    hw = with_overrides(base_hw, {**lanes, "decoder.compaction": compaction})
-    pe = dataclasses.replace(hw.pe_array, sync_tiles=depth)
-    return with_overrides(hw, {"pe_array.sync_tiles": depth,
-                               "buffers.register_file_words": register_file_need(pe).total})
+    return at_depth(with_overrides(base_hw, {**lanes, "decoder.compaction": compaction}), depth)
 
 
 def main() -> None:

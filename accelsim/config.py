@@ -168,6 +168,12 @@ class PEArrayConfig:
         """Peak MACs per cycle of the whole array."""
         return self.rows * self.cols * self.vector_width
 
+    def adder_tree(self, phase: str) -> bool:
+        """Whether ``phase``'s lanes are an adder tree over its reduction (one output per PE:
+        ``fw_lanes`` / ``bd_lanes: reduction`` on the tensor dataflow)."""
+        lanes = {"fw": self.fw_lanes, "bd": self.bd_lanes}.get(phase)
+        return lanes == "reduction" and self.dataflow == "tensor"
+
 
 @dataclass(frozen=True)
 class DecoderConfig:
@@ -459,7 +465,7 @@ def register_file_need(pe: PEArrayConfig) -> RegisterFileNeed:
         f"with pe_array.sync_tiles {s} each PE stages operands for {s} queued units and {vw} "
         f"lanes, double-buffered ({staging}), and keeps {s} x {vw} partial sums at "
         f"{pe.accumulator_precision} ({psums})"))
-    if "reduction" in (pe.fw_lanes, pe.bd_lanes):  # vw reduction steps of one output per unit
+    if pe.adder_tree("fw") or pe.adder_tree("bd"):  # vw reduction steps of one output per unit
         tree_staging, tree_psums = 2 * vw * (s + 1), math.ceil(s * ratio)
         if tree_staging + tree_psums > need.total:
             need = RegisterFileNeed(tree_staging + tree_psums, (

@@ -184,6 +184,41 @@ def bd_tree(layer: Layer, masks: LayerMasks, tree: int, gated: bool,
     return BdTree(allowed, always, size)
 
 
+@dataclass(frozen=True)
+class BdTreePlan:
+    """What BD on adder-tree lanes takes from everything but the gate bits: the groups
+    (:class:`BdTree`), the class of every column k (columns with equal group patterns) and per
+    class the steps that always run (``fixed``, int64 (C,)) and the groups that run where live
+    (``coef``, int64 (G_t, C))."""
+
+    groups: BdTree
+    classes: np.ndarray
+    fixed: np.ndarray
+    coef: np.ndarray
+    allowed_steps: np.ndarray  # int64 (C,): steps of each class without a gate
+
+
+def bd_tree_plan(layer: Layer, masks: LayerMasks, tree: int, gated: bool,
+                 weight: np.ndarray | None) -> BdTreePlan:
+    """The :class:`BdTreePlan` of a job (cached with what depends on the weight mask and base
+    path)."""
+    key = ("bd_tree", layer.cout, layer.k_per_group, tree, gated, weight is not None)
+    return memo(masks._static_cache, key,
+                lambda: _bd_tree_plan_of(layer, masks, tree, gated, weight))
+
+
+def _bd_tree_plan_of(layer: Layer, masks: LayerMasks, tree: int, gated: bool,
+                     weight: np.ndarray | None) -> BdTreePlan:
+    groups = bd_tree(layer, masks, tree, gated, weight)
+    keys = np.concatenate([pack_bits(groups.allowed.T), pack_bits(groups.always.T)], axis=1)
+    _, first, classes = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    allowed, always = groups.allowed[:, first], groups.always[:, first]  # (G_t, C)
+    return BdTreePlan(groups, classes.reshape(-1).astype(np.int64),
+                      (allowed & always).sum(axis=0, dtype=np.int64),
+                      (allowed & ~always).astype(np.int64),
+                      allowed.sum(axis=0, dtype=np.int64))
+
+
 def bd_tree_work(layer: Layer, masks: LayerMasks, tree: int, *, use_gate: bool,
                  use_weight: bool) -> tuple[PhaseWork, int]:
     """BD on adder-tree lanes: rows = pixels, one output column k per unit; a tree step over
@@ -194,28 +229,23 @@ def bd_tree_work(layer: Layer, masks: LayerMasks, tree: int, *, use_gate: bool,
     m, k = layer.output_pixels, layer.k_per_group
     gated = use_gate and masks.has_gate
     weight = masks.weight if use_weight else None
-    plan = bd_tree(layer, masks, tree, gated, weight)
-    keys = np.concatenate([pack_bits(plan.allowed.T), pack_bits(plan.always.T)], axis=1)
-    _, first, classes = np.unique(keys, axis=0, return_index=True, return_inverse=True)
-    allowed, always = plan.allowed[:, first], plan.always[:, first]  # (G_t, C)
-    fixed = (allowed & always).sum(axis=0, dtype=np.int64)
-    coef = (allowed & ~always).astype(np.int64)
+    plan = bd_tree_plan(layer, masks, tree, gated, weight)
+    groups = plan.groups
     unit_idx, row_idx, col_idx = no_indices(m, k)
     if gated:
         active = masks.gate_views(tree).unit_active  # (M, G_t): any f of the group is on
-        counts = fixed[None, :] + active.astype(np.int64) @ coef
+        counts = plan.fixed[None, :] + active.astype(np.int64) @ plan.coef
         row_idx = active.sum(axis=1, dtype=np.int64)
         per_group = active.sum(axis=0, dtype=np.int64)
     else:
-        counts = np.broadcast_to((allowed.sum(axis=0, dtype=np.int64)), (m, len(first)))
-        per_group = np.zeros(plan.size.shape[0], dtype=np.int64)
+        counts = np.broadcast_to(plan.allowed_steps, (m, plan.allowed_steps.shape[0]))
+        per_group = np.zeros(groups.size.shape[0], dtype=np.int64)
     if weight is not None:
-        col_idx = plan.allowed.sum(axis=0, dtype=np.int64)
-    kept_always = (plan.allowed & (plan.always | (not gated))).astype(np.int64)
-    macs = int(plan.size @ kept_always.sum(axis=1)) * m
+        col_idx = groups.allowed.sum(axis=0, dtype=np.int64)
+    kept_always = (groups.allowed & (groups.always | (not gated))).astype(np.int64)
+    macs = int(groups.size @ kept_always.sum(axis=1)) * m
     if gated:
-        macs += int((plan.size * per_group) @ (plan.allowed & ~plan.always).sum(axis=1))
-    work = PhaseWork(np.ascontiguousarray(counts, dtype=np.int32),
-                     classes.reshape(-1).astype(np.int64), unit_idx, row_idx, col_idx,
-                     np.full(k, tree, dtype=np.int64))
+        macs += int((groups.size * per_group) @ (groups.allowed & ~groups.always).sum(axis=1))
+    work = PhaseWork(np.ascontiguousarray(counts, dtype=np.int32), plan.classes, unit_idx,
+                     row_idx, col_idx, np.full(k, tree, dtype=np.int64))
     return work, macs

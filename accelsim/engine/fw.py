@@ -59,7 +59,15 @@ class TreeSteps:
 def fw_tree_steps(layer: Layer, masks: LayerMasks, tree: int, gated: bool,
                   weight: np.ndarray | None) -> TreeSteps:
     """The :class:`TreeSteps` of a job: each path's k's, in order, are reduced ``tree`` at a
-    time, and a step runs when one of its k's keeps a weight."""
+    time, and a step runs when one of its k's keeps a weight (cached with what depends on the
+    weight mask and base path: the plan and the issued MACs of every step share it)."""
+    key = ("fw_tree", layer.cout, layer.k_per_group, tree, gated, weight is not None)
+    return memo(masks._static_cache, key,
+                lambda: _fw_tree_steps_of(layer, masks, tree, gated, weight))
+
+
+def _fw_tree_steps_of(layer: Layer, masks: LayerMasks, tree: int, gated: bool,
+                      weight: np.ndarray | None) -> TreeSteps:
     f, k = layer.cout, layer.k_per_group
     gated_base = gated and masks.base is not None
     on_base = masks.base.mask if gated_base else np.zeros((f, k), dtype=bool)

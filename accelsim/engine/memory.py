@@ -195,9 +195,8 @@ def memory_plan(layer: Layer, phase: str, hw: HardwareConfig, *, weight_density:
 
     pe = hw.pe_array
     gemm = phase_gemm(layer, phase, pe)
-    tree = (phase, "reduction") in (("fw", pe.fw_lanes), ("bd", pe.bd_lanes))
     words = gb_operand_reads(gemm.sr, gemm.t, gemm.sc, gemm.count, hw,
-                             pe.cols if tree else None)
+                             pe.cols if pe.adder_tree(phase) else None)
     acc, op = hw.accumulator_bits, hw.operand_bits
     a_bits, b_bits = words.a_reads * op, words.b_reads * b_stored * op
     held_bits = 0.0  # outputs kept in the buffer until the gate is known (written, read back)
@@ -275,7 +274,7 @@ def gate_extra(layer: Layer, a_words: int, hw: HardwareConfig,
     restaged = 0.0
     if not gated.dense_conditional:
         f, g = layer.cout, gated.groups
-        tree = pe.dataflow == "tensor" and pe.fw_lanes == "reduction"  # one output per PE
+        tree = pe.adder_tree("fw")  # one output per PE
         width = pe.cols * pe.vector_width if pe.dataflow == "tensor" and not tree else pe.cols
         width = f if pe.dataflow == "is" else width
         tiles = range(0, f, width)

@@ -75,8 +75,7 @@ def dense_cycles(layer: Layer, phase: str, pe: PEArrayConfig) -> int:
     with reduction lanes has one output per PE (tiles of rows x cols outputs) and takes
     ceil(t / vector_width) steps per tile; otherwise :func:`cycles_gemm` of :func:`phase_gemm`."""
     gemm = phase_gemm(layer, phase, pe)
-    tree = (phase, "reduction") in (("fw", pe.fw_lanes), ("bd", pe.bd_lanes))
-    if tree and pe.dataflow not in SYSTOLIC_DATAFLOWS:
+    if pe.adder_tree(phase):
         steps = -(-gemm.t // pe.vector_width)
         return cycles_dense_tensor(gemm.sr, steps, gemm.sc, pe.rows, pe.cols, 1,
                                    pe.pipeline_latency) * gemm.count

@@ -116,7 +116,7 @@ def lane_layout(hw: HardwareConfig, phase: str) -> LaneLayout:
     (``pe_array.fw_lanes`` / ``bd_lanes``) has one output per PE (cols queue columns, a
     vector_width-wide tree); otherwise units of :func:`unit_width` output columns."""
     pe = hw.pe_array
-    if (phase, "reduction") in (("fw", pe.fw_lanes), ("bd", pe.bd_lanes)):
+    if pe.adder_tree(phase):
         return LaneLayout(1, pe.cols, pe.vector_width)
     unit = unit_width(hw)
     return LaneLayout(unit, queue_columns(hw, unit), 0)

@@ -76,28 +76,32 @@ def _effective_macs(m: int, f: int, k: int, masks: LayerMasks,
     return fixed + int(conditional @ masks.channel_counts)
 
 
+def kept_per_output(masks: LayerMasks, weight: np.ndarray | None,
+                    steps: np.ndarray) -> np.ndarray:
+    """int64 (F,): kept reduction steps of each output channel: its weight mask's ones when
+    ``weight`` is given, else of the ``steps`` it has, N of every M of them under a declared
+    N:M pattern without a recorded mask."""
+    if weight is not None:
+        return row_ones(as_bytes(weight))
+    if masks.weight is None and masks.nm is not None:
+        n, m = masks.nm
+        return steps // m * n + np.minimum(steps % m, n)
+    return steps
+
+
 def _macs_plan(m: int, f: int, k: int, masks: LayerMasks,
                weight: np.ndarray | None) -> tuple[int, np.ndarray | None]:
     """(MACs that do not depend on the gate, MACs per active pixel of each output channel:
     int64 (F,), or (1,) when equal for all, None without a gate) for :func:`_effective_macs`.
     A declared N:M pattern without a recorded mask keeps N of every M reduction steps (a
     recorded mask that WG ignores at a dense-gradient step declares nothing)."""
-    declared = masks.nm if masks.weight is None else None
-
-    def kept(steps: np.ndarray) -> np.ndarray:
-        if declared is None:
-            return steps
-        n, m_ = declared
-        return steps // m_ * n + np.minimum(steps % m_, n)
-
-    kept_per_f = (row_ones(as_bytes(weight)) if weight is not None
-                  else kept(np.full(f, k, dtype=np.int64)))
+    kept_per_f = kept_per_output(masks, weight, np.full(f, k, dtype=np.int64))
     if not masks.has_gate:
         return int(kept_per_f.sum()) * m, None
     on_base = np.zeros(f, dtype=np.int64)
     if masks.base is not None:
         on_base = (row_ones(as_bytes(weight & masks.base.mask)) if weight is not None
-                   else kept(masks.base.per_f))
+                   else kept_per_output(masks, None, masks.base.per_f))
     conditional = kept_per_f - on_base  # MACs per active pixel of each output channel
     if (conditional == conditional[0]).all():
         conditional = conditional[:1]
@@ -210,12 +214,9 @@ def required_macs(layer: Layer, masks: LayerMasks, phase: str, macs_effective: i
     output)."""
     if phase != "fw" or not masks.has_gate or not masks.dense_fw_conditional:
         return macs_effective
-    m, f, k = layer.output_pixels, layer.cout, layer.k_per_group
-    if masks.weight is not None:
-        return int(row_ones(as_bytes(masks.weight)).sum()) * m
-    if masks.nm is not None:  # a declared N:M pattern
-        return f * nm_reduction_length(k, *masks.nm) * m
-    return m * f * k
+    f, k = layer.cout, layer.k_per_group
+    steps = np.full(f, k, dtype=np.int64)
+    return int(kept_per_output(masks, masks.weight, steps).sum()) * layer.output_pixels
 
 
 def _sparse_compute(layer: Layer, phase: str, masks: LayerMasks, hw: HardwareConfig, gemm: Gemm,
@@ -381,7 +382,7 @@ def gated_plan(layer: Layer, phase: str, masks: LayerMasks,
     skips = (phase in hw.sparsity_support.gate and not systolic
              and masks.skips_with_gate(phase))
     if skips and (hw.decoder.compaction or (phase == "wg" and pe.wg_lanes != "output_channels")
-                  or (phase == "bd" and pe.bd_lanes == "reduction")):
+                  or (phase == "bd" and pe.adder_tree("bd"))):
         return None  # the per-pixel (or transposed WG's per-channel) work path
     gemm = phase_gemm(layer, phase, pe)
     layout = lane_layout(hw, phase)

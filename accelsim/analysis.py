@@ -48,15 +48,18 @@ def ratio(numerator: pd.Series | float, denominator: pd.Series | float) -> Any:
 
 SUM_COLUMNS = ("macs_dense", "macs_effective", "macs_required", "macs_issued", "cycles",
                "cycles_dense",
-               "cycles_compute", "cycles_decoder_stall", "energy_pj", "energy_dense_pj")
+               "cycles_compute", "cycles_decoder_stall", "energy_pj", "energy_dense_pj",
+               "cycles_non_mac", "cycles_non_mac_dense")
 
 
 def aggregate(results: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
     """Sum jobs over ``by`` (all steps), then the ratios the summaries use.
 
     Adds ``speedup`` = cycles_dense / cycles, ``flops_reduction`` = macs_dense / macs_effective,
-    ``efficiency_gap`` = speedup / flops_reduction and ``energy_reduction`` (1 where undefined).
-    Groups keep the order in which they first appear.
+    ``efficiency_gap`` = speedup / flops_reduction and ``energy_reduction`` (1 where undefined),
+    and where the table has the non-MAC columns ``speedup_step``: the whole step's
+    (cycles_dense + cycles_non_mac_dense) / (cycles + cycles_non_mac). Groups keep the order in
+    which they first appear.
     """
     columns = [c for c in SUM_COLUMNS if c in results.columns]
     if by:
@@ -68,6 +71,9 @@ def aggregate(results: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
     table["efficiency_gap"] = table["speedup"] / table["flops_reduction"]
     if "energy_pj" in table.columns and "energy_dense_pj" in table.columns:
         table["energy_reduction"] = ratio(table["energy_dense_pj"], table["energy_pj"])
+    if "cycles_non_mac" in table.columns:
+        table["speedup_step"] = ratio(table["cycles_dense"] + table["cycles_non_mac_dense"],
+                                      table["cycles"] + table["cycles_non_mac"])
     return table
 
 
@@ -244,6 +250,9 @@ SUMMED_WHOLE = ("macs_dense", "macs_effective", "macs_required", "macs_issued", 
                 "cycles_compute", "cycles_decoder_stall", "cycles_dram", "cycles_buffer",
                 "decoder_indices")
 SUMMED_REAL = ("dram_bytes", "traffic_indices_bytes", "energy_pj", "energy_dense_pj")
+# The vector unit's non-MAC work (zero in job tables written before it was modelled).
+SUMMED_NON_MAC = ("cycles_non_mac", "cycles_non_mac_dense", "non_mac_ops", "dram_bytes_non_mac",
+                  "energy_non_mac_pj", "energy_non_mac_dense_pj", "stash_bytes")
 
 
 def tflops_per_watt(macs: float, energy_pj: float) -> float:
@@ -257,18 +266,21 @@ def tflops_per_watt(macs: float, energy_pj: float) -> float:
 def _energy_components(jobs: pd.DataFrame) -> list[str]:
     """The energy-by-component columns of a job table (energy_<component>_pj), in its order."""
     return [c for c in jobs.columns if c.startswith("energy_") and c.endswith("_pj")
-            and c not in ("energy_pj", "energy_dense_pj")]
+            and c not in ("energy_pj", "energy_dense_pj") and "non_mac" not in c]
 
 
 def _sums(jobs: pd.DataFrame, scopes: Mapping[str, np.ndarray]) -> dict[str, dict[str, Any]]:
     """Per scope (a name and a boolean mask over the jobs) the job count and the sum of every
     summed column: int64 sums for whole numbers, float64 for real ones."""
     real = [*SUMMED_REAL, *_energy_components(jobs)]
+    non_mac = [c for c in SUMMED_NON_MAC if c in jobs.columns]
+    real += non_mac
     whole_values = jobs[list(SUMMED_WHOLE)].to_numpy(dtype=np.int64)
     real_values = jobs[real].to_numpy(dtype=np.float64)
     result = {}
     for name, mask in scopes.items():
         sums: dict[str, Any] = {"jobs": int(mask.sum())}
+        sums.update({c: 0.0 for c in SUMMED_NON_MAC if c not in non_mac})
         sums.update(zip(SUMMED_WHOLE, (int(v) for v in whole_values[mask].sum(axis=0)),
                         strict=True))
         sums.update(zip(real, (float(v) for v in real_values[mask].sum(axis=0)), strict=True))
@@ -308,6 +320,19 @@ def _totals(sums: Mapping[str, Any], components: Sequence[str], clock_mhz: float
     result["energy_reduction"] = ratio(sums["energy_dense_pj"], energy)
     result["efficiency_gap"] = speedup / flops_reduction
     result.update({column: sums[column] for column in components})
+    # The whole step: the MAC jobs and the vector unit's non-MAC work they carry.
+    result.update({column: sums[column] for column in SUMMED_NON_MAC})
+    step = cycles + sums["cycles_non_mac"]
+    step_dense = sums["cycles_dense"] + sums["cycles_non_mac_dense"]
+    result["cycles_step"] = step
+    result["cycles_step_dense"] = step_dense
+    result["seconds_step"] = step / (clock_mhz * 1e6)
+    result["non_mac_share"] = sums["cycles_non_mac"] / step if step else 0.0
+    result["speedup_step"] = ratio(step_dense, step)
+    result["energy_step_pj"] = energy + sums["energy_non_mac_pj"]
+    result["energy_reduction_step"] = ratio(sums["energy_dense_pj"]
+                                            + sums["energy_non_mac_dense_pj"],
+                                            result["energy_step_pj"])
     return result
 
 
@@ -344,6 +369,8 @@ def summary(jobs: pd.DataFrame, hw: HardwareConfig) -> dict[str, Any]:
         "per_phase": {p: _totals(sums[f"phase {p}"], components, clock, peak) for p in phases},
         "per_branch": {str(b): _totals(sums[f"branch {b}"], components, clock, peak)
                        for b in branches},
+        "non_mac_modelled": bool(hw.vector_unit.lanes),
+        "steps": int(jobs["step"].nunique()),
     }
 
 

@@ -318,6 +318,16 @@ def format_summary(summary: dict) -> str:
         f"{total['tflops_per_watt_dense_equivalent']:.2f} dense-equivalent, "
         f"{total['tflops_per_watt_on_chip']:.2f} effective on chip (without DRAM)",
     ]
+    if summary.get("non_mac_modelled"):
+        steps = max(1, summary.get("steps", 1))
+        lines.append(
+            f"  whole step with non-MAC work: {total['cycles_step']:,.0f} cycles = "
+            f"{total['seconds_step'] * 1e3:.3f} ms, non-MAC {total['non_mac_share']:.1%} of it; "
+            f"speedup {total['speedup_step']:.3f}x (MAC-only {total['speedup']:.3f}x), energy "
+            f"reduction {total['energy_reduction_step']:.3f}x; stash "
+            f"{total['stash_bytes'] / steps / 2**20:.1f} MiB per step")
+    else:
+        lines.append("  non-MAC work not modelled (vector_unit.lanes is 0): MAC-only results")
     for phase, values in summary["per_phase"].items():
         lines.append(f"  {phase:3s}    {values['cycles']:>14,.0f} cycles "
                      f"{values['energy_pj'] / 1e6:>10.3f} uJ")

@@ -16,6 +16,7 @@ import click
 
 from accelsim.cli_options import network_shape_options
 from accelsim.errors import InputError
+from accelsim.network import OPTIMIZERS, SSL_METHODS
 from accelsim.trace.manifest import GATE_GRADIENTS
 from accelsim.trace.writer import MIN_SAVING
 
@@ -110,6 +111,11 @@ def _directory_bytes(root: Path) -> int:
               help="Re-draw weight masks every K steps (0: once; other steps store references).")
 @click.option("--branches", type=click.IntRange(1, 2), default=2, show_default=True,
               help="Contrastive branches (augmented views).")
+@click.option("--ssl", type=click.Choice(SSL_METHODS), default="simclr", show_default=True,
+              help="The SSL method the trace stands for: byol and moco make branch 2 a "
+              "momentum encoder (forward only, updated from branch 1 every step).")
+@click.option("--optimizer", type=click.Choice(OPTIMIZERS), default="sgd", show_default=True,
+              help="The optimizer the trace stands for (its step is non-MAC work).")
 @click.option("--compression", type=click.IntRange(0, 9), default=6, show_default=True,
               help="zlib level of the stored masks; 0 stores the packed bits uncompressed "
                    "(1 bit per mask element: larger files, fastest replay).")
@@ -123,7 +129,8 @@ def synth(ctx: click.Context, network: str, out_dir: Path, steps: int, batch: in
           gate_groups: int, gate_group_size: int, overlap: float, spatial_correlation: float,
           gate_gradient: str, channel_block: int, weight_sparsity: float | None,
           weight_pattern: str, weight_delta: float, weight_update_every: int, branches: int,
-          compression: int, min_saving: float, overwrite: bool) -> None:
+          ssl: str, optimizer: str, compression: int, min_saving: float,
+          overwrite: bool) -> None:
     """Write a synthetic trace: random gate and weight masks with exact sparsity.
 
     Gated layers: residual-block convs of a built-in net, every layer but the first of a
@@ -142,7 +149,8 @@ def synth(ctx: click.Context, network: str, out_dir: Path, steps: int, batch: in
                          channel_block=channel_block, gate_gradient=gate_gradient,
                          weight_sparsity=weight_sparsity,
                          weight_pattern=weight_pattern, weight_delta=weight_delta,
-                         weight_update_every=weight_update_every)
+                         weight_update_every=weight_update_every, ssl=ssl,
+                         optimizer=optimizer)
     net = _network(ctx, network, batch, width, in_channels, image_size)
     if not overwrite and out_dir.is_dir() and any(out_dir.iterdir()):
         raise InputError("directory is not empty (pass --overwrite to replace the trace in it)",

@@ -43,6 +43,7 @@ ENERGY_MAC_PREFIX = "mac_"
 REQUIRED_ENERGY_ACTIONS = ("rf_read_per_bit", "rf_write_per_bit", "gb_read_per_bit",
                            "gb_write_per_bit", "index_decode")
 COMPACTION_NETWORK = "compaction_network_per_mac"  # energy action needed with decoder.compaction
+VECTOR_OP = "vector_op"  # energy action needed with vector_unit.lanes > 0
 
 
 K = TypeVar("K")
@@ -225,6 +226,28 @@ class DramConfig:
 
 
 @dataclass(frozen=True)
+class VectorUnitConfig:
+    """The vector unit that runs a training step's non-MAC work (docs/model.md, "Non-MAC
+    work"): BN, ReLU, residual adds, pooling, the gate's arithmetic, the optimizer step and a
+    momentum encoder's update. ``lanes: 0`` leaves non-MAC work out (MAC-only results)."""
+
+    lanes: int = param(ge=0, le=65536, default=0, unit="ops/cycle",
+                       doc="element-wise operations per cycle (one lane does one add, multiply, "
+                       "fused multiply-add, compare or select per cycle); 0: non-MAC work not "
+                       "modelled")
+    fused: bool = param(default=True, doc="FW: BN statistics run on the array's output stream "
+                        "and normalise, residual add and ReLU in one pass; BD: ReLU's and the "
+                        "add's backward merge into BN's two passes (false: one pass per "
+                        "operation)")
+    master_precision: str = param(choices=tuple(PRECISION_BITS), default="fp32",
+                                  doc="precision of the master weights the optimizer updates "
+                                  "(a copy at pe_array.precision is written when they differ)")
+    state_precision: str = param(choices=tuple(PRECISION_BITS), default="fp32",
+                                 doc="precision of the optimizer's state tensors (momentum, "
+                                 "Adam's second moment)")
+
+
+@dataclass(frozen=True)
 class EnergyEntry:
     """One action's energy with where the number comes from."""
 
@@ -259,8 +282,9 @@ class HardwareConfig:
     energy: FrozenMap[str, EnergyEntry] = param(doc="energy per action: mac_<precision> (pJ/MAC), "
                                            "rf/gb read and write (pJ/bit), index_decode "
                                            "(pJ/index), compaction_network_per_mac (pJ/MAC, "
-                                           "needed with decoder.compaction), each with its "
-                                           "source")
+                                           "needed with decoder.compaction), vector_op "
+                                           "(pJ/operation, needed with vector_unit.lanes), "
+                                           "each with its source")
     description: str = param(default="", doc="free text")
     version: int = param(default=1, ge=1, le=1, doc="config format major version")
     kind: str = param(default=CONFIG_KIND, choices=(CONFIG_KIND,), doc="file kind")
@@ -269,6 +293,8 @@ class HardwareConfig:
                                                    doc="which sparsity each phase exploits")
     static_power_mw: float = param(default=0.0, ge=0, le=1e6, unit="mW",
                                    doc="static (leakage + clock) power of the whole chip")
+    vector_unit: VectorUnitConfig = param(factory=VectorUnitConfig,
+                                          doc="vector unit for non-MAC work")
 
     def energy_pj(self, action: str) -> float:
         """Energy of one action from the table (pJ)."""
@@ -488,12 +514,15 @@ def _check_combinations(config: HardwareConfig, errors: _Errors) -> None:
         errors.add(f"energy.{COMPACTION_NETWORK}", "missing required key (needed for "
                    "decoder.compaction: the energy per MAC of the network that packs work "
                    "onto lanes)")
+    if config.vector_unit.lanes and VECTOR_OP not in config.energy:
+        errors.add(f"energy.{VECTOR_OP}", "missing required key (needed for vector_unit.lanes > "
+                   "0: the energy of one vector operation at vector_unit.precision)")
     for action in config.energy:
-        known = action in (*REQUIRED_ENERGY_ACTIONS, COMPACTION_NETWORK) or (
+        known = action in (*REQUIRED_ENERGY_ACTIONS, COMPACTION_NETWORK, VECTOR_OP) or (
             action.startswith(ENERGY_MAC_PREFIX)
             and action[len(ENERGY_MAC_PREFIX):] in PRECISION_BITS)
         if not known:
-            options = [*REQUIRED_ENERGY_ACTIONS, COMPACTION_NETWORK,
+            options = [*REQUIRED_ENERGY_ACTIONS, COMPACTION_NETWORK, VECTOR_OP,
                        *(ENERGY_MAC_PREFIX + p for p in PRECISION_BITS)]
             errors.add(f"energy.{action}", _unknown_key_message(action, options))
     if pe.dataflow in SYSTOLIC_DATAFLOWS and pe.vector_width != 1:

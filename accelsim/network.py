@@ -16,8 +16,10 @@ names: ``sr`` output rows, ``t`` reduction length, ``sc`` output columns), repea
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +28,14 @@ from accelsim.errors import InputError
 PHASES: tuple[str, ...] = ("fw", "bd", "wg")
 LAYER_KINDS: tuple[str, ...] = ("conv", "linear")
 LAYER_ROLES: tuple[str, ...] = ("stem", "block", "downsample", "head", "other")
+# Non-MAC operations on a layer's forward output, in the order they run (docs/model.md,
+# "Non-MAC work"): batch normalisation, ReLU, a residual add, global average pooling.
+POST_OPS: tuple[str, ...] = ("batchnorm", "relu", "add", "pool")
+# The training recipe a workload declares: its SSL method (BYOL and MoCo keep a momentum
+# encoder, branch 2, that runs forward only) and its optimizer.
+SSL_METHODS: tuple[str, ...] = ("simclr", "byol", "moco")
+MOMENTUM_SSL: tuple[str, ...] = ("byol", "moco")
+OPTIMIZERS: tuple[str, ...] = ("sgd", "lars", "adam")
 
 
 @dataclass(frozen=True)
@@ -51,7 +61,9 @@ class Layer:
     ``(H + 2p - k) / s + 1`` while SCALE-Sim topology files use their own rule.
     ``nm`` is an N:M weight-sparsity declaration (from a topology ``Sparsity`` column), or None.
     ``role`` says where the layer sits (stem, block, downsample, head), which decides whether
-    gating and pruning apply by default.
+    gating and pruning apply by default. ``post_ops`` are the non-MAC operations (of
+    :data:`POST_OPS`) applied to the layer's output in the forward pass, in order: the work the
+    vector unit does for this layer (empty: none known).
     """
 
     name: str
@@ -70,6 +82,7 @@ class Layer:
     batch: int
     role: str = "other"
     nm: tuple[int, int] | None = None
+    post_ops: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         where = f"layer {self.name!r}"
@@ -92,6 +105,11 @@ class Layer:
             n, m = self.nm
             if not (1 <= n <= m):
                 raise InputError(f"N:M sparsity needs 1 <= N <= M, got {n}:{m}", field=where)
+        object.__setattr__(self, "post_ops", tuple(self.post_ops))
+        unknown = [op for op in self.post_ops if op not in POST_OPS]
+        if unknown:
+            raise InputError(f"post_ops must be drawn from {list(POST_OPS)}, got {unknown[0]!r}",
+                             field=where)
 
     @property
     def k_per_group(self) -> int:
@@ -226,7 +244,30 @@ def _resnet(name: str, stage_widths: list[int], blocks_per_stage: int | list[int
     if head:
         layers.append(linear("head.0", cin, cin, batch))
         layers.append(linear("head.2", cin, proj_dim, batch))
-    return Network(name=name, layers=tuple(layers))
+    return Network(name=name, layers=resnet_post_ops(layers))
+
+
+def resnet_post_ops(layers: Sequence[Layer]) -> tuple[Layer, ...]:
+    """``layers`` of a built-in ResNet (:func:`resnet20`, :func:`resnet18`, or the same network
+    recorded by ``workloads``) with the non-MAC operations each layer's output goes through, as
+    the CIFAR ResNet runs them: the stem and every block's ``conv1`` BN + ReLU; ``conv2`` BN +
+    residual add + ReLU (the network's last ``conv2`` then pools); a projection shortcut BN;
+    the projection head's first linear layer BN + ReLU (SimCLR's MLP), its last none."""
+    last_conv2 = max((i for i, layer in enumerate(layers) if layer.name.endswith(".conv2")),
+                     default=-1)
+    result = []
+    for index, layer in enumerate(layers):
+        if layer.role == "stem" or layer.name.endswith(".conv1") or layer.name == "head.0":
+            ops: tuple[str, ...] = ("batchnorm", "relu")
+        elif layer.name.endswith(".conv2"):
+            ops = ("batchnorm", "add", "relu", "pool") if index == last_conv2 else (
+                "batchnorm", "add", "relu")
+        elif layer.role == "downsample":
+            ops = ("batchnorm",)
+        else:
+            ops = ()
+        result.append(dataclasses.replace(layer, post_ops=ops))
+    return tuple(result)
 
 
 def _check_width(width: float) -> None:

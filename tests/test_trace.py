@@ -800,7 +800,7 @@ def test_a_gate_spec_from_before_format_1_2_reads_as_straight_through(tmp_path: 
                       SynthConfig(steps=1, gate_sparsity=0.5, gate_groups=2,
                                   gate_gradient="masked"))
     manifest = json.loads((path / "manifest.json").read_text())
-    assert manifest["version"] == "1.2"
+    assert manifest["version"] == FORMAT_VERSION
     manifest["version"] = "1.1"
     for layer in manifest["layers"]:
         if layer["gate"] is not None:

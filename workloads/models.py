@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from accelsim.network import Layer, conv_output_size
+from accelsim.network import Layer, conv_output_size, resnet_post_ops
 from workloads.gating import BranchConv2d, GatingConfig, branch_convs
 
 BACKBONES: dict[str, tuple[tuple[int, ...], int]] = {
@@ -165,7 +165,9 @@ def layer_geometry(backbone: nn.Module, batch: int, image_size: int) -> list[Lay
 
     The sizes come from a forward pass of ``batch`` images of ``image_size`` x ``image_size`` on
     the ``meta`` device (shapes only, no compute, parameters and buffers untouched, no gate
-    recorded), with a hook on every conv.
+    recorded), with a hook on every conv. Each layer's ``post_ops`` (BN, ReLU, residual add,
+    pooling on its output) are those of the CIFAR ResNet block structure this module builds
+    (:func:`accelsim.network.resnet_post_ops`).
     """
     if batch < 1 or image_size < 1:
         raise ValueError(f"batch and image_size must be >= 1, got {batch}, {image_size}")
@@ -223,4 +225,4 @@ def layer_geometry(backbone: nn.Module, batch: int, image_size: int) -> list[Lay
                 role=conv.role,
             )
         )
-    return layers
+    return list(resnet_post_ops(layers))

@@ -11,7 +11,9 @@ precision) share one compute, so a sweep over such parameters replays the masks 
 Index traffic: FW writes the gate index when a later phase (BD, WG) skips with it, and those
 phases read it back; weight indices are read by every phase that reads compressed weights
 (``dram.compress_sparse``) or skips with them. A momentum branch (BYOL, MoCo target encoder) runs
-the forward phase only.
+the forward phase only. Each job carries its share of the vector unit's non-MAC work
+(:mod:`accelsim.engine.vector`): a layer's post ops in FW and in its first backward phase, the
+optimizer step on branch 1's WG and a momentum encoder's update on branch 2's FW.
 """
 
 from __future__ import annotations
@@ -36,15 +38,15 @@ from accelsim.engine.masks import BasePath, LayerMasks, PackedGate
 from accelsim.engine.memory import GatedForward
 from accelsim.engine.simulator import IndexCost, JobCache, JobResult, phases_for
 from accelsim.engine.sparse import SparseCompute, compute_key, fw_skips_gates
+from accelsim.engine.vector import NonMacDuties, job_duties, recorded_optimizer
 from accelsim.errors import InputError
 from accelsim.kernels import popcount_words
-from accelsim.network import PHASES
+from accelsim.network import MOMENTUM_SSL, PHASES
 from accelsim.sparsity import (
     nm_fits,
 )
 from accelsim.trace import TraceLayer, TraceReader
 
-MOMENTUM_SSL = ("byol", "moco")
 JOBS_CACHE_LIMIT = 4096  # per-phase job arguments kept (a gate index priced by count varies)
 
 
@@ -108,6 +110,22 @@ class Replayer:
             for branch in range(1, self.reader.branches + 1)
             for index, item in enumerate(self.reader.layers)
             if (phases := tuple(self.branch_phases(branch, index)))]
+        self.optimizer = recorded_optimizer(self.reader.manifest.producer)
+        self._duties = {(branch, item.name, phase): self._job_duties(branch, item, phase, phases)
+                        for branch, item, phases in self._layer_phases for phase in phases}
+
+    def _job_duties(self, branch: int, item: TraceLayer, phase: str,
+                    phases: tuple[str, ...]) -> NonMacDuties:
+        """The non-MAC work of a job (:func:`accelsim.engine.vector.job_duties`): the optimizer
+        rides on branch 1, a momentum encoder's update on branch 2's FW."""
+        gate = item.gate
+        return job_duties(phase, phases,
+                          runs_backward=not (self.momentum and branch == 2)
+                          and any(p != "fw" for p in self.phases),
+                          gate_group_size=gate.group_size if gate is not None
+                          and gate.gating_groups > 1 else 0,
+                          optimizer=self.optimizer if branch == 1 else "",
+                          ema=self.momentum and branch == 2)
 
     def branch_phases(self, branch: int, layer_index: int) -> list[str]:
         phases = phases_for(layer_index, self.phases, skip_first_bd=True)
@@ -261,7 +279,7 @@ class Replayer:
                     frame = self._job_caches[i].frame(
                         item.layer, job.phase, hw, job.weight_density, job.dw_density,
                         job.index, branch, self.name, compute.cycles_compute_dense,
-                        job.gated_forward)
+                        job.gated_forward, self._duties[(branch, item.name, job.phase)])
                     layer_rows[job.phase] = frame.result(compute, step)
                 rows[i].extend(layer_rows.values())
                 if job_key is not None:  # kept for this layer and branch until its key changes

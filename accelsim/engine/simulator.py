@@ -30,6 +30,14 @@ from accelsim.engine.sparse import (
     plans_gate,
     sparse_compute,
 )
+from accelsim.engine.vector import (
+    DEFAULT_OPTIMIZER,
+    NO_DUTIES,
+    NonMacDuties,
+    NonMacWork,
+    job_duties,
+    non_mac_work,
+)
 from accelsim.network import PHASES, Layer, Network
 
 
@@ -44,6 +52,12 @@ class JobResult:
     ``energy_dense_pj`` are the same job without any skipping on the same hardware.
     ``index_bits`` are the stored indices this job uses, in the format the hardware uses;
     ``index_bits_bitmap`` the same masks as unstructured element bitmaps.
+
+    The ``*_non_mac*`` fields are the vector unit's work this job carries
+    (:mod:`accelsim.engine.vector`): the cycles it adds after the job's MACs (``_dense``: after
+    the dense job's), its operations, DRAM bytes and energy (static energy over its cycles
+    included); ``stash_bytes`` is what FW keeps in DRAM for backward. ``cycles`` and
+    ``energy_pj`` are the MAC job's alone: a whole step adds both.
     """
 
     trace: str
@@ -81,6 +95,13 @@ class JobResult:
     energy_network_pj: float
     energy_static_pj: float
     energy_dense_pj: float
+    cycles_non_mac: int
+    cycles_non_mac_dense: int
+    non_mac_ops: float
+    dram_bytes_non_mac: float
+    energy_non_mac_pj: float
+    energy_non_mac_dense_pj: float
+    stash_bytes: float
 
     def row(self) -> dict[str, object]:
         """The result as a flat dict (one tidy-table row, in the declared field order). Every
@@ -177,6 +198,7 @@ class JobFrame:
     cycles_dram: int
     hw: HardwareConfig
     rates: EnergyRates
+    non_mac: NonMacWork
 
     def result(self, compute: SparseCompute, step: int) -> JobResult:
         """The job's row at ``step`` with ``compute``."""
@@ -185,6 +207,9 @@ class JobFrame:
         buffer, dram = self.cycles_buffer, self.cycles_dram
         cycles = combine_cycles(compute.cycles_compute, buffer, dram, hw.dram.double_buffering)
         cycles_dense = dense.cycles
+        non_mac = self.non_mac
+        cycles_non_mac = non_mac.cycles(cycles)
+        cycles_non_mac_dense = non_mac.cycles(cycles_dense)
         energy = self.rates.breakdown(
             macs_issued=compute.macs_issued, gb_read_bits=memory.gb_read_bits,
             gb_write_bits=memory.gb_write_bits, rf_fill_bits=memory.rf_fill_bits,
@@ -212,6 +237,11 @@ class JobFrame:
             energy_index_pj=energy.index, energy_network_pj=energy.network,
             energy_static_pj=energy.static,
             energy_dense_pj=dense.energy_pj,
+            cycles_non_mac=cycles_non_mac, cycles_non_mac_dense=cycles_non_mac_dense,
+            non_mac_ops=non_mac.ops, dram_bytes_non_mac=non_mac.dram_bytes,
+            energy_non_mac_pj=non_mac.energy_pj + self.rates.static(cycles_non_mac),
+            energy_non_mac_dense_pj=non_mac.energy_pj + self.rates.static(cycles_non_mac_dense),
+            stash_bytes=non_mac.stash_bytes,
         ))
 
 
@@ -244,11 +274,13 @@ class JobCache:
     def frame(self, layer: Layer, phase: str, hw: HardwareConfig, weight_density: float,
               dw_density: float, index: IndexCost, branch: int, trace: str,
               cycles_compute_dense: int,
-              gated_forward: GatedForward | None = None) -> JobFrame:
+              gated_forward: GatedForward | None = None,
+              duties: NonMacDuties = NO_DUTIES) -> JobFrame:
         """The job's :class:`JobFrame`, kept (``cycles_compute_dense``: its dense compute
         cycles, for the dense half; ``gated_forward``: FW of a gated layer with a base path,
-        :func:`accelsim.engine.memory.gate_extra`)."""
-        key = (layer.name, phase, weight_density, dw_density, index, branch, trace, gated_forward)
+        :func:`accelsim.engine.memory.gate_extra`; ``duties``: the non-MAC work it carries)."""
+        key = (layer.name, phase, weight_density, dw_density, index, branch, trace, gated_forward,
+               duties)
         frame = self.frames.get(key)
         if frame is None:
             dense = self.dense.get((layer.name, phase))
@@ -264,18 +296,21 @@ class JobCache:
             frame = self.frames[key] = JobFrame(
                 trace, layer.name, branch, phase, dense, index, memory,
                 cycles_buffer(memory.gb_read_bits, memory.gb_write_bits, hw),
-                cycles_dram(memory.dram_bytes, hw), hw, EnergyRates.of(hw))
+                cycles_dram(memory.dram_bytes, hw), hw, EnergyRates.of(hw),
+                non_mac_work(layer, phase, duties, hw))
         return frame
 
 
 def simulate_job(layer: Layer, phase: str, hw: HardwareConfig, *,
                  masks: LayerMasks | None = None, index: IndexCost = NO_INDEX,
                  weight_density: float = 1.0, dw_density: float = 1.0, branch: int = 1,
-                 step: int = 0, trace: str = "", cache: JobCache | None = None) -> JobResult:
+                 step: int = 0, trace: str = "", cache: JobCache | None = None,
+                 duties: NonMacDuties = NO_DUTIES) -> JobResult:
     """Simulate one job: compute (from the masks), memory, energy, and the same job dense.
     ``cache``: kept by the caller for one ``hw`` (a replay computes each job's frame once
     per trace, not once per step); None: a fresh one for this job. A gate with a base path
-    pays for computing the gate in FW (:func:`accelsim.engine.memory.gate_extra`)."""
+    pays for computing the gate in FW (:func:`accelsim.engine.memory.gate_extra`).
+    ``duties``: the non-MAC work the job carries (:func:`accelsim.engine.vector.job_duties`)."""
     masks = masks if masks is not None else declared_masks(layer)
     cache = cache if cache is not None else JobCache()
     compute = cache.compute(layer, phase, masks, hw)
@@ -284,14 +319,16 @@ def simulate_job(layer: Layer, phase: str, hw: HardwareConfig, *,
         gated = GatedForward(masks.base.groups, masks.base.base_chunks,
                              masks.dense_fw_conditional or not fw_skips_gates(hw))
     frame = cache.frame(layer, phase, hw, weight_density, dw_density, index, branch, trace,
-                        compute.cycles_compute_dense, gated)
+                        compute.cycles_compute_dense, gated, duties)
     return frame.result(compute, step)
 
 
 def simulate_layer_phase(layer: Layer, phase: str, hw: HardwareConfig, *, branch: int = 1,
-                         step: int = 0, workload: str = "") -> JobResult:
+                         step: int = 0, workload: str = "",
+                         duties: NonMacDuties = NO_DUTIES) -> JobResult:
     """Simulate one job without recorded masks (topology N:M declarations apply)."""
-    return simulate_job(layer, phase, hw, branch=branch, step=step, trace=workload)
+    return simulate_job(layer, phase, hw, branch=branch, step=step, trace=workload,
+                        duties=duties)
 
 
 def phases_for(layer_index: int, phases: Sequence[str], skip_first_bd: bool) -> list[str]:
@@ -301,15 +338,22 @@ def phases_for(layer_index: int, phases: Sequence[str], skip_first_bd: bool) -> 
 
 def simulate_network_dense(network: Network, hw: HardwareConfig, *,
                            phases: Sequence[str] = PHASES, branches: Iterable[int] = (1, 2),
-                           skip_first_bd: bool = True) -> list[JobResult]:
-    """Dense training step of ``network``: every layer x branch x phase."""
+                           skip_first_bd: bool = True,
+                           optimizer: str = DEFAULT_OPTIMIZER) -> list[JobResult]:
+    """Dense training step of ``network``: every layer x branch x phase, each branch running
+    forward and backward (SimCLR's two views); the ``optimizer`` step rides on the first
+    branch's WG jobs."""
     unknown = [p for p in phases if p not in PHASES]
     if unknown:
         raise ValueError(f"unknown phases {unknown}; expected a subset of {PHASES}")
     results = []
-    for branch in branches:
+    for position, branch in enumerate(branches):
         for index, layer in enumerate(network.layers):
-            for phase in phases_for(index, phases, skip_first_bd):
+            layer_phases = tuple(phases_for(index, phases, skip_first_bd))
+            for phase in layer_phases:
+                duties = job_duties(phase, layer_phases,
+                                    runs_backward=any(p != "fw" for p in phases),
+                                    optimizer=optimizer if position == 0 else "")
                 results.append(simulate_layer_phase(layer, phase, hw, branch=branch,
-                                                    workload=network.name))
+                                                    workload=network.name, duties=duties))
     return results

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from accelsim.errors import InputError
-from accelsim.network import Layer
+from accelsim.network import BUILTIN_NETWORKS, Layer, resnet_post_ops
 from accelsim.trace.format import (
     FORMAT_NAME,
     MANIFEST_NAME,
@@ -27,6 +27,8 @@ from accelsim.trace.format import (
 _NM_PATTERN = re.compile(r"^nmt?:(\d+):(\d+)$")
 _BLOCK_PATTERN = re.compile(r"^block:(\d+)x(\d+)$")
 _LAYER_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Layer))
+_OPTIONAL_LAYER_FIELDS = ("post_ops",)  # format 1.3; absent in older traces
+_REQUIRED_LAYER_FIELDS = tuple(f for f in _LAYER_FIELDS if f not in _OPTIONAL_LAYER_FIELDS)
 _MANIFEST_KEYS = ("format", "version", "created_by", "producer", "branches", "layers")
 GATE_GRADIENTS: tuple[str, ...] = ("straight_through", "masked")
 
@@ -325,6 +327,12 @@ class _ManifestParser:
         if not isinstance(raw_layers, list) or not raw_layers:
             raise self.error("layers", "expected a non-empty list")
         layers = tuple(self.layer(item, i) for i, item in enumerate(raw_layers))
+        if not any("post_ops" in item for item in raw_layers) and \
+                (producer.get("model") or producer.get("network")) in BUILTIN_NETWORKS:
+            # A trace older than 1.3 of a built-in ResNet: its non-MAC ops are the network's.
+            derived = resnet_post_ops([item.layer for item in layers])
+            layers = tuple(dataclasses.replace(item, layer=layer)
+                           for item, layer in zip(layers, derived, strict=True))
         try:
             return Manifest(version=version, created_by=created_by, producer=producer,
                             branches=branches, layers=layers)
@@ -340,7 +348,11 @@ class _ManifestParser:
             raise self.error(f"{where}name", f"expected a non-empty string, got {name!r}")
         self.context = f" (layer {name!r})"
         self.check_keys(item, (*_LAYER_FIELDS, "gate", "weight"), where)
-        values = {key: self.get(item, key, where) for key in _LAYER_FIELDS}
+        values = {key: self.get(item, key, where) for key in _REQUIRED_LAYER_FIELDS}
+        post_ops = item.get("post_ops", [])
+        if not (isinstance(post_ops, list) and all(isinstance(op, str) for op in post_ops)):
+            raise self.error(f"{where}post_ops", f"expected a list of strings, got {post_ops!r}")
+        values["post_ops"] = tuple(post_ops)
         nm = values["nm"]
         if nm is not None:
             if not (isinstance(nm, list) and len(nm) == 2 and all(_positive_int(v) for v in nm)):

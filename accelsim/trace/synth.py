@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from accelsim.errors import InputError
-from accelsim.network import Layer, Network
+from accelsim.network import MOMENTUM_SSL, OPTIMIZERS, SSL_METHODS, Layer, Network
 from accelsim.trace.manifest import (
     GATE_GRADIENTS,
     TraceLayer,
@@ -138,6 +138,8 @@ class SynthConfig:
     weight_pattern: str = "element"
     weight_delta: float = 0.0
     weight_update_every: int = 0
+    ssl: str = "simclr"
+    optimizer: str = "sgd"
 
     def __post_init__(self) -> None:
         _check_int(self.steps, "--steps", 1)
@@ -146,6 +148,15 @@ class SynthConfig:
         _check_int(self.gate_groups, "--gate-groups", 1)
         _check_int(self.gate_group_size, "--gate-group-size", 1)
         _check_int(self.channel_block, "--channel-block", 1)
+        if self.ssl not in SSL_METHODS:
+            raise InputError(f"must be one of {list(SSL_METHODS)}, got {self.ssl!r}",
+                             field="--ssl")
+        if self.ssl in MOMENTUM_SSL and self.branches != 2:
+            raise InputError(f"{self.ssl} needs --branches 2 (branch 2 is its momentum "
+                             f"encoder), got {self.branches}", field="--ssl")
+        if self.optimizer not in OPTIMIZERS:
+            raise InputError(f"must be one of {list(OPTIMIZERS)}, got {self.optimizer!r}",
+                             field="--optimizer")
         if self.gate_gradient not in GATE_GRADIENTS:
             raise InputError(f"expected one of {', '.join(GATE_GRADIENTS)}, got "
                              f"{self.gate_gradient!r}", field="--gate-gradient")
@@ -489,6 +500,7 @@ def _weights_update(config: SynthConfig, step: int) -> bool:
 def producer(network: Network, config: SynthConfig) -> dict[str, Any]:
     """The manifest's producer object of a synthetic trace."""
     return {"algorithm": "synthetic", "generator": GENERATOR, "network": network.name,
+            "ssl": config.ssl, "optimizer": config.optimizer,
             "config": dataclasses.asdict(config), "seed": config.seed}
 
 

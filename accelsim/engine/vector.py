@@ -1,0 +1,342 @@
+"""Non-MAC work of a training step on the vector unit: passes over tensors, priced per job.
+
+A layer's forward output goes through its ``post_ops`` (BN, ReLU, residual add, pooling:
+:data:`accelsim.network.POST_OPS`); backward runs them in reverse; a gate with a base path is
+computed from the base output in FW and differentiated in backward; the optimizer updates each
+layer's parameters once per step, and a momentum encoder's parameters follow the online ones.
+Each of these is a list of :class:`VectorPass` es: ``ops_per_element`` operations over
+``elements`` elements, reading and writing whole tensors. The rules, with their formulas, are in
+``docs/model.md`` ("Non-MAC work"):
+
+- A pass takes ``ceil(elements x ops / vector_unit.lanes)`` cycles of arithmetic, or longer when
+  its DRAM or global-buffer traffic is slower (the same rule as a MAC job:
+  :func:`~accelsim.engine.memory.combine_cycles`). Passes run one after the other: each needs
+  the whole result of the one before (BN's statistics before it normalises).
+- Training keeps activations in DRAM between FW and backward (they do not fit on chip), so a
+  pass reads and writes DRAM; DRAM data passes through the global buffer both ways. The gate's
+  arithmetic reads the base output the buffer holds for it (``gate_extra``): buffer only.
+- ``vector_unit.fused``: BN's statistics run on the array's output stream, so they cost no
+  memory traffic and hide under the job's MAC cycles (a job whose MACs finish sooner than its
+  statistics waits for them: :meth:`NonMacWork.cycles`); normalise, add and ReLU share one pass;
+  backward merges ReLU's, pooling's and the add's backward into BN's two passes.
+- What FW stores for backward (``stash_bytes``): each layer's output (BN's input) and its
+  post-ops' output (the next layer's input; ReLU's mask is read from it); with a gated base
+  path also the base and conditional outputs the gate's gradient reads.
+
+Non-MAC work does not depend on the masks: gated-off outputs still go through BN and ReLU.
+Only the hiding of fused statistics under a job's MAC cycles does, through those cycles.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from accelsim.config import PRECISION_BITS, VECTOR_OP, HardwareConfig
+from accelsim.engine.energy import EnergyRates
+from accelsim.engine.memory import combine_cycles, cycles_buffer, cycles_dram
+from accelsim.errors import InputError
+from accelsim.network import OPTIMIZERS, Layer
+
+DEFAULT_OPTIMIZER = "sgd"
+
+# Operations per element (one add, multiply, fused multiply-add, compare or select each).
+BN_STATISTICS_OPS = 2     # sum x and sum x^2 (a multiply-add)
+BN_NORMALISE_OPS = 1      # x * a + b with a = gamma / sigma, b = beta - mean * a per channel
+BN_REDUCE_OPS = 3         # backward pass 1: x_hat = (x - mean) / sigma, sum dz, sum dz * x_hat
+BN_GRADIENT_OPS = 3       # backward pass 2: x_hat again, dx = a * dz - b * x_hat - c
+ELEMENTWISE_OPS = 1       # ReLU (max, or select by mask backward), add, one pooling step
+GATE_STANDARDISE_OPS = 4  # gate FW: mean, variance, (x - mean) / sigma, compare with tau
+GATE_GROUP_OPS = 1        # gate FW with groups (SCDG): add a group's standardised channels
+GATE_GRADIENT_OPS = 3     # gate backward, per pass of two: dd = dY * Y_c, through the standardise
+# Optimizer steps per parameter: operations, and tensors read / written besides the gradient.
+OPTIMIZER_OPS = {"sgd": 3, "lars": 5, "adam": 9}
+OPTIMIZER_STATES = {"sgd": 1, "lars": 1, "adam": 2}  # momentum; Adam's first and second moment
+EMA_OPS = 2               # theta_t = tau * theta_t + (1 - tau) * theta_online
+
+
+@dataclass(frozen=True)
+class VectorPass:
+    """One pass of the vector unit: ``ops_per_element`` operations on ``elements`` elements,
+    ``read_bytes`` / ``write_bytes`` of DRAM traffic (``on_chip``: global buffer only;
+    ``on_stream``: fused into the array's output, no memory traffic)."""
+
+    what: str
+    elements: int
+    ops_per_element: float
+    read_bytes: float = 0.0
+    write_bytes: float = 0.0
+    on_chip: bool = False
+    on_stream: bool = False
+
+    @property
+    def ops(self) -> float:
+        """Vector operations of the pass."""
+        return self.elements * self.ops_per_element
+
+
+@dataclass(frozen=True)
+class NonMacDuties:
+    """The non-MAC work one job carries besides its MACs (all off: none).
+
+    ``forward``: the layer's post ops (its FW job); ``backward``: their backward (the layer's
+    first backward job on the branch: BD, or WG where BD does not run); ``stash``: FW keeps what
+    backward needs (a branch that runs backward); ``gate_group_size`` > 0: the layer's gate has a
+    base path (FW computes it, backward differentiates it); ``optimizer``: the optimizer step of
+    the layer's parameters (one job per layer and step); ``ema``: a momentum encoder's update."""
+
+    forward: bool = False
+    backward: bool = False
+    stash: bool = False
+    gate_group_size: int = 0
+    optimizer: str = ""
+    ema: bool = False
+
+    def __post_init__(self) -> None:
+        if self.optimizer and self.optimizer not in OPTIMIZERS:
+            raise InputError(f"optimizer must be one of {list(OPTIMIZERS)}, got "
+                             f"{self.optimizer!r}", field="optimizer")
+
+
+NO_DUTIES = NonMacDuties()
+
+
+@dataclass(frozen=True)
+class NonMacWork:
+    """A job's non-MAC work priced on one hardware config: ``stream_cycles`` of statistics on the
+    array's output stream, ``pass_cycles`` of passes after it, ``ops`` vector operations,
+    ``dram_bytes``, ``energy_pj`` (static energy excluded: it follows the job's time) and
+    ``stash_bytes`` FW keeps in DRAM for backward."""
+
+    stream_cycles: int = 0
+    pass_cycles: int = 0
+    ops: float = 0.0
+    dram_bytes: float = 0.0
+    energy_pj: float = 0.0
+    stash_bytes: float = 0.0
+
+    def cycles(self, mac_cycles: int) -> int:
+        """Cycles the work adds to a job whose MACs take ``mac_cycles``: the passes, plus the
+        streamed statistics where they outlast the MACs."""
+        return self.pass_cycles + max(0, self.stream_cycles - mac_cycles)
+
+
+NO_WORK = NonMacWork()
+
+
+def activation_bytes(hw: HardwareConfig) -> float:
+    """Bytes of one stored activation or gradient element (``pe_array.precision``)."""
+    return hw.operand_bits / 8
+
+
+def forward_passes(layer: Layer, hw: HardwareConfig) -> list[VectorPass]:
+    """The vector passes of the layer's post ops in FW (docs/model.md, "Non-MAC work")."""
+    ops, elements, b = layer.post_ops, layer.output_count, activation_bytes(hw)
+    pooled = layer.batch * layer.cout * b if "pool" in ops else 0.0  # one value per channel
+    if not ops:
+        return []
+    if hw.vector_unit.fused:
+        passes = []
+        if "batchnorm" in ops:
+            passes.append(VectorPass("BN statistics", elements, BN_STATISTICS_OPS,
+                                     on_stream=True))
+        count = (BN_NORMALISE_OPS if "batchnorm" in ops else 0) + ELEMENTWISE_OPS * sum(
+            op != "batchnorm" for op in ops)
+        passes.append(VectorPass(" + ".join(ops), elements, count,
+                                 read_bytes=elements * b * (2 if "add" in ops else 1),
+                                 write_bytes=elements * b + pooled))
+        return passes
+    passes = []
+    for op in ops:
+        if op == "batchnorm":
+            passes.append(VectorPass("BN statistics", elements, BN_STATISTICS_OPS,
+                                     read_bytes=elements * b))
+            passes.append(VectorPass("BN normalise", elements, BN_NORMALISE_OPS,
+                                     read_bytes=elements * b, write_bytes=elements * b))
+        elif op == "pool":
+            passes.append(VectorPass("pool", elements, ELEMENTWISE_OPS,
+                                     read_bytes=elements * b, write_bytes=pooled))
+        else:
+            passes.append(VectorPass(op, elements, ELEMENTWISE_OPS,
+                                     read_bytes=elements * b * (2 if op == "add" else 1),
+                                     write_bytes=elements * b))
+    return passes
+
+
+def backward_passes(layer: Layer, hw: HardwareConfig) -> list[VectorPass]:
+    """The vector passes of the layer's post ops in backward: from the gradient of their
+    output to the gradient of the layer's output (dY), and, after a residual add, the sum of
+    the two gradients where the block's paths meet (counted at the layer's output size)."""
+    ops, elements, b = layer.post_ops, layer.output_count, activation_bytes(hw)
+    if not ops:
+        return []
+    pooled = layer.batch * layer.cout * b
+    grad_in = pooled if "pool" in ops else elements * b  # the gradient that arrives
+    mask = elements * b if "relu" in ops else 0.0        # ReLU's mask: its saved output
+    junction = [VectorPass("add (gradients meet)", elements, ELEMENTWISE_OPS,
+                           read_bytes=2 * elements * b, write_bytes=elements * b)] \
+        if "add" in ops else []
+    if hw.vector_unit.fused:
+        others = ELEMENTWISE_OPS * sum(op in ("relu", "pool") for op in ops)
+        shortcut = elements * b if "add" in ops else 0.0  # dZ goes on to the shortcut too
+        if "batchnorm" not in ops:
+            return [VectorPass(" + ".join(reversed(ops)) + " backward", elements, others,
+                               read_bytes=grad_in + mask, write_bytes=elements * b), *junction]
+        saved = grad_in + mask + elements * b  # and BN's input
+        return [VectorPass("BN backward reduce", elements, BN_REDUCE_OPS + others,
+                           read_bytes=saved),
+                VectorPass("BN backward gradient", elements, BN_GRADIENT_OPS + others,
+                           read_bytes=saved, write_bytes=elements * b + shortcut), *junction]
+    passes = []
+    for op in reversed(ops):
+        if op == "pool":
+            passes.append(VectorPass("pool backward", elements, ELEMENTWISE_OPS,
+                                     read_bytes=pooled, write_bytes=elements * b))
+        elif op == "relu":
+            passes.append(VectorPass("relu backward", elements, ELEMENTWISE_OPS,
+                                     read_bytes=2 * elements * b, write_bytes=elements * b))
+        elif op == "add":
+            passes += junction
+        else:
+            passes.append(VectorPass("BN backward reduce", elements, BN_REDUCE_OPS,
+                                     read_bytes=2 * elements * b))
+            passes.append(VectorPass("BN backward gradient", elements, BN_GRADIENT_OPS,
+                                     read_bytes=2 * elements * b, write_bytes=elements * b))
+    return passes
+
+
+def gate_passes(layer: Layer, group_size: int, phase: str,
+                hw: HardwareConfig) -> list[VectorPass]:
+    """The gate's arithmetic on a layer with a base path: in FW, standardise the base output
+    per sample and channel and compare (SCDG: and add each group's channels), on the base
+    output the buffer holds; in backward, the gate's gradient dY x Y_c back through the
+    standardisation (two passes, reading dY, Y_c and Y_b from DRAM)."""
+    elements, b = layer.output_count, activation_bytes(hw)
+    if phase == "fw":
+        ops = GATE_STANDARDISE_OPS + (GATE_GROUP_OPS if group_size > 1 else 0)
+        return [VectorPass("gate standardise + compare", elements, ops,
+                           read_bytes=2 * elements * b, on_chip=True)]
+    return [VectorPass("gate gradient reduce", elements, GATE_GRADIENT_OPS,
+                       read_bytes=3 * elements * b),
+            VectorPass("gate gradient", elements, GATE_GRADIENT_OPS,
+                       read_bytes=3 * elements * b, write_bytes=elements * b)]
+
+
+def parameter_count(layer: Layer) -> int:
+    """Trained parameters of the layer: its weights, and BN's scale and shift."""
+    return layer.weight_count + (2 * layer.cout if "batchnorm" in layer.post_ops else 0)
+
+
+def optimizer_passes(layer: Layer, optimizer: str, hw: HardwareConfig) -> list[VectorPass]:
+    """The optimizer step of the layer's parameters: master weights and ``state`` tensors read
+    and written in DRAM, the gradient (``pe_array.precision``) read, and a copy of the weights
+    at the array's precision written when the master precision differs. LARS first reads
+    weights and gradient for the layer's two norms."""
+    vector, params, b = hw.vector_unit, parameter_count(layer), activation_bytes(hw)
+    master = PRECISION_BITS[vector.master_precision] / 8
+    state = PRECISION_BITS[vector.state_precision] / 8 * OPTIMIZER_STATES[optimizer]
+    copy = b if vector.master_precision != hw.pe_array.precision else 0.0
+    passes = []
+    if optimizer == "lars":
+        passes.append(VectorPass("LARS norms", params, 2, read_bytes=params * (master + b)))
+    ops = OPTIMIZER_OPS[optimizer] - (2 if optimizer == "lars" else 0)
+    passes.append(VectorPass(f"{optimizer} update", params, ops,
+                             read_bytes=params * (master + state + b),
+                             write_bytes=params * (master + state + copy)))
+    return passes
+
+
+def ema_passes(layer: Layer, hw: HardwareConfig) -> list[VectorPass]:
+    """A momentum encoder's update of the layer's parameters from the online ones."""
+    vector, params = hw.vector_unit, parameter_count(layer)
+    master = PRECISION_BITS[vector.master_precision] / 8
+    copy = activation_bytes(hw) if vector.master_precision != hw.pe_array.precision else 0.0
+    return [VectorPass("momentum encoder update", params, EMA_OPS,
+                       read_bytes=2 * params * master, write_bytes=params * (master + copy))]
+
+
+def stash_bytes(layer: Layer, duties: NonMacDuties, hw: HardwareConfig) -> float:
+    """DRAM bytes FW keeps for backward: the layer's output (BN's input), its post ops' output
+    (ReLU's mask and the next layer's input), and with a gated base path Y_b and Y_c."""
+    if not duties.stash:
+        return 0.0
+    tensors = 1 + (1 if layer.post_ops else 0) + (2 if duties.gate_group_size else 0)
+    return tensors * layer.output_count * activation_bytes(hw)
+
+
+def job_passes(layer: Layer, phase: str, duties: NonMacDuties,
+               hw: HardwareConfig) -> list[VectorPass]:
+    """Every vector pass a job of ``phase`` carries under ``duties``."""
+    passes = []
+    if duties.forward:
+        passes += forward_passes(layer, hw)
+    if duties.backward:
+        passes += backward_passes(layer, hw)
+    if duties.gate_group_size and (duties.forward or duties.backward):
+        passes += gate_passes(layer, duties.gate_group_size,
+                              "fw" if duties.forward else "bd", hw)
+    if duties.optimizer:
+        passes += optimizer_passes(layer, duties.optimizer, hw)
+    if duties.ema:
+        passes += ema_passes(layer, hw)
+    return passes
+
+
+def non_mac_work(layer: Layer, phase: str, duties: NonMacDuties,
+                 hw: HardwareConfig) -> NonMacWork:
+    """The job's non-MAC work priced on ``hw`` (none when ``vector_unit.lanes`` is 0)."""
+    lanes = hw.vector_unit.lanes
+    if not lanes or duties == NO_DUTIES:
+        return NO_WORK
+    rates = EnergyRates.of(hw)
+    op_pj = hw.energy_pj(VECTOR_OP)
+    stream = cycles = 0
+    ops = dram = energy = 0.0
+    for p in job_passes(layer, phase, duties, hw):
+        compute = math.ceil(p.ops / lanes)
+        ops += p.ops
+        energy += p.ops * op_pj
+        if p.on_stream:
+            stream += compute
+            continue
+        moved = p.read_bytes + p.write_bytes
+        # The vector unit reads and writes through the buffer; DRAM data also fills or drains it.
+        gb_read_bits = 8 * (p.read_bytes + (0.0 if p.on_chip else p.write_bytes))
+        gb_write_bits = 8 * (p.write_bytes + (0.0 if p.on_chip else p.read_bytes))
+        energy += gb_read_bits * rates.gb_read + gb_write_bits * rates.gb_write
+        pass_dram = 0.0 if p.on_chip else moved
+        dram += pass_dram
+        energy += pass_dram * 8 * rates.dram_bits
+        cycles += combine_cycles(compute, cycles_buffer(gb_read_bits, gb_write_bits, hw),
+                                 cycles_dram(pass_dram, hw), hw.dram.double_buffering)
+    return NonMacWork(stream_cycles=stream, pass_cycles=cycles, ops=ops, dram_bytes=dram,
+                      energy_pj=energy, stash_bytes=stash_bytes(layer, duties, hw))
+
+
+def recorded_optimizer(producer: dict) -> str:
+    """The optimizer a trace's producer records (``optimizer``, or the recorder's
+    ``config.optimizer``), else :data:`DEFAULT_OPTIMIZER`; one accelsim does not know is an
+    error."""
+    config = producer.get("config")
+    name = producer.get("optimizer") or (config.get("optimizer") if isinstance(config, dict)
+                                         else None) or DEFAULT_OPTIMIZER
+    if name not in OPTIMIZERS:
+        raise InputError(f"the trace's optimizer {name!r} is not one of {list(OPTIMIZERS)}",
+                         field="producer.optimizer")
+    return str(name)
+
+
+def job_duties(phase: str, phases: tuple[str, ...], *, runs_backward: bool,
+               gate_group_size: int = 0, optimizer: str = "", ema: bool = False) -> NonMacDuties:
+    """The duties of a layer's ``phase`` job on a branch that runs ``phases`` (the layer's own:
+    BD of the first layer does not run): FW carries the post ops and the stash (when the branch
+    runs backward) and ``ema``; the first backward phase the backward of the post ops; WG the
+    ``optimizer`` step (give it on one branch only). ``gate_group_size``: gate with a base
+    path."""
+    backward = [p for p in phases if p != "fw"]
+    first_backward = backward[0] if backward else ""
+    return NonMacDuties(
+        forward=phase == "fw", backward=phase == first_backward,
+        stash=phase == "fw" and runs_backward,
+        gate_group_size=gate_group_size if phase in ("fw", first_backward) else 0,
+        optimizer=optimizer if phase == "wg" else "", ema=ema and phase == "fw")

@@ -1,0 +1,248 @@
+"""The vector unit's non-MAC work: exact pass formulas, and the invariants a whole step keeps."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from accelsim.analysis import totals
+from accelsim.config import HardwareConfig, build_hardware, with_overrides
+from accelsim.engine.energy import EnergyRates
+from accelsim.engine.memory import combine_cycles, cycles_buffer, cycles_dram
+from accelsim.engine.replay import replay_trace
+from accelsim.engine.simulator import results_frame, simulate_network_dense
+from accelsim.engine.vector import (
+    NonMacDuties,
+    activation_bytes,
+    job_duties,
+    non_mac_work,
+    parameter_count,
+)
+from accelsim.errors import InputError
+from accelsim.network import conv, resnet18, resnet20
+from accelsim.trace import open_trace
+from accelsim.trace.synth import SynthConfig, synthesize
+
+
+def _frame(rows: list, hw: HardwareConfig) -> pd.DataFrame:
+    return results_frame(rows, hw)
+
+
+def _totals(rows: list, hw: HardwareConfig) -> dict:
+    return totals(_frame(rows, hw), clock_mhz=hw.pe_array.clock_mhz,
+                  macs_per_cycle=hw.pe_array.macs_per_cycle)
+
+
+def test_the_presets_model_non_mac_work(fp8_hw: HardwareConfig,
+                                        systolic_hw: HardwareConfig) -> None:
+    assert fp8_hw.vector_unit.lanes > 0 and fp8_hw.vector_unit.fused
+    assert systolic_hw.vector_unit.lanes > 0 and not systolic_hw.vector_unit.fused
+
+
+def test_a_fused_residual_conv_costs_its_formula(fp8_hw: HardwareConfig) -> None:
+    """conv2 of a block: BN + add + ReLU. Fused FW: statistics (2 ops/element) on the array's
+    stream, then one pass of 3 ops/element reading Y and the shortcut, writing the output."""
+    layer = resnet20(batch=4).layer("layer1.0.conv2")
+    assert layer.post_ops == ("batchnorm", "add", "relu")
+    hw, e, b = fp8_hw, layer.output_count, activation_bytes(fp8_hw)
+    work = non_mac_work(layer, "fw", NonMacDuties(forward=True), hw)
+    lanes = hw.vector_unit.lanes
+    assert work.stream_cycles == math.ceil(2 * e / lanes)
+    moved = 3 * e * b  # Y and the shortcut read, the output written
+    bits = 8 * moved
+    assert work.pass_cycles == combine_cycles(math.ceil(3 * e / lanes), cycles_buffer(
+        bits, bits, hw), cycles_dram(moved, hw), hw.dram.double_buffering)
+    assert work.ops == 5 * e and work.dram_bytes == moved
+    rates = EnergyRates.of(hw)
+    assert work.energy_pj == pytest.approx(5 * e * hw.energy_pj("vector_op") + bits * (
+        rates.gb_read + rates.gb_write) + moved * 8 * rates.dram_bits)
+    # The streamed statistics hide under the MACs while those take longer, and not after.
+    assert work.cycles(work.stream_cycles) == work.pass_cycles
+    assert work.cycles(0) == work.pass_cycles + work.stream_cycles
+
+
+def test_unfused_passes_move_more_and_never_cost_fewer_cycles(fp8_hw: HardwareConfig) -> None:
+    unfused = with_overrides(fp8_hw, {"vector_unit.fused": False})
+    for layer in resnet20(batch=4).layers:
+        for duties in (NonMacDuties(forward=True), NonMacDuties(backward=True)):
+            fused = non_mac_work(layer, "fw", duties, fp8_hw)
+            apart = non_mac_work(layer, "fw", duties, unfused)
+            assert apart.dram_bytes >= fused.dram_bytes
+            assert apart.cycles(0) >= fused.cycles(0) - fused.stream_cycles
+
+
+def test_optimizer_traffic_scales_with_the_master_precision(fp8_hw: HardwareConfig) -> None:
+    """SGD with momentum reads the master weights, momentum and gradient and writes the
+    weights, momentum and the FP8 copy: (2m + 2s + 2b) bytes per parameter."""
+    layer = resnet18(batch=2).layer("layer3.0.conv1")
+    params = layer.weight_count + 2 * layer.cout
+    assert parameter_count(layer) == params
+    duties = NonMacDuties(optimizer="sgd")
+    by_master = {}
+    for master, width in (("fp32", 4), ("fp16", 2)):
+        hw = with_overrides(fp8_hw, {"vector_unit.master_precision": master})
+        by_master[master] = non_mac_work(layer, "wg", duties, hw).dram_bytes
+        assert by_master[master] == params * (2 * width + 2 * 4 + 2 * 1)
+    adam = non_mac_work(layer, "wg", NonMacDuties(optimizer="adam"), fp8_hw).dram_bytes
+    assert adam == params * (2 * 4 + 2 * 8 + 2 * 1)  # two state tensors
+
+
+def test_stash_holds_every_conv_output_and_its_bn_output(tmp_path: Path,
+                                                         fp8_hw: HardwareConfig) -> None:
+    net = resnet20(batch=2, image_size=8)
+    trace = tmp_path / "t"
+    synthesize(net, trace, SynthConfig(steps=1, gate_sparsity=0.5))
+    rows, _ = replay_trace(trace, fp8_hw)
+    table = _frame(rows, fp8_hw)
+    b = activation_bytes(fp8_hw)
+    for branch in (1, 2):
+        stash = table[(table["branch"] == branch) & (table["phase"] == "fw")]["stash_bytes"].sum()
+        needed = sum(layer.output_count * b * (2 if "batchnorm" in layer.post_ops else 1)
+                     for layer in net.layers)
+        assert stash >= needed
+
+
+def _momentum_pair(tmp_path: Path) -> tuple[Path, Path]:
+    net = resnet20(batch=2, image_size=8)
+    paths = []
+    for ssl in ("simclr", "byol"):
+        path = tmp_path / ssl
+        synthesize(net, path, SynthConfig(steps=1, gate_sparsity=0.5, ssl=ssl))
+        paths.append(path)
+    return paths[0], paths[1]
+
+
+def test_a_momentum_step_updates_its_target_encoder_and_simclr_does_not(
+        tmp_path: Path, fp8_hw: HardwareConfig) -> None:
+    simclr, byol = _momentum_pair(tmp_path)
+    table = {name: _frame(replay_trace(path, fp8_hw)[0], fp8_hw).set_index(
+        ["branch", "layer", "phase"]) for name, path in (("simclr", simclr), ("byol", byol))}
+    net = resnet20(batch=2, image_size=8)
+    for layer in net.layers:
+        extra = (table["byol"].loc[(2, layer.name, "fw"), "non_mac_ops"]
+                 - table["simclr"].loc[(2, layer.name, "fw"), "non_mac_ops"])
+        assert extra == 2 * parameter_count(layer)  # the EMA update: 2 ops per parameter
+        # the target encoder stores nothing for a backward it does not run
+        assert table["byol"].loc[(2, layer.name, "fw"), "stash_bytes"] == 0
+    wg = table["simclr"].xs("wg", level="phase")["non_mac_ops"]
+    for layer in net.layers:  # one SGD step (3 ops per parameter), on branch 1's WG
+        assert wg.loc[(1, layer.name)] - wg.loc[(2, layer.name)] == 3 * parameter_count(layer)
+
+
+def test_non_mac_work_does_not_depend_on_the_masks(tmp_path: Path,
+                                                   fp8_hw: HardwareConfig) -> None:
+    """Two traces of one network with different gate sparsities: every job's vector operations,
+    DRAM bytes and stash are equal; unfused (nothing hides under the MACs) so are its cycles."""
+    net = resnet20(batch=2, image_size=8)
+    unfused = with_overrides(fp8_hw, {"vector_unit.fused": False})
+    tables = []
+    for sparsity in (0.2, 0.9):
+        path = tmp_path / f"s{sparsity}"
+        synthesize(net, path, SynthConfig(steps=1, gate_sparsity=sparsity, gate_groups=2,
+                                          gate_group_size=8))
+        for hw in (fp8_hw, unfused):
+            tables.append(_frame(replay_trace(path, hw)[0], hw))
+    for a, b in ((tables[0], tables[2]), (tables[1], tables[3])):
+        for column in ("non_mac_ops", "dram_bytes_non_mac", "stash_bytes"):
+            assert (a[column] == b[column]).all()
+    assert (tables[1]["cycles_non_mac"] == tables[3]["cycles_non_mac"]).all()
+    assert (tables[1]["cycles_non_mac"] == tables[1]["cycles_non_mac_dense"]).all()
+
+
+@settings(max_examples=12, deadline=None)
+@given(sparsity=st.floats(0.05, 0.95), group=st.sampled_from([1, 8]),
+       fused=st.booleans(), lanes=st.sampled_from([8, 64, 1024]))
+def test_whole_step_speedup_lies_between_one_and_the_mac_only_speedup(
+        tmp_path_factory: pytest.TempPathFactory, fp8_hw: HardwareConfig, sparsity: float,
+        group: int, fused: bool, lanes: int) -> None:
+    path = tmp_path_factory.mktemp("t") / "t"
+    synthesize(resnet20(batch=2, image_size=8), path,
+               SynthConfig(steps=1, gate_sparsity=sparsity, gate_groups=2,
+                           gate_group_size=group))
+    hw = with_overrides(fp8_hw, {"vector_unit.fused": fused, "vector_unit.lanes": lanes})
+    total = _totals(replay_trace(path, hw)[0], hw)
+    low, high = sorted((1.0, total["speedup"]))
+    assert low - 1e-12 <= total["speedup_step"] <= high + 1e-12
+    assert total["cycles_non_mac"] >= total["cycles_non_mac_dense"] > 0
+
+
+def test_without_lanes_the_step_is_the_mac_step(fp8_hw: HardwareConfig) -> None:
+    hw = with_overrides(fp8_hw, {"vector_unit.lanes": 0})
+    total = _totals(simulate_network_dense(resnet20(batch=2, image_size=8), hw), hw)
+    assert total["cycles_non_mac"] == 0 and total["energy_non_mac_pj"] == 0
+    assert total["cycles_step"] == total["cycles"] and total["speedup_step"] == 1.0
+
+
+def test_non_mac_energy_includes_its_static_energy(fp8_hw: HardwareConfig) -> None:
+    net = resnet20(batch=2, image_size=8)
+    rows = simulate_network_dense(net, fp8_hw)
+    rates = EnergyRates.of(fp8_hw)
+    for row in rows:
+        work = non_mac_work(net.layer(row.layer), row.phase, _duties_of(row), fp8_hw)
+        assert row.energy_non_mac_pj == pytest.approx(
+            work.energy_pj + rates.static(row.cycles_non_mac))
+
+
+def _duties_of(row) -> NonMacDuties:
+    net = resnet20(batch=2, image_size=8)
+    index = [layer.name for layer in net.layers].index(row.layer)
+    phases = ("fw", "wg") if index == 0 else ("fw", "bd", "wg")
+    return job_duties(row.phase, phases, runs_backward=True,
+                      optimizer="sgd" if row.branch == 1 else "")
+
+
+def test_a_layer_without_post_ops_carries_only_its_stash_and_optimizer(
+        fp8_hw: HardwareConfig) -> None:
+    layer = conv("c", 16, 16, 3, 1, 1, 8, 8, 2)
+    assert layer.post_ops == ()
+    assert non_mac_work(layer, "fw", NonMacDuties(forward=True), fp8_hw).ops == 0
+    assert non_mac_work(layer, "fw", NonMacDuties(forward=True, stash=True),
+                        fp8_hw).stash_bytes == layer.output_count * activation_bytes(fp8_hw)
+
+
+def test_vector_lanes_need_a_vector_op_energy(fp8_hw: HardwareConfig) -> None:
+    raw = fp8_hw.to_dict()
+    del raw["energy"]["vector_op"]
+    with pytest.raises(InputError, match=r"energy\.vector_op: missing required key"):
+        build_hardware(raw, source="x.yaml")
+    raw["vector_unit"]["lanes"] = 0
+    assert build_hardware(raw, source="x.yaml").vector_unit.lanes == 0
+
+
+def test_an_older_trace_of_a_builtin_resnet_gets_its_post_ops(tmp_path: Path) -> None:
+    net = resnet20(batch=2, image_size=8)
+    path = synthesize(net, tmp_path / "t", SynthConfig(steps=1, gate_sparsity=0.5))
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert [layer["post_ops"] for layer in manifest["layers"]] == [
+        list(layer.post_ops) for layer in net.layers]
+    manifest["version"] = "1.2"
+    for layer in manifest["layers"]:
+        del layer["post_ops"]
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    assert [item.layer.post_ops for item in open_trace(path).layers] == [
+        layer.post_ops for layer in net.layers]
+    manifest["producer"]["network"] = "my-net"
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    assert all(item.layer.post_ops == () for item in open_trace(path).layers)
+
+
+def test_an_unknown_post_op_is_refused(tmp_path: Path) -> None:
+    path = synthesize(resnet20(batch=2, image_size=8), tmp_path / "t", SynthConfig(steps=1))
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["layers"][1]["post_ops"] = ["batchnorm", "gelu"]
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(InputError, match=r"layers\[1\].*post_ops.*'gelu'"):
+        open_trace(path)
+
+
+def test_synth_refuses_a_momentum_method_with_one_branch() -> None:
+    with pytest.raises(InputError, match="--ssl: byol needs --branches 2"):
+        SynthConfig(ssl="byol", branches=1)
+    with pytest.raises(InputError, match="--optimizer"):
+        SynthConfig(optimizer="rmsprop")

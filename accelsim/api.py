@@ -16,6 +16,7 @@ from accelsim.engine.simulator import (
     results_frame,
     simulate_network_dense,
 )
+from accelsim.engine.vector import DEFAULT_OPTIMIZER, recorded_optimizer
 from accelsim.errors import InputError
 from accelsim.fileio import atomic_write_json, atomic_write_text
 from accelsim.network import PHASES, Network
@@ -52,6 +53,7 @@ def simulate_dense_to_dir(network: Network, hw: HardwareConfig, out_dir: Path, *
                          hw)
     summary = analysis.summary(jobs, hw)
     summary["workload"] = network.name
+    summary["optimizer"] = DEFAULT_OPTIMIZER
     run_info = {
         "accelsim_version": __version__,
         "git_revision": git_revision(),
@@ -83,6 +85,7 @@ def replay_to_dir(trace_path: Path, hw: HardwareConfig, out_dir: Path, *,
     jobs = results_frame(rows, hw)
     summary = analysis.replay_summary(jobs, storage, hw, trace_name(Path(trace_path)),
                                       reader.manifest.producer, gated)
+    summary["optimizer"] = recorded_optimizer(reader.manifest.producer)
     evaluation = Path(trace_path).parent / "eval.json"
     if evaluation.is_file():  # a trace recorded by `accelsim record` sits in its run directory
         summary["accuracy"] = json.loads(evaluation.read_text())

@@ -476,7 +476,8 @@ def scheme_scatter(table: pd.DataFrame, ax: Axes | None = None, *, x: str = "ind
     ``table`` is the scheme table of :func:`accelsim.report.scheme_table` (columns ``scheme``,
     ``structure``, ``x``, ``y``, ``flops_reduction``, optional ``knn_accuracy`` /
     ``linear_accuracy``). Filled markers: ``y`` (speedup); hollow markers joined by a dotted
-    line: the FLOPs reduction the scheme would reach without a gap. Colour: structured vs
+    line: the FLOPs reduction the scheme would reach without a gap; triangles, with a
+    ``speedup_step`` column: the whole step's speedup (non-MAC work included). Colour: structured vs
     unstructured masks. With an accuracy column (linear probe preferred over k-NN) each label
     carries the scheme's accuracy. ``x`` = ``index_reduction`` is drawn on a log axis.
     """
@@ -488,11 +489,18 @@ def scheme_scatter(table: pd.DataFrame, ax: Axes | None = None, *, x: str = "ind
                                                                                index=table.index)
     colours = {"unstructured": PALETTE[3], "structured": PALETTE[0], "dense": GREY}
     show_ideal = y == "speedup" and "flops_reduction" in table.columns
+    show_step = y == "speedup" and "speedup_step" in table.columns and bool(
+        table["speedup_step"].notna().any())
     for kind in dict.fromkeys(kinds):
         rows = table[kinds == kind]
         colour = colours.get(str(kind), PALETTE[2])
         ax.scatter(rows[x], rows[y], s=70, color=colour, edgecolor="black",
-                   linewidth=0.6, zorder=4, label=f"{kind}: {y.replace('_', ' ')}")
+                   linewidth=0.6, zorder=4,
+                   label=f"{kind}: {'MAC-only speedup' if show_step else y.replace('_', ' ')}")
+        if show_step:
+            ax.scatter(rows[x], rows["speedup_step"], s=60, marker="v", color=colour,
+                       edgecolor="black", linewidth=0.5, alpha=0.75, zorder=4,
+                       label=f"{kind}: whole-step speedup")
         if show_ideal:
             ax.scatter(rows[x], rows["flops_reduction"], s=50, facecolor="none",
                        edgecolor=colour, linewidth=1.4, zorder=3,
@@ -515,7 +523,8 @@ def scheme_scatter(table: pd.DataFrame, ax: Axes | None = None, *, x: str = "ind
     else:
         pad = (high - low) or 1.0
         ax.set_xlim(low - 0.3 * pad, high + 0.9 * pad)
-    ys_all = [*table[y], *(table["flops_reduction"] if show_ideal else [])]
+    ys_all = [*table[y], *(table["flops_reduction"] if show_ideal else []),
+              *(table["speedup_step"].dropna() if show_step else [])]
     ax.set_ylim(min(0.9, min(ys_all) * 0.9), max(ys_all) * 1.1)
     ax.axhline(1.0, color=GREY, linewidth=1, linestyle="--")
     ax.set_xlabel(SCHEME_AXES.get(x, x))
@@ -531,6 +540,9 @@ def scheme_scatter(table: pd.DataFrame, ax: Axes | None = None, *, x: str = "ind
         for px, low_y, high_y in zip(table[x], table[y], table["flops_reduction"],
                                      strict=True):
             avoid += [(px, v) for v in np.linspace(low_y, high_y, 12)]
+    if show_step:
+        avoid += [(px, v) for px, v in zip(table[x], table["speedup_step"], strict=True)
+                  if pd.notna(v)]
     _place_labels(ax, list(table[x]), list(table[y]), texts, avoid=avoid)
     return fig
 

@@ -186,7 +186,28 @@ def modelling_choices(run: RunOutput) -> str:
     gradient = _first(_flatten(run.producer or {}), "gate_gradient")
     if gated:  # recorded traces before the recorder knew other estimators: straight-through
         parts.append(f"gate gradient {gradient or 'straight_through'}")
+    vector = hardware.get("vector_unit", {})
+    if vector.get("lanes"):
+        parts.append(f"for the whole step the vector unit ({vector['lanes']} lanes, "
+                     f"{'fused' if vector.get('fused') else 'unfused'} BN) and the "
+                     f"{run.summary.get('optimizer', 'sgd')} step on "
+                     f"{vector.get('master_precision', '?')} master weights")
     return "The result depends on: " + ", ".join(parts) + "."
+
+
+def whole_step_sentence(run: RunOutput) -> str:
+    """The whole step's figures (MACs and the vector unit's non-MAC work), or why they are
+    missing: a sentence ending in a space."""
+    total = run.summary["total"]
+    if not run.summary.get("non_mac_modelled"):
+        return ("Non-MAC work (BN, ReLU, optimizer) is not modelled on this hardware "
+                "(`vector_unit.lanes` 0, or results from before it was): the figures are the "
+                "MACs' alone. ")
+    steps = max(1, int(run.summary.get("steps", 1)))
+    return (f"With its non-MAC work the whole step speeds up {total['speedup_step']:.2f}x "
+            f"(energy {total['energy_reduction_step']:.2f}x); non-MAC work is "
+            f"{total['non_mac_share']:.0%} of the step's time and the stash "
+            f"{total['stash_bytes'] / steps / 2**20:.1f} MiB per step. ")
 
 
 def slugify(text: str) -> str:
@@ -336,8 +357,12 @@ def scheme_table(runs: Sequence[RunOutput]) -> pd.DataFrame:
         row: dict[str, Any] = {"run": run.name, **describe_scheme(run.producer),
                                "hardware": run.summary.get("hardware", "")}
         for key in ("flops_reduction", "speedup", "efficiency_gap", "energy_reduction",
-                    "tflops_per_watt", "cycles_decoder_stall"):
+                    "tflops_per_watt", "cycles_decoder_stall", "speedup_step",
+                    "non_mac_share", "energy_reduction_step"):
             row[key] = total.get(key)
+        if not run.summary.get("non_mac_modelled"):  # MAC-only: no whole-step figures
+            for key in ("speedup_step", "non_mac_share", "energy_reduction_step"):
+                row[key] = float("nan")
         row["index_reduction"] = run.summary.get("index", {}).get("index_reduction", 1.0)
         for key in ACCURACY_KEYS:
             value = _find_key(run.summary.get("accuracy"), key)
@@ -348,7 +373,8 @@ def scheme_table(runs: Sequence[RunOutput]) -> pd.DataFrame:
         rows.append(row)
     columns = ["scheme", "run", "masks", "structure", "hardware", "flops_reduction", "speedup",
                "efficiency_gap", "energy_reduction", "index_reduction", "tflops_per_watt",
-               "cycles_decoder_stall", *(k for k in ACCURACY_KEYS if any(k in r for r in rows))]
+               "cycles_decoder_stall", "speedup_step", "non_mac_share", "energy_reduction_step",
+               *(k for k in ACCURACY_KEYS if any(k in r for r in rows))]
     table = pd.DataFrame(rows, columns=columns)
     table["label"] = table["scheme"]  # the scheme's own name, before runs are told apart
     duplicated = table["scheme"].duplicated(keep=False)
@@ -572,6 +598,14 @@ def _times(value: Any) -> str:
     return "" if math.isnan(number) else f"{number:.2f}x"
 
 
+def _share(value: Any) -> str:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return ""
+    return "" if math.isnan(number) else f"{number:.0%}"
+
+
 def _accuracy(value: Any) -> str:
     try:
         number = float(value)
@@ -590,9 +624,12 @@ def display_schemes(table: pd.DataFrame) -> pd.DataFrame:
         "structure": table["structure"],
         "hardware": table["hardware"],
         "FLOPs reduction": table["flops_reduction"].map(_times),
-        "speedup": table["speedup"].map(_times),
+        "speedup (MACs)": table["speedup"].map(_times),
         "efficiency gap": table["efficiency_gap"].map(lambda v: f"{float(v):.2f}"),
-        "energy reduction": table["energy_reduction"].map(_times),
+        "energy reduction (MACs)": table["energy_reduction"].map(_times),
+        "whole-step speedup": table["speedup_step"].map(_times),
+        "non-MAC share of the step": table["non_mac_share"].map(_share),
+        "whole-step energy reduction": table["energy_reduction_step"].map(_times),
         "index reduction": table["index_reduction"].map(_times),
         "TFLOPS/W (effective work)": table["tflops_per_watt"].map(lambda v: f"{float(v):.2f}"),
     })
@@ -600,6 +637,27 @@ def display_schemes(table: pd.DataFrame) -> pd.DataFrame:
         if key in table.columns:
             shown[key.replace("_", " ")] = table[key].map(_accuracy)
     return shown
+
+
+def beyond_the_macs(schemes: pd.DataFrame) -> list[str]:
+    """One line per sparse scheme with whole-step figures: how far its non-MAC work pulls the
+    MAC-only speedup down."""
+    lines = []
+    for _, row in schemes.iterrows():
+        if row["masks"] == "none" or _missing(row["speedup_step"]):
+            continue
+        lines.append(f"**{row['scheme']}**: {float(row['speedup']):.2f}x on the MACs, "
+                     f"{float(row['speedup_step']):.2f}x for the whole step: non-MAC work is "
+                     f"{float(row['non_mac_share']):.0%} of its sparse step; energy "
+                     f"{float(row['energy_reduction_step']):.2f}x for the whole step.")
+    return lines
+
+
+def _missing(value: Any) -> bool:
+    try:
+        return math.isnan(float(value))
+    except (TypeError, ValueError):
+        return True
 
 
 def _display_gap(gaps: pd.DataFrame) -> pd.DataFrame:
@@ -667,7 +725,7 @@ def _run_section(page: Page, figures: _Figures, run: RunOutput, scheme: str,
         f"reduction {total['energy_reduction']:.2f}x; {total['tflops_per_watt']:.2f} TFLOPS/W of "
         f"effective work ({total['tflops_per_watt_dense_equivalent']:.2f} dense-equivalent, "
         f"{total['tflops_per_watt_on_chip']:.2f} on chip without DRAM). "
-        + modelling_choices(run))
+        + whole_step_sentence(run) + modelling_choices(run))
     results = run.results
     if run.producer is not None:
         figures.add(f"{run.slug}_per_layer_speedup", f"{scheme}: per-layer speedup (bars) vs "
@@ -762,8 +820,11 @@ def build_report(dirs: Sequence[str | Path], out: str | Path) -> Path:
     figures = _Figures(out, page)
     page.heading("accelsim report", 1)
     page.paragraph("Inputs: " + ", ".join(f"`{o.path}`" for o in outputs) + ". Speedup = dense "
-                   "cycles / sparse cycles on the same hardware; FLOPs reduction = dense MACs / "
-                   "effective MACs; efficiency gap = speedup / FLOPs reduction. Figures are in "
+                   "cycles / sparse cycles on the same hardware, of the MAC jobs; FLOPs "
+                   "reduction = dense MACs / effective MACs; efficiency gap = speedup / FLOPs "
+                   "reduction. Whole-step speedup adds the vector unit's non-MAC work (BN, ReLU, "
+                   "residual adds, pooling, the gate's arithmetic, the optimizer step, a "
+                   "momentum encoder's update), which sparsity does not shrink. Figures are in "
                    "`figures/` as PNG and SVG; see docs/reports.md for what each shows.")
     schemes = scheme_table(sparse) if sparse else None
     if schemes is not None:
@@ -794,6 +855,11 @@ def build_report(dirs: Sequence[str | Path], out: str | Path) -> Path:
         page.paragraph("Lost cycles = cycles - dense cycles / FLOPs reduction, split by cause "
                        "(definitions in docs/reports.md; `gap.csv`).")
         page.bullets(why_the_gap(gaps))
+        beyond = beyond_the_macs(schemes)
+        if beyond:
+            page.paragraph("Beyond the MACs: the step's non-MAC work caps every speedup "
+                           "(docs/model.md, \"Non-MAC work\").")
+            page.bullets(beyond)
         combined = _all_results(sparse, schemes)
         figures.add("schemes_gap_by_cause", "cycles lost vs the ideal by cause, per scheme",
                     lambda: plots.gap_by_cause(combined, by="scheme", total=False))

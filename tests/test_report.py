@@ -409,4 +409,18 @@ def test_every_run_names_the_knobs_its_result_depends_on(report: Path,
              f"skip granularity {hw.decoder.skip_granularity}, FW lanes over output channels, "
              f"BD lanes over input-gradient columns, WG lanes over output channels")
     assert page.count(knobs) == len(runs)
-    assert page.count(knobs + ", gate gradient straight_through.") == 2  # cdg and scdg8
+    vector = (f", for the whole step the vector unit ({hw.vector_unit.lanes} lanes, fused BN) "
+              f"and the sgd step on {hw.vector_unit.master_precision} master weights.")
+    assert page.count(knobs + ", gate gradient straight_through" + vector) == 2  # cdg, scdg8
+
+
+def test_the_report_shows_the_whole_step_beside_the_macs(report: Path,
+                                                         runs: dict[str, Path]) -> None:
+    """Every sparse scheme's row has its whole-step speedup, never above its MAC-only one,
+    and each run's paragraph says how much of its step is non-MAC work."""
+    schemes = pd.read_csv(report / "schemes.csv")
+    assert schemes["speedup_step"].notna().all()
+    assert (schemes["speedup_step"] <= schemes["speedup"].clip(lower=1.0) + 1e-9).all()
+    page = (report / "report.md").read_text()
+    assert "| whole-step speedup |" in page and "Beyond the MACs" in page
+    assert page.count("With its non-MAC work the whole step speeds up") == len(runs)

@@ -5,6 +5,7 @@ A job is one layer x one branch x one training phase (x one recorded step when r
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -54,9 +55,10 @@ class JobResult:
     ``index_bits_bitmap`` the same masks as unstructured element bitmaps.
 
     The ``*_non_mac*`` fields are the vector unit's work this job carries
-    (:mod:`accelsim.engine.vector`): the cycles it adds after the job's MACs (``_dense``: after
-    the dense job's), its operations, DRAM bytes and energy (static energy over its cycles
-    included); ``stash_bytes`` is what FW keeps in DRAM for backward. ``cycles`` and
+    (:mod:`accelsim.engine.vector`): the cycles it adds after the job's MACs (``_dense``: the
+    dense network's, after the dense job's MACs, without the gate's arithmetic), its
+    operations, DRAM bytes and energy (static energy over its cycles included);
+    ``stash_bytes`` is what FW keeps in DRAM for backward. ``cycles`` and
     ``energy_pj`` are the MAC job's alone: a whole step adds both.
     """
 
@@ -199,6 +201,7 @@ class JobFrame:
     hw: HardwareConfig
     rates: EnergyRates
     non_mac: NonMacWork
+    non_mac_dense: NonMacWork  # the same job's in the dense network: no gate to compute
 
     def result(self, compute: SparseCompute, step: int) -> JobResult:
         """The job's row at ``step`` with ``compute``."""
@@ -209,7 +212,7 @@ class JobFrame:
         cycles_dense = dense.cycles
         non_mac = self.non_mac
         cycles_non_mac = non_mac.cycles(cycles)
-        cycles_non_mac_dense = non_mac.cycles(cycles_dense)
+        cycles_non_mac_dense = self.non_mac_dense.cycles(cycles_dense)
         energy = self.rates.breakdown(
             macs_issued=compute.macs_issued, gb_read_bits=memory.gb_read_bits,
             gb_write_bits=memory.gb_write_bits, rf_fill_bits=memory.rf_fill_bits,
@@ -240,7 +243,8 @@ class JobFrame:
             cycles_non_mac=cycles_non_mac, cycles_non_mac_dense=cycles_non_mac_dense,
             non_mac_ops=non_mac.ops, dram_bytes_non_mac=non_mac.dram_bytes,
             energy_non_mac_pj=non_mac.energy_pj + self.rates.static(cycles_non_mac),
-            energy_non_mac_dense_pj=non_mac.energy_pj + self.rates.static(cycles_non_mac_dense),
+            energy_non_mac_dense_pj=self.non_mac_dense.energy_pj
+            + self.rates.static(cycles_non_mac_dense),
             stash_bytes=non_mac.stash_bytes,
         ))
 
@@ -297,7 +301,8 @@ class JobCache:
                 trace, layer.name, branch, phase, dense, index, memory,
                 cycles_buffer(memory.gb_read_bits, memory.gb_write_bits, hw),
                 cycles_dram(memory.dram_bytes, hw), hw, EnergyRates.of(hw),
-                non_mac_work(layer, phase, duties, hw))
+                non_mac_work(layer, phase, duties, hw),
+                non_mac_work(layer, phase, dataclasses.replace(duties, gate_group_size=0), hw))
         return frame
 
 

@@ -14,14 +14,15 @@ Each of these is a list of :class:`VectorPass` es: ``ops_per_element`` operation
   the whole result of the one before (BN's statistics before it normalises).
 - Training keeps activations in DRAM between FW and backward (they do not fit on chip), so a
   pass reads and writes DRAM; DRAM data passes through the global buffer both ways. The gate's
-  arithmetic reads the base output the buffer holds for it (``gate_extra``): buffer only.
+  FW arithmetic reads the base output the buffer holds for it (``gate_extra``) while the array
+  computes on: it hides under the job's MACs like streamed statistics.
 - ``vector_unit.fused``: BN's statistics run on the array's output stream, so they cost no
   memory traffic and hide under the job's MAC cycles (a job whose MACs finish sooner than its
   statistics waits for them: :meth:`NonMacWork.cycles`); normalise, add and ReLU share one pass;
   backward merges ReLU's, pooling's and the add's backward into BN's two passes.
 - What FW stores for backward (``stash_bytes``): each layer's output (BN's input) and its
   post-ops' output (the next layer's input; ReLU's mask is read from it); with a gated base
-  path also the base and conditional outputs the gate's gradient reads.
+  path also the conditional output Y_c the gate's gradient reads (FW writes it).
 
 Non-MAC work does not depend on the masks: gated-off outputs still go through BN and ReLU.
 Only the hiding of fused statistics under a job's MAC cycles does, through those cycles.
@@ -46,9 +47,10 @@ BN_NORMALISE_OPS = 1      # x * a + b with a = gamma / sigma, b = beta - mean * 
 BN_REDUCE_OPS = 3         # backward pass 1: x_hat = (x - mean) / sigma, sum dz, sum dz * x_hat
 BN_GRADIENT_OPS = 3       # backward pass 2: x_hat again, dx = a * dz - b * x_hat - c
 ELEMENTWISE_OPS = 1       # ReLU (max, or select by mask backward), add, one pooling step
-GATE_STANDARDISE_OPS = 4  # gate FW: mean, variance, (x - mean) / sigma, compare with tau
-GATE_GROUP_OPS = 1        # gate FW with groups (SCDG): add a group's standardised channels
-GATE_GRADIENT_OPS = 3     # gate backward, per pass of two: dd = dY * Y_c, through the standardise
+GATE_STANDARDISE_OPS = 4  # gate FW, per gated value: mean, variance, (x - mean) / sigma, compare
+GATE_GROUP_OPS = 1        # gate FW with groups (SCDG): add a group's channels (per element)
+GATE_GRADIENT_OPS = 4     # gate backward, per pass of two: dd = dY * Y_c, Y_b = Y - d * Y_c,
+#                           then through the sigmoid and the standardisation (as BN's backward)
 # Optimizer steps per parameter: operations, and tensors read / written besides the gradient.
 OPTIMIZER_OPS = {"sgd": 3, "lars": 5, "adam": 9}
 OPTIMIZER_STATES = {"sgd": 1, "lars": 1, "adam": 2}  # momentum; Adam's first and second moment
@@ -58,15 +60,14 @@ EMA_OPS = 2               # theta_t = tau * theta_t + (1 - tau) * theta_online
 @dataclass(frozen=True)
 class VectorPass:
     """One pass of the vector unit: ``ops_per_element`` operations on ``elements`` elements,
-    ``read_bytes`` / ``write_bytes`` of DRAM traffic (``on_chip``: global buffer only;
-    ``on_stream``: fused into the array's output, no memory traffic)."""
+    ``read_bytes`` / ``write_bytes`` of DRAM traffic (``on_stream``: fused into the array's
+    output, no memory traffic)."""
 
     what: str
     elements: int
     ops_per_element: float
     read_bytes: float = 0.0
     write_bytes: float = 0.0
-    on_chip: bool = False
     on_stream: bool = False
 
     @property
@@ -205,19 +206,28 @@ def backward_passes(layer: Layer, hw: HardwareConfig) -> list[VectorPass]:
     return passes
 
 
-def gate_passes(layer: Layer, group_size: int, phase: str,
-                hw: HardwareConfig) -> list[VectorPass]:
-    """The gate's arithmetic on a layer with a base path: in FW, standardise the base output
-    per sample and channel and compare (SCDG: and add each group's channels), on the base
-    output the buffer holds; in backward, the gate's gradient dY x Y_c back through the
-    standardisation (two passes, reading dY, Y_c and Y_b from DRAM)."""
+def gate_passes(layer: Layer, group_size: int, phase: str, hw: HardwareConfig,
+                stash: bool = False) -> list[VectorPass]:
+    """The gate's arithmetic on a layer with a base path. FW: standardise the base output per
+    sample and channel and compare (SCDG: on each group's mean, one add per element, then the
+    standardisation on one value per group), on the base output the buffer holds while the
+    array computes on (hidden under the job's MACs as streamed statistics are); with ``stash``
+    also write the conditional output Y_c the gate's gradient needs.
+    Backward: the gate's gradient dL/dd = dY x Y_c back through the sigmoid and the
+    standardisation to Y_b (= Y - d x Y_c, recomputed) and tau: two passes, each reading dY, Y
+    and Y_c, the second writing the base path's gradient; with ``vector_unit.fused`` after BN
+    the first runs in BN's gradient pass, which has dY and Y already: it reads Y_c alone."""
     elements, b = layer.output_count, activation_bytes(hw)
     if phase == "fw":
-        ops = GATE_STANDARDISE_OPS + (GATE_GROUP_OPS if group_size > 1 else 0)
-        return [VectorPass("gate standardise + compare", elements, ops,
-                           read_bytes=2 * elements * b, on_chip=True)]
+        ops = GATE_STANDARDISE_OPS / group_size + (GATE_GROUP_OPS if group_size > 1 else 0)
+        passes = [VectorPass("gate standardise + compare", elements, ops, on_stream=True)]
+        if stash:
+            passes.append(VectorPass("gate: store Y_c", elements, 0.0,
+                                     write_bytes=elements * b))
+        return passes
+    in_bn = hw.vector_unit.fused and "batchnorm" in layer.post_ops
     return [VectorPass("gate gradient reduce", elements, GATE_GRADIENT_OPS,
-                       read_bytes=3 * elements * b),
+                       read_bytes=(1 if in_bn else 3) * elements * b),
             VectorPass("gate gradient", elements, GATE_GRADIENT_OPS,
                        read_bytes=3 * elements * b, write_bytes=elements * b)]
 
@@ -257,10 +267,10 @@ def ema_passes(layer: Layer, hw: HardwareConfig) -> list[VectorPass]:
 
 def stash_bytes(layer: Layer, duties: NonMacDuties, hw: HardwareConfig) -> float:
     """DRAM bytes FW keeps for backward: the layer's output (BN's input), its post ops' output
-    (ReLU's mask and the next layer's input), and with a gated base path Y_b and Y_c."""
+    (ReLU's mask and the next layer's input), and with a gated base path Y_c."""
     if not duties.stash:
         return 0.0
-    tensors = 1 + (1 if layer.post_ops else 0) + (2 if duties.gate_group_size else 0)
+    tensors = 1 + (1 if layer.post_ops else 0) + (1 if duties.gate_group_size else 0)
     return tensors * layer.output_count * activation_bytes(hw)
 
 
@@ -274,7 +284,7 @@ def job_passes(layer: Layer, phase: str, duties: NonMacDuties,
         passes += backward_passes(layer, hw)
     if duties.gate_group_size and (duties.forward or duties.backward):
         passes += gate_passes(layer, duties.gate_group_size,
-                              "fw" if duties.forward else "bd", hw)
+                              "fw" if duties.forward else "bd", hw, stash=duties.stash)
     if duties.optimizer:
         passes += optimizer_passes(layer, duties.optimizer, hw)
     if duties.ema:
@@ -300,15 +310,12 @@ def non_mac_work(layer: Layer, phase: str, duties: NonMacDuties,
             stream += compute
             continue
         moved = p.read_bytes + p.write_bytes
-        # The vector unit reads and writes through the buffer; DRAM data also fills or drains it.
-        gb_read_bits = 8 * (p.read_bytes + (0.0 if p.on_chip else p.write_bytes))
-        gb_write_bits = 8 * (p.write_bytes + (0.0 if p.on_chip else p.read_bytes))
-        energy += gb_read_bits * rates.gb_read + gb_write_bits * rates.gb_write
-        pass_dram = 0.0 if p.on_chip else moved
-        dram += pass_dram
-        energy += pass_dram * 8 * rates.dram_bits
-        cycles += combine_cycles(compute, cycles_buffer(gb_read_bits, gb_write_bits, hw),
-                                 cycles_dram(pass_dram, hw), hw.dram.double_buffering)
+        # The vector unit reads and writes through the buffer, which DRAM data fills and drains.
+        gb_bits = 8 * moved
+        energy += gb_bits * (rates.gb_read + rates.gb_write) + moved * 8 * rates.dram_bits
+        dram += moved
+        cycles += combine_cycles(compute, cycles_buffer(gb_bits, gb_bits, hw),
+                                 cycles_dram(moved, hw), hw.dram.double_buffering)
     return NonMacWork(stream_cycles=stream, pass_cycles=cycles, ops=ops, dram_bytes=dram,
                       energy_pj=energy, stash_bytes=stash_bytes(layer, duties, hw))
 

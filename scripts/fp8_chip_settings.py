@@ -7,8 +7,9 @@ or the chip's fused multiply-add trees: FW and BD on adder trees, WG transposed;
 four times the buffer bandwidth, which they need), queue depth
 `sync_tiles` (with the register file each depth needs), `decoder.compaction`, and the gate's
 gradient (straight-through, as the seeds train, or masked). Prints one markdown row per
-setting: FLOPs reduction, speedup, efficiency (speedup / FLOPs reduction), energy reduction and
-the register-file words per PE it needs.
+setting: FLOPs reduction, speedup, efficiency (speedup / FLOPs reduction), energy reduction, the
+register-file words per PE it needs, and the whole step's speedup and efficiency (the vector
+unit's non-MAC work included, docs/model.md).
 
     .venv/bin/python scripts/fp8_chip_settings.py [--batch 16]
 """
@@ -49,8 +50,8 @@ def main() -> None:
     args = parser.parse_args()
     base_hw = load_hardware(ROOT / "hw_configs/fp8_tensor_edge_28nm.yaml")
     print("| lanes | gate gradient | sync_tiles | register-file words | compaction | FLOPs red. | "
-          "speedup | efficiency | energy red. |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+          "speedup | efficiency | energy red. | whole-step speedup | whole-step efficiency |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     with tempfile.TemporaryDirectory() as tmp:
         for gradient in GRADIENTS:
             path = Path(tmp) / gradient
@@ -67,7 +68,10 @@ def main() -> None:
                               f"{'on' if compaction else 'off'} | "
                               f"{total['flops_reduction']:.2f}x | {total['speedup']:.2f}x | "
                               f"{total['efficiency_gap']:.2f} | "
-                              f"{total['energy_reduction']:.2f}x |", flush=True)
+                              f"{total['energy_reduction']:.2f}x | "
+                              f"{total['speedup_step']:.2f}x | "
+                              f"{total['speedup_step'] / total['flops_reduction']:.2f} |",
+                              flush=True)
 
 
 if __name__ == "__main__":

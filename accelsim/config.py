@@ -245,6 +245,9 @@ class VectorUnitConfig:
     state_precision: str = param(choices=tuple(PRECISION_BITS), default="fp32",
                                  doc="precision of the optimizer's state tensors (momentum, "
                                  "Adam's second moment)")
+    sparse_updates: bool = param(default=False, doc="the optimizer updates only the weights a "
+                                 "layer's weight mask keeps (pruned weights keep their value and "
+                                 "state until regrown); false: every parameter, every step")
 
 
 @dataclass(frozen=True)

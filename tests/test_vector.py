@@ -274,3 +274,26 @@ def test_the_gate_costs_its_formula_and_the_dense_network_pays_none(
                               fp8_hw)
     assert back_gated.dram_bytes - back.dram_bytes == (1 + 3 + 1) * e * b
     assert back_gated.ops - back.ops == 8 * e
+
+
+def test_sparse_updates_touch_only_the_kept_weights(tmp_path: Path,
+                                                    fp8_hw: HardwareConfig) -> None:
+    """With vector_unit.sparse_updates the optimizer's traffic follows the weight mask's
+    density; without it every parameter is updated, pruned or not. The dense network updates
+    all of them in both cases."""
+    net = resnet20(batch=2, image_size=8)
+    path = synthesize(net, tmp_path / "t", SynthConfig(steps=1, weight_sparsity=0.75))
+    sparse = with_overrides(fp8_hw, {"vector_unit.sparse_updates": True})
+    tables = [_frame(replay_trace(path, hw)[0], hw).set_index(["branch", "layer", "phase"])
+              for hw in (fp8_hw, sparse)]
+    b = activation_bytes(fp8_hw)
+    per_param = 2 * 4 + 2 * 4 + 2 * b  # SGD: master and momentum read and written, grad, copy
+    for layer in net.layers:
+        every, kept = (t.loc[(1, layer.name, "wg")] for t in tables)
+        assert kept["cycles_non_mac_dense"] == every["cycles_non_mac_dense"]
+        if layer.role == "stem":  # not pruned
+            assert kept["dram_bytes_non_mac"] == every["dram_bytes_non_mac"]
+            continue
+        saved = layer.weight_count - round(layer.weight_count * 0.25)
+        assert every["dram_bytes_non_mac"] - kept["dram_bytes_non_mac"] == pytest.approx(
+            saved * per_param, rel=1e-3)

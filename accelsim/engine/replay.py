@@ -18,6 +18,7 @@ optimizer step on branch 1's WG and a momentum encoder's update on branch 2's FW
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -276,10 +277,14 @@ class Replayer:
                     if compute is None:
                         compute = computes[job.phase] = self._job_caches[0].compute(
                             item.layer, job.phase, masks, self.hw)
+                    duties = self._duties[(branch, item.name, job.phase)]
+                    if duties.optimizer and weight is not None and not dense_gradient and \
+                            hw.vector_unit.sparse_updates:  # only the kept weights change
+                        duties = dataclasses.replace(duties, update_density=prepared.density)
                     frame = self._job_caches[i].frame(
                         item.layer, job.phase, hw, job.weight_density, job.dw_density,
                         job.index, branch, self.name, compute.cycles_compute_dense,
-                        job.gated_forward, self._duties[(branch, item.name, job.phase)])
+                        job.gated_forward, duties)
                     layer_rows[job.phase] = frame.result(compute, step)
                 rows[i].extend(layer_rows.values())
                 if job_key is not None:  # kept for this layer and branch until its key changes

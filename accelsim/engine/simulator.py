@@ -56,8 +56,8 @@ class JobResult:
 
     The ``*_non_mac*`` fields are the vector unit's work this job carries
     (:mod:`accelsim.engine.vector`): the cycles it adds after the job's MACs (``_dense``: the
-    dense network's, after the dense job's MACs, without the gate's arithmetic), its
-    operations, DRAM bytes and energy (static energy over its cycles included);
+    dense network's, after the dense job's MACs, without the gate's arithmetic and with every
+    weight updated), its operations, DRAM bytes and energy (static energy over its cycles included);
     ``stash_bytes`` is what FW keeps in DRAM for backward. ``cycles`` and
     ``energy_pj`` are the MAC job's alone: a whole step adds both.
     """
@@ -302,7 +302,8 @@ class JobCache:
                 cycles_buffer(memory.gb_read_bits, memory.gb_write_bits, hw),
                 cycles_dram(memory.dram_bytes, hw), hw, EnergyRates.of(hw),
                 non_mac_work(layer, phase, duties, hw),
-                non_mac_work(layer, phase, dataclasses.replace(duties, gate_group_size=0), hw))
+                non_mac_work(layer, phase, dataclasses.replace(
+                    duties, gate_group_size=0, update_density=1.0), hw))
         return frame
 
 

@@ -84,7 +84,9 @@ class NonMacDuties:
     first backward job on the branch: BD, or WG where BD does not run); ``stash``: FW keeps what
     backward needs (a branch that runs backward); ``gate_group_size`` > 0: the layer's gate has a
     base path (FW computes it, backward differentiates it); ``optimizer``: the optimizer step of
-    the layer's parameters (one job per layer and step); ``ema``: a momentum encoder's update."""
+    the layer's parameters (one job per layer and step), of ``update_density`` of its weights
+    (``vector_unit.sparse_updates`` with a weight mask; 1: all); ``ema``: a momentum encoder's
+    update."""
 
     forward: bool = False
     backward: bool = False
@@ -92,8 +94,11 @@ class NonMacDuties:
     gate_group_size: int = 0
     optimizer: str = ""
     ema: bool = False
+    update_density: float = 1.0
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.update_density <= 1.0:
+            raise ValueError(f"update_density must be in [0, 1], got {self.update_density}")
         if self.optimizer and self.optimizer not in OPTIMIZERS:
             raise InputError(f"optimizer must be one of {list(OPTIMIZERS)}, got "
                              f"{self.optimizer!r}", field="optimizer")
@@ -232,17 +237,22 @@ def gate_passes(layer: Layer, group_size: int, phase: str, hw: HardwareConfig,
                        read_bytes=3 * elements * b, write_bytes=elements * b)]
 
 
-def parameter_count(layer: Layer) -> int:
-    """Trained parameters of the layer: its weights, and BN's scale and shift."""
-    return layer.weight_count + (2 * layer.cout if "batchnorm" in layer.post_ops else 0)
+def parameter_count(layer: Layer, weight_density: float = 1.0) -> int:
+    """Trained parameters of the layer: its weights (``weight_density`` of them), and BN's
+    scale and shift."""
+    return round(layer.weight_count * weight_density) + (
+        2 * layer.cout if "batchnorm" in layer.post_ops else 0)
 
 
-def optimizer_passes(layer: Layer, optimizer: str, hw: HardwareConfig) -> list[VectorPass]:
-    """The optimizer step of the layer's parameters: master weights and ``state`` tensors read
-    and written in DRAM, the gradient (``pe_array.precision``) read, and a copy of the weights
-    at the array's precision written when the master precision differs. LARS first reads
-    weights and gradient for the layer's two norms."""
-    vector, params, b = hw.vector_unit, parameter_count(layer), activation_bytes(hw)
+def optimizer_passes(layer: Layer, optimizer: str, hw: HardwareConfig,
+                     density: float = 1.0) -> list[VectorPass]:
+    """The optimizer step of the layer's parameters (``density`` of its weights): master
+    weights and ``state`` tensors read and written in DRAM, the gradient
+    (``pe_array.precision``) read, and a copy of the weights at the array's precision written
+    when the master precision differs. LARS first reads weights and gradient for the layer's
+    two norms."""
+    vector, b = hw.vector_unit, activation_bytes(hw)
+    params = parameter_count(layer, density)
     master = PRECISION_BITS[vector.master_precision] / 8
     state = PRECISION_BITS[vector.state_precision] / 8 * OPTIMIZER_STATES[optimizer]
     copy = b if vector.master_precision != hw.pe_array.precision else 0.0
@@ -286,7 +296,7 @@ def job_passes(layer: Layer, phase: str, duties: NonMacDuties,
         passes += gate_passes(layer, duties.gate_group_size,
                               "fw" if duties.forward else "bd", hw, stash=duties.stash)
     if duties.optimizer:
-        passes += optimizer_passes(layer, duties.optimizer, hw)
+        passes += optimizer_passes(layer, duties.optimizer, hw, duties.update_density)
     if duties.ema:
         passes += ema_passes(layer, hw)
     return passes

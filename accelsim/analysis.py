@@ -26,7 +26,8 @@ PHASE_ORDER = ("fw", "bd", "wg")
 GAP_CAUSES = ("estimator_cycles", "lockstep_cycles", "imbalance_cycles", "decoder_cycles",
               "memory_cycles",
               "baseline_cycles")
-BEST_METRICS: dict[str, str] = {"speedup": "max", "efficiency_gap": "max", "energy_pj": "min",
+BEST_METRICS: dict[str, str] = {"speedup": "max", "speedup_step": "max",
+                                "efficiency_gap": "max", "energy_pj": "min",
                                 "tflops_per_watt": "max"}
 
 

@@ -85,6 +85,8 @@ GAP_PARTS: tuple[tuple[str, str, str, str], ...] = (
 # Sweep metrics: (axis label, unit prefix family). Family "pJ" and "cycles" are auto-scaled.
 METRIC_LABELS: dict[str, str] = {
     "speedup": "speedup vs dense (×)",
+    "speedup_step": "whole-step speedup vs dense, non-MAC work included (×)",
+    "non_mac_share": "non-MAC share of the step's time",
     "flops_reduction": "FLOPs reduction (×)",
     "efficiency_gap": "efficiency gap = speedup / FLOPs reduction",
     "energy_reduction": "energy reduction vs dense (×)",

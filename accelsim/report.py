@@ -56,7 +56,7 @@ SWEEP_COLUMNS = ("trace", "point", "point_id", "scope")
 ACCURACY_KEYS = ("knn_accuracy", "linear_accuracy")
 PNG_DPI = 130
 SVG_SALT = "accelsim"
-SWEEP_METRICS = ("speedup", "energy_reduction", "efficiency_gap")
+SWEEP_METRICS = ("speedup", "energy_reduction", "efficiency_gap", "speedup_step")
 MAX_HEATMAPS = 3
 
 
@@ -765,7 +765,8 @@ def _sweep_section(page: Page, figures: _Figures, sweep: SweepOutput) -> None:
     if "speedup" in total.columns and len(total):
         best = total.loc[total.groupby("trace", sort=False)["speedup"].idxmax()]
         shown = best[["trace", "point", *sweep.varied]].astype(str)
-        for metric in ("speedup", "efficiency_gap", "energy_reduction", "tflops_per_watt"):
+        for metric in ("speedup", "efficiency_gap", "energy_reduction", "tflops_per_watt",
+                       "speedup_step"):
             if metric in best.columns:
                 shown[metric] = best[metric].map(lambda v: f"{float(v):.3f}")
         page.paragraph("Best point of each trace by speedup (scope total):")

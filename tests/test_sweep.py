@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from accelsim.analysis import best_points
+from accelsim.analysis import BEST_METRICS, best_points
 from accelsim.cli import AccelsimGroup, main
 from accelsim.cli_sweep import sweep_command
 from accelsim.errors import InputError
@@ -332,7 +332,7 @@ def test_best_points(reference, traces: list[Path]) -> None:
     best = reference.best
     assert list(best.columns) == ["trace", "metric", "goal", "value", "point", "point_id",
                                   "pe_array.rows", "decoder.compaction", "dram.bandwidth_gbps"]
-    assert len(best) == 2 * 4
+    assert len(best) == 2 * len(BEST_METRICS)
     total = reference.table[reference.table["scope"] == "total"]
     for _, row in best.iterrows():
         values = total[total["trace"] == row["trace"]][row["metric"]]

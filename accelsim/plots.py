@@ -264,7 +264,9 @@ def energy_breakdown(results: pd.DataFrame, ax: Axes | None = None, *,
     """Stacked energy by component, sparse vs dense, per phase and in total.
 
     Sparse bars stack the components of the results (MAC, register file, global buffer, DRAM,
-    index decode, compaction network, static). Dense bars: with ``dense`` (the results of the
+    index decode, compaction network, static) and, where the results have it, the vector unit's
+    non-MAC work on top (the dense bar's: the dense network's), so the bars are the whole
+    step's. Dense bars: with ``dense`` (the results of the
     same network run dense, e.g. ``accelsim simulate --network``), its components; without it,
     MAC, register
     file and static derived exactly from the sparse run's per-MAC and per-cycle rates
@@ -283,26 +285,38 @@ def energy_breakdown(results: pd.DataFrame, ax: Axes | None = None, *,
                                                     results["energy_dense_pj"], rtol=1e-12))
     derived = dense_energy_breakdown(results) if dense is None and not dense_only else None
     kinds = ["dense"] if dense_only else ["sparse", "dense"]
+    non_mac = "energy_non_mac_pj" in results.columns and bool(
+        results["energy_non_mac_pj"].sum() > 0)
     stacks: list[dict[str, float]] = []
     for _, phase in groups:
         mask = results["phase"] == phase if phase else pd.Series(True, index=results.index)
         stacks.append({n: float(results.loc[mask, f"energy_{n}_pj"].sum())
                        for n, _, _ in ENERGY_PARTS})
+        if non_mac:
+            stacks[-1]["non_mac"] = float(results.loc[mask, "energy_non_mac_pj"].sum())
         if dense is not None:
             dmask = dense["phase"] == phase if phase else pd.Series(True, index=dense.index)
             stacks.append({n: float(dense.loc[dmask, f"energy_{n}_pj"].sum())
                            for n, _, _ in ENERGY_PARTS})
+            if non_mac and "energy_non_mac_pj" in dense.columns:
+                stacks[-1]["non_mac"] = float(dense.loc[dmask, "energy_non_mac_pj"].sum())
         elif derived is not None:
             stacks.append({n: float(derived.loc[mask, n].sum())
                            for n in ("mac", "rf", "index", "network", "static",
                                      "buffer_dram")})
+            if non_mac:
+                stacks[-1]["non_mac"] = float(results.loc[mask,
+                                                          "energy_non_mac_dense_pj"].sum())
     unit, size = scale_unit([sum(s.values()) for s in stacks], ENERGY_UNITS)
     fig, ax = _axes(ax, (max(7.5, 0.75 * len(kinds) * len(groups) + 4.5), 5.0))
     pitch = len(kinds) + 0.6
     xs = [g * pitch + k for g in range(len(groups)) for k in range(len(kinds))]
-    order = ["mac", "rf", "buffer", "dram", "buffer_dram", "index", "network", "static"]
+    order = ["mac", "rf", "buffer", "dram", "buffer_dram", "index", "network", "static",
+             "non_mac"]
     colours = {n: c for n, _, c in ENERGY_PARTS}
     colours["buffer_dram"] = PALETTE[2]
+    colours["non_mac"] = PALETTE[3]
+    hatches = {"buffer_dram": "xx", "non_mac": "//"}
     for x, stack in zip(xs, stacks, strict=True):
         bottom = 0.0
         for name in order:
@@ -310,8 +324,8 @@ def energy_breakdown(results: pd.DataFrame, ax: Axes | None = None, *,
                 continue
             height = stack[name] / size
             ax.bar(x, height, 0.8, bottom=bottom, color=colours[name],
-                   hatch="xx" if name == "buffer_dram" else None,
-                   edgecolor=PALETTE[1] if name == "buffer_dram" else "white", linewidth=0.6)
+                   hatch=hatches.get(name), edgecolor=PALETTE[1] if name == "buffer_dram"
+                   else "white", linewidth=0.6)
             bottom += height
     totals = [sum(s.values()) / size for s in stacks]
     centres = [g * pitch + (len(kinds) - 1) / 2 for g in range(len(groups))]
@@ -327,7 +341,8 @@ def energy_breakdown(results: pd.DataFrame, ax: Axes | None = None, *,
     ax.set_ylabel(f"energy ({unit})")
     ax.set_ylim(0, max(totals) * 1.12)
     what = "dense run" if dense_only else "sparse vs dense"
-    ax.set_title(f"Energy by component, {what}{_title_suffix(results)}")
+    step = ", whole step" if non_mac else ""
+    ax.set_title(f"Energy by component, {what}{step}{_title_suffix(results)}")
     # the legend names the components some bar has (no compaction: no network)
     shown = {name for stack in stacks for name, value in stack.items() if value > 0}
     handles = [Patch(color=c, label=label) for name, label, c in ENERGY_PARTS
@@ -335,6 +350,9 @@ def energy_breakdown(results: pd.DataFrame, ax: Axes | None = None, *,
     if derived is not None:
         handles.insert(4, Patch(facecolor=PALETTE[2], edgecolor=PALETTE[1], hatch="xx",
                                 label="buffer + DRAM (dense, not split)"))
+    if non_mac:
+        handles.append(Patch(facecolor=PALETTE[3], edgecolor="white", hatch="//",
+                             label="non-MAC work (vector unit)"))
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False,
               title="component")
     ax.grid(axis="x", visible=False)

@@ -256,6 +256,13 @@ def test_dense_energy_breakdown_is_exact(runs: dict[str, Path], dense_run: Path,
         dense["energy_buffer_pj"].sum() + dense["energy_dram_pj"].sum(), rel=1e-9)
     fig = plots.energy_breakdown(results, dense=dense)
     assert isinstance(fig, Figure)
+    # The dense half of the non-MAC work is the dense network's: no gate, every weight updated.
+    steps = results["step"].nunique()
+    for dense_half, of_dense_run in (("cycles_non_mac_dense", "cycles_non_mac"),
+                                     ("energy_non_mac_dense_pj", "energy_non_mac_pj")):
+        assert dense[of_dense_run].sum() > 0
+        assert results[dense_half].sum() == pytest.approx(steps * dense[of_dense_run].sum(),
+                                                          rel=1e-9)
 
 
 def test_scheme_names() -> None:

@@ -243,8 +243,8 @@ class VectorUnitConfig:
                                   doc="precision of the master weights the optimizer updates "
                                   "(a copy at pe_array.precision is written when they differ)")
     state_precision: str = param(choices=tuple(PRECISION_BITS), default="fp32",
-                                 doc="precision of the optimizer's state tensors (momentum, "
-                                 "Adam's second moment)")
+                                 doc="precision of the optimizer's state tensors (momentum; "
+                                 "Adam's first and second moments)")
     sparse_updates: bool = param(default=False, doc="the optimizer updates only the weights a "
                                  "layer's weight mask keeps (pruned weights keep their value and "
                                  "state until regrown); false: every parameter, every step")
@@ -519,7 +519,7 @@ def _check_combinations(config: HardwareConfig, errors: _Errors) -> None:
                    "onto lanes)")
     if config.vector_unit.lanes and VECTOR_OP not in config.energy:
         errors.add(f"energy.{VECTOR_OP}", "missing required key (needed for vector_unit.lanes > "
-                   "0: the energy of one vector operation at vector_unit.precision)")
+                   "0: the energy of one vector operation)")
     for action in config.energy:
         known = action in (*REQUIRED_ENERGY_ACTIONS, COMPACTION_NETWORK, VECTOR_OP) or (
             action.startswith(ENERGY_MAC_PREFIX)

@@ -29,8 +29,10 @@ PHASES: tuple[str, ...] = ("fw", "bd", "wg")
 LAYER_KINDS: tuple[str, ...] = ("conv", "linear")
 LAYER_ROLES: tuple[str, ...] = ("stem", "block", "downsample", "head", "other")
 # Non-MAC operations on a layer's forward output, in the order they run (docs/model.md,
-# "Non-MAC work"): batch normalisation, ReLU, a residual add, global average pooling.
-POST_OPS: tuple[str, ...] = ("batchnorm", "relu", "add", "pool")
+# "Non-MAC work"): batch normalisation, a residual add, ReLU, global average pooling, and a
+# fanout (the output feeds two consumers, a residual block's two paths: backward sums their
+# gradients). A layer's post_ops are a subsequence of this order.
+POST_OPS: tuple[str, ...] = ("batchnorm", "add", "relu", "pool", "fanout")
 # The training recipe a workload declares: its SSL method (BYOL and MoCo keep a momentum
 # encoder, branch 2, that runs forward only) and its optimizer.
 SSL_METHODS: tuple[str, ...] = ("simclr", "byol", "moco")
@@ -109,6 +111,12 @@ class Layer:
         unknown = [op for op in self.post_ops if op not in POST_OPS]
         if unknown:
             raise InputError(f"post_ops must be drawn from {list(POST_OPS)}, got {unknown[0]!r}",
+                             field=where)
+        order = [POST_OPS.index(op) for op in self.post_ops]
+        if order != sorted(set(order)) or ("pool" in self.post_ops
+                                            and "fanout" in self.post_ops):
+            raise InputError(f"post_ops {list(self.post_ops)} must follow the order "
+                             f"{', '.join(POST_OPS)}, each at most once (pool or fanout)",
                              field=where)
 
     @property
@@ -250,18 +258,21 @@ def _resnet(name: str, stage_widths: list[int], blocks_per_stage: int | list[int
 def resnet_post_ops(layers: Sequence[Layer]) -> tuple[Layer, ...]:
     """``layers`` of a built-in ResNet (:func:`resnet20`, :func:`resnet18`, or the same network
     recorded by ``workloads``) with the non-MAC operations each layer's output goes through, as
-    the CIFAR ResNet runs them: the stem and every block's ``conv1`` BN + ReLU; ``conv2`` BN +
-    residual add + ReLU (the network's last ``conv2`` then pools); a projection shortcut BN;
-    the projection head's first linear layer BN + ReLU (SimCLR's MLP), its last none."""
+    the CIFAR ResNet runs them: every block's ``conv1`` BN + ReLU; the stem BN + ReLU and
+    ``conv2`` BN + residual add + ReLU, each then feeding the next block's two paths (fanout),
+    except the network's last ``conv2``, which pools; a projection shortcut BN; the projection
+    head's first linear layer BN + ReLU (SimCLR's MLP), its last none."""
     last_conv2 = max((i for i, layer in enumerate(layers) if layer.name.endswith(".conv2")),
                      default=-1)
     result = []
     for index, layer in enumerate(layers):
-        if layer.role == "stem" or layer.name.endswith(".conv1") or layer.name == "head.0":
-            ops: tuple[str, ...] = ("batchnorm", "relu")
+        if layer.role == "stem":
+            ops: tuple[str, ...] = ("batchnorm", "relu", "fanout")
+        elif layer.name.endswith(".conv1") or layer.name == "head.0":
+            ops = ("batchnorm", "relu")
         elif layer.name.endswith(".conv2"):
             ops = ("batchnorm", "add", "relu", "pool") if index == last_conv2 else (
-                "batchnorm", "add", "relu")
+                "batchnorm", "add", "relu", "fanout")
         elif layer.role == "downsample":
             ops = ("batchnorm",)
         else:

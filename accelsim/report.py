@@ -191,7 +191,10 @@ def modelling_choices(run: RunOutput) -> str:
         parts.append(f"for the whole step the vector unit ({vector['lanes']} lanes, "
                      f"{'fused' if vector.get('fused') else 'unfused'} BN) and the "
                      f"{run.summary.get('optimizer', 'sgd')} step on "
-                     f"{vector.get('master_precision', '?')} master weights")
+                     f"{vector.get('master_precision', '?')} master weights and "
+                     f"{vector.get('state_precision', '?')} state, "
+                     + ("updating only kept weights" if vector.get("sparse_updates")
+                        else "updating every weight"))
     return "The result depends on: " + ", ".join(parts) + "."
 
 
@@ -825,7 +828,8 @@ def build_report(dirs: Sequence[str | Path], out: str | Path) -> Path:
                    "reduction = dense MACs / effective MACs; efficiency gap = speedup / FLOPs "
                    "reduction. Whole-step speedup adds the vector unit's non-MAC work (BN, ReLU, "
                    "residual adds, pooling, the gate's arithmetic, the optimizer step, a "
-                   "momentum encoder's update), which sparsity does not shrink. Figures are in "
+                   "momentum encoder's update), which sparsity does not shrink (except the "
+                   "optimizer's, with `vector_unit.sparse_updates`). Figures are in "
                    "`figures/` as PNG and SVG; see docs/reports.md for what each shows.")
     schemes = scheme_table(sparse) if sparse else None
     if schemes is not None:
@@ -858,8 +862,9 @@ def build_report(dirs: Sequence[str | Path], out: str | Path) -> Path:
         page.bullets(why_the_gap(gaps))
         beyond = beyond_the_macs(schemes)
         if beyond:
-            page.paragraph("Beyond the MACs: the step's non-MAC work caps every speedup "
-                           "(docs/model.md, \"Non-MAC work\").")
+            page.paragraph("Beyond the MACs: the step's non-MAC work, which sparsity does not "
+                           "shrink, pulls every speedup towards 1 (docs/model.md, \"Non-MAC "
+                           "work\").")
             page.bullets(beyond)
         combined = _all_results(sparse, schemes)
         figures.add("schemes_gap_by_cause", "cycles lost vs the ideal by cause, per scheme",

@@ -417,7 +417,8 @@ def test_every_run_names_the_knobs_its_result_depends_on(report: Path,
              f"BD lanes over input-gradient columns, WG lanes over output channels")
     assert page.count(knobs) == len(runs)
     vector = (f", for the whole step the vector unit ({hw.vector_unit.lanes} lanes, fused BN) "
-              f"and the sgd step on {hw.vector_unit.master_precision} master weights.")
+              f"and the sgd step on {hw.vector_unit.master_precision} master weights and "
+              f"{hw.vector_unit.state_precision} state, updating every weight.")
     assert page.count(knobs + ", gate gradient straight_through" + vector) == 2  # cdg, scdg8
 
 

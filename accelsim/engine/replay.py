@@ -118,7 +118,8 @@ class Replayer:
     def _job_duties(self, branch: int, item: TraceLayer, phase: str,
                     phases: tuple[str, ...]) -> NonMacDuties:
         """The non-MAC work of a job (:func:`accelsim.engine.vector.job_duties`): the optimizer
-        rides on branch 1, a momentum encoder's update on branch 2's FW."""
+        rides on branch 1 and sums the weight gradients of every branch that ran WG (both in
+        SimCLR), a momentum encoder's update rides on branch 2's FW."""
         gate = item.gate
         return job_duties(phase, phases,
                           runs_backward=not (self.momentum and branch == 2)
@@ -126,6 +127,7 @@ class Replayer:
                           gate_group_size=gate.group_size if gate is not None
                           and gate.gating_groups > 1 else 0,
                           optimizer=self.optimizer if branch == 1 else "",
+                          gradients=1 if self.momentum else self.reader.branches,
                           ema=self.momentum and branch == 2)
 
     def branch_phases(self, branch: int, layer_index: int) -> list[str]:

@@ -301,8 +301,8 @@ class JobCache:
                 trace, layer.name, branch, phase, dense, index, memory,
                 cycles_buffer(memory.gb_read_bits, memory.gb_write_bits, hw),
                 cycles_dram(memory.dram_bytes, hw), hw, EnergyRates.of(hw),
-                non_mac_work(layer, phase, duties, hw),
-                non_mac_work(layer, phase, dataclasses.replace(
+                non_mac_work(layer, duties, hw),
+                non_mac_work(layer, dataclasses.replace(
                     duties, gate_group_size=0, update_density=1.0), hw))
         return frame
 
@@ -353,13 +353,15 @@ def simulate_network_dense(network: Network, hw: HardwareConfig, *,
     if unknown:
         raise ValueError(f"unknown phases {unknown}; expected a subset of {PHASES}")
     results = []
+    branches = tuple(branches)
     for position, branch in enumerate(branches):
         for index, layer in enumerate(network.layers):
             layer_phases = tuple(phases_for(index, phases, skip_first_bd))
             for phase in layer_phases:
                 duties = job_duties(phase, layer_phases,
                                     runs_backward=any(p != "fw" for p in phases),
-                                    optimizer=optimizer if position == 0 else "")
+                                    optimizer=optimizer if position == 0 else "",
+                                    gradients=len(branches))
                 results.append(simulate_layer_phase(layer, phase, hw, branch=branch,
                                                     workload=network.name, duties=duties))
     return results

@@ -85,8 +85,8 @@ class NonMacDuties:
     backward needs (a branch that runs backward); ``gate_group_size`` > 0: the layer's gate has a
     base path (FW computes it, backward differentiates it); ``optimizer``: the optimizer step of
     the layer's parameters (one job per layer and step), of ``update_density`` of its weights
-    (``vector_unit.sparse_updates`` with a weight mask; 1: all); ``ema``: a momentum encoder's
-    update."""
+    (``vector_unit.sparse_updates`` with a weight mask; 1: all), summing the ``gradients``
+    of the branches that ran WG; ``ema``: a momentum encoder's update."""
 
     forward: bool = False
     backward: bool = False
@@ -95,8 +95,11 @@ class NonMacDuties:
     optimizer: str = ""
     ema: bool = False
     update_density: float = 1.0
+    gradients: int = 1
 
     def __post_init__(self) -> None:
+        if self.gradients < 1:
+            raise ValueError(f"gradients must be >= 1, got {self.gradients}")
         if not 0.0 <= self.update_density <= 1.0:
             raise ValueError(f"update_density must be in [0, 1], got {self.update_density}")
         if self.optimizer and self.optimizer not in OPTIMIZERS:
@@ -136,8 +139,10 @@ def activation_bytes(hw: HardwareConfig) -> float:
 
 
 def forward_passes(layer: Layer, hw: HardwareConfig) -> list[VectorPass]:
-    """The vector passes of the layer's post ops in FW (docs/model.md, "Non-MAC work")."""
-    ops, elements, b = layer.post_ops, layer.output_count, activation_bytes(hw)
+    """The vector passes of the layer's post ops in FW (docs/model.md, "Non-MAC work"). A
+    ``fanout`` costs nothing forward: its consumers read the output."""
+    ops = tuple(op for op in layer.post_ops if op != "fanout")
+    elements, b = layer.output_count, activation_bytes(hw)
     pooled = layer.batch * layer.cout * b if "pool" in ops else 0.0  # one value per channel
     if not ops:
         return []
@@ -169,50 +174,57 @@ def forward_passes(layer: Layer, hw: HardwareConfig) -> list[VectorPass]:
     return passes
 
 
-def backward_passes(layer: Layer, hw: HardwareConfig) -> list[VectorPass]:
-    """The vector passes of the layer's post ops in backward: from the gradient of their
-    output to the gradient of the layer's output (dY), and, after a residual add, the sum of
-    the two gradients where the block's paths meet (counted at the layer's output size)."""
+def backward_passes(layer: Layer, hw: HardwareConfig,
+                    gate_reduce: bool = False) -> list[VectorPass]:
+    """The vector passes of the layer's post ops in backward, from the gradient of their
+    output to the gradient of the layer's output (dY). A ``fanout`` first sums the gradients
+    of the output's two consumers; ReLU reads its mask from its saved output; pooling
+    broadcasts the pooled gradient; an add passes the gradient on to both its inputs (fused,
+    BN's gradient pass writes it for the shortcut too). ``gate_reduce``: the gate's first
+    gradient pass runs inside BN's gradient pass (fused), reading Y_c besides."""
     ops, elements, b = layer.post_ops, layer.output_count, activation_bytes(hw)
     if not ops:
         return []
+    tensor = elements * b
     pooled = layer.batch * layer.cout * b
-    grad_in = pooled if "pool" in ops else elements * b  # the gradient that arrives
-    mask = elements * b if "relu" in ops else 0.0        # ReLU's mask: its saved output
-    junction = [VectorPass("add (gradients meet)", elements, ELEMENTWISE_OPS,
-                           read_bytes=2 * elements * b, write_bytes=elements * b)] \
-        if "add" in ops else []
     if hw.vector_unit.fused:
-        others = ELEMENTWISE_OPS * sum(op in ("relu", "pool") for op in ops)
-        shortcut = elements * b if "add" in ops else 0.0  # dZ goes on to the shortcut too
+        # the gradients that arrive (two with a fanout), and ReLU's mask
+        arriving = (pooled if "pool" in ops else tensor) + (tensor if "fanout" in ops else 0.0)
+        saved = arriving + (tensor if "relu" in ops else 0.0)
+        others = ELEMENTWISE_OPS * sum(op in ("relu", "pool", "fanout") for op in ops)
         if "batchnorm" not in ops:
             return [VectorPass(" + ".join(reversed(ops)) + " backward", elements, others,
-                               read_bytes=grad_in + mask, write_bytes=elements * b), *junction]
-        saved = grad_in + mask + elements * b  # and BN's input
+                               read_bytes=saved, write_bytes=tensor)]
+        gate_ops, gate_reads = (GATE_GRADIENT_OPS, tensor) if gate_reduce else (0, 0.0)
         return [VectorPass("BN backward reduce", elements, BN_REDUCE_OPS + others,
-                           read_bytes=saved),
-                VectorPass("BN backward gradient", elements, BN_GRADIENT_OPS + others,
-                           read_bytes=saved, write_bytes=elements * b + shortcut), *junction]
+                           read_bytes=saved + tensor),  # and BN's input
+                VectorPass("BN backward gradient", elements,
+                           BN_GRADIENT_OPS + others + gate_ops,
+                           read_bytes=saved + tensor + gate_reads,
+                           write_bytes=tensor * (2 if "add" in ops else 1))]
     passes = []
     for op in reversed(ops):
-        if op == "pool":
+        if op == "fanout":
+            passes.append(VectorPass("fanout backward (gradients meet)", elements,
+                                     ELEMENTWISE_OPS, read_bytes=2 * tensor,
+                                     write_bytes=tensor))
+        elif op == "pool":
             passes.append(VectorPass("pool backward", elements, ELEMENTWISE_OPS,
-                                     read_bytes=pooled, write_bytes=elements * b))
+                                     read_bytes=pooled, write_bytes=tensor))
         elif op == "relu":
             passes.append(VectorPass("relu backward", elements, ELEMENTWISE_OPS,
-                                     read_bytes=2 * elements * b, write_bytes=elements * b))
-        elif op == "add":
-            passes += junction
-        else:
+                                     read_bytes=2 * tensor, write_bytes=tensor))
+        elif op == "batchnorm":
             passes.append(VectorPass("BN backward reduce", elements, BN_REDUCE_OPS,
-                                     read_bytes=2 * elements * b))
+                                     read_bytes=2 * tensor))
             passes.append(VectorPass("BN backward gradient", elements, BN_GRADIENT_OPS,
-                                     read_bytes=2 * elements * b, write_bytes=elements * b))
+                                     read_bytes=2 * tensor, write_bytes=tensor))
+        # an add's backward hands the same gradient to both inputs: no pass
     return passes
 
 
-def gate_passes(layer: Layer, group_size: int, phase: str, hw: HardwareConfig,
-                stash: bool = False) -> list[VectorPass]:
+def gate_passes(layer: Layer, group_size: int, forward: bool, hw: HardwareConfig, *,
+                stash: bool = False, reduce_in_bn: bool = False) -> list[VectorPass]:
     """The gate's arithmetic on a layer with a base path. FW: standardise the base output per
     sample and channel and compare (SCDG: on each group's mean, one add per element, then the
     standardisation on one value per group), on the base output the buffer holds while the
@@ -220,21 +232,22 @@ def gate_passes(layer: Layer, group_size: int, phase: str, hw: HardwareConfig,
     also write the conditional output Y_c the gate's gradient needs.
     Backward: the gate's gradient dL/dd = dY x Y_c back through the sigmoid and the
     standardisation to Y_b (= Y - d x Y_c, recomputed) and tau: two passes, each reading dY, Y
-    and Y_c, the second writing the base path's gradient; with ``vector_unit.fused`` after BN
-    the first runs in BN's gradient pass, which has dY and Y already: it reads Y_c alone."""
+    and Y_c, the second writing the base path's gradient dY_b (which BD and WG read for the
+    base path in place of dY); ``reduce_in_bn``: the first runs inside BN's gradient pass
+    (:func:`backward_passes`) and is not listed here."""
     elements, b = layer.output_count, activation_bytes(hw)
-    if phase == "fw":
+    if forward:
         ops = GATE_STANDARDISE_OPS / group_size + (GATE_GROUP_OPS if group_size > 1 else 0)
         passes = [VectorPass("gate standardise + compare", elements, ops, on_stream=True)]
         if stash:
             passes.append(VectorPass("gate: store Y_c", elements, 0.0,
                                      write_bytes=elements * b))
         return passes
-    in_bn = hw.vector_unit.fused and "batchnorm" in layer.post_ops
-    return [VectorPass("gate gradient reduce", elements, GATE_GRADIENT_OPS,
-                       read_bytes=(1 if in_bn else 3) * elements * b),
-            VectorPass("gate gradient", elements, GATE_GRADIENT_OPS,
-                       read_bytes=3 * elements * b, write_bytes=elements * b)]
+    reduce = [] if reduce_in_bn else [VectorPass("gate gradient reduce", elements,
+                                                 GATE_GRADIENT_OPS,
+                                                 read_bytes=3 * elements * b)]
+    return [*reduce, VectorPass("gate gradient", elements, GATE_GRADIENT_OPS,
+                                read_bytes=3 * elements * b, write_bytes=elements * b)]
 
 
 def parameter_count(layer: Layer, weight_density: float = 1.0) -> int:
@@ -244,26 +257,29 @@ def parameter_count(layer: Layer, weight_density: float = 1.0) -> int:
         2 * layer.cout if "batchnorm" in layer.post_ops else 0)
 
 
-def optimizer_passes(layer: Layer, optimizer: str, hw: HardwareConfig,
-                     density: float = 1.0) -> list[VectorPass]:
+def optimizer_passes(layer: Layer, optimizer: str, hw: HardwareConfig, density: float = 1.0,
+                     gradients: int = 1) -> list[VectorPass]:
     """The optimizer step of the layer's parameters (``density`` of its weights): master
-    weights and ``state`` tensors read and written in DRAM, the gradient
-    (``pe_array.precision``) read, and a copy of the weights at the array's precision written
-    when the master precision differs. LARS first reads weights and gradient for the layer's
-    two norms."""
+    weights and ``state`` tensors read and written in DRAM, the ``gradients`` the branches'
+    WG jobs wrote (``pe_array.precision``) read and summed, and a copy of the weights at the
+    array's precision written when the master precision differs. LARS first reads weights and
+    the summed gradient... (it sums them in its norm pass) for the layer's two norms."""
     vector, b = hw.vector_unit, activation_bytes(hw)
     params = parameter_count(layer, density)
     master = PRECISION_BITS[vector.master_precision] / 8
     state = PRECISION_BITS[vector.state_precision] / 8 * OPTIMIZER_STATES[optimizer]
     copy = b if vector.master_precision != hw.pe_array.precision else 0.0
-    passes = []
-    if optimizer == "lars":
-        passes.append(VectorPass("LARS norms", params, 2, read_bytes=params * (master + b)))
-    ops = OPTIMIZER_OPS[optimizer] - (2 if optimizer == "lars" else 0)
-    passes.append(VectorPass(f"{optimizer} update", params, ops,
-                             read_bytes=params * (master + state + b),
-                             write_bytes=params * (master + state + copy)))
-    return passes
+    summing = ELEMENTWISE_OPS * (gradients - 1)
+    if optimizer == "lars":  # the norms need the summed gradient: it is written for the update
+        return [VectorPass("LARS norms", params, 2 + summing,
+                           read_bytes=params * (master + gradients * b),
+                           write_bytes=params * b if gradients > 1 else 0.0),
+                VectorPass("lars update", params, OPTIMIZER_OPS["lars"] - 2,
+                           read_bytes=params * (master + state + b),
+                           write_bytes=params * (master + state + copy))]
+    return [VectorPass(f"{optimizer} update", params, OPTIMIZER_OPS[optimizer] + summing,
+                       read_bytes=params * (master + state + gradients * b),
+                       write_bytes=params * (master + state + copy))]
 
 
 def ema_passes(layer: Layer, hw: HardwareConfig) -> list[VectorPass]:
@@ -276,34 +292,39 @@ def ema_passes(layer: Layer, hw: HardwareConfig) -> list[VectorPass]:
 
 
 def stash_bytes(layer: Layer, duties: NonMacDuties, hw: HardwareConfig) -> float:
-    """DRAM bytes FW keeps for backward: the layer's output (BN's input), its post ops' output
-    (ReLU's mask and the next layer's input), and with a gated base path Y_c."""
+    """DRAM bytes FW keeps for backward: the layer's output (BN's input, or the next layer's
+    input), its post ops' output where backward reads it (ReLU's mask and the next layer's
+    input; a projection shortcut's BN output only enters the add, whose backward needs no
+    operand), and with a gated base path Y_c."""
     if not duties.stash:
         return 0.0
-    tensors = 1 + (1 if layer.post_ops else 0) + (1 if duties.gate_group_size else 0)
+    kept_output = any(op in ("relu", "pool") for op in layer.post_ops)
+    tensors = 1 + (1 if kept_output else 0) + (1 if duties.gate_group_size else 0)
     return tensors * layer.output_count * activation_bytes(hw)
 
 
-def job_passes(layer: Layer, phase: str, duties: NonMacDuties,
-               hw: HardwareConfig) -> list[VectorPass]:
-    """Every vector pass a job of ``phase`` carries under ``duties``."""
+def job_passes(layer: Layer, duties: NonMacDuties, hw: HardwareConfig) -> list[VectorPass]:
+    """Every vector pass a job carries under ``duties``."""
     passes = []
+    gated = duties.gate_group_size > 0
     if duties.forward:
         passes += forward_passes(layer, hw)
+        if gated:
+            passes += gate_passes(layer, duties.gate_group_size, True, hw, stash=duties.stash)
     if duties.backward:
-        passes += backward_passes(layer, hw)
-    if duties.gate_group_size and (duties.forward or duties.backward):
-        passes += gate_passes(layer, duties.gate_group_size,
-                              "fw" if duties.forward else "bd", hw, stash=duties.stash)
+        in_bn = gated and hw.vector_unit.fused and "batchnorm" in layer.post_ops
+        passes += backward_passes(layer, hw, gate_reduce=in_bn)
+        if gated:
+            passes += gate_passes(layer, duties.gate_group_size, False, hw, reduce_in_bn=in_bn)
     if duties.optimizer:
-        passes += optimizer_passes(layer, duties.optimizer, hw, duties.update_density)
+        passes += optimizer_passes(layer, duties.optimizer, hw, duties.update_density,
+                                   duties.gradients)
     if duties.ema:
         passes += ema_passes(layer, hw)
     return passes
 
 
-def non_mac_work(layer: Layer, phase: str, duties: NonMacDuties,
-                 hw: HardwareConfig) -> NonMacWork:
+def non_mac_work(layer: Layer, duties: NonMacDuties, hw: HardwareConfig) -> NonMacWork:
     """The job's non-MAC work priced on ``hw`` (none when ``vector_unit.lanes`` is 0)."""
     lanes = hw.vector_unit.lanes
     if not lanes or duties == NO_DUTIES:
@@ -312,7 +333,7 @@ def non_mac_work(layer: Layer, phase: str, duties: NonMacDuties,
     op_pj = hw.energy_pj(VECTOR_OP)
     stream = cycles = 0
     ops = dram = energy = 0.0
-    for p in job_passes(layer, phase, duties, hw):
+    for p in job_passes(layer, duties, hw):
         compute = math.ceil(p.ops / lanes)
         ops += p.ops
         energy += p.ops * op_pj
@@ -335,25 +356,30 @@ def recorded_optimizer(producer: dict) -> str:
     ``config.optimizer``), else :data:`DEFAULT_OPTIMIZER`; one accelsim does not know is an
     error."""
     config = producer.get("config")
-    name = producer.get("optimizer") or (config.get("optimizer") if isinstance(config, dict)
-                                         else None) or DEFAULT_OPTIMIZER
+    field, name = "producer.optimizer", producer.get("optimizer")
+    if name is None and isinstance(config, dict) and config.get("optimizer") is not None:
+        field, name = "producer.config.optimizer", config["optimizer"]
+    if name is None:
+        return DEFAULT_OPTIMIZER
     if name not in OPTIMIZERS:
         raise InputError(f"the trace's optimizer {name!r} is not one of {list(OPTIMIZERS)}",
-                         field="producer.optimizer")
+                         field=field)
     return str(name)
 
 
 def job_duties(phase: str, phases: tuple[str, ...], *, runs_backward: bool,
-               gate_group_size: int = 0, optimizer: str = "", ema: bool = False) -> NonMacDuties:
+               gate_group_size: int = 0, optimizer: str = "", gradients: int = 1,
+               ema: bool = False) -> NonMacDuties:
     """The duties of a layer's ``phase`` job on a branch that runs ``phases`` (the layer's own:
     BD of the first layer does not run): FW carries the post ops and the stash (when the branch
     runs backward) and ``ema``; the first backward phase the backward of the post ops; WG the
-    ``optimizer`` step (give it on one branch only). ``gate_group_size``: gate with a base
-    path."""
+    ``optimizer`` step over ``gradients`` branches' weight gradients (give it on one branch
+    only). ``gate_group_size``: gate with a base path."""
     backward = [p for p in phases if p != "fw"]
     first_backward = backward[0] if backward else ""
     return NonMacDuties(
         forward=phase == "fw", backward=phase == first_backward,
         stash=phase == "fw" and runs_backward,
         gate_group_size=gate_group_size if phase in ("fw", first_backward) else 0,
-        optimizer=optimizer if phase == "wg" else "", ema=ema and phase == "fw")
+        optimizer=optimizer if phase == "wg" else "",
+        gradients=gradients if phase == "wg" and optimizer else 1, ema=ema and phase == "fw")

@@ -327,7 +327,7 @@ class _ManifestParser:
         if not isinstance(raw_layers, list) or not raw_layers:
             raise self.error("layers", "expected a non-empty list")
         layers = tuple(self.layer(item, i) for i, item in enumerate(raw_layers))
-        if not any("post_ops" in item for item in raw_layers) and \
+        if parsed < (1, 3) and \
                 (producer.get("model") or producer.get("network")) in BUILTIN_NETWORKS:
             # A trace older than 1.3 of a built-in ResNet: its non-MAC ops are the network's.
             derived = resnet_post_ops([item.layer for item in layers])

@@ -16,6 +16,7 @@ torch = pytest.importorskip("torch")
 from click.testing import CliRunner  # noqa: E402
 
 from accelsim.cli import main  # noqa: E402
+from accelsim.network import builtin_network  # noqa: E402
 from accelsim.trace import TraceReader  # noqa: E402
 from workloads import train as train_module  # noqa: E402
 from workloads.gating import branch_convs, set_branch  # noqa: E402
@@ -62,6 +63,11 @@ def test_every_algorithm_records_a_trace_that_replays(tmp_path: Path, name: str)
     assert summary["accuracy"]["knn_accuracy"] == result["knn_accuracy"]
     if name != "dense":
         assert summary["total"]["flops_reduction"] > 1
+    # the recorded network's BN/ReLU/add work and the run's own optimizer reach the replay
+    assert [item.layer.post_ops for item in reader.layers] == [
+        layer.post_ops for layer in builtin_network("resnet20", batch=8, image_size=16).layers]
+    assert summary["optimizer"] == tiny().optimizer
+    assert summary["total"]["cycles_non_mac"] > 0
 
 
 def test_recorded_gates_are_the_ones_the_forward_used(tmp_path: Path) -> None:

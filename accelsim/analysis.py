@@ -253,7 +253,9 @@ SUMMED_WHOLE = ("macs_dense", "macs_effective", "macs_required", "macs_issued", 
 SUMMED_REAL = ("dram_bytes", "traffic_indices_bytes", "energy_pj", "energy_dense_pj")
 # The vector unit's non-MAC work (zero in job tables written before it was modelled).
 SUMMED_NON_MAC = ("cycles_non_mac", "cycles_non_mac_dense", "non_mac_ops", "dram_bytes_non_mac",
-                  "energy_non_mac_pj", "energy_non_mac_dense_pj", "stash_bytes")
+                  "energy_non_mac_pj", "energy_non_mac_vector_pj", "energy_non_mac_buffer_pj",
+                  "energy_non_mac_dram_pj", "energy_non_mac_static_pj",
+                  "energy_non_mac_dense_pj", "stash_bytes")
 
 
 def tflops_per_watt(macs: float, energy_pj: float) -> float:

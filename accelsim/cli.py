@@ -326,6 +326,11 @@ def format_summary(summary: dict) -> str:
             f"speedup {total['speedup_step']:.3f}x (MAC-only {total['speedup']:.3f}x), energy "
             f"reduction {total['energy_reduction_step']:.3f}x; stash "
             f"{total['stash_bytes'] / steps / 2**20:.1f} MiB per step")
+        non_mac = total["energy_non_mac_pj"]
+        if non_mac:
+            lines.append(f"  non-MAC energy {non_mac / 1e6:.3f} uJ: " + ", ".join(
+                f"{c} {total[f'energy_non_mac_{c}_pj'] / non_mac:.1%}"
+                for c in ("vector", "buffer", "dram", "static")))
     else:
         lines.append("  non-MAC work not modelled (vector_unit.lanes is 0): MAC-only results")
     for phase, values in summary["per_phase"].items():

@@ -66,8 +66,9 @@ def test_a_fused_residual_conv_costs_its_formula(fp8_hw: HardwareConfig) -> None
         bits, bits, hw), cycles_dram(moved, hw), hw.dram.double_buffering)
     assert work.ops == 5 * e and work.dram_bytes == moved
     rates = EnergyRates.of(hw)
-    assert work.energy_pj == pytest.approx(5 * e * hw.energy_pj("vector_op") + bits * (
-        rates.gb_read + rates.gb_write) + moved * 8 * rates.dram_bits)
+    assert work.energy_vector_pj == pytest.approx(5 * e * hw.energy_pj("vector_op"))
+    assert work.energy_buffer_pj == pytest.approx(bits * (rates.gb_read + rates.gb_write))
+    assert work.energy_dram_pj == pytest.approx(moved * 8 * rates.dram_bits)
     # The streamed statistics hide under the MACs while those take longer, and not after.
     assert work.cycles(work.stream_cycles) == work.pass_cycles
     assert work.cycles(0) == work.pass_cycles + work.stream_cycles
@@ -268,6 +269,10 @@ def test_non_mac_energy_includes_its_static_energy(fp8_hw: HardwareConfig) -> No
         work = non_mac_work(net.layer(row.layer), _duties_of(row), fp8_hw)
         assert row.energy_non_mac_pj == pytest.approx(
             work.energy_pj + rates.static(row.cycles_non_mac))
+        assert row.energy_non_mac_static_pj == pytest.approx(rates.static(row.cycles_non_mac))
+        assert row.energy_non_mac_pj == pytest.approx(  # the components sum to the total
+            row.energy_non_mac_vector_pj + row.energy_non_mac_buffer_pj
+            + row.energy_non_mac_dram_pj + row.energy_non_mac_static_pj)
 
 
 def _duties_of(row) -> NonMacDuties:

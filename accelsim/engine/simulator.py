@@ -102,6 +102,10 @@ class JobResult:
     non_mac_ops: float
     dram_bytes_non_mac: float
     energy_non_mac_pj: float
+    energy_non_mac_vector_pj: float
+    energy_non_mac_buffer_pj: float
+    energy_non_mac_dram_pj: float
+    energy_non_mac_static_pj: float
     energy_non_mac_dense_pj: float
     stash_bytes: float
 
@@ -243,6 +247,10 @@ class JobFrame:
             cycles_non_mac=cycles_non_mac, cycles_non_mac_dense=cycles_non_mac_dense,
             non_mac_ops=non_mac.ops, dram_bytes_non_mac=non_mac.dram_bytes,
             energy_non_mac_pj=non_mac.energy_pj + self.rates.static(cycles_non_mac),
+            energy_non_mac_vector_pj=non_mac.energy_vector_pj,
+            energy_non_mac_buffer_pj=non_mac.energy_buffer_pj,
+            energy_non_mac_dram_pj=non_mac.energy_dram_pj,
+            energy_non_mac_static_pj=self.rates.static(cycles_non_mac),
             energy_non_mac_dense_pj=self.non_mac_dense.energy_pj
             + self.rates.static(cycles_non_mac_dense),
             stash_bytes=non_mac.stash_bytes,

@@ -112,17 +112,25 @@ NO_DUTIES = NonMacDuties()
 
 @dataclass(frozen=True)
 class NonMacWork:
-    """A job's non-MAC work priced on one hardware config: ``stream_cycles`` of statistics on the
+    """A job's non-MAC work priced on one hardware config: ``stream_cycles`` of work on the
     array's output stream, ``pass_cycles`` of passes after it, ``ops`` vector operations,
-    ``dram_bytes``, ``energy_pj`` (static energy excluded: it follows the job's time) and
-    ``stash_bytes`` FW keeps in DRAM for backward."""
+    ``dram_bytes``, its energy by component (pJ: the operations, the global buffer's accesses,
+    DRAM; static energy follows the job's time and is added per row) and ``stash_bytes`` FW
+    keeps in DRAM for backward."""
 
     stream_cycles: int = 0
     pass_cycles: int = 0
     ops: float = 0.0
     dram_bytes: float = 0.0
-    energy_pj: float = 0.0
+    energy_vector_pj: float = 0.0
+    energy_buffer_pj: float = 0.0
+    energy_dram_pj: float = 0.0
     stash_bytes: float = 0.0
+
+    @property
+    def energy_pj(self) -> float:
+        """Energy without static energy (pJ)."""
+        return self.energy_vector_pj + self.energy_buffer_pj + self.energy_dram_pj
 
     def cycles(self, mac_cycles: int) -> int:
         """Cycles the work adds to a job whose MACs take ``mac_cycles``: the passes, plus the
@@ -332,23 +340,23 @@ def non_mac_work(layer: Layer, duties: NonMacDuties, hw: HardwareConfig) -> NonM
     rates = EnergyRates.of(hw)
     op_pj = hw.energy_pj(VECTOR_OP)
     stream = cycles = 0
-    ops = dram = energy = 0.0
+    ops = dram = 0.0
     for p in job_passes(layer, duties, hw):
         compute = math.ceil(p.ops / lanes)
         ops += p.ops
-        energy += p.ops * op_pj
         if p.on_stream:
             stream += compute
             continue
         moved = p.read_bytes + p.write_bytes
-        # The vector unit reads and writes through the buffer, which DRAM data fills and drains.
-        gb_bits = 8 * moved
-        energy += gb_bits * (rates.gb_read + rates.gb_write) + moved * 8 * rates.dram_bits
         dram += moved
-        cycles += combine_cycles(compute, cycles_buffer(gb_bits, gb_bits, hw),
+        # The vector unit reads and writes through the buffer, which DRAM data fills and drains.
+        cycles += combine_cycles(compute, cycles_buffer(8 * moved, 8 * moved, hw),
                                  cycles_dram(moved, hw), hw.dram.double_buffering)
     return NonMacWork(stream_cycles=stream, pass_cycles=cycles, ops=ops, dram_bytes=dram,
-                      energy_pj=energy, stash_bytes=stash_bytes(layer, duties, hw))
+                      energy_vector_pj=ops * op_pj,
+                      energy_buffer_pj=8 * dram * (rates.gb_read + rates.gb_write),
+                      energy_dram_pj=8 * dram * rates.dram_bits,
+                      stash_bytes=stash_bytes(layer, duties, hw))
 
 
 def recorded_optimizer(producer: dict) -> str:

@@ -258,6 +258,7 @@ def trace_info(path: Path, step: int | None = None, run_bits: int = 4) -> dict[s
         entry = {key: getattr(item.layer, key) for key in
                  ("name", "kind", "role", "cin", "cout", "kh", "kw", "stride", "padding",
                   "groups", "h_in", "w_in", "h_out", "w_out", "batch")}
+        entry["post_ops"] = list(item.layer.post_ops)
         entry["gate"] = None if item.gate is None else {
             "group_size": item.gate.group_size, "gating_groups": item.gate.gating_groups,
             "base_chunks": [list(c) for c in item.gate.base_chunks],
@@ -274,6 +275,10 @@ def trace_info(path: Path, step: int | None = None, run_bits: int = 4) -> dict[s
             "steps": {"count": summary["steps"], "first": summary["first_step"],
                       "last": summary["last_step"]},
             "loss_mean": summary["loss_mean"], "layers": layers, "index": index}
+
+
+POST_OP_SHORT = {"batchnorm": "bn", "relu": "relu", "add": "add", "pool": "pool",
+                 "fanout": "fan"}
 
 
 def _scalar(value: Any) -> str:
@@ -307,8 +312,9 @@ def format_info(info: dict[str, Any]) -> str:
     span = f" (first {steps['first']}, last {steps['last']})" if steps["count"] else ""
     loss = "n/a" if info["loss_mean"] is None else f"{info['loss_mean']:.4g}"
     lines.append(f"  branches {info['branches']}; steps {steps['count']}{span}; mean loss {loss}")
-    lines.append("layers (Cin->Cout, kernel, stride, output Ho x Wo; gate s = channels per bit, "
-                 "G = gating groups;")
+    lines.append("layers (Cin->Cout, kernel, stride, output Ho x Wo; then: the non-MAC ops on the "
+                 "output, bn relu add pool fan(out);")
+    lines.append("        gate s = channels per bit, G = gating groups;")
     lines.append("        mean density = fraction of 1 bits over all steps, branch 1/2/...):")
     width = max(len("total weight"), *(len(layer["name"]) for layer in info["layers"]))
     for layer in info["layers"]:
@@ -320,8 +326,9 @@ def format_info(info: dict[str, Any]) -> str:
         weight = "-" if layer["weight"] is None else layer["weight"]["pattern"]
         density = "  ".join(f"{kind} {_fmt_density(per_branch)}"
                             for kind, per_branch in layer["density_mean"].items())
-        lines.append(f"  {layer['name']:<{width}}  {geometry:<26} gate {gate:<9} "
-                     f"weight {weight:<12} {density}".rstrip())
+        post = "+".join(POST_OP_SHORT[op] for op in layer["post_ops"]) or "-"
+        lines.append(f"  {layer['name']:<{width}}  {geometry:<26} then {post:<16} "
+                     f"gate {gate:<9} weight {weight:<12} {density}".rstrip())
     index = info["index"]
     if index is None:
         lines.append("index bits: no steps recorded")

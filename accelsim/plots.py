@@ -332,7 +332,7 @@ def energy_breakdown(results: pd.DataFrame, ax: Axes | None = None, *,
     if len(kinds) == 2:
         pairs = list(zip(totals[0::2], totals[1::2], strict=True))
         _bar_labels(ax, centres, [max(p) * 1.01 for p in pairs],
-                    [f"{d / s if s else 1.0:.2f}× less" for s, d in pairs])
+                    [_less_or_more(s, d) for s, d in pairs])
     ax.set_xticks(xs, kinds * len(groups))
     group_axis = ax.secondary_xaxis("bottom")
     group_axis.set_xticks(centres, [label for label, _ in groups], fontweight="bold")
@@ -357,6 +357,14 @@ def energy_breakdown(results: pd.DataFrame, ax: Axes | None = None, *,
               title="component")
     ax.grid(axis="x", visible=False)
     return fig
+
+
+def _less_or_more(sparse: float, dense: float) -> str:
+    """The energy label over a sparse / dense pair: "1.25× less", or "1.25× more" where the
+    sparse run spends more."""
+    if not sparse or dense >= sparse:
+        return f"{dense / sparse if sparse else 1.0:.2f}× less"
+    return f"{sparse / dense:.2f}× more"
 
 
 @styled

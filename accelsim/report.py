@@ -598,20 +598,22 @@ def _html_table(frame: pd.DataFrame) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
 
 
-def _times(value: Any) -> str:
+def _formatted(value: Any, spec: str) -> str:
+    """``value`` formatted with ``spec``, blank where it is missing or not a number."""
     try:
         number = float(value)
     except (TypeError, ValueError):
         return ""
-    return "" if math.isnan(number) else f"{number:.2f}x"
+    return "" if math.isnan(number) else format(number, spec)
+
+
+def _times(value: Any) -> str:
+    text = _formatted(value, ".2f")
+    return f"{text}x" if text else ""
 
 
 def _share(value: Any) -> str:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return ""
-    return "" if math.isnan(number) else f"{number:.0%}"
+    return _formatted(value, ".0%")
 
 
 def _accuracy(value: Any) -> str:

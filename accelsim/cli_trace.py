@@ -313,7 +313,7 @@ def format_info(info: dict[str, Any]) -> str:
     loss = "n/a" if info["loss_mean"] is None else f"{info['loss_mean']:.4g}"
     lines.append(f"  branches {info['branches']}; steps {steps['count']}{span}; mean loss {loss}")
     lines.append("layers (Cin->Cout, kernel, stride, output Ho x Wo; then: the non-MAC ops on the "
-                 "output, bn relu add pool fan(out);")
+                 "output: bn add relu pool fan(out);")
     lines.append("        gate s = channels per bit, G = gating groups;")
     lines.append("        mean density = fraction of 1 bits over all steps, branch 1/2/...):")
     width = max(len("total weight"), *(len(layer["name"]) for layer in info["layers"]))
@@ -326,7 +326,7 @@ def format_info(info: dict[str, Any]) -> str:
         weight = "-" if layer["weight"] is None else layer["weight"]["pattern"]
         density = "  ".join(f"{kind} {_fmt_density(per_branch)}"
                             for kind, per_branch in layer["density_mean"].items())
-        post = "+".join(POST_OP_SHORT[op] for op in layer["post_ops"]) or "-"
+        post = "+".join(POST_OP_SHORT.get(op, op) for op in layer["post_ops"]) or "-"
         lines.append(f"  {layer['name']:<{width}}  {geometry:<26} then {post:<16} "
                      f"gate {gate:<9} weight {weight:<12} {density}".rstrip())
     index = info["index"]

@@ -236,8 +236,9 @@ class VectorUnitConfig:
                        "fused multiply-add, compare or select per cycle); 0: non-MAC work not "
                        "modelled")
     fused: bool = param(default=True, doc="FW: BN statistics run on the array's output stream "
-                        "and normalise, residual add and ReLU in one pass; BD: ReLU's and the "
-                        "add's backward merge into BN's two passes (false: one pass per "
+                        "and normalise, residual add, ReLU and pooling in one pass; backward: "
+                        "ReLU's, pooling's and a fanout's backward and the gate's first "
+                        "gradient pass merge into BN's two passes (false: one pass per "
                         "operation)")
     master_precision: str = param(choices=tuple(PRECISION_BITS), default="fp32",
                                   doc="precision of the master weights the optimizer updates "

@@ -107,17 +107,21 @@ class Layer:
             n, m = self.nm
             if not (1 <= n <= m):
                 raise InputError(f"N:M sparsity needs 1 <= N <= M, got {n}:{m}", field=where)
+        if isinstance(self.post_ops, str) or not isinstance(self.post_ops, (tuple, list)):
+            raise InputError(f"post_ops must be a list of operations, got {self.post_ops!r}",
+                             field=where)
         object.__setattr__(self, "post_ops", tuple(self.post_ops))
         unknown = [op for op in self.post_ops if op not in POST_OPS]
         if unknown:
             raise InputError(f"post_ops must be drawn from {list(POST_OPS)}, got {unknown[0]!r}",
                              field=where)
         order = [POST_OPS.index(op) for op in self.post_ops]
-        if order != sorted(set(order)) or ("pool" in self.post_ops
-                                            and "fanout" in self.post_ops):
-            raise InputError(f"post_ops {list(self.post_ops)} must follow the order "
-                             f"{', '.join(POST_OPS)}, each at most once (pool or fanout)",
-                             field=where)
+        if order != sorted(set(order)):
+            raise InputError(f"post_ops {list(self.post_ops)} are out of order or repeated: "
+                             f"expected a subsequence of {', '.join(POST_OPS)}", field=where)
+        if "pool" in self.post_ops and "fanout" in self.post_ops:
+            raise InputError("post_ops cannot hold both pool and fanout (a pooled output feeds "
+                             "one consumer)", field=where)
 
     @property
     def k_per_group(self) -> int:

@@ -361,9 +361,11 @@ def energy_breakdown(results: pd.DataFrame, ax: Axes | None = None, *,
 
 def _less_or_more(sparse: float, dense: float) -> str:
     """The energy label over a sparse / dense pair: "1.25× less", or "1.25× more" where the
-    sparse run spends more."""
-    if not sparse or dense >= sparse:
-        return f"{dense / sparse if sparse else 1.0:.2f}× less"
+    sparse run spends more; blank where either bar is empty."""
+    if sparse <= 0 or dense <= 0:
+        return ""
+    if dense >= sparse:
+        return f"{dense / sparse:.2f}× less"
     return f"{sparse / dense:.2f}× more"
 
 

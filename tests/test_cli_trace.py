@@ -61,6 +61,7 @@ def test_info_text(scdg_trace: Path) -> None:
     assert "algorithm=synthetic" in text and "network=resnet20" in text
     assert "branches 2; steps 2 (first 0, last 1)" in text
     assert "16->16 k3x3 s1 32x32" in text and "gate s=4 G=4" in text
+    assert "then bn+add+relu+fan" in text and "then bn+relu " in text  # non-MAC post ops
     assert "weight block:4x4" in text
     assert "gate 0.300/0.300" in text
     assert "index bits at step 0" in text and "group_bitmap" in text
@@ -77,6 +78,7 @@ def test_info_json(scdg_trace: Path) -> None:
     layers = {layer["name"]: layer for layer in info["layers"]}
     assert len(layers) == 21
     block = layers["layer1.0.conv1"]
+    assert block["post_ops"] == ["batchnorm", "relu"]
     assert block["gate"] == {"group_size": 4, "gating_groups": 4,
                              "base_chunks": [[0, 1, 2, 3], [3, 2, 1, 0]],
                              "gradient": "straight_through"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -144,11 +145,12 @@ def test_stash_holds_every_conv_output_and_its_bn_output(tmp_path: Path,
             # the conv output (BN's input) and the BN/ReLU output backward reads (a projection
             # shortcut's BN output only enters the add: its backward needs no operand), and
             # Y_c where a gate has a base path
-            kept = 1 + ("relu" in layer.post_ops or "pool" in layer.post_ops)
+            kept = 1 + (bool(layer.post_ops) and layer.role != "downsample")
             gated = layer.name.endswith((".conv1", ".conv2"))
             assert rows.loc[layer.name, "stash_bytes"] == (kept + gated) * layer.output_count * b
+        # the issue's bound: every conv output and every BN output backward reads
         bn_outputs = sum(layer.output_count for layer in net.layers
-                         if "relu" in layer.post_ops)
+                         if "batchnorm" in layer.post_ops and layer.role != "downsample")
         assert rows["stash_bytes"].sum() >= b * (
             sum(layer.output_count for layer in net.layers) + bn_outputs)
 
@@ -175,6 +177,9 @@ def test_a_momentum_step_updates_its_target_encoder_and_simclr_does_not(
         assert extra == 2 * parameter_count(layer)  # the EMA update: 2 ops per parameter
         # the target encoder stores nothing for a backward it does not run
         assert table["byol"].loc[(2, layer.name, "fw"), "stash_bytes"] == 0
+    byol_wg = table["byol"].xs("wg", level="phase")["non_mac_ops"]
+    for layer in net.layers[1:]:  # BYOL's one online branch: one gradient, 3 SGD ops
+        assert byol_wg.loc[(1, layer.name)] == 3 * parameter_count(layer)
     wg = table["simclr"].xs("wg", level="phase")["non_mac_ops"]
     for layer in net.layers:  # one SGD step (3 ops per parameter + summing the 2 gradients)
         assert wg.loc[(1, layer.name)] - wg.loc[(2, layer.name)] == 4 * parameter_count(layer)
@@ -183,7 +188,8 @@ def test_a_momentum_step_updates_its_target_encoder_and_simclr_does_not(
 def test_non_mac_work_does_not_depend_on_the_masks(tmp_path: Path,
                                                    fp8_hw: HardwareConfig) -> None:
     """Two traces of one network with different gate sparsities: every job's vector operations,
-    DRAM bytes and stash are equal; unfused (nothing hides under the MACs) so are its cycles."""
+    DRAM bytes and stash are equal; unfused, where the only streamed work is the gate's short FW
+    arithmetic and it hides under the MACs of both, so are its cycles."""
     net = resnet20(batch=2, image_size=8)
     unfused = with_overrides(fp8_hw, {"vector_unit.fused": False})
     tables = []
@@ -316,6 +322,10 @@ def test_an_older_trace_of_a_builtin_resnet_gets_its_post_ops(tmp_path: Path) ->
     manifest["producer"]["network"] = "my-net"
     (path / "manifest.json").write_text(json.dumps(manifest))
     assert all(item.layer.post_ops == () for item in open_trace(path).layers)
+    # a 1.3 trace says what it has: no post_ops means none, even for a built-in network
+    manifest["producer"]["network"], manifest["version"] = "resnet20", "1.3"
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    assert all(item.layer.post_ops == () for item in open_trace(path).layers)
 
 
 def test_an_unknown_post_op_is_refused(tmp_path: Path) -> None:
@@ -383,3 +393,64 @@ def test_sparse_updates_touch_only_the_kept_weights(tmp_path: Path,
         saved = layer.weight_count - round(layer.weight_count * 0.25)
         assert every["dram_bytes_non_mac"] - kept["dram_bytes_non_mac"] == pytest.approx(
             saved * per_param, rel=1e-3)
+
+
+def test_the_pooling_and_shortcut_layers_cost_their_formulas(fp8_hw: HardwareConfig) -> None:
+    """The last conv2 (BN, add, ReLU, pool) and a projection shortcut (BN alone), fused and
+    unfused, forward and backward: ops per element and tensors moved, exactly."""
+    net = resnet20(batch=4)
+    last, shortcut = net.layer("layer3.2.conv2"), net.layer("layer2.0.shortcut")
+    assert last.post_ops == ("batchnorm", "add", "relu", "pool")
+    unfused = with_overrides(fp8_hw, {"vector_unit.fused": False})
+    b = activation_bytes(fp8_hw)
+    e, pooled = last.output_count, last.batch * last.cout
+    fw, bd = NonMacDuties(forward=True), NonMacDuties(backward=True)
+    # fused FW: statistics streamed; one pass of 4 ops reading Y and the shortcut, writing the
+    # output and the pooled values
+    assert non_mac_work(last, fw, fp8_hw).dram_bytes == (3 * e + pooled) * b
+    assert non_mac_work(last, fw, fp8_hw).ops == 6 * e
+    # unfused FW: statistics 1, normalise 1/1, add 2/1, ReLU 1/1, pool 1/pooled
+    assert non_mac_work(last, fw, unfused).dram_bytes == (9 * e + pooled) * b
+    # fused backward: two BN passes of 3 + ReLU + pool ops, each reading the pooled gradient,
+    # ReLU's output and Y; the second writes dY and the shortcut's gradient
+    assert non_mac_work(last, bd, fp8_hw).ops == 10 * e
+    assert non_mac_work(last, bd, fp8_hw).dram_bytes == (2 * (pooled + 2 * e) + 2 * e) * b
+    # unfused backward: pool (pooled / 1), ReLU (2 / 1), BN (2 / 0, 2 / 1); the add is free
+    assert non_mac_work(last, bd, unfused).dram_bytes == (pooled + 9 * e) * b
+    es = shortcut.output_count
+    for hw in (fp8_hw, unfused):  # BN alone: reduce (2 / 0), gradient (2 / 1), 6 ops
+        work = non_mac_work(shortcut, bd, hw)
+        assert work.ops == 6 * es and work.dram_bytes == 5 * es * b
+
+
+def test_an_add_alone_hands_its_gradient_on(fp8_hw: HardwareConfig) -> None:
+    """Nothing changes a gradient after a bare add: no backward pass, and BN before it writes
+    dY alone (both of the add's inputs read the arriving gradient)."""
+    base = conv("c", 16, 16, 3, 1, 1, 8, 8, 2)
+    e, b = base.output_count, activation_bytes(fp8_hw)
+    bare = dataclasses.replace(base, post_ops=("add",))
+    assert non_mac_work(bare, NonMacDuties(backward=True), fp8_hw).ops == 0
+    bn_add = dataclasses.replace(base, post_ops=("batchnorm", "add"))
+    assert non_mac_work(bn_add, NonMacDuties(backward=True), fp8_hw).dram_bytes == 5 * e * b
+
+
+def test_lars_and_a_momentum_method_read_one_gradient(fp8_hw: HardwareConfig) -> None:
+    layer = resnet18(batch=2).layer("layer3.0.conv1")
+    params = parameter_count(layer)
+    lars = non_mac_work(layer, NonMacDuties(optimizer="lars"), fp8_hw)
+    assert lars.dram_bytes == params * ((4 + 1) + (4 + 4 + 1) + (4 + 4 + 1))
+    assert lars.ops == 5 * params
+    assert job_duties("wg", ("fw", "bd", "wg"), runs_backward=True, optimizer="sgd",
+                      gradients=1).gradients == 1
+
+
+@pytest.mark.parametrize("post_ops, problem", [
+    (("relu", "batchnorm"), "out of order or repeated"),
+    (("batchnorm", "batchnorm"), "out of order or repeated"),
+    (("pool", "fanout"), "cannot hold both pool and fanout"),
+    (("gelu",), "must be drawn from"),
+    ("relu", "must be a list of operations"),
+])
+def test_post_ops_must_be_a_known_ordered_list(post_ops: object, problem: str) -> None:
+    with pytest.raises(InputError, match=problem):
+        dataclasses.replace(conv("c", 16, 16, 3, 1, 1, 8, 8, 2), post_ops=post_ops)

@@ -1,6 +1,6 @@
 """Non-MAC work of a training step on the vector unit: passes over tensors, priced per job.
 
-A layer's forward output goes through its ``post_ops`` (BN, ReLU, residual add, pooling:
+A layer's forward output goes through its ``post_ops`` (BN, residual add, ReLU, pooling, fanout:
 :data:`accelsim.network.POST_OPS`); backward runs them in reverse; a gate with a base path is
 computed from the base output in FW and differentiated in backward; the optimizer updates each
 layer's parameters once per step, and a momentum encoder's parameters follow the online ones.
@@ -18,14 +18,14 @@ Each of these is a list of :class:`VectorPass` es: ``ops_per_element`` operation
   computes on: it hides under the job's MACs like streamed statistics.
 - ``vector_unit.fused``: BN's statistics run on the array's output stream, so they cost no
   memory traffic and hide under the job's MAC cycles (a job whose MACs finish sooner than its
-  statistics waits for them: :meth:`NonMacWork.cycles`); normalise, add and ReLU share one pass;
-  backward merges ReLU's, pooling's and the add's backward into BN's two passes.
-- What FW stores for backward (``stash_bytes``): each layer's output (BN's input) and its
-  post-ops' output (the next layer's input; ReLU's mask is read from it); with a gated base
-  path also the conditional output Y_c the gate's gradient reads (FW writes it).
+  streamed work waits for it: :meth:`NonMacWork.cycles`); normalise, add, ReLU and pooling
+  share one pass; backward merges ReLU's, pooling's and a fanout's backward, and the gate's
+  first gradient pass, into BN's two passes.
+- What FW stores for backward (``stash_bytes``): :func:`stash_bytes`.
 
-Non-MAC work does not depend on the masks: gated-off outputs still go through BN and ReLU.
-Only the hiding of fused statistics under a job's MAC cycles does, through those cycles.
+Non-MAC work does not depend on the masks (gated-off outputs still go through BN and ReLU),
+except through the MAC cycles streamed work hides under and, with
+``vector_unit.sparse_updates``, the weight mask's density the optimizer updates.
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ NO_DUTIES = NonMacDuties()
 
 @dataclass(frozen=True)
 class NonMacWork:
-    """A job's non-MAC work priced on one hardware config: ``stream_cycles`` of work on the
+    """A job's non-MAC work priced on one hardware config: ``stream_cycles`` of streamed work on the
     array's output stream, ``pass_cycles`` of passes after it, ``ops`` vector operations,
     ``dram_bytes``, its energy by component (pJ: the operations, the global buffer's accesses,
     DRAM; static energy follows the job's time and is added per row) and ``stash_bytes`` FW
@@ -199,17 +199,21 @@ def backward_passes(layer: Layer, hw: HardwareConfig,
         # the gradients that arrive (two with a fanout), and ReLU's mask
         arriving = (pooled if "pool" in ops else tensor) + (tensor if "fanout" in ops else 0.0)
         saved = arriving + (tensor if "relu" in ops else 0.0)
-        others = ELEMENTWISE_OPS * sum(op in ("relu", "pool", "fanout") for op in ops)
-        if "batchnorm" not in ops:
+        changing = [op for op in ops if op in ("relu", "pool", "fanout")]
+        others = ELEMENTWISE_OPS * len(changing)
+        if "batchnorm" not in ops:  # an add alone hands the arriving gradient on: no pass
             return [VectorPass(" + ".join(reversed(ops)) + " backward", elements, others,
-                               read_bytes=saved, write_bytes=tensor)]
+                               read_bytes=saved, write_bytes=tensor)] if changing else []
         gate_ops, gate_reads = (GATE_GRADIENT_OPS, tensor) if gate_reduce else (0, 0.0)
+        # after an add that ReLU, pooling or a fanout follows, the shortcut takes a gradient
+        # no stored tensor holds: BN's gradient pass writes it beside dY
+        shortcut = tensor if "add" in ops and changing else 0.0
         return [VectorPass("BN backward reduce", elements, BN_REDUCE_OPS + others,
                            read_bytes=saved + tensor),  # and BN's input
                 VectorPass("BN backward gradient", elements,
                            BN_GRADIENT_OPS + others + gate_ops,
                            read_bytes=saved + tensor + gate_reads,
-                           write_bytes=tensor * (2 if "add" in ops else 1))]
+                           write_bytes=tensor + shortcut)]
     passes = []
     for op in reversed(ops):
         if op == "fanout":
@@ -236,7 +240,7 @@ def gate_passes(layer: Layer, group_size: int, forward: bool, hw: HardwareConfig
     """The gate's arithmetic on a layer with a base path. FW: standardise the base output per
     sample and channel and compare (SCDG: on each group's mean, one add per element, then the
     standardisation on one value per group), on the base output the buffer holds while the
-    array computes on (hidden under the job's MACs as streamed statistics are); with ``stash``
+    array computes on (streamed: hidden under the job's MACs, fused or not); with ``stash``
     also write the conditional output Y_c the gate's gradient needs.
     Backward: the gate's gradient dL/dd = dY x Y_c back through the sigmoid and the
     standardisation to Y_b (= Y - d x Y_c, recomputed) and tau: two passes, each reading dY, Y
@@ -271,7 +275,8 @@ def optimizer_passes(layer: Layer, optimizer: str, hw: HardwareConfig, density: 
     weights and ``state`` tensors read and written in DRAM, the ``gradients`` the branches'
     WG jobs wrote (``pe_array.precision``) read and summed, and a copy of the weights at the
     array's precision written when the master precision differs. LARS first reads weights and
-    the summed gradient... (it sums them in its norm pass) for the layer's two norms."""
+    gradients for the layer's two norms (writing their sum, when there are several, for its
+    update, which reads it)."""
     vector, b = hw.vector_unit, activation_bytes(hw)
     params = parameter_count(layer, density)
     master = PRECISION_BITS[vector.master_precision] / 8
@@ -301,12 +306,12 @@ def ema_passes(layer: Layer, hw: HardwareConfig) -> list[VectorPass]:
 
 def stash_bytes(layer: Layer, duties: NonMacDuties, hw: HardwareConfig) -> float:
     """DRAM bytes FW keeps for backward: the layer's output (BN's input, or the next layer's
-    input), its post ops' output where backward reads it (ReLU's mask and the next layer's
-    input; a projection shortcut's BN output only enters the add, whose backward needs no
-    operand), and with a gated base path Y_c."""
+    input), its post ops' output (ReLU's mask, the next layer's input; not a projection
+    shortcut's, ``role`` downsample, whose BN output only enters the block's add, whose backward
+    needs no operand; pooled values are not counted), and with a gated base path Y_c."""
     if not duties.stash:
         return 0.0
-    kept_output = any(op in ("relu", "pool") for op in layer.post_ops)
+    kept_output = bool(layer.post_ops) and layer.role != "downsample"
     tensors = 1 + (1 if kept_output else 0) + (1 if duties.gate_group_size else 0)
     return tensors * layer.output_count * activation_bytes(hw)
 

@@ -454,3 +454,37 @@ def test_lars_and_a_momentum_method_read_one_gradient(fp8_hw: HardwareConfig) ->
 def test_post_ops_must_be_a_known_ordered_list(post_ops: object, problem: str) -> None:
     with pytest.raises(InputError, match=problem):
         dataclasses.replace(conv("c", 16, 16, 3, 1, 1, 8, 8, 2), post_ops=post_ops)
+
+
+def test_a_masked_gate_gradient_stores_y_c_only_where_the_gate_is_open(
+        tmp_path: Path, fp8_hw: HardwareConfig) -> None:
+    """With a masked estimator the gate's gradient needs Y_c only where the gate is open: with
+    dram.compress_sparse FW stores that share (the gate's index is already stored) and backward
+    reads it back; without compression, or with a straight-through gradient, all of Y_c."""
+    net = resnet20(batch=2, image_size=8)
+    tables = {}
+    for gradient in ("masked", "straight_through"):
+        path = synthesize(net, tmp_path / gradient, SynthConfig(
+            steps=1, gate_sparsity=0.75, gate_groups=2, gate_gradient=gradient))
+        for compress in (True, False):
+            hw = with_overrides(fp8_hw, {"dram.compress_sparse": compress})
+            tables[gradient, compress] = _frame(replay_trace(path, hw)[0], hw).set_index(
+                ["branch", "layer", "phase"])
+    b = activation_bytes(fp8_hw)
+    for layer in net.layers:
+        if not layer.name.endswith((".conv1", ".conv2")):
+            continue
+        full_y_c = layer.output_count * b
+        key = (1, layer.name, "fw")
+        # FW stores Y_c once (stash and traffic); fused backward reads it twice (inside BN's
+        # gradient pass, then in the gate's gradient pass)
+        for column, phase, times in (("stash_bytes", "fw", 1), ("dram_bytes_non_mac", "fw", 1),
+                                     ("dram_bytes_non_mac", "bd", 2)):
+            at = (1, layer.name, phase)
+            saved = tables["masked", False].loc[at, column] - tables["masked", True].loc[
+                at, column]
+            assert saved == pytest.approx(times * 0.75 * full_y_c)
+            assert tables["straight_through", True].loc[at, column] == \
+                tables["straight_through", False].loc[at, column]
+        assert tables["masked", True].loc[key, "stash_bytes"] < tables["masked", False].loc[
+            key, "stash_bytes"]

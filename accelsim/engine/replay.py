@@ -226,8 +226,11 @@ class Replayer:
         storage = {"bits": 0, "bits_bitmap": 0}
         for branch, item, phases in self._layer_phases:
             gate_el, base, gidx, groups = None, None, NO_MASK_INDEX, 1
+            yc_density = 1.0  # the share of Y_c a masked gate gradient needs stored
             if item.gate is not None:
                 gate = masks_of_step.gates[(item.name, branch)]
+                if item.gate.gradient == "masked":
+                    yc_density = gate.ones / gate.size
                 if gate.ones < gate.size:  # an all-ones gate runs in dense mode
                     n, per_group, ho, wo = gate.shape
                     gate_el = PackedGate(gate.data, (n, per_group, ho * wo), gate.ones)
@@ -287,7 +290,11 @@ class Replayer:
                         item.layer, job.phase, hw, job.weight_density, job.dw_density,
                         job.index, branch, self.name, compute.cycles_compute_dense,
                         job.gated_forward, duties)
-                    layer_rows[job.phase] = frame.result(compute, step)
+                    stored_yc = yc_density if duties.gate_group_size and \
+                        hw.dram.compress_sparse else 1.0
+                    layer_rows[job.phase] = frame.result(
+                        compute, step, None if stored_yc == 1.0 else self._job_caches[i].non_mac(
+                            item.layer, dataclasses.replace(duties, yc_density=stored_yc), hw))
                 rows[i].extend(layer_rows.values())
                 if job_key is not None:  # kept for this layer and branch until its key changes
                     self._layer_rows[(i, item.name, branch)] = (job_key, layer_rows)

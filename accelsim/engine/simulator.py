@@ -207,14 +207,16 @@ class JobFrame:
     non_mac: NonMacWork
     non_mac_dense: NonMacWork  # the same job's in the dense network: no gate to compute
 
-    def result(self, compute: SparseCompute, step: int) -> JobResult:
-        """The job's row at ``step`` with ``compute``."""
+    def result(self, compute: SparseCompute, step: int,
+               non_mac: NonMacWork | None = None) -> JobResult:
+        """The job's row at ``step`` with ``compute`` (``non_mac``: this step's non-MAC work
+        where it differs from the frame's, :meth:`JobCache.non_mac`)."""
         hw, dense, index, memory = self.hw, self.dense, self.index, self.memory
         macs_dense = dense.macs
         buffer, dram = self.cycles_buffer, self.cycles_dram
         cycles = combine_cycles(compute.cycles_compute, buffer, dram, hw.dram.double_buffering)
         cycles_dense = dense.cycles
-        non_mac = self.non_mac
+        non_mac = self.non_mac if non_mac is None else non_mac
         cycles_non_mac = non_mac.cycles(cycles)
         cycles_non_mac_dense = self.non_mac_dense.cycles(cycles_dense)
         energy = self.rates.breakdown(
@@ -269,6 +271,18 @@ class JobCache:
     frames: dict[tuple, JobFrame] = field(default_factory=dict)
     frame_limit: int = 4096
     plans: dict[tuple, GatedPlan | None] = field(default_factory=dict)
+    non_macs: dict[tuple, NonMacWork] = field(default_factory=dict)
+
+    def non_mac(self, layer: Layer, duties: NonMacDuties, hw: HardwareConfig) -> NonMacWork:
+        """:func:`~accelsim.engine.vector.non_mac_work` of a job whose duties change from step
+        to step (kept, at most ``frame_limit``)."""
+        key = (layer.name, duties)
+        work = self.non_macs.get(key)
+        if work is None:
+            if len(self.non_macs) >= self.frame_limit:
+                self.non_macs.clear()
+            work = self.non_macs[key] = non_mac_work(layer, duties, hw)
+        return work
 
     def compute(self, layer: Layer, phase: str, masks: LayerMasks,
                 hw: HardwareConfig) -> SparseCompute:

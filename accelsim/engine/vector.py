@@ -86,7 +86,9 @@ class NonMacDuties:
     base path (FW computes it, backward differentiates it); ``optimizer``: the optimizer step of
     the layer's parameters (one job per layer and step), of ``update_density`` of its weights
     (``vector_unit.sparse_updates`` with a weight mask; 1: all), summing the ``gradients``
-    of the branches that ran WG; ``ema``: a momentum encoder's update."""
+    of the branches that ran WG; ``ema``: a momentum encoder's update; ``yc_density``: the
+    share of the gate's conditional output Y_c stored and read back (a masked gate gradient
+    with ``dram.compress_sparse`` needs it only where the gate is open; 1: all of it)."""
 
     forward: bool = False
     backward: bool = False
@@ -96,8 +98,11 @@ class NonMacDuties:
     ema: bool = False
     update_density: float = 1.0
     gradients: int = 1
+    yc_density: float = 1.0
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.yc_density <= 1.0:
+            raise ValueError(f"yc_density must be in [0, 1], got {self.yc_density}")
         if self.gradients < 1:
             raise ValueError(f"gradients must be >= 1, got {self.gradients}")
         if not 0.0 <= self.update_density <= 1.0:
@@ -182,8 +187,8 @@ def forward_passes(layer: Layer, hw: HardwareConfig) -> list[VectorPass]:
     return passes
 
 
-def backward_passes(layer: Layer, hw: HardwareConfig,
-                    gate_reduce: bool = False) -> list[VectorPass]:
+def backward_passes(layer: Layer, hw: HardwareConfig, gate_reduce: bool = False,
+                    yc_density: float = 1.0) -> list[VectorPass]:
     """The vector passes of the layer's post ops in backward, from the gradient of their
     output to the gradient of the layer's output (dY). A ``fanout`` first sums the gradients
     of the output's two consumers; ReLU reads its mask from its saved output; pooling
@@ -204,7 +209,8 @@ def backward_passes(layer: Layer, hw: HardwareConfig,
         if "batchnorm" not in ops:  # an add alone hands the arriving gradient on: no pass
             return [VectorPass(" + ".join(reversed(ops)) + " backward", elements, others,
                                read_bytes=saved, write_bytes=tensor)] if changing else []
-        gate_ops, gate_reads = (GATE_GRADIENT_OPS, tensor) if gate_reduce else (0, 0.0)
+        gate_ops, gate_reads = (GATE_GRADIENT_OPS, yc_density * tensor) if gate_reduce else (
+            0, 0.0)
         # after an add that ReLU, pooling or a fanout follows, the shortcut takes a gradient
         # no stored tensor holds: BN's gradient pass writes it beside dY
         shortcut = tensor if "add" in ops and changing else 0.0
@@ -236,7 +242,8 @@ def backward_passes(layer: Layer, hw: HardwareConfig,
 
 
 def gate_passes(layer: Layer, group_size: int, forward: bool, hw: HardwareConfig, *,
-                stash: bool = False, reduce_in_bn: bool = False) -> list[VectorPass]:
+                stash: bool = False, reduce_in_bn: bool = False,
+                yc_density: float = 1.0) -> list[VectorPass]:
     """The gate's arithmetic on a layer with a base path. FW: standardise the base output per
     sample and channel and compare (SCDG: on each group's mean, one add per element, then the
     standardisation on one value per group), on the base output the buffer holds while the
@@ -246,20 +253,21 @@ def gate_passes(layer: Layer, group_size: int, forward: bool, hw: HardwareConfig
     standardisation to Y_b (= Y - d x Y_c, recomputed) and tau: two passes, each reading dY, Y
     and Y_c, the second writing the base path's gradient dY_b (which BD and WG read for the
     base path in place of dY); ``reduce_in_bn``: the first runs inside BN's gradient pass
-    (:func:`backward_passes`) and is not listed here."""
+    (:func:`backward_passes`) and is not listed here. ``yc_density`` of Y_c is stored and read
+    (its index is the gate's own)."""
     elements, b = layer.output_count, activation_bytes(hw)
+    y_c = yc_density * elements * b
     if forward:
         ops = GATE_STANDARDISE_OPS / group_size + (GATE_GROUP_OPS if group_size > 1 else 0)
         passes = [VectorPass("gate standardise + compare", elements, ops, on_stream=True)]
         if stash:
-            passes.append(VectorPass("gate: store Y_c", elements, 0.0,
-                                     write_bytes=elements * b))
+            passes.append(VectorPass("gate: store Y_c", elements, 0.0, write_bytes=y_c))
         return passes
     reduce = [] if reduce_in_bn else [VectorPass("gate gradient reduce", elements,
                                                  GATE_GRADIENT_OPS,
-                                                 read_bytes=3 * elements * b)]
+                                                 read_bytes=2 * elements * b + y_c)]
     return [*reduce, VectorPass("gate gradient", elements, GATE_GRADIENT_OPS,
-                                read_bytes=3 * elements * b, write_bytes=elements * b)]
+                                read_bytes=2 * elements * b + y_c, write_bytes=elements * b)]
 
 
 def parameter_count(layer: Layer, weight_density: float = 1.0) -> int:
@@ -312,7 +320,8 @@ def stash_bytes(layer: Layer, duties: NonMacDuties, hw: HardwareConfig) -> float
     if not duties.stash:
         return 0.0
     kept_output = bool(layer.post_ops) and layer.role != "downsample"
-    tensors = 1 + (1 if kept_output else 0) + (1 if duties.gate_group_size else 0)
+    tensors = 1 + (1 if kept_output else 0) + (duties.yc_density if duties.gate_group_size
+                                               else 0)
     return tensors * layer.output_count * activation_bytes(hw)
 
 
@@ -323,12 +332,14 @@ def job_passes(layer: Layer, duties: NonMacDuties, hw: HardwareConfig) -> list[V
     if duties.forward:
         passes += forward_passes(layer, hw)
         if gated:
-            passes += gate_passes(layer, duties.gate_group_size, True, hw, stash=duties.stash)
+            passes += gate_passes(layer, duties.gate_group_size, True, hw, stash=duties.stash,
+                                  yc_density=duties.yc_density)
     if duties.backward:
         in_bn = gated and hw.vector_unit.fused and "batchnorm" in layer.post_ops
-        passes += backward_passes(layer, hw, gate_reduce=in_bn)
+        passes += backward_passes(layer, hw, gate_reduce=in_bn, yc_density=duties.yc_density)
         if gated:
-            passes += gate_passes(layer, duties.gate_group_size, False, hw, reduce_in_bn=in_bn)
+            passes += gate_passes(layer, duties.gate_group_size, False, hw, reduce_in_bn=in_bn,
+                                  yc_density=duties.yc_density)
     if duties.optimizer:
         passes += optimizer_passes(layer, duties.optimizer, hw, duties.update_density,
                                    duties.gradients)

@@ -288,7 +288,10 @@ class HardwareConfig:
                                            "(pJ/index), compaction_network_per_mac (pJ/MAC, "
                                            "needed with decoder.compaction), vector_op "
                                            "(pJ/operation, needed with vector_unit.lanes), "
-                                           "each with its source")
+                                           "vector_op_<precision> (pJ/operation of the "
+                                           "optimizer's arithmetic on master weights of that "
+                                           "precision; absent: vector_op), each with its "
+                                           "source")
     description: str = param(default="", doc="free text")
     version: int = param(default=1, ge=1, le=1, doc="config format major version")
     kind: str = param(default=CONFIG_KIND, choices=(CONFIG_KIND,), doc="file kind")
@@ -522,12 +525,13 @@ def _check_combinations(config: HardwareConfig, errors: _Errors) -> None:
         errors.add(f"energy.{VECTOR_OP}", "missing required key (needed for vector_unit.lanes > "
                    "0: the energy of one vector operation)")
     for action in config.energy:
-        known = action in (*REQUIRED_ENERGY_ACTIONS, COMPACTION_NETWORK, VECTOR_OP) or (
-            action.startswith(ENERGY_MAC_PREFIX)
-            and action[len(ENERGY_MAC_PREFIX):] in PRECISION_BITS)
+        known = action in (*REQUIRED_ENERGY_ACTIONS, COMPACTION_NETWORK, VECTOR_OP) or any(
+            action.startswith(prefix) and action[len(prefix):] in PRECISION_BITS
+            for prefix in (ENERGY_MAC_PREFIX, VECTOR_OP + "_"))
         if not known:
             options = [*REQUIRED_ENERGY_ACTIONS, COMPACTION_NETWORK, VECTOR_OP,
-                       *(ENERGY_MAC_PREFIX + p for p in PRECISION_BITS)]
+                       *(ENERGY_MAC_PREFIX + p for p in PRECISION_BITS),
+                       *(f"{VECTOR_OP}_{p}" for p in PRECISION_BITS)]
             errors.add(f"energy.{action}", _unknown_key_message(action, options))
     if pe.dataflow in SYSTOLIC_DATAFLOWS and pe.vector_width != 1:
         errors.add("pe_array.vector_width", f"must be 1 for the systolic dataflow "

@@ -488,3 +488,22 @@ def test_a_masked_gate_gradient_stores_y_c_only_where_the_gate_is_open(
                 tables["straight_through", False].loc[at, column]
         assert tables["masked", True].loc[key, "stash_bytes"] < tables["masked", False].loc[
             key, "stash_bytes"]
+
+
+def test_optimizer_arithmetic_is_priced_at_the_master_precision(fp8_hw: HardwareConfig) -> None:
+    """energy.vector_op_<master_precision> prices the optimizer's and EMA's operations; BN's
+    stay at vector_op; without the key the optimizer falls back to vector_op."""
+    layer = resnet18(batch=2).layer("layer3.0.conv1")
+    params = parameter_count(layer)
+    sgd = non_mac_work(layer, NonMacDuties(optimizer="sgd"), fp8_hw)
+    assert sgd.energy_vector_pj == pytest.approx(3 * params * fp8_hw.energy_pj("vector_op_fp32"))
+    bn = non_mac_work(layer, NonMacDuties(backward=True), fp8_hw)
+    assert bn.energy_vector_pj == pytest.approx(bn.ops * fp8_hw.energy_pj("vector_op"))
+    raw = fp8_hw.to_dict()
+    del raw["energy"]["vector_op_fp32"]
+    plain = build_hardware(raw, source="x.yaml")
+    assert non_mac_work(layer, NonMacDuties(optimizer="sgd"), plain).energy_vector_pj == \
+        pytest.approx(3 * params * plain.energy_pj("vector_op"))
+    raw["energy"]["vector_op_fp64"] = {"pj": 1.0, "source": "x"}
+    with pytest.raises(InputError, match=r"energy\.vector_op_fp64"):
+        build_hardware(raw, source="x.yaml")

@@ -61,7 +61,8 @@ EMA_OPS = 2               # theta_t = tau * theta_t + (1 - tau) * theta_online
 class VectorPass:
     """One pass of the vector unit: ``ops_per_element`` operations on ``elements`` elements,
     ``read_bytes`` / ``write_bytes`` of DRAM traffic (``on_stream``: fused into the array's
-    output, no memory traffic)."""
+    output, no memory traffic; ``master``: its arithmetic is on master weights, priced
+    ``energy.vector_op_<master_precision>`` where the table has it)."""
 
     what: str
     elements: int
@@ -69,6 +70,7 @@ class VectorPass:
     read_bytes: float = 0.0
     write_bytes: float = 0.0
     on_stream: bool = False
+    master: bool = False  # arithmetic on master weights (vector_unit.master_precision)
 
     @property
     def ops(self) -> float:
@@ -294,13 +296,13 @@ def optimizer_passes(layer: Layer, optimizer: str, hw: HardwareConfig, density: 
     if optimizer == "lars":  # the norms need the summed gradient: it is written for the update
         return [VectorPass("LARS norms", params, 2 + summing,
                            read_bytes=params * (master + gradients * b),
-                           write_bytes=params * b if gradients > 1 else 0.0),
+                           write_bytes=params * b if gradients > 1 else 0.0, master=True),
                 VectorPass("lars update", params, OPTIMIZER_OPS["lars"] - 2,
                            read_bytes=params * (master + state + b),
-                           write_bytes=params * (master + state + copy))]
+                           write_bytes=params * (master + state + copy), master=True)]
     return [VectorPass(f"{optimizer} update", params, OPTIMIZER_OPS[optimizer] + summing,
                        read_bytes=params * (master + state + gradients * b),
-                       write_bytes=params * (master + state + copy))]
+                       write_bytes=params * (master + state + copy), master=True)]
 
 
 def ema_passes(layer: Layer, hw: HardwareConfig) -> list[VectorPass]:
@@ -309,7 +311,8 @@ def ema_passes(layer: Layer, hw: HardwareConfig) -> list[VectorPass]:
     master = PRECISION_BITS[vector.master_precision] / 8
     copy = activation_bytes(hw) if vector.master_precision != hw.pe_array.precision else 0.0
     return [VectorPass("momentum encoder update", params, EMA_OPS,
-                       read_bytes=2 * params * master, write_bytes=params * (master + copy))]
+                       read_bytes=2 * params * master, write_bytes=params * (master + copy),
+                       master=True)]
 
 
 def stash_bytes(layer: Layer, duties: NonMacDuties, hw: HardwareConfig) -> float:
@@ -355,11 +358,14 @@ def non_mac_work(layer: Layer, duties: NonMacDuties, hw: HardwareConfig) -> NonM
         return NO_WORK
     rates = EnergyRates.of(hw)
     op_pj = hw.energy_pj(VECTOR_OP)
+    master_key = f"{VECTOR_OP}_{hw.vector_unit.master_precision}"
+    master_pj = hw.energy_pj(master_key) if master_key in hw.energy else op_pj
     stream = cycles = 0
-    ops = dram = 0.0
+    ops = dram = vector_pj = 0.0
     for p in job_passes(layer, duties, hw):
         compute = math.ceil(p.ops / lanes)
         ops += p.ops
+        vector_pj += p.ops * (master_pj if p.master else op_pj)
         if p.on_stream:
             stream += compute
             continue
@@ -369,7 +375,7 @@ def non_mac_work(layer: Layer, duties: NonMacDuties, hw: HardwareConfig) -> NonM
         cycles += combine_cycles(compute, cycles_buffer(8 * moved, 8 * moved, hw),
                                  cycles_dram(moved, hw), hw.dram.double_buffering)
     return NonMacWork(stream_cycles=stream, pass_cycles=cycles, ops=ops, dram_bytes=dram,
-                      energy_vector_pj=ops * op_pj,
+                      energy_vector_pj=vector_pj,
                       energy_buffer_pj=8 * dram * (rates.gb_read + rates.gb_write),
                       energy_dram_pj=8 * dram * rates.dram_bits,
                       stash_bytes=stash_bytes(layer, duties, hw))

@@ -567,10 +567,11 @@ class Page:
                 + "\n".join(body) + "\n</body>\n</html>\n")
 
 
-CSS = ("body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1100px;"
+CSS = ("body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1320px;"
        "margin:2em auto;padding:0 1em;color:#222;line-height:1.5}"
-       "table{border-collapse:collapse;margin:1em 0;font-size:0.92em}"
-       "th,td{border:1px solid #ccc;padding:0.3em 0.6em;text-align:right}"
+       "table{border-collapse:collapse;margin:1em 0;font-size:0.82em}"
+       ".wide{overflow-x:auto}"
+       "th,td{border:1px solid #ccc;padding:0.25em 0.45em;text-align:right}"
        "th{background:#f2f2f2}td:first-child,th:first-child{text-align:left}"
        "figure{margin:1.5em 0}img{max-width:100%;height:auto;border:1px solid #eee}"
        "figcaption{color:#555;font-size:0.9em}code{background:#f4f4f4;padding:0 0.2em}"
@@ -595,7 +596,8 @@ def _html_table(frame: pd.DataFrame) -> str:
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
     rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>"
                    for row in frame.itertuples(index=False))
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+    return (f"<div class=\"wide\"><table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody>"
+            f"</table></div>")
 
 
 def _formatted(value: Any, spec: str) -> str:

@@ -215,9 +215,10 @@ def best_points(table: pd.DataFrame, metrics: Mapping[str, str] = BEST_METRICS
                 ) -> pd.DataFrame:
     """Per trace and metric (scope total) the best point and its varied values.
 
-    ``metrics`` maps a metric column to ``"max"`` or ``"min"`` (default: speedup, efficiency_gap,
-    tflops_per_watt max; energy_pj min). Ties go to the lowest point index. Columns: trace,
-    metric, goal, value, point, point_id, then the varied keys.
+    ``metrics`` maps a metric column to ``"max"`` or ``"min"`` (default :data:`BEST_METRICS`:
+    speedup, speedup_step, efficiency_gap, tflops_per_watt max; energy_pj, energy_step_pj
+    min). Ties go to the lowest point index. Columns: trace, metric, goal, value, point,
+    point_id, then the varied keys.
     """
     varied = varied_columns(table)
     total = table[table["scope"] == "total"]

@@ -333,6 +333,9 @@ def test_best_points(reference, traces: list[Path]) -> None:
     assert list(best.columns) == ["trace", "metric", "goal", "value", "point", "point_id",
                                   "pe_array.rows", "decoder.compaction", "dram.bandwidth_gbps"]
     assert len(best) == 2 * len(BEST_METRICS)
+    assert BEST_METRICS == {"speedup": "max", "speedup_step": "max", "efficiency_gap": "max",
+                            "energy_pj": "min", "energy_step_pj": "min",
+                            "tflops_per_watt": "max"}
     total = reference.table[reference.table["scope"] == "total"]
     for _, row in best.iterrows():
         values = total[total["trace"] == row["trace"]][row["metric"]]

@@ -16,7 +16,7 @@ from accelsim.analysis import aggregate, totals
 from accelsim.config import HardwareConfig, build_hardware, with_overrides
 from accelsim.engine.energy import EnergyRates
 from accelsim.engine.memory import combine_cycles, cycles_buffer, cycles_dram
-from accelsim.engine.replay import replay_trace
+from accelsim.engine.replay import replay_trace, replay_trace_on
 from accelsim.engine.simulator import results_frame, simulate_network_dense
 from accelsim.engine.vector import (
     NonMacDuties,
@@ -466,10 +466,15 @@ def test_a_masked_gate_gradient_stores_y_c_only_where_the_gate_is_open(
     for gradient in ("masked", "straight_through"):
         path = synthesize(net, tmp_path / gradient, SynthConfig(
             steps=1, gate_sparsity=0.75, gate_groups=2, gate_gradient=gradient))
-        for compress in (True, False):
-            hw = with_overrides(fp8_hw, {"dram.compress_sparse": compress})
-            tables[gradient, compress] = _frame(replay_trace(path, hw)[0], hw).set_index(
+        hws = [with_overrides(fp8_hw, {"dram.compress_sparse": compress})
+               for compress in (True, False)]
+        # both configs share their compute: one replay prices both (as a sweep does)
+        for compress, hw, (rows, _) in zip((True, False), hws, replay_trace_on(path, hws),
+                                           strict=True):
+            tables[gradient, compress] = _frame(rows, hw).set_index(
                 ["branch", "layer", "phase"])
+        assert (tables[gradient, True]["cycles_non_mac_dense"]
+                == tables[gradient, False]["cycles_non_mac_dense"]).all()
     b = activation_bytes(fp8_hw)
     for layer in net.layers:
         if not layer.name.endswith((".conv1", ".conv2")):
@@ -490,6 +495,29 @@ def test_a_masked_gate_gradient_stores_y_c_only_where_the_gate_is_open(
             key, "stash_bytes"]
 
 
+def test_compressed_y_c_needs_the_gate_index_stored(tmp_path: Path,
+                                                     fp8_hw: HardwareConfig) -> None:
+    """Hardware whose BD and WG do not skip with the gate stores no gate index: Y_c stays
+    dense; unfused, the first gradient pass reads the compressed share too."""
+    net = resnet20(batch=2, image_size=8)
+    path = synthesize(net, tmp_path / "t", SynthConfig(steps=1, gate_sparsity=0.75,
+                                                       gate_groups=2, gate_gradient="masked"))
+    e, b = net.layer("layer1.0.conv1").output_count, activation_bytes(fp8_hw)
+
+    def bd_bytes(overrides: dict) -> float:
+        hw = with_overrides(fp8_hw, overrides)
+        table = _frame(replay_trace(path, hw)[0], hw).set_index(["branch", "layer", "phase"])
+        return table.loc[(1, "layer1.0.conv1", "bd"), "dram_bytes_non_mac"]
+
+    fw_only = {"sparsity_support.gate": ["fw"]}
+    assert bd_bytes({**fw_only, "dram.compress_sparse": True}) == bd_bytes(
+        {**fw_only, "dram.compress_sparse": False})
+    unfused = {"vector_unit.fused": False}
+    saved = bd_bytes({**unfused, "dram.compress_sparse": False}) - bd_bytes(
+        {**unfused, "dram.compress_sparse": True})
+    assert saved == pytest.approx(2 * 0.75 * e * b)  # both gradient passes read Y_c
+
+
 def test_optimizer_arithmetic_is_priced_at_the_master_precision(fp8_hw: HardwareConfig) -> None:
     """energy.vector_op_<master_precision> prices the optimizer's and EMA's operations; BN's
     stay at vector_op; without the key the optimizer falls back to vector_op."""
@@ -507,3 +535,12 @@ def test_optimizer_arithmetic_is_priced_at_the_master_precision(fp8_hw: Hardware
     raw["energy"]["vector_op_fp64"] = {"pj": 1.0, "source": "x"}
     with pytest.raises(InputError, match=r"energy\.vector_op_fp64"):
         build_hardware(raw, source="x.yaml")
+    # a bf16 master weight takes vector_op_bf16, for the optimizer, LARS and the EMA alike
+    raw["energy"] = {k: v for k, v in raw["energy"].items() if k != "vector_op_fp64"}
+    raw["energy"]["vector_op_bf16"] = {"pj": 0.7, "source": "x"}
+    raw["vector_unit"]["master_precision"] = "bf16"
+    bf16 = build_hardware(raw, source="x.yaml")
+    for duties, ops in ((NonMacDuties(optimizer="sgd"), 3), (NonMacDuties(optimizer="lars"), 5),
+                        (NonMacDuties(ema=True), 2)):
+        assert non_mac_work(layer, duties, bf16).energy_vector_pj == pytest.approx(
+            ops * params * 0.7)

@@ -290,8 +290,11 @@ class Replayer:
                         item.layer, job.phase, hw, job.weight_density, job.dw_density,
                         job.index, branch, self.name, compute.cycles_compute_dense,
                         job.gated_forward, duties)
+                    # Y_c stored compressed needs the gate's index, which FW stores only
+                    # where BD or WG skips with it
                     stored_yc = yc_density if duties.gate_group_size and \
-                        hw.dram.compress_sparse else 1.0
+                        hw.dram.compress_sparse and any(
+                            p in hw.sparsity_support.gate for p in ("bd", "wg")) else 1.0
                     layer_rows[job.phase] = frame.result(
                         compute, step, None if stored_yc == 1.0 else self._job_caches[i].non_mac(
                             item.layer, dataclasses.replace(duties, yc_density=stored_yc), hw))

@@ -263,9 +263,10 @@ class JobFrame:
 class JobCache:
     """What a caller (a replay) keeps between the jobs it simulates on one ``hw``: each layer
     and phase's dense half, job frames by their inputs (at most ``frame_limit``; the
-    frames of a gate index priced by its count, csr or coo, change every step), and the
+    frames of a gate index priced by its count, csr or coo, change every step), the
     :class:`GatedPlan` of each gated job without weight masks, by layer, phase, base path and
-    gate group size."""
+    gate group size, and the non-MAC work of jobs whose duties change from step to step
+    (:meth:`non_mac`)."""
 
     dense: dict[tuple[str, str], DenseJob] = field(default_factory=dict)
     frames: dict[tuple, JobFrame] = field(default_factory=dict)
@@ -276,7 +277,7 @@ class JobCache:
     def non_mac(self, layer: Layer, duties: NonMacDuties, hw: HardwareConfig) -> NonMacWork:
         """:func:`~accelsim.engine.vector.non_mac_work` of a job whose duties change from step
         to step (kept, at most ``frame_limit``)."""
-        key = (layer.name, duties)
+        key = (layer, duties)
         work = self.non_macs.get(key)
         if work is None:
             if len(self.non_macs) >= self.frame_limit:

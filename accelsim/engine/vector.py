@@ -24,8 +24,9 @@ Each of these is a list of :class:`VectorPass` es: ``ops_per_element`` operation
 - What FW stores for backward (``stash_bytes``): :func:`stash_bytes`.
 
 Non-MAC work does not depend on the masks (gated-off outputs still go through BN and ReLU),
-except through the MAC cycles streamed work hides under and, with
-``vector_unit.sparse_updates``, the weight mask's density the optimizer updates.
+except through the MAC cycles streamed work hides under, the weight mask's density the
+optimizer updates with ``vector_unit.sparse_updates``, and the gate's open share of Y_c a
+masked gate gradient stores compressed (``NonMacDuties.yc_density``).
 """
 
 from __future__ import annotations
@@ -322,7 +323,8 @@ def stash_bytes(layer: Layer, duties: NonMacDuties, hw: HardwareConfig) -> float
     needs no operand; pooled values are not counted), and with a gated base path Y_c."""
     if not duties.stash:
         return 0.0
-    kept_output = bool(layer.post_ops) and layer.role != "downsample"
+    kept_output = layer.role != "downsample" and any(
+        op in ("batchnorm", "add", "relu") for op in layer.post_ops)
     tensors = 1 + (1 if kept_output else 0) + (duties.yc_density if duties.gate_group_size
                                                else 0)
     return tensors * layer.output_count * activation_bytes(hw)

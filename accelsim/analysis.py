@@ -252,6 +252,9 @@ SUMMED_WHOLE = ("macs_dense", "macs_effective", "macs_required", "macs_issued", 
                 "cycles_compute", "cycles_decoder_stall", "cycles_dram", "cycles_buffer",
                 "decoder_indices")
 SUMMED_REAL = ("dram_bytes", "traffic_indices_bytes", "energy_pj", "energy_dense_pj")
+# The whole step's figures, meaningless where non-MAC work is not modelled (vector_unit.lanes 0).
+WHOLE_STEP_METRICS = ("cycles_step", "cycles_step_dense", "seconds_step", "non_mac_share",
+                      "speedup_step", "energy_step_pj", "energy_reduction_step")
 # The vector unit's non-MAC work (zero in job tables written before it was modelled).
 SUMMED_NON_MAC = ("cycles_non_mac", "cycles_non_mac_dense", "non_mac_ops", "dram_bytes_non_mac",
                   "energy_non_mac_pj", "energy_non_mac_vector_pj", "energy_non_mac_buffer_pj",

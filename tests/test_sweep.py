@@ -535,3 +535,19 @@ def test_help_names_units_and_has_an_example() -> None:
     for text in ("Example", "--vary KEY=V1,V2,...", "--grid GRID.yaml", "--resume", "--dask",
                  "cycles", "pJ", "bytes"):
         assert text in result.output
+
+
+def test_a_point_without_non_mac_work_has_no_whole_step_figures(tmp_path: Path) -> None:
+    """vector_unit.lanes 0 counts no non-MAC work: its whole-step columns are blank, so the
+    best whole-step point is a point that models the step."""
+
+    trace = synthesize(resnet20(batch=2, image_size=8), tmp_path / "t",
+                       SynthConfig(steps=1, gate_sparsity=0.5))
+    result = CliRunner().invoke(main, ["sweep", str(trace), "--hw", str(FP8), "--vary",
+                                       "vector_unit.lanes=0,64", "--out", str(tmp_path / "s")])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(tmp_path / "s" / "results.csv")
+    total = table[table["scope"] == "total"].set_index("vector_unit.lanes")
+    assert math.isnan(total.loc[0, "speedup_step"]) and total.loc[64, "speedup_step"] > 0
+    best = best_points(table)
+    assert best.set_index("metric").loc["speedup_step", "vector_unit.lanes"] == 64

@@ -150,7 +150,7 @@ def _scopes(summary: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
 def table_rows(out: Path, plan: SweepPlan) -> tuple[list[str], list[dict[str, Any]]]:
     """Columns and rows of the tidy table, read from ``OUT/points/`` in trace order, grid order,
     scope order (total, fw, bd, wg, branch1, branch2)."""
-    from accelsim.analysis import totals
+    from accelsim.analysis import WHOLE_STEP_METRICS, totals
     from accelsim.engine.simulator import results_frame
 
     rows: list[dict[str, Any]] = []
@@ -166,6 +166,8 @@ def table_rows(out: Path, plan: SweepPlan) -> tuple[list[str], list[dict[str, An
             row: dict[str, Any] = {"trace": task.trace.label, "point": task.point,
                                    "point_id": task.point_id, **varied, "scope": scope}
             row.update(values)
+            if not summary.get("non_mac_modelled", True):  # vector_unit.lanes 0: not a step
+                row.update({metric: None for metric in WHOLE_STEP_METRICS})
             if scope == "total":
                 row.update({"index_bits": index["bits"], "index_bits_bitmap":
                             index["bits_bitmap"], "index_reduction": index["index_reduction"]})

@@ -60,6 +60,9 @@ class PhaseJob:
     weight_density: float   # density of the compressed weights it reads (1: dense)
     dw_density: float       # density of the weight gradient it writes (1: dense)
     gated_forward: GatedForward | None  # FW of a gated layer with a base path (gate_extra)
+    # the gate's index is stored for BD / WG and sparse tensors are stored compressed, so a
+    # masked gate gradient's Y_c can be stored where the gate is open only
+    compresses_y_c: bool = False
 
 
 @dataclass(frozen=True)
@@ -207,7 +210,8 @@ class Replayer:
             jobs.append(PhaseJob(phase, index, prepared.density if compressed else 1.0,
                                  prepared.density if writes_sparse_dw else 1.0,
                                  gated_forward=_gated_forward(item, branch, hw)
-                                 if phase == "fw" else None))
+                                 if phase == "fw" else None,
+                                 compresses_y_c=gated and gate_later and dram.compress_sparse))
         return jobs
 
     def replay_step(self, step: int) -> tuple[list[JobResult], dict[str, int]]:
@@ -290,11 +294,8 @@ class Replayer:
                         item.layer, job.phase, hw, job.weight_density, job.dw_density,
                         job.index, branch, self.name, compute.cycles_compute_dense,
                         job.gated_forward, duties)
-                    # Y_c stored compressed needs the gate's index, which FW stores only
-                    # where BD or WG skips with it
                     stored_yc = yc_density if duties.gate_group_size and \
-                        hw.dram.compress_sparse and any(
-                            p in hw.sparsity_support.gate for p in ("bd", "wg")) else 1.0
+                        job.compresses_y_c else 1.0
                     layer_rows[job.phase] = frame.result(
                         compute, step, None if stored_yc == 1.0 else self._job_caches[i].non_mac(
                             item.layer, dataclasses.replace(duties, yc_density=stored_yc), hw))

@@ -142,7 +142,7 @@ class NonMacWork:
 
     def cycles(self, mac_cycles: int) -> int:
         """Cycles the work adds to a job whose MACs take ``mac_cycles``: the passes, plus the
-        streamed statistics where they outlast the MACs."""
+        streamed work where it outlasts the MACs."""
         return self.pass_cycles + max(0, self.stream_cycles - mac_cycles)
 
 
@@ -280,6 +280,14 @@ def parameter_count(layer: Layer, weight_density: float = 1.0) -> int:
         2 * layer.cout if "batchnorm" in layer.post_ops else 0)
 
 
+def master_bytes(hw: HardwareConfig) -> tuple[float, float]:
+    """Bytes of one master weight (``vector_unit.master_precision``) and of its copy at the
+    array's precision that an update writes (0 where the two precisions are the same)."""
+    master = hw.vector_unit.master_precision
+    copy = activation_bytes(hw) if master != hw.pe_array.precision else 0.0
+    return PRECISION_BITS[master] / 8, copy
+
+
 def optimizer_passes(layer: Layer, optimizer: str, hw: HardwareConfig, density: float = 1.0,
                      gradients: int = 1) -> list[VectorPass]:
     """The optimizer step of the layer's parameters (``density`` of its weights): master
@@ -290,9 +298,8 @@ def optimizer_passes(layer: Layer, optimizer: str, hw: HardwareConfig, density: 
     update, which reads it)."""
     vector, b = hw.vector_unit, activation_bytes(hw)
     params = parameter_count(layer, density)
-    master = PRECISION_BITS[vector.master_precision] / 8
+    master, copy = master_bytes(hw)
     state = PRECISION_BITS[vector.state_precision] / 8 * OPTIMIZER_STATES[optimizer]
-    copy = b if vector.master_precision != hw.pe_array.precision else 0.0
     summing = ELEMENTWISE_OPS * (gradients - 1)
     if optimizer == "lars":  # the norms need the summed gradient: it is written for the update
         return [VectorPass("LARS norms", params, 2 + summing,
@@ -308,9 +315,8 @@ def optimizer_passes(layer: Layer, optimizer: str, hw: HardwareConfig, density: 
 
 def ema_passes(layer: Layer, hw: HardwareConfig) -> list[VectorPass]:
     """A momentum encoder's update of the layer's parameters from the online ones."""
-    vector, params = hw.vector_unit, parameter_count(layer)
-    master = PRECISION_BITS[vector.master_precision] / 8
-    copy = activation_bytes(hw) if vector.master_precision != hw.pe_array.precision else 0.0
+    params = parameter_count(layer)
+    master, copy = master_bytes(hw)
     return [VectorPass("momentum encoder update", params, EMA_OPS,
                        read_bytes=2 * params * master, write_bytes=params * (master + copy),
                        master=True)]

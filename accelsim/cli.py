@@ -278,14 +278,13 @@ def record(recipe: Path | None, out_dir: Path, quiet: bool, **options: object) -
     --steps 200 --out runs/cdg
     """
     try:
-        from workloads.train import RunConfig, load_run_config, summary_line, train
+        from workloads.train import run_config, summary_line, train
     except ImportError as error:
         raise InputError(f"recording needs PyTorch ({error.name} is missing): install "
                          "torch==2.13.0 first, then pip install -e .[workloads]",
                          field="record") from None
     overrides = {k: v for k, v in options.items() if v is not None}
-    config = (load_run_config(recipe, overrides) if recipe is not None
-              else RunConfig(**overrides))
+    config = run_config(recipe, overrides)
     result = train(config, out_dir, progress=not quiet)
     click.echo(summary_line(result))
     click.echo(f"trace: {out_dir / 'trace'}  (accelsim simulate {out_dir} --hw ...)")

@@ -14,19 +14,25 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
 import hashlib
 import json
 import math
 import typing
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, TypeVar
-
-import yaml
+from typing import Any
 
 from accelsim.errors import InputError
+from accelsim.inputs import load_yaml_mapping, parse_yaml
+from accelsim.schema import (
+    FrozenMap,
+    Problems,
+    abbreviate,
+    build,
+    param,
+    plain,
+    unknown_key_message,
+)
 
 CONFIG_KIND = "hardware"
 CONFIG_MAJOR_VERSION = 1
@@ -44,74 +50,6 @@ REQUIRED_ENERGY_ACTIONS = ("rf_read_per_bit", "rf_write_per_bit", "gb_read_per_b
                            "gb_write_per_bit", "index_decode")
 COMPACTION_NETWORK = "compaction_network_per_mac"  # energy action needed with decoder.compaction
 VECTOR_OP = "vector_op"  # energy action needed with vector_unit.lanes > 0
-
-
-K = TypeVar("K")
-V = TypeVar("V")
-
-
-class FrozenMap(Mapping, Generic[K, V]):
-    """A read-only mapping that hashes by its items: a frozen config's table (the energy
-    entries), so that a whole :class:`HardwareConfig` can key a cache."""
-
-    __slots__ = ("_items",)
-
-    def __init__(self, items: Mapping[K, V] | Iterable[tuple[K, V]] = ()) -> None:
-        object.__setattr__(self, "_items", dict(items))
-
-    def __getitem__(self, key: K) -> V:
-        return self._items[key]
-
-    def __iter__(self) -> Iterator[K]:
-        return iter(self._items)
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def __hash__(self) -> int:
-        return hash(frozenset(self._items.items()))
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Mapping):
-            return NotImplemented
-        return self._items == dict(other.items())
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError(f"{type(self).__name__} is read-only")
-
-    def __delattr__(self, name: str) -> None:
-        raise AttributeError(f"{type(self).__name__} is read-only")
-
-    def __reduce__(self) -> tuple:
-        return type(self), (self._items,)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self._items!r})"
-
-
-def plain(value: Any) -> Any:
-    """A value as plain YAML/JSON data: dataclasses and mappings as dicts with string keys,
-    tuples as lists, numpy scalars as Python numbers (what :meth:`HardwareConfig.to_dict`
-    returns, and what a sweep stores)."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, Mapping):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        return value.item()  # a numpy scalar
-    return value
-
-
-def param(*, unit: str = "", doc: str, ge: float | None = None, le: float | None = None,
-          gt: float | None = None, choices: tuple[str, ...] | None = None,
-          default: Any = dataclasses.MISSING, factory: Any = None) -> Any:
-    """A dataclass field with validation metadata (unit, range, choices, description)."""
-    metadata = {"unit": unit, "doc": doc, "ge": ge, "le": le, "gt": gt, "choices": choices}
-    if factory is not None:
-        return field(default_factory=factory, metadata=metadata)
-    return field(default=default, metadata=metadata)
 
 
 @dataclass(frozen=True)
@@ -343,130 +281,6 @@ class HardwareConfig:
 # ---------------------------------------------------------------------------------------------
 
 
-class _Errors:
-    """Collects validation errors as (dotted key, message) and names the source of each key."""
-
-    def __init__(self, path: str, overridden: set[str]) -> None:
-        self.path = path
-        self.overridden = overridden
-        self.items: list[tuple[str, str]] = []
-
-    def add(self, key: str, message: str) -> None:
-        self.items.append((key, message))
-
-    def raise_if_any(self) -> None:
-        if not self.items:
-            return
-        parts = []
-        for key, message in self.items:
-            source = "--set " if key in self.overridden else ""
-            parts.append(f"{source}{key}: {message}")
-        more = "" if len(parts) == 1 else f" ({len(parts)} errors)"
-        raise InputError("; ".join(parts) + more, path=self.path)
-
-
-def _did_you_mean(name: str, options: list[str]) -> str:
-    close = difflib.get_close_matches(name, options, n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def _unknown_key_message(name: str, options: list[str]) -> str:
-    hint = _did_you_mean(name, options)
-    return f"unknown key{hint}" if hint else f"unknown key; expected one of {sorted(options)}"
-
-
-def _type_name(tp: Any) -> str:
-    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(
-        tp, str(tp))
-
-
-def _check_range(value: float, meta: dict[str, Any]) -> str | None:
-    ge, le, gt = meta.get("ge"), meta.get("le"), meta.get("gt")
-    lower = f"> {gt}" if gt is not None else (f">= {ge}" if ge is not None else None)
-    if (gt is not None and not value > gt) or (ge is not None and value < ge) or (
-            le is not None and value > le):
-        bounds = " and ".join(b for b in (lower, f"<= {le}" if le is not None else None) if b)
-        return f"{value} is out of range (must be {bounds})"
-    return None
-
-
-def _convert_scalar(value: Any, tp: Any, meta: dict[str, Any], key: str, errors: _Errors) -> Any:
-    ok = (
-        (tp is bool and isinstance(value, bool))
-        or (tp is int and isinstance(value, int) and not isinstance(value, bool))
-        or (tp is float and isinstance(value, (int, float)) and not isinstance(value, bool))
-        or (tp is str and isinstance(value, str))
-    )
-    if not ok:
-        errors.add(key, f"expected {_type_name(tp)}, got {value!r}")
-        return None
-    if tp is float:
-        value = float(value)
-        if not math.isfinite(value):
-            errors.add(key, f"expected a finite number, got {value!r}")
-            return None
-    choices = meta.get("choices")
-    if tp is str and choices and value not in choices:
-        errors.add(key, f"{value!r} is not one of {', '.join(choices)}"
-                   f"{_did_you_mean(value, list(choices))}")
-        return None
-    if tp in (int, float):
-        problem = _check_range(value, meta)
-        if problem:
-            errors.add(key, problem)
-            return None
-    return value
-
-
-def _convert(value: Any, tp: Any, meta: dict[str, Any], key: str, errors: _Errors) -> Any:
-    origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp):
-        return _build(tp, value, key, errors)
-    if origin is tuple:
-        item_tp = typing.get_args(tp)[0]
-        if not isinstance(value, (list, tuple)):
-            errors.add(key, f"expected a list, got {value!r}")
-            return None
-        items = [_convert(v, item_tp, meta, f"{key}[{i}]", errors) for i, v in enumerate(value)]
-        return None if any(item is None for item in items) else tuple(items)
-    if origin is FrozenMap:
-        _, value_tp = typing.get_args(tp)
-        if not isinstance(value, Mapping):
-            errors.add(key, f"expected a mapping, got {value!r}")
-            return None
-        built = {str(k): _convert(v, value_tp, {}, f"{key}.{k}", errors) for k, v in value.items()}
-        return None if any(v is None for v in built.values()) else FrozenMap(built)
-    return _convert_scalar(value, tp, meta, key, errors)
-
-
-def _build(cls: type, raw: Any, prefix: str, errors: _Errors) -> Any:
-    """Build dataclass ``cls`` from ``raw`` (a dict), recording errors under dotted ``prefix``."""
-    where = prefix or "top level"
-    if not isinstance(raw, dict):
-        errors.add(where, f"expected a mapping, got {raw!r}")
-        return None
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    for name in raw:
-        if name not in fields:
-            errors.add(f"{prefix}.{name}" if prefix else str(name),
-                       _unknown_key_message(str(name), list(fields)))
-    values: dict[str, Any] = {}
-    failed = False
-    for name, f in fields.items():
-        key = f"{prefix}.{name}" if prefix else name
-        if name in raw:
-            converted = _convert(raw[name], hints[name], dict(f.metadata), key, errors)
-            failed |= converted is None
-            values[name] = converted
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            errors.add(key, "missing required key")
-            failed = True
-    if failed or any(k not in fields for k in raw):
-        return None
-    return cls(**values)
-
-
 @dataclass(frozen=True)
 class RegisterFileNeed:
     """The register-file words (operand width) one PE of ``pe`` needs, and why."""
@@ -509,7 +323,7 @@ def register_file_need(pe: PEArrayConfig) -> RegisterFileNeed:
     return need
 
 
-def _check_combinations(config: HardwareConfig, errors: _Errors) -> None:
+def _check_combinations(config: HardwareConfig, errors: Problems) -> None:
     """Cross-field rules: combinations that no hardware can have."""
     pe, support, decoder = config.pe_array, config.sparsity_support, config.decoder
     mac_key = ENERGY_MAC_PREFIX + pe.precision
@@ -532,7 +346,7 @@ def _check_combinations(config: HardwareConfig, errors: _Errors) -> None:
             options = [*REQUIRED_ENERGY_ACTIONS, COMPACTION_NETWORK, VECTOR_OP,
                        *(ENERGY_MAC_PREFIX + p for p in PRECISION_BITS),
                        *(f"{VECTOR_OP}_{p}" for p in PRECISION_BITS)]
-            errors.add(f"energy.{action}", _unknown_key_message(action, options))
+            errors.add(f"energy.{action}", unknown_key_message(action, options))
     if pe.dataflow in SYSTOLIC_DATAFLOWS and pe.vector_width != 1:
         errors.add("pe_array.vector_width", f"must be 1 for the systolic dataflow "
                    f"{pe.dataflow!r} (use dataflow: tensor for vector PEs), got {pe.vector_width}")
@@ -615,7 +429,7 @@ def resolve_key_type(dotted: str) -> Any:
         elif children is not None:
             if part not in children:
                 where = ".".join([*walked, part])
-                raise KeyError(f"{where}: {_unknown_key_message(part, list(children))}")
+                raise KeyError(f"{where}: {unknown_key_message(part, list(children))}")
             tp = children[part]
         else:
             raise KeyError(f"{'.'.join(walked)}: is a value, it has no key {part!r}")
@@ -632,9 +446,10 @@ def parse_override(text: str) -> tuple[str, Any]:
     if not key:
         raise InputError(f"expected KEY=VALUE, got {text!r}", field="--set")
     try:
-        value = yaml.safe_load(raw_value) if raw_value.strip() else ""
-    except yaml.YAMLError:
-        raise InputError(f"cannot parse value {raw_value!r}", field=f"--set {key}") from None
+        value = parse_yaml(raw_value, "--set") if raw_value.strip() else ""
+    except InputError:
+        raise InputError(f"cannot parse value {abbreviate(raw_value)}",
+                         field=f"--set {key}") from None
     try:
         resolve_key_type(key)
     except KeyError as error:
@@ -661,34 +476,13 @@ def apply_overrides(raw: dict[str, Any], overrides: list[tuple[str, Any]]) -> di
 # ---------------------------------------------------------------------------------------------
 
 
-def load_yaml_file(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping with the safe loader; one-line InputError naming the file otherwise."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise InputError("no such file", path=str(path)) from None
-    except OSError as error:
-        raise InputError(f"cannot read ({error.strerror})", path=str(path)) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark is not None else None
-        problem = getattr(error, "problem", None) or "invalid YAML"
-        raise InputError(f"invalid YAML: {problem}", path=str(path), field=where) from None
-    if not isinstance(data, dict):
-        raise InputError("expected a YAML mapping at the top level", path=str(path))
-    return data
-
-
 def build_hardware(raw: dict[str, Any], *, source: str = "<config>",
                    overridden: set[str] | None = None) -> HardwareConfig:
     """Validate a raw mapping and build the config; one InputError listing every problem."""
-    errors = _Errors(source, overridden or set())
-    config = _build(HardwareConfig, raw, "", errors)
+    errors = Problems(source, overridden or set())
+    config = build(HardwareConfig, raw, errors)
     errors.raise_if_any()
-    assert config is not None  # _build only returns None after recording an error
+    assert config is not None  # build returns None only after recording a problem
     _check_combinations(config, errors)
     errors.raise_if_any()
     return config
@@ -696,7 +490,7 @@ def build_hardware(raw: dict[str, Any], *, source: str = "<config>",
 
 def load_hardware(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> HardwareConfig:
     """Load, override (``["pe_array.rows=16", ...]``) and validate a hardware YAML file."""
-    raw = load_yaml_file(path)
+    raw = load_yaml_mapping(path)
     parsed = [parse_override(text) for text in overrides]
     overridden = set()
     for key, _ in parsed:
@@ -747,7 +541,7 @@ def describe_bounds(meta: dict[str, Any], choice_separator: str = ", ",
     bounds = []
     if meta.get("choices"):
         bounds.append(choice_separator.join(meta["choices"]))
-    for name, symbol in (("gt", ">"), ("ge", ">="), ("le", "<=")):
+    for name, symbol in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")):
         if meta.get(name) is not None:
             bounds.append(f"{symbol}{space}{meta[name]:g}")
     return bounds

@@ -14,6 +14,7 @@ class InputError(AccelsimError):
     """
 
     def __init__(self, message: str, *, path: str | None = None, field: str | None = None) -> None:
+        self.message = message
         self.path = path
         self.field = field
         parts = [p for p in (path, field) if p]

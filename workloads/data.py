@@ -19,7 +19,6 @@ code.
 
 from __future__ import annotations
 
-import difflib
 import gzip
 import pickle
 import shutil
@@ -34,6 +33,7 @@ import numpy as np
 import torch
 
 from accelsim.errors import InputError
+from accelsim.schema import did_you_mean
 
 __all__ = [
     "DATASETS",
@@ -226,9 +226,7 @@ def load_dataset(spec: str, split: str = "train", *, image_size: int = 64) -> Im
 
 
 def _did_you_mean(name: str, options: tuple[str, ...] | list[str]) -> str:
-    close = difflib.get_close_matches(name, list(options), n=1, cutoff=0.6)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return f" {name!r}{hint}; expected one of {list(options)}"
+    return f" {name!r}{did_you_mean(name, options)}; expected one of {list(options)}"
 
 
 # ----------------------------------------------------------------------------------------- IDX

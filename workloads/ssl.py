@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from accelsim.errors import InputError
+from accelsim.schema import did_you_mean
 
 __all__ = [
     "BYOL",
@@ -449,8 +449,7 @@ def build_method(name: str, encoder: nn.Module, feature_dim: int, **overrides: A
     """
     key = name.strip().lower()
     if key not in METHODS:
-        close = difflib.get_close_matches(key, list(METHODS), n=1, cutoff=0.5)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = did_you_mean(key, METHODS, cutoff=0.5)
         raise InputError(
             f"unknown SSL method {name!r}{hint}; expected one of {sorted(METHODS)}",
             field="method",
@@ -459,7 +458,6 @@ def build_method(name: str, encoder: nn.Module, feature_dim: int, **overrides: A
     fields = [f.name for f in dataclasses.fields(cls.config_class)]
     for k in overrides:
         if k not in fields:
-            close = difflib.get_close_matches(k, fields, n=1, cutoff=0.6)
-            hint = f" (did you mean {close[0]!r}?)" if close else f"; expected one of {fields}"
+            hint = did_you_mean(k, fields) or f"; expected one of {fields}"
             raise InputError(f"unknown {key} option {k!r}{hint}")
     return cls(encoder, feature_dim, cls.config_class(**overrides))

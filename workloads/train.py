@@ -13,7 +13,6 @@ and the same seed gives the same trace bit for bit on the CPU.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import math
 import sys
@@ -27,6 +26,8 @@ import yaml
 
 from accelsim.errors import InputError
 from accelsim.fileio import atomic_write_json, atomic_write_text
+from accelsim.inputs import parse_yaml, read_text_file
+from accelsim.schema import build_or_raise, param
 from accelsim.trace import MIN_SAVING
 from accelsim.trace.manifest import GATE_GRADIENTS
 from workloads.augment import SSLAugment
@@ -49,78 +50,85 @@ from workloads.ssl import build_method
 ALGORITHMS = ("dense", "cdg", "scdg", "cgnet", "synccp")
 
 
+SYNCCP_KEYS = ("weight_pattern", "final_sparsity", "initial_sparsity", "delta", "prune_start",
+               "prune_end", "update_every", "score", "threshold", "regrow")
+GATING_KEYS = ("gate_groups", "gate_group_size", "overlap", "gate_gradient", "tau_init",
+               "tau_target", "reg_lambda", "gate_lr")
+GATING_ALGORITHMS = ("cdg", "scdg", "cgnet")
+
+
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything a training run depends on (CLI options and recipe keys use these names)."""
+    """Everything a training run depends on (CLI options and recipe keys use these names).
 
-    algo: str = "dense"                 # dense | cdg | scdg | cgnet | synccp
-    model: str = "resnet20"             # resnet20 | resnet18
-    width: float = 1.0                  # width multiplier
-    ssl: str = "simclr"                 # simclr | byol | moco
-    data: str = "fashion-mnist"         # NAME or NAME:PATH (see workloads/data.py)
-    steps: int = 200                    # optimizer steps
-    record_every: int = 10              # record masks every K steps (and the last step)
-    trace_compression: int = 1          # zlib level of recorded masks (0: packed bits as they
-                                        # are, fastest replay; 1: fast; 9: smallest)
-    trace_min_saving: float = MIN_SAVING  # 0.25: a mask is stored compressed only when zlib
-                                          # saves at least this share of its bytes (else raw:
-                                          # no inflate per replay; random gates save ~10 %)
-    batch_size: int = 64                # images per branch
-    device: str = "cpu"                 # cpu | cuda
-    seed: int = 0
-    image_size: int | None = None       # training crop size (default: the dataset's)
-    optimizer: str = "adam"             # adam | sgd
-    lr: float = 2e-3
-    weight_decay: float = 1e-6          # not applied to the gates' thresholds tau
-    threads: int = 0                    # torch CPU threads (0: torch's default)
+    Built from a recipe and options by :func:`run_config`, which checks every key's type and
+    range (the shared validator, :mod:`accelsim.schema`) and that each given key applies to the
+    run's ``algo``.
+    """
+
+    algo: str = param(default="dense", choices=ALGORITHMS, doc="sparsity algorithm")
+    model: str = param(default="resnet20", choices=("resnet20", "resnet18"), doc="backbone")
+    width: float = param(default=1.0, gt=0, le=64, doc="width multiplier")
+    ssl: str = param(default="simclr", choices=("simclr", "byol", "moco"), doc="SSL method")
+    data: str = param(default="fashion-mnist", doc="NAME or NAME:PATH (workloads/data.py)")
+    steps: int = param(default=200, ge=1, le=10**9, unit="steps", doc="optimizer steps")
+    record_every: int = param(default=10, ge=1, le=10**9, unit="steps",
+                              doc="record masks every K steps (and the last step)")
+    trace_compression: int = param(default=1, ge=0, le=9, doc="zlib level of recorded masks "
+                                   "(0: packed bits as they are, fastest replay; 9: smallest)")
+    trace_min_saving: float = param(default=MIN_SAVING, ge=0, le=1, doc="a mask is stored "
+                                    "compressed only when zlib saves at least this share of "
+                                    "its bytes")
+    batch_size: int = param(default=64, ge=2, le=1 << 20, unit="images", doc="images per branch")
+    device: str = param(default="cpu", doc="cpu or cuda[:N]")
+    seed: int = param(default=0, ge=0, le=2**63 - 1, doc="random seed")
+    image_size: int | None = param(default=None, ge=4, le=4096, unit="pixels",
+                                   doc="training crop size (default: the dataset's)")
+    optimizer: str = param(default="adam", choices=("adam", "sgd"), doc="optimizer")
+    lr: float = param(default=2e-3, gt=0, le=100, doc="learning rate")
+    weight_decay: float = param(default=1e-6, ge=0, le=1, doc="weight decay (not applied to "
+                                "the gates' thresholds tau)")
+    threads: int = param(default=0, ge=0, le=4096, doc="torch CPU threads (0: torch's default)")
     # gating (cdg / scdg / cgnet)
-    gate_groups: int = 4
-    gate_group_size: int | None = None  # SCDG s (default 8 for scdg, else 1)
-    overlap: float | None = None        # base-path overlap of the branches (cgnet: 1)
-    gate_gradient: str = "straight_through"  # straight_through | masked (GatingConfig)
-    tau_init: float = 0.0
-    tau_target: float = 0.52
-    reg_lambda: float = 1e-4
-    gate_lr: float | None = None        # learning rate of the thresholds tau (default: lr)
+    gate_groups: int = param(default=4, ge=2, le=1024, doc="CDG gating groups G")
+    gate_group_size: int | None = param(default=None, ge=1, le=1024, unit="channels",
+                                        doc="SCDG s (default 8 for scdg, else 1)")
+    overlap: float | None = param(default=None, ge=0, le=1, doc="base-path overlap of the "
+                                  "branches (cgnet: 1)")
+    gate_gradient: str = param(default="straight_through", choices=GATE_GRADIENTS,
+                               doc="how the gate's gradient is taken")
+    tau_init: float = param(default=0.0, ge=-1e3, le=1e3, doc="initial gate threshold")
+    tau_target: float = param(default=0.52, ge=-1e3, le=1e3, doc="target of the threshold "
+                              "regularizer")
+    reg_lambda: float = param(default=1e-4, ge=0, le=1e3, doc="weight of the regularizer")
+    gate_lr: float | None = param(default=None, gt=0, le=100, doc="learning rate of the "
+                                  "thresholds tau (default: lr)")
     # SyncCP (synccp)
-    weight_pattern: str = "element"     # element | nm:N:M | block:BOxBI
-    final_sparsity: float = 0.8
-    initial_sparsity: float = 0.3
-    delta: float = 0.3
-    prune_start: int = 0
-    prune_end: int | None = None        # default: 75 % of the steps
-    update_every: int = 20
-    score: str = "magnitude"            # magnitude | ema
-    threshold: str = "global"           # global | layer
-    regrow: bool = False
+    weight_pattern: str = param(default="element", doc="element, nm:N:M or block:BOxBI")
+    final_sparsity: float = param(default=0.8, ge=0, lt=1, doc="final sparsity of "
+                                  "branch 1")
+    initial_sparsity: float = param(default=0.3, ge=0, lt=1, doc="initial sparsity")
+    delta: float = param(default=0.3, ge=0, le=1, doc="branch 2 denser by this")
+    prune_start: int = param(default=0, ge=0, le=10**9, unit="steps", doc="first pruning step")
+    prune_end: int | None = param(default=None, ge=0, le=10**9, unit="steps",
+                                  doc="last pruning step (default: 75 % of the steps)")
+    update_every: int = param(default=20, ge=1, le=10**9, unit="steps",
+                              doc="steps between mask updates")
+    score: str = param(default="magnitude", choices=("magnitude", "ema"), doc="pruning score")
+    threshold: str = param(default="global", choices=("global", "layer"),
+                           doc="one threshold for the network or one per layer")
+    regrow: bool = param(default=False, doc="pruned weights may grow back")
     # evaluation
-    eval_train_samples: int = 10000     # k-NN memory bank / probe training set (0: all)
-    eval_test_samples: int = 2000       # 0: all
-    knn_k: int = 200
-    linear_probe: bool = True
-    linear_epochs: int = 30
+    eval_train_samples: int = param(default=10000, ge=0, le=10**9, unit="images",
+                                    doc="k-NN memory bank / probe training set (0: all)")
+    eval_test_samples: int = param(default=2000, ge=0, le=10**9, unit="images", doc="0: all")
+    knn_k: int = param(default=200, ge=1, le=10**6, doc="k of the k-NN classifier")
+    linear_probe: bool = param(default=True, doc="train a linear probe")
+    linear_epochs: int = param(default=30, ge=0, le=10**6, doc="epochs of the linear probe")
 
     def __post_init__(self) -> None:
-        checks = [
-            (self.algo in ALGORITHMS, "algo", f"must be one of {', '.join(ALGORITHMS)}"),
-            (self.model in ("resnet20", "resnet18"), "model", "must be resnet20 or resnet18"),
-            (self.steps >= 1, "steps", "must be >= 1"),
-            (self.record_every >= 1, "record_every", "must be >= 1"),
-            (self.batch_size >= 2, "batch_size", "must be >= 2"),
-            (self.width > 0, "width", "must be > 0"),
-            (self.optimizer in ("adam", "sgd"), "optimizer", "must be adam or sgd"),
-            (self.gate_gradient in GATE_GRADIENTS, "gate_gradient",
-             f"must be one of {', '.join(GATE_GRADIENTS)}"),
-            (self.lr > 0, "lr", "must be > 0"),
-            (self.device == "cpu" or self.device.startswith("cuda"), "device",
-             "must be cpu or cuda[:N]"),
-            (0 <= self.final_sparsity < 1, "final_sparsity", "must be in [0, 1)"),
-            (0 <= self.trace_compression <= 9, "trace_compression", "must be in 0..9"),
-            (0 <= self.trace_min_saving <= 1, "trace_min_saving", "must be in [0, 1]"),
-        ]
-        for ok, key, message in checks:
-            if not ok:
-                raise InputError(f"{message}, got {getattr(self, key)!r}", field=key)
+        if not (self.device == "cpu" or self.device.startswith("cuda")):
+            raise InputError(f"must be cpu or cuda[:N], got {self.device!r}", field="device")
 
     @property
     def gating(self) -> GatingConfig | None:
@@ -158,25 +166,28 @@ def same_run(stored: Any, config: RunConfig) -> bool:
     return {**defaults, **stored} == config.to_dict()
 
 
-def load_run_config(path: Path, overrides: dict[str, Any]) -> RunConfig:
-    """A recipe YAML (safe loader) with ``overrides`` on top; unknown keys -> did-you-mean."""
-    try:
-        raw = yaml.safe_load(Path(path).read_text()) or {}
-    except (OSError, yaml.YAMLError) as error:
-        raise InputError(f"cannot read recipe ({error.__class__.__name__})",
-                         path=str(path)) from None
-    if not isinstance(raw, dict):
-        raise InputError("a recipe is a YAML mapping", path=str(path))
-    names = [f.name for f in fields(RunConfig)]
-    for key in raw:
-        if key not in names:
-            close = difflib.get_close_matches(str(key), names, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise InputError(f"unknown key{hint}", path=str(path), field=str(key))
-    try:
-        return RunConfig(**{**raw, **overrides})
-    except TypeError as error:
-        raise InputError(str(error), path=str(path)) from None
+def run_config(recipe: Path | None, options: dict[str, Any]) -> RunConfig:
+    """The run of recipe YAML ``recipe`` (optional) with ``options`` (CLI options given, by
+    field name) on top. Every problem is one InputError: an unknown key (did-you-mean), a wrong
+    type or range, and a key that does not apply to the run's ``algo`` (SyncCP keys without
+    ``algo: synccp``, gating keys without a gating algorithm)."""
+    raw: dict[str, Any] = {}
+    if recipe is not None:
+        raw = parse_yaml(read_text_file(recipe, "YAML"), str(recipe)) or {}
+        if not isinstance(raw, dict):
+            raise InputError("a recipe is a YAML mapping", path=str(recipe))
+    merged = {**raw, **options}
+    source = str(recipe) if recipe is not None else "record"
+    config = build_or_raise(RunConfig, merged, source)
+    for keys, algos, what in ((SYNCCP_KEYS, ("synccp",), "synccp"),
+                              (GATING_KEYS, GATING_ALGORITHMS, "cdg, scdg or cgnet")):
+        given = [key for key in keys if key in merged]
+        if given and config.algo not in algos:
+            key = given[0]
+            where = f"--{key.replace('_', '-')}" if key in options else key
+            raise InputError(f"applies to algo {what} only, not to {config.algo}",
+                             path=None if key in options else source, field=where)
+    return config
 
 
 def batch_indices(step: int, size: int, batch: int, seed: int) -> torch.Tensor:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
 import itertools
 import json
 import typing
@@ -12,15 +11,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from accelsim.config import (
-    FrozenMap,
-    load_yaml_file,
-    resolve_key_type,
-)
+from accelsim.config import FrozenMap, resolve_key_type
 from accelsim.errors import InputError
+from accelsim.inputs import load_yaml_mapping, parse_yaml
 from accelsim.network import PHASES
+from accelsim.schema import abbreviate, did_you_mean, short_key
 from accelsim.sweep.constants import GRID_KEYS, GRID_KIND, Axis
 
 
@@ -47,10 +42,11 @@ def parse_vary(text: str) -> Axis:
         raise InputError(f"expected KEY=V1,V2,..., got {text!r}", field="--vary")
     check_key(key, "--vary")
     try:
-        values = yaml.safe_load(f"[{raw}]")
-    except yaml.YAMLError:
-        raise InputError(f"cannot parse the values {raw!r} (a comma-separated YAML list, e.g. "
-                         "8,16,32 or [bitmap],[bitmap,rle])", field=f"--vary {key}") from None
+        values = parse_yaml(f"[{raw}]", "--vary")
+    except InputError:
+        raise InputError(f"cannot parse the values {abbreviate(raw)} (a comma-separated YAML "
+                         "list, e.g. 8,16,32 or [bitmap],[bitmap,rle])",
+                         field=f"--vary {key}") from None
     return key, values
 
 
@@ -62,31 +58,29 @@ def load_grid_file(path: str | Path) -> tuple[list[Axis], dict[str, list[Any]]]:
     :func:`expand_grid`.
     """
     where = str(path)
-    data = load_yaml_file(path)
+    data = load_yaml_mapping(path)
     for name in data:
         if name not in GRID_KEYS:
-            close = difflib.get_close_matches(str(name), GRID_KEYS, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise InputError(f"unknown top-level key{hint}; expected vary and/or zip",
-                             path=where, field=str(name))
+            raise InputError(f"unknown top-level key{did_you_mean(name, GRID_KEYS)}; expected "
+                             "vary and/or zip", path=where, field=short_key(name))
     if "kind" in data and data["kind"] != GRID_KIND:
-        raise InputError(f"expected {GRID_KIND!r}, got {data['kind']!r}", path=where,
+        raise InputError(f"expected {GRID_KIND!r}, got {abbreviate(data['kind'])}", path=where,
                          field="kind")
     if "version" in data and data["version"] != 1:
-        raise InputError(f"unsupported grid file version {data['version']!r} (this accelsim "
-                         "reads version 1)", path=where, field="version")
+        raise InputError(f"unsupported grid file version {abbreviate(data['version'])} (this "
+                         "accelsim reads version 1)", path=where, field="version")
     if "vary" not in data and "zip" not in data:
         raise InputError("expected vary: and/or zip: with lists of values", path=where)
     sections: dict[str, dict[str, list[Any]]] = {}
     for section in ("vary", "zip"):
         raw = data.get(section, {})
         if not isinstance(raw, dict):
-            raise InputError(f"expected a mapping of dotted keys to lists, got {raw!r}",
+            raise InputError(f"expected a mapping of dotted keys to lists, got {abbreviate(raw)}",
                              path=where, field=section)
         for key, values in raw.items():
             field = f"{section}.{key}"
             if not isinstance(values, list) or not values:
-                raise InputError(f"expected a non-empty list of values, got {values!r}",
+                raise InputError(f"expected a non-empty list of values, got {abbreviate(values)}",
                                  path=where, field=field)
             try:
                 check_key(str(key), section)
@@ -118,8 +112,8 @@ def expand_grid(vary: Sequence[Axis], zipped: Mapping[str, list[Any]] | None = N
             raise InputError(f"{key}: varied twice (give each key one axis)", field=field)
         seen.add(key)
         if not isinstance(values, list) or not values:
-            raise InputError(f"{key}: expected a non-empty list of values, got {values!r}",
-                             field=field)
+            raise InputError(f"{key}: expected a non-empty list of values, got "
+                             f"{abbreviate(values)}", field=field)
         texts = [canonical_json(v) for v in values]
         repeated = sorted({t for t in texts if texts.count(t) > 1})
         if repeated:

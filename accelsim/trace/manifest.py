@@ -15,6 +15,7 @@ from typing import Any
 
 from accelsim.errors import InputError
 from accelsim.network import BUILTIN_NETWORKS, Layer, resnet_post_ops
+from accelsim.schema import abbreviate, did_you_mean, short_key
 from accelsim.trace.format import (
     FORMAT_NAME,
     MANIFEST_NAME,
@@ -68,7 +69,7 @@ class GateSpec:
         object.__setattr__(self, "base_chunks", tuple(tuple(c) for c in self.base_chunks))
         groups = self.gating_groups
         if not _positive_int(groups):
-            raise TraceError(f"gating_groups must be a positive integer, got {groups!r}")
+            raise TraceError(f"gating_groups must be a positive integer, got {abbreviate(groups)}")
         for chunks in self.base_chunks:
             if len(chunks) != groups or not all(
                     isinstance(c, int) and not isinstance(c, bool) and 0 <= c < groups
@@ -77,12 +78,12 @@ class GateSpec:
                                  f"0..{groups - 1}, got {list(chunks)}")
         if not _positive_int(self.group_size):
             raise TraceError(f"gate group_size must be a positive integer, got "
-                             f"{self.group_size!r}")
+                             f"{abbreviate(self.group_size)}")
         if not self.shape or not all(_positive_int(d) for d in self.shape):
             raise TraceError(f"gate shape must be positive integers, got {list(self.shape)}")
         if self.gradient not in GATE_GRADIENTS:
             raise TraceError(f"gate gradient must be one of {list(GATE_GRADIENTS)}, got "
-                             f"{self.gradient!r}")
+                             f"{abbreviate(self.gradient)}")
 
 
 @dataclass(frozen=True)
@@ -104,16 +105,17 @@ class WeightSpec:
         if not self.shape or not all(_positive_int(d) for d in self.shape):
             raise TraceError(f"weight shape must be positive integers, got {list(self.shape)}")
         if not isinstance(self.pattern, str) or not self.pattern:
-            raise TraceError(f"weight pattern must be a non-empty string, got {self.pattern!r}")
+            raise TraceError("weight pattern must be a non-empty string, got "
+                             f"{abbreviate(self.pattern)}")
         nm = _NM_PATTERN.match(self.pattern)
         kind = self.pattern.split(":", 1)[0]
         if kind in ("nm", "nmt") and not (nm and 1 <= int(nm[1]) <= int(nm[2])):
-            raise TraceError(f"weight pattern {self.pattern!r} must be {kind}:N:M with "
+            raise TraceError(f"weight pattern {abbreviate(self.pattern)} must be {kind}:N:M with "
                              f"1 <= N <= M")
         block = _BLOCK_PATTERN.match(self.pattern)
         if self.pattern.startswith("block:") and not (block and int(block[1]) >= 1
                                                       and int(block[2]) >= 1):
-            raise TraceError(f"weight pattern {self.pattern!r} must be block:BOxBI with "
+            raise TraceError(f"weight pattern {abbreviate(self.pattern)} must be block:BOxBI with "
                              f"positive sizes")
 
 
@@ -137,7 +139,7 @@ def gate_spec_for(layer: Layer, group_size: int = 1, gating_groups: int = 1,
     ``group_size`` must divide Cout.
     """
     if not _positive_int(group_size) or layer.cout % group_size:
-        raise TraceError(f"gate group_size {group_size!r} must be a positive divisor of "
+        raise TraceError(f"gate group_size {abbreviate(group_size)} must be a positive divisor of "
                          f"cout={layer.cout}", field=f"layer {layer.name!r}")
     return GateSpec(group_size=group_size, shape=gate_shape(layer, group_size),
                     gating_groups=gating_groups,
@@ -221,7 +223,8 @@ class Manifest:
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", tuple(self.layers))
         if not _positive_int(self.branches):
-            raise TraceError(f"branches must be a positive integer, got {self.branches!r}")
+            raise TraceError("branches must be a positive integer, got "
+                             f"{abbreviate(self.branches)}")
         if not self.layers:
             raise TraceError("a trace needs at least one layer")
         for item in self.layers:
@@ -296,19 +299,20 @@ class _ManifestParser:
     def check_keys(self, obj: Mapping[str, Any], known: tuple[str, ...], where: str) -> None:
         unknown = [key for key in obj if key not in known]
         if unknown and self.strict:
-            raise self.error(f"{where}{unknown[0]}", "unknown field")
+            raise self.error(f"{where}{short_key(unknown[0])}",
+                             f"unknown field{did_you_mean(unknown[0], known)}")
 
     def parse(self, data: Mapping[str, Any]) -> Manifest:
         if not isinstance(data, Mapping):
             raise self.error("(top level)", "expected a JSON object")
         fmt = self.get(data, "format", "")
         if fmt != FORMAT_NAME:
-            raise self.error("format", f"expected {FORMAT_NAME!r}, got {fmt!r} (not an accelsim "
-                             f"trace)")
+            raise self.error("format", f"expected {FORMAT_NAME!r}, got {abbreviate(fmt)} (not an "
+                             "accelsim trace)")
         version = self.get(data, "version", "")
         parsed = parse_version(version)
         if parsed is None:
-            raise self.error("version", f"expected 'MAJOR.MINOR', got {version!r}")
+            raise self.error("version", f"expected 'MAJOR.MINOR', got {abbreviate(version)}")
         if parsed[0] != READER_VERSION[0]:
             raise TraceError(f"format version {version} is not supported by this accelsim "
                              f"(reads {READER_VERSION[0]}.x)", path=self.path)
@@ -316,13 +320,13 @@ class _ManifestParser:
         self.check_keys(data, _MANIFEST_KEYS, "")
         created_by = self.get(data, "created_by", "")
         if not isinstance(created_by, str):
-            raise self.error("created_by", f"expected a string, got {created_by!r}")
+            raise self.error("created_by", f"expected a string, got {abbreviate(created_by)}")
         producer = self.get(data, "producer", "")
         if not isinstance(producer, dict):
             raise self.error("producer", f"expected an object, got {type(producer).__name__}")
         branches = self.get(data, "branches", "")
         if not _positive_int(branches):
-            raise self.error("branches", f"expected a positive integer, got {branches!r}")
+            raise self.error("branches", f"expected a positive integer, got {abbreviate(branches)}")
         raw_layers = self.get(data, "layers", "")
         if not isinstance(raw_layers, list) or not raw_layers:
             raise self.error("layers", "expected a non-empty list")
@@ -345,18 +349,19 @@ class _ManifestParser:
             raise self.error(where[:-1], "expected an object")
         name = self.get(item, "name", where)
         if not isinstance(name, str) or not name:
-            raise self.error(f"{where}name", f"expected a non-empty string, got {name!r}")
-        self.context = f" (layer {name!r})"
+            raise self.error(f"{where}name", f"expected a non-empty string, got {abbreviate(name)}")
+        self.context = f" (layer {abbreviate(name)})"
         self.check_keys(item, (*_LAYER_FIELDS, "gate", "weight"), where)
         values = {key: self.get(item, key, where) for key in _REQUIRED_LAYER_FIELDS}
         post_ops = item.get("post_ops", [])
         if not (isinstance(post_ops, list) and all(isinstance(op, str) for op in post_ops)):
-            raise self.error(f"{where}post_ops", f"expected a list of strings, got {post_ops!r}")
+            raise self.error(f"{where}post_ops",
+                             f"expected a list of strings, got {abbreviate(post_ops)}")
         values["post_ops"] = tuple(post_ops)
         nm = values["nm"]
         if nm is not None:
             if not (isinstance(nm, list) and len(nm) == 2 and all(_positive_int(v) for v in nm)):
-                raise self.error(f"{where}nm", f"expected null or [n, m], got {nm!r}")
+                raise self.error(f"{where}nm", f"expected null or [n, m], got {abbreviate(nm)}")
             values["nm"] = (nm[0], nm[1])
         gate = self.spec(item, "gate", where, ("group_size", "shape", "gating_groups",
                                                "base_chunks"),
@@ -384,7 +389,7 @@ class _ManifestParser:
 
     def base_chunks(self, value: Any, where: str) -> tuple[tuple[int, ...], ...]:
         if not (isinstance(value, list) and all(isinstance(v, list) for v in value)):
-            raise self.error(where, f"expected a list of lists, got {value!r}")
+            raise self.error(where, f"expected a list of lists, got {abbreviate(value)}")
         return tuple(tuple(v) for v in value)
 
     def spec(self, item: Mapping[str, Any], kind: str, where: str, keys: tuple[str, ...],
@@ -403,6 +408,6 @@ class _ManifestParser:
         shape = values.get("shape")
         if not isinstance(shape, list) or not all(_positive_int(v) for v in shape):
             raise self.error(f"{where}{kind}.shape", f"expected a list of positive integers, "
-                             f"got {shape!r}")
+                             f"got {abbreviate(shape)}")
         return values
 

@@ -201,14 +201,14 @@ def test_record_cli_errors_are_one_line(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["record", "--config", str(recipe), "--out",
                                        str(tmp_path / "r3")])
     assert result.exit_code == 2 and "trace_min_saving" in result.output
-    assert "must be in [0, 1]" in result.output
+    assert "1.5 is out of range (must be >= 0 and <= 1)" in result.output
     assert train_module.ALGORITHMS[0] == "dense"
 
 
 def test_every_recipe_loads() -> None:
-    from workloads.train import load_run_config
+    from workloads.train import run_config
 
     recipes = sorted((Path(__file__).resolve().parents[2] / "workloads" / "recipes").glob("*.yaml"))
     assert len(recipes) >= 8
-    algos = {load_run_config(path, {}).algo for path in recipes}
+    algos = {run_config(path, {}).algo for path in recipes}
     assert algos == {"dense", "cdg", "scdg", "synccp"}

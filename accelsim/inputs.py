@@ -1,0 +1,140 @@
+"""Reading the files users give: text decoding and strict, bounded YAML.
+
+Every config, grid, recipe and topology file is read as bytes and decoded here, so a binary or
+non-UTF-8 file gets one clear line instead of a decoding traceback. YAML is parsed with the safe
+loader plus two rules of our own, checked before any value is built:
+
+- a key given twice in one mapping is an error (YAML's "last one wins" hides typos);
+- aliases may not expand the document beyond :data:`MAX_YAML_NODES` nodes ("billion laughs"),
+  and may not refer to themselves.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from accelsim.errors import InputError
+from accelsim.schema import short_key
+
+MAX_TEXT_BYTES = 64 * 2**20  # a config, grid, recipe or topology file larger than this is refused
+MAX_YAML_NODES = 100_000  # nodes of a YAML document after alias expansion
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class _YamlRefused(yaml.YAMLError):
+    """A document breaks one of our rules (duplicate key, alias expansion)."""
+
+    def __init__(self, problem: str, line: int | None) -> None:
+        super().__init__(problem)
+        self.problem, self.line = problem, line
+
+
+def _expanded_size(root: yaml.Node) -> int:
+    """Nodes of the document with every alias expanded (memoised: linear in the file)."""
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in active:
+            raise _YamlRefused("an alias refers to the node that contains it (a recursive "
+                               "structure)", node.start_mark.line + 1)
+        active.add(key)
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            total += sum(size(item) for item in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            total += sum(size(k) + size(v) for k, v in node.value)
+        active.discard(key)
+        if total > MAX_YAML_NODES:
+            raise _YamlRefused(f"aliases expand the document beyond {MAX_YAML_NODES:,} nodes",
+                               node.start_mark.line + 1)
+        sizes[key] = total
+        return total
+
+    size(root)
+    return sizes[id(root)]
+
+
+class StrictLoader(yaml.SafeLoader):
+    """The safe loader, refusing duplicate keys and documents that aliases blow up."""
+
+    def compose_document(self) -> yaml.Node:
+        node = super().compose_document()
+        _expanded_size(node)
+        return node
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        first: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == _MERGE_TAG:
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                seen = first.get(key)
+            except TypeError:  # an unhashable key: the safe constructor reports it
+                continue
+            line = key_node.start_mark.line + 1
+            if seen is not None:
+                raise _YamlRefused(f"duplicate key {short_key(key)!r} (first given at line "
+                                   f"{seen})", line)
+            first[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_yaml(text: str, source: str, *, field: str | None = None) -> Any:
+    """Parse one YAML document strictly; one-line InputError naming ``source`` (and the line)
+    otherwise."""
+    try:
+        return yaml.load(text, Loader=StrictLoader)
+    except _YamlRefused as error:
+        raise InputError(error.problem, path=source,
+                         field=field or (f"line {error.line}" if error.line else None)) from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = field or (f"line {mark.line + 1}" if mark is not None else None)
+        problem = getattr(error, "problem", None) or "invalid YAML"
+        raise InputError(f"invalid YAML: {problem}", path=source, field=where) from None
+    except RecursionError:
+        raise InputError("invalid YAML: nested too deeply", path=source, field=field) from None
+
+
+def read_text_file(path: str | Path, kind: str) -> str:
+    """The UTF-8 text of ``path`` (a ``kind`` file: "YAML", "CSV"); one-line InputError if it
+    is missing, unreadable, too large, binary or not UTF-8."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_TEXT_BYTES + 1)
+    except FileNotFoundError:
+        raise InputError("no such file", path=str(path)) from None
+    except IsADirectoryError:
+        raise InputError(f"is a directory, expected a {kind} file", path=str(path)) from None
+    except OSError as error:
+        raise InputError(f"cannot read ({error.strerror or error})", path=str(path)) from None
+    if len(data) > MAX_TEXT_BYTES:
+        raise InputError(f"larger than {MAX_TEXT_BYTES // 2**20} MiB: not a {kind} file "
+                         "accelsim reads", path=str(path))
+    hint = " (it looks gzip-compressed)" if data[:2] == b"\x1f\x8b" else ""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise InputError(f"not a text {kind} file: byte 0x{data[error.start]:02x} at offset "
+                         f"{error.start} is not UTF-8{hint}", path=str(path)) from None
+    if "\x00" in text:
+        raise InputError(f"not a text {kind} file: it holds NUL bytes (a binary file?)",
+                         path=str(path))
+    return text
+
+
+def load_yaml_mapping(path: str | Path) -> dict[str, Any]:
+    """A YAML file whose top level is a mapping (empty file: error), read strictly."""
+    data = parse_yaml(read_text_file(path, "YAML"), str(path))
+    if not isinstance(data, dict):
+        raise InputError("expected a YAML mapping at the top level", path=str(path))
+    return data

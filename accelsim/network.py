@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import math
 import re
 from collections.abc import Sequence
@@ -24,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from accelsim.errors import InputError
+from accelsim.inputs import read_text_file
+from accelsim.schema import abbreviate
 
 PHASES: tuple[str, ...] = ("fw", "bd", "wg")
 LAYER_KINDS: tuple[str, ...] = ("conv", "linear")
@@ -350,10 +353,14 @@ def read_topology_csv(path: str | Path, batch: int = 1) -> Network:
     field of every line, so its files end each line with a comma; we accept lines with or without.
     """
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise InputError("no such topology file", path=str(path))
-    with path.open(newline="") as handle:
-        rows = [row for row in csv.reader(handle) if any(cell.strip() for cell in row)]
+    text = read_text_file(path, "CSV")
+    try:
+        rows = [row for row in csv.reader(io.StringIO(text, newline=""))
+                if any(cell.strip() for cell in row)]
+    except csv.Error as error:
+        raise InputError(f"not a CSV file ({error})", path=str(path)) from None
     if not rows:
         raise InputError("empty topology file", path=str(path))
     header = [cell.strip() for cell in rows[0]]
@@ -361,7 +368,7 @@ def read_topology_csv(path: str | Path, batch: int = 1) -> Network:
         header.pop()
     if tuple(header[: len(TOPOLOGY_COLUMNS)]) != TOPOLOGY_COLUMNS:
         raise InputError(f"header must start with {', '.join(TOPOLOGY_COLUMNS)}; got "
-                         f"{', '.join(header)}", path=str(path), field="header")
+                         f"{abbreviate(', '.join(header))}", path=str(path), field="header")
     has_sparsity = len(header) > len(TOPOLOGY_COLUMNS) and header[8] == "Sparsity"
     layers = []
     for line_no, row in enumerate(rows[1:], start=2):
@@ -375,7 +382,7 @@ def read_topology_csv(path: str | Path, batch: int = 1) -> Network:
             try:
                 value = int(cell)
             except ValueError:
-                raise InputError(f"{column} must be a positive integer, got {cell!r}",
+                raise InputError(f"{column} must be a positive integer, got {abbreviate(cell)}",
                                  path=str(path), field=where) from None
             if value < 1:
                 raise InputError(f"{column} must be a positive integer, got {value}",
@@ -389,7 +396,7 @@ def read_topology_csv(path: str | Path, batch: int = 1) -> Network:
         if has_sparsity and len(cells) > 8 and cells[8]:
             match = _NM_PATTERN.match(cells[8])
             if not match:
-                raise InputError(f"Sparsity must look like N:M, got {cells[8]!r}",
+                raise InputError(f"Sparsity must look like N:M, got {abbreviate(cells[8])}",
                                  path=str(path), field=where)
             nm = (int(match.group(1)), int(match.group(2)))
         try:

@@ -97,7 +97,11 @@ def list_step_files(root: Path) -> tuple[list[int], list[int]]:
     if not folder.is_dir():
         return [], []
     found: dict[str, list[int]] = {"json": [], "bin": []}
-    for entry in os.scandir(folder):
+    try:
+        entries = list(os.scandir(folder))
+    except OSError as error:
+        raise cannot_read(root, STEPS_DIR, error) from None
+    for entry in entries:
         match = _STEP_FILE.match(entry.name)
         if not match:
             continue
@@ -231,14 +235,21 @@ def dumps_json(data: Any) -> bytes:
     return (_format_json(data, "") + "\n").encode()
 
 
+def cannot_read(root: Path, where: str, error: OSError) -> TraceError:
+    """The TraceError of a trace file the system refused to read: ``trace DIR: step 3:
+    steps/step-00000003.bin: cannot read (Is a directory)``."""
+    return TraceError(f"cannot read ({error.strerror or error})", path=root, field=where)
+
+
 def load_json(path: Path, root: Path, name: str) -> dict[str, Any]:
-    """Parse a JSON object from ``path``; TraceError (naming ``name``) if missing or invalid."""
+    """Parse a JSON object from ``path``; TraceError (naming ``name``: the location and the
+    file) if missing, unreadable or invalid."""
     try:
         text = path.read_bytes()
     except FileNotFoundError:
         raise TraceError("missing", path=root, field=name) from None
     except OSError as error:
-        raise TraceError(f"cannot read ({error.strerror})", path=root, field=name) from None
+        raise cannot_read(root, name, error) from None
     try:
         data = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:

@@ -269,8 +269,20 @@ class Manifest:
 def load_manifest(root: Path) -> Manifest:
     """Read and validate ``root/manifest.json``."""
     if not root.is_dir():
-        raise TraceError("no such trace directory", path=root)
+        raise TraceError(_not_a_trace_directory(root), path=root)
     return Manifest.from_json(load_json(root / MANIFEST_NAME, root, MANIFEST_NAME), root)
+
+
+def _not_a_trace_directory(root: Path) -> str:
+    """Why ``root``, which is not a directory, cannot be a trace."""
+    try:
+        root.stat()
+    except FileNotFoundError:
+        return "no such trace directory" if not root.is_symlink() else (
+            "a symbolic link to nothing (no such trace directory)")
+    except OSError as error:  # a symbolic link loop, a permission refused on the way
+        return f"cannot open ({error.strerror or error})"
+    return "not a directory (a trace is a directory holding manifest.json and steps/)"
 
 
 def is_strict(version: str) -> bool:

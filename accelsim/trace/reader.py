@@ -14,17 +14,20 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
+from accelsim.schema import abbreviate
 from accelsim.trace.format import (
     CODECS,
     MANIFEST_NAME,
     MASK_DTYPE,
     MASK_KINDS,
     RAW_CODEC,
+    STEPS_DIR,
     TraceError,
+    cannot_read,
     list_step_files,
     load_json,
     mask_size,
@@ -346,7 +349,8 @@ class TraceReader:
 
     def _read_step_json(self, step: int) -> dict[str, Any]:
         name = f"{step_stem(step)}.json"
-        data = load_json(step_json_path(self._root, step), self._root, name)
+        data = load_json(step_json_path(self._root, step), self._root,
+                         f"step {step}: {STEPS_DIR}/{name}")
         self._check_fields(data, _STEP_KEYS, name)
         if data["step"] != step or isinstance(data["step"], bool):
             raise TraceError(f"step field is {data['step']!r}, expected {step}", path=self._root,
@@ -423,9 +427,14 @@ class TraceReader:
             if kind != "weight":
                 raise TraceError("only weight masks can be references", path=self._root,
                                  field=where)
-            if not _nonneg_int(ref) or ref >= step or ref not in self._step_set:
-                raise TraceError(f"ref_step {ref!r} points to a step that does not exist",
-                                 path=self._root, field=where)
+            problem = ("is not a step number" if not _nonneg_int(ref)
+                       else "points to its own step" if ref == step
+                       else "points to a later step (a reference names an earlier step)"
+                       if ref > step else "points to a step that is not in this trace"
+                       if ref not in self._step_set else None)
+            if problem:
+                raise TraceError(f"ref_step {abbreviate(ref)} {problem}", path=self._root,
+                                 field=where)
             return _Entry(layer, branch, kind, spec.shape, ref_step=ref)
         shape = raw["shape"]
         if not isinstance(shape, list) or tuple(shape) != spec.shape:
@@ -521,18 +530,30 @@ class TraceReader:
     def _read_bin(self, step: int) -> bytes | mmap.mmap:
         """The step's ``.bin``, mapped read-only where the OS allows (no copy: masks are views
         of the page cache, and the writer replaces files by rename, never in place), else read."""
+        handle = self._open_bin(step)
         try:
-            handle = open(step_bin_path(self._root, step), "rb")  # noqa: SIM115
+            with handle:
+                if os.name == "posix" and os.fstat(handle.fileno()).st_size > 0:
+                    flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+                    try:
+                        return mmap.mmap(handle.fileno(), 0, flags=flags, prot=mmap.PROT_READ)
+                    except OSError:
+                        pass
+                return handle.read()
+        except OSError as error:
+            raise self._cannot_read_bin(step, error) from None
+
+    def _open_bin(self, step: int) -> BinaryIO:
+        """The step's ``.bin`` open for reading; TraceError naming it otherwise."""
+        try:
+            return open(step_bin_path(self._root, step), "rb")
         except FileNotFoundError:
             raise self._missing_bin(step) from None
-        with handle:
-            if os.name == "posix" and os.fstat(handle.fileno()).st_size > 0:
-                flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
-                try:
-                    return mmap.mmap(handle.fileno(), 0, flags=flags, prot=mmap.PROT_READ)
-                except OSError:
-                    pass
-            return handle.read()
+        except OSError as error:
+            raise self._cannot_read_bin(step, error) from None
+
+    def _cannot_read_bin(self, step: int, error: OSError) -> TraceError:
+        return cannot_read(self._root, f"step {step}: {STEPS_DIR}/{step_stem(step)}.bin", error)
 
     def _truncated(self, step: int, entry: _Entry, size: int) -> TraceError:
         return TraceError(f"truncated mask data (payload ends at byte "
@@ -541,16 +562,16 @@ class TraceReader:
                           field=mask_where(step, entry.layer, entry.branch, entry.kind))
 
     def _read_payload(self, step: int, entry: _Entry) -> bytes:
+        handle = self._open_bin(step)
         try:
-            handle = open(step_bin_path(self._root, step), "rb")  # noqa: SIM115
-        except FileNotFoundError:
-            raise self._missing_bin(step) from None
-        with handle:
-            size = os.fstat(handle.fileno()).st_size
-            if entry.offset + entry.length > size:
-                raise self._truncated(step, entry, size)
-            handle.seek(entry.offset)
-            return handle.read(entry.length)
+            with handle:
+                size = os.fstat(handle.fileno()).st_size
+                if entry.offset + entry.length > size:
+                    raise self._truncated(step, entry, size)
+                handle.seek(entry.offset)
+                return handle.read(entry.length)
+        except OSError as error:
+            raise self._cannot_read_bin(step, error) from None
 
     def _decode(self, step: int, entry: _Entry, blob: bytes | None) -> np.ndarray:
         """Payload -> checked read-only bool array (blob: the whole ``.bin``, or None to read)."""

@@ -68,6 +68,23 @@ def simulate_dense_to_dir(network: Network, hw: HardwareConfig, out_dir: Path, *
     return summary
 
 
+def unexploited_sparsity(trace_path: Path, hw: HardwareConfig) -> list[str]:
+    """Warnings, one line each naming the key, for sparsity the trace records and ``hw``
+    exploits in no phase (that part of the replay gains nothing by construction)."""
+    from accelsim.trace import TraceReader
+
+    layers = TraceReader(trace_path).layers
+    support = hw.sparsity_support
+    warnings = []
+    for kind, phases in (("gate", support.gate), ("weight", support.weight)):
+        recorded = sum(getattr(item, kind) is not None for item in layers)
+        if recorded and not phases:
+            warnings.append(f"{hw.name}: sparsity_support.{kind} is empty: no phase exploits "
+                            f"the {kind} masks of {recorded} layers in {trace_path}: this "
+                            "hardware gains nothing from them")
+    return warnings
+
+
 def trace_name(path: Path) -> str:
     """A readable name for a trace: its run directory's name for `accelsim record` runs."""
     return path.parent.name if path.name == "trace" else path.name

@@ -10,20 +10,42 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
 from accelsim import __version__
-from accelsim.cli_options import hardware_options, network_shape_options
+from accelsim.cli_options import hardware_options, network_shape_options, out_dir_option
 from accelsim.cli_report import compare_command, report_command
 from accelsim.cli_sweep import sweep_command
 from accelsim.cli_trace import trace_group
 from accelsim.errors import InputError, SimulationError
 from accelsim.trace.manifest import GATE_GRADIENTS
 
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
 
 class AccelsimGroup(click.Group):
-    """A click group that turns library errors into one-line messages and exit codes."""
+    """A click group that turns library errors and click's own usage errors into one-line
+    messages and exit codes."""
+
+    def main(self, args: Any = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True,
+             **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except _NO_ARGS_IS_HELP as error:  # a group called without a command: its help
+            error.show()
+            sys.exit(error.exit_code)
+        except click.ClickException as error:  # usage errors (exit 2), unreadable files
+            click.echo(f"error: {click_error_line(error)}", err=True)
+            sys.exit(error.exit_code)
+        except click.Abort:
+            click.echo("aborted", err=True)
+            sys.exit(1)
+        sys.exit(result if isinstance(result, int) else 0)
 
     def invoke(self, ctx: click.Context) -> object:
         try:
@@ -53,6 +75,17 @@ class AccelsimGroup(click.Group):
             click.echo(f"simulation failed: {internal_error(error)}", err=True)
             ctx.exit(1)
         return None
+
+
+def click_error_line(error: click.ClickException) -> str:
+    """click's error as one line: ``accelsim simulate: No such option '--outt'. Did you mean
+    '--out'? (accelsim simulate --help)``."""
+    text = " ".join(error.format_message().split())
+    ctx = getattr(error, "ctx", None)
+    if ctx is None:
+        return text
+    help_hint = f" ({ctx.command_path} --help)" if isinstance(error, click.UsageError) else ""
+    return f"{ctx.command_path}: {text}{help_hint}"
 
 
 def internal_error(error: Exception) -> SimulationError:
@@ -129,15 +162,26 @@ def config_keys() -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def _parse_phases(text: str) -> tuple[str, ...]:
-    from accelsim.network import PHASES
+_SOURCE_ONLY = {  # simulate's options that apply to some sources only, by parameter name
+    "batch": ("--network", "--topology"), "branches": ("--network", "--topology"),
+    "width": ("--network",), "in_channels": ("--network",), "image_size": ("--network",),
+    "workers": ("TRACE",),
+}
 
-    phases = tuple(p.strip() for p in text.split(",") if p.strip())
-    bad = [p for p in phases if p not in PHASES]
-    if bad or not phases:
-        raise InputError(f"expected a comma-separated subset of {','.join(PHASES)}, got {text!r}",
-                         field="--phases")
-    return phases
+
+_WHY_NOT = {("batch", "TRACE"): " (a trace's batch is the one it was recorded with)",
+            ("branches", "TRACE"): " (a trace's branches are the ones it recorded)"}
+
+
+def _check_applicable(ctx: click.Context, source: str) -> None:
+    """Options given that do not apply to ``source`` (TRACE, --network, --topology) are
+    errors: a replayed trace has its own batch and branches, a topology its own shapes."""
+    for name, sources in _SOURCE_ONLY.items():
+        given = ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
+        if source not in sources and given:
+            option = "--" + name.replace("_", "-")
+            raise InputError(f"applies to {' and '.join(sources)} only, not to {source}"
+                             f"{_WHY_NOT.get((name, source), '')}", field=option)
 
 
 @main.command("simulate")
@@ -157,8 +201,7 @@ def _parse_phases(text: str) -> tuple[str, ...]:
               "1 for --topology].")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Processes replaying trace steps in parallel (results are identical).")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Output directory for results.csv and summary.json.")
+@out_dir_option("Output directory for results.csv and summary.json.")
 def simulate(trace: Path | None, topology: Path | None, network_name: str | None,
              hw_file: Path, overrides: tuple[str, ...], phases: str, batch: int | None,
              width: float, in_channels: int, image_size: int, branches: int | None,
@@ -184,19 +227,25 @@ def simulate(trace: Path | None, topology: Path | None, network_name: str | None
       accelsim simulate --topology net.csv --hw hw_configs/systolic_32x32_45nm.yaml --phases fw
       --set pe_array.dataflow=os --out out/
     """
-    from accelsim.api import replay_to_dir, simulate_dense_to_dir
+    from accelsim.api import replay_to_dir, simulate_dense_to_dir, unexploited_sparsity
     from accelsim.config import load_hardware
-    from accelsim.network import builtin_network, read_topology_csv
+    from accelsim.network import builtin_network, parse_phases, read_topology_csv
     from accelsim.trace import resolve_trace_dir
 
     sources = [s for s in (trace, topology, network_name) if s is not None]
     if len(sources) != 1:
         raise InputError("give exactly one of TRACE, --topology FILE or --network NAME",
                          field="simulate")
-    phase_list = _parse_phases(phases)
+    ctx = click.get_current_context()
+    _check_applicable(ctx, "TRACE" if trace is not None else "--topology"
+                      if topology is not None else "--network")
+    phase_list = parse_phases(phases)
     hw = load_hardware(hw_file, overrides)
     if trace is not None:
-        summary = replay_to_dir(resolve_trace_dir(trace), hw, out_dir, phases=phase_list,
+        trace_dir = resolve_trace_dir(trace)
+        for warning in unexploited_sparsity(trace_dir, hw):
+            click.echo(f"warning: {warning}", err=True)
+        summary = replay_to_dir(trace_dir, hw, out_dir, phases=phase_list,
                                 workers=workers)
         click.echo(format_summary(summary))
         click.echo(f"wrote {out_dir / 'results.csv'} and {out_dir / 'summary.json'}")
@@ -261,9 +310,8 @@ def _record_options(function):
 @_record_options
 @click.option("--config", "recipe", type=click.Path(dir_okay=False, path_type=Path),
               help="Run recipe YAML (workloads/recipes/); options given here override it.")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Run directory: trace/, checkpoint, log.csv, eval.json. Re-running the same "
-              "command resumes an interrupted run.")
+@out_dir_option("Run directory: trace/, checkpoint, log.csv, eval.json. Re-running the same "
+                "command resumes an interrupted run.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def record(recipe: Path | None, out_dir: Path, quiet: bool, **options: object) -> None:
     """Train a sparse contrastive model and record its real masks into a trace.

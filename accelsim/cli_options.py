@@ -11,6 +11,19 @@ import click
 F = TypeVar("F", bound=Callable[..., object])
 
 
+def out_dir_option(help_text: str, *, required: bool = True) -> Callable[[F], F]:
+    """``--out DIR``: an output directory, checked writable or creatable when the command line
+    is parsed, before any work (:func:`accelsim.fileio.check_output_dir`)."""
+    def check(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+        if value is not None and not ctx.resilient_parsing:
+            from accelsim.fileio import check_output_dir
+            check_output_dir(value)
+        return value
+
+    return click.option("--out", "out_dir", required=required, callback=check,
+                        type=click.Path(file_okay=False, path_type=Path), help=help_text)
+
+
 def hardware_options(hw_help: str = "Hardware YAML (see hw_configs/).",
                      set_example: str = "pe_array.rows=16") -> Callable[[F], F]:
     """``--hw FILE.yaml`` (required) and repeatable ``--set KEY=VALUE`` overrides."""

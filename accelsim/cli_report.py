@@ -10,15 +10,14 @@ from pathlib import Path
 
 import click
 
-from accelsim.cli_options import hardware_options
+from accelsim.cli_options import hardware_options, out_dir_option
 
 
 @click.command("report")
 @click.argument("dirs", nargs=-1, required=True,
                 type=click.Path(file_okay=False, path_type=Path), metavar="DIR...")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Report directory: report.md, report.html, schemes.csv/.md, gap.csv and "
-              "figures/ (PNG and SVG). Files there are replaced.")
+@out_dir_option("Report directory: report.md, report.html, schemes.csv/.md, gap.csv and "
+                "figures/ (PNG and SVG). Files there are replaced.")
 def report_command(dirs: tuple[Path, ...], out_dir: Path) -> None:
     """Plots, tables and a report page from simulate and sweep output directories.
 
@@ -42,8 +41,7 @@ def report_command(dirs: tuple[Path, ...], out_dir: Path) -> None:
 @click.argument("traces", nargs=-1, required=True,
                 type=click.Path(file_okay=False, path_type=Path), metavar="TRACE...")
 @hardware_options(set_example="decoder.compaction=true")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Output directory: runs/<trace>/ (one replay per trace) and the report.")
+@out_dir_option("Output directory: runs/<trace>/ (one replay per trace) and the report.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Processes replaying one trace's steps in parallel (results are identical).")
 def compare_command(traces: tuple[Path, ...], hw_file: Path, overrides: tuple[str, ...],
@@ -60,10 +58,16 @@ def compare_command(traces: tuple[Path, ...], hw_file: Path, overrides: tuple[st
       accelsim compare traces/cdg traces/scdg traces/synccp_2_4 --hw
       hw_configs/fp8_tensor_edge_28nm.yaml --set decoder.compaction=true --out out/compare
     """
-    from accelsim.api import compare
+    from accelsim.api import compare, unexploited_sparsity
     from accelsim.config import load_hardware
+    from accelsim.trace import resolve_trace_dir
+    from accelsim.trace.format import MANIFEST_NAME
 
     hw = load_hardware(hw_file, overrides)
+    for trace in traces:
+        if (resolve_trace_dir(trace) / MANIFEST_NAME).is_file():
+            for warning in unexploited_sparsity(resolve_trace_dir(trace), hw):
+                click.echo(f"warning: {warning}", err=True)
 
     def progress(name: str, reused: bool) -> None:
         click.echo(f"{name}: {'reused existing run' if reused else 'replayed'}")

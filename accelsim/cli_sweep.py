@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from accelsim.cli_options import hardware_options
+from accelsim.cli_options import hardware_options, out_dir_option
 from accelsim.errors import InputError
 
 if TYPE_CHECKING:
@@ -50,9 +50,8 @@ def format_best(best: pd.DataFrame) -> str:
               type=click.Path(dir_okay=False, path_type=Path),
               help="A grid file with `vary:` axes and/or `zip:` lists (docs/sweeps.md; "
               "repeatable; its axes come after the --vary axes).")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Output directory: sweep.json, points/, results.csv, results.parquet. Must "
-              "be empty or absent unless --resume.")
+@out_dir_option("Output directory: sweep.json, points/, results.csv, results.parquet. Must "
+                "be empty or absent unless --resume.")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Local worker processes, each replaying one (trace, point) at a time "
               "[default: all cores].")

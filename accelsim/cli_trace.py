@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from accelsim.cli_options import network_shape_options
+from accelsim.cli_options import network_shape_options, out_dir_option
 from accelsim.errors import InputError
 from accelsim.network import OPTIMIZERS, SSL_METHODS
 from accelsim.trace.manifest import GATE_GRADIENTS
@@ -66,9 +66,7 @@ def _directory_bytes(root: Path) -> int:
 @trace_group.command("synth")
 @click.option("--network", required=True, metavar="resnet20|resnet18|FILE.csv",
               help="A built-in CIFAR network or a SCALE-Sim topology CSV.")
-@click.option("--out", "out_dir", required=True,
-              type=click.Path(file_okay=False, path_type=Path),
-              help="Trace directory to create (absent or empty; see --overwrite).")
+@out_dir_option("Trace directory to create (absent or empty; see --overwrite).")
 @click.option("--steps", type=click.IntRange(min=1), default=2, show_default=True,
               help="Recorded steps, numbered 0, 1, ...")
 @click.option("--batch", type=click.IntRange(min=1), default=64, show_default=True,

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
+
+from accelsim.errors import InputError
 
 TMP_SUFFIX = ".tmp"
 
@@ -51,3 +54,25 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 def atomic_write_json(path: str | Path, data: Any) -> None:
     """Atomically write indented, key-sorted JSON (deterministic bytes)."""
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def check_output_dir(path: str | Path, option: str = "--out") -> None:
+    """Raise InputError unless ``path`` is a directory accelsim can write into, or can create:
+    checked before any work, so a run never ends on an unwritable output. Proven by creating
+    (and removing) a probe directory where the outputs will go; nothing is left behind."""
+    path = Path(path)
+    where = f"{option} {path}"
+    if path.is_symlink() and not path.exists():
+        raise InputError("is a symbolic link to nothing", path=where)
+    if path.exists() and not path.is_dir():
+        raise InputError("exists and is not a directory", path=where)
+    existing = path
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InputError(f"cannot be created: {existing} is not a directory", path=where)
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".accelsim-probe-", dir=existing))
+    except OSError as error:
+        raise InputError(f"cannot write in {existing} ({error.strerror or error})",
+                         path=where) from None

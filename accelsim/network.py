@@ -29,6 +29,18 @@ from accelsim.inputs import read_text_file
 from accelsim.schema import abbreviate
 
 PHASES: tuple[str, ...] = ("fw", "bd", "wg")
+
+
+def parse_phases(phases: str | Sequence[str]) -> tuple[str, ...]:
+    """``"wg,fw"`` or ``["wg", "fw"]`` -> a non-empty subset of fw, bd, wg, always in that
+    order (``simulate`` and ``sweep`` agree)."""
+    items = phases.split(",") if isinstance(phases, str) else list(phases)
+    names = [str(p).strip() for p in items if str(p).strip()]
+    bad = [p for p in names if p not in PHASES]
+    if bad or not names:
+        raise InputError(f"expected a comma-separated subset of {','.join(PHASES)}, got "
+                         f"{abbreviate(phases)}", field="--phases")
+    return tuple(p for p in PHASES if p in names)
 LAYER_KINDS: tuple[str, ...] = ("conv", "linear")
 LAYER_ROLES: tuple[str, ...] = ("stem", "block", "downsample", "head", "other")
 # Non-MAC operations on a layer's forward output, in the order they run (docs/model.md,

@@ -556,7 +556,7 @@ def test_ref_to_missing_step(trace: tuple[Path, dict[int, tuple[Masks, Masks]]])
     step_json(path, 0).unlink()  # step 0 holds the weights that steps 3 and 7 refer to
     reader = open_trace(path)
     assert reader.steps == [3, 7]
-    with pytest.raises(TraceError, match="ref_step 0 points to a step that is not in this trace") as e:
+    with pytest.raises(TraceError, match="ref_step 0 points to a step that is not in") as e:
         reader.weight(3, "conv1", 1)
     assert mask_name(3, "conv1", 1, "weight") in str(e.value)
 

@@ -32,6 +32,7 @@ Example::
     print(best_points(result.table))
 """
 
+from accelsim.network import parse_phases
 from accelsim.sweep.constants import (
     DASK_CONNECT_TIMEOUT_S,
     GRID_KEYS,
@@ -62,7 +63,6 @@ from accelsim.sweep.grid import (
     expand_grid,
     grid_from_options,
     load_grid_file,
-    parse_phases,
     parse_vary,
 )
 from accelsim.sweep.plan import (

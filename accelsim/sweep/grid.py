@@ -14,7 +14,6 @@ from typing import Any
 from accelsim.config import FrozenMap, resolve_key_type
 from accelsim.errors import InputError
 from accelsim.inputs import load_yaml_mapping, parse_yaml
-from accelsim.network import PHASES
 from accelsim.schema import abbreviate, did_you_mean, short_key
 from accelsim.sweep.constants import GRID_KEYS, GRID_KIND, Axis
 
@@ -149,14 +148,3 @@ def grid_from_options(vary_texts: Sequence[str], grid_files: Sequence[str | Path
                 raise InputError(f"{key}: zipped in two grid files", path=str(path), field="zip")
             zipped[key] = values
     return expand_grid(vary, zipped)
-
-
-def parse_phases(phases: str | Sequence[str]) -> tuple[str, ...]:
-    """``"fw,bd"`` or ``["fw", "bd"]`` -> a non-empty subset of fw, bd, wg in that order."""
-    items = phases.split(",") if isinstance(phases, str) else list(phases)
-    names = [str(p).strip() for p in items if str(p).strip()]
-    bad = [p for p in names if p not in PHASES]
-    if bad or not names:
-        raise InputError(f"expected a comma-separated subset of {','.join(PHASES)}, got "
-                         f"{phases!r}", field="--phases")
-    return tuple(p for p in PHASES if p in names)

@@ -16,9 +16,9 @@ from accelsim.config import (
     load_hardware,
 )
 from accelsim.errors import InputError
-from accelsim.network import PHASES
+from accelsim.network import PHASES, parse_phases
 from accelsim.sweep.constants import POINT_ID_HEX, SWEEP_FORMAT_VERSION, SWEEP_KIND
-from accelsim.sweep.grid import canonical_json, check_key, parse_phases
+from accelsim.sweep.grid import canonical_json, check_key
 from accelsim.trace import resolve_trace_dir
 
 

@@ -20,6 +20,7 @@ from accelsim.cli_report import compare_command, report_command
 from accelsim.cli_sweep import sweep_command
 from accelsim.cli_trace import trace_group
 from accelsim.errors import InputError, SimulationError
+from accelsim.schema import one_line
 from accelsim.trace.manifest import GATE_GRADIENTS
 
 _NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
@@ -40,7 +41,7 @@ class AccelsimGroup(click.Group):
             error.show()
             sys.exit(error.exit_code)
         except click.ClickException as error:  # usage errors (exit 2), unreadable files
-            click.echo(f"error: {click_error_line(error)}", err=True)
+            echo_line(f"error: {click_error_line(error)}")
             sys.exit(error.exit_code)
         except click.Abort:
             click.echo("aborted", err=True)
@@ -51,10 +52,10 @@ class AccelsimGroup(click.Group):
         try:
             return super().invoke(ctx)
         except InputError as error:
-            click.echo(f"error: {error}", err=True)
+            echo_line(f"error: {error}")
             ctx.exit(2)
         except SimulationError as error:
-            click.echo(f"simulation failed: {error}", err=True)
+            echo_line(f"simulation failed: {error}")
             ctx.exit(1)
         except KeyboardInterrupt:
             click.echo("interrupted: finished outputs are complete, nothing half-written",
@@ -69,12 +70,18 @@ class AccelsimGroup(click.Group):
             if isinstance(error, OSError) and error.errno is not None:
                 # the file system said no (a path the user gave, a full disk): one line, exit 2
                 where = f"{error.filename}: " if error.filename else ""
-                click.echo(f"error: {where}{error.strerror or error}", err=True)
+                echo_line(f"error: {where}{error.strerror or error}")
                 ctx.exit(2)
             # anything else is a failure of ours (a bug), not bad input: one line, exit 1
-            click.echo(f"simulation failed: {internal_error(error)}", err=True)
+            echo_line(f"simulation failed: {internal_error(error)}")
             ctx.exit(1)
         return None
+
+
+def echo_line(text: str) -> None:
+    """Print ``text`` to stderr as exactly one line: control characters a user's input put in
+    it (a newline in a file name or a YAML key) are shown escaped."""
+    click.echo(one_line(text), err=True)
 
 
 def click_error_line(error: click.ClickException) -> str:
@@ -244,7 +251,7 @@ def simulate(trace: Path | None, topology: Path | None, network_name: str | None
     if trace is not None:
         trace_dir = resolve_trace_dir(trace)
         for warning in unexploited_sparsity(trace_dir, hw):
-            click.echo(f"warning: {warning}", err=True)
+            echo_line(f"warning: {warning}")
         summary = replay_to_dir(trace_dir, hw, out_dir, phases=phase_list,
                                 workers=workers)
         click.echo(format_summary(summary))

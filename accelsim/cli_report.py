@@ -60,6 +60,7 @@ def compare_command(traces: tuple[Path, ...], hw_file: Path, overrides: tuple[st
     """
     from accelsim.api import compare, unexploited_sparsity
     from accelsim.config import load_hardware
+    from accelsim.schema import one_line
     from accelsim.trace import resolve_trace_dir
     from accelsim.trace.format import MANIFEST_NAME
 
@@ -67,7 +68,7 @@ def compare_command(traces: tuple[Path, ...], hw_file: Path, overrides: tuple[st
     for trace in traces:
         if (resolve_trace_dir(trace) / MANIFEST_NAME).is_file():
             for warning in unexploited_sparsity(resolve_trace_dir(trace), hw):
-                click.echo(f"warning: {warning}", err=True)
+                click.echo(one_line(f"warning: {warning}"), err=True)
 
     def progress(name: str, reused: bool) -> None:
         click.echo(f"{name}: {'reused existing run' if reused else 'replayed'}")

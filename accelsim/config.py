@@ -447,8 +447,8 @@ def parse_override(text: str) -> tuple[str, Any]:
         raise InputError(f"expected KEY=VALUE, got {text!r}", field="--set")
     try:
         value = parse_yaml(raw_value, "--set") if raw_value.strip() else ""
-    except InputError:
-        raise InputError(f"cannot parse value {abbreviate(raw_value)}",
+    except InputError as error:
+        raise InputError(f"cannot parse value {abbreviate(raw_value)} ({error.message})",
                          field=f"--set {key}") from None
     try:
         resolve_key_type(key)

@@ -110,9 +110,17 @@ def abbreviate(value: Any) -> str:
     return _REPR.repr(value)
 
 
+def one_line(text: str) -> str:
+    """``text`` with every control character (newline, carriage return, ...) escaped."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def short_key(name: Any) -> str:
-    """A key as text, cut to :data:`MAX_KEY_CHARS`."""
-    text = name if isinstance(name, str) else abbreviate(name)
+    """A key as text (quoted where it holds control characters), cut to
+    :data:`MAX_KEY_CHARS`."""
+    text = name if isinstance(name, str) and name.isprintable() else abbreviate(name)
     return text if len(text) <= MAX_KEY_CHARS else text[:MAX_KEY_CHARS - 3] + "..."
 
 

@@ -19,9 +19,18 @@ from accelsim.cli import main  # noqa: E402
 HEADER = """# The accelsim command line
 
 Generated from each command's `--help` by `scripts/make_cli_docs.py` (a test keeps it in sync).
-Exit status of every command: 0 success, 1 simulation failure, 2 bad input (one line naming the
-file and the field, no traceback), 130 interrupted. Units: cycles are clock cycles of the PE
-array, traffic in bytes, index storage in bits, energy in pJ, 1 MAC = 2 FLOPs.
+Exit status of every command: 0 success, 1 internal failure (a bug: one line asking for a
+report with the command and its input; `ACCELSIM_DEBUG=1` shows the traceback), 2 bad input (one
+line naming the file and the field, no traceback), 130 interrupted. Units: cycles are clock
+cycles of the PE array, traffic in bytes, index storage in bits, energy in pJ, 1 MAC = 2 FLOPs.
+
+Bad input includes click's own usage errors (an unknown option, a missing argument, a value out
+of an option's range), printed as one line ending in the command's `--help`; an option that does
+not apply to what was asked (`simulate TRACE --batch 8`: a trace has its own batch; `record
+--algo cdg --weight-pattern nm:2:4`) is an error, never silently ignored. Every `--out` is
+checked before any work starts: it must not be a file or lie under one, and accelsim must be able
+to create and write it (a probe directory is made and removed there), so a read-only or pseudo
+file system fails at once rather than after the simulation.
 
 Typical session:
 

@@ -23,6 +23,38 @@ be overridden on the command line with `--set KEY=VALUE` (the value is parsed as
 `true`, `[fw, bd]`) and is type- and range-checked exactly like the file. Keys without a default
 are required. See `hw_configs/` for two complete, cited presets.
 
+## What is rejected
+
+Every problem is an input error: one line on stderr naming the file (or `--set`) and the dotted
+key, exit status 2, no traceback, nothing written. All the problems of a file are listed at once
+(the first 8 spelled out, the rest counted), with long values abbreviated:
+
+    hw.yaml: pe_array.rowz: unknown key (did you mean 'rows'?); name: missing required key
+
+- **Not a text file.** Files are read as bytes: a binary, gzip-compressed or non-UTF-8 file (or
+  one over 64 MiB) is refused as "not a text YAML file", naming the offending byte.
+- **Not safe YAML.** Only the safe loader's types; `!!python` and other tags are errors.
+- **A key given twice** in one mapping (`rows: 16` then `rows: 64`) is an error naming both
+  lines; YAML's own rule (the last one wins) would hide the typo. Merge keys (`<<: *base`) may
+  override what they merge.
+- **Aliases that expand** the document beyond 100,000 nodes ("billion laughs") or that refer to
+  the node containing them are refused before any value is built; so are documents nested too
+  deeply to parse.
+- **Unknown keys** (with the closest known key, or the list of expected keys, given once),
+  **missing required keys**, **wrong types** (`true` is not a number, `1` is not a string),
+  **values out of range** or not among the allowed choices, and non-finite numbers.
+- **Impossible combinations**: a systolic dataflow with `vector_width` > 1 or with gate support,
+  a register file too small for the dataflow, an accumulator narrower than the operands, a gate
+  group the vector width does not divide, index formats missing for the sparsity claimed, and a
+  missing energy entry that a setting needs (`vector_op` with `vector_unit.lanes`,
+  `compaction_network_per_mac` with `decoder.compaction`).
+
+The same validator checks training recipes (`accelsim record --config`, where SyncCP keys
+without `algo: synccp` and gating keys without a gating algorithm are errors too), and the same
+strict YAML reader loads sweep grids. A valid config whose `sparsity_support` exploits none of a
+replayed trace's gate or weight masks gets a `warning:` line naming the key: that part of the
+replay gains nothing by construction.
+
 | key | type | unit | allowed | default | meaning |
 | --- | --- | --- | --- | --- | --- |
 """

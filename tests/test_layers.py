@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # Each module's layer; a module may import its own layer and the layers listed for it.
 LAYERS: dict[str, str] = {
     "accelsim": "base", "accelsim.config": "base", "accelsim.network": "base",
-    "accelsim.errors": "base", "accelsim.fileio": "base",
+    "accelsim.errors": "base", "accelsim.fileio": "base", "accelsim.schema": "base",
+    "accelsim.inputs": "base",
     "accelsim.trace": "trace",
     "accelsim.kernels": "kernels",
     "accelsim.engine": "engine", "accelsim.sparsity": "engine",

@@ -42,9 +42,9 @@ def parse_vary(text: str) -> Axis:
     check_key(key, "--vary")
     try:
         values = parse_yaml(f"[{raw}]", "--vary")
-    except InputError:
-        raise InputError(f"cannot parse the values {abbreviate(raw)} (a comma-separated YAML "
-                         "list, e.g. 8,16,32 or [bitmap],[bitmap,rle])",
+    except InputError as error:
+        raise InputError(f"cannot parse the values {abbreviate(raw)} ({error.message}; a "
+                         "comma-separated YAML list, e.g. 8,16,32 or [bitmap],[bitmap,rle])",
                          field=f"--vary {key}") from None
     return key, values
 

@@ -19,6 +19,7 @@ from accelsim.engine.simulator import (
 from accelsim.engine.vector import DEFAULT_OPTIMIZER, recorded_optimizer
 from accelsim.errors import InputError
 from accelsim.fileio import atomic_write_json, atomic_write_text
+from accelsim.inputs import load_json_file
 from accelsim.network import PHASES, Network
 from accelsim.report import RUN_FILES, build_report, slugify
 from accelsim.trace import resolve_trace_dir
@@ -97,15 +98,17 @@ def replay_to_dir(trace_path: Path, hw: HardwareConfig, out_dir: Path, *,
     from accelsim.trace import TraceReader
 
     reader = TraceReader(trace_path)
+    evaluation = Path(trace_path).parent / "eval.json"
+    # a trace recorded by `accelsim record` sits in its run directory, beside its evaluation
+    accuracy = load_json_file(evaluation) if evaluation.is_file() else None
     rows, storage = replay_trace(trace_path, hw, phases=phases, workers=workers)
     gated = [item.name for item in reader.layers if item.gate is not None]
     jobs = results_frame(rows, hw)
     summary = analysis.replay_summary(jobs, storage, hw, trace_name(Path(trace_path)),
                                       reader.manifest.producer, gated)
     summary["optimizer"] = recorded_optimizer(reader.manifest.producer)
-    evaluation = Path(trace_path).parent / "eval.json"
-    if evaluation.is_file():  # a trace recorded by `accelsim record` sits in its run directory
-        summary["accuracy"] = json.loads(evaluation.read_text())
+    if accuracy is not None:
+        summary["accuracy"] = accuracy
     run_info = {
         "accelsim_version": __version__,
         "git_revision": git_revision(),

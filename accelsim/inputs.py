@@ -1,4 +1,4 @@
-"""Reading the files users give: text decoding and strict, bounded YAML.
+"""Reading the files users give: text decoding, JSON, and strict, bounded YAML.
 
 Every config, grid, recipe and topology file is read as bytes and decoded here, so a binary or
 non-UTF-8 file gets one clear line instead of a decoding traceback. YAML is parsed with the safe
@@ -11,6 +11,7 @@ loader plus two rules of our own, checked before any value is built:
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -138,3 +139,14 @@ def load_yaml_mapping(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise InputError("expected a YAML mapping at the top level", path=str(path))
     return data
+
+
+def load_json_file(path: str | Path) -> Any:
+    """A JSON file's value; one-line InputError naming the file if it is unreadable, not text
+    or not JSON."""
+    text = read_text_file(path, "JSON")
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as error:
+        raise InputError(f"invalid JSON ({' '.join(str(error).split())[:120]})",
+                         path=str(path)) from None

@@ -13,7 +13,6 @@ and the same seed gives the same trace bit for bit on the CPU.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import sys
 import time
@@ -26,7 +25,7 @@ import yaml
 
 from accelsim.errors import InputError
 from accelsim.fileio import atomic_write_json, atomic_write_text
-from accelsim.inputs import parse_yaml, read_text_file
+from accelsim.inputs import load_json_file, parse_yaml, read_text_file
 from accelsim.schema import build_or_raise, param
 from accelsim.trace import MIN_SAVING
 from accelsim.trace.manifest import GATE_GRADIENTS
@@ -297,7 +296,8 @@ class Trainer:
         out.mkdir(parents=True, exist_ok=True)
         run_yaml = out / "run.yaml"
         resume = checkpoint_exists(out / "checkpoint")
-        if run_yaml.exists() and not same_run(yaml.safe_load(run_yaml.read_text()), config):
+        if run_yaml.exists() and not same_run(
+                parse_yaml(read_text_file(run_yaml, "YAML"), str(run_yaml)), config):
             raise InputError("holds a run with a different configuration; use another --out",
                              path=str(out))
         atomic_write_text(run_yaml, yaml.safe_dump(config.to_dict(), sort_keys=True))
@@ -305,7 +305,7 @@ class Trainer:
         if resume and finished.exists():
             done = load_checkpoint(out / "checkpoint")["step"]
             if done == config.steps - 1:  # a finished run: nothing to redo
-                return json.loads(finished.read_text())
+                return load_json_file(finished)
         layers = trace_layers(self.backbone, config.batch_size, self.image_size, config.gating,
                               config.pruning)
         recorder = TraceRecorder(out / "trace", layers, self._producer(), resume=resume,

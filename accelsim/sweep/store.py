@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from accelsim.errors import InputError
 from accelsim.fileio import TMP_SUFFIX, atomic_write_bytes, atomic_write_json, atomic_write_text
+from accelsim.inputs import load_json_file
 from accelsim.network import PHASES
 from accelsim.sweep.constants import (
     ID_COLUMNS,
@@ -257,11 +258,27 @@ def sweep_jobs(out: str | Path) -> pd.DataFrame:
                          path=str(out)) from None
     records = []
     for entry in sorted((out / POINTS_DIR).glob("*.json")):
-        record = json.loads(entry.read_text())
-        records.append((record["trace"], record["point"], entry.with_suffix(".parquet")))
-    order = {trace["path"]: i for i, trace in enumerate(identity["traces"])}
+        record = load_json_file(entry)
+        try:
+            records.append((str(record["trace"]), int(record["point"]),
+                            entry.with_suffix(".parquet")))
+        except (KeyError, TypeError, ValueError):
+            raise InputError("not a point file of accelsim sweep (no trace and point)",
+                             path=str(entry)) from None
+    try:
+        order = {trace["path"]: i for i, trace in enumerate(identity["traces"])}
+    except (KeyError, TypeError):
+        raise InputError("not a sweep.json of accelsim sweep (no traces)",
+                         path=str(out / SWEEP_FILE)) from None
     records.sort(key=lambda r: (order.get(r[0], len(order)), r[1]))
-    tables = [pd.read_parquet(path) for _, _, path in records if path.is_file()]
+    tables = []
+    for _, _, path in records:
+        if path.is_file():
+            try:
+                tables.append(pd.read_parquet(path))
+            except (OSError, ValueError) as error:  # pyarrow's ArrowInvalid is a ValueError
+                raise InputError(f"unreadable job table ({type(error).__name__})",
+                                 path=str(path)) from None
     if not tables:
         raise InputError("no stored point has a job table", path=str(out / POINTS_DIR))
     return pd.concat(tables, ignore_index=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -19,7 +18,7 @@ from accelsim.engine.simulator import (
 from accelsim.engine.vector import DEFAULT_OPTIMIZER, recorded_optimizer
 from accelsim.errors import InputError
 from accelsim.fileio import atomic_write_json, atomic_write_text
-from accelsim.inputs import load_json_file
+from accelsim.inputs import load_json_file, load_json_object
 from accelsim.network import PHASES, Network
 from accelsim.report import RUN_FILES, build_report, slugify
 from accelsim.trace import resolve_trace_dir
@@ -69,20 +68,24 @@ def simulate_dense_to_dir(network: Network, hw: HardwareConfig, out_dir: Path, *
     return summary
 
 
-def unexploited_sparsity(trace_path: Path, hw: HardwareConfig) -> list[str]:
+def unexploited_sparsity(trace_path: Path, hw: HardwareConfig,
+                         phases: Sequence[str] = PHASES) -> list[str]:
     """Warnings, one line each naming the key, for sparsity the trace records and ``hw``
-    exploits in no phase (that part of the replay gains nothing by construction)."""
+    exploits in none of the replayed ``phases`` (that part of the replay gains nothing by
+    construction)."""
     from accelsim.trace import TraceReader
 
     layers = TraceReader(trace_path).layers
     support = hw.sparsity_support
     warnings = []
-    for kind, phases in (("gate", support.gate), ("weight", support.weight)):
+    for kind, supported in (("gate", support.gate), ("weight", support.weight)):
         recorded = sum(getattr(item, kind) is not None for item in layers)
-        if recorded and not phases:
-            warnings.append(f"{hw.name}: sparsity_support.{kind} is empty: no phase exploits "
-                            f"the {kind} masks of {recorded} layers in {trace_path}: this "
-                            "hardware gains nothing from them")
+        if not recorded or set(supported) & set(phases):
+            continue
+        why = ("is empty" if not supported else
+               f"({','.join(supported)}) exploits none of the phases replayed ({','.join(phases)})")
+        warnings.append(f"{hw.name}: sparsity_support.{kind} {why}: the {kind} masks of "
+                        f"{recorded} layers in {trace_path} gain nothing on this hardware")
     return warnings
 
 
@@ -127,8 +130,8 @@ def _run_is_current(folder: Path, trace: Path, hw: HardwareConfig) -> bool:
     if not all((folder / f).is_file() for f in RUN_FILES):
         return False
     try:
-        info = json.loads((folder / "run.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        info = load_json_object(folder / "run.json")
+    except InputError:
         return False
     return (isinstance(info, dict) and info.get("hardware_digest") == hw.digest()
             and Path(str(info.get("trace", ""))).resolve() == trace.resolve())

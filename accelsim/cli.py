@@ -15,14 +15,19 @@ from typing import Any
 import click
 
 from accelsim import __version__
-from accelsim.cli_options import hardware_options, network_shape_options, out_dir_option
+from accelsim.cli_options import (
+    echo_line,
+    hardware_options,
+    network_shape_options,
+    out_dir_option,
+    schema_option_type,
+)
 from accelsim.cli_report import compare_command, report_command
 from accelsim.cli_sweep import sweep_command
 from accelsim.cli_trace import trace_group
 from accelsim.errors import InputError, SimulationError
-from accelsim.schema import one_line
-from accelsim.trace.manifest import GATE_GRADIENTS
 
+INTERRUPTED = "interrupted: finished outputs are complete, nothing half-written"
 _NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
 
@@ -43,10 +48,11 @@ class AccelsimGroup(click.Group):
         except click.ClickException as error:  # usage errors (exit 2), unreadable files
             echo_line(f"error: {click_error_line(error)}")
             sys.exit(error.exit_code)
-        except click.Abort:
-            click.echo("aborted", err=True)
-            sys.exit(1)
-        sys.exit(result if isinstance(result, int) else 0)
+        except click.Abort:  # Ctrl-C while the command line was parsed (the --out probe)
+            click.echo(INTERRUPTED, err=True)
+            sys.exit(130)
+        # non-standalone click returns ctx.exit's code; our commands themselves return None
+        sys.exit(result if isinstance(result, int) and not isinstance(result, bool) else 0)
 
     def invoke(self, ctx: click.Context) -> object:
         try:
@@ -58,8 +64,7 @@ class AccelsimGroup(click.Group):
             echo_line(f"simulation failed: {error}")
             ctx.exit(1)
         except KeyboardInterrupt:
-            click.echo("interrupted: finished outputs are complete, nothing half-written",
-                       err=True)
+            click.echo(INTERRUPTED, err=True)
             ctx.exit(130)
         except (click.exceptions.ClickException, click.exceptions.Exit,
                 click.exceptions.Abort):
@@ -67,6 +72,9 @@ class AccelsimGroup(click.Group):
         except Exception as error:
             if os.environ.get("ACCELSIM_DEBUG") == "1":
                 raise
+            if isinstance(error, BrokenPipeError):  # `accelsim config keys | head`: quietly
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                ctx.exit(1)
             if isinstance(error, OSError) and error.errno is not None:
                 # the file system said no (a path the user gave, a full disk): one line, exit 2
                 where = f"{error.filename}: " if error.filename else ""
@@ -76,12 +84,6 @@ class AccelsimGroup(click.Group):
             echo_line(f"simulation failed: {internal_error(error)}")
             ctx.exit(1)
         return None
-
-
-def echo_line(text: str) -> None:
-    """Print ``text`` to stderr as exactly one line: control characters a user's input put in
-    it (a newline in a file name or a YAML key) are shown escaped."""
-    click.echo(one_line(text), err=True)
 
 
 def click_error_line(error: click.ClickException) -> str:
@@ -250,7 +252,7 @@ def simulate(trace: Path | None, topology: Path | None, network_name: str | None
     hw = load_hardware(hw_file, overrides)
     if trace is not None:
         trace_dir = resolve_trace_dir(trace)
-        for warning in unexploited_sparsity(trace_dir, hw):
+        for warning in unexploited_sparsity(trace_dir, hw, phase_list):
             echo_line(f"warning: {warning}")
         summary = replay_to_dir(trace_dir, hw, out_dir, phases=phase_list,
                                 workers=workers)
@@ -275,40 +277,40 @@ def simulate(trace: Path | None, topology: Path | None, network_name: str | None
 # accelsim record (PyTorch, imported lazily: simulation never needs torch)
 # ---------------------------------------------------------------------------------------------
 
-_RECORD_OPTIONS = [
-    ("--algo", "algo", click.Choice(["dense", "cdg", "scdg", "cgnet", "synccp"]),
-     "Sparsity algorithm [default: dense]."),
-    ("--gate-groups", "gate_groups", click.IntRange(min=2), "CDG gating groups G [default: 4]."),
-    ("--gate-group-size", "gate_group_size", click.IntRange(min=1),
+_RECORD_OPTIONS = [  # (flag, RunConfig field, help): types, ranges and choices are RunConfig's
+    ("--algo", "algo", "Sparsity algorithm [default: dense]."),
+    ("--gate-groups", "gate_groups", "CDG gating groups G [default: 4]."),
+    ("--gate-group-size", "gate_group_size",
      "SCDG channel-group size s [default: 8 for scdg, else 1]."),
-    ("--gate-gradient", "gate_gradient", click.Choice(GATE_GRADIENTS),
+    ("--gate-gradient", "gate_gradient",
      "How the gate's gradient is taken: straight_through needs the conditional output "
      "everywhere (FW cannot skip it), masked only where open [default: straight_through]."),
-    ("--overlap", "overlap", click.FloatRange(0, 1),
+    ("--overlap", "overlap",
      "Fraction of output chunks whose base path is shared by both branches [default: 0; "
      "cgnet: 1]."),
-    ("--weight-pattern", "weight_pattern", str,
+    ("--weight-pattern", "weight_pattern",
      "SyncCP granularity: element, nm:N:M or block:BOxBI [default: element]."),
-    ("--final-sparsity", "final_sparsity", click.FloatRange(0, 1, max_open=True),
-     "SyncCP final sparsity of branch 1 [default: 0.8]."),
-    ("--delta", "delta", click.FloatRange(0, 1), "SyncCP: branch 2 denser by this "
-     "[default: 0.3]."),
-    ("--model", "model", click.Choice(["resnet20", "resnet18"]), "Backbone [default: resnet20]."),
-    ("--width", "width", click.FloatRange(min=0, min_open=True), "Width multiplier [default: 1]."),
-    ("--ssl", "ssl", click.Choice(["simclr", "byol", "moco"]), "SSL method [default: simclr]."),
-    ("--data", "data", str, "Dataset NAME[:PATH]: fashion-mnist, mnist:DIR, cifar10:DIR, "
+    ("--final-sparsity", "final_sparsity", "SyncCP final sparsity of branch 1 [default: 0.8]."),
+    ("--delta", "delta", "SyncCP: branch 2 denser by this [default: 0.3]."),
+    ("--model", "model", "Backbone [default: resnet20]."),
+    ("--width", "width", "Width multiplier [default: 1]."),
+    ("--ssl", "ssl", "SSL method [default: simclr]."),
+    ("--data", "data", "Dataset NAME[:PATH]: fashion-mnist, mnist:DIR, cifar10:DIR, "
      "cifar100:DIR, folder:DIR, synthetic [default: fashion-mnist]."),
-    ("--steps", "steps", click.IntRange(min=1), "Optimizer steps [default: 200]."),
-    ("--record-every", "record_every", click.IntRange(min=1),
-     "Record masks every K steps, and the last step [default: 10]."),
-    ("--batch-size", "batch_size", click.IntRange(min=2), "Images per branch [default: 64]."),
-    ("--device", "device", str, "cpu or cuda [default: cpu]."),
-    ("--seed", "seed", int, "Random seed [default: 0]."),
+    ("--steps", "steps", "Optimizer steps [default: 200]."),
+    ("--record-every", "record_every", "Record masks every K steps, and the last step "
+     "[default: 10]."),
+    ("--batch-size", "batch_size", "Images per branch [default: 64]."),
+    ("--device", "device", "cpu or cuda [default: cpu]."),
+    ("--seed", "seed", "Random seed [default: 0]."),
 ]
 
 
 def _record_options(function):
-    for flag, name, kind, text in reversed(_RECORD_OPTIONS):
+    from workloads.run_config import RunConfig  # the recipe schema; loads no torch
+
+    for flag, name, text in reversed(_RECORD_OPTIONS):
+        kind = schema_option_type(RunConfig, name)
         function = click.option(flag, name, type=kind, default=None, help=text)(function)
     return function
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import types
+import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -9,6 +12,34 @@ from typing import TypeVar
 import click
 
 F = TypeVar("F", bound=Callable[..., object])
+
+
+def schema_option_type(schema: type, name: str) -> click.ParamType | type:
+    """The click type of field ``name`` of a schema (:mod:`accelsim.schema`): its choices or
+    its range, so that an option and its recipe key accept the same values."""
+    field = next(f for f in dataclasses.fields(schema) if f.name == name)
+    tp, meta = typing.get_type_hints(schema)[name], field.metadata
+    inner = [a for a in typing.get_args(tp) if a is not type(None)]
+    tp = inner[0] if typing.get_origin(tp) in (typing.Union, types.UnionType) else tp
+    if meta.get("choices"):
+        return click.Choice(list(meta["choices"]))
+    low = meta.get("gt") if meta.get("gt") is not None else meta.get("ge")
+    high = meta.get("lt") if meta.get("lt") is not None else meta.get("le")
+    if tp is int:
+        return click.IntRange(low if meta.get("gt") is None else low + 1,
+                              high if meta.get("lt") is None else high - 1)
+    if tp is float:
+        return click.FloatRange(low, high, min_open=meta.get("gt") is not None,
+                                max_open=meta.get("lt") is not None)
+    return tp
+
+
+def echo_line(text: str) -> None:
+    """Print ``text`` to stderr as exactly one line: control characters a user's input put in
+    it (a newline in a file name or a YAML key) are shown escaped."""
+    from accelsim.schema import one_line
+
+    click.echo(one_line(text), err=True)
 
 
 def out_dir_option(help_text: str, *, required: bool = True) -> Callable[[F], F]:
@@ -21,7 +52,17 @@ def out_dir_option(help_text: str, *, required: bool = True) -> Callable[[F], F]
         return value
 
     return click.option("--out", "out_dir", required=required, callback=check,
-                        type=click.Path(file_okay=False, path_type=Path), help=help_text)
+                        type=_NonEmptyPath(file_okay=False, path_type=Path), help=help_text)
+
+
+class _NonEmptyPath(click.Path):
+    """click's Path, refusing ``""`` (which would mean the current directory)."""
+
+    def convert(self, value: object, param: click.Parameter | None,
+                ctx: click.Context | None) -> object:
+        if value == "":
+            self.fail("is empty (give a directory; '.' for the current one)", param, ctx)
+        return super().convert(value, param, ctx)
 
 
 def hardware_options(hw_help: str = "Hardware YAML (see hw_configs/).",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from accelsim.cli_options import hardware_options, out_dir_option
+from accelsim.cli_options import echo_line, hardware_options, out_dir_option
 
 
 @click.command("report")
@@ -60,7 +60,6 @@ def compare_command(traces: tuple[Path, ...], hw_file: Path, overrides: tuple[st
     """
     from accelsim.api import compare, unexploited_sparsity
     from accelsim.config import load_hardware
-    from accelsim.schema import one_line
     from accelsim.trace import resolve_trace_dir
     from accelsim.trace.format import MANIFEST_NAME
 
@@ -68,7 +67,7 @@ def compare_command(traces: tuple[Path, ...], hw_file: Path, overrides: tuple[st
     for trace in traces:
         if (resolve_trace_dir(trace) / MANIFEST_NAME).is_file():
             for warning in unexploited_sparsity(resolve_trace_dir(trace), hw):
-                click.echo(one_line(f"warning: {warning}"), err=True)
+                echo_line(f"warning: {warning}")
 
     def progress(name: str, reused: bool) -> None:
         click.echo(f"{name}: {'reused existing run' if reused else 'replayed'}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -58,21 +59,41 @@ def atomic_write_json(path: str | Path, data: Any) -> None:
 
 def check_output_dir(path: str | Path, option: str = "--out") -> None:
     """Raise InputError unless ``path`` is a directory accelsim can write into, or can create:
-    checked before any work, so a run never ends on an unwritable output. Proven by creating
-    (and removing) a probe directory where the outputs will go; nothing is left behind."""
-    path = Path(path)
+    checked before any work, so a run never ends on an unwritable output. Writing is proven by
+    creating (and removing) a probe directory in ``path``, or in its nearest existing parent
+    when ``path`` does not exist yet; nothing is left behind."""
     where = f"{option} {path}"
-    if path.is_symlink() and not path.exists():
-        raise InputError("is a symbolic link to nothing", path=where)
-    if path.exists() and not path.is_dir():
-        raise InputError("exists and is not a directory", path=where)
-    existing = path
-    while not existing.exists() and existing.parent != existing:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise InputError(f"cannot be created: {existing} is not a directory", path=where)
+    if not str(path):
+        raise InputError("is empty (give a directory; '.' for the current one)", path=where)
+    path = Path(path)
+    try:
+        existing = path
+        while not os.path.lexists(existing) and existing.parent != existing:
+            existing = existing.parent
+        if existing.is_symlink() and not existing.exists():  # dangling, or a link loop
+            try:
+                existing.stat()
+                problem = "is a symbolic link to nothing"
+            except OSError as error:
+                problem = ("is a symbolic link loop" if error.errno == errno.ELOOP
+                           else "is a symbolic link to nothing")
+            name = "" if existing == path else f"{existing} "
+            raise InputError(f"{name}{problem}".strip(), path=where)
+        if not existing.is_dir():
+            raise InputError("exists and is not a directory" if existing == path else
+                             f"cannot be created: {existing} is not a directory", path=where)
+    except OSError as error:  # the path itself cannot be looked at
+        raise InputError(f"cannot be looked up ({error.strerror or error})", path=where) from None
     try:
         os.rmdir(tempfile.mkdtemp(prefix=".accelsim-probe-", dir=existing))
     except OSError as error:
         raise InputError(f"cannot write in {existing} ({error.strerror or error})",
                          path=where) from None
+    if existing != path:  # the first missing directory's name must be one the system takes
+        first = existing / path.relative_to(existing).parts[0]
+        try:
+            os.mkdir(first)
+            os.rmdir(first)
+        except OSError as error:
+            raise InputError(f"cannot be created ({error.strerror or error})",
+                             path=where) from None

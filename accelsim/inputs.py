@@ -33,8 +33,10 @@ class _YamlRefused(yaml.YAMLError):
         self.problem, self.line = problem, line
 
 
-def _expanded_size(root: yaml.Node) -> int:
-    """Nodes of the document with every alias expanded (memoised: linear in the file)."""
+def _check_document(root: yaml.Node) -> None:
+    """Refuse a composed document that repeats a key in a mapping, or whose aliases expand it
+    beyond :data:`MAX_YAML_NODES` nodes or refer to the node containing them. Runs on the node
+    graph, before any value is built (each node once: linear in the file)."""
     sizes: dict[int, int] = {}
     active: set[int] = set()
 
@@ -50,16 +52,30 @@ def _expanded_size(root: yaml.Node) -> int:
         if isinstance(node, yaml.SequenceNode):
             total += sum(size(item) for item in node.value)
         elif isinstance(node, yaml.MappingNode):
+            _check_keys(node)
             total += sum(size(k) + size(v) for k, v in node.value)
         active.discard(key)
         if total > MAX_YAML_NODES:
-            raise _YamlRefused(f"aliases expand the document beyond {MAX_YAML_NODES:,} nodes",
-                               node.start_mark.line + 1)
+            raise _YamlRefused(f"more than {MAX_YAML_NODES:,} values once aliases are expanded "
+                               "(an alias bomb?)", node.start_mark.line + 1)
         sizes[key] = total
         return total
 
     size(root)
-    return sizes[id(root)]
+
+
+def _check_keys(node: yaml.MappingNode) -> None:
+    """A scalar key given twice in one mapping (merge keys ``<<`` aside: what they merge may
+    be overridden)."""
+    first: dict[tuple[str, str], int] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == _MERGE_TAG or not isinstance(key_node, yaml.ScalarNode):
+            continue
+        line, key = key_node.start_mark.line + 1, (key_node.tag, key_node.value)
+        if key in first:
+            raise _YamlRefused(f"duplicate key {short_key(key_node.value)!r} (first given at "
+                               f"line {first[key]})", line)
+        first[key] = line
 
 
 class StrictLoader(yaml.SafeLoader):
@@ -67,25 +83,8 @@ class StrictLoader(yaml.SafeLoader):
 
     def compose_document(self) -> yaml.Node:
         node = super().compose_document()
-        _expanded_size(node)
+        _check_document(node)
         return node
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
-        first: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            if key_node.tag == _MERGE_TAG:
-                continue
-            key = self.construct_object(key_node, deep=True)
-            try:
-                seen = first.get(key)
-            except TypeError:  # an unhashable key: the safe constructor reports it
-                continue
-            line = key_node.start_mark.line + 1
-            if seen is not None:
-                raise _YamlRefused(f"duplicate key {short_key(key)!r} (first given at line "
-                                   f"{seen})", line)
-            first[key] = line
-        return super().construct_mapping(node, deep=deep)
 
 
 def parse_yaml(text: str, source: str, *, field: str | None = None) -> Any:
@@ -150,3 +149,11 @@ def load_json_file(path: str | Path) -> Any:
     except (ValueError, RecursionError) as error:
         raise InputError(f"invalid JSON ({' '.join(str(error).split())[:120]})",
                          path=str(path)) from None
+
+
+def load_json_object(path: str | Path) -> dict[str, Any]:
+    """A JSON file holding an object; one-line InputError naming the file otherwise."""
+    data = load_json_file(path)
+    if not isinstance(data, dict):
+        raise InputError(f"expected a JSON object, got {type(data).__name__}", path=str(path))
+    return data

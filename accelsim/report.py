@@ -27,7 +27,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -40,6 +39,7 @@ import pandas as pd
 
 from accelsim.errors import InputError
 from accelsim.fileio import atomic_write_bytes, atomic_write_text
+from accelsim.inputs import load_json_object
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -109,16 +109,6 @@ class SweepOutput:
     slug: str = ""
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InputError(f"cannot read JSON: {error}", path=str(path)) from None
-    if not isinstance(data, dict):
-        raise InputError("expected a JSON object", path=str(path))
-    return data
-
-
 def _read_csv(path: Path, required: Sequence[str]) -> pd.DataFrame:
     try:
         table = pd.read_csv(path)
@@ -146,7 +136,7 @@ def read_output(path: str | Path) -> RunOutput | SweepOutput:
         if not (path / "results.csv").is_file():
             raise InputError("sweep.json but no results.csv: an unfinished sweep? (resume it "
                              "with accelsim sweep --resume)", path=str(path))
-        spec = _read_json(path / "sweep.json")
+        spec = load_json_object(path / "sweep.json")
         table = _read_csv(path / "results.csv", SWEEP_COLUMNS)
         listed = spec.get("varied_keys")
         columns = list(table.columns)
@@ -159,8 +149,8 @@ def read_output(path: str | Path) -> RunOutput | SweepOutput:
         raise InputError(f"not an accelsim output directory: no {', '.join(missing)} (expected "
                          f"results.csv, summary.json and run.json of accelsim simulate, or "
                          f"sweep.json and results.csv of accelsim sweep)", path=str(path))
-    summary = _read_json(path / "summary.json")
-    run_info = _read_json(path / "run.json")
+    summary = load_json_object(path / "summary.json")
+    run_info = load_json_object(path / "run.json")
     if "total" not in summary:
         raise InputError("summary.json has no 'total' block", path=str(path))
     results = _read_csv(path / "results.csv", RUN_COLUMNS)

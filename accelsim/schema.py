@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import re
 import reprlib
 import types
 import typing
@@ -142,12 +143,14 @@ def unknown_key_message(name: Any, options: Iterable[str]) -> str:
 class Problems:
     """Problems found in one input, each ``(dotted key, message)``; one bounded error line.
 
-    ``overridden``: keys set on the command line (``--set``); their problems say so.
+    ``overridden``: keys set with ``--set`` (their problems say so); ``labels``: how to name
+    other keys that came from the command line (``{"seed": "--seed"}``).
     """
 
-    def __init__(self, source: str, overridden: set[str] | None = None) -> None:
+    def __init__(self, source: str, overridden: set[str] | None = None,
+                 labels: Mapping[str, str] | None = None) -> None:
         self.source = source
-        self.overridden = overridden or set()
+        self.labels = {key: f"--set {key}" for key in overridden or ()} | dict(labels or {})
         self.items: list[tuple[str, str]] = []
 
     def add(self, key: str, message: str) -> None:
@@ -160,7 +163,7 @@ class Problems:
         """One InputError naming the source: the first problems spelled out, the rest counted."""
         parts = []
         for key, message in self.items[:MAX_PROBLEMS_SHOWN]:
-            text = f"{'--set ' if key in self.overridden else ''}{key}: {message}"
+            text = f"{self.labels.get(key, key)}: {message}"
             if len(text) > MAX_PROBLEM_CHARS:
                 text = text[:MAX_PROBLEM_CHARS - 3] + "..."
             parts.append(text)
@@ -179,11 +182,19 @@ class Problems:
 # ---------------------------------------------------------------------------------------------
 
 _FAILED = object()  # what a conversion returns after recording its problem
+_EXPONENT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")  # 1e-3: text to YAML 1.1
 
 
 def _type_name(tp: Any) -> str:
     return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(
         tp, str(tp))
+
+
+def _number_hint(value: Any, tp: Any) -> str:
+    """Why a number came as a string: YAML 1.1 reads ``1e-3`` (no dot) as text."""
+    if tp in (int, float) and isinstance(value, str) and _EXPONENT.match(value.strip()):
+        return " (YAML reads this as text: write it with a dot and a signed exponent, 1.0e-3)"
+    return ""
 
 
 def _check_range(value: float, meta: Mapping[str, Any]) -> str | None:
@@ -206,7 +217,8 @@ def _convert_scalar(value: Any, tp: Any, meta: Mapping[str, Any], key: str,
         or (tp is str and isinstance(value, str))
     )
     if not ok:
-        problems.add(key, f"expected {_type_name(tp)}, got {abbreviate(value)}")
+        problems.add(key, f"expected {_type_name(tp)}, got {abbreviate(value)}"
+                     f"{_number_hint(value, tp)}")
         return _FAILED
     if tp is float:
         value = float(value)
@@ -276,13 +288,15 @@ def _build(cls: type, raw: Any, prefix: str, problems: Problems) -> Any:
                          f"unknown key{hint}")
         else:
             unhinted.append(short_key(name))
-    if unhinted:  # one problem for all of them: the expected keys are listed once
+    expected = f"expected one of {sorted(fields)}"
+    if len(unhinted) == 1:
+        problems.add(f"{prefix}.{unhinted[0]}" if prefix else unhinted[0],
+                     f"unknown key; {expected}")
+    elif unhinted:  # one problem for all of them: the expected keys are listed once
         names = ", ".join(unhinted[:MAX_PROBLEMS_SHOWN])
         if len(unhinted) > MAX_PROBLEMS_SHOWN:
             names += f" and {len(unhinted) - MAX_PROBLEMS_SHOWN} more"
-        keys = "unknown key" if len(unhinted) == 1 else "unknown keys"
-        problems.add(f"{prefix}.{names}" if prefix else names,
-                     f"{keys}; expected one of {sorted(fields)}")
+        problems.add(where, f"unknown keys {names}; {expected}")
     values: dict[str, Any] = {}
     failed = bool(unknown)
     for name, f in fields.items():
@@ -311,10 +325,10 @@ def build(cls: type[V], raw: Any, problems: Problems) -> V | None:
 
 
 def build_or_raise(cls: type[V], raw: Any, source: str,
-                   overridden: set[str] | None = None) -> V:
+                   labels: Mapping[str, str] | None = None) -> V:
     """Build schema ``cls`` from ``raw``; one InputError naming ``source`` listing every
-    problem otherwise."""
-    problems = Problems(source, overridden)
+    problem otherwise (``labels``: see :class:`Problems`)."""
+    problems = Problems(source, labels=labels)
     built = build(cls, raw, problems)
     problems.raise_if_any()
     assert built is not None  # build returns None only after recording a problem

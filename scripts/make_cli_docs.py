@@ -29,8 +29,8 @@ of an option's range), printed as one line ending in the command's `--help`; an 
 not apply to what was asked (`simulate TRACE --batch 8`: a trace has its own batch; `record
 --algo cdg --weight-pattern nm:2:4`) is an error, never silently ignored. Every `--out` is
 checked before any work starts: it must not be a file or lie under one, and accelsim must be able
-to create and write it (a probe directory is made and removed there), so a read-only or pseudo
-file system fails at once rather than after the simulation.
+to create and write it (a probe directory is made and removed in it, or in its nearest existing
+parent), so a read-only or pseudo file system fails at once rather than after the simulation.
 
 Typical session:
 

@@ -37,9 +37,10 @@ key, exit status 2, no traceback, nothing written. All the problems of a file ar
 - **A key given twice** in one mapping (`rows: 16` then `rows: 64`) is an error naming both
   lines; YAML's own rule (the last one wins) would hide the typo. Merge keys (`<<: *base`) may
   override what they merge.
-- **Aliases that expand** the document beyond 100,000 nodes ("billion laughs") or that refer to
-  the node containing them are refused before any value is built; so are documents nested too
-  deeply to parse.
+- **Documents of more than 100,000 values once aliases are expanded** ("billion laughs": a
+  2 KB file of nested aliases can stand for billions of strings) and aliases that refer to the
+  node containing them are refused before any value is built; so are documents nested too
+  deeply to parse. No config, grid or recipe comes near that size.
 - **Unknown keys** (with the closest known key, or the list of expected keys, given once),
   **missing required keys**, **wrong types** (`true` is not a number, `1` is not a string),
   **values out of range** or not among the allowed choices, and non-finite numbers.

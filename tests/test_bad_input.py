@@ -87,7 +87,7 @@ def test_an_alias_bomb_in_a_value_is_refused_in_bounded_memory(tmp_path: Path) -
                           env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)})
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2 and len(lines) == 1, done.stderr[-2000:]
-    assert f"{config}: line " in lines[0] and "aliases expand the document" in lines[0]
+    assert f"{config}: line " in lines[0] and "once aliases are expanded" in lines[0]
 
 
 @pytest.mark.parametrize("where", ["hw", "grid", "recipe", "set", "vary", "recursive", "top"])
@@ -119,7 +119,7 @@ def test_alias_bombs_everywhere_are_one_short_line(where: str, tmp_path: Path,
         args = ["sweep", trace, "--hw", FP8, "--vary", f"pe_array.rows={bomb()[1:-1]}",
                 "--out", out]
     line = assert_clean_error(args, out=out)
-    assert "aliases expand" in line or "recursive" in line, line
+    assert "once aliases are expanded" in line or "recursive" in line, line
     assert len(line) < 300, line
 
 
@@ -142,18 +142,20 @@ def test_control_characters_in_keys_and_names_cannot_break_the_line(tmp_path: Pa
 # ------------------------------------------------------------------------ duplicate keys
 
 
-@pytest.mark.parametrize("kind", ["hw", "hw-nested", "grid", "recipe"])
+@pytest.mark.parametrize("kind", ["hw-nested", "hw-top-level", "flow", "grid", "recipe"])
 def test_a_key_given_twice_is_an_error_naming_its_line(kind: str, tmp_path: Path,
                                                       trace: Path) -> None:
     out = tmp_path / "out"
     path = tmp_path / "input.yaml"
-    if kind == "hw":
-        path.write_text(hw_text().replace("pe_array:\n", "pe_array:\n  rows: 3\n", 1)
-                        .replace("\n  rows: 3\n", "\n  rows: 3\n  rows: 64\n", 1))
+    if kind == "hw-nested":
+        path.write_text(hw_text().replace("pe_array:\n", "pe_array:\n  rows: 3\n", 1))
         args, key = ["config", "check", path], "rows"
-    elif kind == "hw-nested":
+    elif kind == "hw-top-level":
         path.write_text(hw_text() + "dram:\n  bandwidth_gbps: 1\n")
         args, key = ["config", "check", path], "dram"
+    elif kind == "flow":
+        path.write_text(hw_text().replace("vector_unit:", "x_: {a: 1, a: 2}\nvector_unit:", 1))
+        args, key = ["config", "check", path], "a"
     elif kind == "grid":
         path.write_text("vary:\n  pe_array.rows: [8]\n  pe_array.rows: [16]\n")
         args, key = ["sweep", trace, "--hw", FP8, "--grid", path, "--out", out], "pe_array.rows"
@@ -165,11 +167,14 @@ def test_a_key_given_twice_is_an_error_naming_its_line(kind: str, tmp_path: Path
                        out=out)
 
 
-def test_yaml_merge_keys_are_not_duplicates(tmp_path: Path) -> None:
-    path = tmp_path / "grid.yaml"
-    path.write_text("base: &b {a: 1}\nother:\n  <<: *b\n  a: 2\n")
-    from accelsim.inputs import load_yaml_mapping
-    assert load_yaml_mapping(path)["other"] == {"a": 2}
+@pytest.mark.parametrize(("text", "expected"), [
+    ("base: &b {a: 1}\nother:\n  <<: *b\n  a: 2\n", {"a": 2}),  # a merge may be overridden
+    ("c:\n  <<: &b\n    <<: {x: 1}\n    x: 2\nother: *b\n", {"x": 2}),  # a merged source
+    ("1: a\n'1': b\nother: 0\n", 0),  # an integer key and a string key are two keys
+])
+def test_what_is_not_a_duplicate_key(text: str, expected: object) -> None:
+    from accelsim.inputs import parse_yaml
+    assert parse_yaml(text, "t.yaml")["other"] == expected
 
 
 # ---------------------------------------------------------------- binary and non-UTF-8 files
@@ -296,14 +301,36 @@ def _read_only(tmp_path: Path) -> tuple[Path, str]:
     return tmp_path / "ro" / "out", "cannot write in"
 
 
-@pytest.mark.parametrize("place", [_under_a_file, _a_file, _pseudo_fs, _dangling, _read_only],
-                         ids=["under-file", "file", "proc", "dangling", "read-only"])
+def _under_a_dangling_link(tmp_path: Path) -> tuple[Path, str]:
+    (tmp_path / "link").symlink_to(tmp_path / "nowhere")
+    return tmp_path / "link" / "out", "link is a symbolic link to nothing"
+
+
+def _a_link_loop(tmp_path: Path) -> tuple[Path, str]:
+    (tmp_path / "loop").symlink_to("loop")
+    return tmp_path / "loop", "is a symbolic link loop"
+
+
+def _a_name_too_long(tmp_path: Path) -> tuple[Path, str]:
+    return tmp_path / ("x" * 300) / "out", "cannot be created (File name too long)"
+
+
+def _empty(tmp_path: Path) -> tuple[str, str]:
+    return "", "is empty"  # Path("") would be "."
+
+
+@pytest.mark.parametrize("place", [_under_a_file, _a_file, _pseudo_fs, _dangling, _read_only,
+                                   _under_a_dangling_link, _a_link_loop, _a_name_too_long,
+                                   _empty],
+                         ids=["under-file", "file", "proc", "dangling", "read-only",
+                              "under-dangling", "loop", "long-name", "empty"])
 @pytest.mark.parametrize("command", ["simulate", "sweep", "compare", "report", "trace-synth",
                                      "record"])
 def test_an_unwritable_out_fails_before_any_work(
         place: Callable[[Path], tuple[Path, str]], command: str, trace: Path, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     out, expected = place(tmp_path)
+    monkeypatch.chdir(tmp_path)
     import accelsim.api
     import accelsim.engine.replay
 
@@ -321,6 +348,7 @@ def test_an_unwritable_out_fails_before_any_work(
         "record": ["record", "--steps", "1", "--out", out],
     }[command]
     assert_clean_error(args, "--out", expected)
+    assert {p.name for p in tmp_path.iterdir()} <= {"file", "link", "loop", "ro"}  # made here
 
 
 def test_out_checks_leave_nothing_behind(tmp_path: Path) -> None:
@@ -342,7 +370,10 @@ def test_out_checks_leave_nothing_behind(tmp_path: Path) -> None:
     (["simulate", "--network", "vgg", "--hw", FP8, "--out", "x"], "'--network'"),
     (["config", "check"], "Missing argument 'FILE'"),
 ])
-def test_usage_errors_are_one_line_with_a_help_hint(args: list, expected: str) -> None:
+def test_usage_errors_are_one_line_with_a_help_hint(args: list, expected: str,
+                                                    tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
     line = assert_clean_error(args, expected)
     assert line.startswith("error: accelsim") and line.endswith("--help)"), line
     assert not Path("x").exists()
@@ -432,6 +463,15 @@ def test_simulate_phases_are_canonical_like_sweep(trace: Path, tmp_path: Path) -
     ([], "algo: dense\ndelta: 0.1\n", "delta: applies to algo synccp only, not to dense"),
     ([], "algo: synccp\nsteps: ten\nlr: -1\n",
      "steps: expected an integer, got 'ten'; lr: -1.0 is out of range (must be > 0"),
+    (["--width", "100"], "algo: dense\n", "Invalid value for '--width': 100.0 is not in the "
+     "range 0<x<=64"),  # the option's range is the recipe key's
+    ([], "algo: dense\nlr: 1e-3\n", "write it with a dot and a signed exponent"),
+    ([], "[algo, dense]\n", "r.yaml: a recipe is a YAML mapping"),
+    ([], "algo: synccp\nweight_pattern: bogus\n", "r.yaml: "),
+    ([], "algo: synccp\nweight_pattern: nm:4:2\n", "N:M pattern needs 1 <= N < M"),
+    ([], "algo: synccp\ndelta: 1\n", "delta: 1.0 is out of range (must be >= 0 and < 1)"),
+    ([], "algo: synccp\ninitial_sparsity: 0.9\n", "r.yaml: "),
+    ([], "algo: synccp\nprune_start: 50\nprune_end: 10\n", "r.yaml: "),
 ])
 def test_record_refuses_options_that_do_not_apply_to_its_algorithm(
         options: list, recipe: str | None, expected: str, tmp_path: Path) -> None:
@@ -460,3 +500,72 @@ def test_hardware_that_exploits_nothing_in_a_trace_is_warned_about(
     code, _, err = run_cli("simulate", trace, "--hw", FP8, "--phases", "fw", "--out",
                            tmp_path / "o2")
     assert code == 0 and "warning" not in err
+
+
+def test_recipe_problems_name_options_as_options(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    from accelsim.errors import InputError
+    from workloads.run_config import run_config
+    (tmp_path / "r.yaml").write_text("algo: dense\nsteps: 0\n")
+    with pytest.raises(InputError) as error:
+        run_config(tmp_path / "r.yaml", {"width": 100.0})
+    assert str(error.value) == (f"{tmp_path / 'r.yaml'}: --width: 100.0 is out of range (must "
+                                "be > 0 and <= 64); steps: 0 is out of range (must be >= 1 and "
+                                "<= 1000000000) (2 errors)")
+
+
+def test_the_warning_knows_the_replayed_phases_and_compare_gives_it_too(
+        trace: Path, tmp_path: Path) -> None:
+    code, _, err = run_cli("simulate", trace, "--hw", SYSTOLIC, "--phases", "bd,wg", "--out",
+                           tmp_path / "o")
+    assert code == 0, err
+    assert "sparsity_support.weight (fw) exploits none of the phases replayed (bd,wg)" in err
+    code, _, err = run_cli("compare", trace, "--hw", SYSTOLIC, "--out", tmp_path / "c")
+    assert code == 0, err
+    assert "warning: systolic-32x32-45nm: sparsity_support.gate is empty" in err
+
+
+# ----------------------------------------------------------------- JSON nested too deeply
+
+
+@pytest.mark.parametrize("victim", ["manifest.json", "steps/step-00000001.json", "summary.json",
+                                    "sweep.json"])
+def test_json_nested_too_deeply_is_one_line(victim: str, trace: Path, tmp_path: Path) -> None:
+    import shutil
+    deep = "[" * 100_000 + "]" * 100_000
+    if victim in ("manifest.json", "steps/step-00000001.json"):
+        root = tmp_path / "trace"
+        shutil.copytree(trace, root)
+        (root / victim).write_text(deep)
+        args = ["simulate", root, "--hw", FP8, "--out", tmp_path / "o"]
+        expected = "nested too deeply"
+    elif victim == "summary.json":
+        run = tmp_path / "run"
+        assert run_cli("simulate", trace, "--hw", FP8, "--phases", "fw", "--out", run)[0] == 0
+        (run / "summary.json").write_text(deep)
+        args, expected = ["report", run, "--out", tmp_path / "r"], "summary.json: invalid JSON"
+    else:
+        sweep = tmp_path / "sweep"
+        assert run_cli("sweep", trace, "--hw", FP8, "--phases", "fw", "--vary",
+                       "pe_array.rows=8", "--out", sweep, "--no-progress")[0] == 0
+        (sweep / "sweep.json").write_text(deep)
+        args = ["sweep", trace, "--hw", FP8, "--phases", "fw", "--vary", "pe_array.rows=8",
+                "--out", sweep, "--resume", "--no-progress"]
+        expected = "sweep.json: unreadable (invalid JSON"
+    assert_clean_error(args, expected)
+
+
+def test_a_broken_pipe_is_quiet() -> None:
+    done = subprocess.run(f"{sys.executable} -m accelsim.cli config keys | head -1",
+                          shell=True, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)})
+    assert done.stdout.startswith("name ") and done.stderr == "", done.stderr
+
+
+def test_a_run_resumes_across_keys_that_do_not_apply_to_its_algorithm() -> None:
+    pytest.importorskip("torch")
+    from workloads.train import RunConfig, same_run
+    config = RunConfig(algo="cdg")
+    stored = {**config.to_dict(), "delta": 0.5, "weight_pattern": "nm:2:4"}  # ignored by cdg
+    assert same_run(stored, config)
+    assert not same_run({**config.to_dict(), "gate_groups": 8}, config)

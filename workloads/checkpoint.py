@@ -19,6 +19,7 @@ import torch
 
 from accelsim.errors import InputError
 from accelsim.fileio import atomic_write_bytes, atomic_write_text
+from accelsim.inputs import load_json_object
 
 FORMAT = "accelsim-checkpoint"
 VERSION = 1
@@ -93,9 +94,9 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> dict[str, Any]:
     path = Path(path)
     json_path, npz_path = path.with_suffix(".json"), path.with_suffix(".npz")
     try:
-        header = json.loads(json_path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise InputError(f"unreadable checkpoint ({error})", path=str(json_path)) from None
+        header = load_json_object(json_path)
+    except InputError as error:
+        raise InputError(f"unreadable checkpoint ({error.message})", path=str(json_path)) from None
     if header.get("format") != FORMAT or header.get("version") != VERSION:
         raise InputError(f"not an {FORMAT} v{VERSION} file", path=str(json_path))
     try:

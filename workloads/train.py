@@ -12,11 +12,9 @@ and the same seed gives the same trace bit for bit on the CPU.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import sys
 import time
-from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -26,15 +24,11 @@ import yaml
 from accelsim.errors import InputError
 from accelsim.fileio import atomic_write_json, atomic_write_text
 from accelsim.inputs import load_json_file, parse_yaml, read_text_file
-from accelsim.schema import build_or_raise, param
-from accelsim.trace import MIN_SAVING
-from accelsim.trace.manifest import GATE_GRADIENTS
 from workloads.augment import SSLAugment
 from workloads.checkpoint import checkpoint_exists, load_checkpoint, save_checkpoint
 from workloads.data import ImageDataset, load_dataset
 from workloads.evaluate import extract_features, knn_accuracy, linear_probe
 from workloads.gating import (
-    GatingConfig,
     gate_macs,
     gate_parameters,
     gate_regularizer,
@@ -42,152 +36,12 @@ from workloads.gating import (
     gated_convs,
 )
 from workloads.models import build_backbone
-from workloads.pruning import SyncCP, SyncCPConfig
+from workloads.pruning import SyncCP
 from workloads.record import TraceRecorder, trace_layers
+from workloads.run_config import RunConfig, run_config, same_run
 from workloads.ssl import build_method
 
-ALGORITHMS = ("dense", "cdg", "scdg", "cgnet", "synccp")
-
-
-SYNCCP_KEYS = ("weight_pattern", "final_sparsity", "initial_sparsity", "delta", "prune_start",
-               "prune_end", "update_every", "score", "threshold", "regrow")
-GATING_KEYS = ("gate_groups", "gate_group_size", "overlap", "gate_gradient", "tau_init",
-               "tau_target", "reg_lambda", "gate_lr")
-GATING_ALGORITHMS = ("cdg", "scdg", "cgnet")
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """Everything a training run depends on (CLI options and recipe keys use these names).
-
-    Built from a recipe and options by :func:`run_config`, which checks every key's type and
-    range (the shared validator, :mod:`accelsim.schema`) and that each given key applies to the
-    run's ``algo``.
-    """
-
-    algo: str = param(default="dense", choices=ALGORITHMS, doc="sparsity algorithm")
-    model: str = param(default="resnet20", choices=("resnet20", "resnet18"), doc="backbone")
-    width: float = param(default=1.0, gt=0, le=64, doc="width multiplier")
-    ssl: str = param(default="simclr", choices=("simclr", "byol", "moco"), doc="SSL method")
-    data: str = param(default="fashion-mnist", doc="NAME or NAME:PATH (workloads/data.py)")
-    steps: int = param(default=200, ge=1, le=10**9, unit="steps", doc="optimizer steps")
-    record_every: int = param(default=10, ge=1, le=10**9, unit="steps",
-                              doc="record masks every K steps (and the last step)")
-    trace_compression: int = param(default=1, ge=0, le=9, doc="zlib level of recorded masks "
-                                   "(0: packed bits as they are, fastest replay; 9: smallest)")
-    trace_min_saving: float = param(default=MIN_SAVING, ge=0, le=1, doc="a mask is stored "
-                                    "compressed only when zlib saves at least this share of "
-                                    "its bytes")
-    batch_size: int = param(default=64, ge=2, le=1 << 20, unit="images", doc="images per branch")
-    device: str = param(default="cpu", doc="cpu or cuda[:N]")
-    seed: int = param(default=0, ge=0, le=2**63 - 1, doc="random seed")
-    image_size: int | None = param(default=None, ge=4, le=4096, unit="pixels",
-                                   doc="training crop size (default: the dataset's)")
-    optimizer: str = param(default="adam", choices=("adam", "sgd"), doc="optimizer")
-    lr: float = param(default=2e-3, gt=0, le=100, doc="learning rate")
-    weight_decay: float = param(default=1e-6, ge=0, le=1, doc="weight decay (not applied to "
-                                "the gates' thresholds tau)")
-    threads: int = param(default=0, ge=0, le=4096, doc="torch CPU threads (0: torch's default)")
-    # gating (cdg / scdg / cgnet)
-    gate_groups: int = param(default=4, ge=2, le=1024, doc="CDG gating groups G")
-    gate_group_size: int | None = param(default=None, ge=1, le=1024, unit="channels",
-                                        doc="SCDG s (default 8 for scdg, else 1)")
-    overlap: float | None = param(default=None, ge=0, le=1, doc="base-path overlap of the "
-                                  "branches (cgnet: 1)")
-    gate_gradient: str = param(default="straight_through", choices=GATE_GRADIENTS,
-                               doc="how the gate's gradient is taken")
-    tau_init: float = param(default=0.0, ge=-1e3, le=1e3, doc="initial gate threshold")
-    tau_target: float = param(default=0.52, ge=-1e3, le=1e3, doc="target of the threshold "
-                              "regularizer")
-    reg_lambda: float = param(default=1e-4, ge=0, le=1e3, doc="weight of the regularizer")
-    gate_lr: float | None = param(default=None, gt=0, le=100, doc="learning rate of the "
-                                  "thresholds tau (default: lr)")
-    # SyncCP (synccp)
-    weight_pattern: str = param(default="element", doc="element, nm:N:M or block:BOxBI")
-    final_sparsity: float = param(default=0.8, ge=0, lt=1, doc="final sparsity of "
-                                  "branch 1")
-    initial_sparsity: float = param(default=0.3, ge=0, lt=1, doc="initial sparsity")
-    delta: float = param(default=0.3, ge=0, le=1, doc="branch 2 denser by this")
-    prune_start: int = param(default=0, ge=0, le=10**9, unit="steps", doc="first pruning step")
-    prune_end: int | None = param(default=None, ge=0, le=10**9, unit="steps",
-                                  doc="last pruning step (default: 75 % of the steps)")
-    update_every: int = param(default=20, ge=1, le=10**9, unit="steps",
-                              doc="steps between mask updates")
-    score: str = param(default="magnitude", choices=("magnitude", "ema"), doc="pruning score")
-    threshold: str = param(default="global", choices=("global", "layer"),
-                           doc="one threshold for the network or one per layer")
-    regrow: bool = param(default=False, doc="pruned weights may grow back")
-    # evaluation
-    eval_train_samples: int = param(default=10000, ge=0, le=10**9, unit="images",
-                                    doc="k-NN memory bank / probe training set (0: all)")
-    eval_test_samples: int = param(default=2000, ge=0, le=10**9, unit="images", doc="0: all")
-    knn_k: int = param(default=200, ge=1, le=10**6, doc="k of the k-NN classifier")
-    linear_probe: bool = param(default=True, doc="train a linear probe")
-    linear_epochs: int = param(default=30, ge=0, le=10**6, doc="epochs of the linear probe")
-
-    def __post_init__(self) -> None:
-        if not (self.device == "cpu" or self.device.startswith("cuda")):
-            raise InputError(f"must be cpu or cuda[:N], got {self.device!r}", field="device")
-
-    @property
-    def gating(self) -> GatingConfig | None:
-        """The gating of this run (None for dense and synccp)."""
-        if self.algo not in ("cdg", "scdg", "cgnet"):
-            return None
-        return GatingConfig(kind=self.algo, groups=self.gate_groups,
-                            group_size=self.gate_group_size, overlap=self.overlap,
-                            tau_init=self.tau_init, tau_target=self.tau_target,
-                            reg_lambda=self.reg_lambda, gate_gradient=self.gate_gradient)
-
-    @property
-    def pruning(self) -> SyncCPConfig | None:
-        """The SyncCP schedule of this run (None unless synccp)."""
-        if self.algo != "synccp":
-            return None
-        end = self.prune_end if self.prune_end is not None else max(1, int(0.75 * self.steps))
-        return SyncCPConfig(pattern=self.weight_pattern, final_sparsity=self.final_sparsity,
-                            initial_sparsity=self.initial_sparsity, delta=self.delta,
-                            score=self.score, threshold=self.threshold, t0=self.prune_start,
-                            tf=end, update_every=self.update_every, regrow=self.regrow)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-def same_run(stored: Any, config: RunConfig) -> bool:
-    """Whether a run directory's ``run.yaml`` (``stored``) describes ``config``. Keys it lacks
-    were added to :class:`RunConfig` after it was written and take their defaults, so a run
-    recorded by an older accelsim resumes as long as the new keys keep their defaults."""
-    if not isinstance(stored, dict):
-        return False
-    defaults = {f.name: f.default for f in fields(RunConfig)
-                if f.default is not dataclasses.MISSING}
-    return {**defaults, **stored} == config.to_dict()
-
-
-def run_config(recipe: Path | None, options: dict[str, Any]) -> RunConfig:
-    """The run of recipe YAML ``recipe`` (optional) with ``options`` (CLI options given, by
-    field name) on top. Every problem is one InputError: an unknown key (did-you-mean), a wrong
-    type or range, and a key that does not apply to the run's ``algo`` (SyncCP keys without
-    ``algo: synccp``, gating keys without a gating algorithm)."""
-    raw: dict[str, Any] = {}
-    if recipe is not None:
-        raw = parse_yaml(read_text_file(recipe, "YAML"), str(recipe)) or {}
-        if not isinstance(raw, dict):
-            raise InputError("a recipe is a YAML mapping", path=str(recipe))
-    merged = {**raw, **options}
-    source = str(recipe) if recipe is not None else "record"
-    config = build_or_raise(RunConfig, merged, source)
-    for keys, algos, what in ((SYNCCP_KEYS, ("synccp",), "synccp"),
-                              (GATING_KEYS, GATING_ALGORITHMS, "cdg, scdg or cgnet")):
-        given = [key for key in keys if key in merged]
-        if given and config.algo not in algos:
-            key = given[0]
-            where = f"--{key.replace('_', '-')}" if key in options else key
-            raise InputError(f"applies to algo {what} only, not to {config.algo}",
-                             path=None if key in options else source, field=where)
-    return config
-
+__all__ = ["RunConfig", "Trainer", "run_config", "same_run", "summary_line", "train"]
 
 def batch_indices(step: int, size: int, batch: int, seed: int) -> torch.Tensor:
     """Indices of step ``step``'s batch: epochs are seeded permutations, drop_last."""

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from accelsim.errors import InputError
 from accelsim.fileio import TMP_SUFFIX, atomic_write_bytes, atomic_write_json, atomic_write_text
-from accelsim.inputs import load_json_file
+from accelsim.inputs import load_json_object
 from accelsim.network import PHASES
 from accelsim.sweep.constants import (
     ID_COLUMNS,
@@ -96,12 +95,12 @@ def _stored_points(out: Path, plan: SweepPlan) -> set[str]:
             raise InputError("not a point of this sweep (a file from another sweep?); remove it "
                              "or use a new --out", path=str(entry))
         try:
-            record = json.loads(entry.read_text())
+            record = load_json_object(entry)
             ok = (record["point_id"] == task.point_id
                   and record["config_digest"] == task.hw.digest()
                   and record["base_digest"] == task.base_digest
                   and isinstance(record["summary"]["total"], dict))
-        except (ValueError, KeyError, TypeError, OSError):
+        except (InputError, KeyError, TypeError):
             raise InputError("unreadable point file; delete it to compute the point again",
                              path=str(entry)) from None
         if not ok:
@@ -132,11 +131,17 @@ def prepare_out(out: Path, plan: SweepPlan, resume: bool) -> tuple[set[str], lis
         raise InputError(f"has no {SWEEP_FILE}, so it is not a sweep output; choose a new --out",
                          path=str(out))
     try:
-        stored = json.loads(sweep_file.read_text())
-    except (ValueError, OSError):
-        raise InputError("unreadable; choose a new --out", path=str(sweep_file)) from None
-    _check_identity(out, stored, plan)
-    return _stored_points(out, plan), [t["path"] for t in stored["traces"]]
+        stored = load_json_object(sweep_file)
+    except InputError as error:
+        raise InputError(f"unreadable ({error.message}); choose a new --out",
+                         path=str(sweep_file)) from None
+    try:
+        _check_identity(out, stored, plan)
+        labels = [str(t["path"]) for t in stored["traces"]]
+    except (AttributeError, KeyError, TypeError):  # the right kind, but not what we wrote
+        raise InputError("malformed (not as accelsim sweep writes it); choose a new --out",
+                         path=str(sweep_file)) from None
+    return _stored_points(out, plan), labels
 
 
 def _scopes(summary: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
@@ -158,7 +163,7 @@ def table_rows(out: Path, plan: SweepPlan) -> tuple[list[str], list[dict[str, An
     # the order of summary.json
     metrics = list(totals(results_frame([]), clock_mhz=1.0, macs_per_cycle=1))
     for task in plan.tasks():
-        record = json.loads((out / POINTS_DIR / f"{task.point_id}.json").read_text())
+        record = load_json_object(out / POINTS_DIR / f"{task.point_id}.json")
         summary = record["summary"]
         metrics += sorted(set(summary["total"]) - set(metrics))
         varied = plan.varied_values(task.point)
@@ -252,13 +257,13 @@ def sweep_jobs(out: str | Path) -> pd.DataFrame:
 
     out = Path(out)
     try:
-        identity = json.loads((out / SWEEP_FILE).read_text())
-    except (OSError, ValueError):
+        identity = load_json_object(out / SWEEP_FILE)
+    except InputError:
         raise InputError("not a sweep output directory (no readable sweep.json)",
                          path=str(out)) from None
     records = []
     for entry in sorted((out / POINTS_DIR).glob("*.json")):
-        record = load_json_file(entry)
+        record = load_json_object(entry)
         try:
             records.append((str(record["trace"]), int(record["point"]),
                             entry.with_suffix(".parquet")))

@@ -254,6 +254,8 @@ def load_json(path: Path, root: Path, name: str) -> dict[str, Any]:
         data = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise TraceError(f"invalid JSON ({error})", path=root, field=name) from None
+    except RecursionError:
+        raise TraceError("invalid JSON (nested too deeply)", path=root, field=name) from None
     if not isinstance(data, dict):
         raise TraceError(f"expected a JSON object, got {type(data).__name__}", path=root,
                          field=name)

@@ -348,9 +348,8 @@ class TraceReader:
                 raise TraceError(f"missing field {key!r}", path=self._root, field=where)
 
     def _read_step_json(self, step: int) -> dict[str, Any]:
-        name = f"{step_stem(step)}.json"
-        data = load_json(step_json_path(self._root, step), self._root,
-                         f"step {step}: {STEPS_DIR}/{name}")
+        name = f"step {step}: {STEPS_DIR}/{step_stem(step)}.json"
+        data = load_json(step_json_path(self._root, step), self._root, name)
         self._check_fields(data, _STEP_KEYS, name)
         if data["step"] != step or isinstance(data["step"], bool):
             raise TraceError(f"step field is {data['step']!r}, expected {step}", path=self._root,
@@ -427,11 +426,15 @@ class TraceReader:
             if kind != "weight":
                 raise TraceError("only weight masks can be references", path=self._root,
                                  field=where)
-            problem = ("is not a step number" if not _nonneg_int(ref)
-                       else "points to its own step" if ref == step
-                       else "points to a later step (a reference names an earlier step)"
-                       if ref > step else "points to a step that is not in this trace"
-                       if ref not in self._step_set else None)
+            problem = None
+            if not _nonneg_int(ref):
+                problem = "is not a step number"
+            elif ref == step:
+                problem = "points to its own step"
+            elif ref > step:
+                problem = "points to a later step (a reference names an earlier step)"
+            elif ref not in self._step_set:
+                problem = "points to a step that is not in this trace"
             if problem:
                 raise TraceError(f"ref_step {abbreviate(ref)} {problem}", path=self._root,
                                  field=where)

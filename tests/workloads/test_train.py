@@ -18,7 +18,7 @@ from click.testing import CliRunner  # noqa: E402
 from accelsim.cli import main  # noqa: E402
 from accelsim.network import builtin_network  # noqa: E402
 from accelsim.trace import TraceReader  # noqa: E402
-from workloads import train as train_module  # noqa: E402
+from workloads import run_config as run_config_module  # noqa: E402
 from workloads.gating import branch_convs, set_branch  # noqa: E402
 from workloads.train import RunConfig, Trainer, step_generator, train  # noqa: E402
 
@@ -202,7 +202,7 @@ def test_record_cli_errors_are_one_line(tmp_path: Path) -> None:
                                        str(tmp_path / "r3")])
     assert result.exit_code == 2 and "trace_min_saving" in result.output
     assert "1.5 is out of range (must be >= 0 and <= 1)" in result.output
-    assert train_module.ALGORITHMS[0] == "dense"
+    assert run_config_module.ALGORITHMS[0] == "dense"
 
 
 def test_every_recipe_loads() -> None:

@@ -1,8 +1,9 @@
 """The ``accelsim`` command line: thin; parses, calls the library, prints.
 
 Exit status: 0 success, 1 simulation failure (an internal error: one line asking for a bug
-report; ``ACCELSIM_DEBUG=1`` shows the traceback), 2 usage or input error, or a file the system
-refused to read or write (one line, no traceback), 130 interrupted.
+report; ``ACCELSIM_DEBUG=1`` shows the traceback; silently, a closed output pipe), 2 usage or
+input error, or a file the system refused to read or write (one line, no traceback), 130
+interrupted.
 """
 
 from __future__ import annotations
@@ -334,14 +335,15 @@ def record(recipe: Path | None, out_dir: Path, quiet: bool, **options: object) -
     Example: accelsim record --algo cdg --model resnet20 --ssl simclr --data fashion-mnist
     --steps 200 --out runs/cdg
     """
+    from workloads.run_config import run_config  # checked before torch is loaded
+
+    config = run_config(recipe, {k: v for k, v in options.items() if v is not None})
     try:
-        from workloads.train import run_config, summary_line, train
+        from workloads.train import summary_line, train
     except ImportError as error:
         raise InputError(f"recording needs PyTorch ({error.name} is missing): install "
                          "torch==2.13.0 first, then pip install -e .[workloads]",
                          field="record") from None
-    overrides = {k: v for k, v in options.items() if v is not None}
-    config = run_config(recipe, overrides)
     result = train(config, out_dir, progress=not quiet)
     click.echo(summary_line(result))
     click.echo(f"trace: {out_dir / 'trace'}  (accelsim simulate {out_dir} --hw ...)")

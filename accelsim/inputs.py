@@ -12,6 +12,7 @@ loader plus two rules of our own, checked before any value is built:
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ class _YamlRefused(yaml.YAMLError):
         self.problem, self.line = problem, line
 
 
-def _check_document(root: yaml.Node) -> None:
+def _check_document(root: yaml.Node, scalar_key: Callable[[yaml.ScalarNode], Any]) -> None:
     """Refuse a composed document that repeats a key in a mapping, or whose aliases expand it
     beyond :data:`MAX_YAML_NODES` nodes or refer to the node containing them. Runs on the node
     graph, before any value is built (each node once: linear in the file)."""
@@ -52,11 +53,11 @@ def _check_document(root: yaml.Node) -> None:
         if isinstance(node, yaml.SequenceNode):
             total += sum(size(item) for item in node.value)
         elif isinstance(node, yaml.MappingNode):
-            _check_keys(node)
+            _check_keys(node, scalar_key)
             total += sum(size(k) + size(v) for k, v in node.value)
         active.discard(key)
         if total > MAX_YAML_NODES:
-            raise _YamlRefused(f"more than {MAX_YAML_NODES:,} values once aliases are expanded "
+            raise _YamlRefused(f"aliases expand the document beyond {MAX_YAML_NODES:,} values "
                                "(an alias bomb?)", node.start_mark.line + 1)
         sizes[key] = total
         return total
@@ -64,14 +65,14 @@ def _check_document(root: yaml.Node) -> None:
     size(root)
 
 
-def _check_keys(node: yaml.MappingNode) -> None:
-    """A scalar key given twice in one mapping (merge keys ``<<`` aside: what they merge may
-    be overridden)."""
-    first: dict[tuple[str, str], int] = {}
+def _check_keys(node: yaml.MappingNode, scalar_key: Callable[[yaml.ScalarNode], Any]) -> None:
+    """A scalar key given twice in one mapping, by what it means (merge keys ``<<`` aside: what
+    they merge may be overridden)."""
+    first: dict[Any, int] = {}
     for key_node, _ in node.value:
         if key_node.tag == _MERGE_TAG or not isinstance(key_node, yaml.ScalarNode):
             continue
-        line, key = key_node.start_mark.line + 1, (key_node.tag, key_node.value)
+        line, key = key_node.start_mark.line + 1, scalar_key(key_node)
         if key in first:
             raise _YamlRefused(f"duplicate key {short_key(key_node.value)!r} (first given at "
                                f"line {first[key]})", line)
@@ -82,9 +83,29 @@ class StrictLoader(yaml.SafeLoader):
     """The safe loader, refusing duplicate keys and documents that aliases blow up."""
 
     def compose_document(self) -> yaml.Node:
+        self._composed = 0
         node = super().compose_document()
-        _check_document(node)
+        _check_document(node, self._scalar_key)
         return node
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        """Count the nodes as they are composed: a huge file is refused before it is built."""
+        self._composed = getattr(self, "_composed", 0) + 1
+        if self._composed > MAX_YAML_NODES:
+            raise _YamlRefused(f"more than {MAX_YAML_NODES:,} values: not a config, grid or "
+                               "recipe", self.peek_event().start_mark.line + 1)
+        return super().compose_node(parent, index)
+
+    def _scalar_key(self, node: yaml.ScalarNode) -> Any:
+        """What a scalar key means: ``1`` and ``0x1``, ``yes`` and ``true`` are one key."""
+        if node.tag == "tag:yaml.org,2002:str":
+            return node.value
+        try:
+            value = self.construct_object(node)
+            hash(value)
+        except (yaml.YAMLError, TypeError, ValueError):
+            return (node.tag, node.value)
+        return (node.tag, value)
 
 
 def parse_yaml(text: str, source: str, *, field: str | None = None) -> Any:

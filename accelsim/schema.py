@@ -192,7 +192,7 @@ def _type_name(tp: Any) -> str:
 
 def _number_hint(value: Any, tp: Any) -> str:
     """Why a number came as a string: YAML 1.1 reads ``1e-3`` (no dot) as text."""
-    if tp in (int, float) and isinstance(value, str) and _EXPONENT.match(value.strip()):
+    if tp is float and isinstance(value, str) and _EXPONENT.match(value.strip()):
         return " (YAML reads this as text: write it with a dot and a signed exponent, 1.0e-3)"
     return ""
 

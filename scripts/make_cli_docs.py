@@ -20,8 +20,9 @@ HEADER = """# The accelsim command line
 
 Generated from each command's `--help` by `scripts/make_cli_docs.py` (a test keeps it in sync).
 Exit status of every command: 0 success, 1 internal failure (a bug: one line asking for a
-report with the command and its input; `ACCELSIM_DEBUG=1` shows the traceback), 2 bad input (one
-line naming the file and the field, no traceback), 130 interrupted. Units: cycles are clock
+report with the command and its input; `ACCELSIM_DEBUG=1` shows the traceback; also, silently,
+when the reader of a pipe closed it: `accelsim config keys | head`), 2 bad input (one line naming
+the file and the field, no traceback), 130 interrupted. Units: cycles are clock
 cycles of the PE array, traffic in bytes, index storage in bits, energy in pJ, 1 MAC = 2 FLOPs.
 
 Bad input includes click's own usage errors (an unknown option, a missing argument, a value out

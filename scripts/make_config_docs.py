@@ -34,13 +34,14 @@ key, exit status 2, no traceback, nothing written. All the problems of a file ar
 - **Not a text file.** Files are read as bytes: a binary, gzip-compressed or non-UTF-8 file (or
   one over 64 MiB) is refused as "not a text YAML file", naming the offending byte.
 - **Not safe YAML.** Only the safe loader's types; `!!python` and other tags are errors.
-- **A key given twice** in one mapping (`rows: 16` then `rows: 64`) is an error naming both
-  lines; YAML's own rule (the last one wins) would hide the typo. Merge keys (`<<: *base`) may
-  override what they merge.
-- **Documents of more than 100,000 values once aliases are expanded** ("billion laughs": a
-  2 KB file of nested aliases can stand for billions of strings) and aliases that refer to the
-  node containing them are refused before any value is built; so are documents nested too
-  deeply to parse. No config, grid or recipe comes near that size.
+- **A key given twice** in one mapping (`rows: 16` then `rows: 64`; also `1` and `0x1`, `yes`
+  and `true`, which YAML reads as the same key) is an error naming both lines; YAML's own rule
+  (the last one wins) would hide the typo. Merge keys (`<<: *base`) may override what they
+  merge.
+- **Documents of more than 100,000 values**, counted as they are read and again with aliases
+  expanded ("billion laughs": a 2 KB file of nested aliases can stand for billions of strings),
+  and aliases that refer to the node containing them are refused before any value is built; so
+  are documents nested too deeply to parse. No config, grid or recipe comes near that size.
 - **Unknown keys** (with the closest known key, or the list of expected keys, given once),
   **missing required keys**, **wrong types** (`true` is not a number, `1` is not a string),
   **values out of range** or not among the allowed choices, and non-finite numbers.

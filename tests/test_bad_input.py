@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -87,7 +88,7 @@ def test_an_alias_bomb_in_a_value_is_refused_in_bounded_memory(tmp_path: Path) -
                           env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)})
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2 and len(lines) == 1, done.stderr[-2000:]
-    assert f"{config}: line " in lines[0] and "once aliases are expanded" in lines[0]
+    assert f"{config}: line " in lines[0] and "aliases expand the document beyond" in lines[0]
 
 
 @pytest.mark.parametrize("where", ["hw", "grid", "recipe", "set", "vary", "recursive", "top"])
@@ -119,7 +120,7 @@ def test_alias_bombs_everywhere_are_one_short_line(where: str, tmp_path: Path,
         args = ["sweep", trace, "--hw", FP8, "--vary", f"pe_array.rows={bomb()[1:-1]}",
                 "--out", out]
     line = assert_clean_error(args, out=out)
-    assert "once aliases are expanded" in line or "recursive" in line, line
+    assert "aliases expand the document beyond" in line or "recursive" in line, line
     assert len(line) < 300, line
 
 
@@ -467,11 +468,21 @@ def test_simulate_phases_are_canonical_like_sweep(trace: Path, tmp_path: Path) -
      "range 0<x<=64"),  # the option's range is the recipe key's
     ([], "algo: dense\nlr: 1e-3\n", "write it with a dot and a signed exponent"),
     ([], "[algo, dense]\n", "r.yaml: a recipe is a YAML mapping"),
-    ([], "algo: synccp\nweight_pattern: bogus\n", "r.yaml: "),
-    ([], "algo: synccp\nweight_pattern: nm:4:2\n", "N:M pattern needs 1 <= N < M"),
+    ([], "algo: synccp\nweight_pattern: bogus\n",
+     "r.yaml: SyncCP settings: pattern must be 'element', 'nm:N:M' or 'block:BOxBI', got "
+     "'bogus' (weight_pattern given)"),
+    (["--weight-pattern", "nm:4:2"], "algo: synccp\n", "r.yaml: SyncCP settings: N:M pattern "
+     "needs 1 <= N < M, got 'nm:4:2' (--weight-pattern given)"),
     ([], "algo: synccp\ndelta: 1\n", "delta: 1.0 is out of range (must be >= 0 and < 1)"),
-    ([], "algo: synccp\ninitial_sparsity: 0.9\n", "r.yaml: "),
-    ([], "algo: synccp\nprune_start: 50\nprune_end: 10\n", "r.yaml: "),
+    ([], "algo: synccp\ninitial_sparsity: 0.9\n",
+     "r.yaml: SyncCP settings: need 0 <= initial_sparsity <= final_sparsity < 1"),
+    ([], "algo: synccp\nprune_start: 50\nprune_end: 10\n",
+     "r.yaml: SyncCP settings: need t0 <= tf"),
+    ([], "algo: dense\ndelta: 0.1\nprune_start: 3\ngate_groups: 2\n",
+     "delta: applies to algo synccp only, not to dense; prune_start: applies to algo synccp "
+     "only, not to dense; gate_groups: applies to algo cdg, scdg or cgnet only, not to dense "
+     "(3 errors)"),
+    (["--device", "cudaX"], None, "device: must be cpu, cuda or cuda:N, got 'cudaX'"),
 ])
 def test_record_refuses_options_that_do_not_apply_to_its_algorithm(
         options: list, recipe: str | None, expected: str, tmp_path: Path) -> None:
@@ -503,7 +514,6 @@ def test_hardware_that_exploits_nothing_in_a_trace_is_warned_about(
 
 
 def test_recipe_problems_name_options_as_options(tmp_path: Path) -> None:
-    pytest.importorskip("torch")
     from accelsim.errors import InputError
     from workloads.run_config import run_config
     (tmp_path / "r.yaml").write_text("algo: dense\nsteps: 0\n")
@@ -556,16 +566,128 @@ def test_json_nested_too_deeply_is_one_line(victim: str, trace: Path, tmp_path: 
 
 
 def test_a_broken_pipe_is_quiet() -> None:
-    done = subprocess.run(f"{sys.executable} -m accelsim.cli config keys | head -1",
-                          shell=True, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)})
-    assert done.stdout.startswith("name ") and done.stderr == "", done.stderr
+    """The reader closes the pipe before accelsim writes a byte: exit 1, nothing on stderr."""
+    child = subprocess.Popen([sys.executable, "-m", "accelsim.cli", "config", "keys"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)})
+    assert child.stdout is not None and child.stderr is not None
+    child.stdout.close()
+    err = child.stderr.read().decode()
+    assert child.wait(timeout=120) == 1 and err == "", err
 
 
 def test_a_run_resumes_across_keys_that_do_not_apply_to_its_algorithm() -> None:
-    pytest.importorskip("torch")
-    from workloads.train import RunConfig, same_run
+    from workloads.run_config import RunConfig, same_run
     config = RunConfig(algo="cdg")
     stored = {**config.to_dict(), "delta": 0.5, "weight_pattern": "nm:2:4"}  # ignored by cdg
     assert same_run(stored, config)
     assert not same_run({**config.to_dict(), "gate_groups": 8}, config)
+
+
+def test_option_types_are_the_schema_s(tmp_path: Path) -> None:
+    import click
+
+    from accelsim.cli_options import schema_option_type
+    from workloads.run_config import RunConfig
+    delta = schema_option_type(RunConfig, "delta")
+    assert isinstance(delta, click.FloatRange) and (delta.min, delta.max) == (0, 1)
+    assert not delta.min_open and delta.max_open
+    width = schema_option_type(RunConfig, "width")
+    assert isinstance(width, click.FloatRange) and width.min_open and not width.max_open
+    size = schema_option_type(RunConfig, "gate_group_size")  # int | None
+    assert isinstance(size, click.IntRange) and (size.min, size.max) == (1, 1024)
+    assert schema_option_type(RunConfig, "algo").choices == (
+        "dense", "cdg", "scdg", "cgnet", "synccp")
+    assert schema_option_type(RunConfig, "data") is str
+
+
+def test_a_run_directory_of_another_run_names_the_key_that_differs(tmp_path: Path) -> None:
+    import yaml
+
+    from accelsim.errors import InputError
+    from workloads.run_config import RunConfig
+    pytest.importorskip("torch")
+    from workloads.train import check_resumable
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(RunConfig(steps=5).to_dict()))
+    check_resumable(tmp_path, RunConfig(steps=5))
+    with pytest.raises(InputError, match=r"holds a run with a different configuration \(steps: "
+                       r"5 there, 6 here\)"):
+        check_resumable(tmp_path, RunConfig(steps=6))
+
+
+TINY = ("algo: dense\ndata: 'synthetic:n=32,size=8'\nsteps: 1\nbatch_size: 8\n"
+        "record_every: 1\nlinear_probe: false\neval_train_samples: 16\n"
+        "eval_test_samples: 16\nknn_k: 4\n")
+
+
+def test_a_batch_larger_than_the_dataset_is_refused_before_anything_is_written(
+        tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    (tmp_path / "r.yaml").write_text(TINY.replace("batch_size: 8", "batch_size: 64"))
+    assert_clean_error(["record", "--config", tmp_path / "r.yaml", "--out", tmp_path / "run"],
+                       "batch_size: 64 is larger than the dataset 'synthetic:n=32,size=8' (32 "
+                       "training images)", out=tmp_path / "run")
+
+
+def test_a_run_stopped_before_its_first_checkpoint_starts_again(tmp_path: Path) -> None:
+    """run.yaml and a trace were written, then the run was killed before step 0's checkpoint:
+    the same command starts again (it does not refuse the trace it left)."""
+    pytest.importorskip("torch")
+    import yaml
+
+    from workloads.run_config import run_config
+    recipe, run = tmp_path / "r.yaml", tmp_path / "run"
+    recipe.write_text(TINY)
+    (run / "trace").mkdir(parents=True)
+    (run / "run.yaml").write_text(yaml.safe_dump(run_config(recipe, {}).to_dict()))
+    (run / "trace" / "manifest.json").write_text("{}")
+    code, _, err = run_cli("record", "--config", recipe, "--out", run, "--quiet")
+    assert code == 0, err
+    assert (run / "eval.json").is_file() and (run / "trace" / "steps").is_dir()
+
+
+def test_corrupt_files_of_a_run_directory_are_named() -> None:
+    pytest.importorskip("torch")
+    import tempfile
+
+    from accelsim.errors import InputError
+    from workloads.train import _read_evaluation, _truncate_log
+    with tempfile.TemporaryDirectory() as folder:
+        log, evaluation = Path(folder) / "log.csv", Path(folder) / "eval.json"
+        log.write_text("step,loss\n0,1.0\nx,2.0\n")
+        with pytest.raises(InputError, match=r"log\.csv: a row does not start with its step"):
+            _truncate_log(log, 1)
+        log.write_bytes(b"step,loss\n\xff\n")
+        with pytest.raises(InputError, match="not a text CSV file"):
+            _truncate_log(log, 1)
+        for text in ("{}", "[]", '{"knn_accuracy": "x", "chance_accuracy": 0.1}'):
+            evaluation.write_text(text)
+            with pytest.raises(InputError, match=r"eval\.json: not an evaluation"):
+                _read_evaluation(evaluation)
+
+
+@pytest.mark.parametrize(("spec", "expected"), [
+    ("synthetic:seed=99999999999999999999999", "seed: 99999999999999999999999 is out of range"),
+    ("synthetic:n=\u00b2", "n: expected a non-negative integer, got '\u00b2'"),
+    ("synthetic:n=100000000000", "n: 100000000000 is out of range (must be <= 10000000)"),
+    ("synthetic:n=1000000,size=1024", "bytes of images, more than 1 GiB"),
+])
+def test_synthetic_dataset_parameters_are_bounded(spec: str, expected: str) -> None:
+    pytest.importorskip("torch")
+    from accelsim.errors import InputError
+    from workloads.data import load_dataset
+    with pytest.raises(InputError) as error:
+        load_dataset(spec, "train")
+    assert expected in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("1: a\n0x1: b\n", "line 2: duplicate key '0x1' (first given at line 1)"),
+    ("yes: a\ntrue: b\n", "line 2: duplicate key 'true' (first given at line 1)"),
+    ("a: [" + ",".join(["1"] * 200_000) + "]\n", "more than 100,000 values: not a config"),
+])
+def test_keys_that_mean_the_same_and_huge_documents(text: str, expected: str) -> None:
+    from accelsim.errors import InputError
+    from accelsim.inputs import parse_yaml
+    with pytest.raises(InputError, match=re.escape(expected)):
+        parse_yaml(text, "t.yaml")

@@ -1,7 +1,8 @@
 """Imports point one way: cli -> api -> (sweep, report) -> engine -> kernels, with analysis (pure
 pandas) below report and sweep and above nothing but the base modules; trace depends on
 neither engine nor kernels; nothing imports the CLI; workloads use the trace format (and the
-base modules) only; the CLI imports workloads only for ``accelsim record`` (lazily).
+base modules) only; the CLI imports workloads' torch-free recipe schema (``run_config``) to type
+``accelsim record``'s options, and the rest of workloads lazily.
 
 Every import is checked, module-level and inside functions alike, by reading the source (ast),
 so a lazy import cannot slip a dependency past the rule. A second test checks what importing

@@ -605,6 +605,11 @@ _SYNTHETIC_KEYS = {
 }
 
 
+_SYNTHETIC_LIMITS = {"n": 10_000_000, "classes": 10_000, "size": 1024, "channels": 64,
+                     "seed": 2**32 - 1}
+_SYNTHETIC_MAX_BYTES = 2**30  # one split's uint8 images (its float32 noise is 4x that)
+
+
 def _synthetic_params(arg: str, spec: str) -> dict[str, int]:
     """Parse ``n=512,classes=10,...`` into keyword arguments of :func:`synthetic_dataset`."""
     params: dict[str, int] = {}
@@ -614,9 +619,16 @@ def _synthetic_params(arg: str, spec: str) -> dict[str, int]:
             raise InputError(
                 f"unknown parameter{_did_you_mean(key, list(_SYNTHETIC_KEYS))}", path=spec
             )
-        if not value.isdigit():
+        if not (value.isascii() and value.isdigit()):
             raise InputError(f"{key}: expected a non-negative integer, got {value!r}", path=spec)
-        params[_SYNTHETIC_KEYS[key]] = int(value)
+        number, limit = int(value), _SYNTHETIC_LIMITS[key]
+        if number > limit:
+            raise InputError(f"{key}: {number} is out of range (must be <= {limit})", path=spec)
+        params[_SYNTHETIC_KEYS[key]] = number
+    images = params.get("n", 512) * params.get("channels", 3) * params.get("size", 32) ** 2
+    if images > _SYNTHETIC_MAX_BYTES:
+        raise InputError(f"n x channels x size^2 = {images:,} bytes of images, more than "
+                         f"{_SYNTHETIC_MAX_BYTES // 2**30} GiB", path=spec)
     return params
 
 

@@ -104,7 +104,7 @@ class GatingConfig:
         if self.kind == "cgnet" and self.overlap != 1.0:
             raise ValueError(
                 f"cgnet gating shares its base path between branches (overlap 1.0); "
-                f"got overlap={self.overlap}: use kind='cdg' for partial overlap"
+                f"got overlap={self.overlap}: use algo cdg for a partial overlap"
             )
         if not self.alpha > 0:
             raise ValueError(f"alpha must be > 0, got {self.alpha!r}")

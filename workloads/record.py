@@ -56,14 +56,16 @@ class TraceRecorder:
 
     def __init__(self, out: Path, layers: list[TraceLayer], producer: Mapping[str, Any],
                  branches: int = 2, resume: bool = False, compression_level: int = 6,
-                 min_saving: float = MIN_SAVING) -> None:
+                 min_saving: float = MIN_SAVING, overwrite: bool = False) -> None:
+        """``resume``: continue the trace in ``out``; ``overwrite``: replace what is there (a
+        run restarted before its first checkpoint)."""
         self.out = Path(out)
         if resume and (self.out / "manifest.json").exists():
             self.writer = TraceWriter.resume(self.out, compression_level=compression_level,
                                              min_saving=min_saving)
         else:
             self.writer = TraceWriter.create(self.out, producer, layers, branches=branches,
-                                             overwrite=resume,
+                                             overwrite=resume or overwrite,
                                              compression_level=compression_level,
                                              min_saving=min_saving)
         self.layers = {item.name: item for item in self.writer.manifest.layers}

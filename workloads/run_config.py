@@ -9,15 +9,18 @@ decides whether a run directory may be resumed with it. Importing this module lo
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from accelsim.errors import InputError
 from accelsim.inputs import parse_yaml, read_text_file
-from accelsim.schema import build_or_raise, param
+from accelsim.schema import Problems, abbreviate, build_or_raise, param
 from accelsim.trace.manifest import GATE_GRADIENTS
 from accelsim.trace.writer import MIN_SAVING
+
+_DEVICE = re.compile(r"^(cpu|cuda(:\d{1,3})?)$")
 
 if TYPE_CHECKING:
     from workloads.gating import GatingConfig
@@ -104,8 +107,9 @@ class RunConfig:
     linear_epochs: int = param(default=30, ge=0, le=10**6, doc="epochs of the linear probe")
 
     def __post_init__(self) -> None:
-        if not (self.device == "cpu" or self.device.startswith("cuda")):
-            raise InputError(f"must be cpu or cuda[:N], got {self.device!r}", field="device")
+        if not _DEVICE.match(self.device):
+            raise InputError(f"must be cpu, cuda or cuda:N, got {abbreviate(self.device)}",
+                             field="device")
 
     @property
     def gating(self) -> GatingConfig | None:
@@ -181,20 +185,26 @@ def run_config(recipe: Path | None, options: dict[str, Any]) -> RunConfig:
             raise InputError("a recipe is a YAML mapping", path=str(recipe))
     merged = {**raw, **options}
     source = str(recipe) if recipe is not None else "record"
-    config = build_or_raise(RunConfig, merged, source,
-                            labels={key: _option(key) for key in options})
+    labels = {key: _option(key) for key in options}
+    config = build_or_raise(RunConfig, merged, source, labels=labels)
+    problems = Problems(source, labels=labels)
     for keys, algos in ((SYNCCP_KEYS, ("synccp",)), (GATING_KEYS, GATING_ALGORITHMS)):
-        given = [key for key in keys if key in merged]
-        if given and config.algo not in algos:
-            key = given[0]
-            named = ", ".join(algos[:-1]) + " or " + algos[-1] if len(algos) > 1 else algos[0]
-            raise InputError(f"applies to algo {named} only, not to "
-                             f"{config.algo}", path=None if key in options else source,
-                             field=_option(key) if key in options else key)
-    try:
-        _ = config.gating, config.pruning  # their own rules (patterns, schedules)
-    except ValueError as error:
-        raise InputError(str(error), path=source) from None
+        if config.algo in algos:
+            continue
+        named = ", ".join(algos[:-1]) + " or " + algos[-1] if len(algos) > 1 else algos[0]
+        for key in keys:
+            if key in merged:
+                problems.add(key, f"applies to algo {named} only, not to {config.algo}")
+    problems.raise_if_any()
+    for what, keys, build in (("SyncCP", SYNCCP_KEYS, lambda: config.pruning),
+                              ("gating", GATING_KEYS, lambda: config.gating)):
+        try:
+            build()  # their own rules: patterns, schedules, group sizes
+        except ValueError as error:
+            given = [labels.get(key, key) for key in keys if key in merged]
+            settings = f" ({', '.join(given)} given)" if given else ""
+            raise InputError(f"{error}{settings}", path=source,
+                             field=f"{what} settings") from None
     return config
 
 

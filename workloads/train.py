@@ -41,7 +41,10 @@ from workloads.record import TraceRecorder, trace_layers
 from workloads.run_config import RunConfig, run_config, same_run
 from workloads.ssl import build_method
 
-__all__ = ["RunConfig", "Trainer", "run_config", "same_run", "summary_line", "train"]
+__all__ = [
+    "RunConfig", "Trainer", "check_resumable", "run_config", "same_run", "summary_line", "train",
+]
+
 
 def batch_indices(step: int, size: int, batch: int, seed: int) -> torch.Tensor:
     """Indices of step ``step``'s batch: epochs are seeded permutations, drop_last."""
@@ -86,15 +89,26 @@ class Trainer:
     """One run: model, method, pruner, recorder; ``run()`` trains, records and evaluates."""
 
     def __init__(self, config: RunConfig, out: Path, *, progress: bool = True) -> None:
+        """Everything that can be refused is checked here, before :meth:`run` writes a file."""
         self.config, self.out, self.progress = config, Path(out), progress
-        if config.device.startswith("cuda") and not torch.cuda.is_available():
-            raise InputError("no CUDA device is available here; use --device cpu",
-                             field="--device")
+        check_resumable(self.out, config)
+        if config.device.startswith("cuda"):
+            if not torch.cuda.is_available():
+                raise InputError("no CUDA device is available here; use --device cpu",
+                                 field="--device")
+            index = int(config.device.partition(":")[2] or 0)
+            if index >= torch.cuda.device_count():
+                raise InputError(f"no CUDA device {index} here ({torch.cuda.device_count()} "
+                                 "devices)", field="--device")
         if config.threads:
             torch.set_num_threads(config.threads)
         torch.manual_seed(config.seed)
         self.train_ds = load_dataset(config.data, "train")
         self.test_ds = load_dataset(config.data, "test")
+        if len(self.train_ds.labels) < config.batch_size:
+            raise InputError(f"{config.batch_size} is larger than the dataset "
+                             f"{config.data!r} ({len(self.train_ds.labels)} training images)",
+                             field="batch_size")
         self.image_size = config.image_size or self.train_ds.image_size[0]
         self.device = torch.device(config.device)
         try:
@@ -110,7 +124,7 @@ class Trainer:
             try:
                 self.pruner = SyncCP(self.method.encoders(), config.pruning)
             except ValueError as error:
-                raise InputError(str(error), field="--weight-pattern") from None
+                raise InputError(str(error), field="weight_pattern") from None
         weights, taus = _encoder_parameters(self.method)
         groups = [{"params": weights, "weight_decay": config.weight_decay},
                   {"params": taus, "weight_decay": 0.0, "lr": config.gate_lr or config.lr}]
@@ -150,24 +164,24 @@ class Trainer:
         out.mkdir(parents=True, exist_ok=True)
         run_yaml = out / "run.yaml"
         resume = checkpoint_exists(out / "checkpoint")
-        if run_yaml.exists() and not same_run(
-                parse_yaml(read_text_file(run_yaml, "YAML"), str(run_yaml)), config):
-            raise InputError("holds a run with a different configuration; use another --out",
-                             path=str(out))
+        restart = run_yaml.exists() and not resume  # stopped before its first checkpoint
         atomic_write_text(run_yaml, yaml.safe_dump(config.to_dict(), sort_keys=True))
         finished = out / "eval.json"
         if resume and finished.exists():
             done = load_checkpoint(out / "checkpoint")["step"]
             if done == config.steps - 1:  # a finished run: nothing to redo
-                return load_json_file(finished)
+                return _read_evaluation(finished)
         layers = trace_layers(self.backbone, config.batch_size, self.image_size, config.gating,
                               config.pruning)
         recorder = TraceRecorder(out / "trace", layers, self._producer(), resume=resume,
-                                 compression_level=config.trace_compression,
+                                 overwrite=restart, compression_level=config.trace_compression,
                                  min_saving=config.trace_min_saving)
         start = 0
         if resume:
             start = self._restore(load_checkpoint(out / "checkpoint", str(self.device)))
+            if not 1 <= start <= config.steps:
+                raise InputError(f"checkpoint step {start - 1} is not a step of this run "
+                                 f"(0..{config.steps - 1})", path=str(out / "checkpoint.json"))
             _truncate_log(out / "log.csv", start)
         last_recorded = recorder.last_step if recorder.last_step is not None else -1
         started = time.perf_counter()
@@ -251,12 +265,43 @@ def _head(dataset: ImageDataset, count: int) -> ImageDataset:
     return dataset.subset(slice(0, count))
 
 
+def check_resumable(out: Path, config: RunConfig) -> None:
+    """Raise InputError if ``out`` holds a run of another configuration (naming the first key
+    that differs)."""
+    run_yaml = out / "run.yaml"
+    if not run_yaml.exists():
+        return
+    stored = parse_yaml(read_text_file(run_yaml, "YAML"), str(run_yaml))
+    if same_run(stored, config):
+        return
+    current = config.to_dict()
+    differs = next((f"{key}: {stored.get(key)!r} there, {current[key]!r} here"
+                    for key in sorted(current) if isinstance(stored, dict)
+                    and key in stored and stored[key] != current[key]), "not a run.yaml")
+    raise InputError(f"holds a run with a different configuration ({differs}); use another "
+                     "--out", path=str(out))
+
+
+def _read_evaluation(path: Path) -> dict[str, Any]:
+    """A finished run's eval.json (what :func:`summary_line` prints)."""
+    result = load_json_file(path)
+    if not (isinstance(result, dict) and isinstance(result.get("knn_accuracy"), float)
+            and isinstance(result.get("chance_accuracy"), float)):
+        raise InputError("not an evaluation of accelsim record; delete it to evaluate again",
+                         path=str(path))
+    return result
+
+
 def _truncate_log(path: Path, start: int) -> None:
     """Drop log rows of steps >= ``start`` (they are re-run after a resume)."""
     if not path.exists():
         return
-    lines = path.read_text().splitlines(keepends=True)
-    kept = lines[:1] + [line for line in lines[1:] if int(line.split(",", 1)[0]) < start]
+    lines = read_text_file(path, "CSV").splitlines(keepends=True)
+    try:
+        kept = lines[:1] + [line for line in lines[1:] if int(line.split(",", 1)[0]) < start]
+    except ValueError:
+        raise InputError("a row does not start with its step; delete the file (the log of the "
+                         "steps run so far is lost)", path=str(path)) from None
     atomic_write_text(path, "".join(kept))
 
 

@@ -119,8 +119,9 @@ class TraceWriter:
                 raise TraceError("exists and is not a directory", path=root)
             if any(root.iterdir()):
                 if not overwrite:
-                    raise TraceError("directory is not empty (pass overwrite=True to replace "
-                                     "the trace in it)", path=root)
+                    raise TraceError("directory is not empty (a new trace needs an empty "
+                                     "directory; TraceWriter.create(overwrite=True) replaces "
+                                     "a trace)", path=root)
                 _clear_trace(root)
         (root / STEPS_DIR).mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(root / MANIFEST_NAME, dumps_json(manifest.to_json()))

@@ -103,9 +103,10 @@ class StrictLoader(yaml.SafeLoader):
         try:
             value = self.construct_object(node)
             hash(value)
-        except (yaml.YAMLError, TypeError, ValueError):
-            return (node.tag, node.value)
-        return (node.tag, value)
+        except (yaml.YAMLError, TypeError, ValueError, OverflowError):
+            self.recursive_objects.pop(node, None)  # construct_object leaves it on failure
+            return (node.tag, node.value)  # the constructor reports it when the value is built
+        return value  # as the built mapping keys it: 1, 1.0 and true are one key
 
 
 def parse_yaml(text: str, source: str, *, field: str | None = None) -> Any:
@@ -123,6 +124,9 @@ def parse_yaml(text: str, source: str, *, field: str | None = None) -> Any:
         raise InputError(f"invalid YAML: {problem}", path=source, field=where) from None
     except RecursionError:
         raise InputError("invalid YAML: nested too deeply", path=source, field=field) from None
+    except (ValueError, TypeError, OverflowError) as error:  # a date or number out of range
+        raise InputError(f"invalid YAML value ({' '.join(str(error).split())[:120]})",
+                         path=source, field=field) from None
 
 
 def read_text_file(path: str | Path, kind: str) -> str:

@@ -483,6 +483,7 @@ def test_simulate_phases_are_canonical_like_sweep(trace: Path, tmp_path: Path) -
      "only, not to dense; gate_groups: applies to algo cdg, scdg or cgnet only, not to dense "
      "(3 errors)"),
     (["--device", "cudaX"], None, "device: must be cpu, cuda or cuda:N, got 'cudaX'"),
+    (["--device", "cpu\n"], None, "device: must be cpu, cuda or cuda:N, got 'cpu\\n'"),
 ])
 def test_record_refuses_options_that_do_not_apply_to_its_algorithm(
         options: list, recipe: str | None, expected: str, tmp_path: Path) -> None:
@@ -601,18 +602,38 @@ def test_option_types_are_the_schema_s(tmp_path: Path) -> None:
     assert schema_option_type(RunConfig, "data") is str
 
 
-def test_a_run_directory_of_another_run_names_the_key_that_differs(tmp_path: Path) -> None:
+def test_what_a_run_directory_may_be_used_for(tmp_path: Path) -> None:
+    """Decided before a file is written: new, resume, restart (killed before its first
+    checkpoint), or refused naming why."""
     import yaml
 
     from accelsim.errors import InputError
     from workloads.run_config import RunConfig
     pytest.importorskip("torch")
-    from workloads.train import check_resumable
-    (tmp_path / "run.yaml").write_text(yaml.safe_dump(RunConfig(steps=5).to_dict()))
-    check_resumable(tmp_path, RunConfig(steps=5))
-    with pytest.raises(InputError, match=r"holds a run with a different configuration \(steps: "
-                       r"5 there, 6 here\)"):
-        check_resumable(tmp_path, RunConfig(steps=6))
+    from workloads.train import check_run_directory
+    run = tmp_path / "run"
+    config = RunConfig(algo="cdg", steps=5)
+    assert check_run_directory(run, config) == "new"
+    (run / "trace" / "steps").mkdir(parents=True)
+    (run / "trace" / "manifest.json").write_text("{}")
+    with pytest.raises(InputError, match=r"holds a trace or a checkpoint but no run\.yaml"):
+        check_run_directory(run, config)
+    (run / "run.yaml").write_text(yaml.safe_dump(config.to_dict()))
+    assert check_run_directory(run, config) == "restart"
+    for name in ("step-00000000.json", "step-00000003.json"):
+        (run / "trace" / "steps" / name).write_text("{}")
+    with pytest.raises(InputError, match="recorded steps of this run but no checkpoint"):
+        check_run_directory(run, config)
+    (run / "checkpoint.json").write_text("{}")
+    assert check_run_directory(run, config) == "resume"
+    with pytest.raises(InputError, match=r"different configuration \(steps: 5 there, 6 here\)"):
+        check_run_directory(run, RunConfig(algo="cdg", steps=6, delta=0.5))  # delta: not cdg's
+    (run / "run.yaml").write_text(yaml.safe_dump({**config.to_dict(), "old_key": 1}))
+    with pytest.raises(InputError, match=r"run\.yaml has keys this accelsim does not know"):
+        check_run_directory(run, config)
+    (run / "run.yaml").write_text("[1, 2]\n")
+    with pytest.raises(InputError, match=r"run\.yaml: is not a mapping"):
+        check_run_directory(run, config)
 
 
 TINY = ("algo: dense\ndata: 'synthetic:n=32,size=8'\nsteps: 1\nbatch_size: 8\n"
@@ -660,7 +681,9 @@ def test_corrupt_files_of_a_run_directory_are_named() -> None:
         log.write_bytes(b"step,loss\n\xff\n")
         with pytest.raises(InputError, match="not a text CSV file"):
             _truncate_log(log, 1)
-        for text in ("{}", "[]", '{"knn_accuracy": "x", "chance_accuracy": 0.1}'):
+        for text in ("{}", "[]", '{"knn_accuracy": "x", "chance_accuracy": 0.1}',
+                     '{"knn_accuracy": 0.5, "chance_accuracy": 0.1, "linear_accuracy": "x"}',
+                     '{"knn_accuracy": 0.5, "chance_accuracy": 0.1, "weight_sparsity": 3}'):
             evaluation.write_text(text)
             with pytest.raises(InputError, match=r"eval\.json: not an evaluation"):
                 _read_evaluation(evaluation)
@@ -670,7 +693,7 @@ def test_corrupt_files_of_a_run_directory_are_named() -> None:
     ("synthetic:seed=99999999999999999999999", "seed: 99999999999999999999999 is out of range"),
     ("synthetic:n=\u00b2", "n: expected a non-negative integer, got '\u00b2'"),
     ("synthetic:n=100000000000", "n: 100000000000 is out of range (must be <= 10000000)"),
-    ("synthetic:n=1000000,size=1024", "bytes of images, more than 1 GiB"),
+    ("synthetic:n=1000000,size=1024", "bytes of images, more than 256 MiB"),
 ])
 def test_synthetic_dataset_parameters_are_bounded(spec: str, expected: str) -> None:
     pytest.importorskip("torch")
@@ -684,6 +707,9 @@ def test_synthetic_dataset_parameters_are_bounded(spec: str, expected: str) -> N
 @pytest.mark.parametrize(("text", "expected"), [
     ("1: a\n0x1: b\n", "line 2: duplicate key '0x1' (first given at line 1)"),
     ("yes: a\ntrue: b\n", "line 2: duplicate key 'true' (first given at line 1)"),
+    ("1: a\n1.0: b\n", "line 2: duplicate key '1.0' (first given at line 1)"),
+    ("k: 2001-13-45\n", "invalid YAML value (month must be in 1..12)"),
+    ("2001-13-45: k\n", "invalid YAML value (month must be in 1..12)"),
     ("a: [" + ",".join(["1"] * 200_000) + "]\n", "more than 100,000 values: not a config"),
 ])
 def test_keys_that_mean_the_same_and_huge_documents(text: str, expected: str) -> None:

@@ -102,5 +102,5 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> dict[str, Any]:
     try:
         with np.load(npz_path, allow_pickle=False) as arrays:
             return _restore(header["state"], arrays, device)
-    except (OSError, ValueError, KeyError) as error:
+    except (OSError, ValueError, KeyError, TypeError) as error:
         raise InputError(f"corrupt checkpoint data ({error})", path=str(npz_path)) from None

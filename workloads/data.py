@@ -607,7 +607,7 @@ _SYNTHETIC_KEYS = {
 
 _SYNTHETIC_LIMITS = {"n": 10_000_000, "classes": 10_000, "size": 1024, "channels": 64,
                      "seed": 2**32 - 1}
-_SYNTHETIC_MAX_BYTES = 2**30  # one split's uint8 images (its float32 noise is 4x that)
+_SYNTHETIC_MAX_BYTES = 2**28  # one split's uint8 images (its float32 temporaries are ~12x that)
 
 
 def _synthetic_params(arg: str, spec: str) -> dict[str, int]:
@@ -628,7 +628,7 @@ def _synthetic_params(arg: str, spec: str) -> dict[str, int]:
     images = params.get("n", 512) * params.get("channels", 3) * params.get("size", 32) ** 2
     if images > _SYNTHETIC_MAX_BYTES:
         raise InputError(f"n x channels x size^2 = {images:,} bytes of images, more than "
-                         f"{_SYNTHETIC_MAX_BYTES // 2**30} GiB", path=spec)
+                         f"{_SYNTHETIC_MAX_BYTES // 2**20} MiB", path=spec)
     return params
 
 

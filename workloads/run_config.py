@@ -20,7 +20,7 @@ from accelsim.schema import Problems, abbreviate, build_or_raise, param
 from accelsim.trace.manifest import GATE_GRADIENTS
 from accelsim.trace.writer import MIN_SAVING
 
-_DEVICE = re.compile(r"^(cpu|cuda(:\d{1,3})?)$")
+_DEVICE = re.compile(r"cpu|cuda(:\d{1,3})?")  # fullmatch: no trailing newline
 
 if TYPE_CHECKING:
     from workloads.gating import GatingConfig
@@ -107,7 +107,7 @@ class RunConfig:
     linear_epochs: int = param(default=30, ge=0, le=10**6, doc="epochs of the linear probe")
 
     def __post_init__(self) -> None:
-        if not _DEVICE.match(self.device):
+        if not _DEVICE.fullmatch(self.device):
             raise InputError(f"must be cpu, cuda or cuda:N, got {abbreviate(self.device)}",
                              field="device")
 

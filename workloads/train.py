@@ -12,6 +12,7 @@ and the same seed gives the same trace bit for bit on the CPU.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 import time
@@ -24,6 +25,7 @@ import yaml
 from accelsim.errors import InputError
 from accelsim.fileio import atomic_write_json, atomic_write_text
 from accelsim.inputs import load_json_file, parse_yaml, read_text_file
+from accelsim.trace.format import list_step_files
 from workloads.augment import SSLAugment
 from workloads.checkpoint import checkpoint_exists, load_checkpoint, save_checkpoint
 from workloads.data import ImageDataset, load_dataset
@@ -38,12 +40,11 @@ from workloads.gating import (
 from workloads.models import build_backbone
 from workloads.pruning import SyncCP
 from workloads.record import TraceRecorder, trace_layers
-from workloads.run_config import RunConfig, run_config, same_run
+from workloads.run_config import RunConfig, applicable_keys, run_config, same_run
 from workloads.ssl import build_method
 
-__all__ = [
-    "RunConfig", "Trainer", "check_resumable", "run_config", "same_run", "summary_line", "train",
-]
+__all__ = ["RunConfig", "Trainer", "check_run_directory", "run_config", "same_run",
+           "summary_line", "train"]
 
 
 def batch_indices(step: int, size: int, batch: int, seed: int) -> torch.Tensor:
@@ -91,7 +92,7 @@ class Trainer:
     def __init__(self, config: RunConfig, out: Path, *, progress: bool = True) -> None:
         """Everything that can be refused is checked here, before :meth:`run` writes a file."""
         self.config, self.out, self.progress = config, Path(out), progress
-        check_resumable(self.out, config)
+        self.start_as = check_run_directory(self.out, config)  # "new", "resume" or "restart"
         if config.device.startswith("cuda"):
             if not torch.cuda.is_available():
                 raise InputError("no CUDA device is available here; use --device cpu",
@@ -142,10 +143,15 @@ class Trainer:
                 "pruner": self.pruner.state_dict() if self.pruner else None}
 
     def _restore(self, state: dict[str, Any]) -> int:
-        self.method.load_state_dict(state["method"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        if self.pruner is not None:
-            self.pruner.load_state_dict(state["pruner"])
+        try:
+            self.method.load_state_dict(state["method"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            if self.pruner is not None:
+                self.pruner.load_state_dict(state["pruner"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as error:
+            raise InputError(f"does not fit this run ({type(error).__name__}: "
+                             f"{' '.join(str(error).split())[:120]})",
+                             path=str(self.out / "checkpoint.npz")) from None
         return int(state["step"]) + 1
 
     def _producer(self) -> dict[str, Any]:
@@ -162,27 +168,28 @@ class Trainer:
         """Train (resuming from a checkpoint when one exists), record, evaluate."""
         config, out = self.config, self.out
         out.mkdir(parents=True, exist_ok=True)
-        run_yaml = out / "run.yaml"
-        resume = checkpoint_exists(out / "checkpoint")
-        restart = run_yaml.exists() and not resume  # stopped before its first checkpoint
-        atomic_write_text(run_yaml, yaml.safe_dump(config.to_dict(), sort_keys=True))
-        finished = out / "eval.json"
-        if resume and finished.exists():
-            done = load_checkpoint(out / "checkpoint")["step"]
-            if done == config.steps - 1:  # a finished run: nothing to redo
+        resume, restart = self.start_as == "resume", self.start_as == "restart"
+        checkpoint = load_checkpoint(out / "checkpoint", str(self.device)) if resume else None
+        if checkpoint is not None:
+            done = checkpoint.get("step") if isinstance(checkpoint, dict) else None
+            if not (isinstance(done, int) and 0 <= done < config.steps):
+                raise InputError(f"step {done!r} is not a step of this run "
+                                 f"(0..{config.steps - 1})", path=str(out / "checkpoint.json"))
+            finished = out / "eval.json"
+            if done == config.steps - 1 and finished.exists():  # nothing to redo
                 return _read_evaluation(finished)
         layers = trace_layers(self.backbone, config.batch_size, self.image_size, config.gating,
                               config.pruning)
         recorder = TraceRecorder(out / "trace", layers, self._producer(), resume=resume,
                                  overwrite=restart, compression_level=config.trace_compression,
                                  min_saving=config.trace_min_saving)
+        atomic_write_text(out / "run.yaml", yaml.safe_dump(config.to_dict(), sort_keys=True))
         start = 0
-        if resume:
-            start = self._restore(load_checkpoint(out / "checkpoint", str(self.device)))
-            if not 1 <= start <= config.steps:
-                raise InputError(f"checkpoint step {start - 1} is not a step of this run "
-                                 f"(0..{config.steps - 1})", path=str(out / "checkpoint.json"))
+        if checkpoint is not None:
+            start = self._restore(checkpoint)
             _truncate_log(out / "log.csv", start)
+        elif restart:
+            (out / "log.csv").unlink(missing_ok=True)
         last_recorded = recorder.last_step if recorder.last_step is not None else -1
         started = time.perf_counter()
         bar = _progress(config.steps, start, self.progress)
@@ -265,31 +272,71 @@ def _head(dataset: ImageDataset, count: int) -> ImageDataset:
     return dataset.subset(slice(0, count))
 
 
-def check_resumable(out: Path, config: RunConfig) -> None:
-    """Raise InputError if ``out`` holds a run of another configuration (naming the first key
-    that differs)."""
-    run_yaml = out / "run.yaml"
+def check_run_directory(out: Path, config: RunConfig) -> str:
+    """How a run of ``config`` may use ``out``, decided before any file is written:
+
+    - ``"new"``: nothing of a run is there;
+    - ``"resume"``: this run, with a checkpoint to resume from;
+    - ``"restart"``: this run, killed before its first checkpoint (its trace holds at most step
+      0, and is replaced).
+
+    Anything else is an InputError: another run (naming the first key that differs), a trace or
+    checkpoint without ``run.yaml``, recorded steps without a checkpoint."""
+    run_yaml, trace = out / "run.yaml", out / "trace"
+    has_trace = trace.is_dir() and any(trace.iterdir())
     if not run_yaml.exists():
-        return
+        if has_trace or (out / "checkpoint.json").exists():
+            raise InputError("holds a trace or a checkpoint but no run.yaml: not a run directory "
+                             "of accelsim record; use another --out", path=str(out))
+        return "new"
     stored = parse_yaml(read_text_file(run_yaml, "YAML"), str(run_yaml))
-    if same_run(stored, config):
-        return
+    if not isinstance(stored, dict):
+        raise InputError("is not a mapping: not a run.yaml of accelsim record; use another "
+                         "--out", path=str(run_yaml))
+    if not same_run(stored, config):
+        raise InputError("holds a run with a different configuration "
+                         f"({_difference(stored, config)}); use another --out", path=str(out))
+    if checkpoint_exists(out / "checkpoint"):
+        return "resume"
+    recorded = list_step_files(trace)[0] if trace.is_dir() else []
+    if (out / "eval.json").exists() or any(step > 0 for step in recorded):
+        raise InputError("holds recorded steps of this run but no checkpoint to resume them from; "
+                         "delete it or use another --out", path=str(out))
+    return "restart"
+
+
+def _difference(stored: dict[str, Any], config: RunConfig) -> str:
+    """The first difference between a stored run.yaml and ``config`` that matters."""
     current = config.to_dict()
-    differs = next((f"{key}: {stored.get(key)!r} there, {current[key]!r} here"
-                    for key in sorted(current) if isinstance(stored, dict)
-                    and key in stored and stored[key] != current[key]), "not a run.yaml")
-    raise InputError(f"holds a run with a different configuration ({differs}); use another "
-                     "--out", path=str(out))
+    unknown = sorted(str(key) for key in stored if key not in current)
+    if unknown:
+        return f"run.yaml has keys this accelsim does not know: {', '.join(unknown[:3])}"
+    defaults = {f.name: f.default for f in dataclasses.fields(RunConfig)
+                if f.default is not dataclasses.MISSING}
+    merged = {**defaults, **stored}
+    key = next(k for k in sorted(applicable_keys(config.algo)) if merged.get(k) != current[k])
+    return f"{key}: {merged.get(key)!r} there, {current[key]!r} here"
 
 
 def _read_evaluation(path: Path) -> dict[str, Any]:
     """A finished run's eval.json (what :func:`summary_line` prints)."""
     result = load_json_file(path)
-    if not (isinstance(result, dict) and isinstance(result.get("knn_accuracy"), float)
-            and isinstance(result.get("chance_accuracy"), float)):
+
+    def number(value: Any) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+    ok = isinstance(result, dict) and all(number(result.get(key)) for key in _EVAL_REQUIRED) \
+        and all(number(result[key]) for key in _EVAL_OPTIONAL if key in result) \
+        and (isinstance(result.get("weight_sparsity", {}), dict)
+             and all(number(v) for v in result.get("weight_sparsity", {}).values()))
+    if not ok:
         raise InputError("not an evaluation of accelsim record; delete it to evaluate again",
                          path=str(path))
     return result
+
+
+_EVAL_REQUIRED = ("knn_accuracy", "chance_accuracy")  # what summary_line prints
+_EVAL_OPTIONAL = ("linear_accuracy", "flops_reduction_gated_layers", "gate_sparsity")
 
 
 def _truncate_log(path: Path, start: int) -> None:

@@ -4,9 +4,10 @@ Every config, grid, recipe and topology file is read as bytes and decoded here, 
 non-UTF-8 file gets one clear line instead of a decoding traceback. YAML is parsed with the safe
 loader plus two rules of our own, checked before any value is built:
 
-- a key given twice in one mapping is an error (YAML's "last one wins" hides typos);
-- aliases may not expand the document beyond :data:`MAX_YAML_NODES` nodes ("billion laughs"),
-  and may not refer to themselves.
+- a key given twice in one mapping (by what it means: ``1`` and ``0x1`` are one key) is an error
+  (YAML's "last one wins" hides typos);
+- a document may not hold more than :data:`MAX_YAML_NODES` values, counted as it is read and
+  again with its aliases expanded ("billion laughs"), and an alias may not refer to itself.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from accelsim.errors import InputError
 from accelsim.schema import short_key
 
 MAX_TEXT_BYTES = 64 * 2**20  # a config, grid, recipe or topology file larger than this is refused
-MAX_YAML_NODES = 100_000  # nodes of a YAML document after alias expansion
+MAX_YAML_NODES = 100_000  # nodes of a YAML document, as read and with its aliases expanded
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-import types
 import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
 import click
+
+from accelsim.schema import one_line, optional_inner
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -19,8 +20,7 @@ def schema_option_type(schema: type, name: str) -> click.ParamType | type:
     its range, so that an option and its recipe key accept the same values."""
     field = next(f for f in dataclasses.fields(schema) if f.name == name)
     tp, meta = typing.get_type_hints(schema)[name], field.metadata
-    inner = [a for a in typing.get_args(tp) if a is not type(None)]
-    tp = inner[0] if typing.get_origin(tp) in (typing.Union, types.UnionType) else tp
+    tp = optional_inner(tp) or tp
     if meta.get("choices"):
         return click.Choice(list(meta["choices"]))
     low = meta.get("gt") if meta.get("gt") is not None else meta.get("ge")
@@ -37,8 +37,6 @@ def schema_option_type(schema: type, name: str) -> click.ParamType | type:
 def echo_line(text: str) -> None:
     """Print ``text`` to stderr as exactly one line: control characters a user's input put in
     it (a newline in a file name or a YAML key) are shown escaped."""
-    from accelsim.schema import one_line
-
     click.echo(one_line(text), err=True)
 
 

@@ -64,9 +64,9 @@ def compare_command(traces: tuple[Path, ...], hw_file: Path, overrides: tuple[st
     from accelsim.trace.format import MANIFEST_NAME
 
     hw = load_hardware(hw_file, overrides)
-    for trace in traces:
-        if (resolve_trace_dir(trace) / MANIFEST_NAME).is_file():
-            for warning in unexploited_sparsity(resolve_trace_dir(trace), hw):
+    for trace_dir in map(resolve_trace_dir, traces):
+        if (trace_dir / MANIFEST_NAME).is_file():  # compare names what is not a trace
+            for warning in unexploited_sparsity(trace_dir, hw):
                 echo_line(f"warning: {warning}")
 
     def progress(name: str, reused: bool) -> None:

@@ -71,14 +71,9 @@ def check_output_dir(path: str | Path, option: str = "--out") -> None:
         while not os.path.lexists(existing) and existing.parent != existing:
             existing = existing.parent
         if existing.is_symlink() and not existing.exists():  # dangling, or a link loop
-            try:
-                existing.stat()
-                problem = "is a symbolic link to nothing"
-            except OSError as error:
-                problem = ("is a symbolic link loop" if error.errno == errno.ELOOP
-                           else "is a symbolic link to nothing")
+            kind = "loop" if _stat_errno(existing) == errno.ELOOP else "to nothing"
             name = "" if existing == path else f"{existing} "
-            raise InputError(f"{name}{problem}".strip(), path=where)
+            raise InputError(f"{name}is a symbolic link {kind}", path=where)
         if not existing.is_dir():
             raise InputError("exists and is not a directory" if existing == path else
                              f"cannot be created: {existing} is not a directory", path=where)
@@ -97,3 +92,12 @@ def check_output_dir(path: str | Path, option: str = "--out") -> None:
         except OSError as error:
             raise InputError(f"cannot be created ({error.strerror or error})",
                              path=where) from None
+
+
+def _stat_errno(path: Path) -> int | None:
+    """The errno of ``stat(path)``, or None when it succeeds."""
+    try:
+        path.stat()
+    except OSError as error:
+        return error.errno
+    return None

@@ -156,9 +156,6 @@ class Problems:
     def add(self, key: str, message: str) -> None:
         self.items.append((key, message))
 
-    def __bool__(self) -> bool:
-        return bool(self.items)
-
     def error(self) -> InputError:
         """One InputError naming the source: the first problems spelled out, the rest counted."""
         parts = []
@@ -238,7 +235,7 @@ def _convert_scalar(value: Any, tp: Any, meta: Mapping[str, Any], key: str,
     return value
 
 
-def _optional_inner(tp: Any) -> Any:
+def optional_inner(tp: Any) -> Any:
     """``X`` for ``X | None`` (or ``Optional[X]``), else None."""
     if typing.get_origin(tp) in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
@@ -249,7 +246,7 @@ def _optional_inner(tp: Any) -> Any:
 
 def _convert(value: Any, tp: Any, meta: Mapping[str, Any], key: str, problems: Problems) -> Any:
     origin = typing.get_origin(tp)
-    inner = _optional_inner(tp)
+    inner = optional_inner(tp)
     if inner is not None:
         return None if value is None else _convert(value, inner, meta, key, problems)
     if dataclasses.is_dataclass(tp):

@@ -22,3 +22,16 @@ def systolic_hw() -> HardwareConfig:
 @pytest.fixture(scope="session")
 def fp8_hw() -> HardwareConfig:
     return load_hardware(FP8)
+
+
+def run_cli(*args: object) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of ``accelsim ARGS`` run in-process; any exception but the
+    CLI's own exit fails the calling test."""
+    from click.testing import CliRunner
+
+    from accelsim.cli import main
+
+    result = CliRunner().invoke(main, [str(a) for a in args], prog_name="accelsim")
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.stdout, result.stderr

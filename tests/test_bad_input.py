@@ -14,10 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from accelsim.cli import main
-from tests.conftest import FP8, SYSTOLIC
+from tests.conftest import FP8, SYSTOLIC, run_cli
 
 GRID = "vary:\n  pe_array.rows: [8, 16]\n"
 TOPOLOGY = ("Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, "
@@ -30,14 +28,6 @@ def bomb(levels: int = 10, width: int = 10) -> str:
     for level in range(1, levels):
         items.append(f"&l{level} [{', '.join([f'*l{level - 1}'] * width)}]")
     return "[" + ", ".join(items) + "]"
-
-
-def run_cli(*args: object) -> tuple[int, str, str]:
-    """(exit code, stdout, stderr) of ``accelsim ARGS`` in-process."""
-    result = CliRunner().invoke(main, [str(a) for a in args], prog_name="accelsim")
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.stdout, result.stderr
 
 
 def assert_clean_error(args: list, *expected: str, out: Path | None = None) -> str:

@@ -13,13 +13,12 @@ from typing import Any
 import click
 import pytest
 import yaml
-from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from accelsim.cli import main
 from accelsim.errors import InputError
-from tests.conftest import FP8
+from tests.conftest import FP8, run_cli
 
 FUZZ = settings(max_examples=40, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -71,16 +70,8 @@ def mutated(draw: st.DrawFn, tree: Any) -> Any:
     return tree
 
 
-def run_cli(args: list) -> tuple[int, str]:
-    """(exit code, stderr); any exception but SystemExit fails the test."""
-    result = CliRunner().invoke(main, [str(a) for a in args], prog_name="accelsim")
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.stderr
-
-
 def assert_success_or_clean_error(args: list) -> None:
-    code, err = run_cli(args)
+    code, _, err = run_cli(*args)
     assert code in (0, 2), (args, code, err[-2000:])
     if code == 2 and not err.startswith("Usage:"):  # a group without a command shows its help
         lines = [line for line in err.strip().splitlines() if not line.startswith("warning:")]
@@ -93,12 +84,12 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A small trace and a simulate output directory made from it."""
     root = tmp_path_factory.mktemp("fuzz")
     trace = root / "trace"
-    code, err = run_cli(["trace", "synth", "--network", "resnet20", "--batch", "1", "--steps",
-                         "2", "--gate-sparsity", "0.5", "--weight-sparsity", "0.5",
-                         "--weight-update-every", "1", "--out", trace])
+    code, _, err = run_cli("trace", "synth", "--network", "resnet20", "--batch", "1", "--steps",
+                           "2", "--gate-sparsity", "0.5", "--weight-sparsity", "0.5",
+                           "--weight-update-every", "1", "--out", trace)
     assert code == 0, err
     run = root / "run"
-    code, err = run_cli(["simulate", trace, "--hw", FP8, "--phases", "fw", "--out", run])
+    code, _, err = run_cli("simulate", trace, "--hw", FP8, "--phases", "fw", "--out", run)
     assert code == 0, err
     return {"root": root, "trace": trace, "run": run}
 

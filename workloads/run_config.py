@@ -151,19 +151,28 @@ def applicable_keys(algo: str) -> set[str]:
     return names
 
 
-def same_run(stored: Any, config: RunConfig) -> bool:
-    """Whether a run directory's ``run.yaml`` (``stored``) describes ``config``, over the keys
-    that apply to its algorithm. Keys it lacks were added to :class:`RunConfig` after it was
-    written and take their defaults, so a run recorded by an older accelsim resumes as long as
-    the new keys keep their defaults."""
-    if not isinstance(stored, dict):
-        return False
+def run_difference(stored: dict[str, Any], config: RunConfig) -> str | None:
+    """The first difference that matters between a run directory's ``run.yaml`` (``stored``)
+    and ``config``, or None when the run may resume with it. Keys it lacks were added to
+    :class:`RunConfig` after it was written and take their defaults (a run recorded by an older
+    accelsim resumes as long as the new keys keep them); keys that do not apply to the run's
+    algorithm are ignored."""
+    current = config.to_dict()
+    unknown = sorted(str(key) for key in stored if key not in current)
+    if unknown:
+        return f"run.yaml has keys this accelsim does not know: {', '.join(unknown[:3])}"
     defaults = {f.name: f.default for f in fields(RunConfig)
                 if f.default is not dataclasses.MISSING}
-    keys = applicable_keys(config.algo)
-    current = config.to_dict()
     merged = {**defaults, **stored}
-    return set(merged) == set(current) and all(merged[k] == current[k] for k in keys)
+    key = next((k for k in sorted(applicable_keys(config.algo))
+                if merged.get(k) != current[k]), None)
+    return None if key is None else f"{key}: {merged.get(key)!r} there, {current[key]!r} here"
+
+
+def same_run(stored: Any, config: RunConfig) -> bool:
+    """Whether a run directory's ``run.yaml`` (``stored``) describes ``config``
+    (:func:`run_difference`)."""
+    return isinstance(stored, dict) and run_difference(stored, config) is None
 
 
 def _option(key: str) -> str:

@@ -12,7 +12,6 @@ and the same seed gives the same trace bit for bit on the CPU.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import sys
 import time
@@ -40,7 +39,7 @@ from workloads.gating import (
 from workloads.models import build_backbone
 from workloads.pruning import SyncCP
 from workloads.record import TraceRecorder, trace_layers
-from workloads.run_config import RunConfig, applicable_keys, run_config, same_run
+from workloads.run_config import RunConfig, run_config, run_difference, same_run
 from workloads.ssl import build_method
 
 __all__ = ["RunConfig", "Trainer", "check_run_directory", "run_config", "same_run",
@@ -293,9 +292,10 @@ def check_run_directory(out: Path, config: RunConfig) -> str:
     if not isinstance(stored, dict):
         raise InputError("is not a mapping: not a run.yaml of accelsim record; use another "
                          "--out", path=str(run_yaml))
-    if not same_run(stored, config):
-        raise InputError("holds a run with a different configuration "
-                         f"({_difference(stored, config)}); use another --out", path=str(out))
+    difference = run_difference(stored, config)
+    if difference is not None:
+        raise InputError(f"holds a run with a different configuration ({difference}); use "
+                         "another --out", path=str(out))
     if checkpoint_exists(out / "checkpoint"):
         return "resume"
     recorded = list_step_files(trace)[0] if trace.is_dir() else []
@@ -303,19 +303,6 @@ def check_run_directory(out: Path, config: RunConfig) -> str:
         raise InputError("holds recorded steps of this run but no checkpoint to resume them from; "
                          "delete it or use another --out", path=str(out))
     return "restart"
-
-
-def _difference(stored: dict[str, Any], config: RunConfig) -> str:
-    """The first difference between a stored run.yaml and ``config`` that matters."""
-    current = config.to_dict()
-    unknown = sorted(str(key) for key in stored if key not in current)
-    if unknown:
-        return f"run.yaml has keys this accelsim does not know: {', '.join(unknown[:3])}"
-    defaults = {f.name: f.default for f in dataclasses.fields(RunConfig)
-                if f.default is not dataclasses.MISSING}
-    merged = {**defaults, **stored}
-    key = next(k for k in sorted(applicable_keys(config.algo)) if merged.get(k) != current[k])
-    return f"{key}: {merged.get(key)!r} there, {current[key]!r} here"
 
 
 def _read_evaluation(path: Path) -> dict[str, Any]:

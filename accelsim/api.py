@@ -12,6 +12,7 @@ import pandas as pd
 from accelsim import __version__, analysis
 from accelsim.config import HardwareConfig
 from accelsim.engine.simulator import (
+    ROW_FIELDS,
     results_frame,
     simulate_network_dense,
 )
@@ -133,8 +134,21 @@ def _run_is_current(folder: Path, trace: Path, hw: HardwareConfig) -> bool:
         info = load_json_object(folder / "run.json")
     except InputError:
         return False
-    return (isinstance(info, dict) and info.get("hardware_digest") == hw.digest()
-            and Path(str(info.get("trace", ""))).resolve() == trace.resolve())
+    if not (isinstance(info, dict) and info.get("hardware_digest") == hw.digest()
+            and Path(str(info.get("trace", ""))).resolve() == trace.resolve()):
+        return False
+    return _has_current_columns(folder / "results.csv")
+
+
+def _has_current_columns(results: Path) -> bool:
+    """Whether a results.csv has every column this accelsim writes (an older one is replayed
+    again rather than reported with columns missing)."""
+    try:
+        with results.open(encoding="utf-8") as file:
+            header = file.readline().rstrip("\r\n").split(",")
+    except (OSError, UnicodeDecodeError):
+        return False
+    return set(ROW_FIELDS) <= set(header)
 
 
 def compare(traces: Sequence[str | Path], hw: HardwareConfig, out: str | Path,

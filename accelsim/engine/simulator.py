@@ -49,7 +49,9 @@ class JobResult:
     ``macs_effective`` is what a FLOPs count says (the algorithm's view); ``macs_required`` what
     the training algorithm needs computed (more in FW when a straight-through gate gradient needs
     the conditional output everywhere); ``macs_issued`` what the hardware spends, idle lanes of
-    active lock-step units included. ``cycles_dense`` and
+    active lock-step units included; ``sparsity_exploited`` is 0 where the hardware runs the
+    job dense whatever its masks (no support for them in this phase). ``cycles_dense``,
+    ``cycles_compute_dense`` and
     ``energy_dense_pj`` are the same job without any skipping on the same hardware.
     ``index_bits`` are the stored indices this job uses, in the format the hardware uses;
     ``index_bits_bitmap`` the same masks as unstructured element bitmaps.
@@ -77,6 +79,8 @@ class JobResult:
     cycles_dram: int
     cycles: int
     cycles_dense: int
+    cycles_compute_dense: int
+    sparsity_exploited: int  # 0: the hardware ran the job dense whatever its masks, else 1
     speedup: float
     utilization: float
     decoder_indices: int
@@ -166,10 +170,12 @@ def declared_masks(layer: Layer) -> LayerMasks:
 
 @dataclass(frozen=True)
 class DenseJob:
-    """The mask-independent half of a job: the same job without any skipping (cycles, pJ)."""
+    """The mask-independent half of a job: the same job without any skipping (cycles, pJ);
+    ``cycles_compute`` is its compute alone, before buffer and DRAM time."""
 
     macs: int
     cycles: int
+    cycles_compute: int
     energy_pj: float
 
 
@@ -184,7 +190,7 @@ def dense_job(layer: Layer, phase: str, hw: HardwareConfig, cycles_compute: int)
                        gb_write_bits=memory.gb_write_bits, rf_fill_bits=memory.rf_fill_bits,
                        dram_bytes=memory.dram_bytes,
                        indices_decoded=0, cycles=cycles, hw=hw)
-    return DenseJob(macs, cycles, energy.total)
+    return DenseJob(macs, cycles, cycles_compute, energy.total)
 
 
 @dataclass(frozen=True)
@@ -231,6 +237,8 @@ class JobFrame:
             cycles_compute=compute.cycles_compute,
             cycles_decoder_stall=compute.cycles_decoder_stall, cycles_buffer=buffer,
             cycles_dram=dram, cycles=cycles, cycles_dense=cycles_dense,
+            cycles_compute_dense=dense.cycles_compute,
+            sparsity_exploited=int(compute.exploited),
             speedup=cycles_dense / cycles if cycles else 1.0,
             utilization=compute.macs_effective / (cycles * hw.pe_array.macs_per_cycle)
             if cycles else 0.0,

@@ -146,6 +146,7 @@ class SparseCompute:
     macs: JobMacs
     cycles_compute_dense: int
     compacted: bool = False  # its work went through the compaction network
+    exploited: bool = True   # False: the hardware runs the job dense whatever its masks
 
     @property
     def macs_effective(self) -> int:
@@ -166,8 +167,15 @@ class SparseCompute:
     @classmethod
     def unskipped(cls, cycles: int, macs_issued: int, macs: JobMacs,
                   cycles_compute_dense: int) -> SparseCompute:
-        """A job that runs without the decoder (dense mode, or a systolic N:M pass)."""
+        """A job that runs without the decoder: a systolic N:M pass."""
         return cls(cycles, 0, 0, macs_issued, macs, cycles_compute_dense)
+
+    @classmethod
+    def dense(cls, cycles_compute_dense: int, macs_dense: int, macs: JobMacs) -> SparseCompute:
+        """A job the hardware runs dense, skipping nothing whatever its masks: no support for
+        them in this phase, or no masks to skip with."""
+        return cls(cycles_compute_dense, 0, 0, macs_dense, macs, cycles_compute_dense,
+                   exploited=False)
 
 
 @dataclass(frozen=True)
@@ -230,12 +238,12 @@ def _sparse_compute(layer: Layer, phase: str, masks: LayerMasks, hw: HardwareCon
         nm = masks.nm if (use_weight and phase == "fw" and masks.nm
                           and masks.nm[1] in support.nm_m) else None
         if nm is None:
-            return SparseCompute.unskipped(dense_compute, gemm.macs, macs, dense_compute)
+            return SparseCompute.dense(dense_compute, gemm.macs, macs)
         t = nm_reduction_length(gemm.t, *nm)
         return SparseCompute.unskipped(cycles_gemm(gemm, hw.pe_array, nm=nm),
                                        gemm.sr * gemm.sc * t * gemm.count, macs, dense_compute)
     if not use_gate and not use_weight:
-        return SparseCompute.unskipped(dense_compute, gemm.macs, macs, dense_compute)
+        return SparseCompute.dense(dense_compute, gemm.macs, macs)
     compaction = hw.decoder.compaction
     rows, pass_len = hw.pe_array.rows, hw.pe_array.rows * hw.pe_array.sync_tiles
     if use_weight and phase == "fw" and masks.nm and masks.nm[1] in support.nm_m:
@@ -348,8 +356,7 @@ class GatedPlan:
         the plan's)."""
         macs = job_macs(self.layer, masks, self.phase)
         if self.sums is None:
-            return SparseCompute.unskipped(self.dense_compute, self.macs_dense, macs,
-                                           self.dense_compute)
+            return SparseCompute.dense(self.dense_compute, self.macs_dense, macs)
         work = self.sums.gated(masks)
         run = schedule_pass_sums(work, self.qcols, self.indices_per_cycle, self.latency)
         if self.tree:

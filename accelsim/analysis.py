@@ -23,12 +23,13 @@ if TYPE_CHECKING:
 
 PHASE_ORDER = ("fw", "bd", "wg")
 # The causes gap_decomposition splits lost cycles into, in the order reports draw them.
-GAP_CAUSES = ("estimator_cycles", "lockstep_cycles", "imbalance_cycles", "decoder_cycles",
-              "memory_cycles",
-              "baseline_cycles")
-BEST_METRICS: dict[str, str] = {"speedup": "max", "speedup_step": "max",
-                                "efficiency_gap": "max", "energy_pj": "min",
-                                "energy_step_pj": "min", "tflops_per_watt": "max"}
+GAP_CAUSES = ("estimator_cycles", "unexploited_cycles", "lockstep_cycles", "imbalance_cycles",
+              "decoder_cycles", "memory_cycles", "placement_cycles")
+# Best sweep points are chosen on absolute figures: a ratio to the dense run at the same point
+# would crown the slowest array, whose dense run is slowest too.
+BEST_METRICS: dict[str, str] = {"seconds_step": "min", "energy_step_pj": "min",
+                                "seconds": "min", "energy_pj": "min",
+                                "tflops_per_watt": "max"}
 
 
 def require(df: pd.DataFrame, columns: Sequence[str], what: str) -> None:
@@ -57,7 +58,7 @@ def aggregate(results: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
     """Sum jobs over ``by`` (all steps), then the ratios the summaries use.
 
     Adds ``speedup`` = cycles_dense / cycles, ``flops_reduction`` = macs_dense / macs_effective,
-    ``efficiency_gap`` = speedup / flops_reduction and ``energy_reduction`` (1 where undefined),
+    ``speedup_efficiency`` = speedup / flops_reduction and ``energy_reduction`` (1 where undefined),
     and where the table has the non-MAC columns ``speedup_step``: the whole step's
     (cycles_dense + cycles_non_mac_dense) / (cycles + cycles_non_mac). Groups keep the order in
     which they first appear.
@@ -69,7 +70,7 @@ def aggregate(results: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
         table = results[columns].sum().to_frame().T
     table["speedup"] = ratio(table["cycles_dense"], table["cycles"])
     table["flops_reduction"] = ratio(table["macs_dense"], table["macs_effective"])
-    table["efficiency_gap"] = table["speedup"] / table["flops_reduction"]
+    table["speedup_efficiency"] = table["speedup"] / table["flops_reduction"]
     if "energy_pj" in table.columns and "energy_dense_pj" in table.columns:
         table["energy_reduction"] = ratio(table["energy_dense_pj"], table["energy_pj"])
     if "cycles_non_mac" in table.columns:
@@ -104,76 +105,83 @@ def dense_energy_breakdown(results: pd.DataFrame) -> pd.DataFrame:
     return dense
 
 
-def macs_per_cycle_of(results: pd.DataFrame, macs_per_cycle: int | None) -> pd.Series:
-    """Peak MACs/cycle per row: the argument, a ``macs_per_cycle`` column, or inferred."""
-    if macs_per_cycle is not None:
-        return pd.Series(float(macs_per_cycle), index=results.index)
-    if "macs_per_cycle" in results.columns:
-        return results["macs_per_cycle"].astype(float)
-    # utilization = macs_effective / (cycles x peak), so peak = macs_effective / (cycles x util).
-    busy = (results["utilization"] > 0) & (results["cycles"] > 0)
-    if not busy.any():
-        raise ValueError("gap_decomposition: cannot infer the peak MACs/cycle (no job does "
-                         "work); pass macs_per_cycle")
-    key = results["trace"] if "trace" in results.columns else pd.Series(0, index=results.index)
-    inferred = (results.loc[busy, "macs_effective"]
-                / (results.loc[busy, "cycles"] * results.loc[busy, "utilization"]))
-    peaks = inferred.groupby(key[busy]).median().round()
-    return key.map(peaks).fillna(float(peaks.median())).astype(float)
-
-
 def gap_decomposition(results: pd.DataFrame, by: Sequence[str] = ("phase",), *,
                       macs_per_cycle: int | None = None, total: bool = True) -> pd.DataFrame:
     """Cycles lost between the FLOPs view and the hardware, split by cause (``docs/reports.md``).
 
-    Per group of jobs (``by``; plus an ``all`` row when ``total``), with P the peak MACs/cycle
-    (``macs_per_cycle``, else a ``macs_per_cycle`` column, else inferred from ``utilization``):
+    Every MAC is priced at what it costs the dense run of its own job on the same hardware,
+    ``k = cycles_dense / macs_dense`` (cycles per MAC: the dense mapping's partial tiles,
+    pipeline fill and memory time included), so losses the dense run has too are never blamed on
+    sparsity. Per job, with q = macs_issued / macs_dense:
 
-    - ``ideal_cycles`` = cycles_dense / flops_reduction (flops_reduction = sum macs_dense /
-      sum macs_effective over the group): the time if every skipped MAC saved its share of time;
-    - ``lost_cycles`` = cycles - ideal_cycles, equal to the sum of:
-    - ``estimator_cycles`` = sum (macs_required - macs_effective) / P (work the training
-      algorithm needs although the FLOPs view skips it: FW's conditional path where a
-      straight-through gate gradient needs it everywhere);
-    - ``lockstep_cycles`` = sum (macs_issued - macs_required) / P (idle lanes of active units);
-    - ``imbalance_cycles`` = sum (cycles_compute - cycles_decoder_stall - macs_issued / P)
-      (queues waiting for the slowest, partially filled tiles, pipeline fill);
-    - ``decoder_cycles`` = sum cycles_decoder_stall;
-    - ``memory_cycles`` = sum (cycles - cycles_compute) (buffer- or DRAM-bound time);
-    - ``baseline_cycles`` = sum macs_effective / P - ideal_cycles <= 0: the dense run's own
-      overhead over peak (partial tiles, pipeline, memory), which the ideal keeps in proportion,
-      credited back.
+    - ``estimator_cycles`` = (macs_required - macs_effective) x k: work the training algorithm
+      needs although the FLOPs view skips it (FW's conditional path where a straight-through
+      gate gradient needs it everywhere);
+    - ``unexploited_cycles`` = (macs_issued - macs_required) x k in jobs the hardware runs
+      dense whatever their masks (``sparsity_exploited`` 0: no support for them in this phase):
+      this hardware does not exploit this sparsity;
+    - ``lockstep_cycles`` = the same in every other job: idle lanes of active lock-step units;
+    - ``imbalance_cycles`` = cycles_compute - cycles_decoder_stall - cycles_compute_dense x q:
+      compute beyond the dense mapping's for the MACs issued (queues waiting for the slowest,
+      units that do not fill a tile; negative where compaction packs better than dense tiles);
+    - ``decoder_cycles`` = cycles_decoder_stall;
+    - ``memory_cycles`` = (cycles - cycles_compute) - (cycles_dense - cycles_compute_dense) x q:
+      buffer- or DRAM-bound time beyond the dense run's, in proportion.
 
-    Returns one row per group with ``by``, cycles, cycles_dense, speedup, flops_reduction, the
-    columns above, and each part as a fraction of lost cycles (``*_share``).
+    Per group (``by``; plus an ``all`` row when ``total``) these sum to lost_cycles = cycles -
+    ideal_cycles with ideal_cycles = cycles_dense / flops_reduction (flops_reduction = sum
+    macs_dense / sum macs_effective over the group), once one more part is added:
+
+    - ``placement_cycles`` = sum macs_effective x k - ideal_cycles: where the remaining MACs
+      sit. Positive when sparsity skips MACs of jobs the dense mapping runs cheaply (high
+      utilisation) and leaves those it runs at low utilisation: fewer cycles saved than MACs.
+
+    Also ``dense_utilization`` = sum macs_dense / (P x sum cycles_dense), P the peak
+    MACs/cycle (``macs_per_cycle``, else a ``macs_per_cycle`` column, else unknown: NaN): how
+    full the dense mapping keeps the array, context that is not lost to sparsity. ``*_share``
+    columns give each part as a fraction of lost cycles, NaN where nothing is lost (under
+    0.01 % of the cycles).
     """
     require(results, ("macs_dense", "macs_effective", "macs_required", "macs_issued", "cycles",
-                       "cycles_dense",
-                       "cycles_compute", "cycles_decoder_stall", *by), "gap_decomposition")
-    if macs_per_cycle is None and "macs_per_cycle" not in results.columns:
-        require(results, ("utilization",), "gap_decomposition")
-    peak = macs_per_cycle_of(results, macs_per_cycle)
+                       "cycles_dense", "cycles_compute", "cycles_compute_dense",
+                       "sparsity_exploited", "cycles_decoder_stall", *by),
+            "gap_decomposition")
+    dense_macs = results["macs_dense"].astype(float)
+    k = ratio(results["cycles_dense"].astype(float), dense_macs).where(dense_macs > 0, 0.0)
+    q = ratio(results["macs_issued"].astype(float), dense_macs).where(dense_macs > 0, 0.0)
+    ran_dense = results["sparsity_exploited"] == 0
+    idle = (results["macs_issued"] - results["macs_required"]) * k
+    dense_memory = results["cycles_dense"] - results["cycles_compute_dense"]
     jobs = pd.DataFrame({
-        "estimator_cycles": (results["macs_required"] - results["macs_effective"]) / peak,
-        "lockstep_cycles": (results["macs_issued"] - results["macs_required"]) / peak,
+        "estimator_cycles": (results["macs_required"] - results["macs_effective"]) * k,
+        "unexploited_cycles": idle.where(ran_dense, 0.0),
+        "lockstep_cycles": idle.where(~ran_dense, 0.0),
         "imbalance_cycles": results["cycles_compute"] - results["cycles_decoder_stall"]
-        - results["macs_issued"] / peak,
+        - results["cycles_compute_dense"] * q,
         "decoder_cycles": results["cycles_decoder_stall"].astype(float),
-        "memory_cycles": (results["cycles"] - results["cycles_compute"]).astype(float),
-        "effective_peak_cycles": results["macs_effective"] / peak,
+        "memory_cycles": results["cycles"] - results["cycles_compute"] - dense_memory * q,
+        "effective_dense_cycles": results["macs_effective"] * k,
     })
+    if macs_per_cycle is not None:
+        peak = pd.Series(float(macs_per_cycle), index=results.index)
+    elif "macs_per_cycle" in results.columns:
+        peak = results["macs_per_cycle"].astype(float)
+    else:
+        peak = pd.Series(np.nan, index=results.index)
+    jobs["peak_cycles_dense"] = results["macs_dense"] / peak
     for column in ("macs_dense", "macs_effective", "cycles", "cycles_dense", *by):
         jobs[column] = results[column]
     frames = []
     if by:
-        grouped = jobs.groupby(list(by), sort=False).sum(numeric_only=True).reset_index()
+        grouped = jobs.groupby(list(by), sort=False).sum(numeric_only=True, min_count=1)
+        grouped = grouped.reset_index()
         if "phase" in by:
             rank = {p: i for i, p in enumerate(PHASE_ORDER)}
             grouped = grouped.sort_values("phase", key=lambda s: s.map(rank).fillna(len(rank)),
                                           kind="stable").reset_index(drop=True)
         frames.append(grouped)
     if total or not by:
-        whole = jobs.drop(columns=list(by)).sum(numeric_only=True).to_frame().T
+        whole = jobs.drop(columns=list(by)).sum(numeric_only=True, min_count=1).to_frame().T
         for column in by:
             whole[column] = "all"
         frames.append(whole)
@@ -182,12 +190,15 @@ def gap_decomposition(results: pd.DataFrame, by: Sequence[str] = ("phase",), *,
     table["speedup"] = ratio(table["cycles_dense"], table["cycles"])
     table["ideal_cycles"] = table["cycles_dense"] / table["flops_reduction"]
     table["lost_cycles"] = table["cycles"] - table["ideal_cycles"]
-    table["baseline_cycles"] = table["effective_peak_cycles"] - table["ideal_cycles"]
+    table["placement_cycles"] = table["effective_dense_cycles"] - table["ideal_cycles"]
+    table["dense_utilization"] = table["peak_cycles_dense"] / table["cycles_dense"]
     parts = list(GAP_CAUSES)
+    lost = table["lost_cycles"].where(table["lost_cycles"].abs() > 1e-4 * table["cycles"])
     for column in parts:
-        table[column.replace("_cycles", "_share")] = ratio(table[column], table["lost_cycles"])
+        table[column.replace("_cycles", "_share")] = table[column] / lost
     keep = [*by, "cycles", "cycles_dense", "speedup", "flops_reduction", "ideal_cycles",
-            "lost_cycles", *parts, *(c.replace("_cycles", "_share") for c in parts)]
+            "lost_cycles", *parts, *(c.replace("_cycles", "_share") for c in parts),
+            "dense_utilization"]
     return table[keep]
 
 
@@ -211,15 +222,18 @@ def pareto_front(table: pd.DataFrame, x: str, y: str) -> pd.Series:
     return pd.Series(front, index=table.index)
 
 
-def best_points(table: pd.DataFrame, metrics: Mapping[str, str] = BEST_METRICS
+def best_points(table: pd.DataFrame, metrics: Mapping[str, str] | None = None
                 ) -> pd.DataFrame:
     """Per trace and metric (scope total) the best point and its varied values.
 
-    ``metrics`` maps a metric column to ``"max"`` or ``"min"`` (default :data:`BEST_METRICS`:
-    speedup, speedup_step, efficiency_gap, tflops_per_watt max; energy_pj, energy_step_pj
-    min). Ties go to the lowest point index. Columns: trace, metric, goal, value, point,
-    point_id, then the varied keys.
+    ``metrics`` maps a metric column to ``"max"`` or ``"min"`` (default :data:`BEST_METRICS`,
+    those of its columns the table has: the whole step's and the MAC jobs' time and energy
+    (min), tflops_per_watt (max)). Ties go to the lowest point index. Columns: trace, metric,
+    goal, value (a sum over the trace's replayed steps for times and energies), point,
+    point_id, the varied keys, and ``steps`` (replayed steps) where the table has it.
     """
+    if metrics is None:
+        metrics = {k: v for k, v in BEST_METRICS.items() if k in table.columns}
     varied = varied_columns(table)
     total = table[table["scope"] == "total"]
     rows = []
@@ -238,8 +252,12 @@ def best_points(table: pd.DataFrame, metrics: Mapping[str, str] = BEST_METRICS
             rows.append({"trace": trace, "metric": metric, "goal": goal,
                          "value": float(best[metric]), "point": int(best["point"]),
                          "point_id": best["point_id"], **{k: best[k] for k in varied}})
-    return pd.DataFrame(rows, columns=["trace", "metric", "goal", "value", "point", "point_id",
-                                       *varied])
+    frame = pd.DataFrame(rows, columns=["trace", "metric", "goal", "value", "point",
+                                        "point_id", *varied])
+    if "steps" in total.columns:  # values are sums over a trace's replayed steps
+        steps = total.drop_duplicates("trace").set_index("trace")["steps"]
+        frame["steps"] = frame["trace"].map(steps).astype("int64")
+    return frame
 
 
 # ---------------------------------------------------------------------------------------------
@@ -325,7 +343,7 @@ def _totals(sums: Mapping[str, Any], components: Sequence[str], clock_mhz: float
     result["flops_reduction"] = flops_reduction
     result["speedup"] = speedup
     result["energy_reduction"] = ratio(sums["energy_dense_pj"], energy)
-    result["efficiency_gap"] = speedup / flops_reduction
+    result["speedup_efficiency"] = speedup / flops_reduction
     result.update({column: sums[column] for column in components})
     # The whole step: the MAC jobs and the vector unit's non-MAC work they carry.
     result.update({column: sums[column] for column in SUMMED_NON_MAC})
@@ -347,7 +365,7 @@ def totals(jobs: pd.DataFrame, *, clock_mhz: float, macs_per_cycle: int) -> dict
     """The totals of a job table (one row per job, as ``results.csv``): sums, seconds at
     ``clock_mhz``, utilization of ``macs_per_cycle`` peak MACs/cycle, the ratios (``speedup``
     = cycles_dense / cycles, ``flops_reduction`` = macs_dense / macs_effective,
-    ``energy_reduction``, ``efficiency_gap`` = speedup / flops_reduction; 1 where undefined),
+    ``energy_reduction``, ``speedup_efficiency`` = speedup / flops_reduction; 1 where undefined),
     TFLOPS/W and effective TFLOPS of the useful work, and energy by component (pJ)."""
     sums = _sums(jobs, {"all": np.ones(len(jobs), dtype=bool)})["all"]
     return _totals(sums, _energy_components(jobs), clock_mhz, macs_per_cycle)
@@ -355,7 +373,7 @@ def totals(jobs: pd.DataFrame, *, clock_mhz: float, macs_per_cycle: int) -> dict
 
 def summary(jobs: pd.DataFrame, hw: HardwareConfig) -> dict[str, Any]:
     """``summary.json`` of a job table on ``hw``: :func:`totals` overall, per phase (fw, bd,
-    wg order) and per branch, with the hardware's name, digest and clock. ``efficiency_gap``
+    wg order) and per branch, with the hardware's name, digest and clock. ``speedup_efficiency``
     is 1 when the hardware turns every skipped MAC into saved time, less when it falls
     short."""
     phase = jobs["phase"].to_numpy()

@@ -225,7 +225,7 @@ def simulate(trace: Path | None, topology: Path | None, network_name: str | None
     Writes OUT/results.csv (cycles in clock cycles, traffic in bytes, index in bits, energy in
     pJ; macs_effective is the FLOPs view, macs_issued what the hardware spends; hw.name and
     hw.digest name the config) and
-    OUT/summary.json (speedup, flops_reduction, efficiency_gap = speedup / flops_reduction,
+    OUT/summary.json (speedup, flops_reduction, speedup_efficiency = speedup / flops_reduction,
     energy_reduction, index_reduction, TFLOPS/W; overall, per phase, per branch).
 
     Examples:
@@ -356,7 +356,8 @@ def format_summary(summary: dict) -> str:
     gap = ""
     if total["flops_reduction"] != 1.0 or total["speedup"] != 1.0:
         gap = (f"\n  sparse speedup {total['speedup']:.3f}x vs FLOPs reduction "
-               f"{total['flops_reduction']:.3f}x: efficiency gap {total['efficiency_gap']:.3f}; "
+               f"{total['flops_reduction']:.3f}x: speedup efficiency "
+               f"{total['speedup_efficiency']:.3f}; "
                f"energy reduction {total['energy_reduction']:.3f}x")
         if "index" in summary:
             gap += f"; index reduction {summary['index']['index_reduction']:.2f}x"

@@ -28,10 +28,24 @@ def format_best(best: pd.DataFrame) -> str:
     """The best-points table as aligned text, one line per trace and metric."""
     if best.empty:
         return "no best points (no finite metric values)"
-    columns = [c for c in best.columns if c != "point_id"]
-    cells = [[_cell(row[c]) for c in columns] for _, row in best.iterrows()]
+    from accelsim.units import energy_text
+
+    columns = [c for c in best.columns if c not in ("point_id", "steps")]
+
+    def value(row: pd.Series) -> str:  # per step: energies in the unit that reads best, ms
+        metric, number = str(row["metric"]), float(row["value"])
+        steps = max(1, int(row.get("steps", 1)))
+        if metric.endswith("_pj"):
+            return energy_text(number / steps)
+        return f"{number / steps * 1e3:.4g} ms" if metric.startswith("seconds") \
+            else _cell(number)
+
+    cells = [[value(row) if c == "value" else _cell(row[c]) for c in columns]
+             for _, row in best.iterrows()]
     widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()]
+    header = [c if c != "value" else "value (per step)" for c in columns]
+    widths = [max(w, len(h)) for w, h in zip(widths, header, strict=True)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(header, widths, strict=True)).rstrip()]
     lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip()
               for r in cells]
     return "\n".join(lines)
@@ -78,7 +92,8 @@ def sweep_command(ctx: click.Context, traces: tuple[Path, ...], hw_file: Path,
     At the end the points are assembled into OUT/results.csv and OUT/results.parquet (one row
     per trace x point x scope, scope = total, fw, bd, wg, branch1, branch2; cycles in clock
     cycles, energy in pJ, traffic in bytes, index in bits) and the best point per trace is
-    printed for speedup (max), efficiency_gap (max), energy_pj (min) and tflops_per_watt (max).
+    printed on absolute figures: least time and energy (whole step with non-MAC work, and MAC
+    jobs alone), highest TFLOPS/W.
 
     Example (2 traces x 12 points on 4 processes; grid files: docs/sweeps.md):
 

@@ -247,8 +247,9 @@ def index_report(reader: Any, step: int, run_bits: int = 4) -> dict[str, Any]:
 
 def trace_info(path: Path, step: int | None = None, run_bits: int = 4) -> dict[str, Any]:
     """Everything ``accelsim trace info`` prints, as one JSON-ready dict."""
-    from accelsim.trace import open_trace
+    from accelsim.trace import open_trace, resolve_trace_dir
 
+    path = resolve_trace_dir(path)  # a run directory of `accelsim record`: its trace/
     reader = open_trace(path)
     summary = reader.summary()
     layers = []
@@ -365,6 +366,8 @@ def format_info(info: dict[str, Any]) -> str:
               help="Width of an rle run field (bits).")
 def info(trace_dir: Path, as_json: bool, step: int | None, run_bits: int) -> None:
     """Summarise a trace: producer, layers, mean densities and index bits per format.
+
+    DIR is a trace directory or a run directory of `accelsim record` (its trace/).
 
     Densities (fraction of kept bits, 0..1) come from the step statistics without decoding;
     index sizes (bits) decode the masks of one step, per layer x kind x branch, with totals and

@@ -42,6 +42,7 @@ from accelsim.analysis import (
     require,
     varied_columns,
 )
+from accelsim.units import CYCLE_UNITS, ENERGY_UNITS, scale_unit
 
 # Okabe & Ito (2008), safe for the common colour-vision deficiencies.
 PALETTE: tuple[str, ...] = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9",
@@ -76,11 +77,12 @@ ENERGY_PARTS: tuple[tuple[str, str, str], ...] = (
 # Causes of lost cycles, in stacking order: (column, legend label, colour, hatch).
 GAP_PARTS: tuple[tuple[str, str, str, str], ...] = (
     ("estimator_cycles", "dense forward for the gate's gradient", PALETTE[6], ""),
+    ("unexploited_cycles", "not exploited by this hardware", GREY, "//"),
     ("lockstep_cycles", "idle lock-step lanes", PALETTE[3], ""),
-    ("imbalance_cycles", "load imbalance + partial tiles", PALETTE[1], ""),
+    ("imbalance_cycles", "load imbalance beyond the dense mapping", PALETTE[1], ""),
     ("decoder_cycles", "decoder stalls", PALETTE[4], ""),
-    ("memory_cycles", "memory-bound (buffer/DRAM)", PALETTE[0], ""),
-    ("baseline_cycles", "dense run's own overhead (credit)", GREY, "//"),
+    ("memory_cycles", "memory-bound beyond the dense run", PALETTE[0], ""),
+    ("placement_cycles", "where the skipped MACs fall", PALETTE[5], ".."),
 )
 # Sweep metrics: (axis label, unit prefix family). Family "pJ" and "cycles" are auto-scaled.
 METRIC_LABELS: dict[str, str] = {
@@ -88,7 +90,7 @@ METRIC_LABELS: dict[str, str] = {
     "speedup_step": "whole-step speedup vs dense, non-MAC work included (×)",
     "non_mac_share": "non-MAC share of the step's time",
     "flops_reduction": "FLOPs reduction (×)",
-    "efficiency_gap": "efficiency gap = speedup / FLOPs reduction",
+    "speedup_efficiency": "speedup / FLOPs reduction (1: every skipped MAC saves its time)",
     "energy_reduction": "energy reduction vs dense (×)",
     "tflops_per_watt": "energy efficiency, effective work (TFLOPS/W)",
     "tflops_per_watt_dense_equivalent": "energy efficiency, dense-equivalent (TFLOPS/W)",
@@ -126,31 +128,19 @@ def _axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
     return fig, fig.add_subplot()
 
 
-ENERGY_UNITS = (("pJ", 1.0), ("nJ", 1e3), ("µJ", 1e6), ("mJ", 1e9), ("J", 1e12))
-CYCLE_UNITS = (("cycles", 1.0), ("k cycles", 1e3), ("M cycles", 1e6), ("G cycles", 1e9))
-
-
-def scale_unit(values: Sequence[float] | np.ndarray | pd.Series,
-               units: Sequence[tuple[str, float]]) -> tuple[str, float]:
-    """The largest unit of ``units`` ((name, size) ascending) that keeps max |value| >= 1."""
-    largest = float(np.nanmax(np.abs(np.asarray(values, dtype=float)))) if len(values) else 0.0
-    chosen = units[0]
-    for unit in units:
-        if largest >= unit[1]:
-            chosen = unit
-    return chosen
-
-
 def _phases(results: pd.DataFrame) -> list[str]:
     present = list(dict.fromkeys(results["phase"]))
     return [p for p in PHASE_ORDER if p in present] + [p for p in present if p not in PHASE_ORDER]
 
 
 def _title_suffix(results: pd.DataFrame) -> str:
-    if "trace" not in results.columns:
+    """" — <what the rows are>" for a title: a ``label`` column (the report sets the scheme and
+    hardware there), else the one trace's name; nothing where the rows mix several."""
+    column = "label" if "label" in results.columns else "trace"
+    if column not in results.columns:
         return ""
-    traces = [str(t) for t in dict.fromkeys(results["trace"]) if str(t) and str(t) != "nan"]
-    return f" — {traces[0]}" if len(traces) == 1 else ""
+    names = [str(t) for t in dict.fromkeys(results[column]) if str(t) and str(t) != "nan"]
+    return f" — {names[0]}" if len(names) == 1 else ""
 
 
 def _bar_labels(ax: Axes, xs: Sequence[float], heights: Sequence[float], texts: Sequence[str],
@@ -172,7 +162,7 @@ def per_layer_speedup(results: pd.DataFrame, ax: Axes | Sequence[Axes] | None = 
 
     One panel per phase (``phases``, default all present), layers in network order on x, one
     bar per branch (colour); jobs are summed over recorded steps. Where a bar stops short of its
-    tick the hardware falls short of the FLOPs view: the efficiency gap is bar / tick. ``ax``:
+    tick the hardware falls short of the FLOPs view: the speedup efficiency is bar / tick. ``ax``:
     one Axes per phase (or a single Axes for a single phase); new figure when None.
     """
     require(results, ("layer", "branch", "phase", "macs_dense", "macs_effective", "cycles",
@@ -225,7 +215,7 @@ def per_layer_speedup(results: pd.DataFrame, ax: Axes | Sequence[Axes] | None = 
 def flops_vs_hardware(results: pd.DataFrame, ax: Axes | None = None) -> Figure:
     """FLOPs view against hardware view: FLOPs reduction and speedup per phase x branch, and all.
 
-    Numbers above the speedup bars are the efficiency gap (speedup / FLOPs reduction).
+    Numbers above the speedup bars are the speedup efficiency (speedup / FLOPs reduction).
     """
     require(results, ("branch", "phase", "macs_dense", "macs_effective", "cycles",
                        "cycles_dense"), "flops_vs_hardware")
@@ -248,11 +238,11 @@ def flops_vs_hardware(results: pd.DataFrame, ax: Axes | None = None) -> Figure:
     ax.bar(xs + width / 2, speed, width, color=PALETTE[0], label="speedup (hardware)")
     _bar_labels(ax, xs + width / 2, speed, [f"{s / f:.2f}" for s, f in zip(speed, flops,
                                                                             strict=True)])
-    ax.axhline(1.0, color=GREY, linewidth=1, linestyle="--")
+    ax.axhline(1.0, color=GREY, linewidth=1, linestyle="--", label="dense (1×)")
     ax.set_xticks(xs, labels)
     ax.set_ylim(0, max(max(flops), max(speed), 1.0) * 1.18)
     ax.set_ylabel("× vs dense")
-    ax.set_xlabel("phase and contrastive branch (numbers: efficiency gap)")
+    ax.set_xlabel("phase and contrastive branch (numbers: speedup efficiency)")
     ax.set_title(f"FLOPs view vs hardware view{_title_suffix(results)}")
     ax.legend(loc="upper left", ncols=2, frameon=False)
     return fig
@@ -342,7 +332,9 @@ def energy_breakdown(results: pd.DataFrame, ax: Axes | None = None, *,
     ax.set_ylim(0, max(totals) * 1.12)
     what = "dense run" if dense_only else "sparse vs dense"
     step = ", whole step" if non_mac else ""
-    ax.set_title(f"Energy by component, {what}{step}{_title_suffix(results)}")
+    steps = results["step"].nunique() if "step" in results.columns else 1
+    over = f", sum of {steps} steps" if steps > 1 else ""
+    ax.set_title(f"Energy by component, {what}{step}{over}{_title_suffix(results)}")
     # the legend names the components some bar has (no compaction: no network)
     shown = {name for stack in stacks for name, value in stack.items() if value > 0}
     handles = [Patch(color=c, label=label) for name, label, c in ENERGY_PARTS
@@ -375,7 +367,8 @@ def gap_by_cause(results: pd.DataFrame, ax: Axes | None = None, *, by: str = "ph
     """Why speedup falls short of FLOPs reduction: lost cycles by cause, per group (``by``).
 
     One horizontal bar per group (default per phase, plus ``all`` when ``total``): causes that
-    cost cycles stack to the right of 0, the credit for the dense run's own overhead to the left;
+    cost cycles stack to the right of 0, those that save cycles (compaction packing better than
+    dense tiles; skipped MACs in layers the dense mapping runs at low utilisation) to the left;
     the black diamond marks the net lost cycles = cycles - cycles_dense / flops_reduction, which
     the parts sum to (:func:`gap_decomposition`). Group labels give speedup and FLOPs reduction.
     ``by="scheme"`` with ``total=False`` compares runs concatenated with a ``scheme`` column.
@@ -391,7 +384,9 @@ def gap_by_cause(results: pd.DataFrame, ax: Axes | None = None, *, by: str = "ph
     positive = np.zeros(len(table))
     negative = np.zeros(len(table))
     for column, label, colour, hatch in GAP_PARTS:
-        values = table[column].to_numpy(dtype=float) / size
+        values = np.nan_to_num(table[column].to_numpy(dtype=float) / size)
+        if not np.any(np.abs(values) > 1e-6 * max(1.0, float(np.abs(positive).max()))):
+            continue  # a cause no group has: no bar, no legend entry
         left = np.where(values >= 0, positive, negative)
         ax.barh(ys, values, 0.62, left=left, color=colour, hatch=hatch or None,
                 edgecolor="white", linewidth=0.6, label=label)
@@ -507,13 +502,15 @@ def scheme_scatter(table: pd.DataFrame, ax: Axes | None = None, *, x: str = "ind
     ``structure``, ``x``, ``y``, ``flops_reduction``, optional ``knn_accuracy`` /
     ``linear_accuracy``). Filled markers: ``y`` (speedup); hollow markers joined by a dotted
     line: the FLOPs reduction the scheme would reach without a gap; triangles, with a
-    ``speedup_step`` column: the whole step's speedup (non-MAC work included). Colour: structured vs
-    unstructured masks. With an accuracy column (linear probe preferred over k-NN) each label
-    carries the scheme's accuracy. ``x`` = ``index_reduction`` is drawn on a log axis.
+    ``speedup_step`` column: the whole step's speedup (non-MAC work included); the dashed line:
+    dense. Colour: structured vs unstructured masks. Each label carries the scheme's accuracy
+    change vs dense (``linear_delta`` preferred over ``knn_delta``, percentage points), else its
+    accuracy. ``x`` = ``index_reduction`` is drawn on a log axis.
     """
     require(table, ("scheme", x, y), "scheme_scatter")
     fig, ax = _axes(ax, (8.5, 5.5))
-    accuracy = next((c for c in ("linear_accuracy", "knn_accuracy") if c in table.columns
+    accuracy = next((c for c in ("linear_delta", "knn_delta", "linear_accuracy",
+                                 "knn_accuracy") if c in table.columns
                      and table[c].notna().any()), None)
     kinds = table["structure"] if "structure" in table.columns else pd.Series("scheme",
                                                                                index=table.index)
@@ -542,7 +539,8 @@ def scheme_scatter(table: pd.DataFrame, ax: Axes | None = None, *, x: str = "ind
         text = str(row["scheme"])
         if accuracy is not None and pd.notna(row[accuracy]):
             value = float(row[accuracy])
-            text += f" ({100 * value if value <= 1 else value:.1f} % acc.)"
+            text += (f" ({value:+.1f} pp)" if accuracy.endswith("_delta")
+                     else f" ({100 * value if value <= 1 else value:.1f} % acc.)")
         texts.append(text)
     if x == "index_reduction":
         ax.set_xscale("log")
@@ -556,15 +554,18 @@ def scheme_scatter(table: pd.DataFrame, ax: Axes | None = None, *, x: str = "ind
     ys_all = [*table[y], *(table["flops_reduction"] if show_ideal else []),
               *(table["speedup_step"].dropna() if show_step else [])]
     ax.set_ylim(min(0.9, min(ys_all) * 0.9), max(ys_all) * 1.1)
-    ax.axhline(1.0, color=GREY, linewidth=1, linestyle="--")
+    ax.axhline(1.0, color=GREY, linewidth=1, linestyle="--", label="dense (1×)")
     ax.set_xlabel(SCHEME_AXES.get(x, x))
     ax.set_ylabel(METRIC_LABELS.get(y, y) if y != "speedup" else "× vs dense")
-    title = "Structured vs unstructured sparsity: speedup"
-    title += " vs index storage" if x == "index_reduction" else f" vs {x.replace('_', ' ')}"
-    ax.set_title(title)
+    title = "Speedup vs index storage" if x == "index_reduction" \
+        else f"Speedup vs {x.replace('_', ' ')}"
+    hardware = list(dict.fromkeys(table["hardware"])) if "hardware" in table.columns else []
+    ax.set_title(title + (f" on {hardware[0]}" if len(hardware) == 1 else ""))
     legend = ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     if accuracy is not None:
-        legend.set_title(f"acc. = {accuracy.replace('_', ' ')}")
+        legend.set_title("pp: accuracy vs dense, " + accuracy.split("_")[0].replace(
+            "knn", "k-NN") if accuracy.endswith("_delta")
+            else f"acc. = {accuracy.replace('_', ' ')}")
     avoid: list[tuple[float, float]] = []
     if show_ideal:  # the hollow markers and the dotted lines to them
         for px, low_y, high_y in zip(table[x], table[y], table["flops_reduction"],
@@ -582,11 +583,17 @@ def scheme_scatter(table: pd.DataFrame, ax: Axes | None = None, *, x: str = "ind
 # ---------------------------------------------------------------------------------------------
 
 
+ENERGY_NAMES = {"energy_pj": "MAC jobs' energy", "energy_step_pj": "step energy"}
+TIME_NAMES = {"seconds": "MAC jobs' time", "seconds_step": "step time"}
+
+
 def _metric_unit(table: pd.DataFrame, metric: str) -> tuple[str, float]:
     if metric.endswith("_pj"):
         unit, size = scale_unit(table[metric], ENERGY_UNITS)
-        name = metric[:-3].replace("_", " ")
+        name = ENERGY_NAMES.get(metric, metric[:-3].replace("_", " "))
         return f"{name} ({unit})", size
+    if metric in TIME_NAMES:
+        return f"{TIME_NAMES[metric]} (ms)", 1e-3
     if metric.startswith("cycles"):
         unit, size = scale_unit(table[metric], CYCLE_UNITS)
         return f"{metric.replace('_', ' ')} ({unit})", size
@@ -612,7 +619,11 @@ def _positions(values: pd.Series) -> tuple[np.ndarray, list[str] | None]:
     return np.array([levels.index(str(v)) for v in values], dtype=float), levels
 
 
-def _pretty(metric: str) -> str:
+def pretty(metric: str) -> str:
+    """A metric's name for titles and captions."""
+    named = {**ENERGY_NAMES, **TIME_NAMES, "speedup_efficiency": "speedup / FLOPs reduction"}
+    if metric in named:
+        return named[metric].split(" (")[0]
     return (metric[:-3] if metric.endswith("_pj") else metric).replace("_", " ")
 
 
@@ -667,7 +678,7 @@ def metric_vs_param(table: pd.DataFrame, metric: str, param: str, ax: Axes | Non
     ax.set_xlabel(param)
     ax.set_ylabel(label)
     scope_text = "" if scope == "total" else f" ({scope})"
-    ax.set_title(f"{_pretty(metric)} vs {param}{scope_text}")
+    ax.set_title(f"{pretty(metric)} vs {param}{scope_text}")
     title = "trace" + (", " + ", ".join(_short(k) for k in others) if others else "")
     ax.legend(title=title, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
@@ -731,7 +742,7 @@ def heatmap(table: pd.DataFrame, metric: str, param_x: str, param_y: str,
     scope_text = "" if scope == "total" else f" ({scope})"
     if ax is None:
         mean = f", mean over {', '.join(averaged)}" if averaged else ""
-        fig.suptitle(f"{_pretty(metric)} over {param_x} × {param_y}{scope_text}{mean}{note}")
+        fig.suptitle(f"{pretty(metric)} over {param_x} × {param_y}{scope_text}{mean}{note}")
     return fig  # type: ignore[return-value]
 
 
@@ -741,11 +752,13 @@ def _point_label(row: pd.Series, keys: Sequence[str]) -> str:
 
 @styled
 def pareto(table: pd.DataFrame, ax: Axes | None = None, *, x: str = "energy_pj",
-           y: str = "speedup", scope: str = "total", label: str | None = None) -> Figure:
-    """Every sweep point as ``x`` (lower is better) vs ``y`` (higher is better), coloured by
-    trace, with the Pareto front over all points highlighted. Front points (at most 10) are
-    labelled by the ``label`` column, or by default with their varied parameters
-    (``rows=16, compaction=True``)."""
+           y: str = "speedup", scope: str = "total", label: str | None = None,
+           lower_y: bool = False, per_trace: bool = False) -> Figure:
+    """Every sweep point as ``x`` (lower is better) vs ``y`` (higher is better, or lower with
+    ``lower_y``), coloured by trace, with the Pareto front highlighted: over all points, or with
+    ``per_trace`` one front per trace in its colour. Front points (at most 10) are labelled by
+    the ``label`` column, or by default with their varied parameters (``rows=16,
+    compaction=True``)."""
     require(table, (x, y), "pareto")
     rows = _scope(table, scope).reset_index(drop=True)
     x_label, x_size = _metric_unit(rows, x)
@@ -754,23 +767,36 @@ def pareto(table: pd.DataFrame, ax: Axes | None = None, *, x: str = "energy_pj",
     traces = list(dict.fromkeys(rows["trace"].astype(str))) if "trace" in rows.columns \
         else [""]
     markers = "osD^vP*X"
+    ranked = rows.assign(_goal=-rows[y] if lower_y else rows[y])
+    fronts = []
     for i, name in enumerate(traces):
-        part = rows[rows["trace"].astype(str) == name] if name else rows
-        ax.scatter(part[x] / x_size, part[y] / y_size, s=36, color=PALETTE[i % len(PALETTE)],
+        part = ranked[ranked["trace"].astype(str) == name] if name else ranked
+        colour = PALETTE[i % len(PALETTE)]
+        ax.scatter(part[x] / x_size, part[y] / y_size, s=36, color=colour,
                    marker=markers[i % len(markers)], alpha=0.85, label=name or "points",
                    zorder=3)
-    front = rows[pareto_front(rows, x, y)].sort_values(x)
-    ax.step(front[x] / x_size, front[y] / y_size, where="post", color="black", linewidth=1.4,
-            zorder=2)
+        if per_trace:
+            front = part[pareto_front(part, x, "_goal")].sort_values(x)
+            ax.step(front[x] / x_size, front[y] / y_size, where="post", color=colour,
+                    linewidth=1.2, zorder=2)
+            fronts.append(front)
+    if not per_trace:
+        front = ranked[pareto_front(ranked, x, "_goal")].sort_values(x)
+        ax.step(front[x] / x_size, front[y] / y_size, where="post", color="black",
+                linewidth=1.4, zorder=2)
+        fronts.append(front)
+    front = pd.concat(fronts)
     ax.scatter(front[x] / x_size, front[y] / y_size, s=130, facecolor="none",
-               edgecolor="black", linewidth=1.6, zorder=4, label="Pareto front")
+               edgecolor="black", linewidth=1.6, zorder=4,
+               label="Pareto front" + (" of each trace" if per_trace else ""))
     ax.set_xlabel(f"{x_label} — lower is better")
-    ax.set_ylabel(f"{y_label} — higher is better")
+    ax.set_ylabel(f"{y_label} — {'lower' if lower_y else 'higher'} is better")
     scope_text = "" if scope == "total" else f" ({scope})"
-    ax.set_title(f"Pareto front: {_pretty(y)} vs {_pretty(x)}{scope_text}")
+    ax.set_title(f"Pareto front: {pretty(y)} vs {pretty(x)}{scope_text}")
     ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="trace")
     keys = varied_columns(rows)
-    if len(front) <= 10 and (label in rows.columns or (label is None and keys)):
+    if len(front) <= (4 if per_trace and len(traces) > 1 else 10) and (
+            label in rows.columns or (label is None and keys)):
         texts = [str(row[label]) if label else _point_label(row, keys)
                  for _, row in front.iterrows()]
         others = rows.drop(index=front.index)

@@ -24,22 +24,21 @@ Example::
 
 from __future__ import annotations
 
-import base64
-import html
-import io
 import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from itertools import combinations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from accelsim import report_text
 from accelsim.errors import InputError
-from accelsim.fileio import atomic_write_bytes, atomic_write_text
+from accelsim.fileio import atomic_write_text
 from accelsim.inputs import load_json_object
+from accelsim.report_page import Page, markdown_table, save_figure, use_agg
+from accelsim.units import ENERGY_UNITS, scale_unit
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -48,16 +47,12 @@ if TYPE_CHECKING:
 RUN_FILES = ("results.csv", "summary.json", "run.json")
 RUN_COLUMNS = ("trace", "step", "layer", "branch", "phase", "macs_dense", "macs_effective",
                "macs_required", "macs_issued", "cycles_compute", "cycles_decoder_stall", "cycles",
-               "cycles_dense",
+               "cycles_dense", "cycles_compute_dense", "sparsity_exploited",
                "utilization", "energy_pj", "energy_dense_pj", "energy_mac_pj", "energy_rf_pj",
                "energy_buffer_pj", "energy_dram_pj", "energy_index_pj", "energy_network_pj",
                "energy_static_pj")
 SWEEP_COLUMNS = ("trace", "point", "point_id", "scope")
 ACCURACY_KEYS = ("knn_accuracy", "linear_accuracy")
-PNG_DPI = 130
-SVG_SALT = "accelsim"
-SWEEP_METRICS = ("speedup", "energy_reduction", "efficiency_gap", "speedup_step")
-MAX_HEATMAPS = 3
 
 
 # ---------------------------------------------------------------------------------------------
@@ -318,8 +313,9 @@ def describe_scheme(producer: dict[str, Any] | None) -> dict[str, str]:
         text, structure = _weight_name(pattern, sparsity)
         parts.append(f"SyncCP {text}")
         structures.append(structure)
-    if not parts:
-        parts.append(algorithm or "unknown")
+    if not parts:  # a trace without masks: recorded dense, or synthetic without sparsity
+        parts.append("dense" if algorithm.lower() in ("dense", "synthetic")
+                     else algorithm or "unknown")
     known = [s for s in structures if s]
     structure = known[0] if len(set(known)) == 1 else "mixed" if known else ""
     masks = " + ".join(m for m, on in (("gates", gates), ("weights", weights)) if on) or "none"
@@ -337,19 +333,43 @@ def _find_key(data: Any, key: str) -> Any:
     return None
 
 
+def _find_key(data: Any, key: str) -> Any:
+    if isinstance(data, dict):
+        if data.get(key) is not None:
+            return data[key]
+        for value in data.values():
+            found = _find_key(value, key)
+            if found is not None:
+                return found
+    return None
+
+
+MASK_ORDER = {"none": 0, "gates": 1, "weights": 2}
+STRUCTURE_ORDER = {"dense": 0, "unstructured": 1, "structured": 2}
+
+
 def scheme_table(runs: Sequence[RunOutput]) -> pd.DataFrame:
     """One row per replayed trace: scheme, masks, structure, hardware and the summary metrics.
 
-    Columns: scheme, run, masks, structure, hardware, flops_reduction, speedup, efficiency_gap,
-    energy_reduction, index_reduction, tflops_per_watt, decoder stall cycles, and
-    ``knn_accuracy`` / ``linear_accuracy`` when a summary or producer carries them.
+    Columns: scheme (the label, told apart by run name where one hardware has it twice), run,
+    label, masks, structure, hardware, settings (what the scheme was trained with), workload,
+    flops_reduction, speedup, speedup_efficiency, energy_reduction, index_reduction,
+    tflops_per_watt, decoder stall cycles, the whole step's figures, ``seconds_per_step`` and
+    ``energy_per_step_pj`` (whole step where non-MAC work is modelled, else the MACs'), and
+    ``knn_accuracy`` / ``linear_accuracy`` with their change vs the dense run of the same
+    workload (``knn_delta`` / ``linear_delta``, percentage points) when runs carry them. Rows
+    are ordered by hardware (first seen), then dense, gates, weights; unstructured before
+    structured.
     """
     rows = []
-    for run in runs:
+    for order, run in enumerate(runs):
         total = run.summary["total"]
         row: dict[str, Any] = {"run": run.name, **describe_scheme(run.producer),
-                               "hardware": run.summary.get("hardware", "")}
-        for key in ("flops_reduction", "speedup", "efficiency_gap", "energy_reduction",
+                               "hardware": run.summary.get("hardware", ""),
+                               "settings": report_text.scheme_settings(run.producer),
+                               "workload": repr(report_text.workload_key(run.producer)),
+                               "order": order}
+        for key in ("flops_reduction", "speedup", "speedup_efficiency", "energy_reduction",
                     "tflops_per_watt", "cycles_decoder_stall", "speedup_step",
                     "non_mac_share", "energy_reduction_step"):
             row[key] = total.get(key)
@@ -357,237 +377,75 @@ def scheme_table(runs: Sequence[RunOutput]) -> pd.DataFrame:
         row["extra_non_mac_share"] = ((total.get("cycles_non_mac", 0)
                                        - total.get("cycles_non_mac_dense", 0)) / step
                                       if step else 0.0)
-        if not run.summary.get("non_mac_modelled"):  # MAC-only: no whole-step figures
+        steps = max(1, int(run.summary.get("steps", run.steps) or 1))
+        modelled = bool(run.summary.get("non_mac_modelled"))
+        row["seconds_per_step"] = float(total.get("seconds_step" if modelled else "seconds",
+                                                  0.0)) / steps
+        row["energy_per_step_pj"] = float(total.get("energy_step_pj" if modelled
+                                                    else "energy_pj", 0.0)) / steps
+        if not modelled:  # MAC-only: no whole-step figures
             for key in ("speedup_step", "non_mac_share", "energy_reduction_step",
                         "extra_non_mac_share"):
                 row[key] = float("nan")
         row["index_reduction"] = run.summary.get("index", {}).get("index_reduction", 1.0)
+        accuracy = run.summary.get("accuracy") if isinstance(run.summary.get("accuracy"),
+                                                             dict) else {}
         for key in ACCURACY_KEYS:
-            value = _find_key(run.summary.get("accuracy"), key)
+            value = _find_key(accuracy, key)
             if value is None:
                 value = run.summary.get(key, _find_key(run.producer, key))
             if isinstance(value, (int, float)):
                 row[key] = float(value)
+        row["seed"] = _find_key(run.producer, "seed")
+        row["train_steps"] = accuracy.get("steps", _find_key(run.producer, "steps"))
+        row["eval_test_samples"] = accuracy.get("eval_test_samples")
         rows.append(row)
-    columns = ["scheme", "run", "masks", "structure", "hardware", "flops_reduction", "speedup",
-               "efficiency_gap", "energy_reduction", "index_reduction", "tflops_per_watt",
-               "cycles_decoder_stall", "speedup_step", "non_mac_share", "energy_reduction_step",
-               "extra_non_mac_share", *(k for k in ACCURACY_KEYS if any(k in r for r in rows))]
-    table = pd.DataFrame(rows, columns=columns)
-    table["label"] = table["scheme"]  # the scheme's own name, before runs are told apart
-    duplicated = table["scheme"].duplicated(keep=False)
-    table.loc[duplicated, "scheme"] = [f"{s} [{r}]" for s, r in
-                                       zip(table.loc[duplicated, "scheme"],
-                                           table.loc[duplicated, "run"], strict=True)]
+    accuracy_columns = [k for k in ACCURACY_KEYS if any(k in r for r in rows)]
+    columns = ["scheme", "run", "label", "masks", "structure", "hardware", "settings",
+               "workload", "flops_reduction", "speedup", "speedup_efficiency",
+               "energy_reduction", "index_reduction", "tflops_per_watt", "cycles_decoder_stall",
+               "speedup_step", "non_mac_share", "energy_reduction_step", "extra_non_mac_share",
+               "seconds_per_step", "energy_per_step_pj", *accuracy_columns, "seed",
+               "train_steps", "eval_test_samples", "order"]
+    for row in rows:
+        row["label"] = row.pop("scheme")
+    table = pd.DataFrame(rows, columns=[c for c in columns if c != "scheme"])
+    hardware_rank = {h: i for i, h in enumerate(dict.fromkeys(table["hardware"]))}
+    table = table.assign(
+        _h=table["hardware"].map(hardware_rank),
+        _m=table["masks"].map(MASK_ORDER).fillna(len(MASK_ORDER)),
+        _s=table["structure"].map(STRUCTURE_ORDER).fillna(len(STRUCTURE_ORDER)),
+    ).sort_values(["_h", "_m", "_s", "label", "order"], kind="stable")
+    table = table.drop(columns=["_h", "_m", "_s", "order"]).reset_index(drop=True)
+    scheme = table["label"].copy()
+    twice = table.duplicated(["label", "hardware"], keep=False)
+    scheme[twice] = [f"{s} ({r})" for s, r in zip(table.loc[twice, "label"],
+                                                  table.loc[twice, "run"], strict=True)]
+    table.insert(0, "scheme", scheme)
+    for key in accuracy_columns:
+        table[key.replace("_accuracy", "_delta")] = report_text.accuracy_delta(table, key)
     return table
 
 
 def gap_table(runs: Sequence[RunOutput], schemes: pd.DataFrame) -> pd.DataFrame:
     """Lost cycles by cause (:func:`accelsim.analysis.gap_decomposition`) per scheme and
-    phase."""
+    phase; ``schemes`` is :func:`scheme_table` of the same runs (matched by run name)."""
     from accelsim.analysis import gap_decomposition
 
     frames = []
-    for run, scheme in zip(runs, schemes["scheme"], strict=True):
+    by_name = {run.name: run for run in runs}
+    for _, row in schemes.iterrows():  # in the scheme table's order
+        run = by_name[row["run"]]
         table = gap_decomposition(run.results, ("phase",), macs_per_cycle=run.macs_per_cycle)
-        table.insert(0, "scheme", scheme)
+        for column in ("hardware", "label", "scheme"):
+            table.insert(0, column, row[column])
         frames.append(table)
     return pd.concat(frames, ignore_index=True)
 
 
-def _all_results(runs: Sequence[RunOutput], schemes: pd.DataFrame) -> pd.DataFrame:
-    frames = []
-    for run, scheme in zip(runs, schemes["scheme"], strict=True):
-        frame = run.results.copy()
-        frame["scheme"] = scheme
-        frame["macs_per_cycle"] = run.macs_per_cycle
-        frames.append(frame)
-    return pd.concat(frames, ignore_index=True)
-
-
 # ---------------------------------------------------------------------------------------------
-# "Why the gap"
+# Tables as shown
 # ---------------------------------------------------------------------------------------------
-
-CAUSES = {
-    "estimator_cycles": "the forward pass the straight-through gate gradient needs dense",
-    "lockstep_cycles": "idle lanes of lock-step units",
-    "imbalance_cycles": "load imbalance and partial tiles",
-    "decoder_cycles": "decoder stalls",
-    "memory_cycles": "memory-bound time",
-}
-
-
-def why_the_gap(gaps: pd.DataFrame) -> list[str]:
-    """One paragraph per scheme from its rows of :func:`gap_table` (cycles in millions)."""
-    lines = []
-    for _, row in gaps[gaps["phase"] == "all"].iterrows():
-        lost, cycles = float(row["lost_cycles"]), float(row["cycles"])
-        head = (f"**{row['scheme']}**: speedup {row['speedup']:.2f}x for a FLOPs reduction of "
-                f"{row['flops_reduction']:.2f}x (efficiency gap "
-                f"{row['speedup'] / row['flops_reduction']:.2f}).")
-        if lost <= 0.005 * cycles:
-            lines.append(f"{head} No cycles are lost: the hardware turns the skipped MACs into "
-                         f"time saved.")
-            continue
-        causes = sorted(((float(row[c]), text) for c, text in CAUSES.items()
-                         if float(row[c]) > 0.005 * cycles), reverse=True)
-        gross = ", ".join(f"{text} {value / 1e6:.2f} M" for value, text in causes)
-        phases = gaps[(gaps["scheme"] == row["scheme"]) & (gaps["phase"] != "all")]
-        tail = ""
-        if len(phases):
-            worst = phases.loc[phases["lost_cycles"].idxmax()]
-            tail = (f" Most is lost in {str(worst['phase']).upper()} "
-                    f"({float(worst['lost_cycles']) / lost:.0%}).")
-        lines.append(f"{head} {lost / 1e6:.2f} M of its {cycles / 1e6:.2f} M cycles "
-                     f"({lost / cycles:.0%}) are beyond the ideal. Largest cause: "
-                     f"{causes[0][1] if causes else 'none'}. Gross losses: {gross or 'none'}; "
-                     f"less {-float(row['baseline_cycles']) / 1e6:.2f} M that the ideal "
-                     f"already grants for the dense run's own overhead.{tail}")
-    return lines
-
-
-# ---------------------------------------------------------------------------------------------
-# Figures
-# ---------------------------------------------------------------------------------------------
-
-
-def use_agg() -> None:
-    """Select matplotlib's non-interactive Agg backend: reports never open windows and work
-    headless. The plots draw on bare Figures, never through pyplot; where pyplot is already in
-    use (a notebook) its backend is left alone, as switching it would close the user's figures.
-    """
-    import sys
-
-    import matplotlib
-
-    if "matplotlib.pyplot" not in sys.modules:
-        matplotlib.use("Agg")
-
-
-def save_figure(fig: Figure, folder: Path, stem: str) -> tuple[Path, Path]:
-    """Write ``stem.png`` and ``stem.svg`` atomically with fixed metadata; close nothing global.
-
-    SVG ids are salted with a constant and dates left out, so the bytes depend only on the figure
-    (and the matplotlib version).
-    """
-    import matplotlib as mpl
-
-    paths = (folder / f"{stem}.png", folder / f"{stem}.svg")
-    with mpl.rc_context({"svg.hashsalt": SVG_SALT, "svg.fonttype": "path"}):
-        png = io.BytesIO()
-        fig.savefig(png, format="png", dpi=PNG_DPI, metadata={"Software": "accelsim"})
-        svg = io.BytesIO()
-        fig.savefig(svg, format="svg", metadata={"Date": None, "Creator": "accelsim"})
-    atomic_write_bytes(paths[0], png.getvalue())
-    atomic_write_bytes(paths[1], svg.getvalue())
-    return paths
-
-
-@dataclass
-class Block:
-    """One element of the report page: heading, paragraph, list, table or figure."""
-
-    kind: str
-    text: str = ""
-    level: int = 2
-    items: list[str] = field(default_factory=list)
-    table: pd.DataFrame | None = None
-    path: str = ""
-
-
-class Page:
-    """The report's content, rendered to Markdown and to self-contained HTML."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.blocks: list[Block] = []
-
-    def heading(self, text: str, level: int = 2) -> None:
-        self.blocks.append(Block("heading", text, level=level))
-
-    def paragraph(self, text: str) -> None:
-        self.blocks.append(Block("paragraph", text))
-
-    def bullets(self, items: Sequence[str]) -> None:
-        self.blocks.append(Block("list", items=list(items)))
-
-    def table(self, frame: pd.DataFrame) -> None:
-        self.blocks.append(Block("table", table=frame))
-
-    def figure(self, relpath: str, caption: str) -> None:
-        self.blocks.append(Block("figure", caption, path=relpath))
-
-    def markdown(self) -> str:
-        out: list[str] = []
-        for block in self.blocks:
-            if block.kind == "heading":
-                out.append(f"{'#' * block.level} {block.text}")
-            elif block.kind == "paragraph":
-                out.append(block.text)
-            elif block.kind == "list":
-                out.append("\n".join(f"- {item}" for item in block.items))
-            elif block.kind == "table":
-                assert block.table is not None
-                out.append(_markdown_table(block.table))
-            else:
-                out.append(f"![{block.text}]({block.path})\n\n*{block.text}*")
-        return "\n\n".join(out) + "\n"
-
-    def html(self, title: str) -> str:
-        body: list[str] = []
-        for block in self.blocks:
-            if block.kind == "heading":
-                body.append(f"<h{block.level}>{_inline(block.text)}</h{block.level}>")
-            elif block.kind == "paragraph":
-                body.append(f"<p>{_inline(block.text)}</p>")
-            elif block.kind == "list":
-                body.append("<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in block.items)
-                            + "</ul>")
-            elif block.kind == "table":
-                assert block.table is not None
-                body.append(_html_table(block.table))
-            else:
-                data = base64.b64encode((self.root / block.path).read_bytes()).decode("ascii")
-                body.append(f'<figure><img alt="{html.escape(block.text)}" '
-                            f'src="data:image/png;base64,{data}"><figcaption>'
-                            f"{_inline(block.text)}</figcaption></figure>")
-        return (f"<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-                f"<title>{html.escape(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
-                + "\n".join(body) + "\n</body>\n</html>\n")
-
-
-CSS = ("body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1320px;"
-       "margin:2em auto;padding:0 1em;color:#222;line-height:1.5}"
-       "table{border-collapse:collapse;margin:1em 0;font-size:0.82em}"
-       ".wide{overflow-x:auto}"
-       "th,td{border:1px solid #ccc;padding:0.25em 0.45em;text-align:right}"
-       "th{background:#f2f2f2}td:first-child,th:first-child{text-align:left}"
-       "figure{margin:1.5em 0}img{max-width:100%;height:auto;border:1px solid #eee}"
-       "figcaption{color:#555;font-size:0.9em}code{background:#f4f4f4;padding:0 0.2em}"
-       "h1,h2,h3{color:#0b3d62}")
-
-
-def _inline(text: str) -> str:
-    escaped = html.escape(text)
-    escaped = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", escaped)
-    return re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped)
-
-
-def _markdown_table(frame: pd.DataFrame) -> str:
-    header = "| " + " | ".join(str(c) for c in frame.columns) + " |"
-    rule = "| " + " | ".join("---" for _ in frame.columns) + " |"
-    rows = ["| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |"
-            for row in frame.itertuples(index=False)]
-    return "\n".join([header, rule, *rows])
-
-
-def _html_table(frame: pd.DataFrame) -> str:
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
-    rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>"
-                   for row in frame.itertuples(index=False))
-    return (f"<div class=\"wide\"><table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody>"
-            f"</table></div>")
 
 
 def _formatted(value: Any, spec: str) -> str:
@@ -608,82 +466,63 @@ def _share(value: Any) -> str:
     return _formatted(value, ".0%")
 
 
+def _points(value: Any) -> str:
+    text = _formatted(value, "+.1f")
+    return f"{text} pp" if text else ""
+
+
 def _accuracy(value: Any) -> str:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return ""
-    if math.isnan(number):
-        return ""
-    return f"{100 * number:.1f} %" if number <= 1 else f"{number:.1f} %"
+    text = _formatted(value, ".3f")
+    return f"{100 * float(text):.1f} %" if text else ""
 
 
 def display_schemes(table: pd.DataFrame) -> pd.DataFrame:
-    """The scheme table formatted for reading (ratios as 1.23x)."""
+    """Scheme rows formatted for reading: ratios as 1.23x, time in ms, energy in the unit that
+    reads best, accuracy as the change vs dense."""
+    energy_unit, energy_size = scale_unit(table["energy_per_step_pj"], ENERGY_UNITS)
+    step = not table["speedup_step"].isna().all()
     shown = pd.DataFrame({
         "scheme": table["scheme"],
-        "masks": table["masks"],
         "structure": table["structure"],
-        "hardware": table["hardware"],
+        "MACs kept": table["flops_reduction"].map(lambda v: _share(1 / float(v))
+                                                  if float(v) else ""),
         "FLOPs reduction": table["flops_reduction"].map(_times),
         "speedup (MACs)": table["speedup"].map(_times),
-        "efficiency gap": table["efficiency_gap"].map(lambda v: f"{float(v):.2f}"),
-        "energy reduction (MACs)": table["energy_reduction"].map(_times),
-        "whole-step speedup": table["speedup_step"].map(_times),
-        "non-MAC share of the step": table["non_mac_share"].map(_share),
-        "whole-step energy reduction": table["energy_reduction_step"].map(_times),
-        "index reduction": table["index_reduction"].map(_times),
-        "TFLOPS/W (effective work)": table["tflops_per_watt"].map(lambda v: f"{float(v):.2f}"),
+        "speedup / FLOPs reduction": table["speedup_efficiency"].map(_share),
     })
-    for key in ACCURACY_KEYS:
-        if key in table.columns:
-            shown[key.replace("_", " ")] = table[key].map(_accuracy)
+    if step:
+        shown["whole-step speedup"] = table["speedup_step"].map(_times)
+        shown["energy reduction (whole step)"] = table["energy_reduction_step"].map(_times)
+    else:
+        shown["energy reduction (MACs)"] = table["energy_reduction"].map(_times)
+    shown["step time (ms)"] = (table["seconds_per_step"] * 1e3).map(lambda v: f"{v:.2f}")
+    shown[f"step energy ({energy_unit})"] = (table["energy_per_step_pj"] / energy_size).map(
+        lambda v: f"{v:.3g}")
+    shown["index storage reduction"] = table["index_reduction"].map(_times)
+    for key, name in (("knn", "k-NN"), ("linear", "linear")):
+        if f"{key}_accuracy" in table.columns:
+            shown[f"{name} accuracy (vs dense)"] = [
+                _accuracy(value) + (f" ({_formatted(delta, '+.1f')})" if masks != "none"
+                                    and _points(delta) else "")
+                for value, delta, masks in zip(table[f"{key}_accuracy"],
+                                               table[f"{key}_delta"], table["masks"],
+                                               strict=True)]
     return shown
-
-
-def beyond_the_macs(schemes: pd.DataFrame) -> list[str]:
-    """One line per sparse scheme with whole-step figures: how far its non-MAC work pulls the
-    MAC-only speedup down."""
-    lines = []
-    for _, row in schemes.iterrows():
-        if row["masks"] == "none" or _missing(row["speedup_step"]):
-            continue
-        extra = float(row["extra_non_mac_share"])
-        what = ("the gate's arithmetic and stored Y_c, waits for streamed work"
-                if "gate" in str(row["masks"]) else "waits for streamed work")
-        own = ""
-        if extra >= 0.005:
-            own = (f", including {extra:.0%} of the step in work the dense step does not have "
-                   f"({what})")
-        elif extra <= -0.005:  # vector_unit.sparse_updates: the optimizer skips pruned weights
-            own = (f", {-extra:.0%} of the step less than the dense step's non-MAC work (net "
-                   f"of the optimizer's sparse updates)")
-        lines.append(f"**{row['scheme']}**: {float(row['speedup']):.2f}x on the MACs, "
-                     f"{float(row['speedup_step']):.2f}x for the whole step: non-MAC work is "
-                     f"{float(row['non_mac_share']):.0%} of its sparse step{own}; energy "
-                     f"{float(row['energy_reduction_step']):.2f}x for the whole step.")
-    return lines
-
-
-def _missing(value: Any) -> bool:
-    try:
-        return math.isnan(float(value))
-    except (TypeError, ValueError):
-        return True
 
 
 def _display_gap(gaps: pd.DataFrame) -> pd.DataFrame:
     def cycles(value: Any) -> str:
-        return f"{float(value) / 1e6:,.3f}"
+        return _formatted(float(value) / 1e6, ",.3f")
 
     shown = pd.DataFrame({"scheme": gaps["scheme"], "phase": gaps["phase"].map(
         lambda p: str(p).upper() if p != "all" else "all")})
     for column, label in (("cycles", "cycles"), ("ideal_cycles", "ideal"),
                           ("lost_cycles", "lost"), ("estimator_cycles", "gate gradient"),
+                          ("unexploited_cycles", "not exploited"),
                           ("lockstep_cycles", "lock-step lanes"),
-                          ("imbalance_cycles", "imbalance + tiles"),
+                          ("imbalance_cycles", "imbalance"),
                           ("decoder_cycles", "decoder"), ("memory_cycles", "memory"),
-                          ("baseline_cycles", "dense-overhead credit")):
+                          ("placement_cycles", "placement")):
         shown[f"{label} (M cycles)"] = gaps[column].map(cycles)
     return shown
 
@@ -710,54 +549,88 @@ class _Figures:
 
 
 def _matching_dense(run: RunOutput, dense_runs: Sequence[RunOutput]) -> pd.DataFrame | None:
-    """A dense run of the same jobs on the same hardware, repeated for each recorded step."""
+    """A dense run's jobs on the same hardware, its first step repeated for each of ``run``'s
+    recorded steps (dense jobs are the same at every step), or None."""
     keys = ["layer", "branch", "phase", "macs_dense"]
     digest = run.summary.get("hardware_digest")
-    first_step = run.results[run.results["step"] == run.results["step"].min()]
-    wanted = sorted(map(tuple, first_step[keys].astype(str).to_numpy().tolist()))
+
+    def first_step(results: pd.DataFrame) -> pd.DataFrame:
+        return results[results["step"] == results["step"].min()]
+
+    wanted = sorted(map(tuple, first_step(run.results)[keys].astype(str).to_numpy().tolist()))
     for dense in dense_runs:
         if dense.summary.get("hardware_digest") != digest:
             continue
-        have = sorted(map(tuple, dense.results[keys].astype(str).to_numpy().tolist()))
+        rows = first_step(dense.results)
+        have = sorted(map(tuple, rows[keys].astype(str).to_numpy().tolist()))
         if have == wanted:
-            return pd.concat([dense.results] * run.steps, ignore_index=True)
+            return pd.concat([rows] * run.steps, ignore_index=True)
     return None
 
 
-def _run_section(page: Page, figures: _Figures, run: RunOutput, scheme: str,
+def _run_section(page: Page, figures: _Figures, run: RunOutput, row: pd.Series | None,
                  dense_runs: Sequence[RunOutput]) -> None:
     from accelsim import plots
 
     total = run.summary["total"]
-    page.heading(f"{scheme} ({run.name})" if scheme != run.name else run.name, 3)
-    page.paragraph(
-        f"`{run.path}` on {run.summary.get('hardware', '?')}: {int(total.get('jobs', 0))} jobs "
-        f"over {run.steps} step(s); speedup {total['speedup']:.2f}x, FLOPs reduction "
-        f"{total['flops_reduction']:.2f}x, efficiency gap {total['efficiency_gap']:.2f}, energy "
-        f"reduction {total['energy_reduction']:.2f}x; {total['tflops_per_watt']:.2f} TFLOPS/W of "
-        f"effective work ({total['tflops_per_watt_dense_equivalent']:.2f} dense-equivalent, "
-        f"{total['tflops_per_watt_on_chip']:.2f} on chip without DRAM). "
-        + whole_step_sentence(run) + modelling_choices(run))
-    results = run.results
-    if run.producer is not None:
-        figures.add(f"{run.slug}_per_layer_speedup", f"{scheme}: per-layer speedup (bars) vs "
-                    f"FLOPs reduction (ticks), per phase",
-                    lambda: plots.per_layer_speedup(results))
-        figures.add(f"{run.slug}_flops_vs_hardware", f"{scheme}: FLOPs reduction vs speedup "
-                    f"per phase and branch", lambda: plots.flops_vs_hardware(results))
-        figures.add(f"{run.slug}_gap_by_cause", f"{scheme}: cycles lost vs the ideal, by cause",
-                    lambda: plots.gap_by_cause(results, macs_per_cycle=run.macs_per_cycle))
-    dense = _matching_dense(run, dense_runs) if run.producer is not None else None
-    if run.producer is None:
-        caption = f"{scheme}: energy by component (dense run)"
-    elif dense is not None:
-        caption = (f"{scheme}: energy by component, sparse vs dense (dense from a matching "
-                   f"dense run)")
-    else:
-        caption = (f"{scheme}: energy by component, sparse vs dense (dense buffer + DRAM not "
-                   f"split)")
-    figures.add(f"{run.slug}_energy_breakdown", caption,
-                lambda: plots.energy_breakdown(results, dense=dense))
+    hardware = run.summary.get("hardware", "?")
+    scheme = str(row["scheme"]) if row is not None else run.name
+    sparse = row is not None and row["masks"] != "none"
+    summary = (f"{scheme} on {hardware}: speedup {total['speedup']:.2f}x, FLOPs reduction "
+               f"{total['flops_reduction']:.2f}x" if sparse else f"{scheme} on {hardware}")
+    with page.section(summary):
+        settings = f" Trained with {row['settings']}." if row is not None else ""
+        page.paragraph(
+            f"`{run.path}`: {int(total.get('jobs', 0))} jobs over {run.steps} recorded "
+            f"step(s).{settings} " + report_text.run_sentence(total, run.steps)
+            + whole_step_sentence(run) + modelling_choices(run))
+        results = run.results.assign(label=f"{scheme} on {hardware}")
+        if sparse:
+            figures.add(f"{run.slug}_per_layer_speedup", f"{scheme} on {hardware}: per-layer "
+                        f"speedup (bars) vs FLOPs reduction (ticks), per phase",
+                        lambda: plots.per_layer_speedup(results))
+            figures.add(f"{run.slug}_flops_vs_hardware", f"{scheme} on {hardware}: FLOPs "
+                        f"reduction vs speedup per phase and branch",
+                        lambda: plots.flops_vs_hardware(results))
+            figures.add(f"{run.slug}_gap_by_cause", f"{scheme} on {hardware}: cycles lost vs "
+                        f"the ideal, by cause",
+                        lambda: plots.gap_by_cause(results, macs_per_cycle=run.macs_per_cycle))
+        dense = _matching_dense(run, dense_runs) if sparse else None
+        if not sparse:
+            caption = f"{scheme} on {hardware}: energy by component"
+        elif dense is not None:
+            caption = (f"{scheme} on {hardware}: energy by component, sparse vs dense (dense "
+                       f"from the dense run)")
+        else:
+            caption = (f"{scheme} on {hardware}: energy by component, sparse vs dense (no "
+                       f"dense run in the report: its buffer + DRAM are not split)")
+        figures.add(f"{run.slug}_energy_breakdown", caption,
+                    lambda: plots.energy_breakdown(results, dense=dense))
+
+
+SWEEP_BEST = {"seconds_step": "min", "energy_step_pj": "min", "tflops_per_watt": "max"}
+SWEEP_BEST_MAC_ONLY = {"seconds": "min", "energy_pj": "min", "tflops_per_watt": "max"}
+
+
+def _sweep_best(total: pd.DataFrame, varied: Sequence[str]) -> pd.DataFrame:
+    """Per trace the fastest and the least-energy point and the best TFLOPS/W, on absolute
+    figures (whole step where the sweep has it), one row each with the point's varied values."""
+    from accelsim.analysis import best_points
+
+    whole = "seconds_step" in total.columns and bool(total["seconds_step"].notna().all())
+    goals = SWEEP_BEST if whole else SWEEP_BEST_MAC_ONLY
+    best = best_points(total, goals)
+    energy = next(m for m in goals if "energy" in m)
+    unit, size = scale_unit(total[energy], ENERGY_UNITS)
+    names = dict(zip(goals, ("fastest", "least energy", "best TFLOPS/W"), strict=True))
+    rows = []
+    for _, pick in best.iterrows():
+        metric, value = str(pick["metric"]), float(pick["value"])
+        shown = (f"{value * 1e3:.2f} ms" if metric.startswith("seconds")
+                 else f"{value / size:.3g} {unit}" if "energy" in metric else f"{value:.2f}")
+        rows.append({"trace": pick["trace"], "best for": names[metric], "value": shown,
+                     **{k: pick[k] for k in varied}})
+    return pd.DataFrame(rows)
 
 
 def _sweep_section(page: Page, figures: _Figures, sweep: SweepOutput) -> None:
@@ -768,21 +641,25 @@ def _sweep_section(page: Page, figures: _Figures, sweep: SweepOutput) -> None:
     short = labels.map(lambda t: Path(t).name or t)
     if short.nunique() == labels.nunique():
         table["trace"] = short
+    if "steps" in table.columns:  # the sweep table sums a trace's replayed steps
+        for column in ("seconds", "seconds_step", "energy_pj", "energy_step_pj"):
+            if column in table.columns:
+                table[column] = table[column] / table["steps"]
     varied = [k for k in sweep.varied if table[k].nunique() > 1]
     page.heading(f"Sweep: {sweep.name}", 3)
     total = table[table["scope"] == "total"]
+    whole = "seconds_step" in total.columns and total["seconds_step"].notna().all()
+    per = " per replayed step" if "steps" in table.columns else " of the replayed steps"
     page.paragraph(f"`{sweep.path}`: {total['point'].nunique()} points x "
                    f"{total['trace'].nunique()} traces; varied: "
-                   + (", ".join(f"`{k}`" for k in sweep.varied) or "nothing") + ".")
-    if "speedup" in total.columns and len(total):
-        best = total.loc[total.groupby("trace", sort=False)["speedup"].idxmax()]
-        shown = best[["trace", "point", *sweep.varied]].astype(str)
-        for metric in ("speedup", "efficiency_gap", "energy_reduction", "tflops_per_watt",
-                       "speedup_step"):
-            if metric in best.columns:
-                shown[metric] = best[metric].map(lambda v: f"{float(v):.3f}")
-        page.paragraph("Best point of each trace by speedup (scope total):")
-        page.table(shown.reset_index(drop=True))
+                   + (", ".join(f"`{k}`" for k in sweep.varied) or "nothing") + ". Figures "
+                   f"are absolute: time and energy{per}"
+                   + (" (whole step, non-MAC work included)" if whole else " (MAC jobs)")
+                   + " at each point, not ratios to a dense run at the same point.")
+    if len(total):
+        page.paragraph("Best point of each trace, on absolute figures (scope total):")
+        page.table(_sweep_best(total, sweep.varied))
+    time, energy = ("seconds_step", "energy_step_pj") if whole else ("seconds", "energy_pj")
     for param in varied:
         # One line per trace: the other varied keys stay at their first value (named below).
         others = {k: table[k].iloc[0] for k in varied if k != param}
@@ -790,32 +667,32 @@ def _sweep_section(page: Page, figures: _Figures, sweep: SweepOutput) -> None:
         for key, value in others.items():
             part = part[part[key] == value]
         where = f" at {', '.join(f'{k}={v}' for k, v in others.items())}" if others else ""
-        for metric in SWEEP_METRICS:
+        for metric in (time, energy, "speedup_efficiency"):
             if metric in table.columns:
                 figures.add(f"{sweep.slug}_{slugify(metric)}_vs_{slugify(param)}",
-                            f"sweep {sweep.name}: {metric} vs {param}{where}",
+                            f"{sweep.name}: {plots.pretty(metric)} vs {param}{where}",
                             lambda m=metric, p=param, t=part: plots.metric_vs_param(t, m, p))
-    for px, py in list(combinations(varied, 2))[:MAX_HEATMAPS]:
-        fixed = {k: table[k].iloc[0] for k in varied if k not in (px, py)}
-        part = table
-        for key, value in fixed.items():
-            part = part[part[key] == value]
-        where = f" at {', '.join(f'{k}={v}' for k, v in fixed.items())}" if fixed else ""
-        figures.add(f"{sweep.slug}_heatmap_speedup_{slugify(px)}_{slugify(py)}",
-                    f"sweep {sweep.name}: speedup over {px} x {py}{where}",
-                    lambda x=px, y=py, t=part, n=where: plots.heatmap(t, "speedup", x, y,
-                                                                     note=n))
-    if {"energy_pj", "speedup"} <= set(table.columns):
-        figures.add(f"{sweep.slug}_pareto_energy_speedup",
-                    f"sweep {sweep.name}: energy vs speedup, Pareto front",
-                    lambda: plots.pareto(table, x="energy_pj", y="speedup"))
+    if {time, energy} <= set(table.columns):
+        figures.add(f"{sweep.slug}_pareto_time_energy",
+                    f"{sweep.name}: step time vs energy per trace, each trace's Pareto front",
+                    lambda: plots.pareto(table, x=energy, y=time, lower_y=True,
+                                         per_trace=True))
+
+
+def _hardware_slug(hardware: str, several: bool) -> str:
+    return f"_{slugify(hardware)}" if several else ""
+
+
+def _dense_utilization(gaps: pd.DataFrame, hardware: str) -> float:
+    rows = gaps[(gaps["hardware"] == hardware) & (gaps["phase"] == "all")]
+    return float(rows["dense_utilization"].iloc[0]) if len(rows) else float("nan")
 
 
 def build_report(dirs: Sequence[str | Path], out: str | Path) -> Path:
     """Build the report over accelsim output directories; return the path of ``report.md``.
 
-    ``dirs``: simulate/replay outputs and sweep outputs, in the order the report lists them.
-    Raises InputError (naming the directory) for anything else.
+    ``dirs``: simulate/replay outputs and sweep outputs. Raises InputError (naming the
+    directory) for anything else.
     """
     if not dirs:
         raise InputError("give at least one output directory", field="report")
@@ -826,71 +703,117 @@ def build_report(dirs: Sequence[str | Path], out: str | Path) -> Path:
     out = Path(out)
     _unique_names(outputs)
     runs = [o for o in outputs if isinstance(o, RunOutput)]
-    sparse = [r for r in runs if r.producer is not None]
-    dense_runs = [r for r in runs if r.producer is None]
+    recorded = [r for r in runs if r.producer is not None]
+    dense_runs = [r for r in runs if describe_scheme(r.producer)["masks"] == "none"]
     sweeps = [o for o in outputs if isinstance(o, SweepOutput)]
     page = Page(out)
     figures = _Figures(out, page)
     page.heading("accelsim report", 1)
-    page.paragraph("Inputs: " + ", ".join(f"`{o.path}`" for o in outputs) + ". Speedup = dense "
-                   "cycles / sparse cycles on the same hardware, of the MAC jobs; FLOPs "
-                   "reduction = dense MACs / effective MACs; efficiency gap = speedup / FLOPs "
-                   "reduction. Whole-step speedup adds the vector unit's non-MAC work (BN, ReLU, "
-                   "residual adds, pooling, the gate's arithmetic, the optimizer step, a "
-                   "momentum encoder's update), which sparsity does not shrink (except the "
-                   "optimizer's, with `vector_unit.sparse_updates`). Figures are in "
-                   "`figures/` as PNG and SVG; see docs/reports.md for what each shows.")
-    schemes = scheme_table(sparse) if sparse else None
-    if schemes is not None:
+    schemes = scheme_table(recorded) if recorded else None
+    gaps = gap_table(recorded, schemes) if schemes is not None else None
+    if schemes is not None and gaps is not None:
         atomic_write_text(out / "schemes.csv", schemes.to_csv(index=False))
-        shown = display_schemes(schemes)
-        atomic_write_text(out / "schemes.md", _markdown_table(shown) + "\n")
-        page.heading("Structured vs unstructured sparsity")
-        page.paragraph("One row per replayed trace (`schemes.csv`). Index reduction = element "
-                       "bitmap bits / bits in the format the hardware uses.")
-        page.table(shown)
+        atomic_write_text(out / "schemes.md", markdown_table(display_schemes(schemes)) + "\n")
+        atomic_write_text(out / "gap.csv", gaps.to_csv(index=False))
         hardware_names = list(dict.fromkeys(schemes["hardware"]))
+        several = len(hardware_names) > 1
+        page.heading("Summary")
+        first = {}
+        for run in recorded:
+            first.setdefault(report_text.workload_key(run.producer), run)
+        for run in first.values():
+            assert run.producer is not None
+            page.paragraph("**Workload.** " + report_text.workload_sentence(run.producer,
+                                                                            run.steps))
+        settings = [f"{r['label']}: {r['settings']}" for _, r in
+                    schemes.drop_duplicates("label").iterrows() if r["masks"] != "none"]
+        if settings:
+            page.paragraph("**Schemes.** " + "; ".join(settings) + ".")
         for hardware in hardware_names:
-            # One picture per hardware, sparse schemes only, labelled by their own names.
-            part = schemes[(schemes["hardware"] == hardware) & (schemes["masks"] != "none")]
-            if part.empty:
+            page.paragraph(f"**On {hardware}.**")
+            page.bullets(report_text.headline(schemes, gaps, hardware,
+                                              _dense_utilization(gaps, hardware)))
+        caveat = report_text.accuracy_caveat(schemes)
+        if caveat:
+            page.paragraph(caveat, style="caveat")
+        page.paragraph("Speedup = dense cycles / sparse cycles on the same hardware; FLOPs "
+                       "reduction = dense MACs / effective MACs; speedup / FLOPs reduction is "
+                       "the share of the FLOPs reduction the hardware turns into time. The "
+                       "whole step adds the vector unit's non-MAC work (BN, ReLU, residual "
+                       "adds, pooling, the gate's arithmetic, the optimizer step, a momentum "
+                       "encoder's update), which sparsity does not shrink. docs/reports.md "
+                       "defines every column and figure.")
+        page.heading("Structured vs unstructured sparsity")
+        page.paragraph("One table per hardware (every column: `schemes.csv`). Index storage "
+                       "reduction = element-bitmap bits / bits in the format the hardware "
+                       "uses.")
+        for hardware in hardware_names:
+            part = schemes[schemes["hardware"] == hardware]
+            page.heading(hardware, 3)
+            page.table(display_schemes(part))
+            sparse = part[part["masks"] != "none"].assign(scheme=lambda t: t["label"])
+            if sparse.empty:
                 continue
-            part = part.assign(scheme=part["label"])
-            suffix = f"_{slugify(hardware)}" if len(hardware_names) > 1 else ""
+            suffix = _hardware_slug(hardware, several)
             figures.add(f"schemes_speedup_vs_index{suffix}",
                         f"speedup vs index-storage reduction per scheme on {hardware} "
-                        "(hollow: FLOPs reduction)", lambda t=part: plots.scheme_scatter(t))
+                        "(hollow: FLOPs reduction)", lambda t=sparse: plots.scheme_scatter(t))
             figures.add(f"schemes_speedup_vs_energy{suffix}",
                         f"speedup vs energy reduction per scheme on {hardware}",
-                        lambda t=part: plots.scheme_scatter(t, x="energy_reduction"))
-        gaps = gap_table(sparse, schemes)
-        atomic_write_text(out / "gap.csv", gaps.to_csv(index=False))
+                        lambda t=sparse: plots.scheme_scatter(t, x="energy_reduction"))
         page.heading("Why the gap")
-        page.paragraph("Lost cycles = cycles - dense cycles / FLOPs reduction, split by cause "
-                       "(definitions in docs/reports.md; `gap.csv`).")
-        page.bullets(why_the_gap(gaps))
-        beyond = beyond_the_macs(schemes)
-        if beyond:
-            page.paragraph("Beyond the MACs: the step's non-MAC work, which sparsity does not "
-                           "shrink, pulls every speedup towards 1, and a gate's own work (its "
-                           "arithmetic, the Y_c its gradient needs) pulls gated runs below it "
-                           "where the MACs gain less than it costs (docs/model.md, \"Non-MAC "
-                           "work\").")
-            page.bullets(beyond)
-        combined = _all_results(sparse, schemes)
-        figures.add("schemes_gap_by_cause", "cycles lost vs the ideal by cause, per scheme",
-                    lambda: plots.gap_by_cause(combined, by="scheme", total=False))
-        page.table(_display_gap(gaps))
+        page.paragraph("Lost cycles = cycles - dense cycles / FLOPs reduction, split by cause; "
+                       "every MAC is priced at what its job costs the dense run per MAC, so "
+                       "the dense mapping's own losses stay out (definitions in "
+                       "docs/reports.md; `gap.csv`).")
+        by_run = {r.name: r for r in recorded}
+        for hardware in hardware_names:
+            rows = gaps[(gaps["hardware"] == hardware)]
+            sparse_rows = rows[rows["label"].isin(
+                schemes.loc[(schemes["hardware"] == hardware) & (schemes["masks"] != "none"),
+                            "label"])]
+            if sparse_rows.empty:
+                continue
+            page.heading(hardware, 3)
+            page.bullets(report_text.why_the_gap(sparse_rows))
+            part = schemes[(schemes["hardware"] == hardware) & (schemes["masks"] != "none")]
+            combined = pd.concat([by_run[r].results.assign(scheme=s, label=hardware)
+                                  for r, s in zip(part["run"], part["label"], strict=True)],
+                                 ignore_index=True)
+            figures.add(f"schemes_gap_by_cause{_hardware_slug(hardware, several)}",
+                        f"cycles lost vs the ideal by cause, per scheme, on {hardware}",
+                        lambda c=combined: plots.gap_by_cause(c, by="scheme", total=False))
+            with page.section(f"Lost cycles by cause and phase on {hardware} (table)"):
+                page.table(_display_gap(sparse_rows))
+        beyond = {h: report_text.beyond_the_macs(schemes[schemes["hardware"] == h])
+                  for h in hardware_names}
+        if any(beyond.values()):
+            page.heading("Beyond the MACs")
+            page.paragraph("The step's non-MAC work, which sparsity does not shrink, pulls every "
+                           "speedup towards 1, and a gate's own work (its arithmetic, the Y_c "
+                           "its gradient needs) pulls gated runs below it where the MACs gain "
+                           "less than it costs (docs/model.md, \"Non-MAC work\").")
+            for hardware, lines in beyond.items():
+                if lines:
+                    page.paragraph(f"**On {hardware}.**")
+                    page.bullets(lines)
     if runs:
         page.heading("Runs")
-        names = dict(zip([id(r) for r in sparse], schemes["scheme"], strict=True)) \
+        page.paragraph("One collapsible section per replay: its numbers, the knobs its result "
+                       "depends on, and its figures.")
+        rows = {r: row for r, row in zip(schemes["run"], (row for _, row in
+                                                          schemes.iterrows()), strict=True)} \
             if schemes is not None else {}
-        for run in runs:
-            _run_section(page, figures, run, names.get(id(run), run.name), dense_runs)
+        ordered = sorted(runs, key=lambda r: (list(rows).index(r.name) if r.name in rows
+                                              else len(rows)))
+        for run in ordered:
+            _run_section(page, figures, run, rows.get(run.name), dense_runs)
     if sweeps:
         page.heading("Sweeps")
         for sweep in sweeps:
             _sweep_section(page, figures, sweep)
+    page.heading("Inputs")
+    page.bullets([f"`{o.path}`" for o in outputs])
     atomic_write_text(out / "report.md", page.markdown())
     atomic_write_text(out / "report.html", page.html("accelsim report"))
     return out / "report.md"

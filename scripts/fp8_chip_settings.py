@@ -67,7 +67,7 @@ def main() -> None:
                               f"{hw.buffers.register_file_words} | "
                               f"{'on' if compaction else 'off'} | "
                               f"{total['flops_reduction']:.2f}x | {total['speedup']:.2f}x | "
-                              f"{total['efficiency_gap']:.2f} | "
+                              f"{total['speedup_efficiency']:.2f} | "
                               f"{total['energy_reduction']:.2f}x | "
                               f"{total['speedup_step']:.2f}x | "
                               f"{total['speedup_step'] / total['flops_reduction']:.2f} |",

@@ -58,7 +58,8 @@ def render() -> str:
     parts = [HEADER]
     runner = CliRunner()
     for words in commands(main, []):
-        result = runner.invoke(main, [*words, "--help"], terminal_width=100)
+        result = runner.invoke(main, [*words, "--help"], prog_name="accelsim",
+                               terminal_width=100)
         parts.append(f"\n## accelsim {' '.join(words)}\n\n```\n{result.output.rstrip()}\n```\n")
     return "".join(parts)
 

@@ -69,6 +69,19 @@ def test_info_text(scdg_trace: Path) -> None:
     assert "4.00x" in text  # SCDG s = 4: the group bitmap is 4x smaller than the bitmap
 
 
+def test_info_of_a_run_directory_reads_its_trace(scdg_trace: Path, tmp_path: Path) -> None:
+    """`accelsim record` prints its run directory; `trace info` takes it like simulate does."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(scdg_trace, run / "trace")
+    result = invoke("trace", "info", run)
+    assert result.exit_code == 0, result.output
+    head, _, rest = result.output.partition("\n")
+    assert head.startswith(f"trace {run / 'trace'} ")
+    assert rest == invoke("trace", "info", scdg_trace).output.partition("\n")[2]
+
+
 def test_info_json(scdg_trace: Path) -> None:
     result = invoke("trace", "info", scdg_trace, "--json")
     assert result.exit_code == 0, result.output

@@ -238,15 +238,15 @@ def test_a_straight_through_gate_gradient_keeps_fw_dense(tmp_path: Path, fp8_hw:
 
 def test_unstructured_gates_lose_more_on_a_lockstep_array(tmp_path: Path,
                                                           fp8_hw: HardwareConfig) -> None:
-    """8-lane lock-step PEs: CDG's efficiency gap is clearly larger than SCDG's; compaction
+    """8-lane lock-step PEs: CDG's speedup efficiency is clearly larger than SCDG's; compaction
     narrows it, at a decoder cost (more decoded indices and index energy)."""
     assert fp8_hw.pe_array.vector_width == 8 and fp8_hw.decoder.skip_granularity == "vector"
     cdg = gaps(tmp_path, fp8_hw, 1, False, "cdg")
     scdg = gaps(tmp_path, fp8_hw, 8, False, "scdg")
     cdg_packed = gaps(tmp_path, fp8_hw, 1, True, "cdg-c")
     assert cdg["flops_reduction"] == pytest.approx(scdg["flops_reduction"], rel=0.01)
-    assert scdg["efficiency_gap"] - cdg["efficiency_gap"] > 0.1
-    assert cdg_packed["efficiency_gap"] > cdg["efficiency_gap"] + 0.05
+    assert scdg["speedup_efficiency"] - cdg["speedup_efficiency"] > 0.1
+    assert cdg_packed["speedup_efficiency"] > cdg["speedup_efficiency"] + 0.05
     # Packing decodes every active lane instead of one index per active unit (FW).
     assert cdg_packed["fw"]["decoder_indices"] > 2 * cdg["fw"]["decoder_indices"]
     assert cdg_packed["fw"]["energy_index_pj"] > 2 * cdg["fw"]["energy_index_pj"]
@@ -370,7 +370,7 @@ def test_simulate_trace_cli_writes_the_views(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["simulate", str(trace), "--hw", str(FP8), "--out",
                                        str(tmp_path / "o"), "--workers", "2"])
     assert result.exit_code == 0, result.output
-    assert "efficiency gap" in result.output and "index reduction" in result.output
+    assert "speedup efficiency" in result.output and "index reduction" in result.output
     table = pd.read_csv(tmp_path / "o" / "results.csv")
     for column in ("macs_dense", "macs_effective", "macs_issued", "cycles", "cycles_dense",
                    "speedup", "utilization", "index_bits", "index_bits_bitmap",
@@ -378,7 +378,7 @@ def test_simulate_trace_cli_writes_the_views(tmp_path: Path) -> None:
         assert column in table.columns
     assert set(table["step"]) == {0, 1}
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())
-    for key in ("flops_reduction", "speedup", "energy_reduction", "efficiency_gap"):
+    for key in ("flops_reduction", "speedup", "energy_reduction", "speedup_efficiency"):
         assert key in summary["total"]
         assert key in summary["per_phase"]["bd"] and key in summary["per_branch"]["2"]
     assert summary["index"]["index_reduction"] >= 1

@@ -44,7 +44,8 @@ def simulate_points(tasks: Sequence[PointTask]) -> list[tuple[dict[str, Any], by
     reader = TraceReader(trace.path)
     gated = [item.name for item in reader.layers if item.gate is not None]
     replays = replay_trace_on(trace.path, [task.hw for task in tasks], phases=tasks[0].phases)
-    kept = ("total", "per_phase", "per_branch", "index", "gated_layers_fw", "non_mac_modelled")
+    kept = ("total", "per_phase", "per_branch", "index", "gated_layers_fw", "non_mac_modelled",
+            "steps")
     records = []
     for task, (rows, storage) in zip(tasks, replays, strict=True):
         jobs = results_frame(rows, task.hw, task.varied)

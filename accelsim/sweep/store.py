@@ -170,7 +170,8 @@ def table_rows(out: Path, plan: SweepPlan) -> tuple[list[str], list[dict[str, An
         index = summary["index"]
         for scope, values in _scopes(summary):
             row: dict[str, Any] = {"trace": task.trace.label, "point": task.point,
-                                   "point_id": task.point_id, **varied, "scope": scope}
+                                   "point_id": task.point_id, **varied, "scope": scope,
+                                   "steps": summary.get("steps")}
             row.update(values)
             if not summary.get("non_mac_modelled", True):  # vector_unit.lanes 0: not a step
                 row.update({metric: None for metric in WHOLE_STEP_METRICS})
@@ -178,7 +179,7 @@ def table_rows(out: Path, plan: SweepPlan) -> tuple[list[str], list[dict[str, An
                 row.update({"index_bits": index["bits"], "index_bits_bitmap":
                             index["bits_bitmap"], "index_reduction": index["index_reduction"]})
             rows.append(row)
-    columns = [*ID_COLUMNS, *plan.varied_keys, "scope", *metrics, *INDEX_METRICS]
+    columns = [*ID_COLUMNS, *plan.varied_keys, "scope", "steps", *metrics, *INDEX_METRICS]
     return columns, rows
 
 

@@ -1,0 +1,275 @@
+"""The report's sentences: the workload, the answer per hardware, why the gap, beyond the MACs.
+
+Pure functions over the tables :mod:`accelsim.report` builds (the scheme table, the gap table)
+and the runs' summaries; they return Markdown strings (``**bold**``, backticked code) that
+:class:`accelsim.report_page.Page` renders.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+
+from accelsim.units import energy_text
+
+# Causes of lost cycles as the sentences name them (columns of analysis.gap_decomposition).
+CAUSES = {
+    "estimator_cycles": "the forward pass the straight-through gate gradient needs dense",
+    "unexploited_cycles": "sparsity this hardware does not exploit",
+    "lockstep_cycles": "idle lanes of lock-step units",
+    "imbalance_cycles": "load imbalance beyond the dense mapping's",
+    "decoder_cycles": "decoder stalls",
+    "memory_cycles": "memory-bound time beyond the dense run's",
+    "placement_cycles": "skipped MACs falling in layers the dense mapping runs well",
+}
+WORKLOAD_KEYS = ("model", "width", "ssl", "dataset", "image_size", "steps", "batch_size")
+SSL_NAMES = {"simclr": "SimCLR", "byol": "BYOL", "moco": "MoCo v2", "mocov2": "MoCo v2"}
+MODEL_NAMES = {"resnet20": "ResNet-20", "resnet18": "ResNet-18"}
+DATA_NAMES = {"fashion-mnist": "Fashion-MNIST", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100",
+              "imagenet100": "ImageNet-100", "synthetic": "synthetic images"}
+
+
+def _missing(value: Any) -> bool:
+    try:
+        return math.isnan(float(value))
+    except (TypeError, ValueError):
+        return True
+
+
+def workload_key(producer: Mapping[str, Any] | None) -> tuple[Any, ...]:
+    """What makes two recorded runs the same workload (model, SSL method, data, steps, batch)."""
+    if not producer:
+        return ()
+    config = producer.get("config", {}) if isinstance(producer.get("config"), dict) else {}
+    merged = {**config, **producer}
+    return tuple(merged.get(k, merged.get({"dataset": "data"}.get(k, k))) for k in WORKLOAD_KEYS)
+
+
+def workload_sentence(producer: Mapping[str, Any], replayed_steps: int) -> str:
+    """One sentence naming a recorded workload; a synthetic trace's generator and network."""
+    config = producer.get("config", {}) if isinstance(producer.get("config"), dict) else {}
+    merged = {**config, **producer}
+    if str(producer.get("algorithm", "")).lower() == "synthetic":
+        network = merged.get("network", "a network")
+        return (f"Synthetic trace of {network} (`accelsim trace synth`), no training; "
+                f"{replayed_steps} step(s) replayed.")
+    model = MODEL_NAMES.get(str(merged.get("model")), str(merged.get("model", "?")))
+    width = merged.get("width")
+    if width not in (None, 1, 1.0):
+        model += f" (width x{width:g})"
+    data = DATA_NAMES.get(str(merged.get("dataset", merged.get("data"))),
+                          str(merged.get("dataset", merged.get("data", "?"))))
+    size = merged.get("image_size")
+    if size:
+        data += f" at {size}x{size}"
+    ssl = SSL_NAMES.get(str(merged.get("ssl")), str(merged.get("ssl", "?")))
+    return (f"{model} trained with {ssl} on {data} for {merged.get('steps', '?')} steps of "
+            f"{merged.get('batch_size', '?')} images per branch, optimizer "
+            f"{merged.get('optimizer', '?')}; {replayed_steps} recorded step(s) replayed per "
+            f"run.")
+
+
+def scheme_settings(producer: Mapping[str, Any] | None) -> str:
+    """The sparsity settings a scheme was trained with (G, group size, targets, pattern)."""
+    if not producer:
+        return "no masks"
+    config = producer.get("config", {}) if isinstance(producer.get("config"), dict) else {}
+    merged = {**config, **producer}
+    algo = str(merged.get("algo", merged.get("algorithm", ""))).lower()
+    parts = []
+    if algo in ("cdg", "scdg", "cgnet"):
+        parts.append(f"G = {merged.get('gate_groups', '?')} gating groups")
+        if merged.get("gate_group_size"):
+            parts.append(f"{merged['gate_group_size']}x1x1 gate groups")
+        if merged.get("tau_target") is not None:
+            parts.append(f"tau target {merged['tau_target']:g}")
+        parts.append(f"gate gradient {merged.get('gate_gradient', 'straight_through')}")
+    elif algo == "synccp":
+        pattern = str(merged.get("weight_pattern", "element"))
+        parts.append(f"pattern `{pattern}`")
+        if not pattern.startswith(("nm:", "nmt:")):
+            final, delta = merged.get("final_sparsity"), merged.get("delta", 0.0)
+            if final is not None:
+                parts.append(f"sparsity {final:.0%} (branch 2 {max(0.0, final - delta):.0%})")
+            parts.append(f"{merged.get('threshold', 'global')} threshold")
+        elif merged.get("delta"):
+            parts.append(f"branch 2 denser by delta {merged['delta']:g}")
+    elif algo == "synthetic":
+        for key in ("gate_sparsity", "gate_group_size", "weight_pattern", "weight_sparsity"):
+            if merged.get(key) is not None:
+                parts.append(f"{key.replace('_', ' ')} {merged[key]}")
+    return ", ".join(parts) or "no masks"
+
+
+def accuracy_delta(table: pd.DataFrame, key: str) -> pd.Series:
+    """Per row: ``key`` accuracy minus the mean of the dense rows of the same workload
+    (percentage points), NaN where either is missing."""
+    if key not in table.columns:
+        return pd.Series(float("nan"), index=table.index)
+    dense = table[table["masks"] == "none"].groupby("workload")[key].mean()
+    baseline = table["workload"].map(dense)
+    return (table[key] - baseline) * 100.0
+
+
+def accuracy_caveat(table: pd.DataFrame) -> str:
+    """What the accuracy differences can and cannot show: seeds, steps, test-set noise."""
+    rows = table.dropna(subset=["knn_accuracy"]) if "knn_accuracy" in table.columns else table
+    if rows.empty:
+        return ""
+    seeds = rows.groupby("label")["seed"].nunique().max() if "seed" in rows.columns else 1
+    tests = rows["eval_test_samples"].dropna() if "eval_test_samples" in rows.columns \
+        else pd.Series(dtype=float)
+    noise = ""
+    if len(tests) and float(tests.min()) > 0:
+        p = float(rows["knn_accuracy"].mean())
+        half = 1.96 * math.sqrt(2 * p * (1 - p) / float(tests.min())) * 100
+        noise = (f" The test set alone ({int(tests.min())} images) makes a difference of two "
+                 f"accuracies uncertain by about ±{half:.1f} pp (95 %)")
+    steps = rows["train_steps"].dropna() if "train_steps" in rows.columns else pd.Series()
+    trained = f" after {int(steps.max())} training steps" if len(steps) else ""
+    if seeds and seeds > 1:
+        return (f"Accuracy is the change vs dense (k-NN and linear probe, percentage points), "
+                f"the mean of {seeds} seeds{trained}.{noise}.")
+    return (f"Accuracy is the change vs dense (k-NN and linear probe, percentage points) of "
+            f"one seed per scheme{trained}: the seed-to-seed spread is not measured, so "
+            f"differences of a few points are not evidence.{noise}; train more seeds "
+            f"(`--seed`) before reading an accuracy cost from them.")
+
+
+def headline(schemes: pd.DataFrame, gaps: pd.DataFrame, hardware: str,
+             dense_utilization: float) -> list[str]:
+    """The answer on one hardware: fastest, least energy, smallest index, structured vs
+    unstructured, what the hardware does not exploit, accuracy vs dense."""
+    part = schemes[(schemes["hardware"] == hardware) & (schemes["masks"] != "none")]
+    lines: list[str] = []
+    if not _missing(dense_utilization):
+        lines.append(f"The dense step keeps {dense_utilization:.0%} of the array's peak MACs "
+                     f"busy: losses of the dense mapping itself (partial tiles, pipeline fill, "
+                     f"memory) are in every scheme's ideal and are not blamed on sparsity.")
+    if part.empty:
+        return lines
+    step = not part["speedup_step"].isna().all()
+    best = part.loc[part["speedup"].idxmax()]
+    text = (f"Fastest on the MACs: **{best['label']}**, {best['speedup']:.2f}x for a FLOPs "
+            f"reduction of {best['flops_reduction']:.2f}x")
+    if best["speedup"] < 1.005:
+        text = (f"No scheme is faster than dense on the MACs (best: **{best['label']}**, "
+                f"{best['speedup']:.2f}x)")
+    if step:
+        whole = part.loc[part["speedup_step"].idxmax()]
+        text += (f"; over the whole step (non-MAC work included) **{whole['label']}**, "
+                 f"{whole['speedup_step']:.2f}x")
+    lines.append(text + ".")
+    energy = "energy_reduction_step" if step else "energy_reduction"
+    least = part.loc[part[energy].idxmax()]
+    scope = " over the whole step" if step else " on the MACs"
+    if least[energy] >= 0.995:
+        lines.append(f"Least energy: **{least['label']}**, {least[energy]:.2f}x less than "
+                     f"dense{scope}.")
+    else:
+        lines.append(f"Every scheme spends more energy than dense{scope}; the least: "
+                     f"**{least['label']}**, {1 / least[energy]:.2f}x more.")
+    indexed = part[part["index_reduction"] > 1.0 + 1e-9]
+    if len(indexed):
+        small = indexed.loc[indexed["index_reduction"].idxmax()]
+        lines.append(f"Smallest index storage: **{small['label']}**, "
+                     f"{small['index_reduction']:.1f}x smaller than element bitmaps.")
+    pairs = []
+    for masks in ("gates", "weights"):
+        of = part[part["masks"] == masks]
+        loose, tight = of[of["structure"] == "unstructured"], of[of["structure"] == "structured"]
+        if len(loose) and len(tight):
+            pairs.append(", ".join(f"{r['label']} {r['speedup']:.2f}x" for _, r in tight.iterrows())
+                         + " against " + ", ".join(f"{r['label']} {r['speedup']:.2f}x"
+                                                   for _, r in loose.iterrows()))
+    if pairs:
+        lines.append("Structured against unstructured (MAC speedup): " + "; ".join(pairs) + ".")
+    unexploited = []
+    for label in part["label"]:
+        rows = gaps[(gaps["label"] == label) & (gaps["hardware"] == hardware)
+                    & (gaps["phase"] != "all")]
+        phases = [str(p).upper() for p, share in zip(rows["phase"], rows["unexploited_share"],
+                                                      strict=True)
+                  if not _missing(share) and share > 0.5]
+        if phases:
+            unexploited.append(f"{label} ({', '.join(phases)})")
+    if unexploited:
+        lines.append("Not exploited by this hardware (it computes these phases dense): "
+                     + ", ".join(unexploited) + ".")
+    deltas = [f"{r['label']} {r['knn_delta']:+.1f} pp" for _, r in part.iterrows()
+              if not _missing(r.get("knn_delta"))]
+    if deltas:
+        lines.append("k-NN accuracy vs dense: " + ", ".join(deltas) + ".")
+    return lines
+
+
+def why_the_gap(gaps: pd.DataFrame) -> list[str]:
+    """One line per scheme from its rows of the gap table (cycles in millions)."""
+    lines = []
+    for _, row in gaps[gaps["phase"] == "all"].iterrows():
+        lost, cycles = float(row["lost_cycles"]), float(row["cycles"])
+        head = (f"**{row['scheme']}**: speedup {row['speedup']:.2f}x for a FLOPs reduction of "
+                f"{row['flops_reduction']:.2f}x ({row['speedup'] / row['flops_reduction']:.0%} "
+                f"of it).")
+        if abs(lost) <= 0.005 * cycles:
+            lines.append(f"{head} No cycles are lost: the hardware turns the skipped MACs into "
+                         f"time saved.")
+            continue
+        costs = sorted(((float(row[c]), text) for c, text in CAUSES.items()
+                        if float(row[c]) > 0.005 * cycles), reverse=True)
+        savings = sorted(((float(row[c]), text) for c, text in CAUSES.items()
+                          if float(row[c]) < -0.005 * cycles))
+        gross = ", ".join(f"{text} {value / 1e6:.2f} M" for value, text in costs)
+        saved = ", ".join(f"{text} {-value / 1e6:.2f} M" for value, text in savings)
+        phases = gaps[(gaps["scheme"] == row["scheme"]) & (gaps["phase"] != "all")]
+        tail = ""
+        if len(phases) and lost > 0:
+            worst = phases.loc[phases["lost_cycles"].idxmax()]
+            tail = (f" Most is lost in {str(worst['phase']).upper()} "
+                    f"({float(worst['lost_cycles']) / lost:.0%}).")
+        largest = costs[0][1] if costs else "none"
+        lines.append(f"{head} {lost / 1e6:.2f} M of its {cycles / 1e6:.2f} M cycles "
+                     f"({lost / cycles:.0%}) are beyond the ideal. Largest cause: {largest}. "
+                     f"Costs: {gross or 'none'}" + (f"; savings: {saved}" if saved else "")
+                     + f".{tail}")
+    return lines
+
+
+def beyond_the_macs(schemes: pd.DataFrame) -> list[str]:
+    """One line per sparse scheme with whole-step figures: how far its non-MAC work pulls the
+    MAC-only speedup down."""
+    lines = []
+    for _, row in schemes.iterrows():
+        if row["masks"] == "none" or _missing(row["speedup_step"]):
+            continue
+        extra = float(row["extra_non_mac_share"])
+        what = ("the gate's arithmetic and stored Y_c, waits for streamed work"
+                if "gate" in str(row["masks"]) else "waits for streamed work")
+        own = ""
+        if extra >= 0.005:
+            own = (f", including {extra:.0%} of the step in work the dense step does not have "
+                   f"({what})")
+        elif extra <= -0.005:  # vector_unit.sparse_updates: the optimizer skips pruned weights
+            own = (f", {-extra:.0%} of the step less than the dense step's non-MAC work (net "
+                   f"of the optimizer's sparse updates)")
+        lines.append(f"**{row['scheme']}**: {float(row['speedup']):.2f}x on the MACs, "
+                     f"{float(row['speedup_step']):.2f}x for the whole step: non-MAC work is "
+                     f"{float(row['non_mac_share']):.0%} of its sparse step{own}; energy "
+                     f"{float(row['energy_reduction_step']):.2f}x for the whole step.")
+    return lines
+
+
+def run_sentence(total: Mapping[str, Any], steps: int) -> str:
+    """A run's totals in one sentence: speedup, FLOPs reduction, time and energy per step."""
+    per = max(1, steps)
+    seconds = float(total.get("seconds_step", total.get("seconds", 0.0))) / per
+    energy = float(total.get("energy_step_pj", total.get("energy_pj", 0.0))) / per
+    return (f"Speedup {total['speedup']:.2f}x for a FLOPs reduction of "
+            f"{total['flops_reduction']:.2f}x, energy {total['energy_reduction']:.2f}x less "
+            f"(MAC jobs); a step takes {seconds * 1e3:.2f} ms and {energy_text(energy)}; "
+            f"{total['tflops_per_watt']:.2f} TFLOPS/W of effective work "
+            f"({total['tflops_per_watt_dense_equivalent']:.2f} dense-equivalent, "
+            f"{total['tflops_per_watt_on_chip']:.2f} on chip without DRAM). ")

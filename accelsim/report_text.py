@@ -98,9 +98,15 @@ def scheme_settings(producer: Mapping[str, Any] | None) -> str:
         elif merged.get("delta"):
             parts.append(f"branch 2 denser by delta {merged['delta']:g}")
     elif algo == "synthetic":
-        for key in ("gate_sparsity", "gate_group_size", "weight_pattern", "weight_sparsity"):
-            if merged.get(key) is not None:
-                parts.append(f"{key.replace('_', ' ')} {merged[key]}")
+        if merged.get("gate_sparsity"):
+            parts.append(f"gate sparsity {merged['gate_sparsity']:g}, G = "
+                         f"{merged.get('gate_groups', '?')}, gate groups of "
+                         f"{merged.get('gate_group_size') or 1} channel(s)")
+        pattern = str(merged.get("weight_pattern") or "element")
+        if merged.get("weight_sparsity") or pattern != "element":
+            parts.append(f"weight pattern `{pattern}`" + (
+                f", weight sparsity {merged['weight_sparsity']:g}"
+                if merged.get("weight_sparsity") else ""))
     return ", ".join(parts) or "no masks"
 
 
@@ -116,7 +122,9 @@ def accuracy_delta(table: pd.DataFrame, key: str) -> pd.Series:
 
 def accuracy_caveat(table: pd.DataFrame) -> str:
     """What the accuracy differences can and cannot show: seeds, steps, test-set noise."""
-    rows = table.dropna(subset=["knn_accuracy"]) if "knn_accuracy" in table.columns else table
+    if "knn_accuracy" not in table.columns:
+        return ""
+    rows = table.dropna(subset=["knn_accuracy"])
     if rows.empty:
         return ""
     seeds = rows.groupby("label")["seed"].nunique().max() if "seed" in rows.columns else 1
@@ -132,11 +140,11 @@ def accuracy_caveat(table: pd.DataFrame) -> str:
     trained = f" after {int(steps.max())} training steps" if len(steps) else ""
     if seeds and seeds > 1:
         return (f"Accuracy is the change vs dense (k-NN and linear probe, percentage points), "
-                f"the mean of {seeds} seeds{trained}.{noise}.")
+                f"the mean of {seeds} seeds{trained}.{noise + '.' if noise else ''}")
     return (f"Accuracy is the change vs dense (k-NN and linear probe, percentage points) of "
             f"one seed per scheme{trained}: the seed-to-seed spread is not measured, so "
-            f"differences of a few points are not evidence.{noise}; train more seeds "
-            f"(`--seed`) before reading an accuracy cost from them.")
+            f"differences of a few points are not evidence.{noise + '.' if noise else ''} "
+            f"Train more seeds (`--seed`) before reading an accuracy cost from them.")
 
 
 def headline(schemes: pd.DataFrame, gaps: pd.DataFrame, hardware: str,

@@ -265,9 +265,11 @@ def test_html_is_self_contained(report: Path) -> None:
 
 
 def base64_png(text: str) -> bool:
+    """A PNG with a palette (colour type 3 in its IHDR): small enough to inline them all."""
     import base64
 
-    return base64.b64decode(text)[:8] == b"\x89PNG\r\n\x1a\n"
+    data = base64.b64decode(text)
+    return data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and data[25] == 3
 
 
 @pytest.fixture(scope="module")

@@ -114,13 +114,13 @@ def gap_decomposition(results: pd.DataFrame, by: Sequence[str] = ("phase",), *,
     pipeline fill and memory time included), so losses the dense run has too are never blamed on
     sparsity. Per job, with q = macs_issued / macs_dense:
 
-    - ``estimator_cycles`` = (macs_required - macs_effective) x k: work the training algorithm
-      needs although the FLOPs view skips it (FW's conditional path where a straight-through
-      gate gradient needs it everywhere);
-    - ``unexploited_cycles`` = (macs_issued - macs_required) x k in jobs the hardware runs
-      dense whatever their masks (``sparsity_exploited`` 0: no support for them in this phase):
-      this hardware does not exploit this sparsity;
-    - ``lockstep_cycles`` = the same in every other job: idle lanes of active lock-step units;
+    - ``unexploited_cycles`` = (macs_issued - macs_effective) x k in jobs whose masks the
+      hardware cannot skip with in their phase (``sparsity_supported`` 0): this hardware does
+      not exploit this sparsity, whatever the training algorithm needs;
+    - in the other jobs, ``estimator_cycles`` = (macs_required - macs_effective) x k: work the
+      training algorithm needs although the FLOPs view skips it (FW's conditional path where a
+      straight-through gate gradient needs it everywhere), and ``lockstep_cycles`` =
+      (macs_issued - macs_required) x k: idle lanes of active lock-step units;
     - ``imbalance_cycles`` = cycles_compute - cycles_decoder_stall - cycles_compute_dense x q:
       compute beyond the dense mapping's for the MACs issued (queues waiting for the slowest,
       units that do not fill a tile; negative where compaction packs better than dense tiles);
@@ -144,18 +144,19 @@ def gap_decomposition(results: pd.DataFrame, by: Sequence[str] = ("phase",), *,
     """
     require(results, ("macs_dense", "macs_effective", "macs_required", "macs_issued", "cycles",
                        "cycles_dense", "cycles_compute", "cycles_compute_dense",
-                       "sparsity_exploited", "cycles_decoder_stall", *by),
+                       "sparsity_supported", "cycles_decoder_stall", *by),
             "gap_decomposition")
     dense_macs = results["macs_dense"].astype(float)
     k = ratio(results["cycles_dense"].astype(float), dense_macs).where(dense_macs > 0, 0.0)
     q = ratio(results["macs_issued"].astype(float), dense_macs).where(dense_macs > 0, 0.0)
-    ran_dense = results["sparsity_exploited"] == 0
+    supported = results["sparsity_supported"] != 0
+    needed = (results["macs_required"] - results["macs_effective"]) * k
     idle = (results["macs_issued"] - results["macs_required"]) * k
     dense_memory = results["cycles_dense"] - results["cycles_compute_dense"]
     jobs = pd.DataFrame({
-        "estimator_cycles": (results["macs_required"] - results["macs_effective"]) * k,
-        "unexploited_cycles": idle.where(ran_dense, 0.0),
-        "lockstep_cycles": idle.where(~ran_dense, 0.0),
+        "estimator_cycles": needed.where(supported, 0.0),
+        "unexploited_cycles": (needed + idle).where(~supported, 0.0),
+        "lockstep_cycles": idle.where(supported, 0.0),
         "imbalance_cycles": results["cycles_compute"] - results["cycles_decoder_stall"]
         - results["cycles_compute_dense"] * q,
         "decoder_cycles": results["cycles_decoder_stall"].astype(float),
@@ -256,7 +257,7 @@ def best_points(table: pd.DataFrame, metrics: Mapping[str, str] | None = None
                                         "point_id", *varied])
     if "steps" in total.columns:  # values are sums over a trace's replayed steps
         steps = total.drop_duplicates("trace").set_index("trace")["steps"]
-        frame["steps"] = frame["trace"].map(steps).astype("int64")
+        frame["steps"] = frame["trace"].map(steps).fillna(1).astype("int64")
     return frame
 
 

@@ -40,7 +40,7 @@ def job_rows(draw: st.DrawFn) -> pd.DataFrame:
                          "macs_issued": issued, "cycles_compute": compute,
                          "cycles_decoder_stall": stall, "cycles": cycles,
                          "cycles_dense": cycles_dense, "cycles_compute_dense": compute_dense,
-                         "sparsity_exploited": draw(st.integers(0, 1))})
+                         "sparsity_supported": draw(st.integers(0, 1))})
     return pd.DataFrame(rows)
 
 
@@ -92,15 +92,17 @@ def _gaps(tmp_path: Path, hw: Path, name: str, config: SynthConfig) -> pd.DataFr
 
 def test_hardware_without_gate_support_loses_the_gates_to_not_exploiting_them(
         tmp_path: Path) -> None:
-    """The systolic preset has no gate support: BD and WG run dense, so their lost cycles are
-    all 'not exploited' (FW's are the straight-through gradient's dense forward), while the
-    lock-step FP8 preset exploits them and names idle lanes and imbalance instead."""
+    """The systolic preset has no gate support: every phase runs dense, so the lost cycles are
+    all 'not exploited' (FW's too: a gradient that let FW skip would not help there), while the
+    lock-step FP8 preset exploits them, naming the straight-through gradient's dense forward in
+    FW and idle lanes and imbalance elsewhere."""
     config = SynthConfig(steps=1, gate_sparsity=0.6, gate_groups=2)
     systolic = _gaps(tmp_path, SYSTOLIC, "systolic", config).set_index("phase")
-    for phase in ("bd", "wg"):
+    for phase in ("fw", "bd", "wg"):
         assert systolic.loc[phase, "unexploited_share"] == pytest.approx(1.0, abs=0.02)
-    assert systolic.loc["fw", "estimator_share"] == pytest.approx(1.0, abs=0.02)
+        assert systolic.loc[phase, "estimator_cycles"] == 0
     fp8 = _gaps(tmp_path, FP8, "fp8", config).set_index("phase")
+    assert fp8.loc["fw", "estimator_share"] == pytest.approx(1.0, abs=0.02)
     assert fp8.loc["all", "unexploited_cycles"] < 0.05 * fp8.loc["all", "lost_cycles"]
     assert fp8.loc["all", "speedup"] > systolic.loc["all", "speedup"]
 

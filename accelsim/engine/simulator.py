@@ -49,8 +49,9 @@ class JobResult:
     ``macs_effective`` is what a FLOPs count says (the algorithm's view); ``macs_required`` what
     the training algorithm needs computed (more in FW when a straight-through gate gradient needs
     the conditional output everywhere); ``macs_issued`` what the hardware spends, idle lanes of
-    active lock-step units included; ``sparsity_exploited`` is 0 where the hardware runs the
-    job dense whatever its masks (no support for them in this phase). ``cycles_dense``,
+    active lock-step units included; ``sparsity_supported`` is 1 where the hardware can skip
+    with the job's masks in its phase (whether or not the training algorithm lets it), 0 where
+    it has no support for them there (or the job has no masks). ``cycles_dense``,
     ``cycles_compute_dense`` and
     ``energy_dense_pj`` are the same job without any skipping on the same hardware.
     ``index_bits`` are the stored indices this job uses, in the format the hardware uses;
@@ -80,7 +81,7 @@ class JobResult:
     cycles: int
     cycles_dense: int
     cycles_compute_dense: int
-    sparsity_exploited: int  # 0: the hardware ran the job dense whatever its masks, else 1
+    sparsity_supported: int  # 1: the hardware can skip with this job's masks in its phase
     speedup: float
     utilization: float
     decoder_indices: int
@@ -238,7 +239,7 @@ class JobFrame:
             cycles_decoder_stall=compute.cycles_decoder_stall, cycles_buffer=buffer,
             cycles_dram=dram, cycles=cycles, cycles_dense=cycles_dense,
             cycles_compute_dense=dense.cycles_compute,
-            sparsity_exploited=int(compute.exploited),
+            sparsity_supported=int(compute.supported),
             speedup=cycles_dense / cycles if cycles else 1.0,
             utilization=compute.macs_effective / (cycles * hw.pe_array.macs_per_cycle)
             if cycles else 0.0,

@@ -146,7 +146,7 @@ class SparseCompute:
     macs: JobMacs
     cycles_compute_dense: int
     compacted: bool = False  # its work went through the compaction network
-    exploited: bool = True   # False: the hardware runs the job dense whatever its masks
+    supported: bool = True   # False: the hardware cannot skip with this job's masks here
 
     @property
     def macs_effective(self) -> int:
@@ -171,11 +171,13 @@ class SparseCompute:
         return cls(cycles, 0, 0, macs_issued, macs, cycles_compute_dense)
 
     @classmethod
-    def dense(cls, cycles_compute_dense: int, macs_dense: int, macs: JobMacs) -> SparseCompute:
-        """A job the hardware runs dense, skipping nothing whatever its masks: no support for
-        them in this phase, or no masks to skip with."""
+    def dense(cls, cycles_compute_dense: int, macs_dense: int, macs: JobMacs,
+              supported: bool) -> SparseCompute:
+        """A job run dense, skipping nothing. ``supported``: the hardware could skip with its
+        masks in this phase (it runs dense because the training algorithm needs every MAC: FW
+        of a straight-through gate); False: no support for them here (or no masks)."""
         return cls(cycles_compute_dense, 0, 0, macs_dense, macs, cycles_compute_dense,
-                   exploited=False)
+                   supported=supported)
 
 
 @dataclass(frozen=True)
@@ -237,13 +239,14 @@ def _sparse_compute(layer: Layer, phase: str, masks: LayerMasks, hw: HardwareCon
         # Systolic arrays exploit only N:M weights, in the forward pass (SCALE-Sim v3).
         nm = masks.nm if (use_weight and phase == "fw" and masks.nm
                           and masks.nm[1] in support.nm_m) else None
-        if nm is None:
-            return SparseCompute.dense(dense_compute, gemm.macs, macs)
+        if nm is None:  # systolic arrays skip with nothing else
+            return SparseCompute.dense(dense_compute, gemm.macs, macs, supported=False)
         t = nm_reduction_length(gemm.t, *nm)
         return SparseCompute.unskipped(cycles_gemm(gemm, hw.pe_array, nm=nm),
                                        gemm.sr * gemm.sc * t * gemm.count, macs, dense_compute)
-    if not use_gate and not use_weight:
-        return SparseCompute.dense(dense_compute, gemm.macs, macs)
+    if not use_gate and not use_weight:  # supported: a gate FW must compute dense
+        return SparseCompute.dense(dense_compute, gemm.macs, macs, supported=bool(
+            masks.has_gate and phase in support.gate))
     compaction = hw.decoder.compaction
     rows, pass_len = hw.pe_array.rows, hw.pe_array.rows * hw.pe_array.sync_tiles
     if use_weight and phase == "fw" and masks.nm and masks.nm[1] in support.nm_m:
@@ -350,13 +353,16 @@ class GatedPlan:
     indices_per_cycle: int
     latency: int                  # pipeline latency, cycles
     tree: int = 0                 # FW on adder-tree lanes of this width (issued MACs exact)
+    supported: bool = True        # the hardware skips with gates in this phase (sums None:
+    #                               the gate's straight-through FW needs every MAC)
 
     def compute(self, masks: LayerMasks) -> SparseCompute:
         """The job's compute with the gate of ``masks`` (same base path and group size as
         the plan's)."""
         macs = job_macs(self.layer, masks, self.phase)
         if self.sums is None:
-            return SparseCompute.dense(self.dense_compute, self.macs_dense, macs)
+            return SparseCompute.dense(self.dense_compute, self.macs_dense, macs,
+                                       supported=self.supported)
         work = self.sums.gated(masks)
         run = schedule_pass_sums(work, self.qcols, self.indices_per_cycle, self.latency)
         if self.tree:
@@ -404,4 +410,5 @@ def gated_plan(layer: Layer, phase: str, masks: LayerMasks,
         sums = wg_plan(layer, masks, unit, rows, pass_len)
     return GatedPlan(layer, phase, dense_cycles(layer, phase, pe), gemm.macs, sums,
                      layout.qcols, decoder_throughput(hw), pe.pipeline_latency,
-                     layout.tree if sums is not None else 0)
+                     layout.tree if sums is not None else 0,
+                     supported=phase in hw.sparsity_support.gate and not systolic)

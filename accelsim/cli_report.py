@@ -24,7 +24,8 @@ def report_command(dirs: tuple[Path, ...], out_dir: Path) -> None:
     Each DIR is an output of `accelsim simulate` (results.csv, summary.json, run.json) or of
     `accelsim sweep` (sweep.json, results.csv). Replayed traces get per-layer speedup, FLOPs
     vs hardware, energy breakdown and gap-by-cause figures and a row in the structured-vs-
-    unstructured table; sweeps get metric-vs-parameter lines, heatmaps and a Pareto front.
+    unstructured table; sweeps get their best points on absolute time and energy,
+    metric-vs-parameter lines and each trace's Pareto front of time against energy.
     OUT/report.html is self-contained (images inlined). See docs/reports.md.
 
     Example:

@@ -363,7 +363,7 @@ def _less_or_more(sparse: float, dense: float) -> str:
 
 @styled
 def gap_by_cause(results: pd.DataFrame, ax: Axes | None = None, *, by: str = "phase",
-                 macs_per_cycle: int | None = None, total: bool = True) -> Figure:
+                 total: bool = True) -> Figure:
     """Why speedup falls short of FLOPs reduction: lost cycles by cause, per group (``by``).
 
     One horizontal bar per group (default per phase, plus ``all`` when ``total``): causes that
@@ -373,7 +373,7 @@ def gap_by_cause(results: pd.DataFrame, ax: Axes | None = None, *, by: str = "ph
     the parts sum to (:func:`gap_decomposition`). Group labels give speedup and FLOPs reduction.
     ``by="scheme"`` with ``total=False`` compares runs concatenated with a ``scheme`` column.
     """
-    table = gap_decomposition(results, (by,), macs_per_cycle=macs_per_cycle, total=total)
+    table = gap_decomposition(results, (by,), total=total)
     if by == "phase":
         table[by] = [PHASE_NAMES.get(str(p), str(p)) for p in table[by]]
     parts = [c for c, _, _, _ in GAP_PARTS]
@@ -504,13 +504,13 @@ def scheme_scatter(table: pd.DataFrame, ax: Axes | None = None, *, x: str = "ind
     line: the FLOPs reduction the scheme would reach without a gap; triangles, with a
     ``speedup_step`` column: the whole step's speedup (non-MAC work included); the dashed line:
     dense. Colour: structured vs unstructured masks. Each label carries the scheme's accuracy
-    change vs dense (``linear_delta`` preferred over ``knn_delta``, percentage points), else its
-    accuracy. ``x`` = ``index_reduction`` is drawn on a log axis.
+    change vs dense (``knn_delta``, as the report's summary, else ``linear_delta``; percentage
+    points), else its accuracy. ``x`` = ``index_reduction`` is drawn on a log axis.
     """
     require(table, ("scheme", x, y), "scheme_scatter")
     fig, ax = _axes(ax, (8.5, 5.5))
-    accuracy = next((c for c in ("linear_delta", "knn_delta", "linear_accuracy",
-                                 "knn_accuracy") if c in table.columns
+    accuracy = next((c for c in ("knn_delta", "linear_delta", "knn_accuracy",
+                                 "linear_accuracy") if c in table.columns
                      and table[c].notna().any()), None)
     kinds = table["structure"] if "structure" in table.columns else pd.Series("scheme",
                                                                                index=table.index)

@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 RUN_FILES = ("results.csv", "summary.json", "run.json")
 RUN_COLUMNS = ("trace", "step", "layer", "branch", "phase", "macs_dense", "macs_effective",
                "macs_required", "macs_issued", "cycles_compute", "cycles_decoder_stall", "cycles",
-               "cycles_dense", "cycles_compute_dense", "sparsity_exploited",
+               "cycles_dense", "cycles_compute_dense", "sparsity_supported",
                "utilization", "energy_pj", "energy_dense_pj", "energy_mac_pj", "energy_rf_pj",
                "energy_buffer_pj", "energy_dram_pj", "energy_index_pj", "energy_network_pj",
                "energy_static_pj")
@@ -193,7 +193,8 @@ def whole_step_sentence(run: RunOutput) -> str:
                 "MACs' alone. ")
     steps = max(1, int(run.summary.get("steps", 1)))
     return (f"With its non-MAC work the whole step speeds up {total['speedup_step']:.2f}x "
-            f"(energy {total['energy_reduction_step']:.2f}x); non-MAC work is "
+            f"(energy {report_text.less_or_more(total['energy_reduction_step'])} than dense); "
+            f"non-MAC work is "
             f"{total['non_mac_share']:.0%} of the step's time and the stash "
             f"{total['stash_bytes'] / steps / 2**20:.1f} MiB per step. ")
 
@@ -352,8 +353,9 @@ def scheme_table(runs: Sequence[RunOutput]) -> pd.DataFrame:
     """One row per replayed trace: scheme, masks, structure, hardware and the summary metrics.
 
     Columns: scheme (the label, told apart by run name where one hardware has it twice), run,
-    label, masks, structure, hardware, settings (what the scheme was trained with), workload,
-    flops_reduction, speedup, speedup_efficiency, energy_reduction, index_reduction,
+    label, masks, structure, hardware (with the digest where one name has several configs),
+    hardware_digest, settings (what the scheme was trained with), workload, flops_reduction,
+    speedup, speedup_efficiency, energy_reduction, index_reduction, index_bits_per_step,
     tflops_per_watt, decoder stall cycles, the whole step's figures, ``seconds_per_step`` and
     ``energy_per_step_pj`` (whole step where non-MAC work is modelled, else the MACs'), and
     ``knn_accuracy`` / ``linear_accuracy`` with their change vs the dense run of the same
@@ -366,6 +368,7 @@ def scheme_table(runs: Sequence[RunOutput]) -> pd.DataFrame:
         total = run.summary["total"]
         row: dict[str, Any] = {"run": run.name, **describe_scheme(run.producer),
                                "hardware": run.summary.get("hardware", ""),
+                               "hardware_digest": run.summary.get("hardware_digest", ""),
                                "settings": report_text.scheme_settings(run.producer),
                                "workload": repr(report_text.workload_key(run.producer)),
                                "order": order}
@@ -387,7 +390,9 @@ def scheme_table(runs: Sequence[RunOutput]) -> pd.DataFrame:
             for key in ("speedup_step", "non_mac_share", "energy_reduction_step",
                         "extra_non_mac_share"):
                 row[key] = float("nan")
-        row["index_reduction"] = run.summary.get("index", {}).get("index_reduction", 1.0)
+        index = run.summary.get("index", {})
+        row["index_reduction"] = index.get("index_reduction", 1.0)
+        row["index_bits_per_step"] = float(index.get("bits", 0)) / steps
         accuracy = run.summary.get("accuracy") if isinstance(run.summary.get("accuracy"),
                                                              dict) else {}
         for key in ACCURACY_KEYS:
@@ -401,15 +406,21 @@ def scheme_table(runs: Sequence[RunOutput]) -> pd.DataFrame:
         row["eval_test_samples"] = accuracy.get("eval_test_samples")
         rows.append(row)
     accuracy_columns = [k for k in ACCURACY_KEYS if any(k in r for r in rows)]
-    columns = ["scheme", "run", "label", "masks", "structure", "hardware", "settings",
+    columns = ["scheme", "run", "label", "masks", "structure", "hardware", "hardware_digest",
+               "settings",
                "workload", "flops_reduction", "speedup", "speedup_efficiency",
-               "energy_reduction", "index_reduction", "tflops_per_watt", "cycles_decoder_stall",
+               "energy_reduction", "index_reduction", "index_bits_per_step", "tflops_per_watt",
+               "cycles_decoder_stall",
                "speedup_step", "non_mac_share", "energy_reduction_step", "extra_non_mac_share",
                "seconds_per_step", "energy_per_step_pj", *accuracy_columns, "seed",
                "train_steps", "eval_test_samples", "order"]
     for row in rows:
         row["label"] = row.pop("scheme")
     table = pd.DataFrame(rows, columns=[c for c in columns if c != "scheme"])
+    # One name, several configs (a --set without a new name): tell them apart by digest.
+    named = table.groupby("hardware")["hardware_digest"].transform("nunique")
+    table.loc[named > 1, "hardware"] = [f"{h} [{d[:8]}]" for h, d in zip(
+        table.loc[named > 1, "hardware"], table.loc[named > 1, "hardware_digest"], strict=True)]
     hardware_rank = {h: i for i, h in enumerate(dict.fromkeys(table["hardware"]))}
     table = table.assign(
         _h=table["hardware"].map(hardware_rank),
@@ -437,7 +448,7 @@ def gap_table(runs: Sequence[RunOutput], schemes: pd.DataFrame) -> pd.DataFrame:
     for _, row in schemes.iterrows():  # in the scheme table's order
         run = by_name[row["run"]]
         table = gap_decomposition(run.results, ("phase",), macs_per_cycle=run.macs_per_cycle)
-        for column in ("hardware", "label", "scheme"):
+        for column in ("run", "hardware", "label", "scheme"):
             table.insert(0, column, row[column])
         frames.append(table)
     return pd.concat(frames, ignore_index=True)
@@ -498,7 +509,9 @@ def display_schemes(table: pd.DataFrame) -> pd.DataFrame:
     shown["step time (ms)"] = (table["seconds_per_step"] * 1e3).map(lambda v: f"{v:.2f}")
     shown[f"step energy ({energy_unit})"] = (table["energy_per_step_pj"] / energy_size).map(
         lambda v: f"{v:.3g}")
-    shown["index storage reduction"] = table["index_reduction"].map(_times)
+    shown["index storage / step"] = [report_text.bits_text(b) if b else ""
+                                     for b in table["index_bits_per_step"]]
+    shown["vs element bitmaps"] = table["index_reduction"].map(_times)
     for key, name in (("knn", "k-NN"), ("linear", "linear")):
         if f"{key}_accuracy" in table.columns:
             shown[f"{name} accuracy (vs dense)"] = [
@@ -539,12 +552,10 @@ class _Figures:
         self.out = out
         self.folder = out / "figures"
         self.page = page
-        self.written: list[Path] = []
 
     def add(self, stem: str, caption: str, draw: Callable[[], Figure]) -> None:
         fig = draw()
-        png, svg = save_figure(fig, self.folder, stem)
-        self.written += [png, svg]
+        png, _ = save_figure(fig, self.folder, stem)
         self.page.figure(png.relative_to(self.out).as_posix(), caption)
 
 
@@ -594,7 +605,7 @@ def _run_section(page: Page, figures: _Figures, run: RunOutput, row: pd.Series |
                         lambda: plots.flops_vs_hardware(results))
             figures.add(f"{run.slug}_gap_by_cause", f"{scheme} on {hardware}: cycles lost vs "
                         f"the ideal, by cause",
-                        lambda: plots.gap_by_cause(results, macs_per_cycle=run.macs_per_cycle))
+                        lambda: plots.gap_by_cause(results))
         dense = _matching_dense(run, dense_runs) if sparse else None
         if not sparse:
             caption = f"{scheme} on {hardware}: energy by component"
@@ -608,21 +619,24 @@ def _run_section(page: Page, figures: _Figures, run: RunOutput, row: pd.Series |
                     lambda: plots.energy_breakdown(results, dense=dense))
 
 
-SWEEP_BEST = {"seconds_step": "min", "energy_step_pj": "min", "tflops_per_watt": "max"}
-SWEEP_BEST_MAC_ONLY = {"seconds": "min", "energy_pj": "min", "tflops_per_watt": "max"}
+# The sweep's best points on the page: time, energy (whole step where modelled) and TFLOPS/W.
+SWEEP_BEST = ("seconds_step", "energy_step_pj", "tflops_per_watt")
+SWEEP_BEST_MAC_ONLY = ("seconds", "energy_pj", "tflops_per_watt")
 
 
 def _sweep_best(total: pd.DataFrame, varied: Sequence[str]) -> pd.DataFrame:
     """Per trace the fastest and the least-energy point and the best TFLOPS/W, on absolute
     figures (whole step where the sweep has it), one row each with the point's varied values."""
-    from accelsim.analysis import best_points
+    from accelsim.analysis import BEST_METRICS, best_points
 
     whole = "seconds_step" in total.columns and bool(total["seconds_step"].notna().all())
-    goals = SWEEP_BEST if whole else SWEEP_BEST_MAC_ONLY
+    goals = {m: BEST_METRICS[m] for m in (SWEEP_BEST if whole else SWEEP_BEST_MAC_ONLY)
+             if m in total.columns}
     best = best_points(total, goals)
     energy = next(m for m in goals if "energy" in m)
     unit, size = scale_unit(total[energy], ENERGY_UNITS)
-    names = dict(zip(goals, ("fastest", "least energy", "best TFLOPS/W"), strict=True))
+    names = {m: "fastest" if m.startswith("seconds") else "least energy" if "energy" in m
+             else "best TFLOPS/W" for m in goals}
     rows = []
     for _, pick in best.iterrows():
         metric, value = str(pick["metric"]), float(pick["value"])
@@ -652,10 +666,11 @@ def _sweep_section(page: Page, figures: _Figures, sweep: SweepOutput) -> None:
     per = " per replayed step" if "steps" in table.columns else " of the replayed steps"
     page.paragraph(f"`{sweep.path}`: {total['point'].nunique()} points x "
                    f"{total['trace'].nunique()} traces; varied: "
-                   + (", ".join(f"`{k}`" for k in sweep.varied) or "nothing") + ". Figures "
-                   f"are absolute: time and energy{per}"
+                   + (", ".join(f"`{k}`" for k in sweep.varied) or "nothing") + ". Best "
+                   f"points are chosen on absolute figures: time and energy{per}"
                    + (" (whole step, non-MAC work included)" if whole else " (MAC jobs)")
-                   + " at each point, not ratios to a dense run at the same point.")
+                   + ", not on ratios to a dense run at the same point (a small, slow array has "
+                   "a slow dense run too); speedup / FLOPs reduction is drawn as context.")
     if len(total):
         page.paragraph("Best point of each trace, on absolute figures (scope total):")
         page.table(_sweep_best(total, sweep.varied))
@@ -683,9 +698,41 @@ def _hardware_slug(hardware: str, several: bool) -> str:
     return f"_{slugify(hardware)}" if several else ""
 
 
-def _dense_utilization(gaps: pd.DataFrame, hardware: str) -> float:
-    rows = gaps[(gaps["hardware"] == hardware) & (gaps["phase"] == "all")]
+def _dense_utilization(gaps: pd.DataFrame) -> float:
+    """The dense utilisation of the first run among ``gaps``' rows (all its runs share one
+    hardware config and workload, so one dense run)."""
+    rows = gaps[gaps["phase"] == "all"]
     return float(rows["dense_utilization"].iloc[0]) if len(rows) else float("nan")
+
+
+def _why_the_gap(page: Page, figures: _Figures, schemes: pd.DataFrame, gaps: pd.DataFrame,
+                 recorded: Sequence[RunOutput], several: bool) -> None:
+    """The "Why the gap" section: per hardware, a line per sparse scheme, the lost-cycle figure
+    across its schemes and, collapsed, the table by phase."""
+    from accelsim import plots
+
+    hardware_names = list(dict.fromkeys(schemes["hardware"]))
+    page.heading("Why the gap")
+    page.paragraph("Lost cycles = cycles - dense cycles / FLOPs reduction, split by cause; "
+                   "every MAC is priced at what its job costs the dense run per MAC, so "
+                   "the dense mapping's own losses stay out (definitions in "
+                   "docs/reports.md; `gap.csv`).")
+    by_run = {r.name: r for r in recorded}
+    for hardware in hardware_names:
+        part = schemes[(schemes["hardware"] == hardware) & (schemes["masks"] != "none")]
+        sparse_rows = gaps[(gaps["hardware"] == hardware) & gaps["run"].isin(part["run"])]
+        if sparse_rows.empty:
+            continue
+        page.heading(hardware, 3)
+        page.bullets(report_text.why_the_gap(sparse_rows))
+        combined = pd.concat([by_run[r].results.assign(scheme=s, label=hardware)
+                              for r, s in zip(part["run"], part["scheme"], strict=True)],
+                             ignore_index=True)
+        figures.add(f"schemes_gap_by_cause{_hardware_slug(hardware, several)}",
+                    f"cycles lost vs the ideal by cause, per scheme, on {hardware}",
+                    lambda c=combined: plots.gap_by_cause(c, by="scheme", total=False))
+        with page.section(f"Lost cycles by cause and phase on {hardware} (table)"):
+            page.table(_display_gap(sparse_rows))
 
 
 def build_report(dirs: Sequence[str | Path], out: str | Path) -> Path:
@@ -720,19 +767,24 @@ def build_report(dirs: Sequence[str | Path], out: str | Path) -> Path:
         page.heading("Summary")
         first = {}
         for run in recorded:
-            first.setdefault(report_text.workload_key(run.producer), run)
-        for run in first.values():
+            first.setdefault(repr(report_text.workload_key(run.producer)), run)
+        workloads = {key: n for n, key in enumerate(first, start=1)}
+        for key, run in first.items():
             assert run.producer is not None
-            page.paragraph("**Workload.** " + report_text.workload_sentence(run.producer,
-                                                                            run.steps))
-        settings = [f"{r['label']}: {r['settings']}" for _, r in
-                    schemes.drop_duplicates("label").iterrows() if r["masks"] != "none"]
+            name = f"Workload {workloads[key]}." if len(first) > 1 else "Workload."
+            page.paragraph(f"**{name}** " + report_text.workload_sentence(run.producer,
+                                                                          run.steps))
+        settings = [f"{r['scheme']}: {r['settings']}" for _, r in
+                    schemes.drop_duplicates(["scheme", "settings"]).iterrows()
+                    if r["masks"] != "none"]
         if settings:
             page.paragraph("**Schemes.** " + "; ".join(settings) + ".")
-        for hardware in hardware_names:
-            page.paragraph(f"**On {hardware}.**")
-            page.bullets(report_text.headline(schemes, gaps, hardware,
-                                              _dense_utilization(gaps, hardware)))
+        for (hardware, workload), part in schemes.groupby(["hardware", "workload"],
+                                                          sort=False):
+            of = f", workload {workloads[workload]}" if len(first) > 1 else ""
+            page.paragraph(f"**On {hardware}{of}.**")
+            rows = gaps[gaps["run"].isin(part["run"]) & (gaps["hardware"] == hardware)]
+            page.bullets(report_text.headline(part, rows, _dense_utilization(rows)))
         caveat = report_text.accuracy_caveat(schemes)
         if caveat:
             page.paragraph(caveat, style="caveat")
@@ -745,13 +797,13 @@ def build_report(dirs: Sequence[str | Path], out: str | Path) -> Path:
                        "defines every column and figure.")
         page.heading("Structured vs unstructured sparsity")
         page.paragraph("One table per hardware (every column: `schemes.csv`). Index storage "
-                       "reduction = element-bitmap bits / bits in the format the hardware "
-                       "uses.")
+                       "per step is in the format the hardware uses; \"vs element bitmaps\" = "
+                       "the same masks as element bitmaps / that.")
         for hardware in hardware_names:
             part = schemes[schemes["hardware"] == hardware]
             page.heading(hardware, 3)
             page.table(display_schemes(part))
-            sparse = part[part["masks"] != "none"].assign(scheme=lambda t: t["label"])
+            sparse = part[part["masks"] != "none"]
             if sparse.empty:
                 continue
             suffix = _hardware_slug(hardware, several)
@@ -761,30 +813,8 @@ def build_report(dirs: Sequence[str | Path], out: str | Path) -> Path:
             figures.add(f"schemes_speedup_vs_energy{suffix}",
                         f"speedup vs energy reduction per scheme on {hardware}",
                         lambda t=sparse: plots.scheme_scatter(t, x="energy_reduction"))
-        page.heading("Why the gap")
-        page.paragraph("Lost cycles = cycles - dense cycles / FLOPs reduction, split by cause; "
-                       "every MAC is priced at what its job costs the dense run per MAC, so "
-                       "the dense mapping's own losses stay out (definitions in "
-                       "docs/reports.md; `gap.csv`).")
-        by_run = {r.name: r for r in recorded}
-        for hardware in hardware_names:
-            rows = gaps[(gaps["hardware"] == hardware)]
-            sparse_rows = rows[rows["label"].isin(
-                schemes.loc[(schemes["hardware"] == hardware) & (schemes["masks"] != "none"),
-                            "label"])]
-            if sparse_rows.empty:
-                continue
-            page.heading(hardware, 3)
-            page.bullets(report_text.why_the_gap(sparse_rows))
-            part = schemes[(schemes["hardware"] == hardware) & (schemes["masks"] != "none")]
-            combined = pd.concat([by_run[r].results.assign(scheme=s, label=hardware)
-                                  for r, s in zip(part["run"], part["label"], strict=True)],
-                                 ignore_index=True)
-            figures.add(f"schemes_gap_by_cause{_hardware_slug(hardware, several)}",
-                        f"cycles lost vs the ideal by cause, per scheme, on {hardware}",
-                        lambda c=combined: plots.gap_by_cause(c, by="scheme", total=False))
-            with page.section(f"Lost cycles by cause and phase on {hardware} (table)"):
-                page.table(_display_gap(sparse_rows))
+        if (schemes["masks"] != "none").any():
+            _why_the_gap(page, figures, schemes, gaps, recorded, several)
         beyond = {h: report_text.beyond_the_macs(schemes[schemes["hardware"] == h])
                   for h in hardware_names}
         if any(beyond.values()):

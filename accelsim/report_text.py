@@ -15,17 +15,25 @@ import pandas as pd
 
 from accelsim.units import energy_text
 
-# Causes of lost cycles as the sentences name them (columns of analysis.gap_decomposition).
+# Causes of lost cycles as the sentences name them (columns of analysis.gap_decomposition):
+# (what it costs when positive, what it saves when negative).
 CAUSES = {
-    "estimator_cycles": "the forward pass the straight-through gate gradient needs dense",
-    "unexploited_cycles": "sparsity this hardware does not exploit",
-    "lockstep_cycles": "idle lanes of lock-step units",
-    "imbalance_cycles": "load imbalance beyond the dense mapping's",
-    "decoder_cycles": "decoder stalls",
-    "memory_cycles": "memory-bound time beyond the dense run's",
-    "placement_cycles": "skipped MACs falling in layers the dense mapping runs well",
+    "estimator_cycles": ("the forward pass the straight-through gate gradient needs dense", ""),
+    "unexploited_cycles": ("sparsity this hardware does not exploit", ""),
+    "lockstep_cycles": ("idle lanes of lock-step units", ""),
+    "imbalance_cycles": ("load imbalance beyond the dense mapping's",
+                         "work packed better than the dense tiles"),
+    "decoder_cycles": ("decoder stalls", ""),
+    "memory_cycles": ("memory-bound time beyond the dense run's",
+                      "less memory-bound time than the dense run"),
 }
-WORKLOAD_KEYS = ("model", "width", "ssl", "dataset", "image_size", "steps", "batch_size")
+# Not a cause of the hardware's: where the skipped MACs sit among layers the dense mapping
+# runs well or poorly. Reported apart, never as the largest cause.
+PLACEMENT = ("skipped MACs falling in layers the dense mapping runs well (they save less time)",
+             "skipped MACs falling in layers the dense mapping runs poorly (they save more "
+             "time)")
+WORKLOAD_KEYS = ("model", "network", "width", "ssl", "dataset", "image_size", "steps",
+                 "batch_size")
 SSL_NAMES = {"simclr": "SimCLR", "byol": "BYOL", "moco": "MoCo v2", "mocov2": "MoCo v2"}
 MODEL_NAMES = {"resnet20": "ResNet-20", "resnet18": "ResNet-18"}
 DATA_NAMES = {"fashion-mnist": "Fashion-MNIST", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100",
@@ -37,6 +45,13 @@ def _missing(value: Any) -> bool:
         return math.isnan(float(value))
     except (TypeError, ValueError):
         return True
+
+
+def less_or_more(reduction: float) -> str:
+    """An energy (or time) reduction as words: ``1.25x less`` or, below 1, ``1.22x more``."""
+    if _missing(reduction) or reduction <= 0:
+        return "n/a"
+    return f"{reduction:.2f}x less" if reduction >= 1 else f"{1 / reduction:.2f}x more"
 
 
 def workload_key(producer: Mapping[str, Any] | None) -> tuple[Any, ...]:
@@ -121,97 +136,122 @@ def accuracy_delta(table: pd.DataFrame, key: str) -> pd.Series:
 
 
 def accuracy_caveat(table: pd.DataFrame) -> str:
-    """What the accuracy differences can and cannot show: seeds, steps, test-set noise."""
-    if "knn_accuracy" not in table.columns:
+    """What the accuracy differences can and cannot show: seeds, steps, the seed-to-seed
+    spread where a scheme was trained with several seeds, test-set noise."""
+    key = next((k for k in ("knn_accuracy", "linear_accuracy") if k in table.columns
+                and table[k].notna().any()), None)
+    if key is None:
         return ""
-    rows = table.dropna(subset=["knn_accuracy"])
-    if rows.empty:
-        return ""
-    seeds = rows.groupby("label")["seed"].nunique().max() if "seed" in rows.columns else 1
+    name = "k-NN" if key == "knn_accuracy" else "linear-probe"
+    rows = table.dropna(subset=[key])
+    seeds = rows.fillna({"seed": -1}).groupby(["label", "seed"])[key].first()
+    counts = seeds.groupby(level=0).size()
+    spreads = {label: 100 * float(seeds[label].max() - seeds[label].min())
+               for label in counts.index if counts[label] > 1}
     tests = rows["eval_test_samples"].dropna() if "eval_test_samples" in rows.columns \
         else pd.Series(dtype=float)
     noise = ""
     if len(tests) and float(tests.min()) > 0:
-        p = float(rows["knn_accuracy"].mean())
+        p = float(rows[key].mean())
         half = 1.96 * math.sqrt(2 * p * (1 - p) / float(tests.min())) * 100
         noise = (f" The test set alone ({int(tests.min())} images) makes a difference of two "
-                 f"accuracies uncertain by about ±{half:.1f} pp (95 %)")
+                 f"accuracies uncertain by up to ±{half:.1f} pp (95 %; less, as both models "
+                 f"are scored on the same images).")
     steps = rows["train_steps"].dropna() if "train_steps" in rows.columns else pd.Series()
     trained = f" after {int(steps.max())} training steps" if len(steps) else ""
-    if seeds and seeds > 1:
-        return (f"Accuracy is the change vs dense (k-NN and linear probe, percentage points), "
-                f"the mean of {seeds} seeds{trained}.{noise + '.' if noise else ''}")
-    return (f"Accuracy is the change vs dense (k-NN and linear probe, percentage points) of "
-            f"one seed per scheme{trained}: the seed-to-seed spread is not measured, so "
-            f"differences of a few points are not evidence.{noise + '.' if noise else ''} "
-            f"Train more seeds (`--seed`) before reading an accuracy cost from them.")
+    head = ("Accuracy is shown as the change vs the dense run of the same workload (the mean "
+            f"of its dense runs), in percentage points{trained}.")
+    if spreads:
+        measured = ", ".join(f"{label} {spread:.1f} pp over {counts[label]} seeds"
+                             for label, spread in spreads.items())
+        single = (" The other schemes have one seed each, so a difference within about that "
+                  "spread is not evidence of an accuracy cost."
+                  if (counts == 1).any() else "")
+        return f"{head} Measured seed-to-seed spread of {name} accuracy: {measured}.{single}" \
+            + noise
+    return (f"{head} One seed per scheme: the seed-to-seed spread is not measured, so "
+            f"differences of a few points are not evidence.{noise} Train more seeds "
+            f"(`--seed`) before reading an accuracy cost from them.")
 
 
-def headline(schemes: pd.DataFrame, gaps: pd.DataFrame, hardware: str,
-             dense_utilization: float) -> list[str]:
-    """The answer on one hardware: fastest, least energy, smallest index, structured vs
+def headline(part: pd.DataFrame, gaps: pd.DataFrame, dense_utilization: float) -> list[str]:
+    """The answer for one hardware and workload (``part``: their rows of the scheme table;
+    ``gaps``: the gap table): fastest, least energy, smallest index, structured vs
     unstructured, what the hardware does not exploit, accuracy vs dense."""
-    part = schemes[(schemes["hardware"] == hardware) & (schemes["masks"] != "none")]
     lines: list[str] = []
     if not _missing(dense_utilization):
-        lines.append(f"The dense step keeps {dense_utilization:.0%} of the array's peak MACs "
+        lines.append(f"The dense MAC jobs keep {dense_utilization:.0%} of the array's peak MACs "
                      f"busy: losses of the dense mapping itself (partial tiles, pipeline fill, "
                      f"memory) are in every scheme's ideal and are not blamed on sparsity.")
+    part = part[part["masks"] != "none"]
     if part.empty:
         return lines
     step = not part["speedup_step"].isna().all()
     best = part.loc[part["speedup"].idxmax()]
-    text = (f"Fastest on the MACs: **{best['label']}**, {best['speedup']:.2f}x for a FLOPs "
-            f"reduction of {best['flops_reduction']:.2f}x")
     if best["speedup"] < 1.005:
-        text = (f"No scheme is faster than dense on the MACs (best: **{best['label']}**, "
+        text = (f"No scheme is faster than dense on the MACs (best: **{best['scheme']}**, "
                 f"{best['speedup']:.2f}x)")
+    else:
+        text = (f"Fastest on the MACs: **{best['scheme']}**, {best['speedup']:.2f}x for a FLOPs "
+                f"reduction of {best['flops_reduction']:.2f}x")
     if step:
         whole = part.loc[part["speedup_step"].idxmax()]
-        text += (f"; over the whole step (non-MAC work included) **{whole['label']}**, "
+        text += (f"; over the whole step (non-MAC work included) **{whole['scheme']}**, "
                  f"{whole['speedup_step']:.2f}x")
     lines.append(text + ".")
     energy = "energy_reduction_step" if step else "energy_reduction"
     least = part.loc[part[energy].idxmax()]
     scope = " over the whole step" if step else " on the MACs"
     if least[energy] >= 0.995:
-        lines.append(f"Least energy: **{least['label']}**, {least[energy]:.2f}x less than "
-                     f"dense{scope}.")
+        lines.append(f"Least energy: **{least['scheme']}**, {less_or_more(least[energy])} "
+                     f"than dense{scope}.")
     else:
         lines.append(f"Every scheme spends more energy than dense{scope}; the least: "
-                     f"**{least['label']}**, {1 / least[energy]:.2f}x more.")
-    indexed = part[part["index_reduction"] > 1.0 + 1e-9]
+                     f"**{least['scheme']}**, {less_or_more(least[energy])}.")
+    indexed = part[part["index_bits_per_step"] > 0]
     if len(indexed):
-        small = indexed.loc[indexed["index_reduction"].idxmax()]
-        lines.append(f"Smallest index storage: **{small['label']}**, "
-                     f"{small['index_reduction']:.1f}x smaller than element bitmaps.")
+        small = indexed.loc[indexed["index_bits_per_step"].idxmin()]
+        lines.append(f"Smallest index storage: **{small['scheme']}**, "
+                     f"{bits_text(small['index_bits_per_step'])} per step "
+                     f"({small['index_reduction']:.1f}x smaller than its masks as element "
+                     f"bitmaps).")
     pairs = []
     for masks in ("gates", "weights"):
         of = part[part["masks"] == masks]
         loose, tight = of[of["structure"] == "unstructured"], of[of["structure"] == "structured"]
         if len(loose) and len(tight):
-            pairs.append(", ".join(f"{r['label']} {r['speedup']:.2f}x" for _, r in tight.iterrows())
-                         + " against " + ", ".join(f"{r['label']} {r['speedup']:.2f}x"
+            pairs.append(", ".join(f"{r['scheme']} {r['speedup']:.2f}x"
+                                   for _, r in tight.iterrows())
+                         + " against " + ", ".join(f"{r['scheme']} {r['speedup']:.2f}x"
                                                    for _, r in loose.iterrows()))
     if pairs:
         lines.append("Structured against unstructured (MAC speedup): " + "; ".join(pairs) + ".")
     unexploited = []
-    for label in part["label"]:
-        rows = gaps[(gaps["label"] == label) & (gaps["hardware"] == hardware)
-                    & (gaps["phase"] != "all")]
+    for _, row in part.iterrows():
+        rows = gaps[(gaps["run"] == row["run"]) & (gaps["phase"] != "all")]
         phases = [str(p).upper() for p, share in zip(rows["phase"], rows["unexploited_share"],
                                                       strict=True)
                   if not _missing(share) and share > 0.5]
         if phases:
-            unexploited.append(f"{label} ({', '.join(phases)})")
+            unexploited.append(f"{row['scheme']} ({', '.join(phases)})")
     if unexploited:
         lines.append("Not exploited by this hardware (it computes these phases dense): "
                      + ", ".join(unexploited) + ".")
-    deltas = [f"{r['label']} {r['knn_delta']:+.1f} pp" for _, r in part.iterrows()
+    deltas = [f"{r['scheme']} {r['knn_delta']:+.1f} pp" for _, r in part.iterrows()
               if not _missing(r.get("knn_delta"))]
     if deltas:
         lines.append("k-NN accuracy vs dense: " + ", ".join(deltas) + ".")
     return lines
+
+
+def bits_text(bits: float) -> str:
+    """Index storage in bits as text in bytes: ``12.3 KiB``, ``4.56 MiB``."""
+    size = float(bits) / 8
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.3g} {unit}"
+        size /= 1024
+    return f"{size:.3g} GiB"  # unreachable
 
 
 def why_the_gap(gaps: pd.DataFrame) -> list[str]:
@@ -226,12 +266,18 @@ def why_the_gap(gaps: pd.DataFrame) -> list[str]:
             lines.append(f"{head} No cycles are lost: the hardware turns the skipped MACs into "
                          f"time saved.")
             continue
-        costs = sorted(((float(row[c]), text) for c, text in CAUSES.items()
+        costs = sorted(((float(row[c]), cost) for c, (cost, _) in CAUSES.items()
                         if float(row[c]) > 0.005 * cycles), reverse=True)
-        savings = sorted(((float(row[c]), text) for c, text in CAUSES.items()
-                          if float(row[c]) < -0.005 * cycles))
+        savings = sorted(((float(row[c]), saving) for c, (_, saving) in CAUSES.items()
+                          if saving and float(row[c]) < -0.005 * cycles))
         gross = ", ".join(f"{text} {value / 1e6:.2f} M" for value, text in costs)
         saved = ", ".join(f"{text} {-value / 1e6:.2f} M" for value, text in savings)
+        placement = float(row["placement_cycles"])
+        where = ""
+        if abs(placement) > 0.005 * cycles:
+            what = PLACEMENT[0] if placement > 0 else PLACEMENT[1]
+            sign = "+" if placement > 0 else "-"
+            where = f" Beside the hardware's causes, {what}: {sign}{abs(placement) / 1e6:.2f} M."
         phases = gaps[(gaps["scheme"] == row["scheme"]) & (gaps["phase"] != "all")]
         tail = ""
         if len(phases) and lost > 0:
@@ -242,7 +288,7 @@ def why_the_gap(gaps: pd.DataFrame) -> list[str]:
         lines.append(f"{head} {lost / 1e6:.2f} M of its {cycles / 1e6:.2f} M cycles "
                      f"({lost / cycles:.0%}) are beyond the ideal. Largest cause: {largest}. "
                      f"Costs: {gross or 'none'}" + (f"; savings: {saved}" if saved else "")
-                     + f".{tail}")
+                     + f".{where}{tail}")
     return lines
 
 
@@ -266,7 +312,8 @@ def beyond_the_macs(schemes: pd.DataFrame) -> list[str]:
         lines.append(f"**{row['scheme']}**: {float(row['speedup']):.2f}x on the MACs, "
                      f"{float(row['speedup_step']):.2f}x for the whole step: non-MAC work is "
                      f"{float(row['non_mac_share']):.0%} of its sparse step{own}; energy "
-                     f"{float(row['energy_reduction_step']):.2f}x for the whole step.")
+                     f"{less_or_more(float(row['energy_reduction_step']))} than dense for the "
+                     f"whole step.")
     return lines
 
 
@@ -275,9 +322,10 @@ def run_sentence(total: Mapping[str, Any], steps: int) -> str:
     per = max(1, steps)
     seconds = float(total.get("seconds_step", total.get("seconds", 0.0))) / per
     energy = float(total.get("energy_step_pj", total.get("energy_pj", 0.0))) / per
+    energy_words = less_or_more(total["energy_reduction"])
     return (f"Speedup {total['speedup']:.2f}x for a FLOPs reduction of "
-            f"{total['flops_reduction']:.2f}x, energy {total['energy_reduction']:.2f}x less "
-            f"(MAC jobs); a step takes {seconds * 1e3:.2f} ms and {energy_text(energy)}; "
+            f"{total['flops_reduction']:.2f}x, energy {energy_words} than dense (MAC jobs); "
+            f"a step takes {seconds * 1e3:.2f} ms and {energy_text(energy)}; "
             f"{total['tflops_per_watt']:.2f} TFLOPS/W of effective work "
             f"({total['tflops_per_watt_dense_equivalent']:.2f} dense-equivalent, "
             f"{total['tflops_per_watt_on_chip']:.2f} on chip without DRAM). ")

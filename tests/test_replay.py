@@ -238,7 +238,7 @@ def test_a_straight_through_gate_gradient_keeps_fw_dense(tmp_path: Path, fp8_hw:
 
 def test_unstructured_gates_lose_more_on_a_lockstep_array(tmp_path: Path,
                                                           fp8_hw: HardwareConfig) -> None:
-    """8-lane lock-step PEs: CDG's speedup efficiency is clearly larger than SCDG's; compaction
+    """8-lane lock-step PEs: CDG's speedup efficiency is clearly smaller than SCDG's; compaction
     narrows it, at a decoder cost (more decoded indices and index energy)."""
     assert fp8_hw.pe_array.vector_width == 8 and fp8_hw.decoder.skip_granularity == "vector"
     cdg = gaps(tmp_path, fp8_hw, 1, False, "cdg")

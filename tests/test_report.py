@@ -193,10 +193,16 @@ def test_the_page_leads_with_the_answer(report: Path) -> None:
     headings = re.findall(r"^## (.+)$", page, flags=re.M)
     assert headings[0] == "Summary" and headings[-1] == "Inputs"
     summary = page[page.index("## Summary"):page.index("## Structured vs unstructured")]
-    assert "**Workload.** Synthetic trace of" in summary
-    assert "**On fp8-tensor-edge-28nm.**" in summary and "Fastest on the MACs" in summary
-    assert "keeps" in summary and "of the array's peak MACs busy" in summary
-    assert "Structured against unstructured (MAC speedup): SCDG 8x1x1" in summary
+    # SCDG's trace is a ResNet-18, the others ResNet-20s: two workloads, answered apart, so
+    # SCDG is never ranked against CDG on another network.
+    assert "**Workload 1.** Synthetic trace of resnet20" in summary
+    assert "**Workload 2.** Synthetic trace of resnet18" in summary
+    assert "**On fp8-tensor-edge-28nm, workload 1.**" in summary
+    assert "**On fp8-tensor-edge-28nm, workload 2.**" in summary
+    assert "Fastest on the MACs" in summary and "of the array's peak MACs busy" in summary
+    assert "Structured against unstructured (MAC speedup): SyncCP 2:4" in summary
+    assert "against CDG" not in summary
+    assert re.search(r"Smallest index storage: \*\*[^*]+\*\*, [0-9.]+ [KM]?i?B per step", summary)
     # The runs are collapsed sections; their figures are titled by scheme and hardware.
     assert page.count("<details><summary>") >= len(SCHEMES) + 1
     assert "CDG on fp8-tensor-edge-28nm: per-layer speedup" in page
@@ -206,13 +212,13 @@ def test_the_page_leads_with_the_answer(report: Path) -> None:
 
 def test_a_hardware_that_exploits_nothing_says_so(traces: dict[str, Path],
                                                   tmp_path: Path) -> None:
-    """The systolic preset skips no gates: the summary names CDG's BD and WG as not exploited,
-    and the gap table puts their lost cycles there, not in lanes or imbalance."""
+    """The systolic preset skips no gates: the summary names all of CDG's phases as not
+    exploited, and the gap table puts their lost cycles there, not in lanes or imbalance."""
     from accelsim.api import compare
 
     compare([traces["cdg"]], load_hardware(SYSTOLIC), tmp_path / "out")
     page = (tmp_path / "out" / "report.md").read_text()
-    assert "Not exploited by this hardware (it computes these phases dense): CDG (BD, WG)" \
+    assert "Not exploited by this hardware (it computes these phases dense): CDG (FW, BD, WG)" \
         in page
     assert "Largest cause: sparsity this hardware does not exploit" in page
     gaps = pd.read_csv(tmp_path / "out" / "gap.csv").set_index("phase")
@@ -222,13 +228,14 @@ def test_a_hardware_that_exploits_nothing_says_so(traces: dict[str, Path],
 
 def test_accuracy_is_shown_as_the_change_vs_dense(runs: dict[str, Path],
                                                   tmp_path: Path) -> None:
-    def with_accuracy(name: str, knn: float) -> Path:
-        copy = tmp_path / "with-accuracy" / name
+    def with_accuracy(name: str, knn: float, seed: int = 0, copy_name: str = "") -> Path:
+        copy = tmp_path / "with-accuracy" / (copy_name or name)
         copy.mkdir(parents=True)
         for file in ("results.csv", "run.json"):
             (copy / file).write_bytes((runs[name] / file).read_bytes())
         summary = json.loads((runs[name] / "summary.json").read_text())
         summary["accuracy"] = {"knn_accuracy": knn, "steps": 100, "eval_test_samples": 2000}
+        summary["producer"]["seed"] = seed
         (copy / "summary.json").write_text(json.dumps(summary))
         return copy
 
@@ -244,8 +251,17 @@ def test_accuracy_is_shown_as_the_change_vs_dense(runs: dict[str, Path],
     build_report(dirs, tmp_path / "report")
     page = (tmp_path / "report" / "report.md").read_text()
     assert "k-NN accuracy vs dense: CDG -4.0 pp, SyncCP 2:4 +0.5 pp." in page
-    assert "| 66.0 % (-4.0) |" in page and "one seed per scheme after 100 training steps" in page
-    assert "±2.9 pp (95 %)" in page
+    assert "| 66.0 % (-4.0) |" in page and "after 100 training steps. One seed per scheme" in page
+    assert "by up to ±2.9 pp (95 %; less, as both models are scored on the same images)" in page
+    # A second dense seed: the baseline is the mean, and the caveat quotes the measured spread.
+    dirs.append(with_accuracy("dense", 0.68, seed=1, copy_name="dense-seed1"))
+    table = scheme_table([read_output(d) for d in dirs])
+    assert list(table["scheme"][:2]) == ["dense (dense)", "dense (dense-seed1)"]
+    assert table.set_index("label").loc["CDG", "knn_delta"] == pytest.approx(-3.0)
+    build_report(dirs, tmp_path / "report2")
+    page = (tmp_path / "report2" / "report.md").read_text()
+    assert "Measured seed-to-seed spread of k-NN accuracy: dense 2.0 pp over 2 seeds." in page
+    assert "The other schemes have one seed each" in page
 
 
 def test_html_is_self_contained(report: Path) -> None:

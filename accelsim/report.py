@@ -366,7 +366,8 @@ def scheme_table(runs: Sequence[RunOutput]) -> pd.DataFrame:
     rows = []
     for order, run in enumerate(runs):
         total = run.summary["total"]
-        row: dict[str, Any] = {"run": run.name, **describe_scheme(run.producer),
+        row: dict[str, Any] = {"run": run.name, "folder": run.path.name,
+                               **describe_scheme(run.producer),
                                "hardware": run.summary.get("hardware", ""),
                                "hardware_digest": run.summary.get("hardware_digest", ""),
                                "settings": report_text.scheme_settings(run.producer),
@@ -406,9 +407,9 @@ def scheme_table(runs: Sequence[RunOutput]) -> pd.DataFrame:
         row["eval_test_samples"] = accuracy.get("eval_test_samples")
         rows.append(row)
     accuracy_columns = [k for k in ACCURACY_KEYS if any(k in r for r in rows)]
-    columns = ["scheme", "run", "label", "masks", "structure", "hardware", "hardware_digest",
-               "settings",
-               "workload", "flops_reduction", "speedup", "speedup_efficiency",
+    columns = ["scheme", "run", "folder", "label", "masks", "structure", "hardware",
+               "hardware_digest", "settings", "workload", "flops_reduction", "speedup",
+               "speedup_efficiency",
                "energy_reduction", "index_reduction", "index_bits_per_step", "tflops_per_watt",
                "cycles_decoder_stall",
                "speedup_step", "non_mac_share", "energy_reduction_step", "extra_non_mac_share",
@@ -428,10 +429,13 @@ def scheme_table(runs: Sequence[RunOutput]) -> pd.DataFrame:
         _s=table["structure"].map(STRUCTURE_ORDER).fillna(len(STRUCTURE_ORDER)),
     ).sort_values(["_h", "_m", "_s", "label", "order"], kind="stable")
     table = table.drop(columns=["_h", "_m", "_s", "order"]).reset_index(drop=True)
+    # A label one hardware has twice is told apart by the run's folder, else its run name.
     scheme = table["label"].copy()
     twice = table.duplicated(["label", "hardware"], keep=False)
-    scheme[twice] = [f"{s} ({r})" for s, r in zip(table.loc[twice, "label"],
-                                                  table.loc[twice, "run"], strict=True)]
+    alike = table.duplicated(["label", "hardware", "folder"], keep=False)
+    scheme[twice] = [f"{s} ({f if not a else r})" for s, f, r, a in zip(
+        table.loc[twice, "label"], table.loc[twice, "folder"], table.loc[twice, "run"],
+        alike[twice], strict=True)]
     table.insert(0, "scheme", scheme)
     for key in accuracy_columns:
         table[key.replace("_accuracy", "_delta")] = report_text.accuracy_delta(table, key)
@@ -482,11 +486,6 @@ def _points(value: Any) -> str:
     return f"{text} pp" if text else ""
 
 
-def _accuracy(value: Any) -> str:
-    text = _formatted(value, ".3f")
-    return f"{100 * float(text):.1f} %" if text else ""
-
-
 def display_schemes(table: pd.DataFrame) -> pd.DataFrame:
     """Scheme rows formatted for reading: ratios as 1.23x, time in ms, energy in the unit that
     reads best, accuracy as the change vs dense."""
@@ -509,14 +508,15 @@ def display_schemes(table: pd.DataFrame) -> pd.DataFrame:
     shown["step time (ms)"] = (table["seconds_per_step"] * 1e3).map(lambda v: f"{v:.2f}")
     shown[f"step energy ({energy_unit})"] = (table["energy_per_step_pj"] / energy_size).map(
         lambda v: f"{v:.3g}")
-    shown["index storage / step"] = [report_text.bits_text(b) if b else ""
-                                     for b in table["index_bits_per_step"]]
-    shown["vs element bitmaps"] = table["index_reduction"].map(_times)
+    shown["index storage / step (vs element bitmaps)"] = [
+        f"{report_text.bits_text(b)} ({_times(r)})" if b else ""
+        for b, r in zip(table["index_bits_per_step"], table["index_reduction"], strict=True)]
     for key, name in (("knn", "k-NN"), ("linear", "linear")):
         if f"{key}_accuracy" in table.columns:
-            shown[f"{name} accuracy (vs dense)"] = [
-                _accuracy(value) + (f" ({_formatted(delta, '+.1f')})" if masks != "none"
-                                    and _points(delta) else "")
+            shown[f"{name} accuracy, % (vs dense, pp)"] = [
+                _formatted(100 * float(value), ".1f")
+                + (f" ({_formatted(delta, '+.1f')})" if masks != "none" and _points(delta)
+                   else "")
                 for value, delta, masks in zip(table[f"{key}_accuracy"],
                                                table[f"{key}_delta"], table["masks"],
                                                strict=True)]
@@ -797,8 +797,8 @@ def build_report(dirs: Sequence[str | Path], out: str | Path) -> Path:
                        "defines every column and figure.")
         page.heading("Structured vs unstructured sparsity")
         page.paragraph("One table per hardware (every column: `schemes.csv`). Index storage "
-                       "per step is in the format the hardware uses; \"vs element bitmaps\" = "
-                       "the same masks as element bitmaps / that.")
+                       "per step is in the format the hardware uses; in brackets, how many "
+                       "times smaller that is than the same masks as element bitmaps.")
         for hardware in hardware_names:
             part = schemes[schemes["hardware"] == hardware]
             page.heading(hardware, 3)

@@ -251,7 +251,7 @@ def test_accuracy_is_shown_as_the_change_vs_dense(runs: dict[str, Path],
     build_report(dirs, tmp_path / "report")
     page = (tmp_path / "report" / "report.md").read_text()
     assert "k-NN accuracy vs dense: CDG -4.0 pp, SyncCP 2:4 +0.5 pp." in page
-    assert "| 66.0 % (-4.0) |" in page and "after 100 training steps. One seed per scheme" in page
+    assert "| 66.0 (-4.0) |" in page and "after 100 training steps. One seed per scheme" in page
     assert "by up to ±2.9 pp (95 %; less, as both models are scored on the same images)" in page
     # A second dense seed: the baseline is the mean, and the caveat quotes the measured spread.
     dirs.append(with_accuracy("dense", 0.68, seed=1, copy_name="dense-seed1"))

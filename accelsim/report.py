@@ -334,17 +334,6 @@ def _find_key(data: Any, key: str) -> Any:
     return None
 
 
-def _find_key(data: Any, key: str) -> Any:
-    if isinstance(data, dict):
-        if data.get(key) is not None:
-            return data[key]
-        for value in data.values():
-            found = _find_key(value, key)
-            if found is not None:
-                return found
-    return None
-
-
 MASK_ORDER = {"none": 0, "gates": 1, "weights": 2}
 STRUCTURE_ORDER = {"dense": 0, "unstructured": 1, "structured": 2}
 

@@ -29,7 +29,7 @@ elapsed() { echo "$(( $(date +%s) - start )) s"; }
 progress() {
     local line="" scheme last
     for scheme in "$@"; do
-        last=$(tail -n 1 "$RUNS/$scheme/log.csv" 2>/dev/null | cut -d, -f1)
+        last=$(tail -n 1 "$RUNS/$scheme/log.csv" 2>/dev/null | cut -d, -f1 || true)
         [[ "$last" =~ ^[0-9]+$ ]] && last="step $(( last + 1 ))/$STEPS" || last="starting"
         [ -f "$RUNS/$scheme/eval.json" ] && last="done"
         line="$line  $scheme: $last"

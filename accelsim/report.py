@@ -622,8 +622,8 @@ def _sweep_best(total: pd.DataFrame, varied: Sequence[str]) -> pd.DataFrame:
     goals = {m: BEST_METRICS[m] for m in (SWEEP_BEST if whole else SWEEP_BEST_MAC_ONLY)
              if m in total.columns}
     best = best_points(total, goals)
-    energy = next(m for m in goals if "energy" in m)
-    unit, size = scale_unit(total[energy], ENERGY_UNITS)
+    energy = next((m for m in goals if "energy" in m), None)
+    unit, size = scale_unit(total[energy], ENERGY_UNITS) if energy else ("pJ", 1.0)
     names = {m: "fastest" if m.startswith("seconds") else "least energy" if "energy" in m
              else "best TFLOPS/W" for m in goals}
     rows = []

@@ -130,7 +130,8 @@ def accuracy_delta(table: pd.DataFrame, key: str) -> pd.Series:
     (percentage points), NaN where either is missing."""
     if key not in table.columns:
         return pd.Series(float("nan"), index=table.index)
-    dense = table[table["masks"] == "none"].groupby("workload")[key].mean()
+    trained = table[table["masks"] == "none"].drop_duplicates(["workload", "seed", key])
+    dense = trained.groupby("workload")[key].mean()  # one value per trained run
     baseline = table["workload"].map(dense)
     return (table[key] - baseline) * 100.0
 
@@ -143,11 +144,13 @@ def accuracy_caveat(table: pd.DataFrame) -> str:
     if key is None:
         return ""
     name = "k-NN" if key == "knn_accuracy" else "linear-probe"
-    rows = table.dropna(subset=[key])
-    seeds = rows.fillna({"seed": -1}).groupby(["label", "seed"])[key].first()
-    counts = seeds.groupby(level=0).size()
-    spreads = {label: 100 * float(seeds[label].max() - seeds[label].min())
-               for label in counts.index if counts[label] > 1}
+    rows = table.dropna(subset=[key]).fillna({"seed": -1})
+    # One accuracy per trained run: the same scheme, settings and workload, told apart by seed.
+    seeds = rows.groupby(["workload", "label", "settings", "seed"])[key].first()
+    counts = seeds.groupby(level=[0, 1, 2]).size()
+    spreads = {group[1]: 100 * float(seeds[group].max() - seeds[group].min())
+               for group in counts.index if counts[group] > 1}
+    counts = counts.droplevel([0, 2])
     tests = rows["eval_test_samples"].dropna() if "eval_test_samples" in rows.columns \
         else pd.Series(dtype=float)
     noise = ""
@@ -159,8 +162,13 @@ def accuracy_caveat(table: pd.DataFrame) -> str:
                  f"are scored on the same images).")
     steps = rows["train_steps"].dropna() if "train_steps" in rows.columns else pd.Series()
     trained = f" after {int(steps.max())} training steps" if len(steps) else ""
+    delta = key.replace("_accuracy", "_delta")
+    compared = delta in table.columns and bool(
+        table.loc[table["masks"] != "none", delta].notna().any())
     head = ("Accuracy is shown as the change vs the dense run of the same workload (the mean "
-            f"of its dense runs), in percentage points{trained}.")
+            f"of its dense runs), in percentage points{trained}." if compared else
+            f"Accuracy is shown as measured{trained}: no dense run of the same workload to "
+            f"compare with.")
     if spreads:
         measured = ", ".join(f"{label} {spread:.1f} pp over {counts[label]} seeds"
                              for label, spread in spreads.items())
@@ -202,7 +210,7 @@ def headline(part: pd.DataFrame, gaps: pd.DataFrame, dense_utilization: float) -
     energy = "energy_reduction_step" if step else "energy_reduction"
     least = part.loc[part[energy].idxmax()]
     scope = " over the whole step" if step else " on the MACs"
-    if least[energy] >= 0.995:
+    if least[energy] >= 1.0:
         lines.append(f"Least energy: **{least['scheme']}**, {less_or_more(least[energy])} "
                      f"than dense{scope}.")
     else:
@@ -211,10 +219,12 @@ def headline(part: pd.DataFrame, gaps: pd.DataFrame, dense_utilization: float) -
     indexed = part[part["index_bits_per_step"] > 0]
     if len(indexed):
         small = indexed.loc[indexed["index_bits_per_step"].idxmin()]
-        lines.append(f"Smallest index storage: **{small['scheme']}**, "
+        lead = "Smallest index storage" if len(indexed) > 1 else "Only scheme storing an index"
+        ratio = float(small["index_reduction"])
+        lines.append(f"{lead}: **{small['scheme']}**, "
                      f"{bits_text(small['index_bits_per_step'])} per step "
-                     f"({small['index_reduction']:.1f}x smaller than its masks as element "
-                     f"bitmaps).")
+                     f"({less_or_more(ratio).replace('less', 'smaller').replace('more', 'larger')}"
+                     f" than its masks as element bitmaps).")
     pairs = []
     for masks in ("gates", "weights"):
         of = part[part["masks"] == masks]
@@ -237,10 +247,12 @@ def headline(part: pd.DataFrame, gaps: pd.DataFrame, dense_utilization: float) -
     if unexploited:
         lines.append("Not exploited by this hardware (it computes these phases dense): "
                      + ", ".join(unexploited) + ".")
-    deltas = [f"{r['scheme']} {r['knn_delta']:+.1f} pp" for _, r in part.iterrows()
-              if not _missing(r.get("knn_delta"))]
-    if deltas:
-        lines.append("k-NN accuracy vs dense: " + ", ".join(deltas) + ".")
+    for key, name in (("knn_delta", "k-NN"), ("linear_delta", "linear-probe")):
+        deltas = [f"{r['scheme']} {r[key]:+.1f} pp" for _, r in part.iterrows()
+                  if not _missing(r.get(key))]
+        if deltas:
+            lines.append(f"{name} accuracy vs dense: " + ", ".join(deltas) + ".")
+            break
     return lines
 
 

@@ -49,7 +49,8 @@ train() {
              echo "$OLDER" >&2; return 1; }
 }
 # A failure or Ctrl-C stops the runs still in the background too.
-trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
+# (each background job is a subshell: stop its accelsim child, then it)
+trap 'for p in $(jobs -p); do pkill -TERM -P "$p"; kill "$p"; done 2>/dev/null || true' EXIT
 
 mkdir -p "$RUNS"
 for pair in "${PAIRS[@]}"; do

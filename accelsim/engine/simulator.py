@@ -50,8 +50,9 @@ class JobResult:
     the training algorithm needs computed (more in FW when a straight-through gate gradient needs
     the conditional output everywhere); ``macs_issued`` what the hardware spends, idle lanes of
     active lock-step units included; ``sparsity_supported`` is 1 where the hardware can skip
-    with the job's masks in its phase (whether or not the training algorithm lets it), 0 where
-    it has no support for them there (or the job has no masks). ``cycles_dense``,
+    with the job's masks in its phase (whether or not the training algorithm lets it; with
+    a gate and a weight mask, with either), 0 where it has no support for them there (or the
+    job has no masks). ``cycles_dense``,
     ``cycles_compute_dense`` and
     ``energy_dense_pj`` are the same job without any skipping on the same hardware.
     ``index_bits`` are the stored indices this job uses, in the format the hardware uses;

@@ -34,8 +34,7 @@ def format_best(best: pd.DataFrame) -> str:
 
     def value(row: pd.Series) -> str:  # per step: energies in the unit that reads best, ms
         metric, number = str(row["metric"]), float(row["value"])
-        steps = row.get("steps", 1)
-        steps = max(1, int(steps)) if steps == steps else 1  # NaN: not known
+        steps = max(1, int(row.get("steps", 1)))  # best_points: 1 where not known
         if metric.endswith("_pj"):
             return energy_text(number / steps)
         return f"{number / steps * 1e3:.4g} ms" if metric.startswith("seconds") \

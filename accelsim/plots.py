@@ -623,7 +623,7 @@ def pretty(metric: str) -> str:
     """A metric's name for titles and captions."""
     named = {**ENERGY_NAMES, **TIME_NAMES, "speedup_efficiency": "speedup / FLOPs reduction"}
     if metric in named:
-        return named[metric].split(" (")[0]
+        return named[metric]
     return (metric[:-3] if metric.endswith("_pj") else metric).replace("_", " ")
 
 

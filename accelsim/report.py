@@ -353,15 +353,14 @@ def scheme_table(runs: Sequence[RunOutput]) -> pd.DataFrame:
     structured.
     """
     rows = []
-    for order, run in enumerate(runs):
+    for run in runs:
         total = run.summary["total"]
         row: dict[str, Any] = {"run": run.name, "folder": run.path.name,
                                **describe_scheme(run.producer),
                                "hardware": run.summary.get("hardware", ""),
                                "hardware_digest": run.summary.get("hardware_digest", ""),
                                "settings": report_text.scheme_settings(run.producer),
-                               "workload": repr(report_text.workload_key(run.producer)),
-                               "order": order}
+                               "workload": repr(report_text.workload_key(run.producer))}
         for key in ("flops_reduction", "speedup", "speedup_efficiency", "energy_reduction",
                     "tflops_per_watt", "cycles_decoder_stall", "speedup_step",
                     "non_mac_share", "energy_reduction_step"):
@@ -396,17 +395,17 @@ def scheme_table(runs: Sequence[RunOutput]) -> pd.DataFrame:
         row["eval_test_samples"] = accuracy.get("eval_test_samples")
         rows.append(row)
     accuracy_columns = [k for k in ACCURACY_KEYS if any(k in r for r in rows)]
-    columns = ["scheme", "run", "folder", "label", "masks", "structure", "hardware",
+    columns = ["run", "folder", "label", "masks", "structure", "hardware",
                "hardware_digest", "settings", "workload", "flops_reduction", "speedup",
                "speedup_efficiency",
                "energy_reduction", "index_reduction", "index_bits_per_step", "tflops_per_watt",
                "cycles_decoder_stall",
                "speedup_step", "non_mac_share", "energy_reduction_step", "extra_non_mac_share",
                "seconds_per_step", "energy_per_step_pj", *accuracy_columns, "seed",
-               "train_steps", "eval_test_samples", "order"]
+               "train_steps", "eval_test_samples"]
     for row in rows:
         row["label"] = row.pop("scheme")
-    table = pd.DataFrame(rows, columns=[c for c in columns if c != "scheme"])
+    table = pd.DataFrame(rows, columns=columns)
     # One name, several configs (a --set without a new name): tell them apart by digest.
     named = table.groupby("hardware")["hardware_digest"].transform("nunique")
     table.loc[named > 1, "hardware"] = [f"{h} [{d[:8]}]" for h, d in zip(
@@ -416,8 +415,8 @@ def scheme_table(runs: Sequence[RunOutput]) -> pd.DataFrame:
         _h=table["hardware"].map(hardware_rank),
         _m=table["masks"].map(MASK_ORDER).fillna(len(MASK_ORDER)),
         _s=table["structure"].map(STRUCTURE_ORDER).fillna(len(STRUCTURE_ORDER)),
-    ).sort_values(["_h", "_m", "_s", "label", "order"], kind="stable")
-    table = table.drop(columns=["_h", "_m", "_s", "order"]).reset_index(drop=True)
+    ).sort_values(["_h", "_m", "_s", "label"], kind="stable")  # ties: input order
+    table = table.drop(columns=["_h", "_m", "_s"]).reset_index(drop=True)
     # A label one hardware has twice is told apart by the run's folder, else its run name.
     scheme = table["label"].copy()
     twice = table.duplicated(["label", "hardware"], keep=False)
@@ -820,11 +819,10 @@ def build_report(dirs: Sequence[str | Path], out: str | Path) -> Path:
         page.heading("Runs")
         page.paragraph("One collapsible section per replay: its numbers, the knobs its result "
                        "depends on, and its figures.")
-        rows = {r: row for r, row in zip(schemes["run"], (row for _, row in
-                                                          schemes.iterrows()), strict=True)} \
+        rows = {row["run"]: row for _, row in schemes.iterrows()} \
             if schemes is not None else {}
-        ordered = sorted(runs, key=lambda r: (list(rows).index(r.name) if r.name in rows
-                                              else len(rows)))
+        rank = {name: i for i, name in enumerate(rows)}  # the scheme table's order, then others
+        ordered = sorted(runs, key=lambda r: rank.get(r.name, len(rank)))
         for run in ordered:
             _run_section(page, figures, run, rows.get(run.name), dense_runs)
     if sweeps:

@@ -54,19 +54,29 @@ def less_or_more(reduction: float) -> str:
     return f"{reduction:.2f}x less" if reduction >= 1 else f"{1 / reduction:.2f}x more"
 
 
-def workload_key(producer: Mapping[str, Any] | None) -> tuple[Any, ...]:
-    """What makes two recorded runs the same workload (model, SSL method, data, steps, batch)."""
-    if not producer:
-        return ()
+def _settings(producer: Mapping[str, Any]) -> dict[str, Any]:
+    """A trace producer's parameters in one mapping: its ``config`` (the training recipe),
+    overridden by its own top-level keys; ``dataset`` falls back to the recipe's ``data``."""
     config = producer.get("config", {}) if isinstance(producer.get("config"), dict) else {}
     merged = {**config, **producer}
-    return tuple(merged.get(k, merged.get({"dataset": "data"}.get(k, k))) for k in WORKLOAD_KEYS)
+    if "dataset" not in merged and "data" in merged:
+        merged["dataset"] = merged["data"]
+    return merged
+
+
+def workload_key(producer: Mapping[str, Any] | None) -> tuple[Any, ...]:
+    """What makes two recorded runs the same workload (model, SSL method, data, steps, batch);
+    numbers as floats, so width 1 and 1.0 are one workload."""
+    if not producer:
+        return ()
+    merged = _settings(producer)
+    return tuple(float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+                 for v in (merged.get(k) for k in WORKLOAD_KEYS))
 
 
 def workload_sentence(producer: Mapping[str, Any], replayed_steps: int) -> str:
     """One sentence naming a recorded workload; a synthetic trace's generator and network."""
-    config = producer.get("config", {}) if isinstance(producer.get("config"), dict) else {}
-    merged = {**config, **producer}
+    merged = _settings(producer)
     if str(producer.get("algorithm", "")).lower() == "synthetic":
         network = merged.get("network", "a network")
         return (f"Synthetic trace of {network} (`accelsim trace synth`), no training; "
@@ -75,8 +85,7 @@ def workload_sentence(producer: Mapping[str, Any], replayed_steps: int) -> str:
     width = merged.get("width")
     if width not in (None, 1, 1.0):
         model += f" (width x{width:g})"
-    data = DATA_NAMES.get(str(merged.get("dataset", merged.get("data"))),
-                          str(merged.get("dataset", merged.get("data", "?"))))
+    data = DATA_NAMES.get(str(merged.get("dataset")), str(merged.get("dataset", "?")))
     size = merged.get("image_size")
     if size:
         data += f" at {size}x{size}"
@@ -91,8 +100,7 @@ def scheme_settings(producer: Mapping[str, Any] | None) -> str:
     """The sparsity settings a scheme was trained with (G, group size, targets, pattern)."""
     if not producer:
         return "no masks"
-    config = producer.get("config", {}) if isinstance(producer.get("config"), dict) else {}
-    merged = {**config, **producer}
+    merged = _settings(producer)
     algo = str(merged.get("algo", merged.get("algorithm", ""))).lower()
     parts = []
     if algo in ("cdg", "scdg", "cgnet"):

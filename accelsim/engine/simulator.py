@@ -172,12 +172,10 @@ def declared_masks(layer: Layer) -> LayerMasks:
 
 @dataclass(frozen=True)
 class DenseJob:
-    """The mask-independent half of a job: the same job without any skipping (cycles, pJ);
-    ``cycles_compute`` is its compute alone, before buffer and DRAM time."""
+    """The mask-independent half of a job: the same job without any skipping (cycles, pJ)."""
 
     macs: int
     cycles: int
-    cycles_compute: int
     energy_pj: float
 
 
@@ -192,7 +190,7 @@ def dense_job(layer: Layer, phase: str, hw: HardwareConfig, cycles_compute: int)
                        gb_write_bits=memory.gb_write_bits, rf_fill_bits=memory.rf_fill_bits,
                        dram_bytes=memory.dram_bytes,
                        indices_decoded=0, cycles=cycles, hw=hw)
-    return DenseJob(macs, cycles, cycles_compute, energy.total)
+    return DenseJob(macs, cycles, energy.total)
 
 
 @dataclass(frozen=True)
@@ -239,7 +237,7 @@ class JobFrame:
             cycles_compute=compute.cycles_compute,
             cycles_decoder_stall=compute.cycles_decoder_stall, cycles_buffer=buffer,
             cycles_dram=dram, cycles=cycles, cycles_dense=cycles_dense,
-            cycles_compute_dense=dense.cycles_compute,
+            cycles_compute_dense=compute.cycles_compute_dense,
             sparsity_supported=int(compute.supported),
             speedup=cycles_dense / cycles if cycles else 1.0,
             utilization=compute.macs_effective / (cycles * hw.pe_array.macs_per_cycle)

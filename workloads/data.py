@@ -7,14 +7,18 @@ optionally, where it lives::
     fashion-mnist                 Debian package dataset-fashion-mnist (the default location)
     fashion-mnist:PATH            a directory with the four IDX files (gzip or plain)
     mnist:PATH                    same layout; MNIST has no default location
-    cifar10:PATH                  the python version: data_batch_1..5, test_batch
-    cifar100:PATH                 the python version: train, test (fine labels)
+    cifar10:PATH                  the binary version (data_batch_1..5.bin, test_batch.bin) or
+                                  the python version (data_batch_1..5, test_batch)
+    cifar100:PATH                 the binary version (train.bin, test.bin) or the python
+                                  version (train, test); fine labels
     folder:PATH                   class subdirectories of PNG/JPEG images (ImageNet-100 style)
     synthetic[:n=512,classes=10,size=32,channels=3,seed=0]   class-structured random images
 
-CIFAR pickles are read with a restricted unpickler (:func:`restricted_load`) that refuses every
-global outside builtin containers and numpy array reconstruction, so a malicious file cannot run
-code.
+CIFAR's binary release is preferred where both are present: fixed-size records (a label byte,
+CIFAR-100 a coarse and a fine one, then 3072 pixel bytes) that are read, never executed, and
+whose size is checked. The python version's pickles are read with a restricted unpickler
+(:func:`restricted_load`) that refuses every global outside builtin containers and numpy array
+reconstruction, so a malicious file cannot run code either.
 """
 
 from __future__ import annotations
@@ -427,23 +431,46 @@ def restricted_load(stream: BinaryIO) -> Any:
     return _RestrictedUnpickler(stream, encoding="bytes").load()
 
 
-def _cifar_dir(directory: Path, name: str) -> Path:
+CIFAR_PIXELS = 3 * 32 * 32
+_CIFAR_LAYOUTS = {  # name -> (binary subdirectory, python subdirectory)
+    "cifar10": ("cifar-10-batches-bin", "cifar-10-batches-py"),
+    "cifar100": ("cifar-100-binary", "cifar-100-python"),
+}
+
+
+def _cifar_dir(directory: Path, name: str) -> tuple[Path, bool]:
+    """The directory holding the CIFAR files and whether they are the binary version."""
     if not directory.is_dir():
         raise InputError(
-            f"no such directory: {directory}; download the CIFAR 'python version', extract it "
-            f"and give {name}:PATH",
+            f"no such directory: {directory}; download the CIFAR binary (or python) version, "
+            f"extract it and give {name}:PATH",
             path=name,
         )
     marker = "data_batch_1" if name == "cifar10" else "train"
-    if (directory / marker).is_file():
-        return directory
-    sub = directory / ("cifar-10-batches-py" if name == "cifar10" else "cifar-100-python")
-    if (sub / marker).is_file():
-        return sub
+    binary_sub, python_sub = _CIFAR_LAYOUTS[name]
+    for where, binary in ((directory, True), (directory / binary_sub, True),
+                          (directory, False), (directory / python_sub, False)):
+        if (where / (marker + (".bin" if binary else ""))).is_file():
+            return where, binary
     raise InputError(
-        f"no {marker} in {directory}; give {name}:PATH, the extracted 'python version' directory",
+        f"no {marker}.bin or {marker} in {directory}; give {name}:PATH, the extracted binary "
+        f"or python version directory",
         path=name,
     )
+
+
+def _read_cifar_binary(path: Path, label_bytes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Records of ``label_bytes`` label bytes (the last is the label used) and 3072 pixels."""
+    if not path.is_file():
+        raise InputError("missing CIFAR batch file", path=str(path))
+    raw = np.fromfile(path, dtype=np.uint8)
+    record = label_bytes + CIFAR_PIXELS
+    if raw.size == 0 or raw.size % record:
+        raise InputError(f"{raw.size} bytes is not a whole number of {record}-byte CIFAR "
+                         f"records (truncated or not the binary version)", path=str(path))
+    rows = raw.reshape(-1, record)
+    return (rows[:, label_bytes:].reshape(-1, 3, 32, 32),
+            rows[:, label_bytes - 1].astype(np.int64))
 
 
 def _read_cifar_batch(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -498,15 +525,19 @@ def _read_cifar_batch(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarra
 
 
 def load_cifar(directory: Path, split: str, *, name: str = "cifar10") -> ImageDataset:
-    """Load CIFAR-10 / CIFAR-100 (fine labels) from the python-pickle files in ``directory``."""
-    directory = _cifar_dir(directory, name)
+    """Load CIFAR-10 / CIFAR-100 (fine labels) from ``directory``: the binary release where it
+    is there, else the python version's pickles."""
+    directory, binary = _cifar_dir(directory, name)
     if name == "cifar10":
         files = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
-        label_key, num_classes = "labels", 10
+        label_key, num_classes, label_bytes = "labels", 10, 1
     else:
         files = [split]
-        label_key, num_classes = "fine_labels", 100
-    parts = [_read_cifar_batch(directory / f, label_key) for f in files]
+        label_key, num_classes, label_bytes = "fine_labels", 100, 2
+    if binary:
+        parts = [_read_cifar_binary(directory / f"{f}.bin", label_bytes) for f in files]
+    else:
+        parts = [_read_cifar_batch(directory / f, label_key) for f in files]
     images = np.concatenate([p[0] for p in parts])
     labels = np.concatenate([p[1] for p in parts])
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes):

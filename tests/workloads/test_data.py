@@ -182,6 +182,42 @@ def test_cifar100_in_extracted_subdir(tmp_path: Path) -> None:
     assert ds.num_classes == 100 and ds.labels.tolist() == written["test"][1]
 
 
+def write_cifar_binary(directory: Path, name: str, n: int = 3) -> dict:
+    """The binary release: per record a label byte (CIFAR-100: coarse, then fine) and the
+    3072 pixels, channel-major, as the official files store them."""
+    rng = np.random.default_rng(2)
+    files = ([f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"] if name == "cifar10"
+             else ["train", "test"])
+    written = {}
+    for f in files:
+        images = rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)
+        fine = rng.integers(0, 10 if name == "cifar10" else 100, size=n).astype(np.uint8)
+        labels = [fine[:, None]] if name == "cifar10" else [(fine // 5)[:, None], fine[:, None]]
+        (directory / f"{f}.bin").write_bytes(np.concatenate([*labels, images], axis=1).tobytes())
+        written[f] = (images, fine.tolist())
+    return written
+
+
+@pytest.mark.parametrize("name, sub", [("cifar10", "cifar-10-batches-bin"),
+                                       ("cifar100", "cifar-100-binary")])
+def test_cifar_binary_release_is_preferred(tmp_path: Path, name: str, sub: str) -> None:
+    where = tmp_path / sub
+    where.mkdir()
+    written = write_cifar_binary(where, name)
+    write_cifar(tmp_path, name)  # the python version beside it is not read
+    test = load_dataset(f"{name}:{tmp_path}", "test")
+    key = "test_batch" if name == "cifar10" else "test"
+    images, labels = written[key]
+    assert np.array_equal(test.images.numpy(), images.reshape(-1, 3, 32, 32))
+    assert test.labels.tolist() == labels  # the fine label for CIFAR-100
+    if name == "cifar10":
+        assert load_dataset(f"{name}:{tmp_path}", "train").images.shape == (15, 3, 32, 32)
+    cut = where / f"{key}.bin"
+    cut.write_bytes(cut.read_bytes()[:-7])
+    with pytest.raises(InputError, match=r"\.bin.*not a whole number of .*-byte CIFAR records"):
+        load_dataset(f"{name}:{tmp_path}", "test")
+
+
 class _Evil:
     def __init__(self, marker: Path) -> None:
         self.marker = marker

@@ -78,9 +78,10 @@ def hardware_options(hw_help: str = "Hardware YAML (see hw_configs/).",
 
 def network_shape_options(function: F) -> F:
     """``--width``, ``--in-channels``, ``--image-size`` of a built-in network."""
-    function = click.option("--image-size", type=click.IntRange(min=4), default=32,
-                            show_default=True,
-                            help="Input height and width of a built-in network (pixels).")(function)
+    function = click.option("--image-size", type=click.IntRange(min=4), default=None,
+                            help="Input height and width of a built-in network (pixels) "
+                            "[default: 32 for the CIFAR ResNets, 224 for the ImageNet "
+                            "ones].")(function)
     function = click.option("--in-channels", type=click.IntRange(min=1), default=3,
                             show_default=True, help="Input channels of a built-in network "
                             "(1 for Fashion-MNIST).")(function)

@@ -16,11 +16,10 @@ import click
 
 from accelsim.cli_options import network_shape_options, out_dir_option
 from accelsim.errors import InputError
-from accelsim.network import OPTIMIZERS, SSL_METHODS
+from accelsim.network import BUILTIN_NETWORKS, OPTIMIZERS, SSL_METHODS
 from accelsim.trace.manifest import GATE_GRADIENTS
 from accelsim.trace.writer import MIN_SAVING
 
-_BUILTIN = ("resnet20", "resnet18")
 _BUILTIN_ONLY = ("width", "in_channels", "image_size")
 
 
@@ -41,16 +40,16 @@ def trace_group() -> None:
 
 
 def _network(ctx: click.Context, network: str, batch: int, width: float, in_channels: int,
-             image_size: int) -> Any:
+             image_size: int | None) -> Any:
     from accelsim.network import builtin_network, read_topology_csv
 
-    if network in _BUILTIN:
+    if network in BUILTIN_NETWORKS:
         return builtin_network(network, batch=batch, width=width, in_channels=in_channels,
                                image_size=image_size)
     path = Path(network)
     if path.suffix.lower() != ".csv" and not path.is_file():
-        raise InputError(f"expected {' or '.join(_BUILTIN)} or a SCALE-Sim topology .csv file, "
-                         f"got {network!r}", field="--network")
+        raise InputError(f"expected a built-in network ({', '.join(BUILTIN_NETWORKS)}) or a "
+                         f"SCALE-Sim topology .csv file, got {network!r}", field="--network")
     for name in _BUILTIN_ONLY:
         if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT:
             option = "--" + name.replace("_", "-")
@@ -64,8 +63,9 @@ def _directory_bytes(root: Path) -> int:
 
 
 @trace_group.command("synth")
-@click.option("--network", required=True, metavar="resnet20|resnet18|FILE.csv",
-              help="A built-in CIFAR network or a SCALE-Sim topology CSV.")
+@click.option("--network", required=True, metavar="NAME|FILE.csv",
+              help="A built-in network (resnet20, resnet18, resnet18-imagenet, "
+              "resnet50-imagenet) or a SCALE-Sim topology CSV.")
 @out_dir_option("Trace directory to create (absent or empty; see --overwrite).")
 @click.option("--steps", type=click.IntRange(min=1), default=2, show_default=True,
               help="Recorded steps, numbered 0, 1, ...")
@@ -123,7 +123,7 @@ def _directory_bytes(root: Path) -> int:
 @click.option("--overwrite", is_flag=True, help="Replace a trace already in --out.")
 @click.pass_context
 def synth(ctx: click.Context, network: str, out_dir: Path, steps: int, batch: int, width: float,
-          in_channels: int, image_size: int, seed: int, gate_sparsity: float | None,
+          in_channels: int, image_size: int | None, seed: int, gate_sparsity: float | None,
           gate_groups: int, gate_group_size: int, overlap: float, spatial_correlation: float,
           gate_gradient: str, channel_block: int, weight_sparsity: float | None,
           weight_pattern: str, weight_delta: float, weight_update_every: int, branches: int,
@@ -276,8 +276,8 @@ def trace_info(path: Path, step: int | None = None, run_bits: int = 4) -> dict[s
             "loss_mean": summary["loss_mean"], "layers": layers, "index": index}
 
 
-POST_OP_SHORT = {"batchnorm": "bn", "relu": "relu", "add": "add", "pool": "pool",
-                 "fanout": "fan"}
+POST_OP_SHORT = {"batchnorm": "bn", "relu": "relu", "add": "add", "maxpool": "maxpool",
+                 "pool": "pool", "fanout": "fan"}
 
 
 def _scalar(value: Any) -> str:
@@ -311,14 +311,20 @@ def format_info(info: dict[str, Any]) -> str:
     span = f" (first {steps['first']}, last {steps['last']})" if steps["count"] else ""
     loss = "n/a" if info["loss_mean"] is None else f"{info['loss_mean']:.4g}"
     lines.append(f"  branches {info['branches']}; steps {steps['count']}{span}; mean loss {loss}")
-    lines.append("layers (Cin->Cout, kernel, stride, output Ho x Wo; then: the non-MAC ops on the "
-                 "output: bn add relu pool fan(out);")
+    lines.append("layers (Cin->Cout, kernel, stride, output Ho x Wo, g = conv groups, fc = linear; "
+                 "then: the non-MAC ops")
+    lines.append("        on the output: bn add relu maxpool (3x3/2) pool (global average) "
+                 "fan(out);")
     lines.append("        gate s = channels per bit, G = gating groups;")
     lines.append("        mean density = fraction of 1 bits over all steps, branch 1/2/...):")
     width = max(len("total weight"), *(len(layer["name"]) for layer in info["layers"]))
     for layer in info["layers"]:
-        geometry = (f"{layer['cin']}->{layer['cout']} k{layer['kh']}x{layer['kw']} "
-                    f"s{layer['stride']} {layer['h_out']}x{layer['w_out']}")
+        if layer["kind"] == "linear":
+            geometry = f"{layer['cin']}->{layer['cout']} fc"
+        else:
+            geometry = (f"{layer['cin']}->{layer['cout']} k{layer['kh']}x{layer['kw']} "
+                        f"s{layer['stride']} {layer['h_out']}x{layer['w_out']}" +
+                        (f" g{layer['groups']}" if layer["groups"] > 1 else ""))
         gate = "-" if layer["gate"] is None else \
             f"s={layer['gate']['group_size']} G={layer['gate']['gating_groups']}" + \
             (" masked" if layer["gate"]["gradient"] == "masked" else "")

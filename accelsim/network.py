@@ -44,10 +44,12 @@ def parse_phases(phases: str | Sequence[str]) -> tuple[str, ...]:
 LAYER_KINDS: tuple[str, ...] = ("conv", "linear")
 LAYER_ROLES: tuple[str, ...] = ("stem", "block", "downsample", "head", "other")
 # Non-MAC operations on a layer's forward output, in the order they run (docs/model.md,
-# "Non-MAC work"): batch normalisation, a residual add, ReLU, global average pooling, and a
-# fanout (the output feeds two consumers, a residual block's two paths: backward sums their
-# gradients). A layer's post_ops are a subsequence of this order.
-POST_OPS: tuple[str, ...] = ("batchnorm", "add", "relu", "pool", "fanout")
+# "Non-MAC work"): batch normalisation, a residual add, ReLU, a 3x3 stride-2 max-pool (the
+# ImageNet ResNet stem's: MAXPOOL_* below), global average pooling, and a fanout (the output
+# feeds two consumers, a residual block's two paths: backward sums their gradients). A layer's
+# post_ops are a subsequence of this order.
+POST_OPS: tuple[str, ...] = ("batchnorm", "add", "relu", "maxpool", "pool", "fanout")
+MAXPOOL_KERNEL, MAXPOOL_STRIDE, MAXPOOL_PADDING = 3, 2, 1
 # The training recipe a workload declares: its SSL method (BYOL and MoCo keep a momentum
 # encoder, branch 2, that runs forward only) and its optimizer.
 SSL_METHODS: tuple[str, ...] = ("simclr", "byol", "moco")
@@ -137,6 +139,13 @@ class Layer:
         if "pool" in self.post_ops and "fanout" in self.post_ops:
             raise InputError("post_ops cannot hold both pool and fanout (a pooled output feeds "
                              "one consumer)", field=where)
+        if "pool" in self.post_ops and "maxpool" in self.post_ops:
+            raise InputError("post_ops cannot hold both maxpool and pool", field=where)
+        if "maxpool" in self.post_ops and min(self.h_out, self.w_out) < MAXPOOL_KERNEL - \
+                MAXPOOL_PADDING:
+            raise InputError(f"a {MAXPOOL_KERNEL}x{MAXPOOL_KERNEL} maxpool needs an output of at "
+                             f"least {MAXPOOL_KERNEL - MAXPOOL_PADDING} pixels, got "
+                             f"{self.h_out}x{self.w_out}", field=where)
 
     @property
     def k_per_group(self) -> int:
@@ -162,6 +171,13 @@ class Layer:
     def output_count(self) -> int:
         """Elements of the output activation N * Cout * Ho * Wo."""
         return self.batch * self.cout * self.h_out * self.w_out
+
+    @property
+    def maxpooled_count(self) -> int:
+        """Elements of the output after a ``maxpool`` post op (N * Cout * Hp * Wp)."""
+        pooled = [conv_output_size(size, MAXPOOL_KERNEL, MAXPOOL_STRIDE, MAXPOOL_PADDING)
+                  for size in (self.h_out, self.w_out)]
+        return self.batch * self.cout * pooled[0] * pooled[1]
 
     @property
     def macs(self) -> int:
@@ -234,64 +250,135 @@ class Network:
 
 
 # ---------------------------------------------------------------------------------------------
-# Built-in CIFAR-style ResNets (3x3 stem, no max-pool), as used by SimCLR on 32x32 images.
+# Built-in ResNets: CIFAR style (3x3 stem, no max-pool, as SimCLR uses on 32x32 images) and
+# ImageNet style (7x7 stride-2 stem and a 3x3 stride-2 max-pool, 224x224; He et al. 2016, as
+# torchvision builds them: BasicBlocks for ResNet-18, Bottlenecks with the stride on the 3x3
+# conv for ResNet-50). Layer names: ``conv1`` (stem), ``layer{s}.{b}.conv{1,2[,3]}``,
+# ``layer{s}.{b}.shortcut`` (the 1x1 projection), ``head.0`` / ``head.2`` (the projection MLP).
+# The classifier is not part of an SSL encoder and is not included.
 # ---------------------------------------------------------------------------------------------
 
 
-def _basic_block(layers: list[Layer], prefix: str, cin: int, cout: int, stride: int, h: int,
-                 batch: int) -> int:
-    """Append a BasicBlock's convs (and its 1x1 projection shortcut); return the output size."""
-    c1 = conv(f"{prefix}.conv1", cin, cout, 3, stride, 1, h, h, batch, role="block")
-    c2 = conv(f"{prefix}.conv2", cout, cout, 3, 1, 1, c1.h_out, c1.w_out, batch, role="block")
-    layers += [c1, c2]
+@dataclass(frozen=True)
+class ResNetSpec:
+    """A ResNet family member: stage widths, blocks per stage, ``bottleneck`` blocks (1x1 -
+    3x3 - 1x1 with ``expansion`` 4, else BasicBlocks: 3x3 - 3x3), ``imagenet_stem`` (7x7/2 conv
+    and a 3x3/2 max-pool, else a 3x3/1 conv) and the ``default_image_size`` (pixels)."""
+
+    widths: tuple[int, ...]
+    blocks: tuple[int, ...]
+    bottleneck: bool = False
+    imagenet_stem: bool = False
+    default_image_size: int = 32
+
+    @property
+    def expansion(self) -> int:
+        """Output channels of a block per unit of its width."""
+        return 4 if self.bottleneck else 1
+
+
+RESNETS: dict[str, ResNetSpec] = {
+    "resnet20": ResNetSpec((16, 32, 64), (3, 3, 3)),
+    "resnet18": ResNetSpec((64, 128, 256, 512), (2, 2, 2, 2)),
+    "resnet18-imagenet": ResNetSpec((64, 128, 256, 512), (2, 2, 2, 2), imagenet_stem=True,
+                                    default_image_size=224),
+    "resnet50-imagenet": ResNetSpec((64, 128, 256, 512), (3, 4, 6, 3), bottleneck=True,
+                                    imagenet_stem=True, default_image_size=224),
+}
+# A CIFAR-style network from this image size on is almost surely a mistake (ResNet-18 at 224
+# pixels without the ImageNet stem runs about 12x the MACs of ImageNet ResNet-18).
+CIFAR_STEM_MAX_IMAGE = 96
+
+
+def _block(layers: list[Layer], prefix: str, cin: int, width: int, stride: int, h: int,
+           batch: int, spec: ResNetSpec) -> int:
+    """Append one block's convs (and its 1x1 projection shortcut); return the output size."""
+    cout = width * spec.expansion
+    if spec.bottleneck:
+        convs = [conv(f"{prefix}.conv1", cin, width, 1, 1, 0, h, h, batch, role="block")]
+        convs.append(conv(f"{prefix}.conv2", width, width, 3, stride, 1, h, h, batch,
+                          role="block"))
+        out = convs[-1].h_out
+        convs.append(conv(f"{prefix}.conv3", width, cout, 1, 1, 0, out, out, batch,
+                          role="block"))
+    else:
+        convs = [conv(f"{prefix}.conv1", cin, cout, 3, stride, 1, h, h, batch, role="block")]
+        out = convs[0].h_out
+        convs.append(conv(f"{prefix}.conv2", cout, cout, 3, 1, 1, out, out, batch,
+                          role="block"))
+    layers += convs
     if stride != 1 or cin != cout:
         layers.append(conv(f"{prefix}.shortcut", cin, cout, 1, stride, 0, h, h, batch,
                            role="downsample"))
-    return c2.h_out
+    return convs[-1].h_out
 
 
-def _resnet(name: str, stage_widths: list[int], blocks_per_stage: int | list[int], *, batch: int,
-            in_channels: int, image_size: int, head: bool, proj_dim: int) -> Network:
-    if batch < 1 or in_channels < 1 or image_size < 4:
-        raise InputError(
-            f"needs batch >= 1, in_channels >= 1 and image_size >= 4 (got {batch}, "
-            f"{in_channels}, {image_size})", field=f"network {name!r}")
-    counts = ([blocks_per_stage] * len(stage_widths) if isinstance(blocks_per_stage, int)
-              else blocks_per_stage)
-    layers: list[Layer] = [
-        conv("conv1", in_channels, stage_widths[0], 3, 1, 1, image_size, image_size, batch,
-             role="stem")
-    ]
-    h, cin = layers[0].h_out, stage_widths[0]
-    for stage, (width, count) in enumerate(zip(stage_widths, counts, strict=True), start=1):
+def resnet(name: str, batch: int = 64, width: float = 1.0, in_channels: int = 3,
+           image_size: int | None = None, head: bool = False, proj_dim: int = 128) -> Network:
+    """The built-in ResNet ``name`` (:data:`RESNETS`): stage widths x ``width``
+    (``max(1, round(c * width))``), ``image_size`` pixels (default: the network's, 32 or 224).
+    ``head`` appends SimCLR's 2-layer projection MLP (``proj_dim`` outputs)."""
+    spec = RESNETS[name]
+    where = f"network {name!r}"
+    if width <= 0:
+        raise InputError(f"width multiplier must be > 0, got {width}", field="--width")
+    size = spec.default_image_size if image_size is None else image_size
+    if batch < 1 or in_channels < 1 or size < 4:
+        raise InputError(f"needs batch >= 1, in_channels >= 1 and image_size >= 4 (got {batch}, "
+                         f"{in_channels}, {size})", field=where)
+    if not spec.imagenet_stem and size > CIFAR_STEM_MAX_IMAGE:
+        raise InputError(f"{name} is the CIFAR-style network (3x3 stem, no max-pool); at "
+                         f"{size} pixels use {name}-imagenet (7x7 stem and max-pool) or an "
+                         f"image size <= {CIFAR_STEM_MAX_IMAGE}", field="--image-size")
+    widths = [max(1, round(c * width)) for c in spec.widths]
+    if spec.imagenet_stem:
+        stem = conv("conv1", in_channels, widths[0], 7, 2, 3, size, size, batch, role="stem")
+        h = conv_output_size(stem.h_out, MAXPOOL_KERNEL, MAXPOOL_STRIDE, MAXPOOL_PADDING)
+    else:
+        stem = conv("conv1", in_channels, widths[0], 3, 1, 1, size, size, batch, role="stem")
+        h = stem.h_out
+    layers: list[Layer] = [stem]
+    cin = widths[0]
+    for stage, (w, count) in enumerate(zip(widths, spec.blocks, strict=True), start=1):
         for block in range(count):
             stride = 2 if (stage > 1 and block == 0) else 1
-            h = _basic_block(layers, f"layer{stage}.{block}", cin, width, stride, h, batch)
-            cin = width
+            h = _block(layers, f"layer{stage}.{block}", cin, w, stride, h, batch, spec)
+            cin = w * spec.expansion
     if head:
         layers.append(linear("head.0", cin, cin, batch))
         layers.append(linear("head.2", cin, proj_dim, batch))
-    return Network(name=name, layers=resnet_post_ops(layers))
+    return Network(name=name, layers=resnet_post_ops(layers, spec.imagenet_stem))
 
 
-def resnet_post_ops(layers: Sequence[Layer]) -> tuple[Layer, ...]:
-    """``layers`` of a built-in ResNet (:func:`resnet20`, :func:`resnet18`, or the same network
-    recorded by ``workloads``) with the non-MAC operations each layer's output goes through, as
-    the CIFAR ResNet runs them: every block's ``conv1`` BN + ReLU; the stem BN + ReLU and
-    ``conv2`` BN + residual add + ReLU, each then feeding the next block's two paths (fanout),
-    except the network's last ``conv2``, which pools; a projection shortcut BN; the projection
-    head's first linear layer BN + ReLU (SimCLR's MLP), its last none."""
-    last_conv2 = max((i for i, layer in enumerate(layers) if layer.name.endswith(".conv2")),
-                     default=-1)
+def resnet_post_ops(layers: Sequence[Layer], stem_maxpool: bool = False) -> tuple[Layer, ...]:
+    """``layers`` of a built-in ResNet (:data:`RESNETS`, or the same network recorded by
+    ``workloads``) with the non-MAC operations each layer's output goes through, as the ResNet
+    runs them: the stem BN + ReLU (+ the ImageNet stem's max-pool, ``stem_maxpool``), feeding
+    the first block's two paths (fanout); inside a block every conv but the last BN + ReLU; a
+    block's last conv (``conv2`` of a BasicBlock, ``conv3`` of a Bottleneck) BN + residual add
+    + ReLU, then a fanout into the next block, except the network's last block, which pools; a
+    projection shortcut BN; the projection head's first linear layer BN + ReLU (SimCLR's MLP),
+    its last none."""
+    def block_of(layer: Layer) -> str:
+        return layer.name.rsplit(".", 1)[0]
+
+    last_conv = {}  # block prefix -> name of its last conv
+    for layer in layers:
+        if layer.role == "block":
+            last_conv[block_of(layer)] = layer.name
+    final = max((i for i, layer in enumerate(layers)
+                 if layer.role == "block" and last_conv[block_of(layer)] == layer.name),
+                default=-1)
     result = []
     for index, layer in enumerate(layers):
         if layer.role == "stem":
-            ops: tuple[str, ...] = ("batchnorm", "relu", "fanout")
-        elif layer.name.endswith(".conv1") or layer.name == "head.0":
-            ops = ("batchnorm", "relu")
-        elif layer.name.endswith(".conv2"):
-            ops = ("batchnorm", "add", "relu", "pool") if index == last_conv2 else (
+            ops: tuple[str, ...] = ("batchnorm", "relu", "maxpool", "fanout") if stem_maxpool \
+                else ("batchnorm", "relu", "fanout")
+        elif layer.role == "block" and last_conv[block_of(layer)] == layer.name:
+            ops = ("batchnorm", "add", "relu", "pool") if index == final else (
                 "batchnorm", "add", "relu", "fanout")
+        elif layer.role == "block" or layer.name == "head.0":
+            ops = ("batchnorm", "relu")
         elif layer.role == "downsample":
             ops = ("batchnorm",)
         else:
@@ -300,43 +387,31 @@ def resnet_post_ops(layers: Sequence[Layer]) -> tuple[Layer, ...]:
     return tuple(result)
 
 
-def _check_width(width: float) -> None:
-    if width <= 0:
-        raise InputError(f"width multiplier must be > 0, got {width}", field="--width")
-
-
 def resnet20(batch: int = 64, width: float = 1.0, in_channels: int = 3, image_size: int = 32,
              head: bool = False, proj_dim: int = 128) -> Network:
     """CIFAR ResNet-20 (He et al. 2016): 3 stages of 3 BasicBlocks, widths 16/32/64 x width.
 
     Downsampling blocks use a 1x1 projection shortcut. ``head`` appends a 2-layer projection MLP.
     """
-    _check_width(width)
-    widths = [max(1, round(c * width)) for c in (16, 32, 64)]
-    return _resnet("resnet20", widths, 3, batch=batch, in_channels=in_channels,
-                   image_size=image_size, head=head, proj_dim=proj_dim)
+    return resnet("resnet20", batch, width, in_channels, image_size, head, proj_dim)
 
 
 def resnet18(batch: int = 64, width: float = 1.0, in_channels: int = 3, image_size: int = 32,
              head: bool = False, proj_dim: int = 128) -> Network:
     """CIFAR ResNet-18: 3x3 stem, 4 stages of 2 BasicBlocks, widths 64..512 x width."""
-    _check_width(width)
-    widths = [max(1, round(c * width)) for c in (64, 128, 256, 512)]
-    return _resnet("resnet18", widths, 2, batch=batch, in_channels=in_channels,
-                   image_size=image_size, head=head, proj_dim=proj_dim)
+    return resnet("resnet18", batch, width, in_channels, image_size, head, proj_dim)
 
 
-BUILTIN_NETWORKS = {"resnet20": resnet20, "resnet18": resnet18}
+BUILTIN_NETWORKS: tuple[str, ...] = tuple(RESNETS)
 
 
 def builtin_network(name: str, **kwargs: object) -> Network:
-    """A built-in network by name (``resnet20``, ``resnet18``)."""
-    try:
-        factory = BUILTIN_NETWORKS[name]
-    except KeyError:
-        raise InputError(f"unknown network {name!r}; choose from {sorted(BUILTIN_NETWORKS)}",
-                         field="--network") from None
-    return factory(**kwargs)  # type: ignore[arg-type]
+    """A built-in network by name (:data:`BUILTIN_NETWORKS`); ``image_size`` None or absent
+    means the network's own (32 for the CIFAR ResNets, 224 for the ImageNet ones)."""
+    if name not in RESNETS:
+        raise InputError(f"unknown network {name!r}; choose from {list(RESNETS)}",
+                         field="--network")
+    return resnet(name, **kwargs)  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -185,7 +185,8 @@ def test_info_of_a_trace_without_steps(tmp_path: Path) -> None:
       "--out", "x"], "error: --weight-sparsity: 0.7 contradicts --weight-pattern nm:2:4"),
     (["synth", "--network", "resnet20", "--overlap", 0.5, "--out", "x"],
      "error: --overlap: applies to gate masks only"),
-    (["synth", "--network", "vgg", "--out", "x"], "error: --network: expected resnet20"),
+    (["synth", "--network", "vgg", "--out", "x"],
+     "error: --network: expected a built-in network (resnet20, "),
     (["synth", "--network", "missing.csv", "--out", "x"], "missing.csv: no such topology file"),
     (["info", "missing-trace"], "error: trace missing-trace: no such trace directory"),
 ])

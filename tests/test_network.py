@@ -79,6 +79,33 @@ def test_resnet18_matches_hand_count() -> None:
     assert resnet18(batch=1, width=2).macs > 3.9 * net.macs
 
 
+@pytest.mark.parametrize("name, published", [("resnet18-imagenet", 1.82e9),
+                                             ("resnet50-imagenet", 4.1e9)])
+def test_imagenet_resnets_match_the_published_macs(name: str, published: float) -> None:
+    """He et al. 2016 (Table 1): 1.8 G / 3.8 G FLOPs, i.e. multiply-adds; torchvision's model
+    cards give 1.82 G and 4.1 G MACs per 224x224 image (ResNet-50 v1.5: the stride on the 3x3
+    conv). Ours omit the classifier (0.5 M and 2 M MACs): within 2 %."""
+    net = builtin_network(name, batch=1)
+    assert net.macs == pytest.approx(published, rel=0.02)
+    assert builtin_network(name, batch=3).macs == 3 * net.macs
+    stem = net.layers[0]
+    assert (stem.kh, stem.stride, stem.h_out) == (7, 2, 112)
+    assert stem.post_ops == ("batchnorm", "relu", "maxpool", "fanout")
+    assert net.layer("layer1.0.conv1").h_in == 56  # after the max-pool
+    assert net.layers[-1].h_out == 7 and net.layers[-1].post_ops[-1] == "pool"
+    if name == "resnet50-imagenet":
+        assert len(net.layers) == 1 + 16 * 3 + 4
+        assert net.layer("layer1.0.shortcut").cout == 256  # a projection: 64 -> 256
+        assert net.layer("layer2.0.conv2").stride == 2 and net.layer("layer2.0.conv1").stride == 1
+        assert net.layers[-1].cout == 2048
+
+
+def test_a_cifar_resnet_at_imagenet_size_is_refused() -> None:
+    with pytest.raises(InputError, match=r"CIFAR-style.*resnet18-imagenet"):
+        resnet18(batch=1, image_size=224)
+    assert builtin_network("resnet18-imagenet", batch=1).layers[0].h_in == 224  # its default
+
+
 def test_resnet20_shapes() -> None:
     net = resnet20(batch=2, in_channels=1, image_size=28)
     assert len(net.layers) == 1 + 18 + 2

@@ -26,7 +26,7 @@ from accelsim.engine.vector import (
     parameter_count,
 )
 from accelsim.errors import InputError
-from accelsim.network import conv, resnet18, resnet20
+from accelsim.network import builtin_network, conv, resnet18, resnet20
 from accelsim.trace import open_trace
 from accelsim.trace.synth import SynthConfig, synthesize
 
@@ -73,6 +73,39 @@ def test_a_fused_residual_conv_costs_its_formula(fp8_hw: HardwareConfig) -> None
     # The streamed statistics hide under the MACs while those take longer, and not after.
     assert work.cycles(work.stream_cycles) == work.pass_cycles
     assert work.cycles(0) == work.pass_cycles + work.stream_cycles
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_an_imagenet_stem_pays_for_its_max_pool(fp8_hw: HardwareConfig, fused: bool) -> None:
+    """The 7x7 stem's BN + ReLU + 3x3/2 max-pool: FW writes the full ReLU output (ReLU's mask)
+    and the pooled map with one byte per maximum's position, 9 compares per pooled value;
+    backward reads the pooled gradient and the positions and scatters a full-size gradient;
+    the stash keeps the pooled map and the positions besides."""
+    hw = with_overrides(fp8_hw, {"vector_unit.fused": fused})
+    net = builtin_network("resnet18-imagenet", batch=2, image_size=64)
+    stem = net.layers[0]
+    plain = dataclasses.replace(stem, post_ops=("batchnorm", "relu", "fanout"))
+    e, b, pooled = stem.output_count, activation_bytes(hw), stem.maxpooled_count
+    assert pooled == 2 * 64 * 16 * 16 and e == 4 * pooled
+    fw = non_mac_work(stem, NonMacDuties(forward=True), hw)
+    fw_plain = non_mac_work(plain, NonMacDuties(forward=True), hw)
+    assert fw.ops - fw_plain.ops == pytest.approx(9 * pooled)
+    # fused, the pooled map is written by the one pass; unfused, its own pass reads Y again
+    assert fw.dram_bytes - fw_plain.dram_bytes == pytest.approx(
+        pooled * (b + 1) + (0 if fused else e * b))
+    bd = non_mac_work(stem, NonMacDuties(backward=True), hw)
+    bd_plain = non_mac_work(plain, NonMacDuties(backward=True), hw)
+    # the gradients arrive (two, from the fanout) at the pooled size, with the positions
+    arriving = 2 * pooled * b + pooled
+    assert bd.dram_bytes < bd_plain.dram_bytes
+    if not fused:  # fanout (pooled size), maxpool backward (scatter), relu, BN passes
+        assert bd.dram_bytes == pytest.approx(
+            3 * pooled * b + (pooled * b + pooled + e * b) + 3 * e * b + 2 * e * b + 3 * e * b)
+    else:
+        assert bd.dram_bytes == pytest.approx(2 * (arriving + e * b + e * b) + e * b)
+    stash = non_mac_work(stem, NonMacDuties(stash=True), hw).stash_bytes
+    assert stash == non_mac_work(plain, NonMacDuties(stash=True), hw).stash_bytes + pooled * (
+        b + 1)
 
 
 def test_unfused_passes_move_more_and_never_cost_fewer_cycles(fp8_hw: HardwareConfig) -> None:

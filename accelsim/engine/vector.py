@@ -48,6 +48,8 @@ BN_NORMALISE_OPS = 1      # x * a + b with a = gamma / sigma, b = beta - mean * 
 BN_REDUCE_OPS = 3         # backward pass 1: x_hat = (x - mean) / sigma, sum dz, sum dz * x_hat
 BN_GRADIENT_OPS = 3       # backward pass 2: x_hat again, dx = a * dz - b * x_hat - c
 ELEMENTWISE_OPS = 1       # ReLU (max, or select by mask backward), add, one pooling step
+MAXPOOL_OPS = 9           # max-pool FW, per pooled output: one compare per window element
+MAXPOOL_INDEX_BYTES = 1   # the window position of each pooled maximum, kept for backward
 GATE_STANDARDISE_OPS = 4  # gate FW, per gated value: mean, variance, (x - mean) / sigma, compare
 GATE_GROUP_OPS = 1        # gate FW with groups (SCDG): add a group's channels (per element)
 GATE_GRADIENT_OPS = 4     # gate backward, per pass of two: dd = dY * Y_c, Y_b = Y - d * Y_c,
@@ -160,6 +162,10 @@ def forward_passes(layer: Layer, hw: HardwareConfig) -> list[VectorPass]:
     ops = tuple(op for op in layer.post_ops if op != "fanout")
     elements, b = layer.output_count, activation_bytes(hw)
     pooled = layer.batch * layer.cout * b if "pool" in ops else 0.0  # one value per channel
+    maxpooled = layer.maxpooled_count if "maxpool" in ops else 0
+    # the pooled map and its maxima's positions; per element of the layer's output:
+    maxpool_written = maxpooled * (b + MAXPOOL_INDEX_BYTES)
+    maxpool_ops = MAXPOOL_OPS * maxpooled / elements
     if not ops:
         return []
     if hw.vector_unit.fused:
@@ -167,11 +173,11 @@ def forward_passes(layer: Layer, hw: HardwareConfig) -> list[VectorPass]:
         if "batchnorm" in ops:
             passes.append(VectorPass("BN statistics", elements, BN_STATISTICS_OPS,
                                      on_stream=True))
-        count = (BN_NORMALISE_OPS if "batchnorm" in ops else 0) + ELEMENTWISE_OPS * sum(
-            op != "batchnorm" for op in ops)
+        count = (BN_NORMALISE_OPS if "batchnorm" in ops else 0) + maxpool_ops + \
+            ELEMENTWISE_OPS * sum(op not in ("batchnorm", "maxpool") for op in ops)
         passes.append(VectorPass(" + ".join(ops), elements, count,
                                  read_bytes=elements * b * (2 if "add" in ops else 1),
-                                 write_bytes=elements * b + pooled))
+                                 write_bytes=elements * b + pooled + maxpool_written))
         return passes
     passes = []
     for op in ops:
@@ -183,6 +189,9 @@ def forward_passes(layer: Layer, hw: HardwareConfig) -> list[VectorPass]:
         elif op == "pool":
             passes.append(VectorPass("pool", elements, ELEMENTWISE_OPS,
                                      read_bytes=elements * b, write_bytes=pooled))
+        elif op == "maxpool":
+            passes.append(VectorPass("maxpool", elements, maxpool_ops,
+                                     read_bytes=elements * b, write_bytes=maxpool_written))
         else:
             passes.append(VectorPass(op, elements, ELEMENTWISE_OPS,
                                      read_bytes=elements * b * (2 if op == "add" else 1),
@@ -203,11 +212,15 @@ def backward_passes(layer: Layer, hw: HardwareConfig, gate_reduce: bool = False,
         return []
     tensor = elements * b
     pooled = layer.batch * layer.cout * b
+    # a max-pool's gradient arrives at the pooled size, with the maxima's positions
+    maxpooled = layer.maxpooled_count * b if "maxpool" in ops else 0.0
+    maxpool_index = layer.maxpooled_count * MAXPOOL_INDEX_BYTES if "maxpool" in ops else 0.0
+    fanned = maxpooled if "maxpool" in ops else tensor  # the size where a fanout meets
     if hw.vector_unit.fused:
         # the gradients that arrive (two with a fanout), and ReLU's mask
-        arriving = (pooled if "pool" in ops else tensor) + (tensor if "fanout" in ops else 0.0)
-        saved = arriving + (tensor if "relu" in ops else 0.0)
-        changing = [op for op in ops if op in ("relu", "pool", "fanout")]
+        arriving = (pooled if "pool" in ops else fanned) + (fanned if "fanout" in ops else 0.0)
+        saved = arriving + (tensor if "relu" in ops else 0.0) + maxpool_index
+        changing = [op for op in ops if op in ("relu", "maxpool", "pool", "fanout")]
         others = ELEMENTWISE_OPS * len(changing)
         if "batchnorm" not in ops:  # an add alone hands the arriving gradient on: no pass
             return [VectorPass(" + ".join(reversed(ops)) + " backward", elements, others,
@@ -227,8 +240,11 @@ def backward_passes(layer: Layer, hw: HardwareConfig, gate_reduce: bool = False,
     for op in reversed(ops):
         if op == "fanout":
             passes.append(VectorPass("fanout backward (gradients meet)", elements,
-                                     ELEMENTWISE_OPS, read_bytes=2 * tensor,
-                                     write_bytes=tensor))
+                                     ELEMENTWISE_OPS * fanned / tensor, read_bytes=2 * fanned,
+                                     write_bytes=fanned))
+        elif op == "maxpool":
+            passes.append(VectorPass("maxpool backward", elements, ELEMENTWISE_OPS,
+                                     read_bytes=maxpooled + maxpool_index, write_bytes=tensor))
         elif op == "pool":
             passes.append(VectorPass("pool backward", elements, ELEMENTWISE_OPS,
                                      read_bytes=pooled, write_bytes=tensor))
@@ -326,14 +342,17 @@ def stash_bytes(layer: Layer, duties: NonMacDuties, hw: HardwareConfig) -> float
     """DRAM bytes FW keeps for backward: the layer's output (BN's input, or the next layer's
     input), its post ops' output (ReLU's mask, the next layer's input; not a projection
     shortcut's, ``role`` downsample, whose BN output only enters the block's add, whose backward
-    needs no operand; pooled values are not counted), and with a gated base path Y_c."""
+    needs no operand; globally pooled values are not counted), with a max-pool its output (the
+    next layer's input) and its maxima's positions, and with a gated base path Y_c."""
     if not duties.stash:
         return 0.0
     kept_output = layer.role != "downsample" and any(
         op in ("batchnorm", "add", "relu") for op in layer.post_ops)
     tensors = 1 + (1 if kept_output else 0) + (duties.yc_density if duties.gate_group_size
                                                else 0)
-    return tensors * layer.output_count * activation_bytes(hw)
+    maxpooled = layer.maxpooled_count * (activation_bytes(hw) + MAXPOOL_INDEX_BYTES) \
+        if "maxpool" in layer.post_ops else 0.0
+    return tensors * layer.output_count * activation_bytes(hw) + maxpooled
 
 
 def job_passes(layer: Layer, duties: NonMacDuties, hw: HardwareConfig) -> list[VectorPass]:

@@ -25,7 +25,7 @@ from accelsim.errors import InputError
 from accelsim.fileio import TMP_SUFFIX
 
 FORMAT_NAME = "accelsim-trace"
-FORMAT_VERSION = "1.3"
+FORMAT_VERSION = "1.4"
 MANIFEST_NAME = "manifest.json"
 STEPS_DIR = "steps"
 CODEC = "zlib"

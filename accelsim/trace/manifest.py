@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from accelsim.errors import InputError
-from accelsim.network import BUILTIN_NETWORKS, Layer, resnet_post_ops
+from accelsim.network import Layer, resnet_post_ops
 from accelsim.schema import abbreviate, did_you_mean, short_key
 from accelsim.trace.format import (
     FORMAT_NAME,
@@ -29,6 +29,7 @@ _NM_PATTERN = re.compile(r"^nmt?:(\d+):(\d+)$")
 _BLOCK_PATTERN = re.compile(r"^block:(\d+)x(\d+)$")
 _LAYER_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Layer))
 _OPTIONAL_LAYER_FIELDS = ("post_ops",)  # format 1.3; absent in older traces
+_PRE_1_3_NETWORKS = ("resnet20", "resnet18")  # the built-ins traces older than 1.3 could name
 _REQUIRED_LAYER_FIELDS = tuple(f for f in _LAYER_FIELDS if f not in _OPTIONAL_LAYER_FIELDS)
 _MANIFEST_KEYS = ("format", "version", "created_by", "producer", "branches", "layers")
 GATE_GRADIENTS: tuple[str, ...] = ("straight_through", "masked")
@@ -344,7 +345,7 @@ class _ManifestParser:
             raise self.error("layers", "expected a non-empty list")
         layers = tuple(self.layer(item, i) for i, item in enumerate(raw_layers))
         if parsed < (1, 3) and \
-                (producer.get("model") or producer.get("network")) in BUILTIN_NETWORKS:
+                (producer.get("model") or producer.get("network")) in _PRE_1_3_NETWORKS:
             # A trace older than 1.3 of a built-in ResNet: its non-MAC ops are the network's.
             derived = resnet_post_ops([item.layer for item in layers])
             layers = tuple(dataclasses.replace(item, layer=layer)

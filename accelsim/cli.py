@@ -27,6 +27,7 @@ from accelsim.cli_report import compare_command, report_command
 from accelsim.cli_sweep import sweep_command
 from accelsim.cli_trace import trace_group
 from accelsim.errors import InputError, SimulationError
+from accelsim.network import BUILTIN_NETWORKS
 
 INTERRUPTED = "interrupted: finished outputs are complete, nothing half-written"
 _NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
@@ -198,8 +199,10 @@ def _check_applicable(ctx: click.Context, source: str) -> None:
 @click.argument("trace", required=False, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--topology", type=click.Path(dir_okay=False, path_type=Path),
               help="SCALE-Sim topology CSV (interpreted exactly as SCALE-Sim does: no padding).")
-@click.option("--network", "network_name", type=click.Choice(["resnet20", "resnet18"]),
-              help="A built-in CIFAR network.")
+@click.option("--network", "network_name", type=click.Choice(list(BUILTIN_NETWORKS)),
+              help="A built-in network: CIFAR-style resnet20 / resnet18 (3x3 stem, 32x32) or "
+              "ImageNet-style resnet18-imagenet / resnet50-imagenet (7x7 stem, max-pool, "
+              "224x224).")
 @hardware_options()
 @click.option("--phases", default="fw,bd,wg", show_default=True,
               help="Training phases: fw (forward), bd (backward data), wg (weight gradient).")
@@ -214,7 +217,7 @@ def _check_applicable(ctx: click.Context, source: str) -> None:
 @out_dir_option("Output directory for results.csv and summary.json.")
 def simulate(trace: Path | None, topology: Path | None, network_name: str | None,
              hw_file: Path, overrides: tuple[str, ...], phases: str, batch: int | None,
-             width: float, in_channels: int, image_size: int, branches: int | None,
+             width: float, in_channels: int, image_size: int | None, branches: int | None,
              workers: int, out_dir: Path) -> None:
     """Replay a trace, or simulate a dense step: one row per layer x branch x phase (x step).
 
@@ -293,7 +296,15 @@ _RECORD_OPTIONS = [  # (flag, RunConfig field, help): types, ranges and choices 
      "SyncCP granularity: element, nm:N:M or block:BOxBI [default: element]."),
     ("--final-sparsity", "final_sparsity", "SyncCP final sparsity of branch 1 [default: 0.8]."),
     ("--delta", "delta", "SyncCP: branch 2 denser by this [default: 0.3]."),
-    ("--model", "model", "Backbone [default: resnet20]."),
+    ("--gate-layers", "gate_layers",
+     "Comma-separated globs of the gated layers' names, e.g. 'layer*.conv2' [default: the "
+     "ungrouped convs inside blocks]."),
+    ("--prune-layers", "prune_layers",
+     "Comma-separated globs of the pruned layers' names [default: the ungrouped block convs "
+     "and projection shortcuts]."),
+    ("--model", "model", "Encoder: resnet20, resnet18 (CIFAR style), resnet18-imagenet, "
+     "resnet50-imagenet, or FILE.py:FACTORY, a function FACTORY(in_channels) returning your "
+     "own nn.Module [default: resnet20]."),
     ("--width", "width", "Width multiplier [default: 1]."),
     ("--ssl", "ssl", "SSL method [default: simclr]."),
     ("--data", "data", "Dataset NAME[:PATH]: fashion-mnist, mnist:DIR, cifar10:DIR, "
@@ -302,6 +313,8 @@ _RECORD_OPTIONS = [  # (flag, RunConfig field, help): types, ranges and choices 
     ("--record-every", "record_every", "Record masks every K steps, and the last step "
      "[default: 10]."),
     ("--batch-size", "batch_size", "Images per branch [default: 64]."),
+    ("--record-samples", "record_samples", "Record the gates of the first N images of each "
+     "batch only: smaller traces of N-image steps [default: the whole batch]."),
     ("--device", "device", "cpu or cuda [default: cpu]."),
     ("--seed", "seed", "Random seed [default: 0]."),
 ]

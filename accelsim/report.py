@@ -52,7 +52,7 @@ RUN_COLUMNS = ("trace", "step", "layer", "branch", "phase", "macs_dense", "macs_
                "energy_buffer_pj", "energy_dram_pj", "energy_index_pj", "energy_network_pj",
                "energy_static_pj")
 SWEEP_COLUMNS = ("trace", "point", "point_id", "scope")
-ACCURACY_KEYS = ("knn_accuracy", "linear_accuracy")
+ACCURACY_KEYS = ("knn_accuracy", "linear_accuracy", "finetune_accuracy")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -297,13 +297,16 @@ def describe_scheme(producer: dict[str, Any] | None) -> dict[str, str]:
                                        and str(pattern).startswith(("nm:", "nmt:")))
     if algorithm.lower() != "synthetic":
         lowered = algorithm.lower()
-        gates = gates or lowered in ("cdg", "scdg", "cgnet")
+        gates = gates or lowered in ("cdg", "scdg", "cgnet", "fbs")
         weights = weights or lowered == "synccp"
     parts: list[str] = []
     structures: list[str] = []
     if gates:
         size = int(group) if isinstance(group, (int, float)) and group else 1
-        if algorithm.lower() == "cgnet":
+        if algorithm.lower() == "fbs":  # one mask bit per (sample, channel): structured
+            parts.append("FBS")
+            size = 2
+        elif algorithm.lower() == "cgnet":
             parts.append("CGNet")
         elif size > 1 or algorithm.lower() == "scdg":
             parts.append(f"SCDG {size}x1x1" if size > 1 else "SCDG")
@@ -347,8 +350,9 @@ def scheme_table(runs: Sequence[RunOutput]) -> pd.DataFrame:
     speedup, speedup_efficiency, energy_reduction, index_reduction, index_bits_per_step,
     tflops_per_watt, decoder stall cycles, the whole step's figures, ``seconds_per_step`` and
     ``energy_per_step_pj`` (whole step where non-MAC work is modelled, else the MACs'), and
-    ``knn_accuracy`` / ``linear_accuracy`` with their change vs the dense run of the same
-    workload (``knn_delta`` / ``linear_delta``, percentage points) when runs carry them. Rows
+    ``knn_accuracy`` / ``linear_accuracy`` / ``finetune_accuracy`` with their change vs the
+    dense run of the same workload (``knn_delta`` / ``linear_delta`` / ``finetune_delta``,
+    percentage points) when runs carry them. Rows
     are ordered by hardware (first seen), then dense, gates, weights; unstructured before
     structured.
     """
@@ -499,7 +503,7 @@ def display_schemes(table: pd.DataFrame) -> pd.DataFrame:
     shown["index storage / step (vs element bitmaps)"] = [
         f"{report_text.bits_text(b)} ({_times(r)})" if b else ""
         for b, r in zip(table["index_bits_per_step"], table["index_reduction"], strict=True)]
-    for key, name in (("knn", "k-NN"), ("linear", "linear")):
+    for key, name in (("knn", "k-NN"), ("linear", "linear"), ("finetune", "fine-tuned")):
         if f"{key}_accuracy" in table.columns:
             shown[f"{name} accuracy, % (vs dense, pp)"] = [
                 _formatted(100 * float(value), ".1f")

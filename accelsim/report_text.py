@@ -33,9 +33,11 @@ PLACEMENT = ("skipped MACs falling in layers the dense mapping runs well (they s
              "skipped MACs falling in layers the dense mapping runs poorly (they save more "
              "time)")
 WORKLOAD_KEYS = ("model", "network", "width", "ssl", "dataset", "image_size", "steps",
-                 "batch_size")
+                 "batch_size", "record_samples")
 SSL_NAMES = {"simclr": "SimCLR", "byol": "BYOL", "moco": "MoCo v2", "mocov2": "MoCo v2"}
-MODEL_NAMES = {"resnet20": "ResNet-20", "resnet18": "ResNet-18"}
+MODEL_NAMES = {"resnet20": "ResNet-20", "resnet18": "ResNet-18",
+               "resnet18-imagenet": "ResNet-18 (ImageNet style)",
+               "resnet50-imagenet": "ResNet-50 (ImageNet style)"}
 DATA_NAMES = {"fashion-mnist": "Fashion-MNIST", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100",
               "imagenet100": "ImageNet-100", "synthetic": "synthetic images"}
 
@@ -90,10 +92,13 @@ def workload_sentence(producer: Mapping[str, Any], replayed_steps: int) -> str:
     if size:
         data += f" at {size}x{size}"
     ssl = SSL_NAMES.get(str(merged.get("ssl")), str(merged.get("ssl", "?")))
+    samples = merged.get("record_samples")
+    replayed = (f"; the trace holds the masks of the first {samples} images of each batch, so "
+                f"a replayed step is a step of {samples} images") if samples else ""
     return (f"{model} trained with {ssl} on {data} for {merged.get('steps', '?')} steps of "
             f"{merged.get('batch_size', '?')} images per branch, optimizer "
             f"{merged.get('optimizer', '?')}; {replayed_steps} recorded step(s) replayed per "
-            f"run.")
+            f"run{replayed}.")
 
 
 def scheme_settings(producer: Mapping[str, Any] | None) -> str:
@@ -110,6 +115,9 @@ def scheme_settings(producer: Mapping[str, Any] | None) -> str:
         if merged.get("tau_target") is not None:
             parts.append(f"tau target {merged['tau_target']:g}")
         parts.append(f"gate gradient {merged.get('gate_gradient', 'straight_through')}")
+    elif algo == "fbs":
+        parts.append(f"keeps {merged.get('fbs_density', 0.5):.0%} of each gated layer's "
+                     "channels per sample (k-winners-take-all)")
     elif algo == "synccp":
         pattern = str(merged.get("weight_pattern", "element"))
         parts.append(f"pattern `{pattern}`")

@@ -1,9 +1,12 @@
-"""Evaluation of frozen SSL features: weighted k-NN (fast monitor) and a linear probe.
+"""Evaluation of SSL encoders: weighted k-NN (fast monitor) and a linear probe on frozen
+features, and fine-tuning on a labelled fraction of the training set (the seeds' protocol).
 
 Accuracies are fractions in [0, 1] (multiply by 100 for the percentages the papers quote).
 """
 
 from __future__ import annotations
+
+import copy
 
 import torch
 import torch.nn.functional as F
@@ -14,7 +17,7 @@ from workloads.augment import normalize
 from workloads.data import ImageDataset
 from workloads.ssl import _set_branch
 
-__all__ = ["extract_features", "knn_accuracy", "linear_probe"]
+__all__ = ["extract_features", "fine_tune", "knn_accuracy", "linear_probe"]
 
 
 @torch.no_grad()
@@ -148,3 +151,64 @@ def linear_probe(
     with torch.no_grad():
         pred = F.linear(x_test, weight, bias).argmax(dim=1)
     return float((pred == test_labels.long().to(device)).float().mean())
+
+
+def fine_tune(
+    encoder: nn.Module,
+    feature_dim: int,
+    train: ImageDataset,
+    test: ImageDataset,
+    fraction: float = 0.1,
+    epochs: int = 5,
+    lr: float = 1e-3,
+    batch_size: int = 64,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+) -> tuple[float, int]:
+    """``(test accuracy, labelled images)`` of a copy of ``encoder`` fine-tuned with a linear
+    classifier on a labelled ``fraction`` of ``train`` (at least one image per class).
+
+    The copy keeps the encoder's sparsity as it is (its gates run, pruned weights stay
+    pruned) and computes branch 1. The labelled images are a seeded random subset; each epoch
+    visits them in a seeded order, horizontally flipped with probability 1/2 and normalised
+    with the dataset's mean / std. The classifier starts as torch initialises a linear layer
+    (from the seeded generator), its bias at zero; encoder and classifier are
+    trained together with Adam (``lr``) on the cross-entropy, with BN in training mode; the
+    test images are classified in eval mode. The encoder itself is not changed.
+    Deterministic for a given seed on the CPU.
+    """
+    if not 0.0 < fraction <= 1.0 or epochs < 1 or lr <= 0:
+        raise InputError(f"fine-tuning needs 0 < fraction <= 1, epochs >= 1 and lr > 0, got "
+                         f"{fraction}, {epochs}, {lr}")
+    model = copy.deepcopy(encoder).to(device)
+    for module in model.modules():  # a pruner's dense-gradient capture does not carry over
+        if getattr(module, "capture_dense_grad", False):
+            module.capture_dense_grad = False
+    _set_branch(model, 1)
+    classes = train.num_classes
+    generator = torch.Generator().manual_seed(seed)
+    head = nn.Linear(feature_dim, classes)
+    nn.init.kaiming_uniform_(head.weight, a=5 ** 0.5, generator=generator)  # torch's default
+    nn.init.zeros_(head.bias)
+    head = head.to(device)
+    count = min(len(train), max(classes, round(fraction * len(train))))
+    labelled = train.subset(torch.randperm(len(train), generator=generator)[:count])
+    optimizer = torch.optim.Adam([*model.parameters(), *head.parameters()], lr=lr)
+    model.train()
+    for _ in range(epochs):
+        for images, labels in labelled.batches(min(batch_size, count), generator=generator,
+                                               drop_last=False):
+            x = normalize(images.to(device), labelled.mean, labelled.std)
+            flip = torch.rand(x.shape[0], generator=generator) < 0.5
+            x = torch.where(flip.to(device)[:, None, None, None], x.flip(3), x)
+            loss = F.cross_entropy(head(model(x).flatten(1)), labels.to(device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for images, labels in test.batches(256, generator=None, drop_last=False):
+            x = normalize(images.to(device), test.mean, test.std)
+            correct += int((head(model(x).flatten(1)).argmax(1).cpu() == labels).sum())
+    return correct / len(test), count

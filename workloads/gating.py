@@ -27,7 +27,9 @@ biased variance and ``norm_eps``; gradients flow through the normalisation (no d
 
 from __future__ import annotations
 
+import fnmatch
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -36,8 +38,8 @@ from torch import Tensor, nn
 
 from accelsim.trace.manifest import GATE_GRADIENTS  # how a trace records the estimator
 
-GATING_KINDS: tuple[str, ...] = ("none", "cdg", "scdg", "cgnet")
-CONV_ROLES: tuple[str, ...] = ("stem", "block", "downsample", "other")
+GATING_KINDS: tuple[str, ...] = ("none", "cdg", "scdg", "cgnet", "fbs")
+CONV_ROLES: tuple[str, ...] = ("stem", "block", "downsample", "head", "other")
 MASK_GRADIENTS: tuple[str, ...] = ("masked", "dense")
 SCDG_DEFAULT_GROUP_SIZE = 8
 
@@ -67,11 +69,18 @@ class GatingConfig:
     (dL/dd = sum dL/dY x Y_c at every output, so the forward pass needs Y_c everywhere; the
     seeds' estimator) or ``masked`` (dL/dd only where the gate is open, so closed conditional
     outputs need not be computed; a biased estimator that hardware skipping in FW can run). The
-    trace records it.
+    trace records it. ``layers``: glob patterns (``fnmatch``) of the qualified names of the
+    gated layers, in place of ``gated_roles`` (empty: by role; see :func:`selects`).
+
+    ``fbs`` (Feature Boosting and Suppression, Gao et al., ICLR 2019) has no base path: a
+    small predictor (global average pool of |X|, then a linear layer Cin -> Cout and ReLU)
+    scores every output channel of a sample, and the k-winners-take-all keeps the best
+    ``density`` x Cout of them, scaled by their scores (:meth:`BranchConv2d._fbs_forward`).
+    ``groups`` is 1 (None: the kind's default, 4 otherwise); the CDG settings do not apply.
     """
 
     kind: str = "none"
-    groups: int = 4
+    groups: int | None = None
     group_size: int | None = None
     overlap: float | None = None
     alpha: float = 2.0
@@ -81,10 +90,24 @@ class GatingConfig:
     norm_eps: float = 1e-5
     gated_roles: tuple[str, ...] = ("block",)
     gate_gradient: str = "straight_through"
+    layers: tuple[str, ...] = ()
+    density: float = 0.5
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "layers", tuple(self.layers))
         if self.kind not in GATING_KINDS:
             raise ValueError(f"gating kind must be one of {GATING_KINDS}, got {self.kind!r}")
+        if self.groups is None:
+            object.__setattr__(self, "groups", 1 if self.kind == "fbs" else 4)
+        if self.kind == "fbs":
+            if self.groups != 1 or self.group_size not in (None, 1) or self.overlap not in (
+                    None, 0.0) or self.gate_gradient != "straight_through":
+                raise ValueError("fbs gating has no gating groups, channel groups, base-path "
+                                 "overlap or gate gradient setting (it records a masked "
+                                 "gradient: suppressed channels get none)")
+            object.__setattr__(self, "gate_gradient", "masked")
+            if not 0.0 < self.density <= 1.0:
+                raise ValueError(f"fbs density must be in (0, 1], got {self.density!r}")
         if self.group_size is None:
             object.__setattr__(
                 self, "group_size", SCDG_DEFAULT_GROUP_SIZE if self.kind == "scdg" else 1
@@ -92,7 +115,7 @@ class GatingConfig:
         if self.overlap is None:
             object.__setattr__(self, "overlap", 1.0 if self.kind == "cgnet" else 0.0)
         object.__setattr__(self, "gated_roles", tuple(self.gated_roles))
-        if not _is_int(self.groups) or (self.kind != "none" and self.groups < 2):
+        if not _is_int(self.groups) or (self.kind not in ("none", "fbs") and self.groups < 2):
             raise ValueError(
                 f"gating groups must be an integer >= 2 (the base path is one of G "
                 f"input chunks), got {self.groups!r}"
@@ -124,9 +147,50 @@ class GatingConfig:
         """Whether any layer is gated."""
         return self.kind != "none"
 
-    def gates(self, role: str) -> bool:
-        """Whether a conv with ``role`` is gated under this config."""
-        return self.enabled and role in self.gated_roles
+    def gates(self, name: str, role: str, groups: int = 1) -> bool:
+        """Whether the conv ``name`` with ``role`` and ``groups`` is gated (:func:`selects`)."""
+        return self.enabled and selects(self.layers, self.gated_roles, name, role, groups,
+                                        "gating")
+
+
+class LayerPatternError(ValueError):
+    """A layer pattern that cannot be honoured; ``option`` names the setting that gave it."""
+
+    def __init__(self, message: str, option: str) -> None:
+        super().__init__(message)
+        self.option = option
+
+
+PATTERN_OPTIONS = {"gating": "--gate-layers", "weight": "--prune-layers"}
+
+
+def selects(patterns: Sequence[str], roles: Sequence[str], name: str, role: str, groups: int,
+            what: str) -> bool:
+    """Whether a layer ``name`` with ``role`` and ``groups`` gets masks of kind ``what``.
+
+    With ``patterns`` (globs of qualified names): the layers that match one; a grouped conv
+    that matches is a ValueError naming it (the replay has no rules for masks on grouped
+    convolutions). Without: the layers whose role is in ``roles``, grouped convs left dense.
+    """
+    if patterns:
+        chosen = any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+        if chosen and groups != 1:
+            raise LayerPatternError(f"layer {name!r} is a grouped conv (groups={groups}): "
+                                    f"accelsim replays no {what} masks on grouped "
+                                    f"convolutions; leave it out of the layer patterns",
+                                    PATTERN_OPTIONS[what])
+        return chosen
+    return role in roles and groups == 1
+
+
+def check_patterns(patterns: Sequence[str], names: Sequence[str], what: str) -> None:
+    """A :class:`LayerPatternError` for the first of ``patterns`` (of ``what``: gating or
+    weight masks) that matches none of ``names``."""
+    for pattern in patterns:
+        if not any(fnmatch.fnmatchcase(name, pattern) for name in names):
+            shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
+            raise LayerPatternError(f"pattern {pattern!r} matches no layer (layers: {shown})",
+                                    PATTERN_OPTIONS[what])
 
 
 def _is_int(value: object) -> bool:
@@ -245,6 +309,14 @@ class BranchConv2d(nn.Conv2d):
         cin, cout, g, s = self.in_channels, self.out_channels, gating.groups, gating.group_size
         if self.groups != 1:
             raise ValueError(f"gated convs must have groups=1, got groups={self.groups}")
+        if gating.kind == "fbs":
+            self.gating = gating
+            # the channel-saliency predictor; scores start near 1 (bias 1, small weights), so
+            # the boost starts near 1 and the first winners are nearly random
+            self.saliency = nn.Linear(cin, cout)
+            nn.init.normal_(self.saliency.weight, std=0.01)
+            nn.init.ones_(self.saliency.bias)
+            return
         if cin % g or cout % g:
             raise ValueError(f"gating groups G={g} must divide Cin={cin} and Cout={cout}")
         if (cout // g) % s:
@@ -329,7 +401,30 @@ class BranchConv2d(nn.Conv2d):
             weight.register_hook(self._accumulate_dense_grad)
         if self.gating is None:
             return self._conv_forward(x, weight, self.bias)
+        if self.gating.kind == "fbs":
+            return self._fbs_forward(x, weight, self.gating)
         return self._gated_forward(x, weight, self.gating)
+
+    def _fbs_forward(self, x: Tensor, weight: Tensor, gating: GatingConfig) -> Tensor:
+        """FBS: ``Y = conv(X) * pi``, ``pi = wta_k(relu(saliency(v)))``, ``v`` the mean |X|
+        of each input channel over H x W divided by its mean over the channels (ours: the
+        boost then does not grow with the input's scale, which would compound from layer to
+        layer before BN's running statistics settle); the k = ceil(density x Cout) best scores
+        of each sample kept, the rest 0. Its gate, ``pi > 0`` per (sample, channel), is
+        recorded over every output pixel: a suppressed channel is neither computed nor
+        differentiated (its output and gradient are 0)."""
+        pooled = x.abs().mean(dim=(2, 3))  # (N, Cin)
+        pooled = pooled / (pooled.mean(dim=1, keepdim=True) + gating.norm_eps)
+        scores = F.relu(self.saliency(pooled))  # (N, Cout)
+        keep = max(1, math.ceil(gating.density * self.out_channels - 1e-9))
+        top = scores.topk(keep, dim=1).indices
+        winners = torch.zeros_like(scores).scatter(1, top, scores.gather(1, top))
+        y = self._conv_forward(x, weight, self.bias) * winners[:, :, None, None]
+        if not x.is_meta:
+            hard = (winners > 0).detach()
+            self.last_gate[self.branch] = hard[:, :, None, None].expand(
+                -1, -1, y.shape[2], y.shape[3])
+        return y
 
     def _gated_forward(self, x: Tensor, weight: Tensor, gating: GatingConfig) -> Tensor:
         cout, s = self.out_channels, gating.group_size
@@ -352,6 +447,37 @@ class BranchConv2d(nn.Conv2d):
             open_ = hard if s == 1 else hard.repeat_interleave(s, dim=1)
             y_cond = y_cond * open_.to(y_cond.dtype)
         return y_base + gate * y_cond
+
+
+class BranchLinear(BranchConv2d):
+    """A fully connected layer as a :class:`BranchConv2d` 1x1 conv: (N, in) -> (N, out).
+
+    Everything a BranchConv2d has (role, branch, per-branch weight masks of shape
+    (out, in, 1, 1)) applies; gating does not (its saliency is standardised over the output map,
+    and a linear layer's map is one pixel). :func:`from_linear` takes an ``nn.Linear``'s weights.
+    """
+
+    def __init__(self, in_features: int, out_features: int, *, bias: bool = True,
+                 role: str = "head") -> None:
+        super().__init__(in_features, out_features, 1, bias=bias, role=role)
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, role: str = "head") -> BranchLinear:
+        """A BranchLinear holding ``linear``'s weight and bias (copied)."""
+        layer = cls(linear.in_features, linear.out_features, bias=linear.bias is not None,
+                    role=role)
+        with torch.no_grad():
+            layer.weight.copy_(linear.weight.view_as(layer.weight))
+            if linear.bias is not None:
+                layer.bias.copy_(linear.bias)
+        return layer.to(linear.weight.device, linear.weight.dtype)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(N, in) -> (N, out) for the current ``branch``."""
+        if x.dim() != 2:
+            raise ValueError(f"a recorded linear layer takes (N, features) inputs, got shape "
+                             f"{tuple(x.shape)}")
+        return super().forward(x[:, :, None, None]).flatten(1)
 
 
 def branch_convs(module: nn.Module) -> list[tuple[str, BranchConv2d]]:
@@ -381,8 +507,8 @@ def gated_convs(module: nn.Module) -> list[tuple[str, BranchConv2d]]:
 
 
 def gate_parameters(module: nn.Module) -> list[nn.Parameter]:
-    """The thresholds tau of all gated convs (keep them out of weight decay)."""
-    return [conv.tau for _, conv in gated_convs(module)]
+    """The thresholds tau of all gated convs (keep them out of weight decay; FBS has none)."""
+    return [conv.tau for _, conv in gated_convs(module) if hasattr(conv, "tau")]
 
 
 def gate_regularizer(module: nn.Module) -> Tensor:
@@ -390,7 +516,7 @@ def gate_regularizer(module: nn.Module) -> Tensor:
     terms = [
         conv.gating.reg_lambda * (conv.tau - conv.gating.tau_target).pow(2).sum()
         for _, conv in gated_convs(module)
-        if conv.gating is not None
+        if conv.gating is not None and conv.gating.kind != "fbs"
     ]
     if not terms:
         param = next(module.parameters(), None)
@@ -417,13 +543,17 @@ def gate_macs(conv: BranchConv2d, branch: int) -> int:
 
     Dense base path: k^2 * (base inputs of each output channel) * N*Ho*Wo; conditional path:
     k^2 * (conditional inputs of that channel) for every output element whose gate bit is 1.
-    Weight sparsity is not counted. Equals k^2*Cin*Cout*Ho*Wo*N*(1/G + (1 - 1/G)*rho).
+    Weight sparsity is not counted. Equals k^2*Cin*Cout*Ho*Wo*N*(1/G + (1 - 1/G)*rho). FBS (no
+    base path): k^2 * Cin for every kept output element (the predictor's Cin x Cout MACs per
+    sample are not counted).
     """
     if conv.gating is None or branch not in conv.last_gate:
         raise ValueError("gate_macs needs a gated conv with a recorded gate for that branch")
     gate = conv.last_gate[branch]
     s = conv.gating.group_size
     k2 = conv.kernel_size[0] * conv.kernel_size[1]
+    if conv.gating.kind == "fbs":
+        return k2 * conv.in_channels * int(gate.sum())
     base_inputs = conv.base_mask(branch)[:, :, 0, 0].sum(dim=1)  # (Cout,)
     cond_inputs = conv.in_channels - base_inputs
     n, _, ho, wo = gate.shape

@@ -1,16 +1,17 @@
-"""CIFAR-style ResNet backbones whose convs are :class:`~workloads.gating.BranchConv2d`.
+"""Built-in ResNet backbones whose convs are :class:`~workloads.gating.BranchConv2d`.
 
-Layer names and geometry equal :mod:`accelsim.network`'s built-ins (``conv1``,
-``layer{s}.{b}.conv1``, ``layer{s}.{b}.conv2``, ``layer{s}.{b}.shortcut``), so a trace recorded
-from these modules replays against ``accelsim.network.resnet20`` / ``resnet18`` of the same
-width, input channels and image size (:func:`layer_geometry` proves it).
+Layer names and geometry equal :mod:`accelsim.network`'s built-ins (:data:`RESNETS
+<accelsim.network.RESNETS>`: ``conv1``, ``layer{s}.{b}.conv{1,2[,3]}``, ``layer{s}.{b}.shortcut``),
+so a trace recorded from these modules replays against ``accelsim simulate --network NAME`` of
+the same width, input channels and image size (:func:`layer_geometry` proves it).
 
-- 3x3 stem (stride 1, padding 1), BN, ReLU, no max-pool;
-- BasicBlocks: conv3x3(stride) - BN - ReLU - conv3x3 - BN, plus the shortcut, then ReLU; the
-  shortcut is a 1x1 projection conv (``shortcut``) with its BN (``shortcut_bn``) when the stride
-  or the width changes, the identity otherwise;
-- ResNet-20: 3 stages x 3 blocks, widths 16/32/64 x width; ResNet-18: 4 stages x 2 blocks,
-  widths 64/128/256/512 x width (``max(1, round(c * width))``, as accelsim.network);
+- CIFAR style (``resnet20``, ``resnet18``): 3x3 stem (stride 1, padding 1), BN, ReLU, no
+  max-pool; ImageNet style (``resnet18-imagenet``, ``resnet50-imagenet``): 7x7 stem (stride 2,
+  padding 3), BN, ReLU, 3x3 stride-2 max-pool;
+- BasicBlocks: conv3x3(stride) - BN - ReLU - conv3x3 - BN; Bottlenecks (ResNet-50):
+  conv1x1 - BN - ReLU - conv3x3(stride) - BN - ReLU - conv1x1 (4x the width) - BN; plus the
+  shortcut, then ReLU. The shortcut is a 1x1 projection conv (``shortcut``) with its BN
+  (``shortcut_bn``) when the stride or the width changes, the identity otherwise;
 - global average pooling: ``forward`` returns (N, feature_dim) features.
 
 Convs use Kaiming-normal init (fan_out, ReLU) like torchvision; BN weight 1, bias 0.
@@ -18,19 +19,28 @@ Convs use Kaiming-normal init (fan_out, ReLU) like torchvision; BN weight 1, bia
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import dataclasses
+import sys
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from accelsim.network import Layer, conv_output_size, resnet_post_ops
-from workloads.gating import BranchConv2d, GatingConfig, branch_convs
+from accelsim.errors import InputError
+from accelsim.network import (
+    MAXPOOL_KERNEL,
+    MAXPOOL_PADDING,
+    MAXPOOL_STRIDE,
+    RESNETS,
+    Layer,
+    ResNetSpec,
+    conv_output_size,
+    linear,
+)
+from workloads.gating import BranchConv2d, BranchLinear, GatingConfig, branch_convs
 
-BACKBONES: dict[str, tuple[tuple[int, ...], int]] = {
-    "resnet20": ((16, 32, 64), 3),
-    "resnet18": ((64, 128, 256, 512), 2),
-}
+BACKBONES: tuple[str, ...] = tuple(RESNETS)
 
 
 def _conv(
@@ -51,23 +61,30 @@ def _conv(
             stride,
             padding,
             role=role,
-            gating=gating if gating is not None and gating.gates(role) else None,
+            gating=gating if gating is not None and gating.gates(name, role) else None,
         )
     except ValueError as error:
         raise ValueError(f"layer {name!r}: {error}") from None
 
 
-class BasicBlock(nn.Module):
-    """conv3x3 - BN - ReLU - conv3x3 - BN (+ projection or identity shortcut) - ReLU."""
+class ResidualBlock(nn.Module):
+    """A BasicBlock (conv1, conv2) or a Bottleneck (conv1, conv2, conv3), each conv but the
+    last followed by BN and ReLU, the last by BN; plus the projection or identity shortcut;
+    then ReLU."""
 
-    def __init__(
-        self, prefix: str, cin: int, cout: int, stride: int, gating: GatingConfig | None
-    ) -> None:
+    def __init__(self, prefix: str, cin: int, width: int, stride: int, spec: ResNetSpec,
+                 gating: GatingConfig | None) -> None:
         super().__init__()
-        self.conv1 = _conv(f"{prefix}.conv1", cin, cout, 3, stride, 1, "block", gating)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = _conv(f"{prefix}.conv2", cout, cout, 3, 1, 1, "block", gating)
-        self.bn2 = nn.BatchNorm2d(cout)
+        cout = width * spec.expansion
+        if spec.bottleneck:
+            shapes = [(cin, width, 1, 1, 0), (width, width, 3, stride, 1), (width, cout, 1, 1, 0)]
+        else:
+            shapes = [(cin, cout, 3, stride, 1), (cout, cout, 3, 1, 1)]
+        self.depth = len(shapes)
+        for index, (a, b, k, s, p) in enumerate(shapes, start=1):
+            self.add_module(f"conv{index}", _conv(f"{prefix}.conv{index}", a, b, k, s, p,
+                                                  "block", gating))
+            self.add_module(f"bn{index}", nn.BatchNorm2d(b))
         self.relu = nn.ReLU()
         self.shortcut: BranchConv2d | None = None
         self.shortcut_bn: nn.BatchNorm2d | None = None
@@ -78,42 +95,53 @@ class BasicBlock(nn.Module):
             self.shortcut_bn = nn.BatchNorm2d(cout)
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
+        out = x
+        for index in range(1, self.depth + 1):
+            out = getattr(self, f"bn{index}")(getattr(self, f"conv{index}")(out))
+            if index < self.depth:
+                out = self.relu(out)
         if self.shortcut is not None and self.shortcut_bn is not None:
             x = self.shortcut_bn(self.shortcut(x))
         return self.relu(out + x)
 
 
 class Backbone(nn.Module):
-    """A CIFAR ResNet encoder: (N, in_channels, H, W) -> (N, feature_dim) pooled features.
+    """A ResNet encoder: (N, in_channels, H, W) -> (N, feature_dim) pooled features.
 
-    ``arch`` is the network name, ``widths`` the stage widths, ``in_channels`` the image channels.
+    ``arch`` is the network name (:data:`accelsim.network.RESNETS`), ``widths`` the stage
+    widths, ``in_channels`` the image channels.
     """
 
     def __init__(
         self,
         arch: str,
-        widths: Sequence[int],
-        blocks_per_stage: int,
+        widths: list[int],
         in_channels: int = 3,
         gating: GatingConfig | None = None,
     ) -> None:
         super().__init__()
+        spec = RESNETS[arch]
         self.arch = arch
         self.widths = tuple(widths)
         self.in_channels = in_channels
         self.gating = gating
-        self.conv1 = _conv("conv1", in_channels, widths[0], 3, 1, 1, "stem", gating)
+        self.stem_maxpool = spec.imagenet_stem
+        if spec.imagenet_stem:
+            self.conv1 = _conv("conv1", in_channels, widths[0], 7, 2, 3, "stem", gating)
+        else:
+            self.conv1 = _conv("conv1", in_channels, widths[0], 3, 1, 1, "stem", gating)
         self.bn1 = nn.BatchNorm2d(widths[0])
         self.relu = nn.ReLU()
+        self.maxpool = nn.MaxPool2d(MAXPOOL_KERNEL, MAXPOOL_STRIDE, MAXPOOL_PADDING) \
+            if spec.imagenet_stem else nn.Identity()
         cin = widths[0]
-        for stage, width in enumerate(widths, start=1):
+        for stage, (width, count) in enumerate(zip(widths, spec.blocks, strict=True), start=1):
             blocks = []
-            for block in range(blocks_per_stage):
+            for block in range(count):
                 stride = 2 if (stage > 1 and block == 0) else 1
-                blocks.append(BasicBlock(f"layer{stage}.{block}", cin, width, stride, gating))
-                cin = width
+                blocks.append(ResidualBlock(f"layer{stage}.{block}", cin, width, stride, spec,
+                                            gating))
+                cin = width * spec.expansion
             self.add_module(f"layer{stage}", nn.Sequential(*blocks))
         self.stages = len(widths)
         self.feature_dim = cin
@@ -127,7 +155,7 @@ class Backbone(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """(N, in_channels, H, W) -> (N, feature_dim)."""
-        x = self.relu(self.bn1(self.conv1(x)))
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         for stage in range(1, self.stages + 1):
             x = getattr(self, f"layer{stage}")(x)
         return torch.flatten(self.pool(x), 1)
@@ -136,20 +164,20 @@ class Backbone(nn.Module):
 def build_backbone(
     name: str, width: float = 1.0, in_channels: int = 3, gating: GatingConfig | None = None
 ) -> Backbone:
-    """``resnet20`` or ``resnet18`` (CIFAR style) at ``width`` with ``in_channels`` inputs.
+    """A built-in ResNet (:data:`BACKBONES`) at ``width`` with ``in_channels`` inputs.
 
-    ``gating`` gates the convs whose role is in ``gating.gated_roles`` (default: the 3x3 block
-    convs); a ValueError names the layer whose channels the gating groups do not divide.
+    ``gating`` gates the convs whose role is in ``gating.gated_roles`` (default: the convs
+    inside residual blocks); a ValueError names the layer whose channels the gating groups do
+    not divide.
     """
-    if name not in BACKBONES:
-        raise ValueError(f"unknown backbone {name!r}; choose from {sorted(BACKBONES)}")
+    if name not in RESNETS:
+        raise ValueError(f"unknown backbone {name!r}; choose from {list(BACKBONES)}")
     if not width > 0:
         raise ValueError(f"width multiplier must be > 0, got {width!r}")
     if not isinstance(in_channels, int) or in_channels < 1:
         raise ValueError(f"in_channels must be a positive integer, got {in_channels!r}")
-    base, blocks = BACKBONES[name]
-    widths = [max(1, round(c * width)) for c in base]
-    return Backbone(name, widths, blocks, in_channels=in_channels, gating=gating)
+    widths = [max(1, round(c * width)) for c in RESNETS[name].widths]
+    return Backbone(name, widths, in_channels=in_channels, gating=gating)
 
 
 def _pair(value: int | tuple[int, ...], what: str, name: str) -> int:
@@ -161,20 +189,25 @@ def _pair(value: int | tuple[int, ...], what: str, name: str) -> int:
 
 
 def layer_geometry(backbone: nn.Module, batch: int, image_size: int) -> list[Layer]:
-    """One :class:`accelsim.network.Layer` per :class:`BranchConv2d`, in execution order.
+    """One :class:`accelsim.network.Layer` per :class:`BranchConv2d` (and
+    :class:`BranchLinear`), in execution order.
 
     The sizes come from a forward pass of ``batch`` images of ``image_size`` x ``image_size`` on
     the ``meta`` device (shapes only, no compute, parameters and buffers untouched, no gate
-    recorded), with a hook on every conv. Each layer's ``post_ops`` (BN, ReLU, residual add,
-    pooling on its output) are those of the CIFAR ResNet block structure this module builds
-    (:func:`accelsim.network.resnet_post_ops`).
+    recorded), with a hook on every layer. Each layer's ``post_ops`` (BN, ReLU, residual add,
+    pooling on its output) are read from the module's graph
+    (:func:`workloads.post_ops.derive_post_ops`; all empty, with a warning on stderr, for a
+    module torch.fx cannot trace). A layer run twice in one forward is a ValueError.
     """
+    from workloads.post_ops import PostOpsUnknown, derive_post_ops
+
     if batch < 1 or image_size < 1:
         raise ValueError(f"batch and image_size must be >= 1, got {batch}, {image_size}")
     convs = branch_convs(backbone)
     if not convs:
         raise ValueError("the module has no BranchConv2d")
-    in_channels = convs[0][1].in_channels
+    first = next((c for _, c in convs if not isinstance(c, BranchLinear)), convs[0][1])
+    in_channels = first.in_channels
     seen: list[tuple[str, BranchConv2d, tuple[int, ...], tuple[int, ...]]] = []
 
     def hook(name: str, conv: BranchConv2d) -> Callable[..., None]:
@@ -198,31 +231,37 @@ def layer_geometry(backbone: nn.Module, batch: int, image_size: int) -> list[Lay
     finally:
         for handle in handles:
             handle.remove()
+    names = [name for name, *_ in seen]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"layer {twice[0]!r} runs more than once per forward: a recorded "
+                         "layer must run once (give each use its own module)")
+    try:
+        post_ops = derive_post_ops(backbone)
+    except PostOpsUnknown as error:
+        print(f"warning: the model's non-MAC operations are unknown (torch.fx: {error}); "
+              "the trace records no post ops, so its BN, ReLU and pooling are not priced",
+              file=sys.stderr)
+        post_ops = {}
     layers = []
     for name, conv, in_shape, out_shape in seen:
-        k = _pair(conv.kernel_size, "kernel", name)
-        stride = _pair(conv.stride, "stride", name)
-        padding = _pair(conv.padding, "padding", name)  # type: ignore[arg-type]
-        h_out = conv_output_size(in_shape[2], k, stride, padding)
-        if (h_out, conv_output_size(in_shape[3], k, stride, padding)) != out_shape[2:]:
-            raise ValueError(f"layer {name!r}: unexpected output shape {out_shape}")
-        layers.append(
-            Layer(
-                name=name,
-                kind="conv",
-                cin=conv.in_channels,
-                cout=conv.out_channels,
-                kh=k,
-                kw=k,
-                stride=stride,
-                padding=padding,
-                groups=conv.groups,
-                h_in=in_shape[2],
-                w_in=in_shape[3],
-                h_out=out_shape[2],
-                w_out=out_shape[3],
-                batch=batch,
-                role=conv.role,
-            )
-        )
-    return list(resnet_post_ops(layers))
+        if isinstance(conv, BranchLinear):
+            layers.append(linear(name, conv.in_channels, conv.out_channels, in_shape[0],
+                                 role=conv.role))
+        else:
+            k = _pair(conv.kernel_size, "kernel", name)
+            stride = _pair(conv.stride, "stride", name)
+            padding = _pair(conv.padding, "padding", name)  # type: ignore[arg-type]
+            h_out = conv_output_size(in_shape[2], k, stride, padding)
+            if (h_out, conv_output_size(in_shape[3], k, stride, padding)) != out_shape[2:]:
+                raise ValueError(f"layer {name!r}: unexpected output shape {out_shape}")
+            layers.append(Layer(name=name, kind="conv", cin=conv.in_channels,
+                                cout=conv.out_channels, kh=k, kw=k, stride=stride,
+                                padding=padding, groups=conv.groups, h_in=in_shape[2],
+                                w_in=in_shape[3], h_out=out_shape[2], w_out=out_shape[3],
+                                batch=batch, role=conv.role))
+        try:
+            layers[-1] = dataclasses.replace(layers[-1], post_ops=post_ops.get(name, ()))
+        except InputError as error:  # a maxpool on too small a map, say
+            raise ValueError(str(error)) from None
+    return layers

@@ -54,7 +54,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from workloads.gating import CONV_ROLES, MASK_GRADIENTS, BranchConv2d, branch_convs
+from workloads.gating import CONV_ROLES, MASK_GRADIENTS, BranchConv2d, branch_convs, selects
 
 _NM = re.compile(r"^nm:(\d+):(\d+)$")
 _BLOCK = re.compile(r"^block:(\d+)x(\d+)$")
@@ -71,7 +71,9 @@ class SyncCPConfig:
     denser. ``score``: ``magnitude`` or ``ema`` (``ema_momentum``). ``threshold``: ``global`` (one
     ranking over all prunable layers) or ``layer``. ``t0``, ``tf``, ``update_every``: schedule in
     training steps. ``regrow``, ``death_rate``: prune-and-regrow on branch 1.
-    ``prunable_roles``: roles of the pruned convs. ``weight_gradient``: ``masked`` or ``dense``.
+    ``prunable_roles``: roles of the pruned convs; ``layers``: glob patterns of the qualified
+    names of the pruned layers in their place (empty: by role;
+    :func:`workloads.gating.selects`). ``weight_gradient``: ``masked`` or ``dense``.
     """
 
     pattern: str = "element"
@@ -88,9 +90,11 @@ class SyncCPConfig:
     death_rate: float = 0.5
     prunable_roles: tuple[str, ...] = ("block", "downsample")
     weight_gradient: str = "masked"
+    layers: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "prunable_roles", tuple(self.prunable_roles))
+        object.__setattr__(self, "layers", tuple(self.layers))
         nm, block = _NM.match(self.pattern), _BLOCK.match(self.pattern)
         if not (self.pattern == "element" or nm or block):
             raise ValueError(
@@ -133,6 +137,11 @@ class SyncCPConfig:
             raise ValueError(
                 f"weight_gradient must be one of {MASK_GRADIENTS}, got {self.weight_gradient!r}"
             )
+
+    def prunes(self, name: str, role: str, groups: int = 1) -> bool:
+        """Whether the layer ``name`` with ``role`` and ``groups`` is pruned
+        (:func:`workloads.gating.selects`)."""
+        return selects(self.layers, self.prunable_roles, name, role, groups, "weight")
 
     @property
     def nm(self) -> tuple[int, int] | None:
@@ -191,9 +200,12 @@ class SyncCP:
             raise ValueError(f"encoders must map branches 1 and 2, got keys {sorted(encoders)}")
         self.config = config
         self.shared = encoders[1] is encoders[2]
-        online = [(n, c) for n, c in branch_convs(encoders[1]) if c.role in config.prunable_roles]
+        online = [(n, c) for n, c in branch_convs(encoders[1])
+                  if config.prunes(n, c.role, c.groups)]
         if not online:
-            raise ValueError(f"no BranchConv2d with a role in {config.prunable_roles}")
+            raise ValueError("no layer to prune: " + (
+                f"no BranchConv2d matches {list(config.layers)}" if config.layers else
+                f"no ungrouped BranchConv2d with a role in {list(config.prunable_roles)}"))
         targets = dict(branch_convs(encoders[2]))
         self.layers: list[_Prunable] = []
         for name, conv in online:

@@ -36,16 +36,17 @@ def trace_layers(backbone: nn.Module, batch: int, image_size: int,
     """The manifest's layers: geometry of every conv, and which masks each records."""
     convs = dict(branch_convs(backbone))
     chunks = None
-    if gating is not None and gating.enabled:
+    if gating is not None and gating.enabled and gating.kind != "fbs":
         chunks = base_chunks(gating.groups, gating.overlap, branches)
     result = []
     for layer in layer_geometry(backbone, batch, image_size):
         conv = convs[layer.name]
         gate = weight = None
-        if chunks is not None and conv.gating is not None and conv.gating.enabled:
-            gate = gate_spec_for(layer, gating.group_size, gating.groups, chunks,
+        if gating is not None and conv.gating is not None and conv.gating.enabled:
+            # FBS: one gate bit per output element, no base path (every input skipped)
+            gate = gate_spec_for(layer, gating.group_size, gating.groups, chunks or (),
                                  gating.gate_gradient)
-        if pruning is not None and layer.role in pruning.prunable_roles:
+        if pruning is not None and pruning.prunes(layer.name, layer.role, layer.groups):
             weight = weight_spec_for(layer, pruning.pattern)
         result.append(TraceLayer(layer=layer, gate=gate, weight=weight))
     return result
@@ -56,9 +57,12 @@ class TraceRecorder:
 
     def __init__(self, out: Path, layers: list[TraceLayer], producer: Mapping[str, Any],
                  branches: int = 2, resume: bool = False, compression_level: int = 6,
-                 min_saving: float = MIN_SAVING, overwrite: bool = False) -> None:
+                 min_saving: float = MIN_SAVING, overwrite: bool = False,
+                 samples: int | None = None) -> None:
         """``resume``: continue the trace in ``out``; ``overwrite``: replace what is there (a
-        run restarted before its first checkpoint)."""
+        run restarted before its first checkpoint); ``samples``: record the gates of the first
+        ``samples`` images of each batch only (the layers' batch must say so)."""
+        self.samples = samples
         self.out = Path(out)
         if resume and (self.out / "manifest.json").exists():
             self.writer = TraceWriter.resume(self.out, compression_level=compression_level,
@@ -91,6 +95,7 @@ class TraceRecorder:
                 if gate is None:
                     raise RuntimeError(f"layer {name!r} has no gate for branch {branch}: record "
                                        "right after both branches' forward passes")
+                gate = gate if self.samples is None else gate[:self.samples]
                 gates[(name, branch)] = gate.detach().to("cpu").numpy().astype(bool, copy=False)
         weights: dict[tuple[str, int], np.ndarray | None] = {}
         for name, item in self.layers.items():
@@ -107,6 +112,17 @@ class TraceRecorder:
     def close(self) -> None:
         """Finish the trace."""
         self.writer.close()
+
+
+def step_bytes(layers: list[TraceLayer], branches: int = 2) -> int:
+    """Bytes of one recorded step's masks as packed bits, before compression (weight masks
+    unchanged since the last recorded step are stored as references and cost nothing)."""
+    bits = 0
+    for item in layers:
+        for spec in (item.gate, item.weight):
+            if spec is not None:
+                bits += int(np.prod(spec.shape)) * branches
+    return (bits + 7) // 8
 
 
 def trace_steps(path: Path) -> list[int]:

@@ -26,14 +26,24 @@ if TYPE_CHECKING:
     from workloads.gating import GatingConfig
     from workloads.pruning import SyncCPConfig
 
-ALGORITHMS = ("dense", "cdg", "scdg", "cgnet", "synccp")
+ALGORITHMS = ("dense", "cdg", "scdg", "cgnet", "fbs", "synccp")
 
 
 SYNCCP_KEYS = ("weight_pattern", "final_sparsity", "initial_sparsity", "delta", "prune_start",
-               "prune_end", "update_every", "score", "threshold", "regrow")
-GATING_KEYS = ("gate_groups", "gate_group_size", "overlap", "gate_gradient", "tau_init",
-               "tau_target", "reg_lambda", "gate_lr")
-GATING_ALGORITHMS = ("cdg", "scdg", "cgnet")
+               "prune_end", "update_every", "score", "threshold", "regrow", "prune_layers")
+CDG_KEYS = ("gate_groups", "gate_group_size", "overlap", "gate_gradient", "tau_init",
+            "tau_target", "reg_lambda", "gate_lr")
+GATING_KEYS = (*CDG_KEYS, "gate_layers", "fbs_density")
+GATING_ALGORITHMS = ("cdg", "scdg", "cgnet", "fbs")
+# The algorithms each algorithm-specific key applies to (every other key applies to all).
+KEY_ALGORITHMS: dict[str, tuple[str, ...]] = {
+    **{key: ("synccp",) for key in SYNCCP_KEYS},
+    **{key: ("cdg", "scdg", "cgnet") for key in CDG_KEYS},
+    "gate_layers": GATING_ALGORITHMS,
+    "fbs_density": ("fbs",),
+}
+# FILE.py:FACTORY (workloads.encoders.is_model_file, without loading torch)
+_MODEL_FILE = re.compile(r".+\.py:[A-Za-z_][A-Za-z0-9_]*")
 
 
 @dataclass(frozen=True)
@@ -47,7 +57,9 @@ class RunConfig:
     """
 
     algo: str = param(default="dense", choices=ALGORITHMS, doc="sparsity algorithm")
-    model: str = param(default="resnet20", choices=("resnet20", "resnet18"), doc="backbone")
+    model: str = param(default="resnet20", doc="a built-in ResNet (resnet20, resnet18, "
+                       "resnet18-imagenet, resnet50-imagenet) or FILE.py:FACTORY, a function "
+                       "FACTORY(in_channels) returning the feature encoder")
     width: float = param(default=1.0, gt=0, le=64, doc="width multiplier")
     ssl: str = param(default="simclr", choices=("simclr", "byol", "moco"), doc="SSL method")
     data: str = param(default="fashion-mnist", doc="NAME or NAME:PATH (workloads/data.py)")
@@ -60,6 +72,10 @@ class RunConfig:
                                     "compressed only when zlib saves at least this share of "
                                     "its bytes")
     batch_size: int = param(default=64, ge=2, le=1 << 20, unit="images", doc="images per branch")
+    record_samples: int | None = param(default=None, ge=1, le=1 << 20, unit="images",
+                                       doc="record the gates of the first N images of each "
+                                       "branch's batch: the trace's steps are N-image steps "
+                                       "(default: the whole batch)")
     device: str = param(default="cpu", doc="cpu or cuda[:N]")
     seed: int = param(default=0, ge=0, le=2**32 - 1, doc="random seed")
     image_size: int | None = param(default=None, ge=4, le=4096, unit="pixels",
@@ -83,6 +99,11 @@ class RunConfig:
     reg_lambda: float = param(default=1e-4, ge=0, le=1e3, doc="weight of the regularizer")
     gate_lr: float | None = param(default=None, gt=0, le=100, doc="learning rate of the "
                                   "thresholds tau (default: lr)")
+    fbs_density: float = param(default=0.5, gt=0, le=1, doc="FBS: the share of each gated "
+                               "layer's output channels a sample keeps (k-winners-take-all)")
+    gate_layers: str = param(default="", doc="comma-separated glob patterns of the qualified "
+                             "names of the gated layers (default: the ungrouped convs inside "
+                             "blocks; never the stem or a linear layer)")
     # SyncCP (synccp)
     weight_pattern: str = param(default="element", doc="element, nm:N:M or block:BOxBI")
     final_sparsity: float = param(default=0.8, ge=0, lt=1, doc="final sparsity of "
@@ -98,6 +119,10 @@ class RunConfig:
     threshold: str = param(default="global", choices=("global", "layer"),
                            doc="one threshold for the network or one per layer")
     regrow: bool = param(default=False, doc="pruned weights may grow back")
+    prune_layers: str = param(default="", doc="comma-separated glob patterns of the qualified "
+                              "names of the pruned layers (default: the ungrouped convs inside "
+                              "blocks and the projection shortcuts; not the stem or a linear "
+                              "layer)")
     # evaluation
     eval_train_samples: int = param(default=10000, ge=0, le=10**9, unit="images",
                                     doc="k-NN memory bank / probe training set (0: all)")
@@ -105,6 +130,13 @@ class RunConfig:
     knn_k: int = param(default=200, ge=1, le=10**6, doc="k of the k-NN classifier")
     linear_probe: bool = param(default=True, doc="train a linear probe")
     linear_epochs: int = param(default=30, ge=0, le=10**6, doc="epochs of the linear probe")
+    finetune_epochs: int = param(default=0, ge=0, le=10**6, doc="epochs of fine-tuning the "
+                                 "encoder with a linear classifier on labelled images (0: no "
+                                 "fine-tuning)")
+    finetune_fraction: float = param(default=0.1, gt=0, le=1, doc="the share of the training "
+                                     "set that is labelled for fine-tuning")
+    finetune_lr: float = param(default=1e-3, gt=0, le=100, doc="learning rate of fine-tuning "
+                               "(Adam)")
 
     def __post_init__(self) -> None:
         if not _DEVICE.fullmatch(self.device):
@@ -118,10 +150,14 @@ class RunConfig:
             return None
         from workloads.gating import GatingConfig
 
+        if self.algo == "fbs":
+            return GatingConfig(kind="fbs", density=self.fbs_density,
+                                layers=layer_patterns(self.gate_layers))
         return GatingConfig(kind=self.algo, groups=self.gate_groups,
                             group_size=self.gate_group_size, overlap=self.overlap,
                             tau_init=self.tau_init, tau_target=self.tau_target,
-                            reg_lambda=self.reg_lambda, gate_gradient=self.gate_gradient)
+                            reg_lambda=self.reg_lambda, gate_gradient=self.gate_gradient,
+                            layers=layer_patterns(self.gate_layers))
 
     @property
     def pruning(self) -> SyncCPConfig | None:
@@ -134,21 +170,23 @@ class RunConfig:
         return SyncCPConfig(pattern=self.weight_pattern, final_sparsity=self.final_sparsity,
                             initial_sparsity=self.initial_sparsity, delta=self.delta,
                             score=self.score, threshold=self.threshold, t0=self.prune_start,
-                            tf=end, update_every=self.update_every, regrow=self.regrow)
+                            tf=end, update_every=self.update_every, regrow=self.regrow,
+                            layers=layer_patterns(self.prune_layers))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
+def layer_patterns(text: str) -> tuple[str, ...]:
+    """``"layer*.conv2, fc"`` -> ``("layer*.conv2", "fc")`` (empty: none)."""
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
 def applicable_keys(algo: str) -> set[str]:
     """The :class:`RunConfig` keys that affect a run of ``algo`` (the others do not apply:
     SyncCP keys outside ``synccp``, gating keys outside the gating algorithms)."""
-    names = {f.name for f in fields(RunConfig)}
-    if algo != "synccp":
-        names -= set(SYNCCP_KEYS)
-    if algo not in GATING_ALGORITHMS:
-        names -= set(GATING_KEYS)
-    return names
+    return {f.name for f in fields(RunConfig)
+            if algo in KEY_ALGORITHMS.get(f.name, (algo,))}
 
 
 def run_difference(stored: dict[str, Any], config: RunConfig) -> str | None:
@@ -197,13 +235,22 @@ def run_config(recipe: Path | None, options: dict[str, Any]) -> RunConfig:
     labels = {key: _option(key) for key in options}
     config = build_or_raise(RunConfig, merged, source, labels=labels)
     problems = Problems(source, labels=labels)
-    for keys, algos in ((SYNCCP_KEYS, ("synccp",)), (GATING_KEYS, GATING_ALGORITHMS)):
-        if config.algo in algos:
-            continue
-        named = ", ".join(algos[:-1]) + " or " + algos[-1] if len(algos) > 1 else algos[0]
-        for key in keys:
-            if key in merged:
-                problems.add(key, f"applies to algo {named} only, not to {config.algo}")
+    for key, algos in KEY_ALGORITHMS.items():
+        if key in merged and config.algo not in algos:
+            named = ", ".join(algos[:-1]) + " or " + algos[-1] if len(algos) > 1 else algos[0]
+            problems.add(key, f"applies to algo {named} only, not to {config.algo}")
+    from accelsim.network import RESNETS
+
+    if config.record_samples is not None and config.record_samples > config.batch_size:
+        problems.add("record_samples", f"{config.record_samples} is more than the batch of "
+                     f"{config.batch_size}")
+
+    if config.model not in RESNETS and not _MODEL_FILE.fullmatch(config.model):
+        problems.add("model", f"expected one of {', '.join(RESNETS)} or FILE.py:FACTORY, got "
+                     f"{abbreviate(config.model)}")
+    elif config.model not in RESNETS and "width" in merged:
+        problems.add("width", "applies to the built-in ResNets only, not to a model from a "
+                     "file")
     problems.raise_if_any()
     for what, keys, build in (("SyncCP", SYNCCP_KEYS, lambda: config.pruning),
                               ("gating", GATING_KEYS, lambda: config.gating)):

@@ -24,21 +24,23 @@ import yaml
 from accelsim.errors import InputError
 from accelsim.fileio import atomic_write_json, atomic_write_text
 from accelsim.inputs import load_json_file, parse_yaml, read_text_file
+from accelsim.network import CIFAR_STEM_MAX_IMAGE, RESNETS
 from accelsim.trace.format import list_step_files
 from workloads.augment import SSLAugment
 from workloads.checkpoint import checkpoint_exists, load_checkpoint, save_checkpoint
 from workloads.data import ImageDataset, load_dataset
-from workloads.evaluate import extract_features, knn_accuracy, linear_probe
+from workloads.encoders import build_encoder, is_model_file, model_file_digest
+from workloads.evaluate import extract_features, fine_tune, knn_accuracy, linear_probe
 from workloads.gating import (
+    LayerPatternError,
     gate_macs,
     gate_parameters,
     gate_regularizer,
     gate_sparsity,
     gated_convs,
 )
-from workloads.models import build_backbone
 from workloads.pruning import SyncCP
-from workloads.record import TraceRecorder, trace_layers
+from workloads.record import TraceRecorder, step_bytes, trace_layers
 from workloads.run_config import RunConfig, run_config, run_difference, same_run
 from workloads.ssl import build_method
 
@@ -103,21 +105,33 @@ class Trainer:
         if config.threads:
             torch.set_num_threads(config.threads)
         torch.manual_seed(config.seed)
-        self.train_ds = load_dataset(config.data, "train")
-        self.test_ds = load_dataset(config.data, "test")
+        # image folders are decoded at the training size (64 pixels by default)
+        stored = config.image_size or 64
+        self.train_ds = load_dataset(config.data, "train", image_size=stored)
+        self.test_ds = load_dataset(config.data, "test", image_size=stored)
         if len(self.train_ds.labels) < config.batch_size:
             raise InputError(f"{config.batch_size} is larger than the dataset "
                              f"{config.data!r} ({len(self.train_ds.labels)} training images)",
                              field="batch_size")
         self.image_size = config.image_size or self.train_ds.image_size[0]
         self.device = torch.device(config.device)
+        spec = RESNETS.get(config.model)
+        if spec is not None and not spec.imagenet_stem and \
+                self.image_size > CIFAR_STEM_MAX_IMAGE:
+            raise InputError(f"{config.model} is the CIFAR-style network (3x3 stem, no "
+                             f"max-pool); at {self.image_size} pixels use "
+                             f"{config.model}-imagenet or a smaller image_size", field="model")
         try:
-            backbone = build_backbone(config.model, config.width, self.train_ds.channels,
-                                      config.gating)
+            backbone, feature_dim = build_encoder(config.model, config.width,
+                                                  self.train_ds.channels, self.image_size,
+                                                  config.gating, config.pruning)
+        except LayerPatternError as error:
+            raise InputError(str(error), field=error.option) from None
         except ValueError as error:
-            raise InputError(str(error), field="--gate-group-size/--gate-groups") from None
+            raise InputError(str(error), field="--model") from None
         self.backbone = backbone.to(self.device, memory_format=torch.channels_last)
-        self.method = build_method(config.ssl, self.backbone, self.backbone.feature_dim)
+        self.feature_dim = feature_dim
+        self.method = build_method(config.ssl, self.backbone, feature_dim)
         self.method.to(self.device)
         self.pruner = None
         if config.pruning is not None:
@@ -155,11 +169,14 @@ class Trainer:
 
     def _producer(self) -> dict[str, Any]:
         config = self.config
-        return {"algorithm": config.algo, "ssl": config.ssl, "model": config.model,
-                "width": config.width, "dataset": config.data, "seed": config.seed,
-                "steps": config.steps, "batch_size": config.batch_size,
-                "image_size": self.image_size, "generator": "workloads.train",
-                "config": config.to_dict()}
+        producer = {"algorithm": config.algo, "ssl": config.ssl, "model": config.model,
+                    "width": config.width, "dataset": config.data, "seed": config.seed,
+                    "steps": config.steps, "batch_size": config.batch_size,
+                    "image_size": self.image_size, "generator": "workloads.train",
+                    "config": config.to_dict()}
+        if is_model_file(config.model):
+            producer["model_sha256"] = model_file_digest(config.model)
+        return producer
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -177,11 +194,19 @@ class Trainer:
             finished = out / "eval.json"
             if done == config.steps - 1 and finished.exists():  # nothing to redo
                 return _read_evaluation(finished)
-        layers = trace_layers(self.backbone, config.batch_size, self.image_size, config.gating,
-                              config.pruning)
+        layers = trace_layers(self.backbone, config.record_samples or config.batch_size,
+                              self.image_size, config.gating, config.pruning)
+        recorded = sum(1 for step in range(config.steps) if self._is_record_step(step))
+        size = step_bytes(layers)
+        print(f"trace: up to {size / 2**20:,.1f} MiB per recorded step before compression, "
+              f"{recorded} recorded steps: up to {recorded * size / 2**20:,.1f} MiB"
+              + ("" if config.record_samples else
+                 " (--record-samples N records the first N images of each batch)"),
+              file=sys.stderr)
         recorder = TraceRecorder(out / "trace", layers, self._producer(), resume=resume,
                                  overwrite=restart, compression_level=config.trace_compression,
-                                 min_saving=config.trace_min_saving)
+                                 min_saving=config.trace_min_saving,
+                                 samples=config.record_samples)
         atomic_write_text(out / "run.yaml", yaml.safe_dump(config.to_dict(), sort_keys=True))
         start = 0
         if checkpoint is not None:
@@ -257,6 +282,12 @@ class Trainer:
             result["linear_accuracy"] = linear_probe(train_f, train_y, test_f, test_y,
                                                      epochs=config.linear_epochs,
                                                      seed=config.seed)
+        if config.finetune_epochs:
+            result["finetune_accuracy"], result["finetune_samples"] = fine_tune(
+                self.method.encoders()[1], self.feature_dim, self.train_ds, test,
+                fraction=config.finetune_fraction, epochs=config.finetune_epochs,
+                lr=config.finetune_lr, batch_size=config.batch_size, seed=config.seed,
+                device=self.device)
         if config.gating is not None:
             result["gate_sparsity"] = gate_sparsity(self.method)
         if self.pruner is not None:
@@ -323,7 +354,8 @@ def _read_evaluation(path: Path) -> dict[str, Any]:
 
 
 _EVAL_REQUIRED = ("knn_accuracy", "chance_accuracy")  # what summary_line prints
-_EVAL_OPTIONAL = ("linear_accuracy", "flops_reduction_gated_layers", "gate_sparsity")
+_EVAL_OPTIONAL = ("linear_accuracy", "finetune_accuracy", "flops_reduction_gated_layers",
+                  "gate_sparsity")
 
 
 def _truncate_log(path: Path, start: int) -> None:
@@ -395,6 +427,9 @@ def summary_line(result: dict[str, Any]) -> str:
              f"(chance {result['chance_accuracy']:.3f})"]
     if "linear_accuracy" in result:
         parts.append(f"linear probe {result['linear_accuracy']:.3f}")
+    if "finetune_accuracy" in result:
+        parts.append(f"fine-tuned on {result.get('finetune_samples', '?')} labelled images "
+                     f"{result['finetune_accuracy']:.3f}")
     if "flops_reduction_gated_layers" in result:
         parts.append(f"FLOPs reduction over gated layers "
                      f"{result['flops_reduction_gated_layers']:.2f}x")

@@ -112,3 +112,26 @@ def test_extract_features(monkeypatch: pytest.MonkeyPatch) -> None:
     feats_m, _ = extract_features(method, ds, batch_size=64)
     assert feats_m.shape == (37, 4) and method.encoder.calls == [(False, 1)]
     assert method.target_encoder.calls == []
+
+
+def test_fine_tuning_learns_leaves_the_encoder_alone_and_is_deterministic() -> None:
+    from workloads.evaluate import fine_tune
+    from workloads.gating import GatingConfig, gated_convs
+    from workloads.models import build_backbone
+
+    train = synthetic_dataset(n=96, num_classes=4, size=16, channels=1, seed=3)
+    test = synthetic_dataset(split="test", n=64, num_classes=4, size=16, channels=1, seed=3)
+    torch.manual_seed(0)
+    encoder = build_backbone("resnet20", 0.5, 1, GatingConfig(kind="cdg", groups=2))
+    before = {k: v.clone() for k, v in encoder.state_dict().items()}
+    accuracy, count = fine_tune(encoder, encoder.feature_dim, train, test, fraction=0.5,
+                                epochs=10, lr=3e-3, batch_size=16, seed=1)
+    assert count == 48
+    assert accuracy > 0.5  # chance is 0.25: the labels were learnt through the gated encoder
+    assert all(torch.equal(v, encoder.state_dict()[k]) for k, v in before.items())
+    again, _ = fine_tune(encoder, encoder.feature_dim, train, test, fraction=0.5, epochs=10,
+                         lr=3e-3, batch_size=16, seed=1)
+    assert again == accuracy
+    assert all(not conv.last_gate for _, conv in gated_convs(encoder))  # ran on a copy
+    with pytest.raises(InputError, match="fraction"):
+        fine_tune(encoder, encoder.feature_dim, train, test, fraction=0.0)

@@ -40,12 +40,14 @@ def test_config_defaults_and_validation() -> None:
     assert GatingConfig(kind="cgnet").overlap == 1.0
     assert GatingConfig(kind="scdg", group_size=4).group_size == 4
     for bad in (
-        {"kind": "fbs"},
+        {"kind": "fbs", "groups": 4},
+        {"kind": "fbs", "group_size": 8},
+        {"kind": "fbs", "density": 0.0},
         {"kind": "cdg", "groups": 1},
         {"kind": "cgnet", "overlap": 0.5},
         {"kind": "cdg", "overlap": 1.5},
         {"kind": "cdg", "alpha": 0.0},
-        {"kind": "cdg", "gated_roles": ("head",)},
+        {"kind": "cdg", "gated_roles": ("classifier",)},
         {"kind": "scdg", "group_size": 0},
     ):
         with pytest.raises(ValueError):
@@ -252,3 +254,42 @@ def test_the_trace_records_the_gate_gradient() -> None:
     assert gated and all(item.gate.gradient == "masked" for item in gated)
     with pytest.raises(ValueError, match="gate_gradient"):
         GatingConfig(kind="cdg", gate_gradient="dense")
+
+
+@pytest.mark.parametrize("density", [0.25, 0.5, 1.0])
+def test_fbs_keeps_the_k_best_channels_of_each_sample(density: float) -> None:
+    """FBS (Gao et al. 2019): k = ceil(d x Cout) channels per sample survive, scaled by their
+    scores; the gate is that channel set at every pixel; suppressed outputs are exactly zero
+    and get no gradient, so skipping them (FW, BD, WG) loses nothing."""
+    conv = gated_conv("fbs", cin=8, cout=16, density=density)
+    x = torch.randn(3, 8, 6, 6, requires_grad=True)
+    y = conv(x)
+    gate = conv.last_gate[1]
+    assert gate.shape == (3, 16, 6, 6)
+    per_sample = gate[:, :, 0, 0]
+    assert (gate == per_sample[:, :, None, None]).all()  # constant over pixels
+    assert per_sample.sum(dim=1).tolist() == [int(-(-density * 16 // 1))] * 3
+    assert (y[~gate] == 0).all()
+    dense = F.conv2d(x, conv.weight, padding=1)
+    scores = F.relu(conv.saliency(x.abs().mean((2, 3)) / (x.abs().mean((2, 3)).mean(
+        1, keepdim=True) + 1e-5)))
+    kept_scores = scores.masked_fill(~per_sample, float("inf"))
+    assert (kept_scores.min(dim=1).values >= scores.masked_fill(per_sample, float("-inf")).max(
+        dim=1).values).all()  # winners take all
+    torch.testing.assert_close(y, dense * (scores * per_sample)[:, :, None, None])
+    grad = torch.autograd.grad(y.sum(), conv.weight, retain_graph=True)[0]
+    suppressed_everywhere = ~per_sample.any(dim=0)
+    assert (grad[suppressed_everywhere] == 0).all()
+    assert gate_macs(conv, 1) == 9 * 8 * int(gate.sum())
+    assert not gate_parameters(conv) and gate_regularizer(conv) == 0
+
+
+def test_fbs_is_recorded_without_a_base_path() -> None:
+    from workloads.record import trace_layers
+
+    gating = GatingConfig(kind="fbs")
+    backbone = build_backbone("resnet20", 0.5, gating=gating)
+    gated = [item for item in trace_layers(backbone, 2, 8, gating, None) if item.gate]
+    assert gated and all(item.gate.gating_groups == 1 and item.gate.base_chunks == () and
+                         item.gate.group_size == 1 and item.gate.gradient == "masked"
+                         for item in gated)

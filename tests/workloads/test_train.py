@@ -34,10 +34,11 @@ def tiny(**overrides: object) -> RunConfig:
 
 
 ALGOS = {
-    "dense": {},
+    "dense": {"finetune_epochs": 1, "finetune_fraction": 0.25},
     "cdg": {"algo": "cdg"},
     "scdg": {"algo": "scdg"},
     "cgnet": {"algo": "cgnet"},
+    "fbs": {"algo": "fbs"},
     "synccp-element": {"algo": "synccp"},
     "synccp-2:4": {"algo": "synccp", "weight_pattern": "nm:2:4"},
     "synccp-block": {"algo": "synccp", "weight_pattern": "block:4x4"},
@@ -54,13 +55,18 @@ def test_every_algorithm_records_a_trace_that_replays(tmp_path: Path, name: str)
     reader.verify()
     gated = [item for item in reader.layers if item.gate is not None]
     pruned = [item for item in reader.layers if item.weight is not None]
-    assert bool(gated) == (name in ("cdg", "scdg", "cgnet"))
+    assert bool(gated) == (name in ("cdg", "scdg", "cgnet", "fbs"))
     assert bool(pruned) == name.startswith("synccp")
     sim = CliRunner().invoke(main, ["simulate", str(out), "--hw", str(FP8), "--out",
                                     str(tmp_path / "sim")])
     assert sim.exit_code == 0, sim.output
     summary = json.loads((tmp_path / "sim" / "summary.json").read_text())
     assert summary["accuracy"]["knn_accuracy"] == result["knn_accuracy"]
+    if "finetune_epochs" in ALGOS[name]:  # fine-tuned on a quarter of the 96 images
+        assert result["finetune_samples"] == 24 and 0 <= result["finetune_accuracy"] <= 1
+        assert summary["accuracy"]["finetune_accuracy"] == result["finetune_accuracy"]
+    else:
+        assert "finetune_accuracy" not in result
     if name != "dense":
         assert summary["total"]["flops_reduction"] > 1
     # the recorded network's BN/ReLU/add work and the run's own optimizer reach the replay
@@ -211,4 +217,4 @@ def test_every_recipe_loads() -> None:
     recipes = sorted((Path(__file__).resolve().parents[2] / "workloads" / "recipes").glob("*.yaml"))
     assert len(recipes) >= 8
     algos = {run_config(path, {}).algo for path in recipes}
-    assert algos == {"dense", "cdg", "scdg", "synccp"}
+    assert algos == {"dense", "cdg", "scdg", "fbs", "synccp"}

@@ -1,0 +1,216 @@
+"""Encoders to train and record: the built-in ResNets or a user's own ``nn.Module``.
+
+:func:`sparsify` makes any module recordable. It replaces each ``nn.Conv2d`` with a
+:class:`~workloads.gating.BranchConv2d` and each ``nn.Linear`` with a
+:class:`~workloads.gating.BranchLinear` holding the same weights, in place, so the SSL methods
+can run it per branch, SyncCP can mask it and the recorder can read its masks from outside.
+Each layer gets a role, which decides whether it is gated or pruned by default:
+
+- ``stem``: the first conv in module order (never gated or pruned by default);
+- ``downsample``: a conv whose qualified name has a ``shortcut`` or ``downsample`` part;
+- ``head``: every linear layer (a classifier or projection inside the encoder; never by default);
+- ``block``: every other conv.
+
+Layer patterns (globs of qualified names, ``GatingConfig.layers`` / ``SyncCPConfig.layers``)
+replace the role rule: ``layer*.conv2`` gates only the second conv of every block. Grouped and
+depthwise convs are left dense by the role rule; a pattern that selects one is refused with its
+name (accelsim has no replay rules for masks on grouped convolutions). Gating a linear layer is
+refused too (the gate standardises over an output map, and a linear layer's is one pixel).
+
+:func:`build_encoder` gives the built-in ResNet by name or calls ``FILE.py:FACTORY``: a function
+``FACTORY(in_channels: int) -> nn.Module`` whose module maps images (N, in_channels, H, W) to
+features (N, D); the SSL method adds its heads on top.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from workloads.gating import (
+    BranchConv2d,
+    BranchLinear,
+    GatingConfig,
+    LayerPatternError,
+    branch_convs,
+    check_patterns,
+)
+from workloads.models import RESNETS, build_backbone
+from workloads.pruning import SyncCPConfig
+
+FACTORY_SEPARATOR = ":"
+
+
+def is_model_file(model: str) -> bool:
+    """Whether ``model`` names a factory in a file (``FILE.py:FACTORY``), not a built-in."""
+    path, sep, name = model.rpartition(FACTORY_SEPARATOR)
+    return bool(sep) and path.endswith(".py") and name.isidentifier()
+
+
+def load_factory(model: str) -> Callable[..., nn.Module]:
+    """The function ``FACTORY`` of ``FILE.py:FACTORY`` (the file is run as a module)."""
+    path_text, _, name = model.rpartition(FACTORY_SEPARATOR)
+    path = Path(path_text)
+    if not path.is_file():
+        raise ValueError(f"no such model file {path_text!r}")
+    module_name = "accelsim_user_model_" + hashlib.sha256(
+        str(path.resolve()).encode()).hexdigest()[:12]
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise ValueError(f"cannot load {path_text!r} as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # dataclasses and pickling-free tools look it up
+    try:
+        spec.loader.exec_module(module)
+    except Exception as error:
+        del sys.modules[module_name]
+        raise ValueError(f"{path_text}: {type(error).__name__}: {error}") from None
+    factory = getattr(module, name, None)
+    if not callable(factory):
+        raise ValueError(f"{path_text} has no function {name!r}")
+    return factory
+
+
+def model_file_digest(model: str) -> str:
+    """SHA-256 of the file of ``FILE.py:FACTORY`` (a run records it in its trace)."""
+    return hashlib.sha256(Path(model.rpartition(FACTORY_SEPARATOR)[0]).read_bytes()).hexdigest()
+
+
+def _role(name: str, first_conv: str | None, module: nn.Module) -> str:
+    if isinstance(module, nn.Linear):
+        return "head"
+    if name == first_conv:
+        return "stem"
+    if {"shortcut", "downsample"} & set(name.split(".")):
+        return "downsample"
+    return "block"
+
+
+def _square(name: str, value: object, what: str) -> int:
+    values = value if isinstance(value, tuple) else (value,)
+    if isinstance(value, str) or len(set(values)) != 1:
+        raise ValueError(f"layer {name!r}: {what} {value!r} is not supported (square, "
+                         "numeric values only)")
+    return int(values[0])
+
+
+def _branch_conv(name: str, conv: nn.Conv2d, role: str, gating: GatingConfig | None
+                 ) -> BranchConv2d:
+    if conv.padding_mode != "zeros":
+        raise ValueError(f"layer {name!r}: padding_mode {conv.padding_mode!r} is not supported")
+    if _square(name, conv.dilation, "dilation") != 1:
+        raise ValueError(f"layer {name!r}: dilated convs are not supported")
+    gated = gating is not None and gating.gates(name, role, conv.groups)
+    try:
+        branch = BranchConv2d(conv.in_channels, conv.out_channels,
+                              _square(name, conv.kernel_size, "kernel"),
+                              _square(name, conv.stride, "stride"),
+                              _square(name, conv.padding, "padding"), groups=conv.groups,
+                              bias=conv.bias is not None, role=role,
+                              gating=gating if gated else None)
+    except ValueError as error:
+        raise ValueError(f"layer {name!r}: {error}") from None
+    with torch.no_grad():
+        branch.weight.copy_(conv.weight)
+        if conv.bias is not None:
+            branch.bias.copy_(conv.bias)
+    return branch.to(conv.weight.device, conv.weight.dtype)
+
+
+def sparsify(module: nn.Module, gating: GatingConfig | None = None,
+             pruning: SyncCPConfig | None = None) -> nn.Module:
+    """``module`` with every ``nn.Conv2d`` / ``nn.Linear`` replaced, in place, by a
+    BranchConv2d / BranchLinear of the same weights; the layers ``gating`` selects are gated.
+    Layers already BranchConv2d stay as they are. A ValueError names the layer or the pattern
+    that cannot be honoured (a pattern that matches nothing included). Returns ``module``."""
+    names = dict(module.named_modules())
+    targets = [(n, m) for n, m in names.items()
+               if isinstance(m, (nn.Conv2d, nn.Linear)) and not isinstance(m, BranchConv2d)]
+    if not targets and not branch_convs(module):
+        raise ValueError("the model has no nn.Conv2d or nn.Linear layer")
+    if isinstance(module, (nn.Conv2d, nn.Linear)):
+        raise ValueError("the model is a single layer: wrap it in a module")
+    convs = [n for n, m in names.items() if isinstance(m, nn.Conv2d)]
+    first = convs[0] if convs else None
+    for name, layer in targets:
+        role = _role(name, first, layer)
+        if isinstance(layer, nn.Linear):
+            if gating is not None and gating.gates(name, role):
+                raise LayerPatternError(f"layer {name!r} is a linear layer: gating needs a "
+                                        "conv's output map; leave it out of the patterns",
+                                        "--gate-layers")
+            new: nn.Module = BranchLinear.from_linear(layer, role)
+        else:
+            new = _branch_conv(name, layer, role, gating)
+        parent_name, _, attribute = name.rpartition(".")
+        setattr(names[parent_name] if parent_name else module, attribute, new)
+    layer_names = [n for n, _ in branch_convs(module)]
+    if gating is not None and gating.enabled:
+        check_patterns(gating.layers, layer_names, "gating")
+        if not any(conv.gating is not None for _, conv in branch_convs(module)):
+            raise ValueError("no layer is gated: no ungrouped conv has the role 'block' and "
+                             "no gate layer pattern was given")
+    if pruning is not None:
+        check_patterns(pruning.layers, layer_names, "weight")
+        for name, conv in branch_convs(module):
+            pruning.prunes(name, conv.role, conv.groups)  # refuses selected grouped convs
+    return module
+
+
+def feature_dim(module: nn.Module, in_channels: int, image_size: int) -> int:
+    """Features per image the module returns for (1, in_channels, image_size, image_size)
+    inputs, from a forward pass on the ``meta`` device (shapes only)."""
+    tensors = {name: torch.empty_like(t, device="meta")
+               for name, t in (*module.named_parameters(), *module.named_buffers())}
+    with torch.no_grad():
+        out = functional_call(module, tensors,
+                              (torch.empty(2, in_channels, image_size, image_size,
+                                           device="meta"),))
+    if not isinstance(out, torch.Tensor) or out.dim() != 2:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"the model must return features of shape (N, D), got {shape}")
+    return int(out.shape[1])
+
+
+def build_encoder(model: str, width: float, in_channels: int, image_size: int,
+                  gating: GatingConfig | None, pruning: SyncCPConfig | None
+                  ) -> tuple[nn.Module, int]:
+    """``(encoder, feature_dim)``: the built-in ResNet ``model`` (:data:`RESNETS`) at
+    ``width``, or ``FILE.py:FACTORY(in_channels=in_channels)`` made recordable by
+    :func:`sparsify`. A ValueError says what is wrong."""
+    if model in RESNETS:
+        backbone = build_backbone(model, width, in_channels, gating)
+        names = [n for n, _ in branch_convs(backbone)]
+        if gating is not None:
+            check_patterns(gating.layers, names, "gating")
+        if pruning is not None:
+            check_patterns(pruning.layers, names, "weight")
+        return backbone, backbone.feature_dim
+    if not is_model_file(model):
+        raise ValueError(f"model must be one of {list(RESNETS)} or FILE.py:FACTORY, got "
+                         f"{model!r}")
+    factory = load_factory(model)
+    try:
+        encoder = factory(in_channels=in_channels)
+    except Exception as error:
+        raise ValueError(f"{model}(in_channels={in_channels}) failed: "
+                         f"{type(error).__name__}: {error}") from None
+    if not isinstance(encoder, nn.Module):
+        raise ValueError(f"{model} returned a {type(encoder).__name__}, not an nn.Module")
+    sparsify(encoder, gating, pruning)
+    try:
+        dim = feature_dim(encoder, in_channels, image_size)
+    except ValueError:
+        raise
+    except Exception as error:
+        raise ValueError(f"{model}: a forward pass of {image_size}x{image_size} images failed: "
+                         f"{type(error).__name__}: {' '.join(str(error).split())[:200]}"
+                         ) from None
+    return encoder, dim

@@ -107,6 +107,13 @@ def _directory_bytes(root: Path) -> int:
 @click.option("--weight-update-every", type=click.IntRange(min=0), default=0,
               show_default=True,
               help="Re-draw weight masks every K steps (0: once; other steps store references).")
+@click.option("--gate-layers", default="", metavar="GLOBS",
+              help="Comma-separated globs of the names of the layers that get gates "
+              "[default: built-in nets the block convs, topologies every layer but the first "
+              "and the fully connected ones].")
+@click.option("--prune-layers", default="", metavar="GLOBS",
+              help="Comma-separated globs of the names of the layers that get weight masks "
+              "[default: built-in nets every conv but the stem, topologies as for gates].")
 @click.option("--branches", type=click.IntRange(1, 2), default=2, show_default=True,
               help="Contrastive branches (augmented views).")
 @click.option("--ssl", type=click.Choice(SSL_METHODS), default="simclr", show_default=True,
@@ -126,7 +133,8 @@ def synth(ctx: click.Context, network: str, out_dir: Path, steps: int, batch: in
           in_channels: int, image_size: int | None, seed: int, gate_sparsity: float | None,
           gate_groups: int, gate_group_size: int, overlap: float, spatial_correlation: float,
           gate_gradient: str, channel_block: int, weight_sparsity: float | None,
-          weight_pattern: str, weight_delta: float, weight_update_every: int, branches: int,
+          weight_pattern: str, weight_delta: float, weight_update_every: int,
+          gate_layers: str, prune_layers: str, branches: int,
           ssl: str, optimizer: str, compression: int, min_saving: float,
           overwrite: bool) -> None:
     """Write a synthetic trace: random gate and weight masks with exact sparsity.
@@ -139,6 +147,7 @@ def synth(ctx: click.Context, network: str, out_dir: Path, steps: int, batch: in
     Example: accelsim trace synth --network resnet18 --batch 16 --gate-sparsity 0.7
     --gate-group-size 8 --weight-pattern nm:2:4 --out runs/scdg-nm
     """
+    from accelsim.layer_patterns import parse_patterns
     from accelsim.trace.synth import SynthConfig, synthesize, trace_layers
 
     config = SynthConfig(steps=steps, seed=seed, branches=branches, gate_sparsity=gate_sparsity,
@@ -148,7 +157,8 @@ def synth(ctx: click.Context, network: str, out_dir: Path, steps: int, batch: in
                          weight_sparsity=weight_sparsity,
                          weight_pattern=weight_pattern, weight_delta=weight_delta,
                          weight_update_every=weight_update_every, ssl=ssl,
-                         optimizer=optimizer)
+                         optimizer=optimizer, gate_layers=parse_patterns(gate_layers),
+                         prune_layers=parse_patterns(prune_layers))
     net = _network(ctx, network, batch, width, in_channels, image_size)
     if not overwrite and out_dir.is_dir() and any(out_dir.iterdir()):
         raise InputError("directory is not empty (pass --overwrite to replace the trace in it)",

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from accelsim.errors import InputError
-from accelsim.network import Network, read_topology_csv, resnet20
+from accelsim.network import Network, builtin_network, conv, read_topology_csv, resnet20
 from accelsim.trace import open_trace
 from accelsim.trace.synth import (
     SynthConfig,
@@ -28,6 +28,9 @@ from accelsim.trace.synth import (
 @pytest.fixture(scope="module")
 def net() -> Network:
     return resnet20(batch=2)
+
+
+TOPOLOGIES = Path(__file__).resolve().parents[1] / "topologies"
 
 
 def make(tmp_path: Path, network: Network, name: str = "t", **kwargs: object):
@@ -82,6 +85,44 @@ def test_topology_network_skips_only_the_first_layer(tmp_path: Path) -> None:
     trace = make(tmp_path, network, gate_sparsity=0.6, gate_groups=2, weight_sparsity=0.5)
     assert [(i.gate is not None, i.weight is not None) for i in trace.layers] == [
         (False, False), (True, True), (True, True)]
+
+
+def test_topology_defaults_skip_the_classifier_and_patterns_choose(tmp_path: Path) -> None:
+    """The shipped ResNet-50 topology: SCDG 8x1x1 with G = 4 gates every layer but the stem
+    and the 1000-way FC (whose 1000 / 4 channels 8 does not divide); patterns pick by name."""
+    network = read_topology_csv(TOPOLOGIES / "resnet50_imagenet.csv")
+    gated = gated_layers(network)
+    assert [layer.name for layer in network.layers if layer not in gated] == ["conv1", "fc"]
+    assert [layer.name for layer in pruned_layers(network)] == [layer.name for layer in gated]
+    chosen = gated_layers(network, ("layer4.*.conv2", "fc"))
+    assert [layer.name for layer in chosen] == ["layer4.0.conv2", "layer4.1.conv2",
+                                                "layer4.2.conv2", "fc"]
+    with pytest.raises(InputError, match=r"--gate-layers.*'layer9\*' matches no layer"):
+        gated_layers(network, ("layer9*",))
+    grouped = Network("g", (conv("a", 4, 8, 3, 1, 1, 8, 8, 1),
+                            conv("dw", 8, 8, 3, 1, 1, 8, 8, 1, groups=8)))
+    assert [layer.name for layer in pruned_layers(grouped)] == []  # left dense by default
+    with pytest.raises(InputError, match=r"--prune-layers.*'dw' is a grouped conv"):
+        pruned_layers(grouped, ("dw",))
+    trace = make(tmp_path, network, gate_sparsity=0.5, gate_group_size=8, steps=1,
+                 prune_layers=("fc",), weight_pattern="nm:2:4")
+    assert trace.manifest.layers[-1].weight is not None
+    assert trace.manifest.layers[-1].gate is None
+
+
+def test_example_topologies_are_the_builtin_networks() -> None:
+    """topologies/*.csv are scripts/make_topologies.py's output, and SCALE-Sim's reading of
+    them has the built-in networks' output sizes and MACs (plus the classifier)."""
+    from scripts.make_topologies import NETWORKS, render
+
+    for name, (builtin, classes) in NETWORKS.items():
+        assert (TOPOLOGIES / name).read_text() == render(builtin, classes), \
+            "run scripts/make_topologies.py"
+        topology = read_topology_csv(TOPOLOGIES / name)
+        net = builtin_network(builtin, batch=1)
+        assert [(t.h_out, t.cout) for t in topology.layers[:-1]] == [
+            (layer.h_out, layer.cout) for layer in net.layers]
+        assert topology.macs == net.macs + net.layers[-1].cout * classes
 
 
 def test_no_masks_gives_a_dense_trace(tmp_path: Path, net: Network) -> None:

@@ -153,7 +153,7 @@ def sparsify(module: nn.Module, gating: GatingConfig | None = None,
         setattr(names[parent_name] if parent_name else module, attribute, new)
     layer_names = [n for n, _ in branch_convs(module)]
     if gating is not None and gating.enabled:
-        check_patterns(gating.layers, layer_names, "gating")
+        check_patterns(gating.layers, layer_names, "gate")
         if not any(conv.gating is not None for _, conv in branch_convs(module)):
             raise ValueError("no layer is gated: no ungrouped conv has the role 'block' and "
                              "no gate layer pattern was given")
@@ -189,7 +189,7 @@ def build_encoder(model: str, width: float, in_channels: int, image_size: int,
         backbone = build_backbone(model, width, in_channels, gating)
         names = [n for n, _ in branch_convs(backbone)]
         if gating is not None:
-            check_patterns(gating.layers, names, "gating")
+            check_patterns(gating.layers, names, "gate")
         if pruning is not None:
             check_patterns(pruning.layers, names, "weight")
         return backbone, backbone.feature_dim

@@ -27,7 +27,6 @@ biased variance and ``norm_eps``; gradients flow through the normalisation (no d
 
 from __future__ import annotations
 
-import fnmatch
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from accelsim.layer_patterns import grouped_conv_problem, matches, unmatched_pattern
 from accelsim.trace.manifest import GATE_GRADIENTS  # how a trace records the estimator
 
 GATING_KINDS: tuple[str, ...] = ("none", "cdg", "scdg", "cgnet", "fbs")
@@ -150,7 +150,7 @@ class GatingConfig:
     def gates(self, name: str, role: str, groups: int = 1) -> bool:
         """Whether the conv ``name`` with ``role`` and ``groups`` is gated (:func:`selects`)."""
         return self.enabled and selects(self.layers, self.gated_roles, name, role, groups,
-                                        "gating")
+                                        "gate")
 
 
 class LayerPatternError(ValueError):
@@ -161,7 +161,7 @@ class LayerPatternError(ValueError):
         self.option = option
 
 
-PATTERN_OPTIONS = {"gating": "--gate-layers", "weight": "--prune-layers"}
+PATTERN_OPTIONS = {"gate": "--gate-layers", "weight": "--prune-layers"}
 
 
 def selects(patterns: Sequence[str], roles: Sequence[str], name: str, role: str, groups: int,
@@ -173,11 +173,9 @@ def selects(patterns: Sequence[str], roles: Sequence[str], name: str, role: str,
     convolutions). Without: the layers whose role is in ``roles``, grouped convs left dense.
     """
     if patterns:
-        chosen = any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+        chosen = matches(name, patterns)
         if chosen and groups != 1:
-            raise LayerPatternError(f"layer {name!r} is a grouped conv (groups={groups}): "
-                                    f"accelsim replays no {what} masks on grouped "
-                                    f"convolutions; leave it out of the layer patterns",
+            raise LayerPatternError(grouped_conv_problem(name, groups, what),
                                     PATTERN_OPTIONS[what])
         return chosen
     return role in roles and groups == 1
@@ -186,11 +184,9 @@ def selects(patterns: Sequence[str], roles: Sequence[str], name: str, role: str,
 def check_patterns(patterns: Sequence[str], names: Sequence[str], what: str) -> None:
     """A :class:`LayerPatternError` for the first of ``patterns`` (of ``what``: gating or
     weight masks) that matches none of ``names``."""
-    for pattern in patterns:
-        if not any(fnmatch.fnmatchcase(name, pattern) for name in names):
-            shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
-            raise LayerPatternError(f"pattern {pattern!r} matches no layer (layers: {shown})",
-                                    PATTERN_OPTIONS[what])
+    problem = unmatched_pattern(patterns, names)
+    if problem:
+        raise LayerPatternError(problem, PATTERN_OPTIONS[what])
 
 
 def _is_int(value: object) -> bool:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from accelsim.errors import InputError
 from accelsim.inputs import parse_yaml, read_text_file
+from accelsim.layer_patterns import parse_patterns
 from accelsim.schema import Problems, abbreviate, build_or_raise, param
 from accelsim.trace.manifest import GATE_GRADIENTS
 from accelsim.trace.writer import MIN_SAVING
@@ -152,12 +153,12 @@ class RunConfig:
 
         if self.algo == "fbs":
             return GatingConfig(kind="fbs", density=self.fbs_density,
-                                layers=layer_patterns(self.gate_layers))
+                                layers=parse_patterns(self.gate_layers))
         return GatingConfig(kind=self.algo, groups=self.gate_groups,
                             group_size=self.gate_group_size, overlap=self.overlap,
                             tau_init=self.tau_init, tau_target=self.tau_target,
                             reg_lambda=self.reg_lambda, gate_gradient=self.gate_gradient,
-                            layers=layer_patterns(self.gate_layers))
+                            layers=parse_patterns(self.gate_layers))
 
     @property
     def pruning(self) -> SyncCPConfig | None:
@@ -171,15 +172,10 @@ class RunConfig:
                             initial_sparsity=self.initial_sparsity, delta=self.delta,
                             score=self.score, threshold=self.threshold, t0=self.prune_start,
                             tf=end, update_every=self.update_every, regrow=self.regrow,
-                            layers=layer_patterns(self.prune_layers))
+                            layers=parse_patterns(self.prune_layers))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-def layer_patterns(text: str) -> tuple[str, ...]:
-    """``"layer*.conv2, fc"`` -> ``("layer*.conv2", "fc")`` (empty: none)."""
-    return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
 def applicable_keys(algo: str) -> set[str]:

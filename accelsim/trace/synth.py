@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from accelsim.errors import InputError
+from accelsim.layer_patterns import grouped_conv_problem, matches, unmatched_pattern
 from accelsim.network import MOMENTUM_SSL, OPTIMIZERS, SSL_METHODS, Layer, Network
 from accelsim.trace.manifest import (
     GATE_GRADIENTS,
@@ -140,8 +141,12 @@ class SynthConfig:
     weight_update_every: int = 0
     ssl: str = "simclr"
     optimizer: str = "sgd"
+    gate_layers: tuple[str, ...] = ()
+    prune_layers: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "gate_layers", tuple(self.gate_layers))
+        object.__setattr__(self, "prune_layers", tuple(self.prune_layers))
         _check_int(self.steps, "--steps", 1)
         _check_int(self.seed, "--seed", 0)
         _check_int(self.branches, "--branches", 1, 2)
@@ -260,21 +265,49 @@ def _has_roles(network: Network) -> bool:
     return any(layer.role != "other" for layer in network.layers)
 
 
-def gated_layers(network: Network) -> list[Layer]:
-    """Layers that get gate masks: role ``block`` when the network has roles (built-in nets),
-    else (a SCALE-Sim topology) every layer except the first."""
+def _is_fully_connected(layer: Layer) -> bool:
+    """A linear layer, or a topology row that is one (a 1x1 filter on a 1x1 input map)."""
+    return layer.kind == "linear" or (layer.h_in == layer.w_in == layer.kh == layer.kw == 1)
+
+
+def _by_patterns(network: Network, patterns: tuple[str, ...], what: str,
+                 option: str) -> list[Layer]:
+    names = [layer.name for layer in network.layers]
+    problem = unmatched_pattern(patterns, names)
+    if problem:
+        raise InputError(problem, field=option)
+    chosen = [layer for layer in network.layers if matches(layer.name, patterns)]
+    for layer in chosen:
+        if layer.groups != 1:
+            raise InputError(grouped_conv_problem(layer.name, layer.groups, what), field=option)
+    return chosen
+
+
+def gated_layers(network: Network, patterns: tuple[str, ...] = ()) -> list[Layer]:
+    """Layers that get gate masks: those whose names match ``patterns`` (globs); without
+    patterns role ``block`` when the network has roles (built-in nets), else (a SCALE-Sim
+    topology) every layer except the first and the fully connected ones (a 1x1 filter on a 1x1
+    input map: the classifier). Never a grouped conv."""
+    if patterns:
+        return _by_patterns(network, patterns, "gate", "--gate-layers")
     if _has_roles(network):
-        return [layer for layer in network.layers if layer.role == "block"]
-    return list(network.layers[1:])
+        return [layer for layer in network.layers if layer.role == "block"
+                and layer.groups == 1]
+    return [layer for layer in network.layers[1:]
+            if not _is_fully_connected(layer) and layer.groups == 1]
 
 
-def pruned_layers(network: Network) -> list[Layer]:
-    """Layers that get weight masks: every conv except role ``stem`` when the network has roles
-    (so not the linear head), else every layer except the first."""
+def pruned_layers(network: Network, patterns: tuple[str, ...] = ()) -> list[Layer]:
+    """Layers that get weight masks: those whose names match ``patterns``; without patterns
+    every conv except role ``stem`` when the network has roles (so not the linear head), else
+    every layer except the first and the fully connected ones. Never a grouped conv."""
+    if patterns:
+        return _by_patterns(network, patterns, "weight", "--prune-layers")
     if _has_roles(network):
         return [layer for layer in network.layers
-                if layer.kind == "conv" and layer.role != "stem"]
-    return list(network.layers[1:])
+                if layer.kind == "conv" and layer.role != "stem" and layer.groups == 1]
+    return [layer for layer in network.layers[1:]
+            if not _is_fully_connected(layer) and layer.groups == 1]
 
 
 def base_chunks(gate_groups: int, overlap: float, branches: int) -> list[list[int]]:
@@ -322,15 +355,27 @@ def trace_layers(network: Network, config: SynthConfig) -> list[TraceLayer]:
 
     Raises InputError naming the first layer whose channels do not fit the structure.
     """
-    gated = {layer.name for layer in gated_layers(network)} if config.has_gates else set()
-    pruned = {layer.name for layer in pruned_layers(network)} if config.has_weights else set()
+    for given, option, needs in ((config.gate_layers, "--gate-layers", config.has_gates),
+                                 (config.prune_layers, "--prune-layers", config.has_weights)):
+        if given and not needs:
+            raise InputError("applies to " + ("gate" if option == "--gate-layers" else "weight")
+                             + " masks only: give " + ("--gate-sparsity" if option ==
+                                                        "--gate-layers" else
+                                                        "--weight-sparsity or an N:M pattern"),
+                             field=option)
+    gated = {layer.name for layer in gated_layers(network, config.gate_layers)} \
+        if config.has_gates else set()
+    pruned = {layer.name for layer in pruned_layers(network, config.prune_layers)} \
+        if config.has_weights else set()
     if config.has_gates and not gated:
         raise InputError(f"network {network.name!r} has no gated layer (built-in nets gate "
-                         f"role 'block' convs, topologies every layer but the first)",
+                         f"role 'block' convs, topologies every layer but the first and the "
+                         f"fully connected ones; --gate-layers chooses by name)",
                          field="--gate-sparsity")
     if config.has_weights and not pruned:
         raise InputError(f"network {network.name!r} has no prunable layer (built-in nets prune "
-                         f"every conv but the stem, topologies every layer but the first)",
+                         f"every conv but the stem, topologies every layer but the first and "
+                         f"the fully connected ones; --prune-layers chooses by name)",
                          field="--weight-sparsity" if config.weight_sparsity is not None
                          else "--weight-pattern")
     pattern = config.pattern

@@ -252,3 +252,43 @@ def test_record_samples_keeps_the_first_images_and_says_the_size(tmp_path: Path)
     too_many = _record(tmp_path / "x", "resnet20", "--record-samples", "9")
     assert too_many.exit_code == 2 and "--record-samples: 9 is more than the batch of 8" in \
         too_many.output
+
+
+def test_your_own_training_loop_records_through_the_api(tmp_path: Path) -> None:
+    """docs/workloads.md's recipe for a loop of one's own: sparsify, SyncCP, trace_layers,
+    TraceRecorder; the trace replays."""
+    from workloads.encoders import load_factory
+    from workloads.gating import set_branch
+    from workloads.pruning import SyncCP
+    from workloads.record import TraceRecorder, trace_layers
+
+    torch.manual_seed(0)
+    model = load_factory(_write(tmp_path, "net.py", RESIDUAL_MODEL))(in_channels=3)
+    gating = GatingConfig(kind="scdg", groups=2, group_size=4)
+    pruning = SyncCPConfig(pattern="nm:2:4", delta=0.0, layers=("stage2.*", "fc"))
+    encoder = sparsify(model, gating, pruning)
+    pruner = SyncCP({1: encoder, 2: encoder}, pruning)
+    layers = trace_layers(encoder, batch=4, image_size=16, gating=gating, pruning=pruning)
+    recorder = TraceRecorder(tmp_path / "trace", layers, {"model": "net.py:build"})
+    optimizer = torch.optim.SGD(encoder.parameters(), lr=0.01)
+    for step in range(2):
+        pruner.step(step)
+        x1, x2 = torch.randn(4, 3, 16, 16), torch.randn(4, 3, 16, 16)
+        set_branch(encoder, 1)
+        z1 = encoder(x1)
+        set_branch(encoder, 2)
+        z2 = encoder(x2)
+        loss = -torch.nn.functional.cosine_similarity(z1, z2).mean()
+        recorder.record(step, {1: encoder, 2: encoder}, pruner.masks(),
+                        {"loss": float(loss.detach())})
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    recorder.close()
+    reader = TraceReader(tmp_path / "trace")
+    reader.verify()
+    fc = next(item for item in reader.layers if item.name == "fc")
+    assert fc.weight is not None and fc.layer.kind == "linear"  # a pruned linear layer
+    assert reader.weight(0, "fc", 1).mean() == 0.5
+    summary = _simulate(tmp_path / "trace", tmp_path / "sim")
+    assert summary["total"]["flops_reduction"] > 1

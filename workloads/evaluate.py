@@ -172,10 +172,13 @@ def fine_tune(
     pruned) and computes branch 1. The labelled images are a seeded random subset; each epoch
     visits them in a seeded order, horizontally flipped with probability 1/2 and normalised
     with the dataset's mean / std. The classifier starts as torch initialises a linear layer
-    (from the seeded generator), its bias at zero; encoder and classifier are
-    trained together with Adam (``lr``) on the cross-entropy, with BN in training mode; the
-    test images are classified in eval mode. The encoder itself is not changed.
-    Deterministic for a given seed on the CPU.
+    (from the seeded generator), its bias at zero; encoder and classifier are trained together
+    with Adam (``lr``) on the cross-entropy. BN's running statistics are first re-estimated on
+    the labelled images through branch 1 (SSL training averages them over both branches, whose
+    weight masks may differ), then kept (eval mode) while BN's scale and shift train with the
+    rest: letting the steps move them made the accuracy of one encoder swing by tens of points
+    between fine-tuning seeds (0.35 and 0.72, a 100-step ResNet-20 with SGD). The encoder
+    itself is not changed. Deterministic for a given seed on the CPU.
     """
     if not 0.0 < fraction <= 1.0 or epochs < 1 or lr <= 0:
         raise InputError(f"fine-tuning needs 0 < fraction <= 1, epochs >= 1 and lr > 0, got "
@@ -193,8 +196,9 @@ def fine_tune(
     head = head.to(device)
     count = min(len(train), max(classes, round(fraction * len(train))))
     labelled = train.subset(torch.randperm(len(train), generator=generator)[:count])
+    _recalibrate_batchnorm(model, labelled, batch_size, device)
     optimizer = torch.optim.Adam([*model.parameters(), *head.parameters()], lr=lr)
-    model.train()
+    model.eval()  # BN's statistics stay; every parameter trains
     for _ in range(epochs):
         for images, labels in labelled.batches(min(batch_size, count), generator=generator,
                                                drop_last=False):
@@ -205,10 +209,29 @@ def fine_tune(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-    model.eval()
     correct = 0
     with torch.no_grad():
         for images, labels in test.batches(256, generator=None, drop_last=False):
             x = normalize(images.to(device), test.mean, test.std)
             correct += int((head(model(x).flatten(1)).argmax(1).cpu() == labels).sum())
     return correct / len(test), count
+
+
+@torch.no_grad()
+def _recalibrate_batchnorm(model: nn.Module, dataset: ImageDataset, batch_size: int,
+                           device: str | torch.device) -> None:
+    """Re-estimate every BN's running statistics as the average over ``dataset`` of the
+    encoder as it is (branch 1's masks): SSL training averages them over both branches,
+    whose weight masks may differ."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average
+    model.train()
+    for images, _ in dataset.batches(batch_size, generator=None, drop_last=False):
+        model(normalize(images.to(device), dataset.mean, dataset.std))
+    for m, momentum in zip(norms, saved, strict=True):
+        m.momentum = momentum

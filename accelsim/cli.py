@@ -348,10 +348,10 @@ def record(recipe: Path | None, out_dir: Path, quiet: bool, **options: object) -
     Example: accelsim record --algo cdg --model resnet20 --ssl simclr --data fashion-mnist
     --steps 200 --out runs/cdg
     """
-    from workloads.run_config import run_config  # checked before torch is loaded
+    from workloads.run_config import run_config  # the recipe's schema needs no torch
 
-    config = run_config(recipe, {k: v for k, v in options.items() if v is not None})
-    try:
+    try:  # the gating and pruning settings are checked by their torch-side configs
+        config = run_config(recipe, {k: v for k, v in options.items() if v is not None})
         from workloads.train import summary_line, train
     except ImportError as error:
         raise InputError(f"recording needs PyTorch ({error.name} is missing): install "

@@ -286,7 +286,7 @@ RESNETS: dict[str, ResNetSpec] = {
                                     imagenet_stem=True, default_image_size=224),
 }
 # A CIFAR-style network from this image size on is almost surely a mistake (ResNet-18 at 224
-# pixels without the ImageNet stem runs about 12x the MACs of ImageNet ResNet-18).
+# pixels without the ImageNet stem runs about 15x the MACs of ImageNet ResNet-18).
 CIFAR_STEM_MAX_IMAGE = 96
 
 

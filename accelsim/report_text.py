@@ -94,7 +94,9 @@ def workload_sentence(producer: Mapping[str, Any], replayed_steps: int) -> str:
     ssl = SSL_NAMES.get(str(merged.get("ssl")), str(merged.get("ssl", "?")))
     samples = merged.get("record_samples")
     replayed = (f"; the trace holds the masks of the first {samples} images of each batch, so "
-                f"a replayed step is a step of {samples} images") if samples else ""
+                f"a replayed step is a step of {samples} images, which pays the optimizer step "
+                f"and the weight fetches once per {samples} images instead of once per batch "
+                f"(whole-step figures overstate them)") if samples else ""
     return (f"{model} trained with {ssl} on {data} for {merged.get('steps', '?')} steps of "
             f"{merged.get('batch_size', '?')} images per branch, optimizer "
             f"{merged.get('optimizer', '?')}; {replayed_steps} recorded step(s) replayed per "
@@ -152,6 +154,21 @@ def accuracy_delta(table: pd.DataFrame, key: str) -> pd.Series:
     return (table[key] - baseline) * 100.0
 
 
+ACCURACY_NAMES = {"knn_accuracy": "k-NN", "linear_accuracy": "linear-probe",
+                  "finetune_accuracy": "fine-tuned"}
+
+
+def _seed_spreads(rows: pd.DataFrame, key: str) -> tuple[dict[str, float], pd.Series]:
+    """Per scheme label, the spread (max - min, percentage points) of ``key`` over the runs
+    trained with several seeds, and how many seeds each scheme has."""
+    # One accuracy per trained run: the same scheme, settings and workload, told apart by seed.
+    seeds = rows.groupby(["workload", "label", "settings", "seed"])[key].first()
+    counts = seeds.groupby(level=[0, 1, 2]).size()
+    spreads = {group[1]: 100 * float(seeds[group].max() - seeds[group].min())
+               for group in counts.index if counts[group] > 1}
+    return spreads, counts.droplevel([0, 2])
+
+
 def accuracy_caveat(table: pd.DataFrame) -> str:
     """What the accuracy differences can and cannot show: seeds, steps, the seed-to-seed
     spread where a scheme was trained with several seeds, test-set noise."""
@@ -159,14 +176,8 @@ def accuracy_caveat(table: pd.DataFrame) -> str:
                 and table[k].notna().any()), None)
     if key is None:
         return ""
-    name = "k-NN" if key == "knn_accuracy" else "linear-probe"
     rows = table.dropna(subset=[key]).fillna({"seed": -1})
-    # One accuracy per trained run: the same scheme, settings and workload, told apart by seed.
-    seeds = rows.groupby(["workload", "label", "settings", "seed"])[key].first()
-    counts = seeds.groupby(level=[0, 1, 2]).size()
-    spreads = {group[1]: 100 * float(seeds[group].max() - seeds[group].min())
-               for group in counts.index if counts[group] > 1}
-    counts = counts.droplevel([0, 2])
+    spreads, counts = _seed_spreads(rows, key)
     tests = rows["eval_test_samples"].dropna() if "eval_test_samples" in rows.columns \
         else pd.Series(dtype=float)
     noise = ""
@@ -186,13 +197,21 @@ def accuracy_caveat(table: pd.DataFrame) -> str:
             f"Accuracy is shown as measured{trained}: no dense run of the same workload to "
             f"compare with.")
     if spreads:
-        measured = ", ".join(f"{label} {spread:.1f} pp over {counts[label]} seeds"
-                             for label, spread in spreads.items())
+        measured = []
+        for other, name in ACCURACY_NAMES.items():
+            if other not in table.columns or not table[other].notna().any():
+                continue
+            found, seen = _seed_spreads(table.dropna(subset=[other]).fillna({"seed": -1}),
+                                        other)
+            if found:
+                measured.append(f"{name} " + ", ".join(
+                    f"{label} {spread:.1f} pp over {seen[label]} seeds"
+                    for label, spread in found.items()))
         single = (" The other schemes have one seed each, so a difference within about that "
                   "spread is not evidence of an accuracy cost."
                   if (counts == 1).any() else "")
-        return f"{head} Measured seed-to-seed spread of {name} accuracy: {measured}.{single}" \
-            + noise
+        return (f"{head} Measured seed-to-seed spread of accuracy: {'; '.join(measured)}."
+                f"{single}" + noise)
     return (f"{head} One seed per scheme: the seed-to-seed spread is not measured, so "
             f"differences of a few points are not evidence.{noise} Train more seeds "
             f"(`--seed`) before reading an accuracy cost from them.")

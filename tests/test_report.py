@@ -228,13 +228,16 @@ def test_a_hardware_that_exploits_nothing_says_so(traces: dict[str, Path],
 
 def test_accuracy_is_shown_as_the_change_vs_dense(runs: dict[str, Path],
                                                   tmp_path: Path) -> None:
-    def with_accuracy(name: str, knn: float, seed: int = 0, copy_name: str = "") -> Path:
+    def with_accuracy(name: str, knn: float, seed: int = 0, copy_name: str = "",
+                      finetune: float | None = None) -> Path:
         copy = tmp_path / "with-accuracy" / (copy_name or name)
         copy.mkdir(parents=True)
         for file in ("results.csv", "run.json"):
             (copy / file).write_bytes((runs[name] / file).read_bytes())
         summary = json.loads((runs[name] / "summary.json").read_text())
         summary["accuracy"] = {"knn_accuracy": knn, "steps": 100, "eval_test_samples": 2000}
+        if finetune is not None:
+            summary["accuracy"]["finetune_accuracy"] = finetune
         summary["producer"]["seed"] = seed
         (copy / "summary.json").write_text(json.dumps(summary))
         return copy
@@ -243,7 +246,7 @@ def test_accuracy_is_shown_as_the_change_vs_dense(runs: dict[str, Path],
     synthesize(resnet20(**SMALL), dense, SynthConfig(steps=1))
     replay_to_dir(dense, load_hardware(FP8), tmp_path / "dense")
     runs = {**runs, "dense": tmp_path / "dense"}
-    dirs = [with_accuracy("dense", 0.70), with_accuracy("cdg", 0.66),
+    dirs = [with_accuracy("dense", 0.70, finetune=0.80), with_accuracy("cdg", 0.66),
             with_accuracy("synccp_nm", 0.705)]
     table = scheme_table([read_output(d) for d in dirs])
     assert list(table["label"]) == ["dense", "CDG", "SyncCP 2:4"]  # dense, gates, weights
@@ -254,13 +257,15 @@ def test_accuracy_is_shown_as_the_change_vs_dense(runs: dict[str, Path],
     assert "| 66.0 (-4.0) |" in page and "after 100 training steps. One seed per scheme" in page
     assert "by up to ±2.9 pp (95 %; less, as both models are scored on the same images)" in page
     # A second dense seed: the baseline is the mean, and the caveat quotes the measured spread.
-    dirs.append(with_accuracy("dense", 0.68, seed=1, copy_name="dense-seed1"))
+    dirs.append(with_accuracy("dense", 0.68, seed=1, copy_name="dense-seed1", finetune=0.75))
     table = scheme_table([read_output(d) for d in dirs])
     assert list(table["scheme"][:2]) == ["dense (dense)", "dense (dense-seed1)"]
     assert table.set_index("label").loc["CDG", "knn_delta"] == pytest.approx(-3.0)
     build_report(dirs, tmp_path / "report2")
     page = (tmp_path / "report2" / "report.md").read_text()
-    assert "Measured seed-to-seed spread of k-NN accuracy: dense 2.0 pp over 2 seeds." in page
+    assert ("Measured seed-to-seed spread of accuracy: k-NN dense 2.0 pp over 2 seeds; "
+            "fine-tuned dense 5.0 pp over 2 seeds.") in page
+    assert "fine-tuned accuracy, % (vs dense, pp)" in page
     assert "The other schemes have one seed each" in page
 
 

@@ -602,6 +602,21 @@ def test_newer_minor_version_with_new_fields_is_read(
         TraceWriter.resume(path)
 
 
+def test_a_recording_of_format_1_3_resumes(
+        trace: tuple[Path, dict[int, tuple[Masks, Masks]]]) -> None:
+    """1.4 added only a post-op value: a 1.3 run (a long paper recording, say) still appends,
+    and its manifest keeps saying 1.3."""
+    path, expected = trace
+    edit_json(path / "manifest.json", lambda d: d.update(version="1.3"))
+    writer = TraceWriter.resume(path)
+    gates, weights = expected[7]
+    writer.write_step(9, gates, weights)
+    writer.close()
+    reader = open_trace(path)
+    assert reader.manifest.version == "1.3" and reader.steps == [0, 3, 7, 9]
+    reader.verify()
+
+
 def test_unknown_field_in_current_version_is_an_error(
         trace: tuple[Path, dict[int, tuple[Masks, Masks]]]) -> None:
     path, _ = trace

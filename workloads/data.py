@@ -211,10 +211,11 @@ def load_dataset(spec: str, split: str = "train", *, image_size: int = 64) -> Im
         return load_idx_dataset(Path(path), split, name=name)
     if name in ("cifar10", "cifar100"):
         if path is None:
-            files = "data_batch_1..5 and test_batch" if name == "cifar10" else "train and test"
+            files = ("data_batch_1..5.bin and test_batch.bin" if name == "cifar10"
+                     else "train.bin and test.bin")
             raise InputError(
-                f"no default location; download the CIFAR 'python version', extract it and give "
-                f"{name}:PATH, the directory with {files}",
+                f"no default location; download the CIFAR binary (or python) version, extract "
+                f"it and give {name}:PATH, the directory with {files} (or the python files)",
                 path=name,
             )
         return load_cifar(Path(path), split, name=name)

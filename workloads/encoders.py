@@ -34,11 +34,13 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from accelsim.network import builtin_network
 from workloads.gating import (
+    GATE_SHAPE_OPTIONS,
     BranchConv2d,
     BranchLinear,
     GatingConfig,
-    LayerPatternError,
+    LayerOptionError,
     branch_convs,
     check_patterns,
 )
@@ -101,6 +103,13 @@ def _square(name: str, value: object, what: str) -> int:
     return int(values[0])
 
 
+def _plain(name: str, module: nn.Module, base: type[nn.Module]) -> None:
+    """A subclass that computes differently (its own forward) cannot be swapped for ours."""
+    if type(module) is not base and type(module).forward is not base.forward:
+        raise ValueError(f"layer {name!r} is a {type(module).__name__}, a {base.__name__} with "
+                         f"its own forward: accelsim records plain {base.__name__} layers only")
+
+
 def _branch_conv(name: str, conv: nn.Conv2d, role: str, gating: GatingConfig | None
                  ) -> BranchConv2d:
     if conv.padding_mode != "zeros":
@@ -115,8 +124,8 @@ def _branch_conv(name: str, conv: nn.Conv2d, role: str, gating: GatingConfig | N
                               _square(name, conv.padding, "padding"), groups=conv.groups,
                               bias=conv.bias is not None, role=role,
                               gating=gating if gated else None)
-    except ValueError as error:
-        raise ValueError(f"layer {name!r}: {error}") from None
+    except ValueError as error:  # the gating's groups do not fit the layer
+        raise LayerOptionError(f"layer {name!r}: {error}", GATE_SHAPE_OPTIONS) from None
     with torch.no_grad():
         branch.weight.copy_(conv.weight)
         if conv.bias is not None:
@@ -124,12 +133,65 @@ def _branch_conv(name: str, conv: nn.Conv2d, role: str, gating: GatingConfig | N
     return branch.to(conv.weight.device, conv.weight.dtype)
 
 
+def execution_order(module: nn.Module, in_channels: int, image_size: int
+                    ) -> dict[str, tuple[int, ...]]:
+    """``{qualified name: output shape}`` of the ``nn.Conv2d`` / ``nn.Linear`` layers of
+    ``module`` in the order a forward pass of (2, in_channels, image_size, image_size) images
+    runs them (``meta`` device: shapes only)."""
+    order: dict[str, tuple[int, ...]] = {}
+
+    def hook(name: str) -> Callable[..., None]:
+        def record(_: nn.Module, __: object, output: torch.Tensor) -> None:
+            order.setdefault(name, tuple(output.shape))
+
+        return record
+
+    handles = [m.register_forward_hook(hook(n))
+               for n, m in module.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    try:
+        _meta_forward(module, in_channels, image_size)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return order
+
+
+def _check_shared(module: nn.Module) -> None:
+    """One module object under two names would be recorded once and run twice."""
+    seen: dict[int, str] = {}
+    for name, child in module.named_modules(remove_duplicate=False):
+        if isinstance(child, (nn.Conv2d, nn.Linear)):
+            if id(child) in seen:
+                raise ValueError(f"layer {seen[id(child)]!r} is also layer {name!r}: a recorded "
+                                 "layer must run once per forward (give each use its own "
+                                 "module)")
+            seen[id(child)] = name
+
+
+def check_gate_maps(module: nn.Module, maps: dict[str, tuple[int, int]]) -> None:
+    """A :class:`LayerOptionError` for a gate with a base path on a layer whose output map
+    (``maps[name]``: height, width) is one pixel: its saliency is standardised over the map,
+    so the gate would be constant (an SE block's 1x1 convs, ResNet's last stage on small
+    images)."""
+    for name, conv in branch_convs(module):
+        if conv.gating is not None and conv.gating.kind != "fbs" and \
+                maps.get(name, (2, 2)) == (1, 1):
+            raise LayerOptionError(f"layer {name!r} has a 1x1 output map: its gate standardises "
+                                   f"the base output over the map and would be constant; leave "
+                                   f"it out (--gate-layers) or use larger images",
+                                   "--gate-layers")
+
+
 def sparsify(module: nn.Module, gating: GatingConfig | None = None,
-             pruning: SyncCPConfig | None = None) -> nn.Module:
+             pruning: SyncCPConfig | None = None, stem: str | None = None) -> nn.Module:
     """``module`` with every ``nn.Conv2d`` / ``nn.Linear`` replaced, in place, by a
     BranchConv2d / BranchLinear of the same weights; the layers ``gating`` selects are gated.
-    Layers already BranchConv2d stay as they are. A ValueError names the layer or the pattern
-    that cannot be honoured (a pattern that matches nothing included). Returns ``module``."""
+    ``stem``: the name of the input conv (default: the first conv in module order;
+    :func:`build_encoder` passes the first one a forward pass runs). Layers already
+    BranchConv2d stay as they are. A ValueError names the layer or the pattern that cannot be
+    honoured (a pattern that matches nothing included; :class:`LayerOptionError` names the
+    setting). Returns ``module``."""
+    _check_shared(module)
     names = dict(module.named_modules())
     targets = [(n, m) for n, m in names.items()
                if isinstance(m, (nn.Conv2d, nn.Linear)) and not isinstance(m, BranchConv2d)]
@@ -138,12 +200,13 @@ def sparsify(module: nn.Module, gating: GatingConfig | None = None,
     if isinstance(module, (nn.Conv2d, nn.Linear)):
         raise ValueError("the model is a single layer: wrap it in a module")
     convs = [n for n, m in names.items() if isinstance(m, nn.Conv2d)]
-    first = convs[0] if convs else None
+    first = stem if stem is not None else convs[0] if convs else None
     for name, layer in targets:
+        _plain(name, layer, nn.Linear if isinstance(layer, nn.Linear) else nn.Conv2d)
         role = _role(name, first, layer)
         if isinstance(layer, nn.Linear):
             if gating is not None and gating.gates(name, role):
-                raise LayerPatternError(f"layer {name!r} is a linear layer: gating needs a "
+                raise LayerOptionError(f"layer {name!r} is a linear layer: gating needs a "
                                         "conv's output map; leave it out of the patterns",
                                         "--gate-layers")
             new: nn.Module = BranchLinear.from_linear(layer, role)
@@ -155,8 +218,8 @@ def sparsify(module: nn.Module, gating: GatingConfig | None = None,
     if gating is not None and gating.enabled:
         check_patterns(gating.layers, layer_names, "gate")
         if not any(conv.gating is not None for _, conv in branch_convs(module)):
-            raise ValueError("no layer is gated: no ungrouped conv has the role 'block' and "
-                             "no gate layer pattern was given")
+            raise LayerOptionError("no layer is gated: no ungrouped conv has the role 'block' "
+                                   "and no gate layer pattern was given", "--gate-layers")
     if pruning is not None:
         check_patterns(pruning.layers, layer_names, "weight")
         for name, conv in branch_convs(module):
@@ -164,15 +227,20 @@ def sparsify(module: nn.Module, gating: GatingConfig | None = None,
     return module
 
 
-def feature_dim(module: nn.Module, in_channels: int, image_size: int) -> int:
-    """Features per image the module returns for (1, in_channels, image_size, image_size)
-    inputs, from a forward pass on the ``meta`` device (shapes only)."""
+def _meta_forward(module: nn.Module, in_channels: int, image_size: int) -> object:
     tensors = {name: torch.empty_like(t, device="meta")
-               for name, t in (*module.named_parameters(), *module.named_buffers())}
+               for name, t in (*module.named_parameters(remove_duplicate=False),
+                               *module.named_buffers(remove_duplicate=False))}
     with torch.no_grad():
-        out = functional_call(module, tensors,
-                              (torch.empty(2, in_channels, image_size, image_size,
-                                           device="meta"),))
+        return functional_call(module, tensors,
+                               (torch.empty(2, in_channels, image_size, image_size,
+                                            device="meta"),))
+
+
+def feature_dim(module: nn.Module, in_channels: int, image_size: int) -> int:
+    """Features per image the module returns for (2, in_channels, image_size, image_size)
+    inputs, from a forward pass on the ``meta`` device (shapes only)."""
+    out = _meta_forward(module, in_channels, image_size)
     if not isinstance(out, torch.Tensor) or out.dim() != 2:
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise ValueError(f"the model must return features of shape (N, D), got {shape}")
@@ -187,6 +255,10 @@ def build_encoder(model: str, width: float, in_channels: int, image_size: int,
     :func:`sparsify`. A ValueError says what is wrong."""
     if model in RESNETS:
         backbone = build_backbone(model, width, in_channels, gating)
+        check_gate_maps(backbone, {layer.name: (layer.h_out, layer.w_out) for layer in
+                                   builtin_network(model, batch=1, width=width,
+                                                   in_channels=in_channels,
+                                                   image_size=image_size).layers})
         names = [n for n, _ in branch_convs(backbone)]
         if gating is not None:
             check_patterns(gating.layers, names, "gate")
@@ -204,13 +276,19 @@ def build_encoder(model: str, width: float, in_channels: int, image_size: int,
                          f"{type(error).__name__}: {error}") from None
     if not isinstance(encoder, nn.Module):
         raise ValueError(f"{model} returned a {type(encoder).__name__}, not an nn.Module")
-    sparsify(encoder, gating, pruning)
     try:
+        _check_shared(encoder)
+        order = execution_order(encoder, in_channels, image_size)
+        convs = [name for name in order
+                 if isinstance(encoder.get_submodule(name), nn.Conv2d)]
+        sparsify(encoder, gating, pruning, stem=convs[0] if convs else None)
+        check_gate_maps(encoder, {name: tuple(shape[2:4]) for name, shape in order.items()
+                                  if len(shape) == 4})
         dim = feature_dim(encoder, in_channels, image_size)
     except ValueError:
         raise
     except Exception as error:
-        raise ValueError(f"{model}: a forward pass of {image_size}x{image_size} images failed: "
-                         f"{type(error).__name__}: {' '.join(str(error).split())[:200]}"
-                         ) from None
+        raise ValueError(f"{model}: a forward pass of {in_channels}-channel {image_size}x"
+                         f"{image_size} images failed: {type(error).__name__}: "
+                         f"{' '.join(str(error).split())[:200]}") from None
     return encoder, dim

@@ -166,7 +166,7 @@ def fine_tune(
     device: str | torch.device = "cpu",
 ) -> tuple[float, int]:
     """``(test accuracy, labelled images)`` of a copy of ``encoder`` fine-tuned with a linear
-    classifier on a labelled ``fraction`` of ``train`` (at least one image per class).
+    classifier on a labelled ``fraction`` of ``train`` (at least as many images as classes).
 
     The copy keeps the encoder's sparsity as it is (its gates run, pruned weights stay
     pruned) and computes branch 1. The labelled images are a seeded random subset; each epoch
@@ -178,7 +178,8 @@ def fine_tune(
     weight masks may differ), then kept (eval mode) while BN's scale and shift train with the
     rest: letting the steps move them made the accuracy of one encoder swing by tens of points
     between fine-tuning seeds (0.35 and 0.72, a 100-step ResNet-20 with SGD). The encoder
-    itself is not changed. Deterministic for a given seed on the CPU.
+    itself is not changed; dropout layers, if any, are off (eval mode). Deterministic for a given
+    seed on the CPU.
     """
     if not 0.0 < fraction <= 1.0 or epochs < 1 or lr <= 0:
         raise InputError(f"fine-tuning needs 0 < fraction <= 1, epochs >= 1 and lr > 0, got "
@@ -231,7 +232,8 @@ def _recalibrate_batchnorm(model: nn.Module, dataset: ImageDataset, batch_size: 
         m.reset_running_stats()
         m.momentum = None  # a cumulative average
     model.train()
-    for images, _ in dataset.batches(batch_size, generator=None, drop_last=False):
+    size = min(batch_size, len(dataset))  # whole batches: never a batch of one image
+    for images, _ in dataset.batches(size, generator=None, drop_last=True):
         model(normalize(images.to(device), dataset.mean, dataset.std))
     for m, momentum in zip(norms, saved, strict=True):
         m.momentum = momentum

@@ -101,7 +101,7 @@ class GatingConfig:
             object.__setattr__(self, "groups", 1 if self.kind == "fbs" else 4)
         if self.kind == "fbs":
             if self.groups != 1 or self.group_size not in (None, 1) or self.overlap not in (
-                    None, 0.0) or self.gate_gradient != "straight_through":
+                    None, 0.0) or self.gate_gradient not in ("straight_through", "masked"):
                 raise ValueError("fbs gating has no gating groups, channel groups, base-path "
                                  "overlap or gate gradient setting (it records a masked "
                                  "gradient: suppressed channels get none)")
@@ -153,8 +153,9 @@ class GatingConfig:
                                         "gate")
 
 
-class LayerPatternError(ValueError):
-    """A layer pattern that cannot be honoured; ``option`` names the setting that gave it."""
+class LayerOptionError(ValueError):
+    """A layer, or a layer pattern, that a setting cannot be applied to; ``option`` names the
+    setting (``--gate-layers``, ``--gate-groups/--gate-group-size``, ...)."""
 
     def __init__(self, message: str, option: str) -> None:
         super().__init__(message)
@@ -162,6 +163,7 @@ class LayerPatternError(ValueError):
 
 
 PATTERN_OPTIONS = {"gate": "--gate-layers", "weight": "--prune-layers"}
+GATE_SHAPE_OPTIONS = "--gate-groups/--gate-group-size"  # what a gate that does not fit names
 
 
 def selects(patterns: Sequence[str], roles: Sequence[str], name: str, role: str, groups: int,
@@ -175,18 +177,18 @@ def selects(patterns: Sequence[str], roles: Sequence[str], name: str, role: str,
     if patterns:
         chosen = matches(name, patterns)
         if chosen and groups != 1:
-            raise LayerPatternError(grouped_conv_problem(name, groups, what),
+            raise LayerOptionError(grouped_conv_problem(name, groups, what),
                                     PATTERN_OPTIONS[what])
         return chosen
     return role in roles and groups == 1
 
 
 def check_patterns(patterns: Sequence[str], names: Sequence[str], what: str) -> None:
-    """A :class:`LayerPatternError` for the first of ``patterns`` (of ``what``: gating or
+    """A :class:`LayerOptionError` for the first of ``patterns`` (of ``what``: gating or
     weight masks) that matches none of ``names``."""
     problem = unmatched_pattern(patterns, names)
     if problem:
-        raise LayerPatternError(problem, PATTERN_OPTIONS[what])
+        raise LayerOptionError(problem, PATTERN_OPTIONS[what])
 
 
 def _is_int(value: object) -> bool:

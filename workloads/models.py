@@ -38,7 +38,14 @@ from accelsim.network import (
     conv_output_size,
     linear,
 )
-from workloads.gating import BranchConv2d, BranchLinear, GatingConfig, branch_convs
+from workloads.gating import (
+    GATE_SHAPE_OPTIONS,
+    BranchConv2d,
+    BranchLinear,
+    GatingConfig,
+    LayerOptionError,
+    branch_convs,
+)
 
 BACKBONES: tuple[str, ...] = tuple(RESNETS)
 
@@ -63,8 +70,8 @@ def _conv(
             role=role,
             gating=gating if gating is not None and gating.gates(name, role) else None,
         )
-    except ValueError as error:
-        raise ValueError(f"layer {name!r}: {error}") from None
+    except ValueError as error:  # the gating's groups do not fit the layer
+        raise LayerOptionError(f"layer {name!r}: {error}", GATE_SHAPE_OPTIONS) from None
 
 
 class ResidualBlock(nn.Module):
@@ -188,13 +195,15 @@ def _pair(value: int | tuple[int, ...], what: str, name: str) -> int:
     return int(value[0])
 
 
-def layer_geometry(backbone: nn.Module, batch: int, image_size: int) -> list[Layer]:
+def layer_geometry(backbone: nn.Module, batch: int, image_size: int,
+                   in_channels: int | None = None) -> list[Layer]:
     """One :class:`accelsim.network.Layer` per :class:`BranchConv2d` (and
     :class:`BranchLinear`), in execution order.
 
     The sizes come from a forward pass of ``batch`` images of ``image_size`` x ``image_size`` on
     the ``meta`` device (shapes only, no compute, parameters and buffers untouched, no gate
-    recorded), with a hook on every layer. Each layer's ``post_ops`` (BN, ReLU, residual add,
+    recorded) of ``in_channels``-channel images (default: the first conv's inputs), with a
+    hook on every layer. Each layer's ``post_ops`` (BN, ReLU, residual add,
     pooling on its output) are read from the module's graph
     (:func:`workloads.post_ops.derive_post_ops`; all empty, with a warning on stderr, for a
     module torch.fx cannot trace). A layer run twice in one forward is a ValueError.
@@ -206,8 +215,9 @@ def layer_geometry(backbone: nn.Module, batch: int, image_size: int) -> list[Lay
     convs = branch_convs(backbone)
     if not convs:
         raise ValueError("the module has no BranchConv2d")
-    first = next((c for _, c in convs if not isinstance(c, BranchLinear)), convs[0][1])
-    in_channels = first.in_channels
+    if in_channels is None:
+        first = next((c for _, c in convs if not isinstance(c, BranchLinear)), convs[0][1])
+        in_channels = first.in_channels
     seen: list[tuple[str, BranchConv2d, tuple[int, ...], tuple[int, ...]]] = []
 
     def hook(name: str, conv: BranchConv2d) -> Callable[..., None]:

@@ -5,15 +5,17 @@ leaves) and follows each layer's output through the operations that consume it a
 them as :data:`accelsim.network.POST_OPS` does:
 
 - ``batchnorm``: an ``nn.BatchNorm1d`` / ``nn.BatchNorm2d`` module;
-- ``add``: ``+`` / ``torch.add`` (a residual add). Both of its inputs may come from recorded
-  layers (a block's last conv and a projection shortcut): the add, and what follows it, go to
-  the layer whose chain reaches it first in the graph (the block's main path, as
-  :func:`accelsim.network.resnet_post_ops` assigns it);
+- ``add``: ``+`` / ``+=`` / ``torch.add`` (a residual add). Both of its inputs may come from
+  recorded layers (a block's last conv and a projection shortcut): the add, and what follows
+  it, go to the main path, as :func:`accelsim.network.resnet_post_ops` assigns them: chains of
+  layers whose role is ``downsample`` are followed last, the others in graph order;
 - ``relu``: ``nn.ReLU``, ``F.relu``, ``torch.relu`` or ``.relu()``;
-- ``maxpool``: a 3x3 stride-2 padding-1 ``nn.MaxPool2d`` / ``F.max_pool2d`` (the ImageNet stem's);
+- ``maxpool``: a 3x3 stride-2 padding-1 ``nn.MaxPool2d`` / ``F.max_pool2d`` without dilation or
+  ceil mode (the ImageNet stem's);
 - ``pool``: global average pooling (``nn.AdaptiveAvgPool2d(1)``, ``F.adaptive_avg_pool2d(x, 1)``,
-  ``x.mean((2, 3))``); nothing is followed after it;
-- ``fanout``: the value reached feeds two or more consumers (a residual block's two paths).
+  ``x.mean((2, 3))``, ``torch.mean(x, (2, 3))``); nothing is followed after it;
+- ``fanout``: the value reached feeds two or more consumers (a residual block's two paths; the
+  vector unit prices two).
 
 ``nn.Identity`` and ``nn.Dropout`` are passed through. The chain stops at any other operation,
 at one out of the order of POST_OPS (a pre-activation network's BN before its conv), and at a
@@ -82,13 +84,18 @@ def _op_of(node: fx.Node, modules: dict[str, nn.Module]) -> str | None:
             size = node.args[1] if len(node.args) > 1 else node.kwargs.get("output_size")
             return "pool" if _is_int_one(size) else None
         if node.target is F.max_pool2d:
-            args = list(node.args[1:4])
-            kernel, stride, padding = (args + [None] * 3)[:3]
-            stride = node.kwargs.get("stride", stride)
-            padding = node.kwargs.get("padding", padding if padding is not None else 0)
-            standard = kernel == MAXPOOL_KERNEL and stride == MAXPOOL_STRIDE and \
-                padding == MAXPOOL_PADDING
+            names = ("kernel_size", "stride", "padding", "dilation", "ceil_mode")
+            given = dict(zip(names, node.args[1:], strict=False)) | dict(node.kwargs)
+            standard = (given.get("kernel_size") in (MAXPOOL_KERNEL, (MAXPOOL_KERNEL,) * 2)
+                        and given.get("stride") in (MAXPOOL_STRIDE, (MAXPOOL_STRIDE,) * 2)
+                        and given.get("padding", 0) in (MAXPOOL_PADDING, (MAXPOOL_PADDING,) * 2)
+                        and given.get("dilation", 1) in (1, (1, 1))
+                        and not given.get("ceil_mode", False)
+                        and not given.get("return_indices", False))
             return "maxpool" if standard else None
+        if node.target is torch.mean:
+            dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+            return "pool" if tuple(dims or ()) in ((2, 3), (-2, -1)) else None
         return None
     if node.op == "call_method":
         if node.target in ("relu", "relu_"):
@@ -113,9 +120,11 @@ def derive_post_ops(module: nn.Module) -> dict[str, tuple[str, ...]]:
     modules = dict(module.named_modules())
     claimed: set[fx.Node] = set()
     result: dict[str, tuple[str, ...]] = {}
-    for node in graph.nodes:
-        if node.op != "call_module" or not isinstance(modules[str(node.target)], BranchConv2d):
-            continue
+    layers = [node for node in graph.nodes if node.op == "call_module"
+              and isinstance(modules[str(node.target)], BranchConv2d)]
+    # a projection shortcut's chain last: an add both reach belongs to the main path
+    layers.sort(key=lambda node: modules[str(node.target)].role == "downsample")
+    for node in layers:
         ops: list[str] = []
         current = node
         while True:

@@ -54,7 +54,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from workloads.gating import CONV_ROLES, MASK_GRADIENTS, BranchConv2d, branch_convs, selects
+from workloads.gating import (
+    CONV_ROLES,
+    MASK_GRADIENTS,
+    BranchConv2d,
+    LayerOptionError,
+    branch_convs,
+    selects,
+)
 
 _NM = re.compile(r"^nm:(\d+):(\d+)$")
 _BLOCK = re.compile(r"^block:(\d+)x(\d+)$")
@@ -203,9 +210,10 @@ class SyncCP:
         online = [(n, c) for n, c in branch_convs(encoders[1])
                   if config.prunes(n, c.role, c.groups)]
         if not online:
-            raise ValueError("no layer to prune: " + (
+            raise LayerOptionError("no layer to prune: " + (
                 f"no BranchConv2d matches {list(config.layers)}" if config.layers else
-                f"no ungrouped BranchConv2d with a role in {list(config.prunable_roles)}"))
+                f"no ungrouped BranchConv2d with a role in {list(config.prunable_roles)}"),
+                "--prune-layers")
         targets = dict(branch_convs(encoders[2]))
         self.layers: list[_Prunable] = []
         for name, conv in online:

@@ -32,14 +32,15 @@ from workloads.pruning import SyncCPConfig
 
 def trace_layers(backbone: nn.Module, batch: int, image_size: int,
                  gating: GatingConfig | None, pruning: SyncCPConfig | None,
-                 branches: int = 2) -> list[TraceLayer]:
-    """The manifest's layers: geometry of every conv, and which masks each records."""
+                 branches: int = 2, in_channels: int | None = None) -> list[TraceLayer]:
+    """The manifest's layers: geometry of every conv (:func:`layer_geometry`), and which
+    masks each records."""
     convs = dict(branch_convs(backbone))
     chunks = None
     if gating is not None and gating.enabled and gating.kind != "fbs":
         chunks = base_chunks(gating.groups, gating.overlap, branches)
     result = []
-    for layer in layer_geometry(backbone, batch, image_size):
+    for layer in layer_geometry(backbone, batch, image_size, in_channels):
         conv = convs[layer.name]
         gate = weight = None
         if gating is not None and conv.gating is not None and conv.gating.enabled:

@@ -32,7 +32,7 @@ from workloads.data import ImageDataset, load_dataset
 from workloads.encoders import build_encoder, is_model_file, model_file_digest
 from workloads.evaluate import extract_features, fine_tune, knn_accuracy, linear_probe
 from workloads.gating import (
-    LayerPatternError,
+    LayerOptionError,
     gate_macs,
     gate_parameters,
     gate_regularizer,
@@ -120,12 +120,13 @@ class Trainer:
                 self.image_size > CIFAR_STEM_MAX_IMAGE:
             raise InputError(f"{config.model} is the CIFAR-style network (3x3 stem, no "
                              f"max-pool); at {self.image_size} pixels use "
-                             f"{config.model}-imagenet or a smaller image_size", field="model")
+                             f"{config.model}-imagenet or a smaller image_size",
+                             field="image_size")
         try:
             backbone, feature_dim = build_encoder(config.model, config.width,
                                                   self.train_ds.channels, self.image_size,
                                                   config.gating, config.pruning)
-        except LayerPatternError as error:
+        except LayerOptionError as error:
             raise InputError(str(error), field=error.option) from None
         except ValueError as error:
             raise InputError(str(error), field="--model") from None
@@ -137,8 +138,20 @@ class Trainer:
         if config.pruning is not None:
             try:
                 self.pruner = SyncCP(self.method.encoders(), config.pruning)
+            except LayerOptionError as error:
+                raise InputError(str(error), field=error.option) from None
             except ValueError as error:
                 raise InputError(str(error), field="weight_pattern") from None
+        try:  # the geometry, post ops and mask specs the trace will declare
+            self.layers = trace_layers(self.backbone, config.record_samples or config.batch_size,
+                                       self.image_size, config.gating, config.pruning,
+                                       in_channels=self.train_ds.channels)
+        except LayerOptionError as error:
+            raise InputError(str(error), field=error.option) from None
+        except ValueError as error:
+            raise InputError(str(error), field="--model") from None
+        if self.start_as == "resume":
+            _check_same_model(self.out / "trace", self.layers, self._producer())
         weights, taus = _encoder_parameters(self.method)
         groups = [{"params": weights, "weight_decay": config.weight_decay},
                   {"params": taus, "weight_decay": 0.0, "lr": config.gate_lr or config.lr}]
@@ -194,8 +207,7 @@ class Trainer:
             finished = out / "eval.json"
             if done == config.steps - 1 and finished.exists():  # nothing to redo
                 return _read_evaluation(finished)
-        layers = trace_layers(self.backbone, config.record_samples or config.batch_size,
-                              self.image_size, config.gating, config.pruning)
+        layers = self.layers
         recorded = sum(1 for step in range(config.steps) if self._is_record_step(step))
         size = step_bytes(layers)
         print(f"trace: up to {size / 2**20:,.1f} MiB per recorded step before compression, "
@@ -300,6 +312,24 @@ def _head(dataset: ImageDataset, count: int) -> ImageDataset:
     if count <= 0 or count >= len(dataset.labels):
         return dataset
     return dataset.subset(slice(0, count))
+
+
+def _check_same_model(trace: Path, layers: list[Any], producer: dict[str, Any]) -> None:
+    """A run resumes only into a trace of the same network: the same layers (geometry, post
+    ops, mask specs) and, for a model from a file, the same file contents."""
+    from accelsim.trace import TraceReader
+
+    if not (trace / "manifest.json").exists():
+        return
+    manifest = TraceReader(trace).manifest
+    if list(manifest.layers) != list(layers):
+        raise InputError("its trace was recorded from another network (the layers differ); "
+                         "use another --out", path=str(trace))
+    digest = producer.get("model_sha256")
+    if digest is not None and manifest.producer.get("model_sha256") != digest:
+        raise InputError(f"its trace was recorded from another version of "
+                         f"{producer.get('model')} (the file changed); use another --out",
+                         path=str(trace))
 
 
 def check_run_directory(out: Path, config: RunConfig) -> str:

@@ -48,7 +48,7 @@ BN_NORMALISE_OPS = 1      # x * a + b with a = gamma / sigma, b = beta - mean * 
 BN_REDUCE_OPS = 3         # backward pass 1: x_hat = (x - mean) / sigma, sum dz, sum dz * x_hat
 BN_GRADIENT_OPS = 3       # backward pass 2: x_hat again, dx = a * dz - b * x_hat - c
 ELEMENTWISE_OPS = 1       # ReLU (max, or select by mask backward), add, one pooling step
-MAXPOOL_OPS = 9           # max-pool FW, per pooled output: one compare per window element
+MAXPOOL_OPS = 8           # max-pool FW, per pooled output: 8 compares over a 3x3 window
 MAXPOOL_INDEX_BYTES = 1   # the window position of each pooled maximum, kept for backward
 GATE_STANDARDISE_OPS = 4  # gate FW, per gated value: mean, variance, (x - mean) / sigma, compare
 GATE_GROUP_OPS = 1        # gate FW with groups (SCDG): add a group's channels (per element)
@@ -221,7 +221,10 @@ def backward_passes(layer: Layer, hw: HardwareConfig, gate_reduce: bool = False,
         arriving = (pooled if "pool" in ops else fanned) + (fanned if "fanout" in ops else 0.0)
         saved = arriving + (tensor if "relu" in ops else 0.0) + maxpool_index
         changing = [op for op in ops if op in ("relu", "maxpool", "pool", "fanout")]
-        others = ELEMENTWISE_OPS * len(changing)
+        # one op per element of the layer's output; a fanout after a max-pool sums the pooled
+        # map's gradients only
+        others = ELEMENTWISE_OPS * sum(fanned / tensor if op == "fanout" else 1.0
+                                       for op in changing)
         if "batchnorm" not in ops:  # an add alone hands the arriving gradient on: no pass
             return [VectorPass(" + ".join(reversed(ops)) + " backward", elements, others,
                                read_bytes=saved, write_bytes=tensor)] if changing else []

@@ -45,6 +45,9 @@ from accelsim.trace.manifest import Manifest, TraceLayer
 from accelsim.trace.reader import TraceReader
 
 MIN_SAVING = 0.25
+# Versions a resumed recording may append to: 1.4 changed only which post ops a manifest may
+# list (a 1.3 manifest lists none of the new ones), not the step files this writer adds.
+APPENDABLE_VERSIONS = ((1, 3), READER_VERSION)
 """Default share of a mask's packed bytes zlib must save for the mask to be stored compressed.
 Random gate masks save 10-12 % (synthetic and recorded CDG and SCDG gates, element-wise and 2:4
 weights: 0-11 %), yet inflating them makes a replay about 5x slower; pruned blocks save 94-98 %."""
@@ -140,7 +143,7 @@ class TraceWriter:
         min_saving = _check_min_saving(min_saving, root)
         reader = TraceReader(root)
         version = parse_version(reader.manifest.version)
-        if version != READER_VERSION:
+        if version not in APPENDABLE_VERSIONS:
             raise TraceError(f"cannot append to a trace of format version "
                              f"{reader.manifest.version} (this accelsim writes {FORMAT_VERSION})",
                              path=root)

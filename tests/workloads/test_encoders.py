@@ -23,7 +23,7 @@ from workloads.gating import (  # noqa: E402
     BranchConv2d,
     BranchLinear,
     GatingConfig,
-    LayerPatternError,
+    LayerOptionError,
     branch_convs,
 )
 from workloads.models import build_backbone, layer_geometry  # noqa: E402
@@ -208,7 +208,7 @@ def test_layer_patterns_choose_the_gated_and_pruned_layers(tmp_path: Path) -> No
     encoder, _ = build_encoder(model, 1.0, 3, 16, None, pruning)
     assert [n for n, c in branch_convs(encoder) if pruning.prunes(n, c.role, c.groups)] == [
         "stage2.conv1", "stage2.conv2", "stage2.downsample.0", "fc"]
-    with pytest.raises(LayerPatternError, match="linear layer"):
+    with pytest.raises(LayerOptionError, match="linear layer"):
         build_encoder(model, 1.0, 3, 16, GatingConfig(kind="cdg", groups=2, layers=("fc",)),
                       None)
 
@@ -292,3 +292,100 @@ def test_your_own_training_loop_records_through_the_api(tmp_path: Path) -> None:
     assert reader.weight(0, "fc", 1).mean() == 0.5
     summary = _simulate(tmp_path / "trace", tmp_path / "sim")
     assert summary["total"]["flops_reduction"] > 1
+
+
+TWICE_MODEL = '''
+from torch import nn
+
+
+def build(in_channels):
+    conv = nn.Conv2d(8, 8, 3, padding=1)
+    return nn.Sequential(nn.Conv2d(in_channels, 8, 3, padding=1), conv, nn.ReLU(), conv,
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten())
+'''
+
+SQUEEZE_MODEL = '''
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self, in_channels):
+        super().__init__()
+        self.squeeze = nn.Conv2d(8, 8, 1)  # registered first, runs on a 1x1 map
+        self.stem = nn.Conv2d(in_channels, 8, 3, padding=1)
+        self.body = nn.Conv2d(8, 8, 3, padding=1)
+
+    def forward(self, x):
+        x = torch.relu(self.body(torch.relu(self.stem(x))))
+        return torch.flatten(self.squeeze(x.mean((2, 3), keepdim=True)), 1)
+
+
+def build(in_channels):
+    return Net(in_channels)
+'''
+
+CUSTOM_MODEL = '''
+from torch import nn
+
+
+class StandardisedConv(nn.Conv2d):
+    def forward(self, x):
+        w = self.weight - self.weight.mean(dim=(1, 2, 3), keepdim=True)
+        return self._conv_forward(x, w, self.bias)
+
+
+def build(in_channels):
+    return nn.Sequential(StandardisedConv(in_channels, 8, 3, padding=1),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten())
+'''
+
+
+STEM_AND_DEPTHWISE_MODEL = '''
+from torch import nn
+
+
+def build(in_channels):
+    return nn.Sequential(nn.Conv2d(in_channels, 8, 3, padding=1),
+                         nn.Conv2d(8, 8, 3, padding=1, groups=8),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten())
+'''
+
+
+@pytest.mark.parametrize("text, options, field, message", [
+    (TWICE_MODEL, [], "--model", "layer '1' is also layer '3'"),
+    (SQUEEZE_MODEL, ["--algo", "cdg", "--gate-groups", "2"], "--gate-layers",
+     "layer 'squeeze' has a 1x1 output map"),
+    (RESIDUAL_MODEL, ["--algo", "cdg", "--gate-groups", "3"], "--gate-groups/--gate-group-size",
+     "layer 'stage1.conv1': gating groups G=3 must divide"),
+    (CUSTOM_MODEL, [], "--model", "a StandardisedConv, a Conv2d with its own forward"),
+    (STEM_AND_DEPTHWISE_MODEL, ["--algo", "synccp"], "--prune-layers", "no layer to prune"),
+], ids=["run-twice", "gate-on-1x1", "groups", "subclass", "stem-only"])
+def test_a_model_that_cannot_be_recorded_is_refused_before_training(
+        tmp_path: Path, text: str, options: list[str], field: str, message: str) -> None:
+    run = tmp_path / "run"
+    result = _record(run, _write(tmp_path, "m.py", text), *options)
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith(f"error: {field}: ") and message in result.output
+    assert result.output.count("\n") == 1 and not run.exists()
+
+
+def test_the_stem_is_the_first_conv_a_forward_runs(tmp_path: Path) -> None:
+    model = _write(tmp_path, "m.py", SQUEEZE_MODEL)
+    encoder, _ = build_encoder(model, 1.0, 3, 16, None, None)
+    roles = {name: conv.role for name, conv in branch_convs(encoder)}
+    assert roles == {"squeeze": "block", "stem": "stem", "body": "block"}
+    run = tmp_path / "run"
+    options = ["--algo", "cdg", "--gate-groups", "2", "--gate-layers", "body"]
+    assert _record(run, model, *options).exit_code == 0
+    assert _record(run, model, *options).exit_code == 0  # finished: nothing to redo
+    # the file changes (the same layers, another initialisation): the run does not resume
+    text = (tmp_path / "m.py").read_text()
+    (tmp_path / "m.py").write_text(text.replace(
+        "        self.body = nn.Conv2d(8, 8, 3, padding=1)\n",
+        "        self.body = nn.Conv2d(8, 8, 3, padding=1)\n"
+        "        nn.init.zeros_(self.body.bias)\n"))
+    assert (tmp_path / "m.py").read_text() != text
+    result = _record(run, model, *options)
+    assert result.exit_code == 2
+    assert "recorded from another version of" in result.output

@@ -277,9 +277,11 @@ def test_fbs_keeps_the_k_best_channels_of_each_sample(density: float) -> None:
     assert (kept_scores.min(dim=1).values >= scores.masked_fill(per_sample, float("-inf")).max(
         dim=1).values).all()  # winners take all
     torch.testing.assert_close(y, dense * (scores * per_sample)[:, :, None, None])
-    grad = torch.autograd.grad(y.sum(), conv.weight, retain_graph=True)[0]
-    suppressed_everywhere = ~per_sample.any(dim=0)
-    assert (grad[suppressed_everywhere] == 0).all()
+    for n in range(3):  # each sample's suppressed channels give their weights no gradient
+        grad = torch.autograd.grad(y[n].sum(), conv.weight, retain_graph=True)[0]
+        suppressed = ~per_sample[n]
+        assert int(suppressed.sum()) == 16 - int(-(-density * 16 // 1))
+        assert (grad[suppressed] == 0).all() and (grad[per_sample[n]] != 0).any()
     assert gate_macs(conv, 1) == 9 * 8 * int(gate.sum())
     assert not gate_parameters(conv) and gate_regularizer(conv) == 0
 

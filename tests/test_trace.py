@@ -615,6 +615,9 @@ def test_a_recording_of_format_1_3_resumes(
     reader = open_trace(path)
     assert reader.manifest.version == "1.3" and reader.steps == [0, 3, 7, 9]
     reader.verify()
+    edit_json(path / "manifest.json", lambda d: d.update(version="1.2"))
+    with pytest.raises(TraceError, match=r"cannot append to a trace of format version 1\.2"):
+        TraceWriter.resume(path)
 
 
 def test_unknown_field_in_current_version_is_an_error(

@@ -78,7 +78,7 @@ def test_a_fused_residual_conv_costs_its_formula(fp8_hw: HardwareConfig) -> None
 @pytest.mark.parametrize("fused", [True, False])
 def test_an_imagenet_stem_pays_for_its_max_pool(fp8_hw: HardwareConfig, fused: bool) -> None:
     """The 7x7 stem's BN + ReLU + 3x3/2 max-pool: FW writes the full ReLU output (ReLU's mask)
-    and the pooled map with one byte per maximum's position, 9 compares per pooled value;
+    and the pooled map with one byte per maximum's position, 8 compares per pooled value;
     backward reads the pooled gradient and the positions and scatters a full-size gradient;
     the stash keeps the pooled map and the positions besides."""
     hw = with_overrides(fp8_hw, {"vector_unit.fused": fused})

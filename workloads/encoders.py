@@ -6,7 +6,7 @@
 can run it per branch, SyncCP can mask it and the recorder can read its masks from outside.
 Each layer gets a role, which decides whether it is gated or pruned by default:
 
-- ``stem``: the first conv in module order (never gated or pruned by default);
+- ``stem``: the first conv a forward pass runs (never gated or pruned by default);
 - ``downsample``: a conv whose qualified name has a ``shortcut`` or ``downsample`` part;
 - ``head``: every linear layer (a classifier or projection inside the encoder; never by default);
 - ``block``: every other conv.
@@ -32,7 +32,6 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.func import functional_call
 
 from accelsim.network import builtin_network
 from workloads.gating import (
@@ -44,7 +43,7 @@ from workloads.gating import (
     branch_convs,
     check_patterns,
 )
-from workloads.models import RESNETS, build_backbone
+from workloads.models import RESNETS, build_backbone, meta_forward
 from workloads.pruning import SyncCPConfig
 
 FACTORY_SEPARATOR = ":"
@@ -141,31 +140,20 @@ def execution_order(module: nn.Module, in_channels: int, image_size: int
     order: dict[str, tuple[int, ...]] = {}
 
     def hook(name: str) -> Callable[..., None]:
-        def record(_: nn.Module, __: object, output: torch.Tensor) -> None:
+        def record(layer: nn.Module, inputs: tuple[torch.Tensor, ...],
+                   output: torch.Tensor) -> None:
+            if isinstance(layer, nn.Linear) and inputs[0].dim() != 2:
+                raise ValueError(f"layer {name!r} is a linear layer on inputs of shape "
+                                 f"{tuple(inputs[0].shape)}: accelsim records linear layers "
+                                 f"on (N, features) inputs only")
             order.setdefault(name, tuple(output.shape))
 
         return record
 
-    handles = [m.register_forward_hook(hook(n))
-               for n, m in module.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    try:
-        _meta_forward(module, in_channels, image_size)
-    finally:
-        for handle in handles:
-            handle.remove()
+    meta_forward(module, 2, in_channels, image_size,
+                 {n: hook(n) for n, m in module.named_modules()
+                  if isinstance(m, (nn.Conv2d, nn.Linear))})
     return order
-
-
-def _check_shared(module: nn.Module) -> None:
-    """One module object under two names would be recorded once and run twice."""
-    seen: dict[int, str] = {}
-    for name, child in module.named_modules(remove_duplicate=False):
-        if isinstance(child, (nn.Conv2d, nn.Linear)):
-            if id(child) in seen:
-                raise ValueError(f"layer {seen[id(child)]!r} is also layer {name!r}: a recorded "
-                                 "layer must run once per forward (give each use its own "
-                                 "module)")
-            seen[id(child)] = name
 
 
 def check_gate_maps(module: nn.Module, maps: dict[str, tuple[int, int]]) -> None:
@@ -183,15 +171,19 @@ def check_gate_maps(module: nn.Module, maps: dict[str, tuple[int, int]]) -> None
 
 
 def sparsify(module: nn.Module, gating: GatingConfig | None = None,
-             pruning: SyncCPConfig | None = None, stem: str | None = None) -> nn.Module:
+             pruning: SyncCPConfig | None = None, *, in_channels: int | None = None,
+             image_size: int | None = None) -> nn.Module:
     """``module`` with every ``nn.Conv2d`` / ``nn.Linear`` replaced, in place, by a
-    BranchConv2d / BranchLinear of the same weights; the layers ``gating`` selects are gated.
-    ``stem``: the name of the input conv (default: the first conv in module order;
-    :func:`build_encoder` passes the first one a forward pass runs). Layers already
-    BranchConv2d stay as they are. A ValueError names the layer or the pattern that cannot be
-    honoured (a pattern that matches nothing included; :class:`LayerOptionError` names the
-    setting). Returns ``module``."""
-    _check_shared(module)
+    BranchConv2d / BranchLinear of the same weights (under every name the module has); the
+    layers ``gating`` selects are gated. With ``in_channels`` and ``image_size`` the stem is the
+    first conv a forward pass of such images runs, and the layers' inputs are checked; without,
+    the first conv in module order. Layers already BranchConv2d stay as they are. A ValueError
+    names the layer or the pattern that cannot be honoured (a pattern that matches nothing
+    included; :class:`LayerOptionError` names the setting). Returns ``module``."""
+    stem = None
+    if in_channels is not None and image_size is not None:
+        order = execution_order(module, in_channels, image_size)
+        stem = next((n for n in order if isinstance(module.get_submodule(n), nn.Conv2d)), None)
     names = dict(module.named_modules())
     targets = [(n, m) for n, m in names.items()
                if isinstance(m, (nn.Conv2d, nn.Linear)) and not isinstance(m, BranchConv2d)]
@@ -212,8 +204,11 @@ def sparsify(module: nn.Module, gating: GatingConfig | None = None,
             new: nn.Module = BranchLinear.from_linear(layer, role)
         else:
             new = _branch_conv(name, layer, role, gating)
-        parent_name, _, attribute = name.rpartition(".")
-        setattr(names[parent_name] if parent_name else module, attribute, new)
+        for alias, child in list(module.named_modules(remove_duplicate=False)):
+            if child is layer:  # every name of the module (an alias runs the same layer)
+                parent_name, _, attribute = alias.rpartition(".")
+                setattr(module.get_submodule(parent_name) if parent_name else module,
+                        attribute, new)
     layer_names = [n for n, _ in branch_convs(module)]
     if gating is not None and gating.enabled:
         check_patterns(gating.layers, layer_names, "gate")
@@ -227,20 +222,10 @@ def sparsify(module: nn.Module, gating: GatingConfig | None = None,
     return module
 
 
-def _meta_forward(module: nn.Module, in_channels: int, image_size: int) -> object:
-    tensors = {name: torch.empty_like(t, device="meta")
-               for name, t in (*module.named_parameters(remove_duplicate=False),
-                               *module.named_buffers(remove_duplicate=False))}
-    with torch.no_grad():
-        return functional_call(module, tensors,
-                               (torch.empty(2, in_channels, image_size, image_size,
-                                            device="meta"),))
-
-
 def feature_dim(module: nn.Module, in_channels: int, image_size: int) -> int:
     """Features per image the module returns for (2, in_channels, image_size, image_size)
     inputs, from a forward pass on the ``meta`` device (shapes only)."""
-    out = _meta_forward(module, in_channels, image_size)
+    out = meta_forward(module, 2, in_channels, image_size)
     if not isinstance(out, torch.Tensor) or out.dim() != 2:
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise ValueError(f"the model must return features of shape (N, D), got {shape}")
@@ -277,11 +262,8 @@ def build_encoder(model: str, width: float, in_channels: int, image_size: int,
     if not isinstance(encoder, nn.Module):
         raise ValueError(f"{model} returned a {type(encoder).__name__}, not an nn.Module")
     try:
-        _check_shared(encoder)
         order = execution_order(encoder, in_channels, image_size)
-        convs = [name for name in order
-                 if isinstance(encoder.get_submodule(name), nn.Conv2d)]
-        sparsify(encoder, gating, pruning, stem=convs[0] if convs else None)
+        sparsify(encoder, gating, pruning, in_channels=in_channels, image_size=image_size)
         check_gate_maps(encoder, {name: tuple(shape[2:4]) for name, shape in order.items()
                                   if len(shape) == 4})
         dim = feature_dim(encoder, in_channels, image_size)

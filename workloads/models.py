@@ -19,13 +19,13 @@ Convs use Kaiming-normal init (fan_out, ReLU) like torchvision; BN weight 1, bia
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call
 
 from accelsim.errors import InputError
 from accelsim.network import (
@@ -195,6 +195,31 @@ def _pair(value: int | tuple[int, ...], what: str, name: str) -> int:
     return int(value[0])
 
 
+def meta_copy(module: nn.Module) -> nn.Module:
+    """A deep copy of ``module`` whose parameters and buffers live on the ``meta`` device
+    (shapes only, no data copied; shared modules stay shared)."""
+    memo: dict[int, object] = {}
+    for tensor in (*module.parameters(), *module.buffers()):
+        empty = torch.empty_like(tensor, device="meta")
+        memo[id(tensor)] = nn.Parameter(empty, tensor.requires_grad) \
+            if isinstance(tensor, nn.Parameter) else empty
+    return copy.deepcopy(module, memo)
+
+
+def meta_forward(module: nn.Module, batch: int, in_channels: int, image_size: int,
+                 hooks: Mapping[str, Callable[..., None]] | None = None) -> object:
+    """The output of ``module`` for (batch, in_channels, image_size, image_size) images on the
+    ``meta`` device, computed by a :func:`meta_copy` (``module`` itself is untouched; a
+    ``torch.func.functional_call`` leaves a module used twice on the meta device), with
+    ``hooks[name]`` as forward hooks on the copy's layers of those names."""
+    clone = meta_copy(module)
+    layers = dict(clone.named_modules())
+    for name, hook in (hooks or {}).items():
+        layers[name].register_forward_hook(hook)
+    with torch.no_grad():
+        return clone(torch.empty(batch, in_channels, image_size, image_size, device="meta"))
+
+
 def layer_geometry(backbone: nn.Module, batch: int, image_size: int,
                    in_channels: int | None = None) -> list[Layer]:
     """One :class:`accelsim.network.Layer` per :class:`BranchConv2d` (and
@@ -202,8 +227,8 @@ def layer_geometry(backbone: nn.Module, batch: int, image_size: int,
 
     The sizes come from a forward pass of ``batch`` images of ``image_size`` x ``image_size`` on
     the ``meta`` device (shapes only, no compute, parameters and buffers untouched, no gate
-    recorded) of ``in_channels``-channel images (default: the first conv's inputs), with a
-    hook on every layer. Each layer's ``post_ops`` (BN, ReLU, residual add,
+    recorded) of ``in_channels``-channel images (default: the stem's inputs), with a hook on
+    every layer. Each layer's ``post_ops`` (BN, ReLU, residual add,
     pooling on its output) are read from the module's graph
     (:func:`workloads.post_ops.derive_post_ops`; all empty, with a warning on stderr, for a
     module torch.fx cannot trace). A layer run twice in one forward is a ValueError.
@@ -215,32 +240,19 @@ def layer_geometry(backbone: nn.Module, batch: int, image_size: int,
     convs = branch_convs(backbone)
     if not convs:
         raise ValueError("the module has no BranchConv2d")
-    if in_channels is None:
-        first = next((c for _, c in convs if not isinstance(c, BranchLinear)), convs[0][1])
+    if in_channels is None:  # the stem's inputs (else the first conv's, in module order)
+        first = next((c for _, c in convs if c.role == "stem"), None) or next(
+            (c for _, c in convs if not isinstance(c, BranchLinear)), convs[0][1])
         in_channels = first.in_channels
     seen: list[tuple[str, BranchConv2d, tuple[int, ...], tuple[int, ...]]] = []
 
-    def hook(name: str, conv: BranchConv2d) -> Callable[..., None]:
-        def record(_: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
-            seen.append((name, conv, tuple(inputs[0].shape), tuple(output.shape)))
+    def hook(name: str) -> Callable[..., None]:
+        def record(conv: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
+            seen.append((name, conv, tuple(inputs[0].shape), tuple(output.shape)))  # type: ignore[arg-type]
 
         return record
 
-    handles = [conv.register_forward_hook(hook(name, conv)) for name, conv in convs]
-    tensors = {
-        name: torch.empty_like(t, device="meta")
-        for name, t in (*backbone.named_parameters(), *backbone.named_buffers())
-    }
-    try:
-        with torch.no_grad():
-            functional_call(
-                backbone,
-                tensors,
-                (torch.empty(batch, in_channels, image_size, image_size, device="meta"),),
-            )
-    finally:
-        for handle in handles:
-            handle.remove()
+    meta_forward(backbone, batch, in_channels, image_size, {name: hook(name) for name, _ in convs})
     names = [name for name, *_ in seen]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:

@@ -56,6 +56,12 @@ def _is_int_one(value: object) -> bool:
     return value == 1 or value == (1, 1)
 
 
+def _spatial(dims: object) -> bool:
+    """Whether ``dims`` (an int or a sequence) are exactly the two spatial dims of NCHW."""
+    values = (dims,) if isinstance(dims, int) else tuple(dims or ())  # type: ignore[arg-type]
+    return set(values) in ({2, 3}, {-2, -1}, {2, -1}, {-2, 3}) and len(values) == 2
+
+
 def _op_of(node: fx.Node, modules: dict[str, nn.Module]) -> str | None:
     """The POST_OPS name of ``node``, ``"pass"`` for a pass-through, or None."""
     if node.op == "call_module":
@@ -95,7 +101,7 @@ def _op_of(node: fx.Node, modules: dict[str, nn.Module]) -> str | None:
             return "maxpool" if standard else None
         if node.target is torch.mean:
             dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
-            return "pool" if tuple(dims or ()) in ((2, 3), (-2, -1)) else None
+            return "pool" if _spatial(dims) else None
         return None
     if node.op == "call_method":
         if node.target in ("relu", "relu_"):
@@ -104,7 +110,7 @@ def _op_of(node: fx.Node, modules: dict[str, nn.Module]) -> str | None:
             return "add"
         if node.target == "mean":
             dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
-            return "pool" if tuple(dims or ()) in ((2, 3), (-2, -1)) else None
+            return "pool" if _spatial(dims) else None
     return None
 
 

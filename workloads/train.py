@@ -12,6 +12,7 @@ and the same seed gives the same trace bit for bit on the CPU.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 import time
@@ -141,7 +142,7 @@ class Trainer:
             except LayerOptionError as error:
                 raise InputError(str(error), field=error.option) from None
             except ValueError as error:
-                raise InputError(str(error), field="weight_pattern") from None
+                raise InputError(str(error), field="--weight-pattern") from None
         try:  # the geometry, post ops and mask specs the trace will declare
             self.layers = trace_layers(self.backbone, config.record_samples or config.batch_size,
                                        self.image_size, config.gating, config.pruning,
@@ -322,9 +323,20 @@ def _check_same_model(trace: Path, layers: list[Any], producer: dict[str, Any]) 
     if not (trace / "manifest.json").exists():
         return
     manifest = TraceReader(trace).manifest
-    if list(manifest.layers) != list(layers):
-        raise InputError("its trace was recorded from another network (the layers differ); "
-                         "use another --out", path=str(trace))
+
+    def shape(item: Any) -> Any:  # what the steps' masks depend on (the manifest's post ops
+        # and roles stay as recorded: an older accelsim may have derived them differently)
+        return (dataclasses.replace(item.layer, post_ops=(), role="other"), item.gate,
+                item.weight)
+
+    stored, current = list(manifest.layers), list(layers)
+    differing = next((new.name for old, new in zip(stored, current, strict=False)
+                      if shape(old) != shape(new)), None)
+    if len(stored) != len(current) or differing is not None:
+        where = f"layer {differing!r} differs" if differing else \
+            f"{len(stored)} layers there, {len(current)} here"
+        raise InputError(f"its trace was recorded from another network ({where}); use "
+                         "another --out", path=str(trace))
     digest = producer.get("model_sha256")
     if digest is not None and manifest.producer.get("model_sha256") != digest:
         raise InputError(f"its trace was recorded from another version of "

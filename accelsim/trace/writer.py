@@ -45,12 +45,12 @@ from accelsim.trace.manifest import Manifest, TraceLayer
 from accelsim.trace.reader import TraceReader
 
 MIN_SAVING = 0.25
-# Versions a resumed recording may append to: 1.4 changed only which post ops a manifest may
-# list (a 1.3 manifest lists none of the new ones), not the step files this writer adds.
-APPENDABLE_VERSIONS = ((1, 3), READER_VERSION)
 """Default share of a mask's packed bytes zlib must save for the mask to be stored compressed.
 Random gate masks save 10-12 % (synthetic and recorded CDG and SCDG gates, element-wise and 2:4
 weights: 0-11 %), yet inflating them makes a replay about 5x slower; pruned blocks save 94-98 %."""
+APPENDABLE_VERSIONS = ((1, 3), READER_VERSION)
+"""Format versions a resumed recording may append to: 1.4 changed only which post ops a
+manifest may list (a 1.3 manifest lists none of the new ones), not the step files."""
 
 MaskMapping = Mapping[tuple[str, int], np.ndarray]
 """``(layer name, branch) -> mask``; branches are numbered from 1."""

@@ -341,6 +341,26 @@ def build(in_channels):
 '''
 
 
+TOKEN_MODEL = '''
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self, in_channels):
+        super().__init__()
+        self.stem = nn.Conv2d(in_channels, 8, 4, stride=4)
+        self.mix = nn.Linear(8, 8)  # on (N, tokens, 8)
+
+    def forward(self, x):
+        tokens = self.stem(x).flatten(2).transpose(1, 2)
+        return self.mix(tokens).mean(1)
+
+
+def build(in_channels):
+    return Net(in_channels)
+'''
+
 STEM_AND_DEPTHWISE_MODEL = '''
 from torch import nn
 
@@ -353,14 +373,15 @@ def build(in_channels):
 
 
 @pytest.mark.parametrize("text, options, field, message", [
-    (TWICE_MODEL, [], "--model", "layer '1' is also layer '3'"),
+    (TWICE_MODEL, [], "--model", "layer '1' runs more than once"),
+    (TOKEN_MODEL, [], "--model", "layer 'mix' is a linear layer on inputs of shape"),
     (SQUEEZE_MODEL, ["--algo", "cdg", "--gate-groups", "2"], "--gate-layers",
      "layer 'squeeze' has a 1x1 output map"),
     (RESIDUAL_MODEL, ["--algo", "cdg", "--gate-groups", "3"], "--gate-groups/--gate-group-size",
      "layer 'stage1.conv1': gating groups G=3 must divide"),
     (CUSTOM_MODEL, [], "--model", "a StandardisedConv, a Conv2d with its own forward"),
     (STEM_AND_DEPTHWISE_MODEL, ["--algo", "synccp"], "--prune-layers", "no layer to prune"),
-], ids=["run-twice", "gate-on-1x1", "groups", "subclass", "stem-only"])
+], ids=["run-twice", "token-linear", "gate-on-1x1", "groups", "subclass", "stem-only"])
 def test_a_model_that_cannot_be_recorded_is_refused_before_training(
         tmp_path: Path, text: str, options: list[str], field: str, message: str) -> None:
     run = tmp_path / "run"
@@ -389,3 +410,60 @@ def test_the_stem_is_the_first_conv_a_forward_runs(tmp_path: Path) -> None:
     result = _record(run, model, *options)
     assert result.exit_code == 2
     assert "recorded from another version of" in result.output
+
+
+SHORTCUT_FIRST_MODEL = '''
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self, in_channels):
+        super().__init__()
+        self.conv0 = nn.Conv2d(in_channels, 8, 3, padding=1)
+        self.shortcut = nn.Conv2d(8, 16, 1, stride=2)
+        self.shortcut_bn = nn.BatchNorm2d(16)
+        self.conv1 = nn.Conv2d(8, 16, 3, stride=2, padding=1)
+        self.bn1 = nn.BatchNorm2d(16)
+        self.alias = self.conv1  # a second name of the same layer, run once
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.conv0(x)), 3, 2, 1, ceil_mode=True)
+        identity = self.shortcut_bn(self.shortcut(x))  # the shortcut runs first
+        out = self.bn1(self.alias(x))
+        out = F.relu(out + identity)
+        return torch.mean(out, (2, 3))
+
+
+def build(in_channels):
+    return Net(in_channels)
+'''
+
+
+def test_graph_post_ops_of_a_model_written_its_own_way(tmp_path: Path) -> None:
+    """The add goes to the main path though the shortcut runs first; a max-pool in ceil mode
+    is not the priced one; torch.mean over H, W pools, over channels does not; an alias is one
+    layer."""
+    encoder, _ = build_encoder(_write(tmp_path, "m.py", SHORTCUT_FIRST_MODEL), 1.0, 3, 16,
+                               None, None)
+    assert encoder.alias is encoder.conv1 and isinstance(encoder.conv1, BranchConv2d)
+    assert derive_post_ops(encoder) == {
+        "conv0": ("relu",),  # the ceil-mode max-pool ends the chain
+        "shortcut": ("batchnorm",),
+        "conv1": ("batchnorm", "add", "relu", "pool")}
+    channels = SHORTCUT_FIRST_MODEL.replace("return torch.mean(out, (2, 3))",
+                                            "return torch.mean(out, 1).flatten(1)")
+    encoder, _ = build_encoder(_write(tmp_path, "c.py", channels), 1.0, 3, 16, None, None)
+    assert derive_post_ops(encoder)["conv1"] == ("batchnorm", "add", "relu")
+
+
+def test_a_model_changed_under_an_interrupted_run_does_not_resume(tmp_path: Path) -> None:
+    model = _write(tmp_path, "net.py", RESIDUAL_MODEL)
+    run = tmp_path / "run"
+    options = ["--algo", "cdg", "--gate-groups", "2", "--steps", "3"]
+    assert _record(run, model, *options).exit_code == 0
+    (run / "eval.json").unlink()  # as if killed after its last checkpoint
+    (tmp_path / "net.py").write_text((tmp_path / "net.py").read_text() + "\n# edited\n")
+    result = _record(run, model, *options)
+    assert result.exit_code == 2 and "recorded from another version of" in result.output

@@ -309,12 +309,16 @@ _RECORD_OPTIONS = [  # (flag, RunConfig field, help): types, ranges and choices 
     ("--ssl", "ssl", "SSL method [default: simclr]."),
     ("--data", "data", "Dataset NAME[:PATH]: fashion-mnist, mnist:DIR, cifar10:DIR, "
      "cifar100:DIR, folder:DIR, synthetic [default: fashion-mnist]."),
+    ("--image-size", "image_size", "Training crop size in pixels [default: the dataset's; "
+     "image folders are decoded at it, 64 pixels by default]."),
     ("--steps", "steps", "Optimizer steps [default: 200]."),
     ("--record-every", "record_every", "Record masks every K steps, and the last step "
      "[default: 10]."),
     ("--batch-size", "batch_size", "Images per branch [default: 64]."),
     ("--record-samples", "record_samples", "Record the gates of the first N images of each "
      "batch only: smaller traces of N-image steps [default: the whole batch]."),
+    ("--finetune-epochs", "finetune_epochs", "Fine-tune encoder + classifier on a labelled "
+     "fraction after training, for this many epochs [default: 0, off]."),
     ("--device", "device", "cpu or cuda [default: cpu]."),
     ("--seed", "seed", "Random seed [default: 0]."),
 ]

@@ -211,8 +211,8 @@ class Trainer:
         layers = self.layers
         recorded = sum(1 for step in range(config.steps) if self._is_record_step(step))
         size = step_bytes(layers)
-        print(f"trace: up to {size / 2**20:,.1f} MiB per recorded step before compression, "
-              f"{recorded} recorded steps: up to {recorded * size / 2**20:,.1f} MiB"
+        print(f"trace: up to {_size_text(size)} per recorded step before compression, "
+              f"{recorded} recorded steps: up to {_size_text(recorded * size)}"
               + ("" if config.record_samples else
                  " (--record-samples N records the first N images of each batch)"),
               file=sys.stderr)
@@ -313,6 +313,15 @@ def _head(dataset: ImageDataset, count: int) -> ImageDataset:
     if count <= 0 or count >= len(dataset.labels):
         return dataset
     return dataset.subset(slice(0, count))
+
+
+def _size_text(size: float) -> str:
+    """Bytes as ``12.3 KiB`` / ``4.5 MiB`` / ``1.2 GiB``."""
+    for unit in ("B", "KiB", "MiB"):
+        if size < 1024:
+            return f"{size:,.1f} {unit}"
+        size /= 1024
+    return f"{size:,.1f} GiB"
 
 
 def _check_same_model(trace: Path, layers: list[Any], producer: dict[str, Any]) -> None:

@@ -245,7 +245,7 @@ def test_record_samples_keeps_the_first_images_and_says_the_size(tmp_path: Path)
             assert gate.shape[0] == 3
             assert np.array_equal(gate, whole.gate(step, "layer1.0.conv1", branch)[:3])
     expected = step_bytes(list(reader.layers))
-    assert f"up to {expected / 2**20:,.1f} MiB per recorded step" in result.output
+    assert f"up to {expected / 1024:,.1f} KiB per recorded step" in result.output
     bits = sum(int(np.prod(item.gate.shape)) * 2 for item in reader.layers if item.gate)
     assert expected == (bits + 7) // 8
     _simulate(run, tmp_path / "sim")

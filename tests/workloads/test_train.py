@@ -218,3 +218,31 @@ def test_every_recipe_loads() -> None:
     assert len(recipes) >= 8
     algos = {run_config(path, {}).algo for path in recipes}
     assert algos == {"dense", "cdg", "scdg", "fbs", "synccp"}
+
+
+def test_an_imagenet_style_run_from_an_image_folder(tmp_path: Path) -> None:
+    """resnet18-imagenet on a train/ val/ folder: the images are decoded at the run's
+    image_size, the trace's layers are the built-in network's (N = record_samples), and it
+    replays."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 6), ("val", 2)):
+        for label in ("a", "b"):
+            folder = tmp_path / "data" / split / label
+            folder.mkdir(parents=True)
+            for i in range(count):
+                Image.fromarray(rng.integers(0, 255, (50, 60, 3), dtype=np.uint8)).save(
+                    folder / f"{i}.png")
+    out = tmp_path / "run"
+    config = tiny(model="resnet18-imagenet", width=0.25, data=f"folder:{tmp_path / 'data'}",
+                  image_size=40, batch_size=4, record_samples=2, steps=1,
+                  eval_train_samples=0, eval_test_samples=0, knn_k=3)
+    assert Trainer(config, tmp_path / "unused", progress=False).train_ds.image_size == (40, 40)
+    train(config, out, progress=False)
+    layers = [item.layer for item in TraceReader(out / "trace").layers]
+    assert layers == list(builtin_network("resnet18-imagenet", batch=2, width=0.25,
+                                          image_size=40).layers)
+    sim = CliRunner().invoke(main, ["simulate", str(out), "--hw", str(FP8), "--out",
+                                    str(tmp_path / "sim")])
+    assert sim.exit_code == 0, sim.output

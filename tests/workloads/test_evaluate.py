@@ -135,3 +135,24 @@ def test_fine_tuning_learns_leaves_the_encoder_alone_and_is_deterministic() -> N
     assert all(not conv.last_gate for _, conv in gated_convs(encoder))  # ran on a copy
     with pytest.raises(InputError, match="fraction"):
         fine_tune(encoder, encoder.feature_dim, train, test, fraction=0.0)
+
+
+def test_fine_tuning_runs_whole_batches_only() -> None:
+    """51 labelled images in batches of 8 through a channels_last encoder on two threads:
+    a last batch of 3 crashed torch 2.13's CPU backward (heap corruption); fine-tuning now
+    runs whole batches only, and finishes."""
+    from workloads.evaluate import fine_tune
+    from workloads.models import build_backbone
+
+    train = synthetic_dataset(n=102, num_classes=4, size=16, channels=3, seed=3)
+    test = synthetic_dataset(split="test", n=16, num_classes=4, size=16, channels=3, seed=3)
+    torch.manual_seed(0)
+    encoder = build_backbone("resnet20", 0.5, 3).to(memory_format=torch.channels_last)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        accuracy, count = fine_tune(encoder, encoder.feature_dim, train, test, fraction=0.5,
+                                    epochs=1, batch_size=8)
+    finally:
+        torch.set_num_threads(threads)
+    assert count == 51 and 0 <= accuracy <= 1

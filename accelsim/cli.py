@@ -307,6 +307,8 @@ _RECORD_OPTIONS = [  # (flag, RunConfig field, help): types, ranges and choices 
      "own nn.Module [default: resnet20]."),
     ("--width", "width", "Width multiplier [default: 1]."),
     ("--ssl", "ssl", "SSL method [default: simclr]."),
+    ("--symmetric", "symmetric", "BYOL / MoCo: the symmetric loss, both views through both "
+     "encoders (the trace records the four passes) [default: off]."),
     ("--data", "data", "Dataset NAME[:PATH]: fashion-mnist, mnist:DIR, cifar10:DIR, "
      "cifar100:DIR, folder:DIR, synthetic [default: fashion-mnist]."),
     ("--image-size", "image_size", "Training crop size in pixels [default: the dataset's; "
@@ -329,6 +331,10 @@ def _record_options(function):
 
     for flag, name, text in reversed(_RECORD_OPTIONS):
         kind = schema_option_type(RunConfig, name)
+        if kind is bool:  # a flag: given means true, absent leaves the recipe's value
+            function = click.option(flag, name, is_flag=True, default=None,
+                                    help=text)(function)
+            continue
         function = click.option(flag, name, type=kind, default=None, help=text)(function)
     return function
 

@@ -16,7 +16,13 @@ import click
 
 from accelsim.cli_options import network_shape_options, out_dir_option
 from accelsim.errors import InputError
-from accelsim.network import BUILTIN_NETWORKS, OPTIMIZERS, SSL_METHODS
+from accelsim.network import (
+    BUILTIN_NETWORKS,
+    MOMENTUM_SSL,
+    OPTIMIZERS,
+    SSL_METHODS,
+    SYMMETRIC_BRANCHES,
+)
 from accelsim.trace.manifest import GATE_GRADIENTS
 from accelsim.trace.writer import MIN_SAVING
 
@@ -119,6 +125,9 @@ def _directory_bytes(root: Path) -> int:
 @click.option("--ssl", type=click.Choice(SSL_METHODS), default="simclr", show_default=True,
               help="The SSL method the trace stands for: byol and moco make branch 2 a "
               "momentum encoder (forward only, updated from branch 1 every step).")
+@click.option("--symmetric", is_flag=True,
+              help="With --ssl byol or moco: the symmetric loss, recorded as four branches (3 "
+              "and 4: the online and target encoders on the other view).")
 @click.option("--optimizer", type=click.Choice(OPTIMIZERS), default="sgd", show_default=True,
               help="The optimizer the trace stands for (its step is non-MAC work).")
 @click.option("--compression", type=click.IntRange(0, 9), default=6, show_default=True,
@@ -135,7 +144,7 @@ def synth(ctx: click.Context, network: str, out_dir: Path, steps: int, batch: in
           gate_gradient: str, channel_block: int, weight_sparsity: float | None,
           weight_pattern: str, weight_delta: float, weight_update_every: int,
           gate_layers: str, prune_layers: str, branches: int,
-          ssl: str, optimizer: str, compression: int, min_saving: float,
+          ssl: str, symmetric: bool, optimizer: str, compression: int, min_saving: float,
           overwrite: bool) -> None:
     """Write a synthetic trace: random gate and weight masks with exact sparsity.
 
@@ -156,7 +165,7 @@ def synth(ctx: click.Context, network: str, out_dir: Path, steps: int, batch: in
                          channel_block=channel_block, gate_gradient=gate_gradient,
                          weight_sparsity=weight_sparsity,
                          weight_pattern=weight_pattern, weight_delta=weight_delta,
-                         weight_update_every=weight_update_every, ssl=ssl,
+                         weight_update_every=weight_update_every, ssl=ssl, symmetric=symmetric,
                          optimizer=optimizer, gate_layers=parse_patterns(gate_layers),
                          prune_layers=parse_patterns(prune_layers))
     net = _network(ctx, network, batch, width, in_channels, image_size)
@@ -168,7 +177,8 @@ def synth(ctx: click.Context, network: str, out_dir: Path, steps: int, batch: in
                min_saving=min_saving)
     gated = sum(item.gate is not None for item in layers)
     pruned = sum(item.weight is not None for item in layers)
-    click.echo(f"wrote {out_dir}: {steps} steps x {branches} branches, {len(layers)} layers of "
+    click.echo(f"wrote {out_dir}: {steps} steps x {config.recorded_branches} branches, "
+               f"{len(layers)} layers of "
                f"{net.name} ({gated} gated, {pruned} pruned), "
                f"{_directory_bytes(out_dir) / 2**20:.2f} MiB")
 
@@ -320,7 +330,12 @@ def format_info(info: dict[str, Any]) -> str:
     steps = info["steps"]
     span = f" (first {steps['first']}, last {steps['last']})" if steps["count"] else ""
     loss = "n/a" if info["loss_mean"] is None else f"{info['loss_mean']:.4g}"
-    lines.append(f"  branches {info['branches']}; steps {steps['count']}{span}; mean loss {loss}")
+    roles = ""
+    if str(producer.get("ssl", "")).lower() in MOMENTUM_SSL:
+        roles = (" (1 online, 2 target; 3 online, 4 target on the other view: a symmetric "
+                 "loss)" if info["branches"] == SYMMETRIC_BRANCHES else " (1 online, 2 target)")
+    lines.append(f"  branches {info['branches']}{roles}; steps {steps['count']}{span}; "
+                 f"mean loss {loss}")
     lines.append("layers (Cin->Cout, kernel, stride, output Ho x Wo, g = conv groups, fc = linear; "
                  "then: the non-MAC ops")
     lines.append("        on the output: bn add relu maxpool (3x3/2) pool (global average) "

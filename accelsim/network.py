@@ -54,7 +54,23 @@ MAXPOOL_KERNEL, MAXPOOL_STRIDE, MAXPOOL_PADDING = 3, 2, 1
 # encoder, branch 2, that runs forward only) and its optimizer.
 SSL_METHODS: tuple[str, ...] = ("simclr", "byol", "moco")
 MOMENTUM_SSL: tuple[str, ...] = ("byol", "moco")
+# A momentum method's symmetric loss (the BYOL paper's) also runs online(view 2) and
+# target(view 1): a trace records these passes as branches 3 and 4 (encoder_branch).
+SYMMETRIC_BRANCHES = 4
 OPTIMIZERS: tuple[str, ...] = ("sgd", "lars", "adam")
+
+
+def encoder_branch(branch: int) -> int:
+    """The encoder branch (1 or 2) whose weights, weight masks and base paths a recorded branch
+    uses: branches 3 and 4 of a symmetric momentum loss are branches 1 (online) and 2 (target)
+    again, on the other view."""
+    return (branch - 1) % 2 + 1
+
+
+def is_target_branch(branch: int, ssl: str) -> bool:
+    """Whether ``branch`` runs a momentum method's target encoder (forward only): the even
+    branches of BYOL and MoCo."""
+    return ssl in MOMENTUM_SSL and encoder_branch(branch) == 2
 
 
 @dataclass(frozen=True)

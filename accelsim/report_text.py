@@ -32,8 +32,8 @@ CAUSES = {
 PLACEMENT = ("skipped MACs falling in layers the dense mapping runs well (they save less time)",
              "skipped MACs falling in layers the dense mapping runs poorly (they save more "
              "time)")
-WORKLOAD_KEYS = ("model", "network", "width", "ssl", "dataset", "image_size", "steps",
-                 "batch_size", "record_samples")
+WORKLOAD_KEYS = ("model", "network", "width", "ssl", "symmetric", "dataset", "image_size",
+                 "steps", "batch_size", "record_samples")
 SSL_NAMES = {"simclr": "SimCLR", "byol": "BYOL", "moco": "MoCo v2", "mocov2": "MoCo v2"}
 MODEL_NAMES = {"resnet20": "ResNet-20", "resnet18": "ResNet-18",
                "resnet18-imagenet": "ResNet-18 (ImageNet style)",
@@ -71,7 +71,7 @@ def workload_key(producer: Mapping[str, Any] | None) -> tuple[Any, ...]:
     numbers as floats, so width 1 and 1.0 are one workload."""
     if not producer:
         return ()
-    merged = _settings(producer)
+    merged = {"symmetric": False, **_settings(producer)}  # older producers: asymmetric
     return tuple(float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
                  for v in (merged.get(k) for k in WORKLOAD_KEYS))
 
@@ -92,6 +92,8 @@ def workload_sentence(producer: Mapping[str, Any], replayed_steps: int) -> str:
     if size:
         data += f" at {size}x{size}"
     ssl = SSL_NAMES.get(str(merged.get("ssl")), str(merged.get("ssl", "?")))
+    if merged.get("symmetric") is True:
+        ssl += " (symmetric loss: both views through both encoders)"
     samples = merged.get("record_samples")
     replayed = (f"; the trace holds the masks of the first {samples} images of each batch, so "
                 f"a replayed step is a step of {samples} images, which pays the optimizer step "

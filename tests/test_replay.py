@@ -633,3 +633,55 @@ def test_configs_that_share_their_compute_replay_once_with_the_same_rows(
     for hw, (rows, storage) in zip(hws, together, strict=True):
         expected_rows, expected_storage = replay_trace(trace, hw)
         assert rows == expected_rows and storage == expected_storage
+
+
+def test_a_symmetric_momentum_loss_replays_four_passes_with_one_update(
+        tmp_path: Path, fp8_hw: HardwareConfig) -> None:
+    """BYOL's symmetric loss runs online and target on both views: branches 3 (online, FW, BD,
+    WG) and 4 (target, FW only) cost what 1 and 2 cost on their masks, the optimizer sums the
+    two online gradients and the momentum update still runs once per step."""
+    from accelsim.engine.vector import EMA_OPS, parameter_count
+
+    net = resnet20(batch=4)
+    base = dict(steps=1, gate_sparsity=0.7, gate_groups=4, ssl="byol")
+    one = make_trace(tmp_path, "asymmetric", net, SynthConfig(**base))
+    two = make_trace(tmp_path, "symmetric", net, SynthConfig(**base, symmetric=True))
+    rows_one, _ = replay_trace(one, fp8_hw)
+    rows_two, _ = replay_trace(two, fp8_hw)
+    frame_one, frame_two = results_frame(rows_one), results_frame(rows_two)
+    assert sorted(frame_two["branch"].unique()) == [1, 2, 3, 4]
+    phases = frame_two.groupby("branch")["phase"].agg(set)
+    assert phases[3] == {"fw", "bd", "wg"} and phases[2] == phases[4] == {"fw"}
+    key = ["layer", "phase"]
+    for branch, encoder in ((3, 1), (4, 2)):
+        mirrored = frame_two[frame_two.branch == branch].set_index(key)
+        own = frame_two[frame_two.branch == encoder].set_index(key)
+        assert mirrored["macs_dense"].equals(own["macs_dense"])
+        assert (mirrored["macs_effective"] < mirrored["macs_dense"]).any()  # its own gates
+    # branches 1 and 2 are the asymmetric trace's, but for the optimizer's second gradient
+    first = ["layer", "phase", "branch", "cycles_compute", "macs_effective"]
+    asym = frame_one.sort_values(first[:3])[first].reset_index(drop=True)
+    sym = frame_two[frame_two.branch <= 2].sort_values(first[:3])[first].reset_index(drop=True)
+    pd.testing.assert_frame_equal(asym, sym)
+    wg_one = frame_one[(frame_one.branch == 1) & (frame_one.phase == "wg")]
+    wg_two = frame_two[(frame_two.branch == 1) & (frame_two.phase == "wg")]
+    assert wg_two["dram_bytes_non_mac"].sum() > wg_one["dram_bytes_non_mac"].sum()
+    # the EMA rides on branch 2's FW only: 2 ops per parameter, not on branch 4
+    params = sum(parameter_count(layer) for layer in net.layers)
+    ema = (frame_two[frame_two.branch == 2]["non_mac_ops"].sum()
+           - frame_two[frame_two.branch == 4]["non_mac_ops"].sum())
+    assert ema == EMA_OPS * params
+    assert frame_two["macs_dense"].sum() == 2 * frame_one["macs_dense"].sum()
+
+
+def test_a_momentum_trace_with_other_branch_counts_is_refused(tmp_path: Path,
+                                                              fp8_hw: HardwareConfig) -> None:
+    trace = make_trace(tmp_path, "simclr", resnet20(batch=2), SynthConfig(steps=1,
+                                                                          branches=1))
+    manifest = json.loads((trace / "manifest.json").read_text())
+    manifest["producer"]["ssl"] = "moco"
+    (trace / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(InputError, match=r"branches: a moco trace records 2 branches"):
+        replay_trace(trace, fp8_hw)
+    with pytest.raises(InputError, match="a symmetric loss is BYOL's or MoCo's"):
+        SynthConfig(symmetric=True)

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from accelsim.layer_patterns import grouped_conv_problem, matches, unmatched_pattern
+from accelsim.network import SYMMETRIC_BRANCHES, encoder_branch
 from accelsim.trace.manifest import GATE_GRADIENTS  # how a trace records the estimator
 
 GATING_KINDS: tuple[str, ...] = ("none", "cdg", "scdg", "cgnet", "fbs")
@@ -262,7 +263,9 @@ class BranchConv2d(nn.Conv2d):
     ``gating``: None or the :class:`GatingConfig` of a gated layer; then ``tau`` holds one
     threshold per gate channel (``Cout // s``) and ``last_gate[b]`` is the bool gate (N, Cout//s,
     Ho, Wo) the last forward of branch ``b`` multiplied the conditional path with (the very
-    tensor, detached; True = computed).
+    tensor, detached; True = computed). ``record_as``: the trace branch ``b`` a forward's gate
+    is kept under, ``branch`` unless :func:`set_branch` says otherwise (a symmetric loss's
+    second pass of an encoder: branches 3 and 4, :func:`accelsim.network.encoder_branch`).
 
     ``capture_dense_grad``: while True, every backward adds dL/d(effective weight) (dense, before
     masking) into ``dense_grad`` (used by prune-and-regrow; the pruner arms and clears it).
@@ -294,6 +297,7 @@ class BranchConv2d(nn.Conv2d):
             raise ValueError(f"role must be one of {CONV_ROLES}, got {role!r}")
         self.role = role
         self.branch = 1
+        self.record_as = 1  # the trace branch the next forward's gate is kept for
         self.mask_gradient = "masked"
         self.capture_dense_grad = False
         self.dense_grad: Tensor | None = None
@@ -420,7 +424,7 @@ class BranchConv2d(nn.Conv2d):
         y = self._conv_forward(x, weight, self.bias) * winners[:, :, None, None]
         if not x.is_meta:
             hard = (winners > 0).detach()
-            self.last_gate[self.branch] = hard[:, :, None, None].expand(
+            self.last_gate[self.record_as] = hard[:, :, None, None].expand(
                 -1, -1, y.shape[2], y.shape[3])
         return y
 
@@ -439,7 +443,7 @@ class BranchConv2d(nn.Conv2d):
         if s > 1:
             gate = gate.repeat_interleave(s, dim=1)
         if not x.is_meta:
-            self.last_gate[self.branch] = hard
+            self.last_gate[self.record_as] = hard
         if gating.gate_gradient == "masked":
             # the same forward (gate = hard); dL/dd sees Y_c only where the gate is open
             open_ = hard if s == 1 else hard.repeat_interleave(s, dim=1)
@@ -483,12 +487,18 @@ def branch_convs(module: nn.Module) -> list[tuple[str, BranchConv2d]]:
     return [(name, m) for name, m in module.named_modules() if isinstance(m, BranchConv2d)]
 
 
-def set_branch(module: nn.Module, branch: int) -> None:
-    """Make every :class:`BranchConv2d` in ``module`` compute ``branch`` (1 or 2) from now on."""
+def set_branch(module: nn.Module, branch: int, record_as: int | None = None) -> None:
+    """Make every :class:`BranchConv2d` in ``module`` compute ``branch`` (1 or 2) from now on,
+    keeping its gates for trace branch ``record_as`` (default ``branch``; 3 or 4 for the
+    second pass of a symmetric loss, whose encoder branch it must be)."""
     if branch not in (1, 2):
         raise ValueError(f"branch must be 1 or 2, got {branch!r}")
+    record_as = branch if record_as is None else record_as
+    if record_as not in range(1, SYMMETRIC_BRANCHES + 1) or encoder_branch(record_as) != branch:
+        raise ValueError(f"trace branch {record_as!r} is not a pass of encoder branch {branch}")
     for _, conv in branch_convs(module):
         conv.branch = branch
+        conv.record_as = record_as
 
 
 def set_mask_gradient(module: nn.Module, mode: str) -> None:
@@ -547,12 +557,13 @@ def gate_macs(conv: BranchConv2d, branch: int) -> int:
     """
     if conv.gating is None or branch not in conv.last_gate:
         raise ValueError("gate_macs needs a gated conv with a recorded gate for that branch")
+    # ``branch`` is a trace branch: 3 and 4 are passes of encoder branches 1 and 2
     gate = conv.last_gate[branch]
     s = conv.gating.group_size
     k2 = conv.kernel_size[0] * conv.kernel_size[1]
     if conv.gating.kind == "fbs":
         return k2 * conv.in_channels * int(gate.sum())
-    base_inputs = conv.base_mask(branch)[:, :, 0, 0].sum(dim=1)  # (Cout,)
+    base_inputs = conv.base_mask(encoder_branch(branch))[:, :, 0, 0].sum(dim=1)  # (Cout,)
     cond_inputs = conv.in_channels - base_inputs
     n, _, ho, wo = gate.shape
     open_per_channel = gate.sum(dim=(0, 2, 3)).repeat_interleave(s)  # (Cout,)

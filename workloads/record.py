@@ -4,7 +4,10 @@ The recorder hooks in from outside: gating and pruning modules do not know about
 step it takes, for every gated conv, the exact gate tensor each branch's forward multiplied into
 its conditional path (``BranchConv2d.last_gate[branch]``, read from that branch's encoder: the
 shared encoder for SimCLR, the online / momentum encoder for BYOL and MoCo), and the weight masks
-SyncCP applied in that step's forwards. Unchanged weight masks are stored as references.
+SyncCP applied in that step's forwards. Unchanged weight masks are stored as references. A
+symmetric BYOL / MoCo loss records four branches: 3 and 4 are the online and target encoders'
+passes on the other view (:func:`accelsim.network.encoder_branch`), with their encoder's weight
+masks and base paths.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from accelsim.network import encoder_branch
 from accelsim.trace import (
     MIN_SAVING,
     TraceLayer,
@@ -38,7 +42,8 @@ def trace_layers(backbone: nn.Module, batch: int, image_size: int,
     convs = dict(branch_convs(backbone))
     chunks = None
     if gating is not None and gating.enabled and gating.kind != "fbs":
-        chunks = base_chunks(gating.groups, gating.overlap, branches)
+        per_encoder = base_chunks(gating.groups, gating.overlap, min(branches, 2))
+        chunks = [per_encoder[encoder_branch(b) - 1] for b in range(1, branches + 1)]
     result = []
     for layer in layer_geometry(backbone, batch, image_size, in_channels):
         conv = convs[layer.name]
@@ -84,18 +89,19 @@ class TraceRecorder:
     def record(self, step: int, encoders: Mapping[int, nn.Module],
                weight_masks: Mapping[str, Mapping[int, torch.Tensor]] | None,
                stats: Mapping[str, Any]) -> None:
-        """Write step ``step``: gates from ``encoders[b]`` (its convs' ``last_gate[b]``) and the
-        weight masks of both branches (``weight_masks[layer][b]``)."""
+        """Write step ``step``: gates of trace branch ``b`` from its encoder
+        ``encoders[encoder_branch(b)]`` (its convs' ``last_gate[b]``) and the weight masks of
+        both encoders (``weight_masks[layer][encoder branch]``)."""
         gates: dict[tuple[str, int], np.ndarray] = {}
         for branch in range(1, self.branches + 1):
-            for name, conv in branch_convs(encoders[branch]):
+            for name, conv in branch_convs(encoders[encoder_branch(branch)]):
                 item = self.layers.get(name)
                 if item is None or item.gate is None:
                     continue
                 gate = conv.last_gate.get(branch)
                 if gate is None:
                     raise RuntimeError(f"layer {name!r} has no gate for branch {branch}: record "
-                                       "right after both branches' forward passes")
+                                       "right after every branch's forward pass")
                 gate = gate if self.samples is None else gate[:self.samples]
                 gates[(name, branch)] = gate.detach().to("cpu").numpy().astype(bool, copy=False)
         weights: dict[tuple[str, int], np.ndarray | None] = {}
@@ -105,7 +111,7 @@ class TraceRecorder:
             if weight_masks is None or name not in weight_masks:
                 raise RuntimeError(f"layer {name!r} records weight masks but none were given")
             for branch in range(1, self.branches + 1):
-                mask = weight_masks[name][branch]
+                mask = weight_masks[name][encoder_branch(branch)]
                 weights[(name, branch)] = mask.detach().to("cpu").numpy().astype(bool,
                                                                                  copy=False)
         self.writer.write_step(step, gates, weights, dict(stats))

@@ -63,6 +63,9 @@ class RunConfig:
                        "FACTORY(in_channels) returning the feature encoder")
     width: float = param(default=1.0, gt=0, le=64, doc="width multiplier")
     ssl: str = param(default="simclr", choices=("simclr", "byol", "moco"), doc="SSL method")
+    symmetric: bool = param(default=False, doc="BYOL / MoCo: the symmetric loss (the BYOL "
+                            "paper's), which also runs online(view 2) against target(view 1): "
+                            "twice the encoder passes, recorded as trace branches 3 and 4")
     data: str = param(default="fashion-mnist", doc="NAME or NAME:PATH (workloads/data.py)")
     steps: int = param(default=200, ge=1, le=10**9, unit="steps", doc="optimizer steps")
     record_every: int = param(default=10, ge=1, le=10**9, unit="steps",
@@ -235,8 +238,11 @@ def run_config(recipe: Path | None, options: dict[str, Any]) -> RunConfig:
         if key in merged and config.algo not in algos:
             named = ", ".join(algos[:-1]) + " or " + algos[-1] if len(algos) > 1 else algos[0]
             problems.add(key, f"applies to algo {named} only, not to {config.algo}")
-    from accelsim.network import RESNETS
+    from accelsim.network import MOMENTUM_SSL, RESNETS
 
+    if "symmetric" in merged and config.ssl not in MOMENTUM_SSL:
+        problems.add("symmetric", f"applies to ssl {' or '.join(MOMENTUM_SSL)} only, not to "
+                     f"{config.ssl}")
     if config.record_samples is not None and config.record_samples > config.batch_size:
         problems.add("record_samples", f"{config.record_samples} is more than the batch of "
                      f"{config.batch_size}")

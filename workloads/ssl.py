@@ -13,8 +13,9 @@ momentum method forward only):
   momentum encoder (forward only, under ``no_grad``). The branch follows the encoder, not the view:
   with the default asymmetric loss (``symmetric=False``) a step runs online(view 1) and
   target(view 2), one forward per branch, which is what the two-branch trace models. With
-  ``symmetric=True`` (the BYOL paper's symmetrised loss) it also runs online(view 2), still
-  branch 1, and target(view 1), still branch 2: twice the work per step.
+  ``symmetric=True`` (the BYOL paper's symmetrised loss) it also runs online(view 2), encoder
+  branch 1 recorded as trace branch 3, and target(view 1), encoder branch 2 recorded as trace
+  branch 4: twice the work per step, all of it in the trace (:attr:`SSLMethod.trace_branches`).
 
 Before every encoder forward the branch is written into the encoder's gating modules by
 :func:`_set_branch` (``workloads.gating.set_branch`` when that module provides it).
@@ -110,12 +111,13 @@ def momentum_tau(step: int, total_steps: int, base: float, final: float) -> floa
 
 # ----------------------------------------------------------------------------- branch hook
 
-_gating_set_branch: Callable[[nn.Module, int], None] | None = None
+_gating_set_branch: Callable[..., None] | None = None
 _gating_checked = False
 
 
-def _set_branch(module: nn.Module, branch: int) -> None:
-    """Tell every gating/pruning module inside ``module`` which branch (1 or 2) runs next.
+def _set_branch(module: nn.Module, branch: int, record_as: int | None = None) -> None:
+    """Tell every gating/pruning module inside ``module`` which branch (1 or 2) runs next, and
+    the trace branch its gates are kept for (``record_as``, default ``branch``).
 
     Uses ``workloads.gating.set_branch`` when that module exists and provides it (looked up on
     first use, not at import), else sets ``m.branch = branch`` on every submodule that has a
@@ -130,7 +132,7 @@ def _set_branch(module: nn.Module, branch: int) -> None:
         _gating_set_branch = set_branch
         _gating_checked = True
     if _gating_set_branch is not None:
-        _gating_set_branch(module, branch)
+        _gating_set_branch(module, branch, record_as)
         return
     for m in module.modules():
         if hasattr(m, "branch"):
@@ -259,13 +261,19 @@ class SSLMethod(nn.Module):
         """(online, target) module pairs updated by EMA in :meth:`on_step_end`; none here."""
         return []
 
-    def encode(self, x: torch.Tensor, branch: int) -> torch.Tensor:
-        """Features (N, feature_dim) of images x through branch ``branch``'s encoder.
+    @property
+    def trace_branches(self) -> int:
+        """Encoder passes per step, each a trace branch: 2, or 4 with a symmetric loss."""
+        return 2
+
+    def encode(self, x: torch.Tensor, branch: int, record_as: int | None = None) -> torch.Tensor:
+        """Features (N, feature_dim) of images x through branch ``branch``'s encoder, its gates
+        kept for trace branch ``record_as`` (default ``branch``).
 
         The target encoder of a momentum method (branch 2) runs under ``no_grad``.
         """
         encoder = self.encoders()[branch]
-        _set_branch(encoder, branch)
+        _set_branch(encoder, branch, record_as)
         if encoder is not self.encoder:  # the target / momentum encoder: forward only
             with torch.no_grad():
                 feats = encoder(x)
@@ -341,9 +349,13 @@ class MomentumMethod(SSLMethod):
     def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
         return [(self.encoder, self.target_encoder), (self.projector, self.target_projector)]
 
-    def target_projection(self, x: torch.Tensor) -> torch.Tensor:
+    @property
+    def trace_branches(self) -> int:
+        return 4 if self.config.symmetric else 2
+
+    def target_projection(self, x: torch.Tensor, record_as: int = 2) -> torch.Tensor:
         """Branch 2: target encoder + target projector, no grad -> (N, proj_output_dim)."""
-        feats = self.encode(x, 2)
+        feats = self.encode(x, 2, record_as)
         with torch.no_grad():
             return self.target_projector(feats)
 
@@ -379,8 +391,8 @@ class BYOL(MomentumMethod):
         z2 = self.target_projection(view2)
         loss = byol_loss(p1, z2)
         if self.config.symmetric:
-            p2 = self.predictor(self.projector(self.encode(view2, 1)))
-            z1 = self.target_projection(view1)
+            p2 = self.predictor(self.projector(self.encode(view2, 1, record_as=3)))
+            z1 = self.target_projection(view1, record_as=4)
             loss = 0.5 * (loss + byol_loss(p2, z1))
         return loss, {"loss": loss.item(), "tau": self.tau}
 
@@ -427,8 +439,8 @@ class MoCoV2(MomentumMethod):
         loss = infonce(q1, k2, queue, t)
         keys = [k2]
         if self.config.symmetric:
-            q2 = self.projector(self.encode(view2, 1))
-            k1 = self.target_projection(view1)
+            q2 = self.projector(self.encode(view2, 1, record_as=3))
+            k1 = self.target_projection(view1, record_as=4)
             loss = 0.5 * (loss + infonce(q2, k1, queue, t))
             keys.append(k1)
         for k in keys:

@@ -72,17 +72,17 @@ def _encoder_parameters(method: torch.nn.Module) -> tuple[list, list]:
 
 
 def measured_flops(encoders: dict[int, torch.nn.Module]) -> dict[str, float]:
-    """FLOPs view of the gated layers from the last forward's real masks (per branch)."""
+    """FLOPs view of the gated layers from the last forward's real masks (per trace branch:
+    each encoder's, once for SimCLR's shared one)."""
     dense = sparse = 0
-    for branch, encoder in encoders.items():
+    unique = {id(encoder): encoder for encoder in encoders.values()}
+    for encoder in unique.values():
         for _, conv in gated_convs(encoder):
-            if branch not in conv.last_gate:
-                continue
-            gate = conv.last_gate[branch]
-            n, _, ho, wo = gate.shape
-            dense += (conv.kernel_size[0] * conv.kernel_size[1] * conv.in_channels
-                      * conv.out_channels * n * ho * wo)
-            sparse += gate_macs(conv, branch)
+            for branch, gate in sorted(conv.last_gate.items()):
+                n, _, ho, wo = gate.shape
+                dense += (conv.kernel_size[0] * conv.kernel_size[1] * conv.in_channels
+                          * conv.out_channels * n * ho * wo)
+                sparse += gate_macs(conv, branch)
     if not sparse:
         return {}
     return {"flops_reduction_gated_layers": dense / sparse}
@@ -133,7 +133,8 @@ class Trainer:
             raise InputError(str(error), field="--model") from None
         self.backbone = backbone.to(self.device, memory_format=torch.channels_last)
         self.feature_dim = feature_dim
-        self.method = build_method(config.ssl, self.backbone, feature_dim)
+        self.method = build_method(config.ssl, self.backbone, feature_dim,
+                                   **({"symmetric": True} if config.symmetric else {}))
         self.method.to(self.device)
         self.pruner = None
         if config.pruning is not None:
@@ -146,6 +147,7 @@ class Trainer:
         try:  # the geometry, post ops and mask specs the trace will declare
             self.layers = trace_layers(self.backbone, config.record_samples or config.batch_size,
                                        self.image_size, config.gating, config.pruning,
+                                       branches=self.method.trace_branches,
                                        in_channels=self.train_ds.channels)
         except LayerOptionError as error:
             raise InputError(str(error), field=error.option) from None
@@ -210,13 +212,14 @@ class Trainer:
                 return _read_evaluation(finished)
         layers = self.layers
         recorded = sum(1 for step in range(config.steps) if self._is_record_step(step))
-        size = step_bytes(layers)
+        size = step_bytes(layers, self.method.trace_branches)
         print(f"trace: up to {_size_text(size)} per recorded step before compression, "
               f"{recorded} recorded steps: up to {_size_text(recorded * size)}"
               + ("" if config.record_samples else
                  " (--record-samples N records the first N images of each batch)"),
               file=sys.stderr)
-        recorder = TraceRecorder(out / "trace", layers, self._producer(), resume=resume,
+        recorder = TraceRecorder(out / "trace", layers, self._producer(),
+                                 branches=self.method.trace_branches, resume=resume,
                                  overwrite=restart, compression_level=config.trace_compression,
                                  min_saving=config.trace_min_saving,
                                  samples=config.record_samples)

@@ -10,10 +10,11 @@ precision) share one compute, so a sweep over such parameters replays the masks 
 
 Index traffic: FW writes the gate index when a later phase (BD, WG) skips with it, and those
 phases read it back; weight indices are read by every phase that reads compressed weights
-(``dram.compress_sparse``) or skips with them. A momentum branch (BYOL, MoCo target encoder) runs
-the forward phase only. Each job carries its share of the vector unit's non-MAC work
-(:mod:`accelsim.engine.vector`): a layer's post ops in FW and in its first backward phase, the
-optimizer step on branch 1's WG and a momentum encoder's update on branch 2's FW.
+(``dram.compress_sparse``) or skips with them. A momentum method's target encoder (BYOL, MoCo:
+branch 2, and branch 4 of a symmetric loss) runs the forward phase only. Each job carries its
+share of the vector unit's non-MAC work (:mod:`accelsim.engine.vector`): a layer's post ops in
+FW and in its first backward phase, the optimizer step on branch 1's WG and a momentum
+encoder's update on branch 2's FW.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from accelsim.engine.sparse import SparseCompute, compute_key, fw_skips_gates
 from accelsim.engine.vector import NonMacDuties, job_duties, recorded_optimizer
 from accelsim.errors import InputError
 from accelsim.kernels import popcount_words
-from accelsim.network import MOMENTUM_SSL, PHASES
+from accelsim.network import MOMENTUM_SSL, PHASES, SYMMETRIC_BRANCHES, is_target_branch
 from accelsim.sparsity import (
     nm_fits,
 )
@@ -98,8 +99,12 @@ class Replayer:
             raise ValueError("configs replayed together must share their compute_key")
         self.phases = tuple(phases)
         self.name = self.path.name
-        ssl = str(self.reader.manifest.producer.get("ssl", "")).lower()
-        self.momentum = ssl in MOMENTUM_SSL
+        self.ssl = str(self.reader.manifest.producer.get("ssl", "")).lower()
+        self.momentum = self.ssl in MOMENTUM_SSL
+        if self.momentum and self.reader.branches not in (2, SYMMETRIC_BRANCHES):
+            raise InputError(f"a {self.ssl} trace records 2 branches (online, target) or "
+                             f"{SYMMETRIC_BRANCHES} (a symmetric loss), got "
+                             f"{self.reader.branches}", path=str(self.path), field="branches")
         # Per (layer, branch), only what the latest stored weight mask gives: steps replay in
         # order and a weight mask, once replaced, never comes back, so a long trace that
         # stores its weights often does not keep them all.
@@ -122,20 +127,23 @@ class Replayer:
                     phases: tuple[str, ...]) -> NonMacDuties:
         """The non-MAC work of a job (:func:`accelsim.engine.vector.job_duties`): the optimizer
         rides on branch 1 and sums the weight gradients of every branch that ran WG (both in
-        SimCLR), a momentum encoder's update rides on branch 2's FW."""
+        SimCLR, the online passes of a momentum method: two with a symmetric loss), a momentum
+        encoder's update rides on branch 2's FW (once per step, symmetric or not)."""
         gate = item.gate
+        online = [b for b in range(1, self.reader.branches + 1)
+                  if not is_target_branch(b, self.ssl)]
         return job_duties(phase, phases,
-                          runs_backward=not (self.momentum and branch == 2)
+                          runs_backward=not is_target_branch(branch, self.ssl)
                           and any(p != "fw" for p in self.phases),
                           gate_group_size=gate.group_size if gate is not None
                           and gate.gating_groups > 1 else 0,
                           optimizer=self.optimizer if branch == 1 else "",
-                          gradients=1 if self.momentum else self.reader.branches,
+                          gradients=len(online),
                           ema=self.momentum and branch == 2)
 
     def branch_phases(self, branch: int, layer_index: int) -> list[str]:
         phases = phases_for(layer_index, self.phases, skip_first_bd=True)
-        if self.momentum and branch == 2:
+        if is_target_branch(branch, self.ssl):
             return [p for p in phases if p == "fw"]
         return phases
 

@@ -36,7 +36,15 @@ import numpy as np
 
 from accelsim.errors import InputError
 from accelsim.layer_patterns import grouped_conv_problem, matches, unmatched_pattern
-from accelsim.network import MOMENTUM_SSL, OPTIMIZERS, SSL_METHODS, Layer, Network
+from accelsim.network import (
+    MOMENTUM_SSL,
+    OPTIMIZERS,
+    SSL_METHODS,
+    SYMMETRIC_BRANCHES,
+    Layer,
+    Network,
+    encoder_branch,
+)
 from accelsim.trace.manifest import (
     GATE_GRADIENTS,
     TraceLayer,
@@ -140,6 +148,7 @@ class SynthConfig:
     weight_delta: float = 0.0
     weight_update_every: int = 0
     ssl: str = "simclr"
+    symmetric: bool = False
     optimizer: str = "sgd"
     gate_layers: tuple[str, ...] = ()
     prune_layers: tuple[str, ...] = ()
@@ -159,6 +168,10 @@ class SynthConfig:
         if self.ssl in MOMENTUM_SSL and self.branches != 2:
             raise InputError(f"{self.ssl} needs --branches 2 (branch 2 is its momentum "
                              f"encoder), got {self.branches}", field="--ssl")
+        if self.symmetric and self.ssl not in MOMENTUM_SSL:
+            raise InputError(f"a symmetric loss is BYOL's or MoCo's (--ssl "
+                             f"{'/'.join(MOMENTUM_SSL)}), got --ssl {self.ssl}",
+                             field="--symmetric")
         if self.optimizer not in OPTIMIZERS:
             raise InputError(f"must be one of {list(OPTIMIZERS)}, got {self.optimizer!r}",
                              field="--optimizer")
@@ -223,6 +236,12 @@ class SynthConfig:
     def has_weights(self) -> bool:
         """Whether pruned layers get weight masks (a sparsity, or an N:M pattern)."""
         return self.weight_sparsity is not None or self.pattern.kind in NM_KINDS
+
+    @property
+    def recorded_branches(self) -> int:
+        """Branches the trace records: ``branches``, or four passes with a symmetric loss
+        (branches 3 and 4 are the encoders of 1 and 2 on the other view)."""
+        return SYMMETRIC_BRANCHES if self.symmetric else self.branches
 
     def weight_sparsities(self) -> tuple[float, float]:
         """Target weight sparsity of branch 1 and branch 2 (``S`` and ``S - delta``)."""
@@ -314,14 +333,16 @@ def base_chunks(gate_groups: int, overlap: float, branches: int) -> list[list[in
     """Per branch, the input chunk each output chunk uses as its base path.
 
     Branch 1: the diagonal ``[0, .., G-1]``; branch 2: the inverse diagonal ``[G-1-g]``, except
-    that its first ``round(overlap * G)`` output chunks use branch 1's chunk. ``[]`` for G = 1.
+    that its first ``round(overlap * G)`` output chunks use branch 1's chunk; branches 3 and 4
+    (a symmetric loss) repeat their encoder's (:func:`accelsim.network.encoder_branch`). ``[]``
+    for G = 1.
     """
     if gate_groups == 1:
         return []
     diagonal = list(range(gate_groups))
     shared = round_half_up(overlap * gate_groups)
     inverse = [g if g < shared else gate_groups - 1 - g for g in diagonal]
-    return [diagonal, inverse][:branches]
+    return [[diagonal, inverse][encoder_branch(b) - 1] for b in range(1, branches + 1)]
 
 
 def _gate_problem(layer: Layer, groups: int, size: int, block: int) -> str | None:
@@ -379,7 +400,7 @@ def trace_layers(network: Network, config: SynthConfig) -> list[TraceLayer]:
                          field="--weight-sparsity" if config.weight_sparsity is not None
                          else "--weight-pattern")
     pattern = config.pattern
-    chunks = base_chunks(config.gate_groups, config.overlap, config.branches)
+    chunks = base_chunks(config.gate_groups, config.overlap, config.recorded_branches)
     problems: list[tuple[str, str]] = []
     for layer in network.layers:
         if layer.name in gated:
@@ -568,10 +589,11 @@ def synthesize(network: Network, out: Path, config: SynthConfig,
         raise TypeError(f"config must be a SynthConfig, got {type(config).__name__}")
     layers = trace_layers(network, config)
     index = {layer.name: i for i, layer in enumerate(network.layers)}
-    branches = range(1, config.branches + 1)
+    branches = range(1, config.recorded_branches + 1)
     pattern = config.pattern
     sparsities = config.weight_sparsities() if config.has_weights else (0.0, 0.0)
-    with TraceWriter.create(out, producer(network, config), layers, branches=config.branches,
+    with TraceWriter.create(out, producer(network, config), layers,
+                            branches=config.recorded_branches,
                             overwrite=overwrite, compression_level=compression_level,
                             min_saving=min_saving) as writer:
         for step in range(config.steps):
@@ -592,8 +614,8 @@ def synthesize(network: Network, out: Path, config: SynthConfig,
                         rng = generator(config.seed, step, i, 0, "weight")
                         masks = weight_masks(rng, item.weight.shape, pattern,
                                              sparsities[:config.branches])
-                        for branch, mask in zip(branches, masks, strict=True):
-                            weights[(item.name, branch)] = mask
+                        for branch in branches:  # an encoder's weights in all its passes
+                            weights[(item.name, branch)] = masks[encoder_branch(branch) - 1]
                     else:
                         for branch in branches:
                             weights[(item.name, branch)] = None
@@ -601,7 +623,8 @@ def synthesize(network: Network, out: Path, config: SynthConfig,
             if config.has_gates:
                 stats["gate_sparsity_target"] = config.gate_sparsity
             if config.has_weights:
-                stats["weight_sparsity_target"] = {str(b): sparsities[b - 1] for b in branches}
+                stats["weight_sparsity_target"] = {str(b): sparsities[encoder_branch(b) - 1]
+                                                   for b in branches}
                 stats["weight_update"] = update
             writer.write_step(step, gates, weights, stats)
     return Path(out)

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -246,3 +247,47 @@ def test_an_imagenet_style_run_from_an_image_folder(tmp_path: Path) -> None:
     sim = CliRunner().invoke(main, ["simulate", str(out), "--hw", str(FP8), "--out",
                                     str(tmp_path / "sim")])
     assert sim.exit_code == 0, sim.output
+
+
+def test_a_symmetric_byol_run_records_its_four_passes(tmp_path: Path) -> None:
+    """online(view 1), target(view 2), online(view 2), target(view 1): each pass's gates, bit
+    for bit, as trace branches 1-4, which replay with the second online pass's backward."""
+    config = tiny(algo="cdg", ssl="byol", symmetric=True, steps=2)
+    trainer = Trainer(config, tmp_path / "run", progress=False)
+    before = copy.deepcopy(trainer.method.state_dict())
+    trainer.run()
+    reader = TraceReader(tmp_path / "run" / "trace")
+    assert reader.branches == 4
+    gated = [item for item in reader.layers if item.gate is not None]
+    assert gated and all(item.gate.base_chunks[2] == item.gate.base_chunks[0]
+                         and item.gate.base_chunks[3] == item.gate.base_chunks[1]
+                         and item.gate.base_chunks[0] != item.gate.base_chunks[1]
+                         for item in gated)
+    fresh = Trainer(config, tmp_path / "other", progress=False)
+    fresh.method.load_state_dict(before)
+    fresh.method.train()
+    from workloads.train import batch_indices
+
+    index = batch_indices(0, len(fresh.train_ds.labels), config.batch_size, config.seed)
+    images = fresh.train_ds.images[index]
+    views = {b: fresh.augment(images, step_generator(config.seed, 0, b)) for b in (1, 2)}
+    passes = {1: (1, 1), 2: (2, 2), 3: (1, 2), 4: (2, 1)}  # trace branch: (encoder, view)
+    with torch.no_grad():
+        for branch, (encoder, view) in passes.items():
+            fresh.method.encode(views[view], encoder, record_as=branch)
+            for item in gated:
+                conv = dict(branch_convs(fresh.method.encoders()[encoder]))[item.name]
+                assert np.array_equal(conv.last_gate[branch].numpy(),
+                                      reader.gate(0, item.name, branch)), (item.name, branch)
+    assert not np.array_equal(reader.gate(0, gated[0].name, 1), reader.gate(0, gated[0].name, 3))
+    sim = CliRunner().invoke(main, ["simulate", str(tmp_path / "run"), "--hw", str(FP8),
+                                    "--out", str(tmp_path / "sim")])
+    assert sim.exit_code == 0, sim.output
+    jobs = pd.read_csv(tmp_path / "sim" / "results.csv")
+    assert jobs.groupby("branch")["phase"].agg(set).to_dict() == {
+        1: {"fw", "bd", "wg"}, 2: {"fw"}, 3: {"fw", "bd", "wg"}, 4: {"fw"}}
+    problem = CliRunner().invoke(main, ["record", "--ssl", "simclr", "--symmetric", "--data",
+                                        DATA, "--out", str(tmp_path / "refused")])
+    assert problem.exit_code == 2 and "symmetric: applies to ssl byol or moco only" in \
+        problem.output, problem.output
+    assert not (tmp_path / "refused").exists()

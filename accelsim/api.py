@@ -21,7 +21,8 @@ from accelsim.errors import InputError
 from accelsim.fileio import atomic_write_json, atomic_write_text
 from accelsim.inputs import load_json_file, load_json_object
 from accelsim.network import PHASES, Network
-from accelsim.report import RUN_FILES, build_report, slugify
+from accelsim.report import build_report
+from accelsim.report_inputs import RUN_FILES, slugify
 from accelsim.trace import resolve_trace_dir
 from accelsim.trace.format import MANIFEST_NAME
 

@@ -1,7 +1,7 @@
 """Plots of accelsim results: pure functions ``(df, ax=None, **opts) -> Figure``, never simulating.
 
 Every function takes a tidy table that accelsim wrote (a run's ``results.csv``, the scheme table
-of :mod:`accelsim.report`, or a sweep's ``results.csv``), draws into ``ax`` when given (or into a
+of :mod:`accelsim.report_schemes`, or a sweep's ``results.csv``), draws into ``ax`` when given (or into a
 new :class:`matplotlib.figure.Figure`, without pyplot and its global state) and returns the figure.
 Nothing here picks a backend: saving a figure to PNG or SVG works with any. Styles: fonts of at
 least 10 pt, the Okabe-Ito colour-blind-safe palette, a title, axis labels with units and a legend.
@@ -11,59 +11,34 @@ Result tables (one row per job; see ``docs/reports.md``):
 - ``per_layer_speedup``, ``flops_vs_hardware``, ``energy_breakdown``, ``gap_by_cause`` take a
   run's results (columns of ``results.csv``);
 - ``scheme_scatter`` takes the scheme table (one row per scheme);
-- ``metric_vs_param``, ``heatmap``, ``pareto`` take a sweep's ``results.csv``.
+- ``metric_vs_param``, ``heatmap``, ``pareto`` take a sweep's ``results.csv`` (drawn in
+  :mod:`accelsim.sweep_plots`, re-exported here).
 
-:func:`gap_decomposition` is the table ``gap_by_cause`` draws: lost cycles split by cause.
+:func:`accelsim.analysis.gap_decomposition` is the table ``gap_by_cause`` draws: lost cycles
+split by cause. The shared style is :mod:`accelsim.plot_style`.
 """
 
 from __future__ import annotations
 
-import functools
-import math
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
-import matplotlib as mpl
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
-from matplotlib.transforms import Bbox
 
 from accelsim.analysis import (
     PHASE_ORDER,
     aggregate,
     dense_energy_breakdown,
     gap_decomposition,
-    pareto_front,
     require,
-    varied_columns,
 )
+from accelsim.plot_style import GREY, METRIC_LABELS, PALETTE, new_axes, place_labels, styled
 from accelsim.units import CYCLE_UNITS, ENERGY_UNITS, scale_unit
 
-# Okabe & Ito (2008), safe for the common colour-vision deficiencies.
-PALETTE: tuple[str, ...] = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9",
-                            "#F0E442", "#000000")
-GREY = "#999999"
-STYLE: dict[str, Any] = {
-    "font.size": 11,
-    "axes.titlesize": 12,
-    "axes.labelsize": 11,
-    "xtick.labelsize": 10,
-    "ytick.labelsize": 10,
-    "legend.fontsize": 10,
-    "legend.title_fontsize": 10,
-    "figure.titlesize": 13,
-    "axes.prop_cycle": mpl.cycler(color=PALETTE),
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-    "axes.grid": True,
-    "grid.alpha": 0.3,
-    "axes.axisbelow": True,
-}
 PHASE_NAMES = {"fw": "FW", "bd": "BD", "wg": "WG"}
 ENERGY_PARTS: tuple[tuple[str, str, str], ...] = (
     ("mac", "MAC", PALETTE[0]),
@@ -84,48 +59,12 @@ GAP_PARTS: tuple[tuple[str, str, str, str], ...] = (
     ("memory_cycles", "memory-bound beyond the dense run", PALETTE[0], ""),
     ("placement_cycles", "where the skipped MACs fall", PALETTE[5], ".."),
 )
-# Sweep metrics: (axis label, unit prefix family). Family "pJ" and "cycles" are auto-scaled.
-METRIC_LABELS: dict[str, str] = {
-    "speedup": "speedup vs dense (×)",
-    "speedup_step": "whole-step speedup vs dense, non-MAC work included (×)",
-    "non_mac_share": "non-MAC share of the step's time",
-    "flops_reduction": "FLOPs reduction (×)",
-    "speedup_efficiency": "speedup / FLOPs reduction (1: every skipped MAC saves its time)",
-    "energy_reduction": "energy reduction vs dense (×)",
-    "tflops_per_watt": "energy efficiency, effective work (TFLOPS/W)",
-    "tflops_per_watt_dense_equivalent": "energy efficiency, dense-equivalent (TFLOPS/W)",
-    "tflops_per_watt_on_chip": "energy efficiency, effective work on chip (TFLOPS/W)",
-    "effective_tflops": "effective throughput (TFLOPS)",
-    "utilization": "utilization (fraction of peak MACs)",
-    "seconds": "time (s)",
-    "dram_bytes": "DRAM traffic (bytes)",
-    "index_reduction": "index-storage reduction (×)",
-}
-
-F = TypeVar("F", bound=Callable[..., Figure])
-
-
-def styled(function: F) -> F:
-    """Run a plot function under :data:`STYLE` (fonts, palette, grid)."""
-
-    @functools.wraps(function)
-    def wrapper(*args: Any, **kwargs: Any) -> Figure:
-        with mpl.rc_context(STYLE):
-            return function(*args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
-
 
 # ---------------------------------------------------------------------------------------------
 # Helpers
 # ---------------------------------------------------------------------------------------------
 
 
-def _axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
-    if ax is not None:
-        return ax.figure, ax  # type: ignore[return-value]
-    fig = Figure(figsize=figsize, layout="constrained")
-    return fig, fig.add_subplot()
 
 
 def _phases(results: pd.DataFrame) -> list[str]:
@@ -230,7 +169,7 @@ def flops_vs_hardware(results: pd.DataFrame, ax: Axes | None = None) -> Figure:
     labels.append("all jobs")
     flops = [*table["flops_reduction"], float(total["flops_reduction"].iloc[0])]
     speed = [*table["speedup"], float(total["speedup"].iloc[0])]
-    fig, ax = _axes(ax, (max(7.0, 1.1 * len(labels) + 2), 4.6))
+    fig, ax = new_axes(ax, (max(7.0, 1.1 * len(labels) + 2), 4.6))
     xs = np.arange(len(labels), dtype=float)
     xs[-1] += 0.5  # set the total apart
     width = 0.38
@@ -298,7 +237,7 @@ def energy_breakdown(results: pd.DataFrame, ax: Axes | None = None, *,
                 stacks[-1]["non_mac"] = float(results.loc[mask,
                                                           "energy_non_mac_dense_pj"].sum())
     unit, size = scale_unit([sum(s.values()) for s in stacks], ENERGY_UNITS)
-    fig, ax = _axes(ax, (max(7.5, 0.75 * len(kinds) * len(groups) + 4.5), 5.0))
+    fig, ax = new_axes(ax, (max(7.5, 0.75 * len(kinds) * len(groups) + 4.5), 5.0))
     pitch = len(kinds) + 0.6
     xs = [g * pitch + k for g in range(len(groups)) for k in range(len(kinds))]
     order = ["mac", "rf", "buffer", "dram", "buffer_dram", "index", "network", "static",
@@ -379,7 +318,7 @@ def gap_by_cause(results: pd.DataFrame, ax: Axes | None = None, *, by: str = "ph
     parts = [c for c, _, _, _ in GAP_PARTS]
     unit, size = scale_unit(np.concatenate([table[parts].to_numpy().ravel(),
                                             table["lost_cycles"].to_numpy()]), CYCLE_UNITS)
-    fig, ax = _axes(ax, (10.0, 1.6 + 0.8 * len(table) + 0.9))
+    fig, ax = new_axes(ax, (10.0, 1.6 + 0.8 * len(table) + 0.9))
     ys = np.arange(len(table))[::-1].astype(float)
     positive = np.zeros(len(table))
     negative = np.zeros(len(table))
@@ -424,73 +363,6 @@ SCHEME_AXES = {
 }
 
 
-_LABEL_SPOTS: tuple[tuple[float, float, str, str], ...] = tuple(
-    spot for d in (1.0, 2.2, 3.6) for spot in (
-        (8 * d, 0, "left", "center"), (-8 * d, 0, "right", "center"),
-        (0, 8 * d, "center", "bottom"), (0, -8 * d, "center", "top"),
-        (7 * d, 8 * d, "left", "bottom"), (7 * d, -8 * d, "left", "top"),
-        (-7 * d, 8 * d, "right", "bottom"), (-7 * d, -8 * d, "right", "top")))
-
-
-def _place_labels(ax: Axes, xs: Sequence[float], ys: Sequence[float], texts: Sequence[str], *,
-                  avoid: Sequence[tuple[float, float]] = ()) -> None:
-    """Label points (data coordinates) without overlaps where possible.
-
-    Each label takes the first of a ring of spots around its point (right, left, above,
-    below, diagonals; then further out, with a leader line) whose box stays inside the axes and
-    overlaps no placed label and no marker (the points themselves and ``avoid``). Needs the
-    figure's layout (legend included) to be final, as text is measured in display space.
-    """
-    fig = ax.figure
-    if not hasattr(fig.canvas, "get_renderer"):
-        FigureCanvasAgg(fig)  # a bare Figure: measure text with Agg (no window, no pyplot)
-    fig.draw_without_rendering()  # settle the layout before measuring
-    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
-    half = 6 * fig.dpi / 72
-
-    def boxes(points: Sequence[tuple[float, float]]) -> list[Bbox]:
-        out = []
-        for x, y in points:
-            px, py = ax.transData.transform((x, y))
-            out.append(Bbox.from_extents(px - half, py - half, px + half, py + half))
-        return out
-
-    markers = boxes(list(zip(xs, ys, strict=True)))
-    minor = boxes(avoid)
-    frame = ax.get_window_extent(renderer)
-    placed: list[Bbox] = []
-    for x, y, text in zip(xs, ys, texts, strict=True):
-        best: tuple[float, Any] | None = None
-        for dx, dy, ha, va in _LABEL_SPOTS:
-            leader = abs(dx) > 10 or abs(dy) > 10 or (dx != 0 and dy != 0)
-            annotation = ax.annotate(
-                text, (x, y), xytext=(dx, dy), textcoords="offset points", ha=ha, va=va,
-                fontsize=10, arrowprops={"arrowstyle": "-", "color": "#555555",
-                                         "linewidth": 0.8, "shrinkA": 1, "shrinkB": 4}
-                if leader else None)
-            annotation.set_in_layout(False)  # placing a label must not move the axes
-            box = annotation.get_window_extent(renderer)
-            # Hiding a label or a labelled point is worst, leaving the axes next, crossing a
-            # line or a secondary marker least.
-            cost = 10 * sum(_overlap(box, other) for other in [*placed, *markers])
-            cost += 3 * (box.width * box.height - _overlap(box, frame))
-            cost += sum(_overlap(box, other) for other in minor)
-            if best is None or cost < best[0]:
-                if best is not None:
-                    best[1].remove()
-                best = (cost, annotation)
-            else:
-                annotation.remove()
-            if cost == 0:
-                break
-        assert best is not None
-        placed.append(best[1].get_window_extent(renderer))
-
-
-def _overlap(a: Bbox, b: Bbox) -> float:
-    width = min(a.x1, b.x1) - max(a.x0, b.x0)
-    height = min(a.y1, b.y1) - max(a.y0, b.y0)
-    return width * height if width > 0 and height > 0 else 0.0
 
 
 @styled
@@ -498,8 +370,8 @@ def scheme_scatter(table: pd.DataFrame, ax: Axes | None = None, *, x: str = "ind
                    y: str = "speedup") -> Figure:
     """Structured vs unstructured co-design: one labelled point per scheme.
 
-    ``table`` is the scheme table of :func:`accelsim.report.scheme_table` (columns ``scheme``,
-    ``structure``, ``x``, ``y``, ``flops_reduction``, optional ``knn_accuracy`` /
+    ``table`` is the scheme table of :func:`accelsim.report_schemes.scheme_table` (columns
+    ``scheme``, ``structure``, ``x``, ``y``, ``flops_reduction``, optional ``knn_accuracy`` /
     ``linear_accuracy``). Filled markers: ``y`` (speedup); hollow markers joined by a dotted
     line: the FLOPs reduction the scheme would reach without a gap; triangles, with a
     ``speedup_step`` column: the whole step's speedup (non-MAC work included); the dashed line:
@@ -508,7 +380,7 @@ def scheme_scatter(table: pd.DataFrame, ax: Axes | None = None, *, x: str = "ind
     points), else its accuracy. ``x`` = ``index_reduction`` is drawn on a log axis.
     """
     require(table, ("scheme", x, y), "scheme_scatter")
-    fig, ax = _axes(ax, (8.5, 5.5))
+    fig, ax = new_axes(ax, (8.5, 5.5))
     accuracy = next((c for c in ("knn_delta", "linear_delta", "knn_accuracy",
                                  "linear_accuracy") if c in table.columns
                      and table[c].notna().any()), None)
@@ -574,232 +446,12 @@ def scheme_scatter(table: pd.DataFrame, ax: Axes | None = None, *, x: str = "ind
     if show_step:
         avoid += [(px, v) for px, v in zip(table[x], table["speedup_step"], strict=True)
                   if pd.notna(v)]
-    _place_labels(ax, list(table[x]), list(table[y]), texts, avoid=avoid)
+    place_labels(ax, list(table[x]), list(table[y]), texts, avoid=avoid)
     return fig
 
 
-# ---------------------------------------------------------------------------------------------
-# Sweeps
-# ---------------------------------------------------------------------------------------------
+# The sweep figures live in accelsim.sweep_plots; plots is the one place to find every figure.
+from accelsim.sweep_plots import heatmap, metric_vs_param, pareto, pretty  # noqa: E402
 
-
-ENERGY_NAMES = {"energy_pj": "MAC jobs' energy", "energy_step_pj": "step energy"}
-TIME_NAMES = {"seconds": "MAC jobs' time", "seconds_step": "step time"}
-
-
-def _metric_unit(table: pd.DataFrame, metric: str) -> tuple[str, float]:
-    if metric.endswith("_pj"):
-        unit, size = scale_unit(table[metric], ENERGY_UNITS)
-        name = ENERGY_NAMES.get(metric, metric[:-3].replace("_", " "))
-        return f"{name} ({unit})", size
-    if metric in TIME_NAMES:
-        return f"{TIME_NAMES[metric]} (ms)", 1e-3
-    if metric.startswith("cycles"):
-        unit, size = scale_unit(table[metric], CYCLE_UNITS)
-        return f"{metric.replace('_', ' ')} ({unit})", size
-    return METRIC_LABELS.get(metric, metric.replace("_", " ")), 1.0
-
-
-def _scope(table: pd.DataFrame, scope: str) -> pd.DataFrame:
-    if "scope" not in table.columns:
-        return table
-    chosen = table[table["scope"].astype(str) == scope]
-    if chosen.empty:
-        raise ValueError(f"no rows with scope {scope!r}; scopes: "
-                         f"{sorted(set(table['scope'].astype(str)))}")
-    return chosen
-
-
-def _positions(values: pd.Series) -> tuple[np.ndarray, list[str] | None]:
-    """Numeric x positions of parameter values: the values, or ranks for non-numbers."""
-    numeric = pd.to_numeric(values, errors="coerce")
-    if numeric.notna().all() and values.map(lambda v: not isinstance(v, bool)).all():
-        return numeric.to_numpy(dtype=float), None
-    levels = list(dict.fromkeys(values.astype(str)))
-    return np.array([levels.index(str(v)) for v in values], dtype=float), levels
-
-
-def pretty(metric: str) -> str:
-    """A metric's name for titles and captions."""
-    named = {**ENERGY_NAMES, **TIME_NAMES, "speedup_efficiency": "speedup / FLOPs reduction"}
-    if metric in named:
-        return named[metric]
-    return (metric[:-3] if metric.endswith("_pj") else metric).replace("_", " ")
-
-
-def _short(key: str) -> str:
-    return key.rsplit(".", 1)[-1]
-
-
-LINE_STYLES = ("-", "--", ":", "-.")
-
-
-@styled
-def metric_vs_param(table: pd.DataFrame, metric: str, param: str, ax: Axes | None = None, *,
-                    scope: str = "total") -> Figure:
-    """A sweep metric against one parameter: one line per trace (colour) and per combination of
-    the other varied parameters (line style and marker). ``scope``: which of the sweep's
-    total/fw/bd/wg/branch1/branch2 rows to draw. Numeric parameters spanning a factor of 8 or
-    more get a log axis; booleans and strings are categories."""
-    require(table, (metric, param), "metric_vs_param")
-    rows = _scope(table, scope)
-    others = [c for c in varied_columns(rows) if c != param and rows[c].nunique() > 1]
-    label, size = _metric_unit(rows, metric)
-    fig, ax = _axes(ax, (9.5, 5.0))
-    positions, levels = _positions(rows[param])
-    rows = rows.assign(_x=positions)
-    traces = list(dict.fromkeys(rows["trace"].astype(str))) if "trace" in rows.columns \
-        else [""]
-    combos = list(dict.fromkeys(map(tuple, rows[others].astype(str).to_numpy().tolist()))) \
-        if others else [()]
-    markers = "osD^vP*X"
-    for t, name in enumerate(traces):
-        for c, combo in enumerate(combos):
-            part = rows[rows["trace"].astype(str) == name] if name else rows
-            for column, value in zip(others, combo, strict=True):
-                part = part[part[column].astype(str) == value]
-            if part.empty:
-                continue
-            part = part.sort_values("_x")
-            extra = ", ".join(f"{_short(k)}={v}" for k, v in zip(others, combo, strict=True))
-            text = ", ".join(x for x in (name, extra) if x) or metric
-            ax.plot(part["_x"], part[metric] / size, color=PALETTE[t % len(PALETTE)],
-                    linestyle=LINE_STYLES[c % len(LINE_STYLES)],
-                    marker=markers[c % len(markers)], linewidth=1.8, markersize=6, label=text)
-    if levels is not None:
-        ax.set_xticks(range(len(levels)), levels)
-        ax.set_xlim(-0.4, len(levels) - 0.6)
-    else:
-        values = sorted(set(positions))
-        if values[0] > 0 and values[-1] / values[0] >= 8:
-            ax.set_xscale("log")
-        ax.set_xticks(values, [f"{v:g}" for v in values])
-        ax.minorticks_off()
-    ax.set_xlabel(param)
-    ax.set_ylabel(label)
-    scope_text = "" if scope == "total" else f" ({scope})"
-    ax.set_title(f"{pretty(metric)} vs {param}{scope_text}")
-    title = "trace" + (", " + ", ".join(_short(k) for k in others) if others else "")
-    ax.legend(title=title, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    return fig
-
-
-@styled
-def heatmap(table: pd.DataFrame, metric: str, param_x: str, param_y: str,
-            ax: Axes | Sequence[Axes] | None = None, *, scope: str = "total",
-            trace: str | None = None, note: str = "") -> Figure:
-    """A sweep metric over a two-parameter grid, one panel per trace (or just ``trace``).
-
-    Cells are annotated with their values. Where other varied parameters take several values
-    the cell shows the mean over them (the title says so): filter the table first to fix them.
-    Colour map viridis (perceptually uniform, colour-blind safe). ``note`` ends the title.
-    """
-    require(table, (metric, param_x, param_y), "heatmap")
-    rows = _scope(table, scope)
-    if trace is not None and "trace" in rows.columns:
-        rows = rows[rows["trace"].astype(str) == trace]
-    averaged = [c for c in varied_columns(rows) if c not in (param_x, param_y)
-                and rows[c].nunique() > 1]
-    traces = list(dict.fromkeys(rows["trace"].astype(str))) if "trace" in rows.columns \
-        else [""]
-    label, size = _metric_unit(rows, metric)
-    axes_list = [ax] if isinstance(ax, Axes) else list(ax) if ax is not None else None
-    if axes_list is None:
-        fig = Figure(figsize=(min(5.2 * len(traces), 16) + 1.0, 4.6), layout="constrained")
-        axes_list = list(fig.subplots(1, len(traces), squeeze=False)[0])
-    elif len(axes_list) != len(traces):
-        raise ValueError(f"heatmap: {len(traces)} traces need {len(traces)} Axes")
-    fig = axes_list[0].figure
-    x_levels = list(dict.fromkeys(rows[param_x].astype(str)))
-    y_levels = list(dict.fromkeys(rows[param_y].astype(str)))
-    low = float(rows[metric].min()) / size
-    high = float(rows[metric].max()) / size
-    image = None
-    for axis, name in zip(axes_list, traces, strict=True):
-        part = rows[rows["trace"].astype(str) == name] if name else rows
-        grid = (part.assign(_x=part[param_x].astype(str), _y=part[param_y].astype(str))
-                .groupby(["_y", "_x"])[metric].mean().unstack("_x")
-                .reindex(index=y_levels, columns=x_levels)) / size
-        values = grid.to_numpy(dtype=float)
-        image = axis.imshow(values, cmap="viridis", vmin=low, vmax=high, origin="lower",
-                            aspect="auto")
-        for (i, j), value in np.ndenumerate(values):
-            if math.isnan(value):
-                continue
-            shade = image.cmap(image.norm(value))
-            dark = sum(to_rgb(shade)) / 3 < 0.5
-            text = f"{value:.2f}" if abs(high) < 100 else f"{value:.3g}"
-            axis.text(j, i, text, ha="center", va="center", fontsize=10,
-                      color="white" if dark else "black")
-        axis.set_xticks(range(len(x_levels)), x_levels)
-        axis.set_yticks(range(len(y_levels)), y_levels)
-        axis.set_xlabel(param_x)
-        axis.set_ylabel(param_y)
-        axis.grid(False)
-        axis.set_title(name or metric)
-    assert image is not None
-    fig.colorbar(image, ax=axes_list, label=label, shrink=0.9)  # type: ignore[arg-type]
-    scope_text = "" if scope == "total" else f" ({scope})"
-    if ax is None:
-        mean = f", mean over {', '.join(averaged)}" if averaged else ""
-        fig.suptitle(f"{pretty(metric)} over {param_x} × {param_y}{scope_text}{mean}{note}")
-    return fig  # type: ignore[return-value]
-
-
-def _point_label(row: pd.Series, keys: Sequence[str]) -> str:
-    return ", ".join(f"{_short(key)}={row[key]}" for key in keys)
-
-
-@styled
-def pareto(table: pd.DataFrame, ax: Axes | None = None, *, x: str = "energy_pj",
-           y: str = "speedup", scope: str = "total", label: str | None = None,
-           lower_y: bool = False, per_trace: bool = False) -> Figure:
-    """Every sweep point as ``x`` (lower is better) vs ``y`` (higher is better, or lower with
-    ``lower_y``), coloured by trace, with the Pareto front highlighted: over all points, or with
-    ``per_trace`` one front per trace in its colour. Front points (at most 10) are labelled by
-    the ``label`` column, or by default with their varied parameters (``rows=16,
-    compaction=True``)."""
-    require(table, (x, y), "pareto")
-    rows = _scope(table, scope).reset_index(drop=True)
-    x_label, x_size = _metric_unit(rows, x)
-    y_label, y_size = _metric_unit(rows, y)
-    fig, ax = _axes(ax, (9.0, 5.5))
-    traces = list(dict.fromkeys(rows["trace"].astype(str))) if "trace" in rows.columns \
-        else [""]
-    markers = "osD^vP*X"
-    ranked = rows.assign(_goal=-rows[y] if lower_y else rows[y])
-    fronts = []
-    for i, name in enumerate(traces):
-        part = ranked[ranked["trace"].astype(str) == name] if name else ranked
-        colour = PALETTE[i % len(PALETTE)]
-        ax.scatter(part[x] / x_size, part[y] / y_size, s=36, color=colour,
-                   marker=markers[i % len(markers)], alpha=0.85, label=name or "points",
-                   zorder=3)
-        if per_trace:
-            front = part[pareto_front(part, x, "_goal")].sort_values(x)
-            ax.step(front[x] / x_size, front[y] / y_size, where="post", color=colour,
-                    linewidth=1.2, zorder=2)
-            fronts.append(front)
-    if not per_trace:
-        front = ranked[pareto_front(ranked, x, "_goal")].sort_values(x)
-        ax.step(front[x] / x_size, front[y] / y_size, where="post", color="black",
-                linewidth=1.4, zorder=2)
-        fronts.append(front)
-    front = pd.concat(fronts)
-    ax.scatter(front[x] / x_size, front[y] / y_size, s=130, facecolor="none",
-               edgecolor="black", linewidth=1.6, zorder=4,
-               label="Pareto front" + (" of each trace" if per_trace else ""))
-    ax.set_xlabel(f"{x_label} — lower is better")
-    ax.set_ylabel(f"{y_label} — {'lower' if lower_y else 'higher'} is better")
-    scope_text = "" if scope == "total" else f" ({scope})"
-    ax.set_title(f"Pareto front: {pretty(y)} vs {pretty(x)}{scope_text}")
-    ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="trace")
-    keys = varied_columns(rows)
-    if len(front) <= (4 if per_trace and len(traces) > 1 else 10) and (
-            label in rows.columns or (label is None and keys)):
-        texts = [str(row[label]) if label else _point_label(row, keys)
-                 for _, row in front.iterrows()]
-        others = rows.drop(index=front.index)
-        _place_labels(ax, list(front[x] / x_size), list(front[y] / y_size), texts,
-                      avoid=list(zip(others[x] / x_size, others[y] / y_size, strict=True)))
-    return fig
+__all__ = ["energy_breakdown", "flops_vs_hardware", "gap_by_cause", "heatmap", "metric_vs_param",
+           "pareto", "per_layer_speedup", "pretty", "scheme_scatter"]

@@ -21,13 +21,9 @@ from accelsim.cli_report import compare_command, report_command
 from accelsim.config import load_hardware
 from accelsim.errors import InputError
 from accelsim.network import resnet18, resnet20
-from accelsim.report import (
-    build_report,
-    describe_scheme,
-    gap_table,
-    read_output,
-    scheme_table,
-)
+from accelsim.report import build_report
+from accelsim.report_inputs import read_output
+from accelsim.report_schemes import describe_scheme, gap_table, scheme_table
 from accelsim.trace.synth import SynthConfig, synthesize
 from tests.conftest import FP8, SYSTOLIC
 

@@ -427,3 +427,28 @@ def test_config_errors_name_the_option(kwargs: dict, field: str) -> None:
     with pytest.raises(InputError) as caught:
         SynthConfig(**kwargs)
     assert caught.value.field == field
+
+
+def test_the_channel_correlation_measure_tells_independent_gates_from_blocked_ones(
+        tmp_path: Path) -> None:
+    """scripts/make_gap_table.py --recorded: independent gates close an aligned 8-channel unit
+    as often as independence predicts; gates equal over 8-channel blocks put every closed bit in
+    a closed unit."""
+    from accelsim.trace import TraceReader
+    from scripts.make_gap_table import channel_correlation
+
+    net = resnet20(batch=4)
+    results = {}
+    for block in (1, 8):
+        path = tmp_path / f"block{block}"
+        synthesize(net, path, SynthConfig(steps=1, gate_sparsity=0.7, gate_groups=2,
+                                          channel_block=block))
+        results[block] = channel_correlation(TraceReader(path))
+    density, off, independent_off, closed_in_off, independent_closed = results[1]
+    assert density == pytest.approx(0.3, abs=0.01)
+    assert off == pytest.approx(independent_off, rel=0.05)
+    assert independent_off == pytest.approx(0.7 ** 8, rel=0.05)
+    assert closed_in_off == pytest.approx(independent_closed, rel=0.05)
+    density, off, independent_off, closed_in_off, _ = results[8]
+    assert closed_in_off == 1.0 and off == pytest.approx(0.7, abs=0.01)
+    assert independent_off < off / 10

@@ -1,8 +1,9 @@
 """Plots of accelsim results: pure functions ``(df, ax=None, **opts) -> Figure``, never simulating.
 
 Every function takes a tidy table that accelsim wrote (a run's ``results.csv``, the scheme table
-of :mod:`accelsim.report_schemes`, or a sweep's ``results.csv``), draws into ``ax`` when given (or into a
-new :class:`matplotlib.figure.Figure`, without pyplot and its global state) and returns the figure.
+of :mod:`accelsim.report_schemes`, or a sweep's ``results.csv``), draws into ``ax`` when given (or
+into a new :class:`matplotlib.figure.Figure`, without pyplot and its global state) and returns the
+figure.
 Nothing here picks a backend: saving a figure to PNG or SVG works with any. Styles: fonts of at
 least 10 pt, the Okabe-Ito colour-blind-safe palette, a title, axis labels with units and a legend.
 

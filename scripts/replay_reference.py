@@ -6,8 +6,9 @@ Traces: synthetic CDG, SCDG (8x1x1), SyncCP element-wise, 2:4 and 8x8-block trac
 weight update), a ResNet-20 28x28 CDG trace at batch 16 (small feature maps, grayscale), plus any
 recorded traces given with ``--trace``. Hardware: both presets in ``hw_configs/``, each with
 ``decoder.compaction`` off and on, and the FP8 preset with ``decoder.skip_granularity: element``,
-``pe_row``, 12 PE rows (queue rows that do not divide 64) and ``sync_tiles: 3`` (passes that
-do not start on 64-bit words).
+``pe_row``, 12 PE rows (queue rows that do not divide 64), ``sync_tiles: 3`` (passes that
+do not start on 64-bit words), WG's lanes over input channels, and all three phases on adder
+trees. A CDG trace with a masked gate gradient and a symmetric BYOL loss covers those paths.
 
     .venv/bin/python scripts/replay_reference.py write DIR [--trace RUN_OR_TRACE ...]
     .venv/bin/python scripts/replay_reference.py check DIR [--trace RUN_OR_TRACE ...]
@@ -43,6 +44,8 @@ SYNTHETIC = {
     "nm24": SynthConfig(steps=2, weight_pattern="nm:2:4", weight_update_every=1),
     "block8x8": SynthConfig(steps=2, weight_sparsity=0.8, weight_delta=0.3,
                             weight_pattern="block:8x8", weight_update_every=1),
+    "cdg-masked-byol": SynthConfig(steps=2, gate_sparsity=0.7164, gate_groups=4,
+                                   gate_gradient="masked", ssl="byol", symmetric=True),
 }
 
 HARDWARE = {
@@ -52,6 +55,11 @@ HARDWARE = {
     "fp8-pe-row": ("fp8_tensor_edge_28nm", ("decoder.skip_granularity=pe_row",)),
     "fp8-rows12": ("fp8_tensor_edge_28nm", ("pe_array.rows=12",)),
     "fp8-sync3": ("fp8_tensor_edge_28nm", ("pe_array.sync_tiles=3",)),
+    "fp8-wg-input": ("fp8_tensor_edge_28nm", ("pe_array.wg_lanes=input_channels",)),
+    "fp8-trees": ("fp8_tensor_edge_28nm", ("pe_array.fw_lanes=reduction",
+                                           "pe_array.bd_lanes=reduction",
+                                           "pe_array.wg_lanes=input_channels",
+                                           "sparsity_support.nm_m=[]")),
     "systolic": ("systolic_32x32_45nm", ()),
     "systolic-compaction": ("systolic_32x32_45nm", (
         "decoder.compaction=true",

@@ -293,7 +293,8 @@ _RECORD_OPTIONS = [  # (flag, RunConfig field, help): types, ranges and choices 
      "Fraction of output chunks whose base path is shared by both branches [default: 0; "
      "cgnet: 1]."),
     ("--weight-pattern", "weight_pattern",
-     "SyncCP granularity: element, nm:N:M or block:BOxBI [default: element]."),
+     "SyncCP granularity: element, nm:N:M, nmt:N:M (transposable) or block:BOxBI "
+     "[default: element]."),
     ("--final-sparsity", "final_sparsity", "SyncCP final sparsity of branch 1 [default: 0.8]."),
     ("--delta", "delta", "SyncCP: branch 2 denser by this [default: 0.3]."),
     ("--gate-layers", "gate_layers",

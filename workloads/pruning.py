@@ -23,6 +23,12 @@ Choices (ours, each a parameter of :class:`SyncCPConfig` unless stated):
   3:4), both from the same in-group ranking, so branch 2 is a superset. The sparsity is fixed by
   N:M: ``initial_sparsity``, ``final_sparsity`` and ``threshold`` do not apply; masks are
   re-selected at every update step.
+- Transposable N:M (``nmt:N:M``, Hubara et al. 2021): at most N of every M consecutive input
+  channels and of every M consecutive output channels, at every (kh, kw), so BD's reduction over
+  output channels is N:M too. Each M x M block of channels is selected greedily (Hubara et al.'s
+  2-approximation of the best mask): weights by descending score, each kept while its row and
+  its column hold fewer than N; branch 2 continues the same order with N2. A row can end with
+  fewer than N (its block's columns filled first), so the sparsity is at least 1 - N/M.
 - Schedule: ``s_t = s_i + (s_f - s_i) * (1 - (1 - (t - t0) / (tf - t0))^3)`` for t0 <= t <= tf,
   s_i before t0, s_f after tf; branch 2 at ``max(0, s_t - delta)``. Update steps: the first call
   of :meth:`SyncCP.step` (initial masks from the initial weights), then t0, t0 + update_every, ...
@@ -63,7 +69,7 @@ from workloads.gating import (
     selects,
 )
 
-_NM = re.compile(r"^nm:(\d+):(\d+)$")
+_NM = re.compile(r"^nmt?:(\d+):(\d+)$")
 _BLOCK = re.compile(r"^block:(\d+)x(\d+)$")
 SCORES: tuple[str, ...] = ("magnitude", "ema")
 THRESHOLDS: tuple[str, ...] = ("global", "layer")
@@ -73,10 +79,11 @@ THRESHOLDS: tuple[str, ...] = ("global", "layer")
 class SyncCPConfig:
     """SyncCP parameters (see the module docstring for what each choice means).
 
-    ``pattern``: ``element``, ``nm:N:M`` or ``block:BOxBI``. ``final_sparsity`` and
-    ``initial_sparsity``: branch-1 sparsity at tf and before t0; ``delta``: branch 2 is that much
-    denser. ``score``: ``magnitude`` or ``ema`` (``ema_momentum``). ``threshold``: ``global`` (one
-    ranking over all prunable layers) or ``layer``. ``t0``, ``tf``, ``update_every``: schedule in
+    ``pattern``: ``element``, ``nm:N:M``, ``nmt:N:M`` (transposable) or ``block:BOxBI``.
+    ``final_sparsity`` and ``initial_sparsity``: branch-1 sparsity at tf and before t0;
+    ``delta``: branch 2 is that much denser. ``score``: ``magnitude`` or ``ema``
+    (``ema_momentum``). ``threshold``: ``global`` (one ranking over all prunable layers) or
+    ``layer``. ``t0``, ``tf``, ``update_every``: schedule in
     training steps. ``regrow``, ``death_rate``: prune-and-regrow on branch 1.
     ``prunable_roles``: roles of the pruned convs; ``layers``: glob patterns of the qualified
     names of the pruned layers in their place (empty: by role;
@@ -105,7 +112,8 @@ class SyncCPConfig:
         nm, block = _NM.match(self.pattern), _BLOCK.match(self.pattern)
         if not (self.pattern == "element" or nm or block):
             raise ValueError(
-                f"pattern must be 'element', 'nm:N:M' or 'block:BOxBI', got {self.pattern!r}"
+                f"pattern must be 'element', 'nm:N:M', 'nmt:N:M' or 'block:BOxBI', got "
+                f"{self.pattern!r}"
             )
         if nm and not 1 <= int(nm[1]) < int(nm[2]):
             raise ValueError(f"N:M pattern needs 1 <= N < M, got {self.pattern!r}")
@@ -151,8 +159,13 @@ class SyncCPConfig:
         return selects(self.layers, self.prunable_roles, name, role, groups, "weight")
 
     @property
+    def transposable(self) -> bool:
+        """Whether the pattern is ``nmt:N:M`` (N:M along output channels too)."""
+        return self.pattern.startswith("nmt:")
+
+    @property
     def nm(self) -> tuple[int, int] | None:
-        """(N, M) of an ``nm:N:M`` pattern, else None."""
+        """(N, M) of an ``nm:N:M`` or ``nmt:N:M`` pattern, else None."""
         match = _NM.match(self.pattern)
         return None if match is None else (int(match[1]), int(match[2]))
 
@@ -238,6 +251,10 @@ class SyncCP:
         if nm is not None and cin % nm[1]:
             raise ValueError(
                 f"layer {name!r}: N:M group size M={nm[1]} must divide Cin/groups={cin}"
+            )
+        if nm is not None and self.config.transposable and cout % nm[1]:
+            raise ValueError(
+                f"layer {name!r}: transposable N:M group size M={nm[1]} must divide Cout={cout}"
             )
         if block is not None and (cout % block[0] or cin % block[1]):
             raise ValueError(
@@ -351,6 +368,8 @@ class SyncCP:
     def _nm_masks(self, score: Tensor) -> tuple[Tensor, Tensor]:
         n, m = self.config.nm or (0, 1)
         n2 = self.config.nm_branch2 or n
+        if self.config.transposable:
+            return transposable_nm_masks(score, n, n2, m)
         cout, cin, kh, kw = score.shape
         groups = score.permute(0, 2, 3, 1).reshape(-1, m)
         order = torch.argsort(groups, dim=1, descending=True, stable=True)
@@ -461,3 +480,32 @@ class SyncCP:
         self._initialized = bool(state["initialized"])
         if self._masks:
             self._apply()
+
+
+def transposable_nm_masks(score: Tensor, n: int, n2: int, m: int) -> tuple[Tensor, Tensor]:
+    """Nested masks (Cout, Cin, kh, kw) keeping at most ``n`` (and ``n2`` >= n) of every ``m``
+    consecutive input channels and of every ``m`` consecutive output channels at each (kh, kw):
+    every M x M channel block greedily, weights by descending ``score`` (ties by position), a
+    weight kept while its row and its column hold fewer than the cap; the second mask continues
+    the first's order with ``n2``, so it contains the first."""
+    cout, cin, kh, kw = score.shape
+    blocks = (score.reshape(cout // m, m, cin // m, m, kh, kw).permute(0, 2, 4, 5, 1, 3)
+              .reshape(-1, m * m))  # (B, rows x cols): row = output channel in the block
+    order = torch.argsort(blocks, dim=1, descending=True, stable=True)
+    count = blocks.shape[0]
+    picked = torch.arange(count, device=score.device)
+    keep = torch.zeros_like(blocks, dtype=torch.bool)
+    rows = torch.zeros((count, m), dtype=torch.long, device=score.device)
+    cols = torch.zeros_like(rows)
+    masks = []
+    for cap in (n, n2):
+        for j in range(m * m):
+            position = order[:, j]
+            r, c = position // m, position % m
+            take = (~keep[picked, position]) & (rows[picked, r] < cap) & (cols[picked, c] < cap)
+            keep[picked, position] |= take
+            rows[picked, r] += take.long()
+            cols[picked, c] += take.long()
+        masks.append(keep.clone().reshape(cout // m, cin // m, kh, kw, m, m)
+                     .permute(0, 4, 1, 5, 2, 3).reshape(cout, cin, kh, kw).contiguous())
+    return masks[0], masks[1]

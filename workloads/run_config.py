@@ -109,7 +109,8 @@ class RunConfig:
                              "names of the gated layers (default: the ungrouped convs inside "
                              "blocks; never the stem or a linear layer)")
     # SyncCP (synccp)
-    weight_pattern: str = param(default="element", doc="element, nm:N:M or block:BOxBI")
+    weight_pattern: str = param(default="element", doc="element, nm:N:M, nmt:N:M "
+                                "(transposable: N:M along output channels too) or block:BOxBI")
     final_sparsity: float = param(default=0.8, ge=0, lt=1, doc="final sparsity of "
                                   "branch 1")
     initial_sparsity: float = param(default=0.3, ge=0, lt=1, doc="initial sparsity")

@@ -267,3 +267,48 @@ def test_config_and_layer_validation() -> None:
         SyncCP({1: net, 2: net}, SyncCPConfig(pattern="nm:2:16"))
     with pytest.raises(ValueError, match="branches 1 and 2"):
         SyncCP({1: net}, SyncCPConfig())
+
+
+def test_transposable_nm_masks_hold_along_both_axes_and_keep_each_blocks_best() -> None:
+    """nmt:2:4: at most 2 of every 4 input channels and of every 4 output channels at each
+    (kh, kw), branch 2 (3:4) nested over branch 1, the greedy selection close to exact N, and
+    each 4 x 4 block keeps its largest weight and never a weight whose row and column both
+    hold a larger unkept one with room for it."""
+    from accelsim.sparsity import nm_fits
+
+    net = model()
+    config = SyncCPConfig(pattern="nmt:2:4", t0=0, tf=20, update_every=10)
+    assert config.nm == (2, 4) and config.transposable and config.nm_branch2 == 3
+    pruner = SyncCP({1: net, 2: net}, config)
+    run(pruner, net, range(20))
+    pruner.step(20)
+    for name, masks in pruner.masks().items():
+        one, two = masks[1].numpy(), masks[2].numpy()
+        for mask, cap in ((one, 2), (two, 3)):
+            assert nm_fits(mask, cap, 4, axis=1) and nm_fits(mask, cap, 4, axis=0), name
+        assert not (one & ~two).any(), name
+        assert one.mean() >= 0.9 * 2 / 4 and two.mean() >= 0.9 * 3 / 4, name
+    conv = dict(net.named_modules())["layer2.0.conv1"]
+    w = conv.weight.detach().abs()
+    kept = pruner.masks()["layer2.0.conv1"][1]
+    cout, cin, kh, kw = w.shape
+    blocks = w.reshape(cout // 4, 4, cin // 4, 4, kh, kw).permute(0, 2, 4, 5, 1, 3).reshape(-1, 16)
+    keep = kept.reshape(cout // 4, 4, cin // 4, 4, kh, kw).permute(0, 2, 4, 5, 1, 3).reshape(-1, 16)
+    best = blocks.argmax(dim=1)
+    assert keep[torch.arange(len(best)), best].all()
+    rows = keep.reshape(-1, 4, 4).sum(dim=2)
+    cols = keep.reshape(-1, 4, 4).sum(dim=1)
+    # greedy is maximal: an unkept weight has a full row or a full column
+    for b in range(0, len(keep), 97):
+        for position in torch.nonzero(~keep[b]).flatten().tolist():
+            r, c = divmod(position, 4)
+            assert rows[b, r] == 2 or cols[b, c] == 2
+
+
+def test_transposable_nm_needs_m_to_divide_the_output_channels() -> None:
+    from workloads.gating import BranchConv2d
+
+    net = torch.nn.Sequential(BranchConv2d(8, 4, 3, role="block"))
+    SyncCP({1: net, 2: net}, SyncCPConfig(pattern="nm:2:8"))  # plain N:M: Cin only
+    with pytest.raises(ValueError, match="transposable N:M group size M=8 must divide Cout=4"):
+        SyncCP({1: net, 2: net}, SyncCPConfig(pattern="nmt:2:8"))

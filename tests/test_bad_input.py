@@ -459,8 +459,8 @@ def test_simulate_phases_are_canonical_like_sweep(trace: Path, tmp_path: Path) -
     ([], "algo: dense\nlr: 1e-3\n", "write it with a dot and a signed exponent"),
     ([], "[algo, dense]\n", "r.yaml: a recipe is a YAML mapping"),
     ([], "algo: synccp\nweight_pattern: bogus\n",
-     "r.yaml: SyncCP settings: pattern must be 'element', 'nm:N:M' or 'block:BOxBI', got "
-     "'bogus' (weight_pattern given)"),
+     "r.yaml: SyncCP settings: pattern must be 'element', 'nm:N:M', 'nmt:N:M' or "
+     "'block:BOxBI', got 'bogus' (weight_pattern given)"),
     (["--weight-pattern", "nm:4:2"], "algo: synccp\n", "r.yaml: SyncCP settings: N:M pattern "
      "needs 1 <= N < M, got 'nm:4:2' (--weight-pattern given)"),
     ([], "algo: synccp\ndelta: 1\n", "delta: 1.0 is out of range (must be >= 0 and < 1)"),

@@ -20,6 +20,7 @@ from accelsim.engine.bd import bd_sums, bd_work
 from accelsim.engine.fw import fw_sums, fw_work
 from accelsim.engine.masks import BasePath, LayerMasks, PackedGate
 from accelsim.engine.schedule import pass_rows, schedule, unit_width
+from accelsim.engine.views import MaskViews
 from accelsim.engine.wg import wg_sums, wg_work
 from accelsim.kernels import as_words, residue_counts, row_popcounts, uniform_group_ones
 from accelsim.network import conv
@@ -210,19 +211,20 @@ def test_pass_sums_schedule_like_the_work_matrix(fp8_hw: HardwareConfig, case) -
     use_weight = masks.weight is not None
     if not (use_gate or use_weight):
         use_gate = True
-    matrix = schedule(fw_work(layer, masks, unit, use_gate=use_gate, use_weight=use_weight,
+    views = MaskViews(masks)  # one job's views, shared by both paths as in a replay
+    matrix = schedule(fw_work(layer, views, unit, use_gate=use_gate, use_weight=use_weight,
                               compaction=False), hw, unit)
-    sums = schedule(fw_sums(layer, masks, unit, rows, pass_len, use_gate=use_gate,
+    sums = schedule(fw_sums(layer, views, unit, rows, pass_len, use_gate=use_gate,
                             use_weight=use_weight), hw, unit)
     assert sums == matrix
-    matrix = schedule(bd_work(layer, masks, unit, use_gate=use_gate, use_weight=use_weight),
+    matrix = schedule(bd_work(layer, views, unit, use_gate=use_gate, use_weight=use_weight),
                       hw, unit)
-    sums = schedule(bd_sums(layer, masks, unit, rows, pass_len, use_gate=use_gate,
+    sums = schedule(bd_sums(layer, views, unit, rows, pass_len, use_gate=use_gate,
                             use_weight=use_weight), hw, unit)
     assert sums == matrix
-    matrix = schedule(wg_work(layer, masks, unit, use_gate=use_gate, use_weight=use_weight,
+    matrix = schedule(wg_work(layer, views, unit, use_gate=use_gate, use_weight=use_weight,
                               rows=rows, pass_len=pass_len), hw, unit)
-    sums = schedule(wg_sums(layer, masks, unit, rows, pass_len, use_gate=use_gate,
+    sums = schedule(wg_sums(layer, views, unit, rows, pass_len, use_gate=use_gate,
                             use_weight=use_weight), hw, unit)
     assert sums == matrix
 
@@ -300,9 +302,9 @@ def test_counts_shared_between_units_and_groups(images: int, groups: int, group_
     np.add.at(expected, (slice(None), classes, slice(None)), per_group)
     assert (class_sums(per_group, classes, 3) == expected).all()
     for units_first in (True, False):
-        masks = LayerMasks(packed_gate=gate, gate_group_size=group_size)
-        calls = [lambda m=masks: m.unit_counts(unit, rows, pass_len),
-                 lambda m=masks: m.group_counts(rows, pass_len, classes)]
+        views = MaskViews(LayerMasks(packed_gate=gate, gate_group_size=group_size))
+        calls = [lambda m=views: m.unit_counts(unit, rows, pass_len),
+                 lambda m=views: m.group_counts(rows, pass_len, classes)]
         got = [call() for call in (calls if units_first else calls[::-1])]
         units, by_class = got if units_first else got[::-1]
         assert (units == direct_units).all()

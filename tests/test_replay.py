@@ -342,11 +342,16 @@ def test_a_replay_keeps_only_the_latest_weight_mask_of_each_layer(
              for branch in range(1, replayer.reader.branches + 1)}
     weighted = {(item.name, branch) for item in replayer.reader.layers if item.weight is not None
                 for branch in range(1, replayer.reader.branches + 1)}
-    assert weighted and set(replayer._weight_cache) == weighted
-    assert {key[2] for key, _ in replayer._weight_cache.values()} == {3}
+    cache = replayer.cache
+    assert weighted and {slot for slot, _ in cache.weights.items()} == weighted
+    assert {key[2] for _, (key, _) in cache.weights.items()} == {3}
+    # the structure derived from the weight masks: the latest mask's, one per layer and branch
+    assert {slot for slot, _ in cache.structure.items()} == weighted
+    assert {source[2] for _, (source, _) in cache.structure.items()} == {3}
     # rows of jobs without a gate: one set a layer and branch (of the one config replayed)
-    assert {(name, branch) for config, name, branch in replayer._layer_rows} <= pairs
-    assert {config for config, _, _ in replayer._layer_rows} == {0}
+    rows = [key for key, _ in cache.rows.items()]
+    assert {(name, branch) for _, name, branch in rows} <= pairs
+    assert {config for config, _, _ in rows} == {0}
 
 
 @pytest.mark.parametrize("config", [SynthConfig(steps=1, gate_sparsity=0.7),
@@ -614,16 +619,16 @@ def test_configs_that_share_their_compute_replay_once_with_the_same_rows(
     trace = make_trace(tmp_path, "t", resnet20(batch=2, image_size=16), config)
     hws = [with_overrides(fp8_hw, o) for o in NOT_COMPUTE] + [with_overrides(fp8_hw, COMPUTE)]
     assert len({compute_key(hw) for hw in hws}) == 2 and len(set(hws)) == len(hws)
-    import accelsim.engine.simulator as simulator
+    from accelsim.engine.cache import ReplayCache
 
     calls = {"n": 0}
-    original = simulator.JobCache.compute
+    original = ReplayCache.compute
 
-    def counted(self: simulator.JobCache, *args: object) -> object:
+    def counted(self: ReplayCache, *args: object) -> object:
         calls["n"] += 1
         return original(self, *args)
 
-    monkeypatch.setattr(simulator.JobCache, "compute", counted)
+    monkeypatch.setattr(ReplayCache, "compute", counted)
     replay_trace(trace, fp8_hw)
     alone = calls["n"]
     assert alone > 0

@@ -8,9 +8,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from accelsim.config import HardwareConfig, with_overrides
+from accelsim.engine.cache import ReplayCache
 from accelsim.engine.masks import BasePath, LayerMasks, PackedGate, pack_bits
 from accelsim.engine.schedule import unit_width
-from accelsim.engine.simulator import JobCache, simulate_job
+from accelsim.engine.simulator import simulate_job
 from accelsim.engine.sparse import sparse_compute
 from accelsim.kernels import masked_step_counts, schedule_passes
 from accelsim.network import PHASES, conv
@@ -119,11 +120,11 @@ def test_engine_equals_cycle_stepped_reference(fp8_hw: HardwareConfig, job) -> N
 @given(jobs(), st.integers(0, 2**32 - 1))
 def test_a_kept_job_plan_equals_a_fresh_job_at_every_step(fp8_hw: HardwareConfig, job,
                                                          seed: int) -> None:
-    """A replay keeps each gated job's plan (JobCache.compute) and applies it to the gates of
+    """A replay keeps each gated job's plan (ReplayCache.compute) and applies it to the gates of
     later steps: every step's result must equal the job computed from scratch."""
     layer, phase, _, (native, group), base, weight, groups, overrides = job
     hw = with_overrides(fp8_hw, overrides)
-    cache = JobCache()
+    cache = ReplayCache()
     rng = np.random.default_rng(seed)
     for step in range(3):
         gate = native

@@ -14,29 +14,31 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from accelsim.engine.masks import LayerMasks, memo, pack_bits, unit_lanes
+from accelsim.engine.masks import pack_bits, unit_lanes
 from accelsim.engine.schedule import PassSums, PhaseWork, no_indices, pass_rows
+from accelsim.engine.views import MaskViews
 from accelsim.kernels import coefficient_sums, masked_step_counts
 from accelsim.network import Layer
 
 
-def _bd_classes(layer: Layer, masks: LayerMasks, unit: int, gated: bool,
+def _bd_classes(layer: Layer, views: MaskViews, unit: int, gated: bool,
                 weight: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray,
                                                     np.ndarray | None]:
     """BD unit columns grouped by (always, allowed) step sets: (allowed (J, F), classes (J,),
     first unit of each class, always (J, F) or None when not gated). Cached: they depend on
     the weight mask and the base path only."""
-    return memo(masks._weight_cache if weight is not None else masks._cache,
-                ("bd_classes", unit, gated, weight is not None),
-                lambda: _bd_classes_of(layer, masks, unit, gated, weight))
+    return views.structure(("bd_classes", layer.cout, layer.k_per_group, unit, gated,
+                            weight is not None),
+                           lambda: _bd_classes_of(layer, views, unit, gated, weight))
 
 
-def _bd_classes_of(layer: Layer, masks: LayerMasks, unit: int, gated: bool,
+def _bd_classes_of(layer: Layer, views: MaskViews, unit: int, gated: bool,
                    weight: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray,
                                                        np.ndarray | None]:
+    masks = views.masks
     f = layer.cout
     units = unit_lanes(layer.k_per_group, unit).shape[0]
-    allowed = (masks.weight_any(unit, 1).T if weight is not None
+    allowed = (views.weight_any(unit, 1).T if weight is not None
                else np.ones((units, f), dtype=bool))
     if not gated:
         steps = allowed.sum(axis=1, dtype=np.int64)
@@ -47,7 +49,7 @@ def _bd_classes_of(layer: Layer, masks: LayerMasks, unit: int, gated: bool,
         if weight is None:
             return allowed, np.zeros(units, dtype=np.int64), np.zeros(1, dtype=np.int64), always
     else:
-        always = masks.base.any_over_k(unit)
+        always = views.base_any_over_k(unit)
         if weight is None and masks.base.groups < 63:
             # a unit's always-set is fixed by the input chunks it touches
             members = masks.base.members_over_k(unit)
@@ -59,23 +61,24 @@ def _bd_classes_of(layer: Layer, masks: LayerMasks, unit: int, gated: bool,
     return allowed, classes.reshape(-1).astype(np.int64), first, always
 
 
-def bd_work(layer: Layer, masks: LayerMasks, unit: int, *, use_gate: bool,
+def bd_work(layer: Layer, views: MaskViews, unit: int, *, use_gate: bool,
             use_weight: bool) -> PhaseWork:
     """Backward data: rows = pixels, lanes = input-gradient columns k, steps = f."""
+    masks = views.masks
     m, k = layer.output_pixels, layer.k_per_group
     gated = use_gate and masks.has_gate
     weight = masks.weight if use_weight else None
     lanes = unit_lanes(k, unit)
     unit_idx, row_idx, col_idx = no_indices(m, lanes.shape[0])
-    allowed, classes, first, always = _bd_classes(layer, masks, unit, gated, weight)
+    allowed, classes, first, always = _bd_classes(layer, views, unit, gated, weight)
     if always is None:
         steps = allowed[first].sum(axis=1, dtype=np.int32)
         counts = np.ascontiguousarray(np.broadcast_to(steps, (m, len(steps))))
     else:
-        views = masks.gate_views(unit)
-        counts = masked_step_counts(views.packed, pack_bits(always[first]),
+        gate = views.gate_views(unit)
+        counts = masked_step_counts(gate.packed, pack_bits(always[first]),
                                     pack_bits(allowed[first]))
-        row_idx = views.per_pixel // masks.gate_group_size  # one index per active gate group
+        row_idx = gate.per_pixel // masks.gate_group_size  # one index per active gate group
     if weight is not None:
         col_idx = allowed.sum(axis=1, dtype=np.int64)
     return PhaseWork(counts, classes, unit_idx, row_idx, col_idx, lanes)
@@ -102,41 +105,44 @@ class BdPlan:
         """The sums without a gate."""
         return PassSums(self.fixed, self.classes, self.lanes, None, self.row_idx, self.col_idx)
 
-    def gated(self, masks: LayerMasks) -> PassSums:
+    def gated(self, views: MaskViews) -> PassSums:
         """The sums with the gate of ``masks``: fixed + coef @ active gate groups of each set
         (the decoder's row indices are the active gate groups per pass)."""
         assert self.coef is not None and self.group_set is not None
-        counts = masks.group_counts(self.rows, self.pass_len, self.group_set,
+        counts = views.group_counts(self.rows, self.pass_len, self.group_set,
                                     self.coef.shape[1])
         sums, active = coefficient_sums(self.fixed, counts, self.coef)
         return PassSums(sums, self.classes, self.lanes, None, active, self.col_idx)
 
 
-def bd_sums(layer: Layer, masks: LayerMasks, unit: int, rows: int, pass_len: int, *,
+def bd_sums(layer: Layer, views: MaskViews, unit: int, rows: int, pass_len: int, *,
             use_gate: bool, use_weight: bool) -> PassSums:
     """BD as per-pass sums (equal to scheduling :func:`bd_work`): class c runs
     |always_c & allowed_c| + |active(i) & allowed_c & ~always_c| steps at pixel i."""
+    masks = views.masks
     gated = use_gate and masks.has_gate
     weight = masks.weight if use_weight else None
-    plan = bd_plan(layer, masks, unit, rows, pass_len, gated, weight)
-    return plan.ungated() if plan.coef is None else plan.gated(masks)
+    plan = bd_plan(layer, views, unit, rows, pass_len, gated, weight)
+    return plan.ungated() if plan.coef is None else plan.gated(views)
 
 
-def bd_plan(layer: Layer, masks: LayerMasks, unit: int, rows: int, pass_len: int,
+def bd_plan(layer: Layer, views: MaskViews, unit: int, rows: int, pass_len: int,
              gated: bool, weight: np.ndarray | None) -> BdPlan:
     """The :class:`BdPlan` of a job (cached with what depends on the weight mask and base
     path)."""
+    masks = views.masks
     key = ("bd_sums", layer.output_pixels, layer.cout, layer.k_per_group,
            masks.gate_group_size, unit, rows, pass_len, gated, weight is not None)
-    return memo(masks._static_cache, key, lambda: _bd_plan_of(
-        layer, masks, unit, rows, pass_len, gated, weight))
+    return views.structure(key, lambda: _bd_plan_of(
+        layer, views, unit, rows, pass_len, gated, weight))
 
 
-def _bd_plan_of(layer: Layer, masks: LayerMasks, unit: int, rows: int, pass_len: int,
+def _bd_plan_of(layer: Layer, views: MaskViews, unit: int, rows: int, pass_len: int,
                 gated: bool, weight: np.ndarray | None) -> BdPlan:
+    masks = views.masks
     m, f, k = layer.output_pixels, layer.cout, layer.k_per_group
     lanes = unit_lanes(k, unit)
-    allowed, classes, first, always = _bd_classes(layer, masks, unit, gated, weight)
+    allowed, classes, first, always = _bd_classes(layer, views, unit, gated, weight)
     per_row = pass_rows(m, rows, pass_len)[:, None, :]
     no_row_idx = np.zeros(per_row.shape[0], dtype=np.int64)
     col_idx = (allowed.sum(axis=1, dtype=np.int64) if weight is not None
@@ -170,14 +176,15 @@ class BdTree:
     size: np.ndarray
 
 
-def bd_tree(layer: Layer, masks: LayerMasks, tree: int, gated: bool,
+def bd_tree(layer: Layer, views: MaskViews, tree: int, gated: bool,
             weight: np.ndarray | None) -> BdTree:
     """The :class:`BdTree` of a job."""
+    masks = views.masks
     f, k = layer.cout, layer.k_per_group
     groups = -(-f // tree)
-    allowed = (masks.weight_any(tree, 0) if weight is not None
+    allowed = (views.weight_any(tree, 0) if weight is not None
                else np.ones((groups, k), dtype=bool))
-    always = (masks.base.any_over_f(tree) if gated and masks.base is not None
+    always = (views.base_any_over_f(tree) if gated and masks.base is not None
               else np.zeros((groups, k), dtype=bool))
     size = np.full(groups, tree, dtype=np.int64)
     size[-1] = f - (groups - 1) * tree
@@ -198,18 +205,17 @@ class BdTreePlan:
     allowed_steps: np.ndarray  # int64 (C,): steps of each class without a gate
 
 
-def bd_tree_plan(layer: Layer, masks: LayerMasks, tree: int, gated: bool,
+def bd_tree_plan(layer: Layer, views: MaskViews, tree: int, gated: bool,
                  weight: np.ndarray | None) -> BdTreePlan:
     """The :class:`BdTreePlan` of a job (cached with what depends on the weight mask and base
     path)."""
     key = ("bd_tree", layer.cout, layer.k_per_group, tree, gated, weight is not None)
-    return memo(masks._static_cache, key,
-                lambda: _bd_tree_plan_of(layer, masks, tree, gated, weight))
+    return views.structure(key, lambda: _bd_tree_plan_of(layer, views, tree, gated, weight))
 
 
-def _bd_tree_plan_of(layer: Layer, masks: LayerMasks, tree: int, gated: bool,
+def _bd_tree_plan_of(layer: Layer, views: MaskViews, tree: int, gated: bool,
                      weight: np.ndarray | None) -> BdTreePlan:
-    groups = bd_tree(layer, masks, tree, gated, weight)
+    groups = bd_tree(layer, views, tree, gated, weight)
     keys = np.concatenate([pack_bits(groups.allowed.T), pack_bits(groups.always.T)], axis=1)
     _, first, classes = np.unique(keys, axis=0, return_index=True, return_inverse=True)
     allowed, always = groups.allowed[:, first], groups.always[:, first]  # (G_t, C)
@@ -219,21 +225,22 @@ def _bd_tree_plan_of(layer: Layer, masks: LayerMasks, tree: int, gated: bool,
                       allowed.sum(axis=0, dtype=np.int64))
 
 
-def bd_tree_work(layer: Layer, masks: LayerMasks, tree: int, *, use_gate: bool,
+def bd_tree_work(layer: Layer, views: MaskViews, tree: int, *, use_gate: bool,
                  use_weight: bool) -> tuple[PhaseWork, int]:
     """BD on adder-tree lanes: rows = pixels, one output column k per unit; a tree step over
     ``tree`` output channels runs when one of its weights is kept and its base chunk feeds k or
     one of its f's gate bits is 1 at the pixel. Returns the work (per class of columns with
     equal steps) and the MACs issued (a running step issues one MAC per f of its group). The
     decoder reads one index per active tree group of each pixel row."""
+    masks = views.masks
     m, k = layer.output_pixels, layer.k_per_group
     gated = use_gate and masks.has_gate
     weight = masks.weight if use_weight else None
-    plan = bd_tree_plan(layer, masks, tree, gated, weight)
+    plan = bd_tree_plan(layer, views, tree, gated, weight)
     groups = plan.groups
     unit_idx, row_idx, col_idx = no_indices(m, k)
     if gated:
-        active = masks.gate_views(tree).unit_active  # (M, G_t): any f of the group is on
+        active = views.gate_views(tree).unit_active  # (M, G_t): any f of the group is on
         counts = plan.fixed[None, :] + active.astype(np.int64) @ plan.coef
         row_idx = active.sum(axis=1, dtype=np.int64)
         per_group = active.sum(axis=0, dtype=np.int64)

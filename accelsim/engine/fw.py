@@ -20,26 +20,28 @@ from dataclasses import dataclass
 import numpy as np
 
 from accelsim.engine.compaction import packed_conditional_work
-from accelsim.engine.masks import LayerMasks, memo, unit_any, unit_lanes
+from accelsim.engine.masks import unit_any, unit_lanes
 from accelsim.engine.schedule import PassSums, PhaseWork, matrix_work, no_indices, pass_rows
+from accelsim.engine.views import MaskViews
 from accelsim.kernels import diagonal_sums
 from accelsim.network import Layer
 
 
-def _fw_steps(layer: Layer, masks: LayerMasks, unit: int, gated: bool,
+def _fw_steps(layer: Layer, views: MaskViews, unit: int, gated: bool,
               weight: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """FW steps per unit column: (base path steps, all steps), int64 (J,) each."""
+    masks = views.masks
     f, k = layer.cout, layer.k_per_group
     if weight is None:  # every unit runs all k steps
         full = np.full(-(-f // unit), k, dtype=np.int64)
     else:
-        full = masks.weight_any(unit, 0).sum(axis=1, dtype=np.int64)
+        full = views.weight_any(unit, 0).sum(axis=1, dtype=np.int64)
     if not gated:
         return full, full
     if masks.base is None:
         return np.zeros_like(full), full
     if weight is None:
-        return masks.base.any_over_f(unit).sum(axis=1, dtype=np.int64), full
+        return views.base_any_over_f(unit).sum(axis=1, dtype=np.int64), full
     on_base = weight & masks.base.mask
     return unit_any(on_base, unit, axis=0).sum(axis=1, dtype=np.int64), full
 
@@ -56,18 +58,18 @@ class TreeSteps:
     full_macs: np.ndarray
 
 
-def fw_tree_steps(layer: Layer, masks: LayerMasks, tree: int, gated: bool,
+def fw_tree_steps(layer: Layer, views: MaskViews, tree: int, gated: bool,
                   weight: np.ndarray | None) -> TreeSteps:
     """The :class:`TreeSteps` of a job: each path's k's, in order, are reduced ``tree`` at a
     time, and a step runs when one of its k's keeps a weight (cached with what depends on the
     weight mask and base path: the plan and the issued MACs of every step share it)."""
     key = ("fw_tree", layer.cout, layer.k_per_group, tree, gated, weight is not None)
-    return memo(masks._static_cache, key,
-                lambda: _fw_tree_steps_of(layer, masks, tree, gated, weight))
+    return views.structure(key, lambda: _fw_tree_steps_of(layer, views, tree, gated, weight))
 
 
-def _fw_tree_steps_of(layer: Layer, masks: LayerMasks, tree: int, gated: bool,
+def _fw_tree_steps_of(layer: Layer, views: MaskViews, tree: int, gated: bool,
                       weight: np.ndarray | None) -> TreeSteps:
+    masks = views.masks
     f, k = layer.cout, layer.k_per_group
     gated_base = gated and masks.base is not None
     on_base = masks.base.mask if gated_base else np.zeros((f, k), dtype=bool)
@@ -89,35 +91,36 @@ def _fw_tree_steps_of(layer: Layer, masks: LayerMasks, tree: int, gated: bool,
     return TreeSteps(base, base + cond, base_macs, base_macs + cond_macs)
 
 
-def tree_macs_issued(layer: Layer, masks: LayerMasks, tree: int, gated: bool,
+def tree_macs_issued(layer: Layer, views: MaskViews, tree: int, gated: bool,
                      weight: np.ndarray | None) -> int:
     """MACs a FW job issues on adder-tree lanes: every output's base-path MACs, and its
     conditional MACs where its gate bit is 1 (all of them without a gate)."""
-    steps = fw_tree_steps(layer, masks, tree, gated, weight)
+    steps = fw_tree_steps(layer, views, tree, gated, weight)
     m = layer.output_pixels
     if not gated:
         return int(steps.full_macs.sum()) * m
-    active = masks.channel_counts  # pixels where each output channel's gate bit is 1
+    active = views.channel_counts  # pixels where each output channel's gate bit is 1
     return int(steps.base_macs.sum()) * m + int(((steps.full_macs - steps.base_macs)
                                                  * active).sum())
 
 
-def _tree_pair(layer: Layer, masks: LayerMasks, tree: int, gated: bool,
+def _tree_pair(layer: Layer, views: MaskViews, tree: int, gated: bool,
                weight: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    steps = fw_tree_steps(layer, masks, tree, gated, weight)
+    steps = fw_tree_steps(layer, views, tree, gated, weight)
     return steps.base, steps.full
 
 
-def fw_work(layer: Layer, masks: LayerMasks, unit: int, *, use_gate: bool, use_weight: bool,
+def fw_work(layer: Layer, views: MaskViews, unit: int, *, use_gate: bool, use_weight: bool,
             compaction: bool, tree: int = 0) -> PhaseWork:
     """Forward: rows = pixels, lanes = output channels, steps = k (see the module docstring).
     ``tree``: a PE's lanes reduce one output ``tree`` steps at a time (``unit`` is then 1 and
     nothing is packed)."""
+    masks = views.masks
     m, f = layer.output_pixels, layer.cout
     gated = use_gate and masks.has_gate
     weight = masks.weight if use_weight else None
-    base_steps, full = (_tree_pair(layer, masks, tree, gated, weight) if tree
-                        else _fw_steps(layer, masks, unit, gated, weight))
+    base_steps, full = (_tree_pair(layer, views, tree, gated, weight) if tree
+                        else _fw_steps(layer, views, unit, gated, weight))
     compaction = compaction and not tree
     units = full.shape[0]
     unit_idx, row_idx, col_idx = no_indices(m, units)
@@ -126,14 +129,14 @@ def fw_work(layer: Layer, masks: LayerMasks, unit: int, *, use_gate: bool, use_w
         work = np.broadcast_to(full32, (m, units)).copy()
     else:
         cond = full32 - base32
-        views = masks.gate_views(unit)
+        gate = views.gate_views(unit)
         if compaction:
-            unit_idx = views.unit_lanes
+            unit_idx = gate.unit_lanes
             work = np.broadcast_to(base32, (m, units)).copy()
             work += packed_conditional_work(unit_idx, cond, unit, f, masks)
         else:
-            work = base32[None, :] + views.unit_active * cond[None, :]
-            unit_idx = views.unit_active.view(np.uint8).astype(np.int32)
+            work = base32[None, :] + gate.unit_active * cond[None, :]
+            unit_idx = gate.unit_active.view(np.uint8).astype(np.int32)
     if weight is not None:
         col_idx = full.copy()
     lanes = np.full(f, tree, dtype=np.int64) if tree else unit_lanes(f, unit)
@@ -161,45 +164,46 @@ class FwPlan:
         """The sums without a gate."""
         return PassSums(self.fixed, self.classes, self.lanes, None, self.row_idx, self.col_idx)
 
-    def gated(self, masks: LayerMasks) -> PassSums:
-        """The sums with the gate of ``masks``: fixed + cond x active pixels of each unit (the
-        decoder's unit indices are the active units per pass). Leaves each unit's active
-        pixels over all passes in the masks' cache for WG."""
-        counts = masks.unit_counts(self.unit, self.rows, self.pass_len)
+    def gated(self, views: MaskViews) -> PassSums:
+        """The sums with the gate of ``views``: fixed + cond x active pixels of each unit (the
+        decoder's unit indices are the active units per pass). Keeps each unit's active pixels
+        over all passes in the views for WG (:meth:`MaskViews.keep_unit_totals`)."""
+        counts = views.unit_counts(self.unit, self.rows, self.pass_len)
         sums, active, totals = diagonal_sums(self.fixed, counts, self.cond)
-        masks._cache.setdefault(("unit_totals", self.unit, self.rows, self.pass_len), totals)
+        views.keep_unit_totals(self.unit, self.rows, self.pass_len, totals)
         return PassSums(sums, self.classes, self.lanes, active, self.row_idx, self.col_idx)
 
 
-def fw_sums(layer: Layer, masks: LayerMasks, unit: int, rows: int, pass_len: int, *,
+def fw_sums(layer: Layer, views: MaskViews, unit: int, rows: int, pass_len: int, *,
             use_gate: bool, use_weight: bool, scale: tuple[int, int] | None = None,
             tree: int = 0) -> PassSums:
     """FW without compaction as per-pass sums (equal to scheduling :func:`fw_work`).
     ``scale`` = (t', t): every unit's steps become ceil(steps * t' / t) (N:M multiplexers);
     ``tree``: a PE's lanes reduce one output that many steps at a time."""
+    masks = views.masks
     gated = use_gate and masks.has_gate
     weight = masks.weight if use_weight else None
-    plan = fw_plan(layer, masks, unit, rows, pass_len, gated, weight, scale, tree)
-    return plan.gated(masks) if gated else plan.ungated()
+    plan = fw_plan(layer, views, unit, rows, pass_len, gated, weight, scale, tree)
+    return plan.gated(views) if gated else plan.ungated()
 
 
-def fw_plan(layer: Layer, masks: LayerMasks, unit: int, rows: int, pass_len: int,
+def fw_plan(layer: Layer, views: MaskViews, unit: int, rows: int, pass_len: int,
             gated: bool, weight: np.ndarray | None, scale: tuple[int, int] | None,
             tree: int = 0) -> FwPlan:
     """The :class:`FwPlan` of a job (cached with what depends on the weight mask and base
     path)."""
     key = ("fw_sums", layer.output_pixels, layer.cout, layer.k_per_group, unit, rows, pass_len,
            gated, weight is not None, scale, tree)
-    return memo(masks._static_cache, key, lambda: _fw_plan_of(
-        layer, masks, unit, rows, pass_len, gated, weight, scale, tree))
+    return views.structure(key, lambda: _fw_plan_of(
+        layer, views, unit, rows, pass_len, gated, weight, scale, tree))
 
 
-def _fw_plan_of(layer: Layer, masks: LayerMasks, unit: int, rows: int, pass_len: int,
+def _fw_plan_of(layer: Layer, views: MaskViews, unit: int, rows: int, pass_len: int,
                 gated: bool, weight: np.ndarray | None,
                 scale: tuple[int, int] | None, tree: int) -> FwPlan:
     m, f = layer.output_pixels, layer.cout
-    base_steps, full = (_tree_pair(layer, masks, tree, gated, weight) if tree
-                        else _fw_steps(layer, masks, unit, gated, weight))
+    base_steps, full = (_tree_pair(layer, views, tree, gated, weight) if tree
+                        else _fw_steps(layer, views, unit, gated, weight))
     if scale is not None:
         base_steps = -(-base_steps * scale[0] // scale[1])
         full = -(-full * scale[0] // scale[1])

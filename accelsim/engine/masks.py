@@ -8,29 +8,16 @@ passed as None (dense mode: no index, no decoder).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
 
 import numpy as np
 
 from accelsim.kernels import (
     as_words,
-    class_sums,
-    gate_views,
-    residue_counts,
-    row_popcounts,
     unit_or,
 )
 from accelsim.network import Layer
-
-
-def memo(cache: dict, key: Hashable, make: Callable[[], Any]) -> Any:
-    """``cache[key]``, made by ``make()`` the first time."""
-    if key not in cache:
-        cache[key] = make()
-    return cache[key]
 
 
 @dataclass(frozen=True, eq=False)
@@ -64,7 +51,8 @@ class PackedGate:
 
 @dataclass(frozen=True)
 class LayerMasks:
-    """The masks of one layer and branch at one step, prepared for replay.
+    """The masks of one layer and branch at one step, prepared for replay: a plain value (what
+    the phases derive from it is :class:`accelsim.engine.views.MaskViews`).
 
     ``gate``: the gate in its native layout, bool (N, F/s, P) with P = Ho*Wo (one bit per group
     of ``gate_group_size`` output channels; pixels m = n*P + p), or None (no gating, or an all-ones
@@ -78,9 +66,6 @@ class LayerMasks:
     ``dense_fw_conditional``: the gate was trained with a straight-through gradient, which
     needs the conditional output at every pixel: FW computes its conditional path everywhere
     (BD and WG still skip with the gate).
-    ``weight_views``: a dict, owned by the caller, for what depends only on the weight mask, the
-    base path and the hardware (unit structure, BD classes, the gate-independent halves of the
-    sums): a replay shares it between the steps that use the same stored weight mask.
     """
 
     gate: np.ndarray | None = None
@@ -93,7 +78,6 @@ class LayerMasks:
     nm_transposed: bool = False
     dense_weight_gradient: bool = False
     dense_fw_conditional: bool = False
-    weight_views: dict | None = None
 
     @property
     def has_gate(self) -> bool:
@@ -104,126 +88,6 @@ class LayerMasks:
         """Whether ``phase`` may skip work with the gate: it has one, and it is not FW of a
         gate whose straight-through gradient needs the conditional output everywhere."""
         return self.has_gate and not (phase == "fw" and self.dense_fw_conditional)
-
-    @cached_property
-    def gate_bool(self) -> np.ndarray:
-        """The gate as bool (N, F/s, P)."""
-        if self.gate is not None:
-            return self.gate
-        assert self.packed_gate is not None
-        return self.packed_gate.unpack()
-
-    @cached_property
-    def gate_bits(self) -> PackedGate:
-        """The gate bit-packed."""
-        if self.packed_gate is not None:
-            return self.packed_gate
-        assert self.gate is not None
-        return PackedGate.from_bool(self.gate)
-
-    @cached_property
-    def _cache(self) -> dict:
-        """Derived gate views and counts, weight structure and MACs, keyed by what they are."""
-        return {}
-
-    def weight_any(self, unit: int, axis: int) -> np.ndarray:
-        """:func:`unit_any` of the (F, K) weight mask (cached): axis 0 over output channels,
-        1 over reduction columns."""
-        assert self.weight is not None
-        return memo(self._weight_cache, ("weight", unit, axis),
-                    lambda: unit_any(self.weight, unit, axis))
-
-    @property
-    def _static_cache(self) -> dict:
-        """Where what depends only on the layer's shape, weight mask, base path and hardware is
-        kept (keys name all of them but the masks): the weight views with a weight mask, else
-        the base path's cache (both outlive a step in a replay), else this step's cache."""
-        if self.weight is not None:
-            return self._weight_cache
-        if self.base is not None:
-            return self.base._cache
-        return self._cache
-
-    @property
-    def _weight_cache(self) -> dict:
-        """Where weight-only structure is kept: ``weight_views`` if given, else ``_cache``."""
-        return self.weight_views if self.weight_views is not None else self._cache
-
-    def unit_counts(self, unit: int, rows: int, pass_len: int) -> np.ndarray:
-        """int64 (passes, units, rows): pixels of each pass and queue row where any lane of
-        the ``unit``-lane unit is active (cached). When every unit lies inside one gate group
-        (s a multiple of ``unit``: SCDG on vector units, element granularity) a unit's counts
-        are its group's, so the groups are counted once (:meth:`group_counts`) and shared."""
-        n, groups, pixels = self.gate_bits.shape
-        s = self.gate_group_size
-
-        def count() -> np.ndarray:
-            first = np.arange(0, groups * s, unit)
-            if s % unit == 0:
-                per_group = self.group_counts(rows, pass_len)
-                return per_group if unit == s else np.ascontiguousarray(
-                    per_group[:, first // s, :])
-            last = np.minimum(first + unit, groups * s) - 1
-            return residue_counts(self.gate_bits.words, n, groups, pixels, first // s,
-                                  last // s + 1, np.arange(first.shape[0]), first.shape[0],
-                                  rows, pass_len)
-
-        return memo(self._cache, ("units", unit, rows, pass_len), count)
-
-    def unit_totals(self, unit: int, rows: int, pass_len: int) -> np.ndarray:
-        """int64 (units,): pixels where any lane of each unit is active, over all passes
-        (cached; FW's :func:`diagonal_sums` leaves them here as it computes them, else
-        :meth:`unit_counts` summed one axis at a time)."""
-        return memo(self._cache, ("unit_totals", unit, rows, pass_len),
-                    lambda: self.unit_counts(unit, rows, pass_len).sum(axis=0).sum(axis=1))
-
-    def group_counts(self, rows: int, pass_len: int, classes: np.ndarray | None = None,
-                     n_classes: int = 0) -> np.ndarray:
-        """int64 (passes, C, rows): active gate groups of each pass and queue row, summed over
-        the groups of each class (``classes``: int64 (F/s,) class of every group, C =
-        ``n_classes``, or its maximum + 1 when 0; None: every group its own class). Cached;
-        class sums come from the per-group counts when those are already there
-        (:meth:`unit_counts` made them), else from one pass over the bits."""
-        per_group = ("groups", rows, pass_len, None)
-        if classes is None:
-            return memo(self._cache, per_group, lambda: self._count_groups(
-                rows, pass_len, None, self.gate_bits.shape[1]))
-
-        def count() -> np.ndarray:
-            n_sets = n_classes or int(classes.max()) + 1
-            if per_group in self._cache:
-                return class_sums(self._cache[per_group], classes, n_sets)
-            return self._count_groups(rows, pass_len, classes, n_sets)
-
-        return memo(self._cache, ("groups", rows, pass_len, classes.tobytes()), count)
-
-    def _count_groups(self, rows: int, pass_len: int, classes: np.ndarray | None,
-                      n_classes: int) -> np.ndarray:
-        """:func:`residue_counts` of every gate group into ``classes`` (None: its own)."""
-        n, groups, pixels = self.gate_bits.shape
-        index = np.arange(groups)
-        return residue_counts(self.gate_bits.words, n, groups, pixels, index, index + 1,
-                              index if classes is None else classes, n_classes, rows, pass_len)
-
-    @cached_property
-    def channel_counts(self) -> np.ndarray:
-        """int64 (F,): active pixels of every output channel."""
-        n, groups, pixels = self.gate_bits.shape
-        return np.repeat(row_popcounts(self.gate_bits.words, n, groups, pixels),
-                         self.gate_group_size)
-
-    def gate_views(self, unit: int) -> GateViews:
-        """Per-pixel views of the gate for ``unit`` lanes (cached; the work-matrix path)."""
-        assert self.has_gate
-
-        def views() -> GateViews:
-            gate = self.gate_bool
-            channels = gate.shape[1] * self.gate_group_size
-            active, lanes, packed, per_pixel = gate_views(
-                as_bytes(gate), self.gate_group_size, unit, channels)
-            return GateViews(active, lanes, packed.view(np.uint64), per_pixel)
-
-        return memo(self._cache, ("views", unit), views)
 
 
 @dataclass(frozen=True)
@@ -282,31 +146,21 @@ class BasePath:
         members[np.arange(chunks.shape[0]) // unit, chunks] = True
         return members
 
-    @cached_property
-    def _cache(self) -> dict:
-        return {}
-
     def members_over_f(self, unit: int) -> np.ndarray:
-        """bool (ceil(F/unit), G): the base chunks of the output channels of each unit
-        (cached)."""
-        return memo(self._cache, ("fm", unit), lambda: self._members(self.base_of_f, unit))
+        """bool (ceil(F/unit), G): the base chunks of the output channels of each unit."""
+        return self._members(self.base_of_f, unit)
 
     def members_over_k(self, unit: int) -> np.ndarray:
-        """bool (ceil(K/unit), G): the input chunks of the reduction columns of each unit
-        (cached)."""
-        return memo(self._cache, ("km", unit), lambda: self._members(self.chunk_of_k, unit))
+        """bool (ceil(K/unit), G): the input chunks of the reduction columns of each unit."""
+        return self._members(self.chunk_of_k, unit)
 
     def any_over_f(self, unit: int) -> np.ndarray:
-        """bool (ceil(F/unit), K): some output channel of the unit has k on its base path
-        (cached)."""
-        return memo(self._cache, ("f", unit), lambda: np.ascontiguousarray(
-            self.members_over_f(unit)[:, self.chunk_of_k]))
+        """bool (ceil(F/unit), K): some output channel of the unit has k on its base path."""
+        return np.ascontiguousarray(self.members_over_f(unit)[:, self.chunk_of_k])
 
     def any_over_k(self, unit: int) -> np.ndarray:
-        """bool (ceil(K/unit), F): some reduction column of the unit is on f's base path
-        (cached)."""
-        return memo(self._cache, ("k", unit), lambda: np.ascontiguousarray(
-            self.members_over_k(unit)[:, self.base_of_f]))
+        """bool (ceil(K/unit), F): some reduction column of the unit is on f's base path."""
+        return np.ascontiguousarray(self.members_over_k(unit)[:, self.base_of_f])
 
 
 def as_bytes(mask: np.ndarray) -> np.ndarray:

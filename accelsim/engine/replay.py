@@ -3,10 +3,11 @@
 Per (step, layer, branch) the masks are prepared once (element-level gate, base-path structure,
 flattened weights; an all-ones mask runs in dense mode) and their index storage is priced in the
 cheapest format the decoder supports (:mod:`accelsim.engine.indices`). Then each phase's compute is
-found once (:meth:`accelsim.engine.simulator.JobCache.compute`) and priced into a row on each
+found once (:meth:`accelsim.engine.cache.ReplayCache.compute`) and priced into a row on each
 hardware config replayed (:class:`accelsim.engine.simulator.JobFrame`): configs that differ only
 in what compute never reads (:func:`accelsim.engine.sparse.compute_key`: memory, energy, clock,
-precision) share one compute, so a sweep over such parameters replays the masks once.
+precision) share one compute, so a sweep over such parameters replays the masks once. What the
+replay keeps between jobs and steps is in its one :class:`~accelsim.engine.cache.ReplayCache`.
 
 Index traffic: FW writes the gate index when a later phase (BD, WG) skips with it, and those
 phases read it back; weight indices are read by every phase that reads compressed weights
@@ -23,12 +24,13 @@ import dataclasses
 import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from accelsim.config import HardwareConfig
+from accelsim.engine.cache import ReplayCache
 from accelsim.engine.indices import (
     NO_MASK_INDEX,
     MaskIndex,
@@ -38,7 +40,7 @@ from accelsim.engine.indices import (
 )
 from accelsim.engine.masks import BasePath, LayerMasks, PackedGate
 from accelsim.engine.memory import GatedForward
-from accelsim.engine.simulator import IndexCost, JobCache, JobResult, phases_for
+from accelsim.engine.simulator import IndexCost, JobResult, phases_for
 from accelsim.engine.sparse import SparseCompute, compute_key, fw_skips_gates
 from accelsim.engine.vector import NonMacDuties, job_duties, recorded_optimizer
 from accelsim.errors import InputError
@@ -48,8 +50,6 @@ from accelsim.sparsity import (
     nm_fits,
 )
 from accelsim.trace import TraceLayer, TraceReader
-
-JOBS_CACHE_LIMIT = 4096  # per-phase job arguments kept (a gate index priced by count varies)
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,6 @@ class PreparedWeight:
     nm: tuple[int, int] | None
     density: float
     nm_transposed: bool = False  # the N:M pattern holds along the output channels too
-    views: dict = field(default_factory=dict, compare=False)  # LayerMasks.weight_views
 
 
 NO_WEIGHT = PreparedWeight(None, NO_MASK_INDEX, None, 1.0)
@@ -105,14 +104,7 @@ class Replayer:
             raise InputError(f"a {self.ssl} trace records 2 branches (online, target) or "
                              f"{SYMMETRIC_BRANCHES} (a symmetric loss), got "
                              f"{self.reader.branches}", path=str(self.path), field="branches")
-        # Per (layer, branch), only what the latest stored weight mask gives: steps replay in
-        # order and a weight mask, once replaced, never comes back, so a long trace that
-        # stores its weights often does not keep them all.
-        self._weight_cache: dict[tuple[str, int], tuple[tuple, PreparedWeight]] = {}
-        self._base_cache: dict[tuple[str, int], BasePath] = {}
-        self._job_caches = [JobCache() for _ in self.hws]  # dense halves and job frames per config
-        self._layer_rows: dict[tuple[int, str, int], tuple[tuple, dict[str, JobResult]]] = {}
-        self._phase_jobs_cache: dict[tuple, list[PhaseJob]] = {}  # per config, layer and masks
+        self.cache = ReplayCache()
         # (branch, layer, phases) of every layer that runs on a branch
         self._layer_phases = [
             (branch, item, phases)
@@ -149,21 +141,21 @@ class Replayer:
 
     def _base(self, item: TraceLayer, branch: int) -> BasePath:
         """The layer's base path on this branch (cached: fixed for the whole trace)."""
-        key = (item.name, branch)
-        if key not in self._base_cache:
-            assert item.gate is not None
-            self._base_cache[key] = BasePath.of_layer(item.layer, item.gate.gating_groups,
-                                                      item.gate.base_chunks[branch - 1])
-        return self._base_cache[key]
+        gate = item.gate
+        assert gate is not None
+        return self.cache.bases.get((item.name, branch), lambda: BasePath.of_layer(
+            item.layer, gate.gating_groups, gate.base_chunks[branch - 1]))
 
     def _weight(self, key: tuple[str, int, int] | None, item: TraceLayer, branch: int,
                 mask: np.ndarray | None) -> PreparedWeight:
         """Flattened sparse weight mask (None when absent or all ones), its index, N:M pattern
         and density, kept for the layer and branch while ``key`` stays the same
-        (:meth:`_weight_key`: weights are often unchanged between steps)."""
+        (:meth:`_weight_key`: weights are often unchanged between steps). Only the latest
+        stored mask is kept per layer and branch: steps replay in order and a weight mask, once
+        replaced, never comes back."""
         if key is None or mask is None:
             return NO_WEIGHT
-        held = self._weight_cache.get((item.name, branch))
+        held = self.cache.weights.peek((item.name, branch))
         if held is not None and held[0] == key:
             return held[1]
         prepared = NO_WEIGHT
@@ -180,7 +172,7 @@ class Replayer:
                 flat, weight_index(mask, item.weight.pattern, self.hw, where,
                                    nm_fit=fit if declared_nm else None, nnz=nnz),
                 numbers if fit else None, nnz / flat.size, nm_transposed=transposed)
-        self._weight_cache[(item.name, branch)] = (key, prepared)
+        self.cache.weights.put((item.name, branch), (key, prepared))
         return prepared
 
     def _weight_key(self, step: int, item: TraceLayer, branch: int) -> tuple[str, int, int]:
@@ -262,7 +254,7 @@ class Replayer:
             # step's dense-gradient flag: its row is kept and reused with the step number.
             job_key = None if gate_el is not None else (
                 weight_key or (item.name, branch, None), dense_gradient)
-            held = [self._layer_rows.get((i, item.name, branch)) for i in range(len(self.hws))]
+            held = [self.cache.rows.peek((i, item.name, branch)) for i in range(len(self.hws))]
             if job_key is not None and all(h is not None and h[0] == job_key for h in held):
                 for i, (_, kept) in enumerate(held):  # type: ignore[misc]
                     rows[i].extend(_at_step(kept[phase], step) for phase in phases)
@@ -274,42 +266,43 @@ class Replayer:
                                gating_groups=groups,
                                dense_weight_gradient=dense_gradient,
                                dense_fw_conditional=item.gate is not None
-                               and item.gate.gradient == "straight_through",
-                               weight_views=prepared.views if weight is not None else None)
+                               and item.gate.gradient == "straight_through")
+            # what the masks' views derive from the weight mask and base path is kept with
+            # them: by the step that stored the weights, else by the layer's base path
+            views = self.cache.views(
+                masks, (item.name, branch) if weight is not None or base is not None else None,
+                weight_key if weight is not None else "base path")
             computes: dict[str, SparseCompute] = {}
             for i, hw in enumerate(self.hws):
                 jobs_key = (i, item.name, branch, gidx, gate_el is not None, weight_key,
                             dense_gradient)
-                jobs = self._phase_jobs_cache.get(jobs_key)
+                jobs = self.cache.phase_jobs.peek(jobs_key)
                 if jobs is None:
-                    jobs = self._phase_jobs_cache[jobs_key] = self._phase_jobs(
-                        hw, item, branch, phases, gidx, gate_el is not None, prepared,
-                        dense_gradient)
-                    if len(self._phase_jobs_cache) > JOBS_CACHE_LIMIT * len(self.hws):
-                        self._phase_jobs_cache.clear()
-                        self._phase_jobs_cache[jobs_key] = jobs
+                    jobs = self._phase_jobs(hw, item, branch, phases, gidx, gate_el is not None,
+                                            prepared, dense_gradient)
+                    self.cache.phase_jobs.put(jobs_key, jobs)
                 layer_rows = {}
                 for job in jobs:
                     compute = computes.get(job.phase)
                     if compute is None:
-                        compute = computes[job.phase] = self._job_caches[0].compute(
-                            item.layer, job.phase, masks, self.hw)
+                        compute = computes[job.phase] = self.cache.compute(
+                            item.layer, job.phase, views, self.hw)
                     duties = self._duties[(branch, item.name, job.phase)]
                     if duties.optimizer and weight is not None and not dense_gradient and \
                             hw.vector_unit.sparse_updates:  # only the kept weights change
                         duties = dataclasses.replace(duties, update_density=prepared.density)
-                    frame = self._job_caches[i].frame(
+                    frame = self.cache.frame(
                         item.layer, job.phase, hw, job.weight_density, job.dw_density,
                         job.index, branch, self.name, compute.cycles_compute_dense,
                         job.gated_forward, duties)
                     stored_yc = yc_density if duties.gate_group_size and \
                         job.compresses_y_c else 1.0
                     layer_rows[job.phase] = frame.result(
-                        compute, step, None if stored_yc == 1.0 else self._job_caches[i].non_mac(
+                        compute, step, None if stored_yc == 1.0 else self.cache.non_mac(
                             item.layer, dataclasses.replace(duties, yc_density=stored_yc), hw))
                 rows[i].extend(layer_rows.values())
                 if job_key is not None:  # kept for this layer and branch until its key changes
-                    self._layer_rows[(i, item.name, branch)] = (job_key, layer_rows)
+                    self.cache.rows.put((i, item.name, branch), (job_key, layer_rows))
         return rows, storage
 
 

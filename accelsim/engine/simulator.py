@@ -5,9 +5,9 @@ A job is one layer x one branch x one training phase (x one recorded step when r
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -21,15 +21,10 @@ from accelsim.engine.memory import (
     cycles_buffer,
     cycles_dram,
     memory_dense,
-    memory_plan,
 )
 from accelsim.engine.sparse import (
-    GatedPlan,
     SparseCompute,
     fw_skips_gates,
-    gated_plan,
-    plans_gate,
-    sparse_compute,
 )
 from accelsim.engine.vector import (
     DEFAULT_OPTIMIZER,
@@ -37,9 +32,11 @@ from accelsim.engine.vector import (
     NonMacDuties,
     NonMacWork,
     job_duties,
-    non_mac_work,
 )
 from accelsim.network import PHASES, Layer, Network
+
+if TYPE_CHECKING:
+    from accelsim.engine.cache import ReplayCache
 
 
 @dataclass(frozen=True)
@@ -216,7 +213,7 @@ class JobFrame:
     def result(self, compute: SparseCompute, step: int,
                non_mac: NonMacWork | None = None) -> JobResult:
         """The job's row at ``step`` with ``compute`` (``non_mac``: this step's non-MAC work
-        where it differs from the frame's, :meth:`JobCache.non_mac`)."""
+        where it differs from the frame's, :meth:`accelsim.engine.cache.ReplayCache.non_mac`)."""
         hw, dense, index, memory = self.hw, self.dense, self.index, self.memory
         macs_dense = dense.macs
         buffer, dram = self.cycles_buffer, self.cycles_dram
@@ -267,89 +264,21 @@ class JobFrame:
         ))
 
 
-@dataclass
-class JobCache:
-    """What a caller (a replay) keeps between the jobs it simulates on one ``hw``: each layer
-    and phase's dense half, job frames by their inputs (at most ``frame_limit``; the
-    frames of a gate index priced by its count, csr or coo, change every step), the
-    :class:`GatedPlan` of each gated job without weight masks, by layer, phase, base path and
-    gate group size, and the non-MAC work of jobs whose duties change from step to step
-    (:meth:`non_mac`)."""
-
-    dense: dict[tuple[str, str], DenseJob] = field(default_factory=dict)
-    frames: dict[tuple, JobFrame] = field(default_factory=dict)
-    frame_limit: int = 4096
-    plans: dict[tuple, GatedPlan | None] = field(default_factory=dict)
-    non_macs: dict[tuple, NonMacWork] = field(default_factory=dict)
-
-    def non_mac(self, layer: Layer, duties: NonMacDuties, hw: HardwareConfig) -> NonMacWork:
-        """:func:`~accelsim.engine.vector.non_mac_work` of a job whose duties change from step
-        to step (kept, at most ``frame_limit``)."""
-        key = (layer, duties)
-        work = self.non_macs.get(key)
-        if work is None:
-            if len(self.non_macs) >= self.frame_limit:
-                self.non_macs.clear()
-            work = self.non_macs[key] = non_mac_work(layer, duties, hw)
-        return work
-
-    def compute(self, layer: Layer, phase: str, masks: LayerMasks,
-                hw: HardwareConfig) -> SparseCompute:
-        """:func:`sparse_compute` of the job, through its kept plan when it has one."""
-        if plans_gate(layer, masks):
-            key = (layer.name, phase, masks.base, masks.gate_group_size,
-                   masks.dense_fw_conditional)
-            if key not in self.plans:
-                self.plans[key] = gated_plan(layer, phase, masks, hw)
-            plan = self.plans[key]
-            if plan is not None:
-                return plan.compute(masks)
-        return sparse_compute(layer, phase, masks, hw)
-
-    def frame(self, layer: Layer, phase: str, hw: HardwareConfig, weight_density: float,
-              dw_density: float, index: IndexCost, branch: int, trace: str,
-              cycles_compute_dense: int,
-              gated_forward: GatedForward | None = None,
-              duties: NonMacDuties = NO_DUTIES) -> JobFrame:
-        """The job's :class:`JobFrame`, kept (``cycles_compute_dense``: its dense compute
-        cycles, for the dense half; ``gated_forward``: FW of a gated layer with a base path,
-        :func:`accelsim.engine.memory.gate_extra`; ``duties``: the non-MAC work it carries)."""
-        key = (layer.name, phase, weight_density, dw_density, index, branch, trace, gated_forward,
-               duties)
-        frame = self.frames.get(key)
-        if frame is None:
-            dense = self.dense.get((layer.name, phase))
-            if dense is None:
-                dense = self.dense[(layer.name, phase)] = dense_job(layer, phase, hw,
-                                                                    cycles_compute_dense)
-            if len(self.frames) >= self.frame_limit:
-                self.frames.clear()
-            memory = memory_plan(layer, phase, hw, weight_density=weight_density,
-                                 dw_density=dw_density, index_read_bits=index.read_bits,
-                                 index_write_bits=index.write_bits,
-                                 gated_forward=gated_forward)
-            frame = self.frames[key] = JobFrame(
-                trace, layer.name, branch, phase, dense, index, memory,
-                cycles_buffer(memory.gb_read_bits, memory.gb_write_bits, hw),
-                cycles_dram(memory.dram_bytes, hw), hw, EnergyRates.of(hw),
-                non_mac_work(layer, duties, hw),
-                non_mac_work(layer, dataclasses.replace(
-                    duties, gate_group_size=0, update_density=1.0), hw))
-        return frame
-
-
 def simulate_job(layer: Layer, phase: str, hw: HardwareConfig, *,
                  masks: LayerMasks | None = None, index: IndexCost = NO_INDEX,
                  weight_density: float = 1.0, dw_density: float = 1.0, branch: int = 1,
-                 step: int = 0, trace: str = "", cache: JobCache | None = None,
+                 step: int = 0, trace: str = "", cache: ReplayCache | None = None,
                  duties: NonMacDuties = NO_DUTIES) -> JobResult:
     """Simulate one job: compute (from the masks), memory, energy, and the same job dense.
-    ``cache``: kept by the caller for one ``hw`` (a replay computes each job's frame once
-    per trace, not once per step); None: a fresh one for this job. A gate with a base path
+    ``cache``: kept by the caller (:class:`accelsim.engine.cache.ReplayCache`: a replay
+    computes each job's frame once per trace, not once per step); None: a fresh one for this
+    job. A gate with a base path
     pays for computing the gate in FW (:func:`accelsim.engine.memory.gate_extra`).
     ``duties``: the non-MAC work the job carries (:func:`accelsim.engine.vector.job_duties`)."""
+    from accelsim.engine.cache import ReplayCache  # the cache wraps this module's functions
+
     masks = masks if masks is not None else declared_masks(layer)
-    cache = cache if cache is not None else JobCache()
+    cache = cache if cache is not None else ReplayCache()
     compute = cache.compute(layer, phase, masks, hw)
     gated = None
     if phase == "fw" and masks.base is not None:

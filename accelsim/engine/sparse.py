@@ -27,7 +27,7 @@ from accelsim.config import (
 )
 from accelsim.engine.bd import BdPlan, bd_plan, bd_sums, bd_tree_work, bd_work
 from accelsim.engine.fw import FwPlan, fw_plan, fw_sums, fw_work, tree_macs_issued
-from accelsim.engine.masks import LayerMasks, as_bytes, memo
+from accelsim.engine.masks import LayerMasks, as_bytes
 from accelsim.engine.pe_array import cycles_dense_tensor, cycles_gemm, dense_cycles, phase_gemm
 from accelsim.engine.schedule import (
     LaneLayout,
@@ -42,16 +42,19 @@ from accelsim.engine.schedule import (
     schedule_pass_sums,
 )
 from accelsim.engine.systolic import nm_reduction_length
+from accelsim.engine.views import MaskViews, as_views
 from accelsim.engine.wg import WgPlan, wg_plan, wg_sums, wg_transposed_work, wg_work
 from accelsim.errors import InputError
 from accelsim.kernels import row_ones
 from accelsim.network import Gemm, Layer
 
 
-def effective_macs(layer: Layer, masks: LayerMasks, phase: str) -> int:
+def effective_macs(layer: Layer, masks: LayerMasks | MaskViews, phase: str) -> int:
     """MACs a FLOPs count gives for this job (the algorithm's view; equal in all phases,
     except WG at dense-gradient steps): sum over kept weights (f, k) of M on the base path and
     the number of active pixels of f on the conditional path."""
+    views = as_views(masks)
+    masks = views.masks
     m, f, k = layer.output_pixels, layer.cout, layer.k_per_group
     weight = masks.weight
     if phase == "wg" and masks.dense_weight_gradient:
@@ -59,21 +62,21 @@ def effective_macs(layer: Layer, masks: LayerMasks, phase: str) -> int:
     elif weight is None and masks.nm is not None and not masks.has_gate:
         return f * nm_reduction_length(k, *masks.nm) * m  # a declared N:M pattern
     # equal in every phase that uses the same weights
-    return memo(masks._cache, ("macs", weight is not None),
-                lambda: _effective_macs(m, f, k, masks, weight))
+    return views.per_job(("macs", weight is not None),
+                         lambda: _effective_macs(m, f, k, views, weight))
 
 
-def _effective_macs(m: int, f: int, k: int, masks: LayerMasks,
+def _effective_macs(m: int, f: int, k: int, views: MaskViews,
                     weight: np.ndarray | None) -> int:
+    masks = views.masks
     key = ("macs_plan", m, f, k, weight is not None, masks.has_gate, masks.base is not None,
            masks.nm if masks.weight is None else None)
-    fixed, conditional = memo(masks._static_cache, key,
-                              lambda: _macs_plan(m, f, k, masks, weight))
+    fixed, conditional = views.structure(key, lambda: _macs_plan(m, f, k, views, weight))
     if conditional is None:
         return fixed
     if conditional.shape[0] == 1:  # the same for every channel: no per-channel counts
-        return fixed + int(conditional[0]) * masks.gate_bits.ones * masks.gate_group_size
-    return fixed + int(conditional @ masks.channel_counts)
+        return fixed + int(conditional[0]) * views.gate_bits.ones * masks.gate_group_size
+    return fixed + int(conditional @ views.channel_counts)
 
 
 def kept_per_output(masks: LayerMasks, weight: np.ndarray | None,
@@ -89,12 +92,13 @@ def kept_per_output(masks: LayerMasks, weight: np.ndarray | None,
     return steps
 
 
-def _macs_plan(m: int, f: int, k: int, masks: LayerMasks,
+def _macs_plan(m: int, f: int, k: int, views: MaskViews,
                weight: np.ndarray | None) -> tuple[int, np.ndarray | None]:
     """(MACs that do not depend on the gate, MACs per active pixel of each output channel:
     int64 (F,), or (1,) when equal for all, None without a gate) for :func:`_effective_macs`.
     A declared N:M pattern without a recorded mask keeps N of every M reduction steps (a
     recorded mask that WG ignores at a dense-gradient step declares nothing)."""
+    masks = views.masks
     kept_per_f = kept_per_output(masks, weight, np.full(f, k, dtype=np.int64))
     if not masks.has_gate:
         return int(kept_per_f.sum()) * m, None
@@ -175,7 +179,7 @@ class SparseCompute:
               supported: bool) -> SparseCompute:
         """A job run dense, skipping nothing. ``supported``: the hardware could skip with its
         masks in this phase (it runs dense because the training algorithm needs every MAC: FW
-        of a straight-through gate); False: no support for them here (or no masks)."""
+        of a straight-through gate); False: no support for them here (or no views)."""
         return cls(cycles_compute_dense, 0, 0, macs_dense, macs, cycles_compute_dense,
                    supported=supported)
 
@@ -190,13 +194,17 @@ class JobMacs:
     required: int
 
 
-def sparse_compute(layer: Layer, phase: str, masks: LayerMasks,
+def sparse_compute(layer: Layer, phase: str, masks: LayerMasks | MaskViews,
                    hw: HardwareConfig) -> SparseCompute:
     """Cycles and MACs of one job from its masks on ``hw`` (all dataflows). A gated job
-    without weight masks goes through its :class:`GatedPlan`."""
-    plan = gated_plan(layer, phase, masks, hw)
+    without weight masks goes through its :class:`GatedPlan`. ``masks`` may come with their
+    views (:class:`~accelsim.engine.views.MaskViews`: the replay's, sharing structure between
+    steps)."""
+    views = as_views(masks)
+    masks = views.masks
+    plan = gated_plan(layer, phase, views, hw)
     if plan is not None:
-        return plan.compute(masks)
+        return plan.compute(views)
     if layer.groups != 1 and (masks.has_gate or masks.weight is not None):
         raise InputError("masks on grouped convolutions are not supported",
                          field=f"layer {layer.name!r}")
@@ -207,15 +215,15 @@ def sparse_compute(layer: Layer, phase: str, masks: LayerMasks,
         masks.weight is not None or (phase == "fw" and masks.nm is not None))
     gemm = phase_gemm(layer, phase, hw.pe_array)
     dense_compute = dense_cycles(layer, phase, hw.pe_array)
-    macs = job_macs(layer, masks, phase)
-    return _sparse_compute(layer, phase, masks, hw, gemm, dense_compute, lane_layout(hw, phase),
+    macs = job_macs(layer, views, phase)
+    return _sparse_compute(layer, phase, views, hw, gemm, dense_compute, lane_layout(hw, phase),
                            macs, use_gate, use_weight)
 
 
-def job_macs(layer: Layer, masks: LayerMasks, phase: str) -> JobMacs:
+def job_macs(layer: Layer, views: MaskViews, phase: str) -> JobMacs:
     """The :class:`JobMacs` of a job."""
-    effective = effective_macs(layer, masks, phase)
-    return JobMacs(effective, required_macs(layer, masks, phase, effective))
+    effective = effective_macs(layer, views, phase)
+    return JobMacs(effective, required_macs(layer, views.masks, phase, effective))
 
 
 def required_macs(layer: Layer, masks: LayerMasks, phase: str, macs_effective: int) -> int:
@@ -229,10 +237,11 @@ def required_macs(layer: Layer, masks: LayerMasks, phase: str, macs_effective: i
     return int(kept_per_output(masks, masks.weight, steps).sum()) * layer.output_pixels
 
 
-def _sparse_compute(layer: Layer, phase: str, masks: LayerMasks, hw: HardwareConfig, gemm: Gemm,
+def _sparse_compute(layer: Layer, phase: str, views: MaskViews, hw: HardwareConfig, gemm: Gemm,
                     dense_compute: int, layout: LaneLayout, macs: JobMacs, use_gate: bool,
                     use_weight: bool) -> SparseCompute:
     """The compute of a job that does not go through a GatedPlan (:func:`sparse_compute`)."""
+    masks = views.masks
     support = hw.sparsity_support
     unit = layout.unit
     if hw.pe_array.dataflow in SYSTOLIC_DATAFLOWS:
@@ -251,7 +260,7 @@ def _sparse_compute(layer: Layer, phase: str, masks: LayerMasks, hw: HardwareCon
     rows, pass_len = hw.pe_array.rows, hw.pe_array.rows * hw.pe_array.sync_tiles
     if use_weight and phase == "fw" and masks.nm and masks.nm[1] in support.nm_m:
         # N:M multiplexers: each lane selects its N kept inputs of every M; steps shrink exactly.
-        return _nm_tensor(layer, gemm, masks, hw, macs, dense_compute, use_gate, unit)
+        return _nm_tensor(layer, gemm, views, hw, macs, dense_compute, use_gate, unit)
     if (use_weight and phase == "bd" and masks.nm and masks.nm_transposed and not use_gate
             and masks.nm[1] in support.nm_m and not layout.tree):
         # Transposable N:M: BD's reduction over output channels is N:M too, so the same
@@ -259,51 +268,51 @@ def _sparse_compute(layer: Layer, phase: str, masks: LayerMasks, hw: HardwareCon
         return _nm_multiplexed(gemm, masks.nm, hw, macs, dense_compute)
     work: PhaseWork | PassSums
     if phase == "fw":
-        work = (fw_work(layer, masks, unit, use_gate=use_gate, use_weight=use_weight,
+        work = (fw_work(layer, views, unit, use_gate=use_gate, use_weight=use_weight,
                         compaction=True, tree=layout.tree) if compaction else
-                fw_sums(layer, masks, unit, rows, pass_len, use_gate=use_gate,
+                fw_sums(layer, views, unit, rows, pass_len, use_gate=use_gate,
                         use_weight=use_weight, tree=layout.tree))
     elif phase == "bd" and layout.tree:
-        matrix, tree_macs = bd_tree_work(layer, masks, layout.tree, use_gate=use_gate,
+        matrix, tree_macs = bd_tree_work(layer, views, layout.tree, use_gate=use_gate,
                                          use_weight=use_weight)
         work = matrix if compaction else matrix_sums(matrix, rows, pass_len)
     elif phase == "bd":
-        work = (bd_work(layer, masks, unit, use_gate=use_gate, use_weight=use_weight)
+        work = (bd_work(layer, views, unit, use_gate=use_gate, use_weight=use_weight)
                 if compaction else
-                bd_sums(layer, masks, unit, rows, pass_len, use_gate=use_gate,
+                bd_sums(layer, views, unit, rows, pass_len, use_gate=use_gate,
                         use_weight=use_weight))
     elif hw.pe_array.wg_lanes == "input_channels":
-        matrix = wg_transposed_work(layer, masks, unit, use_gate=use_gate, use_weight=use_weight)
+        matrix = wg_transposed_work(layer, views, unit, use_gate=use_gate, use_weight=use_weight)
         work = matrix if compaction else matrix_sums(matrix, rows, pass_len)
     else:
-        work = (wg_work(layer, masks, unit, use_gate=use_gate, use_weight=use_weight,
+        work = (wg_work(layer, views, unit, use_gate=use_gate, use_weight=use_weight,
                         rows=rows, pass_len=pass_len) if compaction else
-                wg_sums(layer, masks, unit, rows, pass_len, use_gate=use_gate,
+                wg_sums(layer, views, unit, rows, pass_len, use_gate=use_gate,
                         use_weight=use_weight))
     run = schedule(work, hw, layout.qcols)
     if phase == "fw" and layout.tree:
         weight = masks.weight if use_weight else None
         run = dataclasses.replace(run, macs_issued=tree_macs_issued(
-            layer, masks, layout.tree, use_gate and masks.has_gate, weight))
+            layer, views, layout.tree, use_gate and masks.has_gate, weight))
     elif phase == "bd" and layout.tree:
         run = dataclasses.replace(run, macs_issued=tree_macs)
     return SparseCompute.of(run, macs, dense_compute)
 
 
-def _nm_tensor(layer: Layer, gemm: Gemm, masks: LayerMasks, hw: HardwareConfig,
+def _nm_tensor(layer: Layer, gemm: Gemm, views: MaskViews, hw: HardwareConfig,
                macs: JobMacs, dense_compute: int, use_gate: bool,
                unit: int) -> SparseCompute:
     """FW with N:M weights on multiplexed lanes: the reduction shrinks to t' = (t//M)*N +
     min(t%M, N) steps. With a gate too, the gate's unit work is computed as usual and every unit's
     steps are scaled by t'/t (rounded up): the multiplexers shrink base and conditional paths
     alike."""
+    masks = views.masks
     n, m_ = masks.nm  # type: ignore[misc]
     t = nm_reduction_length(gemm.t, n, m_)
     pe = hw.pe_array
     if not use_gate:
         return _nm_multiplexed(gemm, (n, m_), hw, macs, dense_compute)
-    gated = dataclasses.replace(masks, weight=None, nm=None, nm_transposed=False,
-                                weight_views=None)
+    gated = views.without_weights()
     steps: PhaseWork | PassSums
     if hw.decoder.compaction:
         work = fw_work(layer, gated, unit, use_gate=True, use_weight=False, compaction=True)
@@ -337,7 +346,7 @@ def _nm_multiplexed(gemm: Gemm, nm: tuple[int, int], hw: HardwareConfig, macs: J
 
 @dataclass(frozen=True, eq=False)
 class GatedPlan:
-    """A gated job without weight masks, planned once for its layer, base path and hardware:
+    """A gated job without weight views, planned once for its layer, base path and hardware:
     what :func:`sparse_compute` derives from everything but the gate bits, so that a step's
     compute is the gate's counts, one sums kernel and :func:`schedule_sums`
     (:meth:`compute`). A replay keeps one per job (:class:`accelsim.engine.simulator.
@@ -356,18 +365,19 @@ class GatedPlan:
     supported: bool = True        # the hardware skips with gates in this phase (sums None:
     #                               the gate's straight-through FW needs every MAC)
 
-    def compute(self, masks: LayerMasks) -> SparseCompute:
+    def compute(self, masks: LayerMasks | MaskViews) -> SparseCompute:
         """The job's compute with the gate of ``masks`` (same base path and group size as
         the plan's)."""
-        macs = job_macs(self.layer, masks, self.phase)
+        views = as_views(masks)
+        macs = job_macs(self.layer, views, self.phase)
         if self.sums is None:
             return SparseCompute.dense(self.dense_compute, self.macs_dense, macs,
                                        supported=self.supported)
-        work = self.sums.gated(masks)
+        work = self.sums.gated(views)
         run = schedule_pass_sums(work, self.qcols, self.indices_per_cycle, self.latency)
         if self.tree:
             run = dataclasses.replace(run, macs_issued=tree_macs_issued(
-                self.layer, masks, self.tree, True, None))
+                self.layer, views, self.tree, True, None))
         return SparseCompute.of(run, macs, self.dense_compute)
 
 
@@ -384,10 +394,12 @@ def plans_gate(layer: Layer, masks: LayerMasks) -> bool:
             and layer.groups == 1)
 
 
-def gated_plan(layer: Layer, phase: str, masks: LayerMasks,
+def gated_plan(layer: Layer, phase: str, masks: LayerMasks | MaskViews,
                hw: HardwareConfig) -> GatedPlan | None:
     """The :class:`GatedPlan` of a job, or None when it has none (:func:`plans_gate` fails, or
     compaction on a tensor array: the per-pixel work path)."""
+    views = as_views(masks)
+    masks = views.masks
     if not plans_gate(layer, masks):
         return None
     pe = hw.pe_array
@@ -403,11 +415,11 @@ def gated_plan(layer: Layer, phase: str, masks: LayerMasks,
     rows, pass_len = pe.rows, pe.rows * pe.sync_tiles
     sums: FwPlan | BdPlan | WgPlan | None = None
     if skips and phase == "fw":
-        sums = fw_plan(layer, masks, unit, rows, pass_len, True, None, None, layout.tree)
+        sums = fw_plan(layer, views, unit, rows, pass_len, True, None, None, layout.tree)
     elif skips and phase == "bd":
-        sums = bd_plan(layer, masks, unit, rows, pass_len, True, None)
+        sums = bd_plan(layer, views, unit, rows, pass_len, True, None)
     elif skips:
-        sums = wg_plan(layer, masks, unit, rows, pass_len)
+        sums = wg_plan(layer, views, unit, rows, pass_len)
     return GatedPlan(layer, phase, dense_cycles(layer, phase, pe), gemm.macs, sums,
                      layout.qcols, decoder_throughput(hw), pe.pipeline_latency,
                      layout.tree if sums is not None else 0,

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from accelsim.engine.masks import LayerMasks, memo, unit_lanes
+from accelsim.engine.masks import unit_lanes
 from accelsim.engine.schedule import (
     PassSums,
     PhaseWork,
@@ -29,25 +29,27 @@ from accelsim.engine.schedule import (
     no_indices,
     pass_rows,
 )
+from accelsim.engine.views import MaskViews
 from accelsim.kernels import diagonal_sums
 from accelsim.network import Layer
 
 
-def wg_work(layer: Layer, masks: LayerMasks, unit: int, *, use_gate: bool,
+def wg_work(layer: Layer, views: MaskViews, unit: int, *, use_gate: bool,
             use_weight: bool, rows: int = 1, pass_len: int = 0) -> PhaseWork:
     """Weight gradient: rows = k, lanes = output channels f, steps = pixels m. ``rows`` and
     ``pass_len`` only pick which cached gate counts to reuse (0: one pass)."""
+    masks = views.masks
     m, f, k = layer.output_pixels, layer.cout, layer.k_per_group
     gated = use_gate and masks.has_gate
-    weighted, lanes, needed = _needed_units(masks, unit, use_weight, rows_over="k",
+    weighted, lanes, needed = _needed_units(views, unit, use_weight, rows_over="k",
                                             shape=(k, f))
     units = lanes.shape[0]
     unit_idx, row_idx, col_idx = no_indices(k, units)
     if not gated:
         steps = np.full((k, units), m, dtype=np.int32)
     else:
-        active_pixels = masks.unit_totals(unit, rows, pass_len or max(1, m))
-        on_base = (masks.base.any_over_f(unit).T if masks.base is not None
+        active_pixels = views.unit_totals(unit, rows, pass_len or max(1, m))
+        on_base = (views.base_any_over_f(unit).T if masks.base is not None
                    else np.zeros((k, units), dtype=bool))
         steps = np.where(on_base, m, active_pixels[None, :]).astype(np.int32)
         col_idx = active_pixels
@@ -56,34 +58,36 @@ def wg_work(layer: Layer, masks: LayerMasks, unit: int, *, use_gate: bool,
     return matrix_work(steps * needed, unit_idx, row_idx, col_idx, lanes)
 
 
-def _needed_units(masks: LayerMasks, unit: int, use_weight: bool, *, rows_over: str,
+def _needed_units(views: MaskViews, unit: int, use_weight: bool, *, rows_over: str,
                   shape: tuple[int, int]) -> tuple[bool, np.ndarray, np.ndarray]:
     """(whether WG skips with the weight mask, real lanes per unit column, bool (rows, units):
     whether a unit has a kept weight to compute) for WG's rows over ``k`` (lanes over output
     channels) or over ``f`` (lanes over k); ``shape`` = (K, F). Pruned weights get no gradient,
     except at steps that need the dense weight gradient."""
+    masks = views.masks
     k, f = shape
     weighted = use_weight and masks.weight is not None and not masks.dense_weight_gradient
     rows, length, axis = (k, f, 0) if rows_over == "k" else (f, k, 1)
     lanes = unit_lanes(length, unit)
     if not weighted:
         return False, lanes, np.ones((rows, lanes.shape[0]), dtype=bool)
-    needed = masks.weight_any(unit, axis)
+    needed = views.weight_any(unit, axis)
     return True, lanes, needed.T if rows_over == "k" else needed
 
 
-def wg_sums(layer: Layer, masks: LayerMasks, unit: int, rows: int, pass_len: int, *,
+def wg_sums(layer: Layer, views: MaskViews, unit: int, rows: int, pass_len: int, *,
             use_gate: bool, use_weight: bool) -> PassSums:
     """WG without compaction as per-pass sums (equal to scheduling :func:`wg_work`). A gated
     layer without weight masks needs no (K, units) matrix: reduction row k of unit j runs M
     steps when k is on the unit's base path, else the unit's active pixels, so the sums follow
     from how many rows of each pass and queue row lie in each input chunk."""
+    masks = views.masks
     gated = use_gate and masks.has_gate
     weighted = use_weight and masks.weight is not None and not masks.dense_weight_gradient
     if weighted or not gated:
-        return matrix_sums(wg_work(layer, masks, unit, use_gate=use_gate, use_weight=use_weight,
+        return matrix_sums(wg_work(layer, views, unit, use_gate=use_gate, use_weight=use_weight,
                                    rows=rows, pass_len=pass_len), rows, pass_len)
-    return wg_plan(layer, masks, unit, rows, pass_len).gated(masks)
+    return wg_plan(layer, views, unit, rows, pass_len).gated(views)
 
 
 @dataclass(frozen=True, eq=False)
@@ -101,24 +105,25 @@ class WgPlan:
     lanes: np.ndarray       # int64 (J,): real lanes per unit column
     row_idx: np.ndarray     # int64 (passes,): zero (WG's indices are per unit column)
 
-    def gated(self, masks: LayerMasks) -> PassSums:
+    def gated(self, views: MaskViews) -> PassSums:
         """The sums with the gate of ``masks``: base steps + active pixels x rows off the base
         path (the decoder's column indices are each unit's active pixels)."""
-        active = masks.unit_totals(self.unit, self.rows, self.pass_len)
+        active = views.unit_totals(self.unit, self.rows, self.pass_len)
         sums, _, _ = diagonal_sums(self.base_steps, self.off_base, active)
         return PassSums(sums, self.classes, self.lanes, None, self.row_idx, active)
 
 
-def wg_plan(layer: Layer, masks: LayerMasks, unit: int, rows: int, pass_len: int) -> WgPlan:
+def wg_plan(layer: Layer, views: MaskViews, unit: int, rows: int, pass_len: int) -> WgPlan:
     """The :class:`WgPlan` of a gated job without weights, from how many rows of each pass and
     queue row lie in each input chunk (cached with what depends on the base path)."""
     key = ("wg_sums", layer.output_pixels, layer.cout, layer.k_per_group, unit, rows, pass_len)
-    return memo(masks._static_cache, key, lambda: _wg_plan_of(layer, masks, unit, rows,
+    return views.structure(key, lambda: _wg_plan_of(layer, views, unit, rows,
                                                               pass_len))
 
 
-def _wg_plan_of(layer: Layer, masks: LayerMasks, unit: int, rows: int,
+def _wg_plan_of(layer: Layer, views: MaskViews, unit: int, rows: int,
                 pass_len: int) -> WgPlan:
+    masks = views.masks
     m, k = layer.output_pixels, layer.k_per_group
     lanes = unit_lanes(layer.cout, unit)
     per_row = pass_rows(k, rows, pass_len)  # (passes, rows)
@@ -136,21 +141,22 @@ def _wg_plan_of(layer: Layer, masks: LayerMasks, unit: int, rows: int,
                   np.zeros(passes, dtype=np.int64))
 
 
-def wg_transposed_work(layer: Layer, masks: LayerMasks, unit: int, *, use_gate: bool,
+def wg_transposed_work(layer: Layer, views: MaskViews, unit: int, *, use_gate: bool,
                        use_weight: bool) -> PhaseWork:
     """WG with ``wg_lanes: input_channels`` (see the module docstring): rows = output channels,
     lanes = reduction columns k."""
+    masks = views.masks
     m, f, k = layer.output_pixels, layer.cout, layer.k_per_group
     gated = use_gate and masks.has_gate
-    weighted, lanes, needed = _needed_units(masks, unit, use_weight, rows_over="f",
+    weighted, lanes, needed = _needed_units(views, unit, use_weight, rows_over="f",
                                             shape=(k, f))
     units = lanes.shape[0]
     unit_idx, row_idx, col_idx = no_indices(f, units)
     if not gated:
         steps = np.full((f, units), m, dtype=np.int64)
     else:
-        active = masks.channel_counts  # int64 (F,): pixels where f's gate bit is 1
-        on_base = (masks.base.any_over_k(unit).T if masks.base is not None
+        active = views.channel_counts  # int64 (F,): pixels where f's gate bit is 1
+        on_base = (views.base_any_over_k(unit).T if masks.base is not None
                    else np.zeros((f, units), dtype=bool))
         steps = np.where(on_base, m, active[:, None])
         row_idx = active.copy()

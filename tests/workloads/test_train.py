@@ -77,20 +77,25 @@ def test_every_algorithm_records_a_trace_that_replays(tmp_path: Path, name: str)
     assert summary["total"]["cycles_non_mac"] > 0
 
 
-def test_recorded_gates_are_the_ones_the_forward_used(tmp_path: Path) -> None:
-    """Re-run a recorded step from the model state before it and compare bit for bit."""
-    config = tiny(algo="cdg")
+def run_and_restart(config: RunConfig, tmp_path: Path) -> tuple[Trainer, dict]:
+    """Train ``config`` in tmp_path/run, then a fresh trainer holding the state from before
+    step 0, in training mode, and step 0's two augmented views ({view: images})."""
+    from workloads.train import batch_indices
+
     trainer = Trainer(config, tmp_path / "run", progress=False)
     before = copy.deepcopy(trainer.method.state_dict())
     trainer.run()
     fresh = Trainer(config, tmp_path / "other", progress=False)
     fresh.method.load_state_dict(before)
     fresh.method.train()
-    from workloads.train import batch_indices
-
     index = batch_indices(0, len(fresh.train_ds.labels), config.batch_size, config.seed)
     images = fresh.train_ds.images[index]
-    views = {b: fresh.augment(images, step_generator(config.seed, 0, b)) for b in (1, 2)}
+    return fresh, {b: fresh.augment(images, step_generator(config.seed, 0, b)) for b in (1, 2)}
+
+
+def test_recorded_gates_are_the_ones_the_forward_used(tmp_path: Path) -> None:
+    """Re-run a recorded step from the model state before it and compare bit for bit."""
+    fresh, views = run_and_restart(tiny(algo="cdg"), tmp_path)
     reader = TraceReader(tmp_path / "run" / "trace")
     checked = 0
     with torch.no_grad():
@@ -252,10 +257,8 @@ def test_an_imagenet_style_run_from_an_image_folder(tmp_path: Path) -> None:
 def test_a_symmetric_byol_run_records_its_four_passes(tmp_path: Path) -> None:
     """online(view 1), target(view 2), online(view 2), target(view 1): each pass's gates, bit
     for bit, as trace branches 1-4, which replay with the second online pass's backward."""
-    config = tiny(algo="cdg", ssl="byol", symmetric=True, steps=2)
-    trainer = Trainer(config, tmp_path / "run", progress=False)
-    before = copy.deepcopy(trainer.method.state_dict())
-    trainer.run()
+    fresh, views = run_and_restart(tiny(algo="cdg", ssl="byol", symmetric=True, steps=2),
+                                   tmp_path)
     reader = TraceReader(tmp_path / "run" / "trace")
     assert reader.branches == 4
     gated = [item for item in reader.layers if item.gate is not None]
@@ -263,14 +266,6 @@ def test_a_symmetric_byol_run_records_its_four_passes(tmp_path: Path) -> None:
                          and item.gate.base_chunks[3] == item.gate.base_chunks[1]
                          and item.gate.base_chunks[0] != item.gate.base_chunks[1]
                          for item in gated)
-    fresh = Trainer(config, tmp_path / "other", progress=False)
-    fresh.method.load_state_dict(before)
-    fresh.method.train()
-    from workloads.train import batch_indices
-
-    index = batch_indices(0, len(fresh.train_ds.labels), config.batch_size, config.seed)
-    images = fresh.train_ds.images[index]
-    views = {b: fresh.augment(images, step_generator(config.seed, 0, b)) for b in (1, 2)}
     passes = {1: (1, 1), 2: (2, 2), 3: (1, 2), 4: (2, 1)}  # trace branch: (encoder, view)
     with torch.no_grad():
         for branch, (encoder, view) in passes.items():

@@ -38,21 +38,34 @@ def wg_work(layer: Layer, views: MaskViews, unit: int, *, use_gate: bool,
             use_weight: bool, rows: int = 1, pass_len: int = 0) -> PhaseWork:
     """Weight gradient: rows = k, lanes = output channels f, steps = pixels m. ``rows`` and
     ``pass_len`` only pick which cached gate counts to reuse (0: one pass)."""
+    return _wg_matrix_work(layer, views, unit, use_gate, use_weight, "k", rows, pass_len)
+
+
+def _wg_matrix_work(layer: Layer, views: MaskViews, unit: int, use_gate: bool,
+                    use_weight: bool, rows_over: str, rows: int = 1,
+                    pass_len: int = 0) -> PhaseWork:
+    """WG's (rows, units) work matrix, rows over ``k`` (lanes over output channels) or over
+    ``f`` (lanes over k, :func:`wg_transposed_work`): M steps where the unit's lanes are on a
+    base path, else the active pixels (of the unit, with lanes over f: the decoder's column
+    indices; of the row's output channel, with lanes over k: the row indices), nothing where
+    every weight of the unit is pruned."""
     masks = views.masks
     m, f, k = layer.output_pixels, layer.cout, layer.k_per_group
-    gated = use_gate and masks.has_gate
-    weighted, lanes, needed = _needed_units(views, unit, use_weight, rows_over="k",
+    weighted, lanes, needed = _needed_units(views, unit, use_weight, rows_over=rows_over,
                                             shape=(k, f))
-    units = lanes.shape[0]
-    unit_idx, row_idx, col_idx = no_indices(k, units)
-    if not gated:
-        steps = np.full((k, units), m, dtype=np.int32)
-    else:
-        active_pixels = views.unit_totals(unit, rows, pass_len or max(1, m))
+    unit_idx, row_idx, col_idx = no_indices(*needed.shape)
+    if not (use_gate and masks.has_gate):
+        steps = np.full(needed.shape, m, dtype=np.int64)
+    elif rows_over == "k":  # a unit runs the pixels where any of its lanes is on
+        col_idx = views.unit_totals(unit, rows, pass_len or max(1, m))
         on_base = (views.base_any_over_f(unit).T if masks.base is not None
-                   else np.zeros((k, units), dtype=bool))
-        steps = np.where(on_base, m, active_pixels[None, :]).astype(np.int32)
-        col_idx = active_pixels
+                   else np.zeros(needed.shape, dtype=bool))
+        steps = np.where(on_base, m, col_idx[None, :])
+    else:  # dY(m, f) is broadcast to the lanes: row f runs the pixels where f's gate is on
+        row_idx = views.channel_counts.copy()
+        on_base = (views.base_any_over_k(unit).T if masks.base is not None
+                   else np.zeros(needed.shape, dtype=bool))
+        steps = np.where(on_base, m, row_idx[:, None])
     if weighted:
         unit_idx = np.ascontiguousarray(needed, dtype=np.int32)
     return matrix_work(steps * needed, unit_idx, row_idx, col_idx, lanes)
@@ -145,21 +158,4 @@ def wg_transposed_work(layer: Layer, views: MaskViews, unit: int, *, use_gate: b
                        use_weight: bool) -> PhaseWork:
     """WG with ``wg_lanes: input_channels`` (see the module docstring): rows = output channels,
     lanes = reduction columns k."""
-    masks = views.masks
-    m, f, k = layer.output_pixels, layer.cout, layer.k_per_group
-    gated = use_gate and masks.has_gate
-    weighted, lanes, needed = _needed_units(views, unit, use_weight, rows_over="f",
-                                            shape=(k, f))
-    units = lanes.shape[0]
-    unit_idx, row_idx, col_idx = no_indices(f, units)
-    if not gated:
-        steps = np.full((f, units), m, dtype=np.int64)
-    else:
-        active = views.channel_counts  # int64 (F,): pixels where f's gate bit is 1
-        on_base = (views.base_any_over_k(unit).T if masks.base is not None
-                   else np.zeros((f, units), dtype=bool))
-        steps = np.where(on_base, m, active[:, None])
-        row_idx = active.copy()
-    if weighted:
-        unit_idx = np.ascontiguousarray(needed, dtype=np.int32)
-    return matrix_work(steps * needed, unit_idx, row_idx, col_idx, lanes)
+    return _wg_matrix_work(layer, views, unit, use_gate, use_weight, "f")

@@ -45,6 +45,7 @@ FW_LANES: tuple[str, ...] = ("output_channels", "reduction")  # pe_array.fw_lane
 INDEX_FORMATS = ("bitmap", "rle", "csr", "coo", "nm", "group_bitmap")
 PHASE_NAMES = ("fw", "bd", "wg")
 SKIP_GRANULARITIES = ("element", "vector", "pe_row")
+BD_WEIGHT_INDEX = ("copy", "free")  # decoder.bd_weight_index
 ENERGY_MAC_PREFIX = "mac_"
 REQUIRED_ENERGY_ACTIONS = ("rf_read_per_bit", "rf_write_per_bit", "gb_read_per_bit",
                            "gb_write_per_bit", "index_decode")
@@ -129,6 +130,12 @@ class DecoderConfig:
                              "queues (load balancing) at a decoder throughput and energy price")
     compaction_indices_per_cycle: int = param(ge=1, le=65536, unit="indices/cycle", default=16,
                                               doc="decoder throughput when compaction is on")
+    bd_weight_index: str = param(choices=BD_WEIGHT_INDEX, default="copy",
+                                 doc="how BD reads the index of W^T when the weights' format "
+                                 "cannot be read by column (csr, coo, rle, nm): copy stores a "
+                                 "second, transposed index and BD reads it (priced in storage "
+                                 "and DRAM traffic); free assumes the decoder reads the stored "
+                                 "one transposed at no cost")
 
 
 @dataclass(frozen=True)

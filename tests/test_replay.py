@@ -28,6 +28,7 @@ from accelsim.engine.sparse import compute_key, sparse_compute
 from accelsim.engine.systolic import cycles_nm_systolic
 from accelsim.errors import InputError
 from accelsim.network import PHASES, Layer, conv, resnet18, resnet20
+from accelsim.trace import TraceReader
 from accelsim.trace.synth import SynthConfig, synthesize
 from tests.conftest import FP8
 
@@ -690,3 +691,53 @@ def test_a_momentum_trace_with_other_branch_counts_is_refused(tmp_path: Path,
         replay_trace(trace, fp8_hw)
     with pytest.raises(InputError, match="a symmetric loss is BYOL's or MoCo's"):
         SynthConfig(symmetric=True)
+
+
+def test_bd_reads_the_weights_transposed_and_pays_for_a_copy_where_the_format_needs_one(
+        tmp_path: Path, fp8_hw: HardwareConfig) -> None:
+    """decoder.bd_weight_index: copy. A row-laid format (csr, N:M metadata) needs a transposed
+    copy for BD, so a layer that runs BD stores the cheaper of a grid alone and the format plus
+    its copy, and BD reads the copy; the stem (no BD) keeps its own format; free prices the
+    cheapest single format, as if the decoder read it transposed at no cost."""
+    from accelsim.engine.indices import training_weight_index
+    from accelsim.sparsity import index_bits
+
+    net = resnet20(batch=2, image_size=8)
+    trace = make_trace(tmp_path, "nm", net, SynthConfig(steps=1, weight_pattern="nm:2:4"))
+    free = with_overrides(fp8_hw, {"decoder.bd_weight_index": "free"})
+    _, copy_storage = replay_trace(trace, fp8_hw)
+    _, free_storage = replay_trace(trace, free)
+    reader = TraceReader(trace)
+    pruned = [item for item in reader.layers if item.weight is not None]
+    sizes = {item.name: int(np.prod(item.weight.shape)) for item in pruned}
+    nm_bits = {name: size // 4 * 3 for name, size in sizes.items()}  # ceil(log2 C(4, 2)) = 3
+    stem = net.layers[0].name
+    assert free_storage["bits"] == 2 * sum(nm_bits.values())  # two branches
+    # 2:4 metadata plus its copy (6 bits per 4 weights) lose to a bitmap (4) where BD runs
+    assert copy_storage["bits"] == 2 * sum(nm_bits[n] if n == stem else sizes[n] for n in sizes)
+    assert copy_storage["bits_bitmap"] == free_storage["bits_bitmap"]
+    # a very sparse mask: csr plus its transposed csr beat the bitmap; BD reads the copy
+    rng = np.random.default_rng(0)
+    mask = rng.random((64, 64, 3, 3)) < 0.02
+    nnz = int(mask.sum())
+    stored = training_weight_index(mask, "element", fp8_hw, "w", runs_bd=True, nnz=nnz)
+    transposed = np.ascontiguousarray(mask.reshape(64, -1).T)
+    assert stored.index.fmt == "csr" and stored.bd.fmt == "csr"
+    assert stored.bd.bits == index_bits(transposed, "csr") != stored.index.bits
+    assert stored.bits < mask.size
+    no_bd = training_weight_index(mask, "element", fp8_hw, "w", runs_bd=False, nnz=nnz)
+    assert no_bd.bd.bits == 0 and no_bd.index == stored.index
+    grid = rng.random((8, 8)) < 0.3
+    block_mask = np.broadcast_to(grid.repeat(8, 0).repeat(8, 1)[:, :, None, None],
+                                 (64, 64, 3, 3)).copy()
+    blocks = training_weight_index(block_mask, "block:8x8", fp8_hw, "w", runs_bd=True,
+                                   nnz=int(block_mask.sum()))
+    assert blocks.index.fmt == "group_bitmap" and blocks.bd.bits == 0  # a grid: no copy
+    # the BD job of the replay reads the copy
+    sparse = make_trace(tmp_path, "csr", net, SynthConfig(steps=1, weight_sparsity=0.98))
+    rows, _ = replay_trace(sparse, with_overrides(fp8_hw, {"dram.compress_sparse": True}))
+    by_job = {(r.layer, r.branch, r.phase): r for r in rows}
+    layer = next(i.name for i in TraceReader(sparse).layers
+                 if i.weight is not None and i.name != stem)
+    fw, bd = by_job[(layer, 1, "fw")], by_job[(layer, 1, "bd")]
+    assert fw.index_bits > 0 and bd.index_bits > 0 and fw.index_bits != bd.index_bits

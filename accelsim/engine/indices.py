@@ -126,6 +126,13 @@ def weight_index(weight: np.ndarray, pattern: str, hw: HardwareConfig, what: str
     """Index of a weight mask (Cout, Cin, kh, kw) with its declared structure (``nm_fit``:
     whether it is known to satisfy a declared N:M pattern, None: check; ``nnz`` as in
     :func:`price_index`)."""
+    return price_index(weight, hw, _weight_params(weight, pattern, hw), what, nm_fit=nm_fit,
+                       nnz=nnz)
+
+
+def _weight_params(weight: np.ndarray, pattern: str, hw: HardwareConfig) -> IndexParams:
+    """The index parameters of a weight mask's declared structure: N:M metadata where the
+    multiplexers support its M, group bitmaps of whole blocks."""
     kind, numbers = parse_weight_pattern(pattern)
     nm = (numbers if kind in ("nm", "nmt") and numbers and numbers[1] in hw.sparsity_support.nm_m
           else None)
@@ -134,5 +141,55 @@ def weight_index(weight: np.ndarray, pattern: str, hw: HardwareConfig, what: str
         bo, bi = numbers
         if weight.shape[0] % bo == 0 and weight.shape[1] % bi == 0:
             group = (bo, bi, weight.shape[2], weight.shape[3])
-    return price_index(weight, hw, IndexParams(nm=nm, group_shape=group), what, nm_fit=nm_fit,
+    return IndexParams(nm=nm, group_shape=group)
+
+
+# Grids of bits, which a decoder reads by column as well as by row.
+COLUMN_READABLE_FORMATS: tuple[str, ...] = ("bitmap", "group_bitmap")
+
+
+@dataclass(frozen=True)
+class TrainingWeightIndex:
+    """The stored index of a weight mask in a training step: ``index`` (what FW and WG read)
+    and ``bd`` (the transposed copy BD reads; NO_MASK_INDEX when BD reads ``index``)."""
+
+    index: MaskIndex
+    bd: MaskIndex = NO_MASK_INDEX
+
+    @property
+    def bits(self) -> int:
+        """Stored bits of both."""
+        return self.index.bits + self.bd.bits
+
+
+def training_weight_index(weight: np.ndarray, pattern: str, hw: HardwareConfig, what: str, *,
+                          runs_bd: bool, nm_fit: bool | None = None,
+                          nnz: int) -> TrainingWeightIndex:
+    """The cheapest storage of a weight mask (Cout, Cin, kh, kw) for the phases that read it.
+    BD reduces over the output channels, so it reads W^T (K x F, rows over the reduction
+    columns): a grid format (bitmap, group bitmap) serves both orientations as stored, while
+    csr, coo, rle and nm are laid out along W's rows. With ``decoder.bd_weight_index: copy``
+    and a layer that runs BD, a row format therefore needs a transposed copy for BD, W^T in the
+    cheapest format the decoder supports (csr of W^T is W's csc; nm along the output channels
+    when the trace declares ``nmt:N:M`` and the mask fits it), and the cheaper of the best grid
+    alone and the best format plus its copy is stored. ``free``: the decoder reads any stored
+    index transposed at no cost (the cheapest single format, no copy)."""
+    best = weight_index(weight, pattern, hw, what, nm_fit=nm_fit, nnz=nnz)
+    if not runs_bd or best.fmt in COLUMN_READABLE_FORMATS or \
+            hw.decoder.bd_weight_index == "free":
+        return TrainingWeightIndex(best)
+    cout = weight.shape[0]
+    transposed = np.ascontiguousarray(weight.reshape(cout, -1).T)  # (K, F)
+    kind, numbers = parse_weight_pattern(pattern)
+    nm = (numbers if kind == "nmt" and numbers and numbers[1] in hw.sparsity_support.nm_m
+          else None)
+    copy = price_index(transposed, hw, IndexParams(nm=nm), f"{what} (transposed for BD)",
                        nnz=nnz)
+    grids = [fmt for fmt in hw.decoder.formats if fmt in COLUMN_READABLE_FORMATS]
+    try:
+        fmt, bits = best_format(weight, grids, _weight_params(weight, pattern, hw), nnz=nnz)
+    except ValueError:  # no grid format, or only group bitmaps the mask does not fit
+        return TrainingWeightIndex(best, copy)
+    if bits <= best.bits + copy.bits:
+        return TrainingWeightIndex(MaskIndex(fmt, int(bits), best.bits_bitmap))
+    return TrainingWeightIndex(best, copy)

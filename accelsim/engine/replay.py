@@ -36,7 +36,7 @@ from accelsim.engine.indices import (
     MaskIndex,
     gate_index_packed,
     parse_weight_pattern,
-    weight_index,
+    training_weight_index,
 )
 from accelsim.engine.masks import BasePath, LayerMasks, PackedGate
 from accelsim.engine.memory import GatedForward
@@ -76,6 +76,7 @@ class PreparedWeight:
     nm: tuple[int, int] | None
     density: float
     nm_transposed: bool = False  # the N:M pattern holds along the output channels too
+    bd_index: MaskIndex = NO_MASK_INDEX  # the transposed copy BD reads (training_weight_index)
 
 
 NO_WEIGHT = PreparedWeight(None, NO_MASK_INDEX, None, 1.0)
@@ -114,6 +115,8 @@ class Replayer:
         self.optimizer = recorded_optimizer(self.reader.manifest.producer)
         self._duties = {(branch, item.name, phase): self._job_duties(branch, item, phase, phases)
                         for branch, item, phases in self._layer_phases for phase in phases}
+        self._phases_of = {(item.name, branch): phases
+                           for branch, item, phases in self._layer_phases}
 
     def _job_duties(self, branch: int, item: TraceLayer, phase: str,
                     phases: tuple[str, ...]) -> NonMacDuties:
@@ -168,10 +171,13 @@ class Replayer:
             fit = declared_nm and nm_fits(mask, *numbers)
             transposed = fit and kind == "nmt" and nm_fits(mask, *numbers, axis=0)
             flat = np.ascontiguousarray(mask.reshape(mask.shape[0], -1))
-            prepared = PreparedWeight(
-                flat, weight_index(mask, item.weight.pattern, self.hw, where,
-                                   nm_fit=fit if declared_nm else None, nnz=nnz),
-                numbers if fit else None, nnz / flat.size, nm_transposed=transposed)
+            stored = training_weight_index(
+                mask, item.weight.pattern, self.hw, where,
+                runs_bd="bd" in self._phases_of[(item.name, branch)],
+                nm_fit=fit if declared_nm else None, nnz=nnz)
+            prepared = PreparedWeight(flat, stored.index, numbers if fit else None,
+                                      nnz / flat.size, nm_transposed=transposed,
+                                      bd_index=stored.bd)
         self.cache.weights.put((item.name, branch), (key, prepared))
         return prepared
 
@@ -199,12 +205,14 @@ class Replayer:
                 (phase in ("fw", "bd") and dram.compress_sparse)
                 or (phase in support.weight and skips_weights
                     and not (phase == "wg" and dense_gradient)))
+            # BD reads W^T: the transposed copy when the stored format needs one
+            read = prepared.bd_index if phase == "bd" and prepared.bd_index.bits else widx
             index = IndexCost(
-                bits=(gidx.bits if uses_gate else 0) + (widx.bits if reads_weight else 0),
+                bits=(gidx.bits if uses_gate else 0) + (read.bits if reads_weight else 0),
                 bits_bitmap=(gidx.bits_bitmap if uses_gate else 0)
                 + (widx.bits_bitmap if reads_weight else 0),
                 read_bits=(gidx.bits if uses_gate and phase != "fw" else 0)
-                + (widx.bits if reads_weight else 0),
+                + (read.bits if reads_weight else 0),
                 write_bits=gidx.bits if (uses_gate and phase == "fw" and gate_later) else 0,
             )
             jobs.append(PhaseJob(phase, index, prepared.density if compressed else 1.0,
@@ -248,7 +256,7 @@ class Replayer:
                           else None)
             prepared = self._weight(weight_key, item, branch,
                                     masks_of_step.weights.get((item.name, branch)))
-            storage["bits"] += gidx.bits + prepared.index.bits
+            storage["bits"] += gidx.bits + prepared.index.bits + prepared.bd_index.bits
             storage["bits_bitmap"] += gidx.bits_bitmap + prepared.index.bits_bitmap
             # A job without a gate depends only on its layer, phase, weight mask and the
             # step's dense-gradient flag: its row is kept and reused with the step number.

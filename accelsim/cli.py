@@ -350,7 +350,8 @@ def _record_options(function):
 def record(recipe: Path | None, out_dir: Path, quiet: bool, **options: object) -> None:
     """Train a sparse contrastive model and record its real masks into a trace.
 
-    Gate masks of both branches (exactly what the forward passes used) and weight masks are
+    Gate masks of every branch (exactly what the forward passes used: two, or four with
+    --symmetric) and weight masks are
     written every K steps into OUT/trace, which `accelsim simulate OUT` replays. A killed run
     resumes from its last checkpoint when the same command is run again. At the end the encoder
     is evaluated (k-NN and linear-probe accuracy, fractions) and the FLOPs reduction is measured

@@ -61,11 +61,17 @@ def main() -> None:
     parser.add_argument("--wg-lanes", action="store_true", help="compare WG lane mappings")
     parser.add_argument("--recorded", type=Path, default=None,
                         help="a folder of recorded run directories (each with trace/)")
-    parser.add_argument("--cols", type=int, default=4, help="PE columns for --recorded")
+    parser.add_argument("--cols", type=int, default=None, help="PE columns for --recorded "
+                        "[default: 4]")
     args = parser.parse_args()
+    if args.cols is not None and not args.recorded:
+        parser.error("--cols applies to --recorded only")
+    if args.recorded and (args.sync_tiles or args.wg_lanes or args.batch != 32):
+        parser.error("--recorded replays the recorded batch on the preset's queues and lanes: "
+                     "--batch, --sync-tiles and --wg-lanes do not apply")
     base_hw = load_hardware(ROOT / "hw_configs/fp8_tensor_edge_28nm.yaml")
     if args.recorded:
-        recorded(with_overrides(base_hw, {"pe_array.cols": args.cols}), args.recorded)
+        recorded(with_overrides(base_hw, {"pe_array.cols": args.cols or 4}), args.recorded)
         return
     if args.sync_tiles:
         queue_depths(base_hw, args.batch, [int(x) for x in args.sync_tiles.split(",")])
@@ -114,8 +120,10 @@ def recorded(hw: HardwareConfig, runs: Path) -> None:
     print("| run | k-NN accuracy |")
     print("| --- | --- |")
     for folder in folders:
-        result = json.loads((folder / "eval.json").read_text())
-        print(f"| {folder.name} | {result['knn_accuracy']:.3f} |")
+        evaluation = folder / "eval.json"
+        accuracy = (f"{json.loads(evaluation.read_text())['knn_accuracy']:.3f}"
+                    if evaluation.exists() else "n/a (no eval.json: run unfinished)")
+        print(f"| {folder.name} | {accuracy} |")
     print()
     print(TABLE_HEAD)
     for folder in folders:

@@ -586,7 +586,8 @@ def test_every_config_key_is_known_to_be_read_by_compute_or_not() -> None:
     from accelsim.engine.sparse import ComputeKey
 
     in_key = {f"pe_array.{name}" for name in ComputeKey.__dataclass_fields__
-              if name not in ("decoder", "sparsity_support")}
+              if name not in ("decoder", "sparsity_support", "compress_sparse")}
+    in_key.add("dram.compress_sparse")  # BD's weight index copy depends on it
     in_key_sections = ("decoder.", "sparsity_support.")
     not_read = {"name", "description", "version", "kind", "static_power_mw",
                 "pe_array.precision", "pe_array.clock_mhz", "pe_array.accumulator_precision",
@@ -594,12 +595,12 @@ def test_every_config_key_is_known_to_be_read_by_compute_or_not() -> None:
     not_read_sections = ("buffers.", "dram.", "energy.", "vector_unit.")
     for key, _, _ in iter_keys():
         compute = key in in_key or key.startswith(in_key_sections)
-        other = key in not_read or key.startswith(not_read_sections)
+        other = (key in not_read or key.startswith(not_read_sections)) and key not in in_key
         assert compute != other, f"{key}: classify it as read by compute or not"
 
 
 # Overrides that compute never reads (memory, energy, clock, precision) and one that it reads.
-NOT_COMPUTE = [{}, {"dram.bandwidth_gbps": 3.2, "dram.compress_sparse": False},
+NOT_COMPUTE = [{}, {"dram.bandwidth_gbps": 3.2, "dram.energy_pj_per_bit": 5.0},
                {"buffers.global_kib": 64.0, "pe_array.clock_mhz": 1000.0},
                {"energy.index_decode.pj": 0.5, "static_power_mw": 0.0,
                 "pe_array.precision": "fp16", "dram.double_buffering": False}]
@@ -702,8 +703,9 @@ def test_bd_reads_the_weights_transposed_and_pays_for_a_copy_where_the_format_ne
     from accelsim.engine.indices import training_weight_index
     from accelsim.sparsity import index_bits
 
-    net = resnet20(batch=2, image_size=8)
-    trace = make_trace(tmp_path, "nm", net, SynthConfig(steps=1, weight_pattern="nm:2:4"))
+    net = resnet20(batch=2, image_size=8, in_channels=4)  # 4 input channels: a 2:4 stem
+    trace = make_trace(tmp_path, "nm", net, SynthConfig(steps=1, weight_pattern="nm:2:4",
+                                                       prune_layers=("*",)))
     free = with_overrides(fp8_hw, {"decoder.bd_weight_index": "free"})
     _, copy_storage = replay_trace(trace, fp8_hw)
     _, free_storage = replay_trace(trace, free)
@@ -712,25 +714,38 @@ def test_bd_reads_the_weights_transposed_and_pays_for_a_copy_where_the_format_ne
     sizes = {item.name: int(np.prod(item.weight.shape)) for item in pruned}
     nm_bits = {name: size // 4 * 3 for name, size in sizes.items()}  # ceil(log2 C(4, 2)) = 3
     stem = net.layers[0].name
+    assert stem in sizes  # pruned too: it runs no BD, so it keeps its N:M metadata
     assert free_storage["bits"] == 2 * sum(nm_bits.values())  # two branches
     # 2:4 metadata plus its copy (6 bits per 4 weights) lose to a bitmap (4) where BD runs
     assert copy_storage["bits"] == 2 * sum(nm_bits[n] if n == stem else sizes[n] for n in sizes)
     assert copy_storage["bits_bitmap"] == free_storage["bits_bitmap"]
+    # a BD that neither skips with the weights nor reads them compressed needs no copy
+    fw_only = with_overrides(fp8_hw, {"sparsity_support.weight": ["fw"],
+                                      "dram.compress_sparse": False})
+    rows, fw_only_storage = replay_trace(trace, fw_only)
+    assert fw_only_storage == free_storage
+    assert all(r.index_bits == 0 for r in rows if r.phase == "bd")
+    # a symmetric loss's branches 3 and 4 reuse their encoders' weights: stored once
+    one = make_trace(tmp_path, "byol", net, SynthConfig(steps=1, weight_pattern="nm:2:4",
+                                                         ssl="byol"))
+    two = make_trace(tmp_path, "byol-sym", net, SynthConfig(
+        steps=1, weight_pattern="nm:2:4", ssl="byol", symmetric=True))
+    assert replay_trace(one, fp8_hw)[1] == replay_trace(two, fp8_hw)[1]
     # a very sparse mask: csr plus its transposed csr beat the bitmap; BD reads the copy
     rng = np.random.default_rng(0)
     mask = rng.random((64, 64, 3, 3)) < 0.02
     nnz = int(mask.sum())
-    stored = training_weight_index(mask, "element", fp8_hw, "w", runs_bd=True, nnz=nnz)
+    stored = training_weight_index(mask, "element", fp8_hw, "w", bd_reads=True, nnz=nnz)
     transposed = np.ascontiguousarray(mask.reshape(64, -1).T)
     assert stored.index.fmt == "csr" and stored.bd.fmt == "csr"
     assert stored.bd.bits == index_bits(transposed, "csr") != stored.index.bits
     assert stored.bits < mask.size
-    no_bd = training_weight_index(mask, "element", fp8_hw, "w", runs_bd=False, nnz=nnz)
+    no_bd = training_weight_index(mask, "element", fp8_hw, "w", bd_reads=False, nnz=nnz)
     assert no_bd.bd.bits == 0 and no_bd.index == stored.index
     grid = rng.random((8, 8)) < 0.3
     block_mask = np.broadcast_to(grid.repeat(8, 0).repeat(8, 1)[:, :, None, None],
                                  (64, 64, 3, 3)).copy()
-    blocks = training_weight_index(block_mask, "block:8x8", fp8_hw, "w", runs_bd=True,
+    blocks = training_weight_index(block_mask, "block:8x8", fp8_hw, "w", bd_reads=True,
                                    nnz=int(block_mask.sum()))
     assert blocks.index.fmt == "group_bitmap" and blocks.bd.bits == 0  # a grid: no copy
     # the BD job of the replay reads the copy

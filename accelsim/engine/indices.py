@@ -163,19 +163,20 @@ class TrainingWeightIndex:
 
 
 def training_weight_index(weight: np.ndarray, pattern: str, hw: HardwareConfig, what: str, *,
-                          runs_bd: bool, nm_fit: bool | None = None,
+                          bd_reads: bool, nm_fit: bool | None = None,
                           nnz: int) -> TrainingWeightIndex:
     """The cheapest storage of a weight mask (Cout, Cin, kh, kw) for the phases that read it.
     BD reduces over the output channels, so it reads W^T (K x F, rows over the reduction
     columns): a grid format (bitmap, group bitmap) serves both orientations as stored, while
     csr, coo, rle and nm are laid out along W's rows. With ``decoder.bd_weight_index: copy``
-    and a layer that runs BD, a row format therefore needs a transposed copy for BD, W^T in the
+    and a layer whose BD reads the weight index (``bd_reads``: it runs BD, and BD skips with the
+    weights or reads them compressed), a row format therefore needs a transposed copy, W^T in the
     cheapest format the decoder supports (csr of W^T is W's csc; nm along the output channels
     when the trace declares ``nmt:N:M`` and the mask fits it), and the cheaper of the best grid
     alone and the best format plus its copy is stored. ``free``: the decoder reads any stored
     index transposed at no cost (the cheapest single format, no copy)."""
     best = weight_index(weight, pattern, hw, what, nm_fit=nm_fit, nnz=nnz)
-    if not runs_bd or best.fmt in COLUMN_READABLE_FORMATS or \
+    if not bd_reads or best.fmt in COLUMN_READABLE_FORMATS or \
             hw.decoder.bd_weight_index == "free":
         return TrainingWeightIndex(best)
     cout = weight.shape[0]
@@ -183,13 +184,21 @@ def training_weight_index(weight: np.ndarray, pattern: str, hw: HardwareConfig, 
     kind, numbers = parse_weight_pattern(pattern)
     nm = (numbers if kind == "nmt" and numbers and numbers[1] in hw.sparsity_support.nm_m
           else None)
-    copy = price_index(transposed, hw, IndexParams(nm=nm), f"{what} (transposed for BD)",
-                       nnz=nnz)
     grids = [fmt for fmt in hw.decoder.formats if fmt in COLUMN_READABLE_FORMATS]
+    options: list[TrainingWeightIndex] = []
     try:
         fmt, bits = best_format(weight, grids, _weight_params(weight, pattern, hw), nnz=nnz)
+        options.append(TrainingWeightIndex(MaskIndex(fmt, int(bits), best.bits_bitmap)))
     except ValueError:  # no grid format, or only group bitmaps the mask does not fit
-        return TrainingWeightIndex(best, copy)
-    if bits <= best.bits + copy.bits:
-        return TrainingWeightIndex(MaskIndex(fmt, int(bits), best.bits_bitmap))
-    return TrainingWeightIndex(best, copy)
+        pass
+    try:
+        fmt, bits = best_format(transposed, list(hw.decoder.formats), IndexParams(nm=nm),
+                                nnz=nnz)
+        options.append(TrainingWeightIndex(best, MaskIndex(fmt, int(bits), best.bits_bitmap)))
+    except ValueError:  # no format stores W^T (N:M metadata that does not fit it)
+        pass
+    if not options:
+        raise InputError(f"no format in decoder.formats {list(hw.decoder.formats)} stores the "
+                         f"{what} transposed for BD (it is {best.fmt}); add bitmap, or set "
+                         "decoder.bd_weight_index: free", field="decoder.formats")
+    return min(options, key=lambda option: option.bits)  # ties: the grid

@@ -1,4 +1,4 @@
-"""The masks of one job as the replay holds them: packed gates, base paths, weight views.
+"""The masks of one job as the replay holds them: packed gates, base paths, weight masks.
 
 :class:`LayerMasks` holds one layer and branch's masks at one step and the per-unit views and
 gate counts the phases derive from them; :class:`BasePath` is CDG's dense base path as two chunk

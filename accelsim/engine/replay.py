@@ -45,7 +45,13 @@ from accelsim.engine.sparse import SparseCompute, compute_key, fw_skips_gates
 from accelsim.engine.vector import NonMacDuties, job_duties, recorded_optimizer
 from accelsim.errors import InputError
 from accelsim.kernels import popcount_words
-from accelsim.network import MOMENTUM_SSL, PHASES, SYMMETRIC_BRANCHES, is_target_branch
+from accelsim.network import (
+    MOMENTUM_SSL,
+    PHASES,
+    SYMMETRIC_BRANCHES,
+    encoder_branch,
+    is_target_branch,
+)
 from accelsim.sparsity import (
     nm_fits,
 )
@@ -173,7 +179,8 @@ class Replayer:
             flat = np.ascontiguousarray(mask.reshape(mask.shape[0], -1))
             stored = training_weight_index(
                 mask, item.weight.pattern, self.hw, where,
-                runs_bd="bd" in self._phases_of[(item.name, branch)],
+                bd_reads="bd" in self._phases_of[(item.name, branch)]
+                and reads_weight_index(self.hw, "bd", numbers if fit else None, False),
                 nm_fit=fit if declared_nm else None, nnz=nnz)
             prepared = PreparedWeight(flat, stored.index, numbers if fit else None,
                                       nnz / flat.size, nm_transposed=transposed,
@@ -191,20 +198,15 @@ class Replayer:
                     prepared: PreparedWeight, dense_gradient: bool) -> list[PhaseJob]:
         """The :class:`PhaseJob` of each phase the layer runs on this branch on ``hw``."""
         support, dram = hw.sparsity_support, hw.dram
-        weight, widx, nm = prepared.mask, prepared.index, prepared.nm
-        # Systolic arrays skip only N:M weights (FW); others never read the index to skip.
-        skips_weights = hw.pe_array.dataflow == "tensor" or (
-            nm is not None and nm[1] in support.nm_m)
+        weight, widx = prepared.mask, prepared.index
         gate_later = any(p in support.gate for p in ("bd", "wg") if p in phases)
         compressed = weight is not None and dram.compress_sparse
         writes_sparse_dw = weight is not None and "wg" in support.weight and not dense_gradient
         jobs = []
         for phase in phases:
             uses_gate = gated and (phase in support.gate or (phase == "fw" and gate_later))
-            reads_weight = weight is not None and (
-                (phase in ("fw", "bd") and dram.compress_sparse)
-                or (phase in support.weight and skips_weights
-                    and not (phase == "wg" and dense_gradient)))
+            reads_weight = weight is not None and reads_weight_index(hw, phase, prepared.nm,
+                                                                     dense_gradient)
             # BD reads W^T: the transposed copy when the stored format needs one
             read = prepared.bd_index if phase == "bd" and prepared.bd_index.bits else widx
             index = IndexCost(
@@ -256,8 +258,11 @@ class Replayer:
                           else None)
             prepared = self._weight(weight_key, item, branch,
                                     masks_of_step.weights.get((item.name, branch)))
-            storage["bits"] += gidx.bits + prepared.index.bits + prepared.bd_index.bits
-            storage["bits_bitmap"] += gidx.bits_bitmap + prepared.index.bits_bitmap
+            storage["bits"] += gidx.bits
+            storage["bits_bitmap"] += gidx.bits_bitmap
+            if branch == encoder_branch(branch):  # 3 and 4 reuse their encoders' weights
+                storage["bits"] += prepared.index.bits + prepared.bd_index.bits
+                storage["bits_bitmap"] += prepared.index.bits_bitmap
             # A job without a gate depends only on its layer, phase, weight mask and the
             # step's dense-gradient flag: its row is kept and reused with the step number.
             job_key = None if gate_el is not None else (
@@ -312,6 +317,20 @@ class Replayer:
                 if job_key is not None:  # kept for this layer and branch until its key changes
                     self.cache.rows.put((i, item.name, branch), (job_key, layer_rows))
         return rows, storage
+
+
+def reads_weight_index(hw: HardwareConfig, phase: str, nm: tuple[int, int] | None,
+                       dense_gradient: bool) -> bool:
+    """Whether ``phase`` on ``hw`` reads a weight mask's index: to decompress compressed
+    weights (FW, BD: ``dram.compress_sparse``), or to skip with them (a phase in
+    ``sparsity_support.weight`` on a tensor array, or with N:M multiplexers for the mask's
+    ``nm``; systolic arrays skip only N:M weights), except WG at a step that needs the dense
+    weight gradient."""
+    support = hw.sparsity_support
+    skips_weights = hw.pe_array.dataflow == "tensor" or (nm is not None and nm[1] in
+                                                         support.nm_m)
+    return (phase in ("fw", "bd") and hw.dram.compress_sparse) or (
+        phase in support.weight and skips_weights and not (phase == "wg" and dense_gradient))
 
 
 def _gated_forward(item: TraceLayer, branch: int, hw: HardwareConfig) -> GatedForward | None:

@@ -115,8 +115,10 @@ def _macs_plan(m: int, f: int, k: int, views: MaskViews,
 @dataclass(frozen=True)
 class ComputeKey:
     """Exactly the hardware a job's compute reads (and the replay's index pricing: decoder
-    formats, gate group size, N:M support): configs with equal keys give equal
-    :class:`SparseCompute` for every job, whatever their memory, energy, clock or precision."""
+    formats, gate group size, N:M support, and whether BD reads the weight index to
+    decompress, ``dram.compress_sparse``, which decides its transposed copy): configs with
+    equal keys give equal :class:`SparseCompute` and index storage for every job, whatever
+    their memory bandwidth, energy, clock or precision."""
 
     rows: int
     cols: int
@@ -129,6 +131,7 @@ class ComputeKey:
     wg_lanes: str
     decoder: DecoderConfig
     sparsity_support: SparsitySupportConfig
+    compress_sparse: bool
 
 
 def compute_key(hw: HardwareConfig) -> ComputeKey:
@@ -136,7 +139,7 @@ def compute_key(hw: HardwareConfig) -> ComputeKey:
     pe = hw.pe_array
     return ComputeKey(pe.rows, pe.cols, pe.dataflow, pe.vector_width, pe.pipeline_latency,
                       pe.sync_tiles, pe.fw_lanes, pe.bd_lanes, pe.wg_lanes, hw.decoder,
-                      hw.sparsity_support)
+                      hw.sparsity_support, hw.dram.compress_sparse)
 
 
 @dataclass(frozen=True)
@@ -179,7 +182,7 @@ class SparseCompute:
               supported: bool) -> SparseCompute:
         """A job run dense, skipping nothing. ``supported``: the hardware could skip with its
         masks in this phase (it runs dense because the training algorithm needs every MAC: FW
-        of a straight-through gate); False: no support for them here (or no views)."""
+        of a straight-through gate); False: no support for them here (or no masks)."""
         return cls(cycles_compute_dense, 0, 0, macs_dense, macs, cycles_compute_dense,
                    supported=supported)
 
@@ -346,11 +349,11 @@ def _nm_multiplexed(gemm: Gemm, nm: tuple[int, int], hw: HardwareConfig, macs: J
 
 @dataclass(frozen=True, eq=False)
 class GatedPlan:
-    """A gated job without weight views, planned once for its layer, base path and hardware:
+    """A gated job without weight masks, planned once for its layer, base path and hardware:
     what :func:`sparse_compute` derives from everything but the gate bits, so that a step's
     compute is the gate's counts, one sums kernel and :func:`schedule_sums`
-    (:meth:`compute`). A replay keeps one per job (:class:`accelsim.engine.simulator.
-    JobCache`); ``sums`` None: the job runs dense on this hardware (the phase does not skip
+    (:meth:`compute`). A replay keeps one per job (:class:`accelsim.engine.cache.
+    ReplayCache`); ``sums`` None: the job runs dense on this hardware (the phase does not skip
     with the gate, or a systolic array)."""
 
     layer: Layer

@@ -130,12 +130,18 @@ def weight_index(weight: np.ndarray, pattern: str, hw: HardwareConfig, what: str
                        nnz=nnz)
 
 
-def _weight_params(weight: np.ndarray, pattern: str, hw: HardwareConfig) -> IndexParams:
+def _weight_params(weight: np.ndarray, pattern: str, hw: HardwareConfig, *,
+                   transposed: bool = False) -> IndexParams:
     """The index parameters of a weight mask's declared structure: N:M metadata where the
-    multiplexers support its M, group bitmaps of whole blocks."""
+    multiplexers support its M, group bitmaps of whole blocks. ``transposed``: of W^T as a
+    (K, F) mask, whose N:M metadata runs along the output channels (transposable ``nmt``
+    patterns only)."""
     kind, numbers = parse_weight_pattern(pattern)
-    nm = (numbers if kind in ("nm", "nmt") and numbers and numbers[1] in hw.sparsity_support.nm_m
+    kinds = ("nmt",) if transposed else ("nm", "nmt")
+    nm = (numbers if kind in kinds and numbers and numbers[1] in hw.sparsity_support.nm_m
           else None)
+    if transposed:
+        return IndexParams(nm=nm)
     group = None
     if kind == "block" and numbers:
         bo, bi = numbers
@@ -181,9 +187,6 @@ def training_weight_index(weight: np.ndarray, pattern: str, hw: HardwareConfig, 
         return TrainingWeightIndex(best)
     cout = weight.shape[0]
     transposed = np.ascontiguousarray(weight.reshape(cout, -1).T)  # (K, F)
-    kind, numbers = parse_weight_pattern(pattern)
-    nm = (numbers if kind == "nmt" and numbers and numbers[1] in hw.sparsity_support.nm_m
-          else None)
     grids = [fmt for fmt in hw.decoder.formats if fmt in COLUMN_READABLE_FORMATS]
     options: list[TrainingWeightIndex] = []
     try:
@@ -192,8 +195,8 @@ def training_weight_index(weight: np.ndarray, pattern: str, hw: HardwareConfig, 
     except ValueError:  # no grid format, or only group bitmaps the mask does not fit
         pass
     try:
-        fmt, bits = best_format(transposed, list(hw.decoder.formats), IndexParams(nm=nm),
-                                nnz=nnz)
+        fmt, bits = best_format(transposed, list(hw.decoder.formats),
+                                _weight_params(weight, pattern, hw, transposed=True), nnz=nnz)
         options.append(TrainingWeightIndex(best, MaskIndex(fmt, int(bits), best.bits_bitmap)))
     except ValueError:  # no format stores W^T (N:M metadata that does not fit it)
         pass

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from accelsim.engine.cache import ReplayCache, Store
+from accelsim.engine.cache import ReplayCache
 from accelsim.engine.masks import LayerMasks
+from accelsim.store import Store
 
 
 def test_a_store_forgets_the_least_recently_used_entry_and_makes_each_value_once() -> None:

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LAYERS: dict[str, str] = {
     "accelsim": "base", "accelsim.config": "base", "accelsim.network": "base",
     "accelsim.errors": "base", "accelsim.fileio": "base", "accelsim.schema": "base",
-    "accelsim.inputs": "base", "accelsim.units": "base",
+    "accelsim.inputs": "base", "accelsim.units": "base", "accelsim.store": "base",
     "accelsim.trace": "trace",
     "accelsim.kernels": "kernels",
     "accelsim.engine": "engine", "accelsim.sparsity": "engine",

@@ -1,8 +1,9 @@
 """The one cache of a replay: every value a replay keeps between its jobs and steps, wrapped
 around pure functions that know nothing of it.
 
-:class:`ReplayCache` holds named stores (:class:`Store`, each bounded, least recently used out
-first). Each store's key names exactly the inputs of the function whose results it keeps:
+:class:`ReplayCache` holds named stores (:class:`accelsim.store.Store`, each bounded, least
+recently used out first). Each store's key names exactly the inputs of the function whose
+results it keeps:
 
 - ``plans``: a gated job's :class:`~accelsim.engine.sparse.GatedPlan`, by the hardware the
   compute reads (:func:`~accelsim.engine.sparse.compute_key`), layer, phase, base path, gate
@@ -26,9 +27,7 @@ used entries beyond ``limit``; a forgotten value is computed again, never wrong.
 from __future__ import annotations
 
 import dataclasses
-from collections import OrderedDict
-from collections.abc import Callable, Hashable
-from typing import Any
+from collections.abc import Hashable
 
 from accelsim.config import HardwareConfig
 from accelsim.engine.energy import EnergyRates
@@ -46,50 +45,9 @@ from accelsim.engine.sparse import (
 from accelsim.engine.vector import NO_DUTIES, NonMacDuties, NonMacWork, non_mac_work
 from accelsim.engine.views import MaskViews, as_views
 from accelsim.network import Layer
+from accelsim.store import Store
 
 STORE_LIMIT = 4096  # entries per store: a long trace's step-dependent keys do not pile up
-_MISSING = object()
-
-
-class Store:
-    """A bounded mapping from keys to kept values, least recently used out first."""
-
-    def __init__(self, limit: int = STORE_LIMIT) -> None:
-        self.limit = limit
-        self._items: OrderedDict[Hashable, Any] = OrderedDict()
-
-    def get(self, key: Hashable, make: Callable[[], Any]) -> Any:
-        """The value kept for ``key``, made by ``make()`` (and kept) the first time."""
-        items = self._items
-        value = items.get(key, _MISSING)
-        if value is not _MISSING:
-            items.move_to_end(key)
-            return value
-        value = items[key] = make()
-        if len(items) > self.limit:
-            items.popitem(last=False)
-        return value
-
-    def peek(self, key: Hashable) -> Any:
-        """The value kept for ``key``, or None (without making it)."""
-        value = self._items.get(key)
-        if value is not None:
-            self._items.move_to_end(key)
-        return value
-
-    def put(self, key: Hashable, value: Any) -> None:
-        """Keep ``value`` for ``key`` (replacing what was there)."""
-        self._items[key] = value
-        self._items.move_to_end(key)
-        if len(self._items) > self.limit:
-            self._items.popitem(last=False)
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def items(self) -> list[tuple[Hashable, Any]]:
-        """The kept (key, value) pairs, least recently used first."""
-        return list(self._items.items())
 
 
 class ReplayCache:

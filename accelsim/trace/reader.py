@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import mmap
 import os
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from accelsim.schema import abbreviate
+from accelsim.store import Store
 from accelsim.trace.format import (
     CODECS,
     MANIFEST_NAME,
@@ -175,10 +175,10 @@ class TraceReader:
         self._specs = {item.name: item for item in self._manifest.layers}
         self._steps, _ = list_step_files(self._root)
         self._step_set = set(self._steps)
-        self._indexes: OrderedDict[int, _StepIndex] = OrderedDict()
-        self._weights: OrderedDict[tuple[int, str, int], np.ndarray] = OrderedDict()
+        self._indexes = Store(_INDEX_CACHE_STEPS)  # step -> _StepIndex
         per_step = sum(item.weight is not None for item in self._manifest.layers)
-        self._weight_cache_size = max(2, 2 * per_step * self._manifest.branches)
+        # decoded weight masks by (stored step, layer, branch): two steps' worth
+        self._weights = Store(max(2, 2 * per_step * self._manifest.branches))
 
     def __repr__(self) -> str:
         return f"TraceReader({str(self._root)!r}, steps={len(self._steps)})"
@@ -367,15 +367,7 @@ class TraceReader:
         return data
 
     def _index(self, step: int) -> _StepIndex:
-        index = self._indexes.get(step)
-        if index is not None:
-            self._indexes.move_to_end(step)
-            return index
-        index = self._parse_index(step)
-        self._indexes[step] = index
-        if len(self._indexes) > _INDEX_CACHE_STEPS:
-            self._indexes.popitem(last=False)
-        return index
+        return self._indexes.get(step, lambda: self._parse_index(step))
 
     def _parse_index(self, step: int) -> _StepIndex:
         data = self._read_step_json(step)
@@ -476,16 +468,8 @@ class TraceReader:
 
     def _weight(self, step: int, entry: _Entry, blob: bytes | None) -> np.ndarray:
         stored_step, stored = self._resolve(step, entry)
-        key = (stored_step, entry.layer, entry.branch)
-        mask = self._weights.get(key)
-        if mask is not None:
-            self._weights.move_to_end(key)
-            return mask
-        mask = self._decode(stored_step, stored, blob if stored_step == step else None)
-        self._weights[key] = mask
-        if len(self._weights) > self._weight_cache_size:
-            self._weights.popitem(last=False)
-        return mask
+        return self._weights.get((stored_step, entry.layer, entry.branch), lambda: self._decode(
+            stored_step, stored, blob if stored_step == step else None))
 
     def step_packed(self, step: int) -> PackedStepMasks:
         """Every mask of ``step`` with the gates left bit-packed (what the replay reads: no

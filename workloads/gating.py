@@ -38,6 +38,7 @@ from torch import Tensor, nn
 from accelsim.layer_patterns import grouped_conv_problem, matches, unmatched_pattern
 from accelsim.network import SYMMETRIC_BRANCHES, encoder_branch
 from accelsim.trace.manifest import GATE_GRADIENTS  # how a trace records the estimator
+from accelsim.trace.synth import base_chunks as trace_base_chunks
 
 GATING_KINDS: tuple[str, ...] = ("none", "cdg", "scdg", "cgnet", "fbs")
 CONV_ROLES: tuple[str, ...] = ("stem", "block", "downsample", "head", "other")
@@ -197,24 +198,21 @@ def _is_int(value: object) -> bool:
 
 
 def base_chunks(groups: int, overlap: float, branches: int = 2) -> list[list[int]]:
-    """Per branch, the input chunk each output chunk uses as its base path.
-
-    Branch 1 is the diagonal ``[0, 1, ..., G-1]``; branch 2 the inverse diagonal ``G-1-g``,
-    except that its first ``floor(overlap * G + 0.5)`` chunks equal branch 1's. With odd G the
-    middle chunk lies on both diagonals, so even overlap 0 shares that one chunk.
+    """Per branch, the input chunk each output chunk uses as its base path: the trace's rule,
+    :func:`accelsim.trace.synth.base_chunks` (branch 1 the diagonal ``[0, 1, ..., G-1]``,
+    branch 2 the inverse diagonal ``G-1-g`` except that its first ``floor(overlap * G + 0.5)``
+    chunks equal branch 1's; branches 3 and 4 of a symmetric loss repeat their encoder's). With
+    odd G the middle chunk lies on both diagonals, so even overlap 0 shares that one chunk.
     """
     if not _is_int(groups) or groups < 1:
         raise ValueError(f"groups must be a positive integer, got {groups!r}")
     if not 0.0 <= overlap <= 1.0:
         raise ValueError(f"overlap must be in [0, 1], got {overlap!r}")
-    if branches not in (1, 2):
-        raise ValueError(f"branches must be 1 or 2, got {branches!r}")
-    first = list(range(groups))
-    if branches == 1:
-        return [first]
-    shared = math.floor(overlap * groups + 0.5)
-    second = [g if g < shared else groups - 1 - g for g in range(groups)]
-    return [first, second]
+    if branches not in range(1, SYMMETRIC_BRANCHES + 1):
+        raise ValueError(f"branches must be 1 to {SYMMETRIC_BRANCHES}, got {branches!r}")
+    if groups == 1:  # one chunk: it is every output chunk's base
+        return [[0] for _ in range(branches)]
+    return trace_base_chunks(groups, overlap, branches)
 
 
 class _StraightThroughStep(torch.autograd.Function):

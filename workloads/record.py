@@ -42,8 +42,7 @@ def trace_layers(backbone: nn.Module, batch: int, image_size: int,
     convs = dict(branch_convs(backbone))
     chunks = None
     if gating is not None and gating.enabled and gating.kind != "fbs":
-        per_encoder = base_chunks(gating.groups, gating.overlap, min(branches, 2))
-        chunks = [per_encoder[encoder_branch(b) - 1] for b in range(1, branches + 1)]
+        chunks = base_chunks(gating.groups, gating.overlap, branches)
     result = []
     for layer in layer_geometry(backbone, batch, image_size, in_channels):
         conv = convs[layer.name]

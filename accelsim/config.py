@@ -74,10 +74,17 @@ class PEArrayConfig:
                                   "latency paid once per GEMM")
     sync_tiles: int = param(ge=1, le=1 << 20, default=16, unit="tiles",
                             doc="tensor dataflow: PEs work through private queues of sync_tiles "
-                            "units and synchronise after each pass (1 = lock-step tiles); a "
-                            "pass lasts as long as its slowest queue, each PE stages the pass's "
-                            "operands and partial sums (buffers.register_file_words) and B "
-                            "operands are broadcast once per pass")
+                            "units and synchronise after each pass (1 = lock-step tiles); each "
+                            "PE keeps the pass's partial sums (buffers.register_file_words), B "
+                            "operands are broadcast once per pass, and how far queues drift "
+                            "inside a pass is pe_array.stage_steps")
+    stage_steps: int = param(ge=1, le=1 << 20, default=1, unit="reduction steps",
+                             doc="tensor dataflow: reduction steps of operands each PE's "
+                             "register file stages, double-buffered; the array broadcasts "
+                             "stage_steps steps at a time and refills once every PE has used "
+                             "them, so queues drift apart by at most that many steps (a pass "
+                             "lasts the sum over its chunks of stage_steps steps of the slowest "
+                             "queue in each)")
     fw_lanes: str = param(choices=FW_LANES, default="output_channels",
                           doc="tensor dataflow: what FW's lanes hold. output_channels: "
                           "vector_width output channels of one pixel per PE; reduction: one "
@@ -151,11 +158,12 @@ class BuffersConfig:
                                  doc="global buffer bandwidth to the array, in operand words")
     register_file_words: int = param(ge=1, le=65536, default=16, unit="words/PE",
                                      doc="register file per PE, in operand words; must hold "
-                                     "what its dataflow keeps (tensor: 2 x (sync_tiles + "
-                                     "vector_width) staged operands + sync_tiles x "
-                                     "vector_width partial sums at accumulator width; with "
-                                     "fw_lanes or bd_lanes reduction also 2 x vector_width x "
-                                     "(sync_tiles + 1) + sync_tiles partial sums)")
+                                     "what its dataflow keeps (tensor: 2 x stage_steps x "
+                                     "(sync_tiles + vector_width) staged operands + "
+                                     "sync_tiles x vector_width partial sums at accumulator "
+                                     "width; with fw_lanes or bd_lanes reduction also 2 x "
+                                     "stage_steps x vector_width x (sync_tiles + 1) + "
+                                     "sync_tiles partial sums)")
 
 
 @dataclass(frozen=True)
@@ -300,8 +308,9 @@ def register_file_need(pe: PEArrayConfig) -> RegisterFileNeed:
     """Words per PE the dataflow keeps (docs/sparse-model.md, "Operand delivery").
 
     A tensor-dataflow PE works through a private queue of ``sync_tiles`` units per pass: it
-    stages, double-buffered, one streamed operand word per queued unit and one word per lane of
-    the operand its units share (2 x (sync_tiles + vector_width)), and keeps the partial sums of
+    stages, double-buffered, ``stage_steps`` reduction steps of one streamed operand word per
+    queued unit and one word per lane of the operand its units share (2 x stage_steps x
+    (sync_tiles + vector_width)), and keeps the partial sums of
     every queued unit's lanes until the pass ends (sync_tiles x vector_width accumulator words,
     counted in operand words); with ``fw_lanes`` or ``bd_lanes: reduction`` the phase stages
     vector_width reduction steps of each queued output and of its weights and keeps one partial
@@ -312,20 +321,21 @@ def register_file_need(pe: PEArrayConfig) -> RegisterFileNeed:
     if pe.dataflow != "tensor":
         return RegisterFileNeed(pe.vector_width + 2, f"two operands plus {pe.vector_width} "
                                 f"partial sums (vector_width {pe.vector_width})")
-    s, vw = pe.sync_tiles, pe.vector_width
+    s, vw, d = pe.sync_tiles, pe.vector_width, pe.stage_steps
     ratio = PRECISION_BITS[pe.accumulator_precision] / PRECISION_BITS[pe.precision]
-    staging, psums = 2 * (s + vw), math.ceil(s * vw * ratio)
+    staging, psums = 2 * d * (s + vw), math.ceil(s * vw * ratio)
+    steps = f"{d} reduction step{'s' if d > 1 else ''} (pe_array.stage_steps)"
     need = RegisterFileNeed(staging + psums, (
-        f"with pe_array.sync_tiles {s} each PE stages operands for {s} queued units and {vw} "
-        f"lanes, double-buffered ({staging}), and keeps {s} x {vw} partial sums at "
-        f"{pe.accumulator_precision} ({psums})"))
+        f"with pe_array.sync_tiles {s} each PE stages {steps} of operands for {s} queued "
+        f"units and {vw} lanes, double-buffered ({staging}), and keeps {s} x {vw} partial "
+        f"sums at {pe.accumulator_precision} ({psums})"))
     if pe.adder_tree("fw") or pe.adder_tree("bd"):  # vw reduction steps of one output per unit
-        tree_staging, tree_psums = 2 * vw * (s + 1), math.ceil(s * ratio)
+        tree_staging, tree_psums = 2 * d * vw * (s + 1), math.ceil(s * ratio)
         if tree_staging + tree_psums > need.total:
             need = RegisterFileNeed(tree_staging + tree_psums, (
-                f"with reduction lanes and sync_tiles {s} each PE stages {vw} "
-                f"reduction steps of operands for {s} queued outputs and their weights, "
-                f"double-buffered ({tree_staging}), and keeps {s} partial sums at "
+                f"with reduction lanes and sync_tiles {s} each PE stages {steps} of "
+                f"{vw} operands for {s} queued outputs and their weights, double-buffered "
+                f"({tree_staging}), and keeps {s} partial sums at "
                 f"{pe.accumulator_precision} ({tree_psums})"))
     return need
 

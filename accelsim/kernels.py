@@ -792,15 +792,17 @@ def coefficient_sums(fixed: np.ndarray, counts: np.ndarray,
 @njit(**JIT)
 def schedule_sums(sums: np.ndarray, classes: np.ndarray, lanes: np.ndarray,
                   unit_idx_sums: np.ndarray, has_unit_idx: bool, row_idx_sums: np.ndarray,
-                  col_idx: np.ndarray, qcols: int,
-                  indices_per_cycle: int) -> tuple[int, int, int, int]:
+                  col_idx: np.ndarray, qcols: int, indices_per_cycle: int,
+                  staged: np.ndarray, has_staged: bool) -> tuple[int, int, int, int]:
     """:func:`schedule_passes` without compaction, from per-pass sums instead of rows.
 
     sums[p, c, r]: steps of class c summed over the rows of pass p in queue row r (a pass
     lasts as long as its slowest queue, so these sums are all the schedule needs);
     unit_idx_sums[p, j]: decoder indices of unit column j in pass p (if ``has_unit_idx``);
     row_idx_sums[p]: row indices of pass p; col_idx[j], classes[j], lanes[j] as in
-    schedule_passes. Returns the same (cycles, stall cycles, indices, MACs issued).
+    schedule_passes. With ``has_staged`` the compute of pass p in column tile tc is
+    ``staged[p, tc]`` instead (the operand stage's bound, :mod:`accelsim.engine.stage`).
+    Returns the same (cycles, stall cycles, indices, MACs issued).
     """
     n_passes, _, n_queue_rows = sums.shape
     n_cols = classes.shape[0]
@@ -820,6 +822,8 @@ def schedule_sums(sums: np.ndarray, classes: np.ndarray, lanes: np.ndarray,
                     if w > compute:
                         compute = w
                 issued += total * local_lanes[lc]
+            if has_staged:
+                compute = staged[p, tc]
             indices = col_part + row_idx_sums[p]
             if has_unit_idx:
                 for j in range(c0, c1):
@@ -829,3 +833,143 @@ def schedule_sums(sums: np.ndarray, classes: np.ndarray, lanes: np.ndarray,
             stall += pass_stall
             indices_total += indices
     return cycles, stall, indices_total, issued
+
+
+# -- the operand stage: a pass's compute summed over chunks of stage steps -------------------
+# Each kernel returns int64 (passes, column tiles): sum over the chunks x of the pass's steps
+# of max over queues (r, local column) of the queue's work in x (the work W below).
+
+
+@njit(**JIT)
+def staged_columns_rc(n_rows: np.ndarray, fixed_sums: np.ndarray, live_sums: np.ndarray,
+                      active: np.ndarray, qcols: int) -> np.ndarray:
+    """Steps whose sets belong to unit columns, activity per unit (FW): W(p, r, j, x) =
+    n_rows[p, r] * fixed_sums[j, x] + active[p, j, r] * live_sums[j, x] (n_rows: units of
+    pass p in queue row r; fixed_sums / live_sums: column j's always-run / gated steps in
+    chunk x; active: units of (p, r) in column j whose gate is on)."""
+    n_passes, n_queue_rows = n_rows.shape
+    n_cols, n_chunks = fixed_sums.shape
+    tiles = (n_cols + qcols - 1) // qcols
+    out = np.zeros((n_passes, tiles), dtype=np.int64)
+    for p in range(n_passes):
+        for tc in range(tiles):
+            c0, c1 = tc * qcols, min(tc * qcols + qcols, n_cols)
+            total = 0
+            for x in range(n_chunks):
+                best = 0
+                for j in range(c0, c1):
+                    fs, ls = fixed_sums[j, x], live_sums[j, x]
+                    if fs == 0 and ls == 0:
+                        continue
+                    for r in range(n_queue_rows):
+                        w = n_rows[p, r] * fs + active[p, j, r] * ls
+                        if w > best:
+                            best = w
+                total += best
+            out[p, tc] = total
+    return out
+
+
+@njit(**JIT)
+def staged_columns_rt(n_rows: np.ndarray, fixed_sums: np.ndarray, live: np.ndarray,
+                      step_counts: np.ndarray, classes: np.ndarray, qcols: int,
+                      stage: int) -> np.ndarray:
+    """Steps whose sets belong to unit columns, activity per row and step (BD): W(p, r, j, x)
+    = n_rows[p, r] * fixed_sums[c, x] + sum over steps t of x of live[c, t] *
+    step_counts[p, t, r], c = classes[j] (step_counts: units of (p, r) active at step t;
+    chunks of ``stage`` steps)."""
+    n_passes, n_queue_rows = n_rows.shape
+    n_cols = classes.shape[0]
+    n_steps = live.shape[1]
+    n_chunks = fixed_sums.shape[1]
+    tiles = (n_cols + qcols - 1) // qcols
+    lanes = np.ones(n_cols, dtype=np.int64)
+    no_idx = np.zeros(n_cols, dtype=np.int64)
+    out = np.zeros((n_passes, tiles), dtype=np.int64)
+    for tc in range(tiles):
+        _, _, _, n_local, local_class, _, _ = _column_tile(classes, lanes, no_idx, tc, qcols)
+        for p in range(n_passes):
+            total = 0
+            for x in range(n_chunks):
+                t0, t1 = x * stage, min(x * stage + stage, n_steps)
+                best = 0
+                for lc in range(n_local):
+                    c = local_class[lc]
+                    for r in range(n_queue_rows):
+                        w = n_rows[p, r] * fixed_sums[c, x]
+                        for t in range(t0, t1):
+                            if live[c, t]:
+                                w += step_counts[p, t, r]
+                        if w > best:
+                            best = w
+                total += best
+            out[p, tc] = total
+    return out
+
+
+@njit(**JIT)
+def staged_rows_jt(fixed_rows: np.ndarray, live_rows: np.ndarray, chunk_len: np.ndarray,
+                   active_chunks: np.ndarray, qcols: int) -> np.ndarray:
+    """Step sets that belong to units, activity per unit column and step (WG over output
+    channels): W(p, r, j, x) = fixed_rows[p, j, r] * chunk_len[x] + live_rows[p, j, r] *
+    active_chunks[j, x] (fixed_rows / live_rows: units of (p, r) in column j that run every
+    step / the active ones; active_chunks: column j's active steps in chunk x)."""
+    n_passes, n_cols, n_queue_rows = fixed_rows.shape
+    n_chunks = chunk_len.shape[0]
+    tiles = (n_cols + qcols - 1) // qcols
+    out = np.zeros((n_passes, tiles), dtype=np.int64)
+    for p in range(n_passes):
+        for tc in range(tiles):
+            c0, c1 = tc * qcols, min(tc * qcols + qcols, n_cols)
+            total = 0
+            for x in range(n_chunks):
+                best = 0
+                for j in range(c0, c1):
+                    a = active_chunks[j, x]
+                    for r in range(n_queue_rows):
+                        w = fixed_rows[p, j, r] * chunk_len[x] + live_rows[p, j, r] * a
+                        if w > best:
+                            best = w
+                total += best
+            out[p, tc] = total
+    return out
+
+
+@njit(**JIT)
+def staged_rows_rt(fixed_rows: np.ndarray, live: np.ndarray, counts: np.ndarray,
+                   classes: np.ndarray, rows: int, pass_len: int, chunk_len: np.ndarray,
+                   qcols: int) -> np.ndarray:
+    """Step sets that belong to units, activity per unit row and step (WG over input
+    channels): W(p, r, j, x) = fixed_rows[p, j, r] * chunk_len[x] + sum over the rows i of
+    (p, r) of live[i, c] * counts[i, x], c = classes[j] (columns of one class have equal
+    fixed_rows; counts: row i's active steps in chunk x)."""
+    n_passes, n_cols, n_queue_rows = fixed_rows.shape
+    n_units = live.shape[0]
+    n_chunks = chunk_len.shape[0]
+    tiles = (n_cols + qcols - 1) // qcols
+    lanes = np.ones(n_cols, dtype=np.int64)
+    no_idx = np.zeros(n_cols, dtype=np.int64)
+    out = np.zeros((n_passes, tiles), dtype=np.int64)
+    first = np.zeros(classes.max() + 1 if n_cols else 1, dtype=np.int64)
+    for j in range(n_cols - 1, -1, -1):
+        first[classes[j]] = j
+    for tc in range(tiles):
+        _, _, _, n_local, local_class, _, _ = _column_tile(classes, lanes, no_idx, tc, qcols)
+        for p in range(n_passes):
+            i0, i1 = p * pass_len, min(p * pass_len + pass_len, n_units)
+            total = 0
+            for x in range(n_chunks):
+                best = 0
+                for lc in range(n_local):
+                    c = local_class[lc]
+                    j = first[c]
+                    for r in range(n_queue_rows):
+                        w = fixed_rows[p, j, r] * chunk_len[x]
+                        for i in range(i0 + r, i1, rows):
+                            if live[i, c]:
+                                w += counts[i, x]
+                        if w > best:
+                            best = w
+                total += best
+            out[p, tc] = total
+    return out

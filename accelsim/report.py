@@ -54,12 +54,14 @@ if TYPE_CHECKING:
 
 def modelling_choices(run: RunOutput) -> str:
     """One sentence naming the knobs a run's sparse result depends on (docs/sparse-model.md):
-    queue depth, compaction, skip granularity, WG's lane mapping and the gate's gradient."""
+    queue depth, operand stage depth, compaction, skip granularity, WG's lane mapping and the
+    gate's gradient."""
     hardware = run.run_info.get("hardware")
     if not isinstance(hardware, dict):
         return ""
     pe, decoder = hardware.get("pe_array", {}), hardware.get("decoder", {})
     parts = [f"`sync_tiles` {pe.get('sync_tiles', '?')}",
+             f"`stage_steps` {pe.get('stage_steps', '?')}",
              f"compaction {'on' if decoder.get('compaction') else 'off'}",
              f"skip granularity {decoder.get('skip_granularity', '?')}",
              "FW lanes " + ("an adder tree over k" if pe.get("fw_lanes") == "reduction"

@@ -58,6 +58,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--sync-tiles", default="", help="comma-separated queue depths")
+    parser.add_argument("--stage-steps", default="1", help="comma-separated operand stage "
+                        "depths for --sync-tiles [default: 1]")
     parser.add_argument("--wg-lanes", action="store_true", help="compare WG lane mappings")
     parser.add_argument("--recorded", type=Path, default=None,
                         help="a folder of recorded run directories (each with trace/)")
@@ -69,12 +71,15 @@ def main() -> None:
     if args.recorded and (args.sync_tiles or args.wg_lanes or args.batch != 32):
         parser.error("--recorded replays the recorded batch on the preset's queues and lanes: "
                      "--batch, --sync-tiles and --wg-lanes do not apply")
+    if args.stage_steps != "1" and not args.sync_tiles:
+        parser.error("--stage-steps applies to --sync-tiles only")
     base_hw = load_hardware(ROOT / "hw_configs/fp8_tensor_edge_28nm.yaml")
     if args.recorded:
         recorded(with_overrides(base_hw, {"pe_array.cols": args.cols or 4}), args.recorded)
         return
     if args.sync_tiles:
-        queue_depths(base_hw, args.batch, [int(x) for x in args.sync_tiles.split(",")])
+        queue_depths(base_hw, args.batch, [int(x) for x in args.sync_tiles.split(",")],
+                     [int(x) for x in args.stage_steps.split(",")])
         return
     if args.wg_lanes:
         wg_mappings(base_hw, args.batch)
@@ -173,10 +178,11 @@ def channel_correlation(reader: TraceReader, unit: int = 8
             totals[3] / closed_bits, totals[2] * unit / closed_bits)
 
 
-def at_depth(hw: HardwareConfig, sync_tiles: int) -> HardwareConfig:
-    """``hw`` with ``sync_tiles`` and the register file that depth needs."""
-    pe = dataclasses.replace(hw.pe_array, sync_tiles=sync_tiles)
+def at_depth(hw: HardwareConfig, sync_tiles: int, stage_steps: int = 1) -> HardwareConfig:
+    """``hw`` with ``sync_tiles``, ``stage_steps`` and the register file they need."""
+    pe = dataclasses.replace(hw.pe_array, sync_tiles=sync_tiles, stage_steps=stage_steps)
     return with_overrides(hw, {"pe_array.sync_tiles": sync_tiles,
+                               "pe_array.stage_steps": stage_steps,
                                "buffers.register_file_words": register_file_need(pe).total})
 
 
@@ -188,22 +194,25 @@ def replay_totals(path: Path, hw: HardwareConfig, name: str,
     return replay_summary(results_frame(rows, hw), storage, hw, name, {}, gated or [])
 
 
-def queue_depths(base_hw: HardwareConfig, batch: int, depths: list[int]) -> None:
-    """CDG's and SCDG's speedup without compaction at each queue depth."""
-    print("| sync_tiles | register-file words | " + " | ".join(SENSITIVITY) + " |")
-    print("| --- | --- |" + " --- |" * len(SENSITIVITY))
+def queue_depths(base_hw: HardwareConfig, batch: int, depths: list[int],
+                 stages: list[int]) -> None:
+    """CDG's and SCDG's speedup without compaction at each queue and stage depth."""
+    print("| sync_tiles | stage_steps | register-file words | " + " | ".join(SENSITIVITY) + " |")
+    print("| --- | --- | --- |" + " --- |" * len(SENSITIVITY))
     with tempfile.TemporaryDirectory() as tmp:
         paths = {}
         for number, scheme in enumerate(SENSITIVITY):
             paths[scheme] = Path(tmp) / f"scheme-{number}"
             synthesize(resnet18(batch=batch), paths[scheme], SEED_SCHEMES[scheme])
         for depth in depths:
-            hw = at_depth(base_hw, depth)
-            cells = []
-            for scheme in SENSITIVITY:
-                total = replay_totals(paths[scheme], hw, scheme)["total"]
-                cells.append(f"{total['speedup']:.2f}x")
-            print(f"| {depth} | {hw.buffers.register_file_words} | " + " | ".join(cells) + " |")
+            for stage in stages:
+                hw = at_depth(base_hw, depth, stage)
+                cells = []
+                for scheme in SENSITIVITY:
+                    total = replay_totals(paths[scheme], hw, scheme)["total"]
+                    cells.append(f"{total['speedup']:.2f}x")
+                print(f"| {depth} | {stage} | {hw.buffers.register_file_words} | "
+                      + " | ".join(cells) + " |", flush=True)
 
 
 

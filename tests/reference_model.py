@@ -28,6 +28,7 @@ class RefArray:
     wg_lanes: str = "output_channels"
     fw_lanes: str = "output_channels"
     bd_lanes: str = "output_channels"
+    stage_steps: int = 0    # reduction steps the operand stage holds (0: the whole pass)
 
 
 @dataclass
@@ -38,6 +39,7 @@ class RefUnit:
     lanes: int
     decoder_indices: int = 0
     macs: int | None = None  # MACs issued when not steps x lanes (a tree's partial groups)
+    at: tuple[int, ...] = ()  # the steps it runs, in the order they are broadcast
 
 
 def _lanes(col: int, unit: int, length: int) -> range:
@@ -49,7 +51,7 @@ def fw_units(gate, base, weight, unit, compaction, gating_groups):
     f_count, k_count = weight.shape
     m_count = gate.shape[0] if gate is not None else 0
     units_per_row = math.ceil(f_count / unit)
-    base_steps, all_steps = [], []
+    base_steps, all_steps, base_sets, all_sets = [], [], [], []
     for j in range(units_per_row):
         on_base, any_kept = set(), set()
         for f in _lanes(j, unit, f_count):
@@ -60,15 +62,17 @@ def fw_units(gate, base, weight, unit, compaction, gating_groups):
                         on_base.add(k)
         base_steps.append(len(on_base) if gate is not None else len(any_kept))
         all_steps.append(len(any_kept))
-    return base_steps, all_steps, units_per_row, m_count
+        base_sets.append(on_base if gate is not None else any_kept)
+        all_sets.append(any_kept)
+    return base_steps, all_steps, units_per_row, m_count, base_sets, all_sets
 
 
 def fw_reference(layer, gate, base, weight, arr, gating_groups):
     f_count, k_count = layer.cout, layer.k_per_group
     m_count = layer.output_pixels
     kept = weight if weight is not None else np.ones((f_count, k_count), dtype=bool)
-    base_steps, all_steps, units_per_row, _ = fw_units(gate, base, kept, arr.unit,
-                                                       arr.compaction, gating_groups)
+    base_steps, all_steps, units_per_row, _, base_sets, all_sets = fw_units(
+        gate, base, kept, arr.unit, arr.compaction, gating_groups)
     units: list[RefUnit] = []
     col_idx = [all_steps[j] if weight is not None else 0 for j in range(units_per_row)]
     if gate is not None and arr.compaction:
@@ -94,8 +98,9 @@ def fw_reference(layer, gate, base, weight, arr, gating_groups):
                     seg_cond[j] = cond
         for j in range(units_per_row):
             lanes = list(_lanes(j, arr.unit, f_count))
+            at: set[int] = set()
             if gate is None:
-                steps, idx = all_steps[j], 0
+                steps, idx, at = all_steps[j], 0, all_sets[j]
             elif arr.compaction:
                 steps = base_steps[j] + (seg_cond[j] if packed_slots[j] else 0)
                 idx = sum(int(gate[m, f]) for f in lanes)
@@ -103,7 +108,8 @@ def fw_reference(layer, gate, base, weight, arr, gating_groups):
                 active = any(gate[m, f] for f in lanes)
                 steps = base_steps[j] + (all_steps[j] - base_steps[j] if active else 0)
                 idx = int(active)
-            units.append(RefUnit(m, j, steps, len(lanes), idx))
+                at = all_sets[j] if active else base_sets[j]
+            units.append(RefUnit(m, j, steps, len(lanes), idx, at=tuple(sorted(at))))
     return units, [0] * m_count, col_idx, units_per_row
 
 
@@ -115,14 +121,14 @@ def bd_reference(layer, gate, base, weight, arr, group_size=1):
     for m in range(m_count):
         for j in range(units_per_row):
             lanes = list(_lanes(j, arr.unit, k_count))
-            steps = 0
+            at = []
             for f in range(f_count):
                 allowed = weight is None or any(weight[f, k] for k in lanes)
                 always = base is not None and any(base[f, k] for k in lanes)
                 active = gate is None or bool(gate[m, f])
                 if allowed and (active or always):
-                    steps += 1
-            units.append(RefUnit(m, j, steps, len(lanes)))
+                    at.append(f)
+            units.append(RefUnit(m, j, len(at), len(lanes), at=tuple(at)))
     # The decoder reads one index per active gate group (s channels) of each pixel row.
     row_idx = [int(gate[m].sum()) // group_size if gate is not None else 0
                for m in range(m_count)]
@@ -138,24 +144,26 @@ def wg_reference(layer, gate, base, weight, arr):
     f_count, k_count = layer.cout, layer.k_per_group
     m_count = layer.output_pixels
     units_per_row = math.ceil(f_count / arr.unit)
-    active_pixels = []
+    active_pixels, active_sets = [], []
     for j in range(units_per_row):
         lanes = list(_lanes(j, arr.unit, f_count))
-        active_pixels.append(m_count if gate is None else
-                             sum(1 for m in range(m_count) if any(gate[m, f] for f in lanes)))
+        pixels = tuple(m for m in range(m_count)
+                       if gate is None or any(gate[m, f] for f in lanes))
+        active_pixels.append(len(pixels))
+        active_sets.append(pixels)
     units: list[RefUnit] = []
     for k in range(k_count):
         for j in range(units_per_row):
             lanes = list(_lanes(j, arr.unit, f_count))
             needed = weight is None or any(weight[f, k] for f in lanes)
             if not needed:
-                steps = 0
+                at: tuple[int, ...] = ()
             elif gate is None or (base is not None and any(base[f, k] for f in lanes)):
-                steps = m_count
+                at = tuple(range(m_count))
             else:
-                steps = active_pixels[j]
+                at = active_sets[j]
             idx = int(needed) if weight is not None else 0
-            units.append(RefUnit(k, j, steps, len(lanes), idx))
+            units.append(RefUnit(k, j, len(at), len(lanes), idx, at=at))
     col_idx = active_pixels if gate is not None else [0] * units_per_row
     return units, [0] * k_count, col_idx, units_per_row
 
@@ -170,29 +178,35 @@ def fw_tree_reference(layer, gate, base, weight, arr):
     f_count, k_count, tree = layer.cout, layer.k_per_group, arr.vector_width
     m_count = layer.output_pixels
 
-    def tree_steps(f: int, on_path) -> tuple[int, int]:
+    def tree_steps(f: int, on_path, first: int) -> tuple[int, int, list[int], int]:
+        """(steps, MACs, positions of the running groups, groups) of one path whose first
+        group is broadcast at position ``first``."""
         ks = [k for k in range(k_count) if on_path(k)]
         groups = [ks[i:i + tree] for i in range(0, len(ks), tree)]
-        running = [g for g in groups if weight is None or any(weight[f, k] for k in g)]
-        return len(running), sum(len(g) for g in running)
+        running = [i for i, g in enumerate(groups)
+                   if weight is None or any(weight[f, k] for k in g)]
+        return (len(running), sum(len(groups[i]) for i in running),
+                [first + i for i in running], len(groups))
 
     paths = []
     for f in range(f_count):
         if gate is None or base is None:
-            on_base = (0, 0)
+            on_base = (0, 0, [], 0)
         else:
-            on_base = tree_steps(f, lambda k, f=f: bool(base[f, k]))
-        cond = tree_steps(f, lambda k, f=f: base is None or gate is None or not base[f, k])
+            on_base = tree_steps(f, lambda k, f=f: bool(base[f, k]), 0)
+        cond = tree_steps(f, lambda k, f=f: base is None or gate is None or not base[f, k],
+                          on_base[3])
         paths.append((on_base, cond))
     units: list[RefUnit] = []
     for m in range(m_count):
         for f in range(f_count):
-            (base_steps, base_macs), (cond_steps, cond_macs) = paths[f]
+            (base_steps, base_macs, base_at, _), (cond_steps, cond_macs, cond_at, _) = paths[f]
             active = gate is None or bool(gate[m, f])
             steps = base_steps + (cond_steps if active else 0)
             macs = base_macs + (cond_macs if active else 0)
             idx = 0 if gate is None else int(active)
-            units.append(RefUnit(m, f, steps, tree, idx, macs))
+            units.append(RefUnit(m, f, steps, tree, idx, macs,
+                                 at=tuple(base_at + (cond_at if active else []))))
     col_idx = ([b[0] + c[0] for b, c in paths] if weight is not None else [0] * f_count)
     return units, [0] * m_count, col_idx, f_count
 
@@ -212,15 +226,15 @@ def bd_tree_reference(layer, gate, base, weight, arr):
         row_idx.append(0 if gate is None else
                        sum(1 for g in groups if any(gate[m, f] for f in g)))
         for k in range(k_count):
-            steps = macs = 0
-            for g in groups:
+            macs, at = 0, []
+            for index, g in enumerate(groups):
                 allowed = weight is None or any(weight[f, k] for f in g)
                 always = base is not None and gate is not None and any(base[f, k] for f in g)
                 active = gate is None or any(gate[m, f] for f in g)
                 if allowed and (always or active):
-                    steps += 1
+                    at.append(index)
                     macs += len(g)
-            units.append(RefUnit(m, k, steps, tree, 0, macs))
+            units.append(RefUnit(m, k, len(at), tree, 0, macs, at=tuple(at)))
     col_idx = ([sum(1 for g in groups if any(weight[f, k] for f in g)) for k in range(k_count)]
                if weight is not None else [0] * k_count)
     return units, row_idx, col_idx, k_count
@@ -236,15 +250,16 @@ def wg_transposed_reference(layer, gate, base, weight, arr):
     units: list[RefUnit] = []
     row_idx = []
     for f in range(f_count):
-        active = m_count if gate is None else sum(1 for m in range(m_count) if gate[m, f])
-        row_idx.append(active if gate is not None else 0)
+        pixels = tuple(m for m in range(m_count) if gate is None or gate[m, f])
+        row_idx.append(len(pixels) if gate is not None else 0)
         for j in range(units_per_row):
             lanes = list(_lanes(j, arr.unit, k_count))
             needed = weight is None or any(weight[f, k] for k in lanes)
             on_base = base is not None and any(base[f, k] for k in lanes)
-            steps = 0 if not needed else (m_count if on_base or gate is None else active)
-            units.append(RefUnit(f, j, steps, len(lanes), int(needed) if weight is not None
-                                 else 0))
+            at = (() if not needed else
+                  tuple(range(m_count)) if on_base or gate is None else pixels)
+            units.append(RefUnit(f, j, len(at), len(lanes), int(needed) if weight is not None
+                                 else 0, at=at))
     return units, row_idx, [0] * units_per_row, units_per_row
 
 
@@ -260,15 +275,19 @@ def run_cycles(units: list[RefUnit], row_idx: list[int], col_idx: list[int], n_r
         for first in range(0, row_tiles, arr.sync_tiles):
             rows = range(first * arr.rows, min((first + arr.sync_tiles) * arr.rows, n_rows))
             queues: dict[tuple[int, int], list[int]] = {}
+            staged: dict[tuple[int, int], list[tuple[int, ...]]] = {}
             decoder = sum(col_idx[j] for j in cols)
             for i in rows:
                 decoder += row_idx[i]
                 for j in cols:
                     unit = by_pos[(i, j)]
                     queues.setdefault((i % arr.rows, j - cols.start), []).append(unit.steps)
+                    staged.setdefault((i % arr.rows, j - cols.start), []).append(unit.at)
                     decoder += unit.decoder_indices
             indices_total += decoder
             compute = static_steps(queues)
+            if arr.stage_steps and not arr.compaction:
+                compute = stage_steps(staged, arr.stage_steps)
             if arr.compaction:
                 compute = min(compute, compacted_steps(by_pos, rows, cols, arr))
             decode = -(-decoder // arr.indices_per_cycle) if decoder > 0 else 0
@@ -334,6 +353,18 @@ def static_steps(queues: dict[tuple[int, int], list[int]]) -> int:
                 q.pop(0)
             if q:
                 q[0] -= 1
+    return cycles
+
+
+def stage_steps(queues: dict[tuple[int, int], list[tuple[int, ...]]], stage: int) -> int:
+    """Cycles of a pass whose operands are broadcast ``stage`` reduction steps at a time:
+    inside a chunk every queue works one step of one of its units per cycle, over the steps
+    of the chunk that its units run; the next chunk starts when every queue is done."""
+    last = max((max(at) for q in queues.values() for at in q if at), default=-1)
+    cycles = 0
+    for start in range(0, last + 1, stage):
+        chunk = range(start, start + stage)
+        cycles += max(sum(1 for at in q for t in at if t in chunk) for q in queues.values())
     return cycles
 
 

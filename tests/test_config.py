@@ -238,18 +238,20 @@ def test_buffers_must_fit_the_array(tmp_path: Path) -> None:
     assert "buffers.register_file_words: 8 words cannot hold 304" in message
 
 
-@pytest.mark.parametrize("sync_tiles", [1, 2, 16, 64])
-def test_deeper_queues_need_the_register_file_to_stage_them(tmp_path: Path,
-                                                            sync_tiles: int) -> None:
-    """A PE's private queue of sync_tiles units holds double-buffered operands for each queued
-    unit and its 8 lanes, and each unit's 8 FP16 partial sums (2 FP8 words each)."""
-    need = 2 * (sync_tiles + 8) + sync_tiles * 8 * 2
-    fits = (f"pe_array.sync_tiles={sync_tiles}", f"buffers.register_file_words={need}")
-    load_hardware(write_config(tmp_path, preset_raw(), "fits.yaml"), fits)
-    short = (f"pe_array.sync_tiles={sync_tiles}", f"buffers.register_file_words={need - 1}")
-    message = error_of(tmp_path, preset_raw(), short)
+@pytest.mark.parametrize(("sync_tiles", "stage"), [(1, 1), (2, 1), (16, 1), (64, 1), (16, 4)])
+def test_deeper_queues_need_the_register_file_to_stage_them(tmp_path: Path, sync_tiles: int,
+                                                            stage: int) -> None:
+    """A PE's private queue of sync_tiles units holds double-buffered operands of stage_steps
+    reduction steps for each queued unit and its 8 lanes, and each unit's 8 FP16 partial sums
+    (2 FP8 words each)."""
+    need = 2 * stage * (sync_tiles + 8) + sync_tiles * 8 * 2
+    knobs = (f"pe_array.sync_tiles={sync_tiles}", f"pe_array.stage_steps={stage}")
+    load_hardware(write_config(tmp_path, preset_raw(), "fits.yaml"),
+                  (*knobs, f"buffers.register_file_words={need}"))
+    message = error_of(tmp_path, preset_raw(), (*knobs, f"buffers.register_file_words={need - 1}"))
+    steps = f"{stage} reduction step{'s' if stage > 1 else ''} (pe_array.stage_steps)"
     assert f"buffers.register_file_words: {need - 1} words cannot hold {need}: with " \
-           f"pe_array.sync_tiles {sync_tiles} each PE stages operands" in message
+           f"pe_array.sync_tiles {sync_tiles} each PE stages {steps} of operands" in message
 
 
 def test_reduction_lanes_need_vector_units_and_no_nm_multiplexers(tmp_path: Path) -> None:
@@ -275,7 +277,8 @@ def test_adder_tree_queues_need_their_staging(tmp_path: Path) -> None:
                  "buffers.register_file_words=200")
     message = error_of(tmp_path, preset_raw(), overrides)
     assert "buffers.register_file_words: 200 words cannot hold 288: with reduction lanes " \
-        "and sync_tiles 16 each PE stages 8 reduction steps" in message
+        "and sync_tiles 16 each PE stages 1 reduction step (pe_array.stage_steps) of 8 " \
+        "operands" in message
 
 
 def test_bd_reduction_lanes_are_checked_like_fw_ones(tmp_path: Path) -> None:

@@ -504,7 +504,8 @@ def test_every_run_names_the_knobs_its_result_depends_on(report: Path,
     which it used."""
     page = (report / "report.md").read_text()
     hw = load_hardware(FP8)
-    knobs = (f"The result depends on: `sync_tiles` {hw.pe_array.sync_tiles}, compaction off, "
+    knobs = (f"The result depends on: `sync_tiles` {hw.pe_array.sync_tiles}, `stage_steps` "
+             f"{hw.pe_array.stage_steps}, compaction off, "
              f"skip granularity {hw.decoder.skip_granularity}, FW lanes over output channels, "
              f"BD lanes over input-gradient columns, WG lanes over output channels")
     assert page.count(knobs) == len(runs)

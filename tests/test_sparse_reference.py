@@ -55,6 +55,8 @@ def jobs(draw: st.DrawFn):
         "pe_array.cols": draw(st.integers(1, 3)),
         "pe_array.vector_width": vw,
         "pe_array.sync_tiles": draw(st.integers(1, 3)),
+        "pe_array.stage_steps": draw(st.sampled_from([1, 2, 3, 7, 64])),
+        "buffers.register_file_words": 4096,  # deep stages need more than the preset's
         "pe_array.pipeline_latency": draw(st.integers(0, 3)),
         "pe_array.wg_lanes": draw(st.sampled_from(["output_channels", "input_channels"])),
         "pe_array.fw_lanes": (fw_lanes := draw(st.sampled_from(["output_channels",
@@ -102,7 +104,7 @@ def test_engine_equals_cycle_stepped_reference(fp8_hw: HardwareConfig, job) -> N
     arr = RefArray(pe.rows, pe.cols, pe.vector_width, unit_width(hw), pe.sync_tiles,
                    dec.compaction, dec.compaction_indices_per_cycle if dec.compaction
                    else dec.indices_per_cycle, pe.pipeline_latency, pe.wg_lanes, pe.fw_lanes,
-                   pe.bd_lanes)
+                   pe.bd_lanes, pe.stage_steps)
     if use_gate or use_weight:
         cycles, stall, indices, issued = reference_job(
             layer, phase, gate if use_gate else None, base_mask if use_gate else None,
@@ -395,7 +397,7 @@ def test_group_gates_against_the_reference(fp8_hw: HardwareConfig, phase: str, l
     arr = RefArray(pe.rows, pe.cols, pe.vector_width, unit_width(hw), pe.sync_tiles,
                    compaction, dec.compaction_indices_per_cycle if compaction
                    else dec.indices_per_cycle, pe.pipeline_latency, pe.wg_lanes, pe.fw_lanes,
-                   pe.bd_lanes)
+                   pe.bd_lanes, pe.stage_steps)
     expected = reference_job(layer, phase, gate, base.mask, weight, arr, 2, group)
     assert (got.cycles_compute, got.cycles_decoder_stall, got.decoder_indices,
             got.macs_issued) == expected

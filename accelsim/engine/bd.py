@@ -21,7 +21,7 @@ from accelsim.kernels import coefficient_sums, masked_step_counts
 from accelsim.network import Layer
 
 
-def _bd_classes(layer: Layer, views: MaskViews, unit: int, gated: bool,
+def bd_classes(layer: Layer, views: MaskViews, unit: int, gated: bool,
                 weight: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray,
                                                     np.ndarray | None]:
     """BD unit columns grouped by (always, allowed) step sets: (allowed (J, F), classes (J,),
@@ -70,7 +70,7 @@ def bd_work(layer: Layer, views: MaskViews, unit: int, *, use_gate: bool,
     weight = masks.weight if use_weight else None
     lanes = unit_lanes(k, unit)
     unit_idx, row_idx, col_idx = no_indices(m, lanes.shape[0])
-    allowed, classes, first, always = _bd_classes(layer, views, unit, gated, weight)
+    allowed, classes, first, always = bd_classes(layer, views, unit, gated, weight)
     if always is None:
         steps = allowed[first].sum(axis=1, dtype=np.int32)
         counts = np.ascontiguousarray(np.broadcast_to(steps, (m, len(steps))))
@@ -142,7 +142,7 @@ def _bd_plan_of(layer: Layer, views: MaskViews, unit: int, rows: int, pass_len: 
     masks = views.masks
     m, f, k = layer.output_pixels, layer.cout, layer.k_per_group
     lanes = unit_lanes(k, unit)
-    allowed, classes, first, always = _bd_classes(layer, views, unit, gated, weight)
+    allowed, classes, first, always = bd_classes(layer, views, unit, gated, weight)
     per_row = pass_rows(m, rows, pass_len)[:, None, :]
     no_row_idx = np.zeros(per_row.shape[0], dtype=np.int64)
     col_idx = (allowed.sum(axis=1, dtype=np.int64) if weight is not None

@@ -56,6 +56,8 @@ class TreeSteps:
     full: np.ndarray
     base_macs: np.ndarray
     full_macs: np.ndarray
+    base_hits: np.ndarray  # bool (F, groups): which groups of the base path run
+    cond_hits: np.ndarray  # bool (F, groups): which groups of the conditional path run
 
 
 def fw_tree_steps(layer: Layer, views: MaskViews, tree: int, gated: bool,
@@ -75,7 +77,7 @@ def _fw_tree_steps_of(layer: Layer, views: MaskViews, tree: int, gated: bool,
     on_base = masks.base.mask if gated_base else np.zeros((f, k), dtype=bool)
     kept = np.ones((f, k), dtype=bool) if weight is None else weight
 
-    def path_steps(path: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def path_steps(path: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         position = np.cumsum(path, axis=1) - 1  # index of each k within its row's path
         groups = -(-k // tree) + 1
         hit = np.zeros((f, groups), dtype=bool)
@@ -84,11 +86,11 @@ def _fw_tree_steps_of(layer: Layer, views: MaskViews, tree: int, gated: bool,
         size = np.zeros((f, groups), dtype=np.int64)
         rows, cols = np.nonzero(path)
         np.add.at(size, (rows, position[rows, cols] // tree), 1)
-        return hit.sum(axis=1, dtype=np.int64), (hit * size).sum(axis=1)
+        return hit.sum(axis=1, dtype=np.int64), (hit * size).sum(axis=1), hit
 
-    base, base_macs = path_steps(on_base)
-    cond, cond_macs = path_steps(~on_base)
-    return TreeSteps(base, base + cond, base_macs, base_macs + cond_macs)
+    base, base_macs, base_hits = path_steps(on_base)
+    cond, cond_macs, cond_hits = path_steps(~on_base)
+    return TreeSteps(base, base + cond, base_macs, base_macs + cond_macs, base_hits, cond_hits)
 
 
 def tree_macs_issued(layer: Layer, views: MaskViews, tree: int, gated: bool,

@@ -122,13 +122,17 @@ def lane_layout(hw: HardwareConfig, phase: str) -> LaneLayout:
     return LaneLayout(unit, queue_columns(hw, unit), 0)
 
 
-def schedule(work: PhaseWork | PassSums, hw: HardwareConfig, qcols: int) -> Schedule:
-    """Run a phase's work through the queues of ``hw`` (``qcols`` queue columns)."""
+def schedule(work: PhaseWork | PassSums, hw: HardwareConfig, qcols: int,
+             staged: np.ndarray | None = None) -> Schedule:
+    """Run a phase's work through the queues of ``hw`` (``qcols`` queue columns); ``staged``:
+    each pass's compute under the operand stage (:mod:`accelsim.engine.stage`), or None where
+    the pass model holds."""
     pe, decoder = hw.pe_array, hw.decoder
     throughput = decoder_throughput(hw)
     if isinstance(work, PassSums):
         assert not decoder.compaction
-        return schedule_pass_sums(work, qcols, throughput, pe.pipeline_latency)
+        return schedule_pass_sums(work, qcols, throughput, pe.pipeline_latency, staged)
+    assert staged is None
     has_unit_idx = work.unit_idx is not None
     cycles, stall, indices, issued = schedule_passes(
         work.counts, work.classes, work.lanes, work.unit_idx if has_unit_idx else NO_UNIT_INDEX,
@@ -139,17 +143,21 @@ def schedule(work: PhaseWork | PassSums, hw: HardwareConfig, qcols: int) -> Sche
 
 
 NO_UNIT_SUMS = np.zeros((1, 1), dtype=np.int64)
+NO_STAGE = np.zeros((1, 1), dtype=np.int64)
 
 
 def schedule_pass_sums(work: PassSums, qcols: int, indices_per_cycle: int,
-                       latency: int) -> Schedule:
+                       latency: int, staged: np.ndarray | None = None) -> Schedule:
     """:func:`schedule` of per-pass sums (no compaction) on ``qcols`` queue columns, a decoder
-    of ``indices_per_cycle`` and a pipeline of ``latency`` cycles."""
+    of ``indices_per_cycle`` and a pipeline of ``latency`` cycles; ``staged``: int64 (passes,
+    column tiles) compute under the operand stage, or None (the slowest queue's sum)."""
     has_unit_idx = work.unit_idx_sums is not None
+    has_staged = staged is not None
     cycles, stall, indices, issued = schedule_sums(
         np.ascontiguousarray(work.sums, dtype=np.int64), work.classes, work.lanes,
         work.unit_idx_sums if has_unit_idx else NO_UNIT_SUMS, has_unit_idx,
-        work.row_idx_sums, work.col_idx, qcols, indices_per_cycle)
+        work.row_idx_sums, work.col_idx, qcols, indices_per_cycle,
+        staged if has_staged else NO_STAGE, has_staged)
     return Schedule(cycles + latency, stall, indices, issued)
 
 

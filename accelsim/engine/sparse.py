@@ -41,6 +41,7 @@ from accelsim.engine.schedule import (
     schedule,
     schedule_pass_sums,
 )
+from accelsim.engine.stage import StageLayout, stage_layout, staged_compute
 from accelsim.engine.systolic import nm_reduction_length
 from accelsim.engine.views import MaskViews, as_views
 from accelsim.engine.wg import WgPlan, wg_plan, wg_sums, wg_transposed_work, wg_work
@@ -126,6 +127,7 @@ class ComputeKey:
     vector_width: int
     pipeline_latency: int
     sync_tiles: int
+    stage_steps: int
     fw_lanes: str
     bd_lanes: str
     wg_lanes: str
@@ -138,8 +140,8 @@ def compute_key(hw: HardwareConfig) -> ComputeKey:
     """The :class:`ComputeKey` of ``hw``."""
     pe = hw.pe_array
     return ComputeKey(pe.rows, pe.cols, pe.dataflow, pe.vector_width, pe.pipeline_latency,
-                      pe.sync_tiles, pe.fw_lanes, pe.bd_lanes, pe.wg_lanes, hw.decoder,
-                      hw.sparsity_support, hw.dram.compress_sparse)
+                      pe.sync_tiles, pe.stage_steps, pe.fw_lanes, pe.bd_lanes, pe.wg_lanes,
+                      hw.decoder, hw.sparsity_support, hw.dram.compress_sparse)
 
 
 @dataclass(frozen=True)
@@ -292,7 +294,10 @@ def _sparse_compute(layer: Layer, phase: str, views: MaskViews, hw: HardwareConf
                         rows=rows, pass_len=pass_len) if compaction else
                 wg_sums(layer, views, unit, rows, pass_len, use_gate=use_gate,
                         use_weight=use_weight))
-    run = schedule(work, hw, layout.qcols)
+    stage = stage_layout(hw, layout)
+    staged = (staged_compute(layer, phase, views, stage, use_gate=use_gate,
+                             use_weight=use_weight) if stage is not None else None)
+    run = schedule(work, hw, layout.qcols, staged)
     if phase == "fw" and layout.tree:
         weight = masks.weight if use_weight else None
         run = dataclasses.replace(run, macs_issued=tree_macs_issued(
@@ -329,6 +334,13 @@ def _nm_tensor(layer: Layer, gemm: Gemm, views: MaskViews, hw: HardwareConfig,
         metadata = np.full(sums.col_idx.shape, math.ceil(gemm.t / m_), dtype=np.int64)
         steps = PassSums(sums.sums, sums.classes, sums.lanes, sums.unit_idx_sums,
                          sums.row_idx_sums, metadata)
+        stage = stage_layout(hw, lane_layout(hw, "fw"))
+        assert stage is not None
+        staged = staged_compute(layer, "fw", gated, stage, use_gate=True, use_weight=False)
+        if staged is not None:  # the gate's staged work, shrunk like the units' steps
+            staged = -(-staged * t // gemm.t)
+        return SparseCompute.of(schedule(steps, hw, queue_columns(hw, unit), staged), macs,
+                                dense_compute)
     return SparseCompute.of(schedule(steps, hw, queue_columns(hw, unit)), macs, dense_compute)
 
 
@@ -367,6 +379,7 @@ class GatedPlan:
     tree: int = 0                 # FW on adder-tree lanes of this width (issued MACs exact)
     supported: bool = True        # the hardware skips with gates in this phase (sums None:
     #                               the gate's straight-through FW needs every MAC)
+    stage: StageLayout | None = None  # the operand stage that bounds each pass, if any
 
     def compute(self, masks: LayerMasks | MaskViews) -> SparseCompute:
         """The job's compute with the gate of ``masks`` (same base path and group size as
@@ -377,7 +390,10 @@ class GatedPlan:
             return SparseCompute.dense(self.dense_compute, self.macs_dense, macs,
                                        supported=self.supported)
         work = self.sums.gated(views)
-        run = schedule_pass_sums(work, self.qcols, self.indices_per_cycle, self.latency)
+        staged = (staged_compute(self.layer, self.phase, views, self.stage, use_gate=True,
+                                 use_weight=False) if self.stage is not None else None)
+        run = schedule_pass_sums(work, self.qcols, self.indices_per_cycle, self.latency,
+                                 staged)
         if self.tree:
             run = dataclasses.replace(run, macs_issued=tree_macs_issued(
                 self.layer, views, self.tree, True, None))
@@ -426,4 +442,5 @@ def gated_plan(layer: Layer, phase: str, masks: LayerMasks | MaskViews,
     return GatedPlan(layer, phase, dense_cycles(layer, phase, pe), gemm.macs, sums,
                      layout.qcols, decoder_throughput(hw), pe.pipeline_latency,
                      layout.tree if sums is not None else 0,
-                     supported=phase in hw.sparsity_support.gate and not systolic)
+                     supported=phase in hw.sparsity_support.gate and not systolic,
+                     stage=stage_layout(hw, layout))

@@ -51,7 +51,7 @@ def _wg_matrix_work(layer: Layer, views: MaskViews, unit: int, use_gate: bool,
     every weight of the unit is pruned."""
     masks = views.masks
     m, f, k = layer.output_pixels, layer.cout, layer.k_per_group
-    weighted, lanes, needed = _needed_units(views, unit, use_weight, rows_over=rows_over,
+    weighted, lanes, needed = needed_units(views, unit, use_weight, rows_over=rows_over,
                                             shape=(k, f))
     unit_idx, row_idx, col_idx = no_indices(*needed.shape)
     if not (use_gate and masks.has_gate):
@@ -71,7 +71,7 @@ def _wg_matrix_work(layer: Layer, views: MaskViews, unit: int, use_gate: bool,
     return matrix_work(steps * needed, unit_idx, row_idx, col_idx, lanes)
 
 
-def _needed_units(views: MaskViews, unit: int, use_weight: bool, *, rows_over: str,
+def needed_units(views: MaskViews, unit: int, use_weight: bool, *, rows_over: str,
                   shape: tuple[int, int]) -> tuple[bool, np.ndarray, np.ndarray]:
     """(whether WG skips with the weight mask, real lanes per unit column, bool (rows, units):
     whether a unit has a kept weight to compute) for WG's rows over ``k`` (lanes over output

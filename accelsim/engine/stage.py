@@ -1,0 +1,237 @@
+"""The operand stage: how far queues may drift apart, and what a pass then lasts.
+
+A tensor-dataflow PE stages ``pe_array.stage_steps`` reduction steps of operands,
+double-buffered: the array broadcasts the streamed operand of each queued unit along its PE
+row and the shared operand down its PE column for D = stage_steps steps of the reduction at a
+time, in the reduction's order, and broadcasts the next D once every PE has worked through
+them. Inside a chunk of D steps each queue runs its units' work privately, so a pass lasts
+
+    sum over chunks x of max over queues q of W(q, x)
+
+where W(q, x) is the work (cycles) of q's queued units in the steps of x. When D covers the
+whole reduction this is the pass model of :mod:`accelsim.engine.schedule` (a pass lasts as
+long as its slowest queue); with D = 1 the queues step together, and a step lasts as long as
+the queue with most active units at that step.
+
+Each phase's steps, in the order they are broadcast:
+
+- FW (lanes over output channels): reduction columns k. A unit column's step k always runs
+  when a lane keeps weight (f, k) on its base path (every kept k without a gate), and runs
+  where the unit is active when it is kept off the base path.
+- FW on adder trees: each output's path groups, the base path's first (the tree's own order).
+- BD: output channels f (lanes over k) or groups of ``vector_width`` of them (adder trees).
+- WG: pixels m, in both lane mappings.
+
+A step of FW with N:M multiplexers is one of the shrunk reduction, so its chunks are planned
+on the gate's work without the weights and scaled by t'/t like the units' steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from accelsim.config import SYSTOLIC_DATAFLOWS, HardwareConfig
+from accelsim.engine.bd import bd_classes, bd_tree_plan
+from accelsim.engine.fw import fw_tree_steps
+from accelsim.engine.masks import pack_bits, unit_any
+from accelsim.engine.schedule import LaneLayout, pass_rows
+from accelsim.engine.views import MaskViews
+from accelsim.engine.wg import needed_units
+from accelsim.kernels import (
+    pass_row_sums,
+    staged_columns_rc,
+    staged_columns_rt,
+    staged_rows_jt,
+    staged_rows_rt,
+)
+from accelsim.network import Layer
+
+
+@dataclass(frozen=True)
+class StageLayout:
+    """What the stage reads of the hardware for one phase: queue rows and columns, output
+    rows per pass, lanes per unit (``unit``), adder-tree width (``tree``, 0: none), WG's lane
+    mapping and the stage depth in reduction steps."""
+
+    rows: int
+    pass_len: int
+    qcols: int
+    unit: int
+    tree: int
+    wg_lanes: str
+    stage_steps: int
+
+
+def stage_layout(hw: HardwareConfig, layout: LaneLayout) -> StageLayout | None:
+    """The :class:`StageLayout` of a phase on ``hw``, or None where the stage does not bound
+    the schedule: systolic arrays, and compaction (its dispatcher feeds every queue through
+    the distribution network it pays for per MAC)."""
+    pe = hw.pe_array
+    if pe.dataflow in SYSTOLIC_DATAFLOWS or hw.decoder.compaction:
+        return None
+    return StageLayout(pe.rows, pe.rows * pe.sync_tiles, layout.qcols, layout.unit,
+                       layout.tree, pe.wg_lanes, pe.stage_steps)
+
+
+def staged_compute(layer: Layer, phase: str, views: MaskViews, stage: StageLayout, *,
+                   use_gate: bool, use_weight: bool) -> np.ndarray | None:
+    """int64 (passes, column tiles): each pass's compute cycles under the operand stage, or
+    None when the stage holds the whole reduction (the pass model is then exact)."""
+    gated = use_gate and views.masks.has_gate
+    if phase == "fw":
+        return _fw(layer, views, stage, gated, use_weight)
+    if phase == "bd":
+        return _bd(layer, views, stage, gated, use_weight)
+    return _wg(layer, views, stage, gated, use_weight)
+
+
+def chunk_sums(steps: np.ndarray, stage: int) -> np.ndarray:
+    """int64 (R, ceil(T / stage)): the steps of a (R, T) array summed over chunks of
+    ``stage`` consecutive steps."""
+    starts = np.arange(0, steps.shape[1], stage)
+    return np.add.reduceat(steps.astype(np.int64), starts, axis=1)
+
+
+def _chunk_lengths(steps: int, stage: int) -> np.ndarray:
+    starts = np.arange(0, steps, stage, dtype=np.int64)
+    return np.minimum(starts + stage, steps) - starts
+
+
+def _columns(n_steps: int, fixed: np.ndarray, live: np.ndarray, active: np.ndarray | None,
+             layer_rows: int, stage: StageLayout) -> np.ndarray | None:
+    """FW's stage: unit columns' step sets ``fixed`` / ``live`` (bool (J, T)), ``active``
+    units per pass, column and queue row (None: no gate)."""
+    if stage.stage_steps >= n_steps:
+        return None
+    n_rows = pass_rows(layer_rows, stage.rows, stage.pass_len)
+    if active is None:
+        active = np.zeros((n_rows.shape[0], fixed.shape[0], stage.rows), dtype=np.int64)
+    return staged_columns_rc(n_rows, chunk_sums(fixed, stage.stage_steps),
+                             chunk_sums(live, stage.stage_steps),
+                             np.ascontiguousarray(active, dtype=np.int64), stage.qcols)
+
+
+def _fw(layer: Layer, views: MaskViews, stage: StageLayout, gated: bool,
+        use_weight: bool) -> np.ndarray | None:
+    masks = views.masks
+    f, k, m = layer.cout, layer.k_per_group, layer.output_pixels
+    weight = masks.weight if use_weight else None
+    if stage.tree:
+        return _fw_tree(layer, views, stage, gated, weight)
+    unit = stage.unit
+    allowed = (views.weight_any(unit, 0) if weight is not None
+               else np.ones((-(-f // unit), k), dtype=bool))
+    if not gated:
+        return _columns(k, allowed, np.zeros_like(allowed), None, m, stage)
+    if masks.base is None:
+        fixed = np.zeros_like(allowed)
+    elif weight is None:
+        fixed = views.base_any_over_f(unit)
+    else:
+        fixed = unit_any(weight & masks.base.mask, unit, axis=0)
+    active = views.unit_counts(unit, stage.rows, stage.pass_len)
+    return _columns(k, fixed, allowed & ~fixed, active, m, stage)
+
+
+def _fw_tree(layer: Layer, views: MaskViews, stage: StageLayout, gated: bool,
+             weight: np.ndarray | None) -> np.ndarray | None:
+    """FW on adder trees: output f's steps are its path's groups, the base path's first."""
+    masks = views.masks
+    steps = fw_tree_steps(layer, views, stage.tree, gated, weight)
+    f, groups = steps.base_hits.shape
+    gated_base = gated and masks.base is not None
+    n_base = (-(-masks.base.per_f // stage.tree) if gated_base
+              else np.zeros(f, dtype=np.int64))
+    n_steps = int((n_base + groups).max())
+    fixed = np.zeros((f, n_steps), dtype=bool)
+    live = np.zeros((f, n_steps), dtype=bool)
+    fixed[:, :groups] = steps.base_hits
+    cond = fixed if not gated else live
+    rows = np.repeat(np.arange(f), groups)
+    cols = (n_base[:, None] + np.arange(groups)[None, :]).ravel()
+    cond[rows, cols] |= steps.cond_hits.ravel()
+    active = (views.unit_counts(1, stage.rows, stage.pass_len) if gated else None)
+    return _columns(n_steps, fixed, live, active, layer.output_pixels, stage)
+
+
+def _bd(layer: Layer, views: MaskViews, stage: StageLayout, gated: bool,
+        use_weight: bool) -> np.ndarray | None:
+    masks = views.masks
+    m = layer.output_pixels
+    weight = masks.weight if use_weight else None
+    n_rows = pass_rows(m, stage.rows, stage.pass_len)
+    if stage.tree:
+        plan = bd_tree_plan(layer, views, stage.tree, gated, weight)
+        _, first = np.unique(plan.classes, return_index=True)
+        allowed = plan.groups.allowed[:, first].T  # (C, G_t)
+        always = plan.groups.always[:, first].T
+        classes = plan.classes
+        counts = (views.unit_counts(stage.tree, stage.rows, stage.pass_len) if gated
+                  else None)
+    else:
+        allowed_j, classes, first, always_j = bd_classes(layer, views, stage.unit, gated,
+                                                          weight)
+        if always_j is None:  # BD's classes without a gate go by step counts, not sets
+            _, first, classes = np.unique(pack_bits(allowed_j), axis=0, return_index=True,
+                                          return_inverse=True)
+            classes = classes.reshape(-1)
+        allowed = allowed_j[first]
+        always = always_j[first] if always_j is not None else np.zeros_like(allowed)
+        counts = None
+        if gated:
+            s = masks.gate_group_size
+            counts = np.repeat(views.group_counts(stage.rows, stage.pass_len), s, axis=1)
+    n_steps = allowed.shape[1]
+    if stage.stage_steps >= n_steps:
+        return None
+    fixed = allowed & always if gated else allowed
+    live = allowed & ~always if gated else np.zeros_like(allowed)
+    if counts is None:
+        counts = np.zeros((n_rows.shape[0], n_steps, stage.rows), dtype=np.int64)
+    return staged_columns_rt(n_rows, chunk_sums(fixed, stage.stage_steps),
+                             np.ascontiguousarray(live, dtype=np.uint8),
+                             np.ascontiguousarray(counts, dtype=np.int64),
+                             np.ascontiguousarray(classes, dtype=np.int64), stage.qcols,
+                             stage.stage_steps)
+
+
+def _wg(layer: Layer, views: MaskViews, stage: StageLayout, gated: bool,
+        use_weight: bool) -> np.ndarray | None:
+    """WG's steps are pixels; a unit runs every one (on a base path, or without a gate) or
+    the active ones; with lanes over output channels the activity is the unit column's,
+    with lanes over k its row's (output channel's)."""
+    masks = views.masks
+    m, f, k = layer.output_pixels, layer.cout, layer.k_per_group
+    if stage.stage_steps >= m:
+        return None
+    over_k = stage.wg_lanes == "output_channels"
+    unit = stage.unit
+    _, _, needed = needed_units(views, unit, use_weight, rows_over="k" if over_k else "f",
+                                 shape=(k, f))
+    if gated and masks.base is not None:
+        on_base = (views.base_any_over_f(unit).T if over_k else views.base_any_over_k(unit).T)
+    else:
+        on_base = np.zeros(needed.shape, dtype=bool)
+    fixed = needed & (on_base | (not gated))
+    live = needed & ~on_base & gated
+    lengths = _chunk_lengths(m, stage.stage_steps)
+    fixed_rows = pass_row_sums(fixed.astype(np.int64), stage.rows, stage.pass_len)
+    if over_k:
+        live_rows = pass_row_sums(live.astype(np.int64), stage.rows, stage.pass_len)
+        active = (chunk_sums(views.gate_views(unit).unit_active.T, stage.stage_steps)
+                  if gated else np.zeros((needed.shape[1], lengths.shape[0]), dtype=np.int64))
+        return staged_rows_jt(fixed_rows, live_rows, lengths, active, stage.qcols)
+    keys = np.concatenate([fixed.T, live.T], axis=1)
+    _, first, classes = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    if gated:
+        gate = views.gate_bool  # (N, F/s, P): pixel m = n * P + p
+        per_group = np.ascontiguousarray(gate.transpose(1, 0, 2)).reshape(gate.shape[1], -1)
+        counts = np.repeat(chunk_sums(per_group, stage.stage_steps),
+                           masks.gate_group_size, axis=0)
+    else:
+        counts = np.zeros((f, lengths.shape[0]), dtype=np.int64)
+    return staged_rows_rt(fixed_rows, np.ascontiguousarray(live[:, first], dtype=np.uint8),
+                          counts, classes.reshape(-1).astype(np.int64), stage.rows,
+                          stage.pass_len, lengths, stage.qcols)

@@ -1,0 +1,91 @@
+"""The operand stage (``pe_array.stage_steps``): how long a pass lasts when the queues may drift
+apart by only a few reduction steps, and what the register file must hold for it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from accelsim.config import HardwareConfig, with_overrides
+from accelsim.engine.masks import LayerMasks
+from accelsim.engine.schedule import unit_width
+from accelsim.engine.sparse import sparse_compute
+from accelsim.errors import InputError
+from accelsim.network import conv
+from tests.reference_model import RefArray, reference_job
+from tests.test_sparse_reference import jobs
+
+SMALL_ARRAY = {"pe_array.rows": 2, "pe_array.cols": 1, "pe_array.vector_width": 8,
+               "pe_array.sync_tiles": 1, "pe_array.pipeline_latency": 0,
+               "sparsity_support.gate_group_size": 1, "sparsity_support.nm_m": []}
+
+
+def two_pixel_bd(fp8_hw: HardwareConfig, stage: int) -> int:
+    """BD compute cycles of a 1x1 conv whose two pixels (one per PE row) each need a different
+    one of its two output channels' gradients."""
+    layer = conv("c", 8, 2, 1, 1, 0, 1, 2, 1)  # M = 2 pixels, F = 2, K = 8: one unit column
+    gate = np.zeros((1, 2, 2), dtype=bool)  # (N, F, P)
+    gate[0, 0, 0] = gate[0, 1, 1] = True    # pixel 0 needs f = 0, pixel 1 needs f = 1
+    hw = with_overrides(fp8_hw, {**SMALL_ARRAY, "pe_array.stage_steps": stage})
+    return sparse_compute(layer, "bd", LayerMasks(gate=gate), hw).cycles_compute
+
+
+def test_a_one_step_stage_waits_for_the_busiest_queue_at_every_step(fp8_hw) -> None:
+    # Each queue has one step of work. Drifting by a step, both finish in one cycle; a stage
+    # of one step broadcasts f = 0, waits for pixel 0's queue, then f = 1 for pixel 1's.
+    assert two_pixel_bd(fp8_hw, 2) == 1
+    assert two_pixel_bd(fp8_hw, 1) == 2
+
+
+def test_a_deeper_stage_than_the_register_file_holds_is_rejected(fp8_hw) -> None:
+    # the preset's 320 words hold one double-buffered step for 16 queued units (304 words)
+    with pytest.raises(InputError, match=r"register_file_words.*stage_steps"):
+        with_overrides(fp8_hw, {"pe_array.stage_steps": 2})
+    deeper = with_overrides(fp8_hw, {"pe_array.stage_steps": 2,
+                                     "buffers.register_file_words": 352})
+    assert deeper.pe_array.stage_steps == 2
+
+
+def _compute(job, fp8_hw: HardwareConfig, stage: int):
+    layer, phase, _, (native, group), base, weight, groups, overrides = job
+    hw = with_overrides(fp8_hw, {**overrides, "pe_array.stage_steps": stage,
+                                 "buffers.register_file_words": 4096})
+    masks = LayerMasks(gate=native, gate_group_size=group, base=base, weight=weight,
+                       gating_groups=groups)
+    return sparse_compute(layer, phase, masks, hw), hw
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(jobs(), st.sampled_from([1, 2, 3]))
+def test_a_stage_twice_as_deep_never_costs_cycles(fp8_hw, job, stage) -> None:
+    shallow, _ = _compute(job, fp8_hw, stage)
+    deep, _ = _compute(job, fp8_hw, 2 * stage)
+    assert deep.cycles_compute <= shallow.cycles_compute
+    assert deep.macs_issued == shallow.macs_issued  # the stage moves time, not work
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(jobs())
+def test_a_stage_that_holds_the_reduction_is_the_pass_model(fp8_hw, job) -> None:
+    # every reduction of these small jobs has at most 64 steps: one chunk per pass, so the
+    # pass lasts as long as its slowest queue (the reference's pass model, stage 0)
+    layer, phase, gate, _, base, weight, groups, _ = job
+    got, hw = _compute(job, fp8_hw, 64)
+    pe, dec, support = hw.pe_array, hw.decoder, hw.sparsity_support
+    use_gate = phase in support.gate and gate is not None
+    use_weight = phase in support.weight and weight is not None
+    if not (use_gate or use_weight):
+        return
+    arr = RefArray(pe.rows, pe.cols, pe.vector_width, unit_width(hw), pe.sync_tiles,
+                   dec.compaction, dec.compaction_indices_per_cycle if dec.compaction
+                   else dec.indices_per_cycle, pe.pipeline_latency, pe.wg_lanes, pe.fw_lanes,
+                   pe.bd_lanes, stage_steps=0)
+    base_mask = None if base is None else base.mask
+    expected = reference_job(layer, phase, gate if use_gate else None,
+                             base_mask if use_gate else None,
+                             weight if use_weight else None, arr, groups,
+                             job[3][1])
+    assert (got.cycles_compute, got.cycles_decoder_stall, got.decoder_indices,
+            got.macs_issued) == expected

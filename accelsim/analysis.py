@@ -23,8 +23,8 @@ if TYPE_CHECKING:
 
 PHASE_ORDER = ("fw", "bd", "wg")
 # The causes gap_decomposition splits lost cycles into, in the order reports draw them.
-GAP_CAUSES = ("estimator_cycles", "unexploited_cycles", "lockstep_cycles", "imbalance_cycles",
-              "decoder_cycles", "memory_cycles", "placement_cycles")
+GAP_CAUSES = ("estimator_cycles", "unexploited_cycles", "lockstep_cycles", "stage_cycles",
+              "imbalance_cycles", "decoder_cycles", "memory_cycles", "placement_cycles")
 # Best sweep points are chosen on absolute figures: a ratio to the dense run at the same point
 # would crown the slowest array, whose dense run is slowest too.
 BEST_METRICS: dict[str, str] = {"seconds_step": "min", "energy_step_pj": "min",
@@ -50,8 +50,8 @@ def ratio(numerator: pd.Series | float, denominator: pd.Series | float) -> Any:
 
 SUM_COLUMNS = ("macs_dense", "macs_effective", "macs_required", "macs_issued", "cycles",
                "cycles_dense",
-               "cycles_compute", "cycles_decoder_stall", "energy_pj", "energy_dense_pj",
-               "cycles_non_mac", "cycles_non_mac_dense")
+               "cycles_compute", "cycles_decoder_stall", "cycles_stage_wait", "energy_pj",
+               "energy_dense_pj", "cycles_non_mac", "cycles_non_mac_dense")
 
 
 def aggregate(results: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
@@ -121,9 +121,13 @@ def gap_decomposition(results: pd.DataFrame, by: Sequence[str] = ("phase",), *,
       training algorithm needs although the FLOPs view skips it (FW's conditional path where a
       straight-through gate gradient needs it everywhere), and ``lockstep_cycles`` =
       (macs_issued - macs_required) x k: idle lanes of active lock-step units;
-    - ``imbalance_cycles`` = cycles_compute - cycles_decoder_stall - cycles_compute_dense x q:
-      compute beyond the dense mapping's for the MACs issued (queues waiting for the slowest,
-      units that do not fill a tile; negative where compaction packs better than dense tiles);
+    - ``stage_cycles`` = cycles_stage_wait: queues waiting for the busiest one at every chunk
+      of ``pe_array.stage_steps`` reduction steps, beyond the slowest queue's own sum (0 where
+      results predate the column);
+    - ``imbalance_cycles`` = cycles_compute - cycles_decoder_stall - cycles_stage_wait -
+      cycles_compute_dense x q: compute beyond the dense mapping's for the MACs issued (queues
+      waiting for the slowest of a pass, units that do not fill a tile; negative where
+      compaction packs better than dense tiles);
     - ``decoder_cycles`` = cycles_decoder_stall;
     - ``memory_cycles`` = (cycles - cycles_compute) - (cycles_dense - cycles_compute_dense) x q:
       buffer- or DRAM-bound time beyond the dense run's, in proportion.
@@ -150,6 +154,8 @@ def gap_decomposition(results: pd.DataFrame, by: Sequence[str] = ("phase",), *,
     k = ratio(results["cycles_dense"].astype(float), dense_macs).where(dense_macs > 0, 0.0)
     q = ratio(results["macs_issued"].astype(float), dense_macs).where(dense_macs > 0, 0.0)
     supported = results["sparsity_supported"] != 0
+    stage = (results["cycles_stage_wait"].astype(float) if "cycles_stage_wait" in results
+             else pd.Series(0.0, index=results.index))
     needed = (results["macs_required"] - results["macs_effective"]) * k
     idle = (results["macs_issued"] - results["macs_required"]) * k
     dense_memory = results["cycles_dense"] - results["cycles_compute_dense"]
@@ -157,8 +163,9 @@ def gap_decomposition(results: pd.DataFrame, by: Sequence[str] = ("phase",), *,
         "estimator_cycles": needed.where(supported, 0.0),
         "unexploited_cycles": (needed + idle).where(~supported, 0.0),
         "lockstep_cycles": idle.where(supported, 0.0),
+        "stage_cycles": stage,
         "imbalance_cycles": results["cycles_compute"] - results["cycles_decoder_stall"]
-        - results["cycles_compute_dense"] * q,
+        - stage - results["cycles_compute_dense"] * q,
         "decoder_cycles": results["cycles_decoder_stall"].astype(float),
         "memory_cycles": results["cycles"] - results["cycles_compute"] - dense_memory * q,
         "effective_dense_cycles": results["macs_effective"] * k,

@@ -793,7 +793,7 @@ def coefficient_sums(fixed: np.ndarray, counts: np.ndarray,
 def schedule_sums(sums: np.ndarray, classes: np.ndarray, lanes: np.ndarray,
                   unit_idx_sums: np.ndarray, has_unit_idx: bool, row_idx_sums: np.ndarray,
                   col_idx: np.ndarray, qcols: int, indices_per_cycle: int,
-                  staged: np.ndarray, has_staged: bool) -> tuple[int, int, int, int]:
+                  staged: np.ndarray, has_staged: bool) -> tuple[int, int, int, int, int]:
     """:func:`schedule_passes` without compaction, from per-pass sums instead of rows.
 
     sums[p, c, r]: steps of class c summed over the rows of pass p in queue row r (a pass
@@ -802,12 +802,13 @@ def schedule_sums(sums: np.ndarray, classes: np.ndarray, lanes: np.ndarray,
     row_idx_sums[p]: row indices of pass p; col_idx[j], classes[j], lanes[j] as in
     schedule_passes. With ``has_staged`` the compute of pass p in column tile tc is
     ``staged[p, tc]`` instead (the operand stage's bound, :mod:`accelsim.engine.stage`).
-    Returns the same (cycles, stall cycles, indices, MACs issued).
+    Returns the same (cycles, stall cycles, indices, MACs issued) and the cycles the stage
+    added to the slowest queues' sums.
     """
     n_passes, _, n_queue_rows = sums.shape
     n_cols = classes.shape[0]
     col_tiles = (n_cols + qcols - 1) // qcols
-    issued = cycles = stall = indices_total = 0
+    issued = cycles = stall = indices_total = waited = 0
     for tc in range(col_tiles):
         c0, c1, col_part, n_local, local_class, _, local_lanes = _column_tile(
             classes, lanes, col_idx, tc, qcols)
@@ -823,6 +824,7 @@ def schedule_sums(sums: np.ndarray, classes: np.ndarray, lanes: np.ndarray,
                         compute = w
                 issued += total * local_lanes[lc]
             if has_staged:
+                waited += staged[p, tc] - compute
                 compute = staged[p, tc]
             indices = col_part + row_idx_sums[p]
             if has_unit_idx:
@@ -832,7 +834,7 @@ def schedule_sums(sums: np.ndarray, classes: np.ndarray, lanes: np.ndarray,
             cycles += pass_cycles
             stall += pass_stall
             indices_total += indices
-    return cycles, stall, indices_total, issued
+    return cycles, stall, indices_total, issued, waited
 
 
 # -- the operand stage: a pass's compute summed over chunks of stage steps -------------------

@@ -55,6 +55,7 @@ GAP_PARTS: tuple[tuple[str, str, str, str], ...] = (
     ("estimator_cycles", "dense forward for the gate's gradient", PALETTE[6], ""),
     ("unexploited_cycles", "not exploited by this hardware", GREY, "//"),
     ("lockstep_cycles", "idle lock-step lanes", PALETTE[3], ""),
+    ("stage_cycles", "waiting at operand-stage chunks", PALETTE[2], ""),
     ("imbalance_cycles", "load imbalance beyond the dense mapping", PALETTE[1], ""),
     ("decoder_cycles", "decoder stalls", PALETTE[4], ""),
     ("memory_cycles", "memory-bound beyond the dense run", PALETTE[0], ""),

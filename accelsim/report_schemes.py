@@ -312,6 +312,7 @@ def display_gap(gaps: pd.DataFrame) -> pd.DataFrame:
                           ("lost_cycles", "lost"), ("estimator_cycles", "gate gradient"),
                           ("unexploited_cycles", "not exploited"),
                           ("lockstep_cycles", "lock-step lanes"),
+                          ("stage_cycles", "stage"),
                           ("imbalance_cycles", "imbalance"),
                           ("decoder_cycles", "decoder"), ("memory_cycles", "memory"),
                           ("placement_cycles", "placement")):

@@ -21,6 +21,7 @@ CAUSES = {
     "estimator_cycles": ("the forward pass the straight-through gate gradient needs dense", ""),
     "unexploited_cycles": ("sparsity this hardware does not exploit", ""),
     "lockstep_cycles": ("idle lanes of lock-step units", ""),
+    "stage_cycles": ("queues waiting for the busiest at each operand-stage chunk", ""),
     "imbalance_cycles": ("load imbalance beyond the dense mapping's",
                          "work packed better than the dense tiles"),
     "decoder_cycles": ("decoder stalls", ""),

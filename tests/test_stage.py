@@ -24,12 +24,14 @@ SMALL_ARRAY = {"pe_array.rows": 2, "pe_array.cols": 1, "pe_array.vector_width": 
 
 def two_pixel_bd(fp8_hw: HardwareConfig, stage: int) -> int:
     """BD compute cycles of a 1x1 conv whose two pixels (one per PE row) each need a different
-    one of its two output channels' gradients."""
+    one of its two output channels' gradients (and checks the wait is named as the stage's)."""
     layer = conv("c", 8, 2, 1, 1, 0, 1, 2, 1)  # M = 2 pixels, F = 2, K = 8: one unit column
     gate = np.zeros((1, 2, 2), dtype=bool)  # (N, F, P)
     gate[0, 0, 0] = gate[0, 1, 1] = True    # pixel 0 needs f = 0, pixel 1 needs f = 1
     hw = with_overrides(fp8_hw, {**SMALL_ARRAY, "pe_array.stage_steps": stage})
-    return sparse_compute(layer, "bd", LayerMasks(gate=gate), hw).cycles_compute
+    compute = sparse_compute(layer, "bd", LayerMasks(gate=gate), hw)
+    assert compute.cycles_stage_wait == compute.cycles_compute - 1  # the slowest queue: 1
+    return compute.cycles_compute
 
 
 def test_a_one_step_stage_waits_for_the_busiest_queue_at_every_step(fp8_hw) -> None:

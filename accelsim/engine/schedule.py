@@ -98,6 +98,7 @@ class Schedule:
     decoder_indices: int        # indices decoded
     macs_issued: int            # the lanes' MACs, idle lanes of active lock-step units included
     compacted: bool = False     # the work went through the compaction network
+    cycles_stage_wait: int = 0  # compute cycles the operand stage added to the slowest queues
 
 
 @dataclass(frozen=True)
@@ -153,12 +154,12 @@ def schedule_pass_sums(work: PassSums, qcols: int, indices_per_cycle: int,
     column tiles) compute under the operand stage, or None (the slowest queue's sum)."""
     has_unit_idx = work.unit_idx_sums is not None
     has_staged = staged is not None
-    cycles, stall, indices, issued = schedule_sums(
+    cycles, stall, indices, issued, waited = schedule_sums(
         np.ascontiguousarray(work.sums, dtype=np.int64), work.classes, work.lanes,
         work.unit_idx_sums if has_unit_idx else NO_UNIT_SUMS, has_unit_idx,
         work.row_idx_sums, work.col_idx, qcols, indices_per_cycle,
         staged if has_staged else NO_STAGE, has_staged)
-    return Schedule(cycles + latency, stall, indices, issued)
+    return Schedule(cycles + latency, stall, indices, issued, cycles_stage_wait=waited)
 
 
 def queue_columns(hw: HardwareConfig, unit: int) -> int:

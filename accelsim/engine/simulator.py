@@ -74,6 +74,7 @@ class JobResult:
     macs_issued: int
     cycles_compute: int
     cycles_decoder_stall: int
+    cycles_stage_wait: int
     cycles_buffer: int
     cycles_dram: int
     cycles: int
@@ -232,7 +233,8 @@ class JobFrame:
             phase=self.phase, macs_dense=macs_dense, macs_effective=compute.macs_effective,
             macs_required=compute.macs_required, macs_issued=compute.macs_issued,
             cycles_compute=compute.cycles_compute,
-            cycles_decoder_stall=compute.cycles_decoder_stall, cycles_buffer=buffer,
+            cycles_decoder_stall=compute.cycles_decoder_stall,
+            cycles_stage_wait=compute.cycles_stage_wait, cycles_buffer=buffer,
             cycles_dram=dram, cycles=cycles, cycles_dense=cycles_dense,
             cycles_compute_dense=compute.cycles_compute_dense,
             sparsity_supported=int(compute.supported),

@@ -156,6 +156,7 @@ class SparseCompute:
     cycles_compute_dense: int
     compacted: bool = False  # its work went through the compaction network
     supported: bool = True   # False: the hardware cannot skip with this job's masks here
+    cycles_stage_wait: int = 0  # of cycles_compute: queues waiting at operand-stage chunks
 
     @property
     def macs_effective(self) -> int:
@@ -171,7 +172,8 @@ class SparseCompute:
     def of(cls, run: Schedule, macs: JobMacs, cycles_compute_dense: int) -> SparseCompute:
         """The compute of a job whose work ran as ``run``."""
         return cls(run.cycles, run.cycles_decoder_stall, run.decoder_indices, run.macs_issued,
-                   macs, cycles_compute_dense, run.compacted)
+                   macs, cycles_compute_dense, run.compacted,
+                   cycles_stage_wait=run.cycles_stage_wait)
 
     @classmethod
     def unskipped(cls, cycles: int, macs_issued: int, macs: JobMacs,

@@ -796,8 +796,8 @@ def schedule_sums(sums: np.ndarray, classes: np.ndarray, lanes: np.ndarray,
                   staged: np.ndarray, has_staged: bool) -> tuple[int, int, int, int, int]:
     """:func:`schedule_passes` without compaction, from per-pass sums instead of rows.
 
-    sums[p, c, r]: steps of class c summed over the rows of pass p in queue row r (a pass
-    lasts as long as its slowest queue, so these sums are all the schedule needs);
+    sums[p, c, r]: steps of class c summed over the rows of pass p in queue row r (without a
+    stage a pass lasts as long as its slowest queue, so these sums are all it needs);
     unit_idx_sums[p, j]: decoder indices of unit column j in pass p (if ``has_unit_idx``);
     row_idx_sums[p]: row indices of pass p; col_idx[j], classes[j], lanes[j] as in
     schedule_passes. With ``has_staged`` the compute of pass p in column tile tc is
@@ -838,8 +838,9 @@ def schedule_sums(sums: np.ndarray, classes: np.ndarray, lanes: np.ndarray,
 
 
 # -- the operand stage: a pass's compute summed over chunks of stage steps -------------------
-# Each kernel returns int64 (passes, column tiles): sum over the chunks x of the pass's steps
-# of max over queues (r, local column) of the queue's work in x (the work W below).
+# Each kernel returns int64 (passes, column tiles): compute cycles of each pass, the sum over
+# the chunks x of the pass's steps of max over queues (r, local column) of the queue's work in
+# x (W below, in cycles: one per unit and step that runs).
 
 
 @njit(**JIT)

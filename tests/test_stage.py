@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from accelsim.config import HardwareConfig, with_overrides
-from accelsim.engine.masks import LayerMasks
+from accelsim.engine.masks import BasePath, LayerMasks
 from accelsim.engine.schedule import unit_width
 from accelsim.engine.sparse import sparse_compute
 from accelsim.errors import InputError
@@ -91,3 +91,38 @@ def test_a_stage_that_holds_the_reduction_is_the_pass_model(fp8_hw, job) -> None
                              job[3][1])
     assert (got.cycles_compute, got.cycles_decoder_stall, got.decoder_indices,
             got.macs_issued) == expected
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_nm_multiplexers_with_a_gate_stage_the_shrunk_reduction(fp8_hw, seed) -> None:
+    """FW on 2:4 multiplexers with a gate: each unit runs its scaled base steps, then its
+    scaled conditional steps where active, so every unit column has the same step positions
+    and queues differ only in how many units are active: every chunk's busiest queue is the
+    pass's, and each stage gives the pass model's cycles (never fewer)."""
+    layer = conv("c", 8, 8, 1, 1, 0, 2, 3, 2)  # M = 12, F = 8, K = 8
+    base = BasePath.of_layer(layer, 2, (1, 0))
+    rng = np.random.default_rng(seed)
+    gate = rng.random((2, 8, 6)) < 0.4
+    cycles = {}
+    for stage in (1, 2, 4, 8):
+        hw = with_overrides(fp8_hw, {
+            "pe_array.rows": 2, "pe_array.cols": 1, "pe_array.vector_width": 1,
+            "pe_array.sync_tiles": 2, "pe_array.stage_steps": stage,
+            "pe_array.pipeline_latency": 0, "decoder.skip_granularity": "element",
+            "buffers.register_file_words": 4096, "sparsity_support.gate_group_size": 1,
+            "sparsity_support.nm_m": [4]})
+        got = sparse_compute(layer, "fw", LayerMasks(gate=gate, base=base, nm=(2, 4),
+                                                     gating_groups=2), hw)
+        assert got.cycles_stage_wait == 0
+        cycles[stage] = got.cycles_compute
+    assert cycles[1] == cycles[2] == cycles[4] == cycles[8]
+
+
+def test_a_declared_nm_pattern_without_multiplexers_for_it_runs_dense(fp8_hw) -> None:
+    """A grouped conv whose N:M pattern is declared (no recorded mask) with an M the
+    multiplexers do not support runs every group dense, like the dense job."""
+    layer = conv("g", 16, 16, 3, 1, 1, 8, 8, 2, groups=4)
+    hw = with_overrides(fp8_hw, {"sparsity_support.nm_m": [8]})
+    got = sparse_compute(layer, "fw", LayerMasks(nm=(2, 4)), hw)
+    assert got.cycles_compute == got.cycles_compute_dense
+    assert got.macs_issued == layer.macs and not got.supported

@@ -21,20 +21,28 @@ from accelsim.kernels import coefficient_sums, masked_step_counts
 from accelsim.network import Layer
 
 
+@dataclass(frozen=True, eq=False)
+class BdClasses:
+    """BD's unit columns grouped by their step sets (:func:`bd_classes`). Without a gate the
+    classes group columns by step count only (all the pass sums need)."""
+
+    allowed: np.ndarray        # bool (J, F): some lane of the column keeps weight (f, k)
+    classes: np.ndarray        # int64 (J,): class of each unit column
+    first: np.ndarray          # int64 (C,): first unit column of each class
+    always: np.ndarray | None  # bool (J, F): f's base chunk feeds a lane; None: not gated
+
+
 def bd_classes(layer: Layer, views: MaskViews, unit: int, gated: bool,
-                weight: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray,
-                                                    np.ndarray | None]:
-    """BD unit columns grouped by (always, allowed) step sets: (allowed (J, F), classes (J,),
-    first unit of each class, always (J, F) or None when not gated). Cached: they depend on
-    the weight mask and the base path only."""
+               weight: np.ndarray | None) -> BdClasses:
+    """BD unit columns grouped by (always, allowed) step sets. Cached: they depend on the
+    weight mask and the base path only."""
     return views.structure(("bd_classes", layer.cout, layer.k_per_group, unit, gated,
                             weight is not None),
                            lambda: _bd_classes_of(layer, views, unit, gated, weight))
 
 
 def _bd_classes_of(layer: Layer, views: MaskViews, unit: int, gated: bool,
-                   weight: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray,
-                                                       np.ndarray | None]:
+                   weight: np.ndarray | None) -> BdClasses:
     masks = views.masks
     f = layer.cout
     units = unit_lanes(layer.k_per_group, unit).shape[0]
@@ -43,11 +51,12 @@ def _bd_classes_of(layer: Layer, views: MaskViews, unit: int, gated: bool,
     if not gated:
         steps = allowed.sum(axis=1, dtype=np.int64)
         _, first, classes = np.unique(steps, return_index=True, return_inverse=True)
-        return allowed, classes.reshape(-1).astype(np.int64), first, None
+        return BdClasses(allowed, classes.reshape(-1).astype(np.int64), first, None)
     if masks.base is None:
         always = np.zeros((units, f), dtype=bool)
         if weight is None:
-            return allowed, np.zeros(units, dtype=np.int64), np.zeros(1, dtype=np.int64), always
+            return BdClasses(allowed, np.zeros(units, dtype=np.int64),
+                             np.zeros(1, dtype=np.int64), always)
     else:
         always = views.base_any_over_k(unit)
         if weight is None and masks.base.groups < 63:
@@ -55,10 +64,10 @@ def _bd_classes_of(layer: Layer, views: MaskViews, unit: int, gated: bool,
             members = masks.base.members_over_k(unit)
             code = members.astype(np.int64) @ (np.int64(1) << np.arange(members.shape[1]))
             _, first, classes = np.unique(code, return_index=True, return_inverse=True)
-            return allowed, classes.astype(np.int64), first, always
+            return BdClasses(allowed, classes.astype(np.int64), first, always)
     keys = np.concatenate([pack_bits(always), pack_bits(allowed)], axis=1)
     _, first, classes = np.unique(keys, axis=0, return_index=True, return_inverse=True)
-    return allowed, classes.reshape(-1).astype(np.int64), first, always
+    return BdClasses(allowed, classes.reshape(-1).astype(np.int64), first, always)
 
 
 def bd_work(layer: Layer, views: MaskViews, unit: int, *, use_gate: bool,
@@ -70,7 +79,9 @@ def bd_work(layer: Layer, views: MaskViews, unit: int, *, use_gate: bool,
     weight = masks.weight if use_weight else None
     lanes = unit_lanes(k, unit)
     unit_idx, row_idx, col_idx = no_indices(m, lanes.shape[0])
-    allowed, classes, first, always = bd_classes(layer, views, unit, gated, weight)
+    grouped = bd_classes(layer, views, unit, gated, weight)
+    allowed, classes, first, always = (grouped.allowed, grouped.classes, grouped.first,
+                                       grouped.always)
     if always is None:
         steps = allowed[first].sum(axis=1, dtype=np.int32)
         counts = np.ascontiguousarray(np.broadcast_to(steps, (m, len(steps))))
@@ -142,7 +153,9 @@ def _bd_plan_of(layer: Layer, views: MaskViews, unit: int, rows: int, pass_len: 
     masks = views.masks
     m, f, k = layer.output_pixels, layer.cout, layer.k_per_group
     lanes = unit_lanes(k, unit)
-    allowed, classes, first, always = bd_classes(layer, views, unit, gated, weight)
+    grouped = bd_classes(layer, views, unit, gated, weight)
+    allowed, classes, first, always = (grouped.allowed, grouped.classes, grouped.first,
+                                       grouped.always)
     per_row = pass_rows(m, rows, pass_len)[:, None, :]
     no_row_idx = np.zeros(per_row.shape[0], dtype=np.int64)
     col_idx = (allowed.sum(axis=1, dtype=np.int64) if weight is not None

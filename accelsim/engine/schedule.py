@@ -4,7 +4,8 @@ The work of a phase is either the per-pixel matrix (:class:`PhaseWork`, needed w
 or its sums per pass and queue row (:class:`PassSums`); :func:`schedule` runs either through
 :func:`accelsim.kernels.schedule_passes` / :func:`accelsim.kernels.schedule_sums`: units work
 through private queues of ``rows`` rows for ``sync_tiles`` tiles, a pass lasts as long as its
-slowest queue or as the decoder needs for its indices (the stall rule,
+slowest queue (or, without compaction, as its operand stage allows: ``staged``,
+:mod:`accelsim.engine.stage`) or as the decoder needs for its indices (the stall rule,
 ``kernels._pass_cycles``), and issued MACs count idle lanes of active units.
 """
 

@@ -41,7 +41,12 @@ from accelsim.engine.schedule import (
     schedule,
     schedule_pass_sums,
 )
-from accelsim.engine.stage import StageLayout, stage_layout, staged_compute
+from accelsim.engine.stage import (
+    StageLayout,
+    stage_layout,
+    staged_compute,
+    staged_compute_nm,
+)
 from accelsim.engine.systolic import nm_reduction_length
 from accelsim.engine.views import MaskViews, as_views
 from accelsim.engine.wg import WgPlan, wg_plan, wg_sums, wg_transposed_work, wg_work
@@ -217,9 +222,11 @@ def sparse_compute(layer: Layer, phase: str, masks: LayerMasks | MaskViews,
                          field=f"layer {layer.name!r}")
     support = hw.sparsity_support
     use_gate = phase in support.gate and masks.skips_with_gate(phase)
-    # A declared N:M pattern (no recorded mask) is exploitable only by FW's multiplexers.
+    # A declared N:M pattern (no recorded mask) is exploitable only by FW's multiplexers,
+    # when they select from groups of its M.
     use_weight = phase in support.weight and (
-        masks.weight is not None or (phase == "fw" and masks.nm is not None))
+        masks.weight is not None or (phase == "fw" and masks.nm is not None
+                                     and masks.nm[1] in support.nm_m))
     gemm = phase_gemm(layer, phase, hw.pe_array)
     dense_compute = dense_cycles(layer, phase, hw.pe_array)
     macs = job_macs(layer, views, phase)
@@ -338,9 +345,7 @@ def _nm_tensor(layer: Layer, gemm: Gemm, views: MaskViews, hw: HardwareConfig,
                          sums.row_idx_sums, metadata)
         stage = stage_layout(hw, lane_layout(hw, "fw"))
         assert stage is not None
-        staged = staged_compute(layer, "fw", gated, stage, use_gate=True, use_weight=False)
-        if staged is not None:  # the gate's staged work, shrunk like the units' steps
-            staged = -(-staged * t // gemm.t)
+        staged = staged_compute_nm(layer, gated, stage, t, gemm.t)
         return SparseCompute.of(schedule(steps, hw, queue_columns(hw, unit), staged), macs,
                                 dense_compute)
     return SparseCompute.of(schedule(steps, hw, queue_columns(hw, unit)), macs, dense_compute)

@@ -22,8 +22,9 @@ Each phase's steps, in the order they are broadcast:
 - BD: output channels f (lanes over k) or groups of ``vector_width`` of them (adder trees).
 - WG: pixels m, in both lane mappings.
 
-A step of FW with N:M multiplexers is one of the shrunk reduction, so its chunks are planned
-on the gate's work without the weights and scaled by t'/t like the units' steps.
+With N:M multiplexers and a gate (:func:`staged_compute_nm`), FW's steps are those of the
+shrunk reduction: a unit runs its t'/t-scaled base steps, then, where it is active, its scaled
+conditional steps, as the pass sums count them.
 """
 
 from __future__ import annotations
@@ -87,6 +88,24 @@ def staged_compute(layer: Layer, phase: str, views: MaskViews, stage: StageLayou
     return _wg(layer, views, stage, gated, use_weight)
 
 
+def staged_compute_nm(layer: Layer, views: MaskViews, stage: StageLayout, shrunk: int,
+                      steps: int) -> np.ndarray | None:
+    """:func:`staged_compute` of gated FW on N:M multiplexers that shrink a reduction of
+    ``steps`` to ``shrunk``: unit j runs positions [0, b_j) always and [b_j, t'_j) where
+    active, b_j and t'_j its base and whole reduction scaled by shrunk / steps (rounded up)."""
+    masks = views.masks
+    units = -(-layer.cout // stage.unit)
+    full = np.full(units, -(-layer.k_per_group * shrunk // steps), dtype=np.int64)
+    base = (views.base_any_over_f(stage.unit).sum(axis=1, dtype=np.int64)
+            if masks.base is not None else np.zeros(units, dtype=np.int64))
+    base = -(-base * shrunk // steps)
+    position = np.arange(int(full.max()))[None, :]
+    fixed = position < base[:, None]
+    live = (position < full[:, None]) & ~fixed
+    active = views.unit_counts(stage.unit, stage.rows, stage.pass_len)
+    return _columns(position.shape[1], fixed, live, active, layer.output_pixels, stage)
+
+
 def chunk_sums(steps: np.ndarray, stage: int) -> np.ndarray:
     """int64 (R, ceil(T / stage)): the steps of a (R, T) array summed over chunks of
     ``stage`` consecutive steps."""
@@ -95,14 +114,17 @@ def chunk_sums(steps: np.ndarray, stage: int) -> np.ndarray:
 
 
 def _chunk_lengths(steps: int, stage: int) -> np.ndarray:
+    """int64 (ceil(steps / stage),): the steps in each chunk (the last may be short)."""
     starts = np.arange(0, steps, stage, dtype=np.int64)
     return np.minimum(starts + stage, steps) - starts
 
 
 def _columns(n_steps: int, fixed: np.ndarray, live: np.ndarray, active: np.ndarray | None,
              layer_rows: int, stage: StageLayout) -> np.ndarray | None:
-    """FW's stage: unit columns' step sets ``fixed`` / ``live`` (bool (J, T)), ``active``
-    units per pass, column and queue row (None: no gate)."""
+    """The stage of steps that belong to unit columns (FW): ``fixed`` / ``live``, bool
+    (J, T), the steps each column runs always / where a unit is active; ``active``, int64
+    (passes, J, rows): active units of each pass, column and queue row (None: no gate).
+    Returns compute cycles per (pass, column tile), or None when one chunk holds T."""
     if stage.stage_steps >= n_steps:
         return None
     n_rows = pass_rows(layer_rows, stage.rows, stage.pass_len)
@@ -115,6 +137,7 @@ def _columns(n_steps: int, fixed: np.ndarray, live: np.ndarray, active: np.ndarr
 
 def _fw(layer: Layer, views: MaskViews, stage: StageLayout, gated: bool,
         use_weight: bool) -> np.ndarray | None:
+    """FW over output-channel lanes: steps are the reduction columns k."""
     masks = views.masks
     f, k, m = layer.cout, layer.k_per_group, layer.output_pixels
     weight = masks.weight if use_weight else None
@@ -148,16 +171,20 @@ def _fw_tree(layer: Layer, views: MaskViews, stage: StageLayout, gated: bool,
     fixed = np.zeros((f, n_steps), dtype=bool)
     live = np.zeros((f, n_steps), dtype=bool)
     fixed[:, :groups] = steps.base_hits
-    cond = fixed if not gated else live
     rows = np.repeat(np.arange(f), groups)
     cols = (n_base[:, None] + np.arange(groups)[None, :]).ravel()
-    cond[rows, cols] |= steps.cond_hits.ravel()
+    if gated:  # the conditional path's groups run where the output's gate bit is on
+        live[rows, cols] = steps.cond_hits.ravel()
+    else:      # without a gate the whole path is one, and always runs
+        fixed[rows, cols] |= steps.cond_hits.ravel()
     active = (views.unit_counts(1, stage.rows, stage.pass_len) if gated else None)
     return _columns(n_steps, fixed, live, active, layer.output_pixels, stage)
 
 
 def _bd(layer: Layer, views: MaskViews, stage: StageLayout, gated: bool,
         use_weight: bool) -> np.ndarray | None:
+    """BD: steps are output channels f (or groups of them on adder trees); a column's step
+    runs always where its base chunk feeds it, else where the pixel's gate is on."""
     masks = views.masks
     m = layer.output_pixels
     weight = masks.weight if use_weight else None
@@ -171,14 +198,15 @@ def _bd(layer: Layer, views: MaskViews, stage: StageLayout, gated: bool,
         counts = (views.unit_counts(stage.tree, stage.rows, stage.pass_len) if gated
                   else None)
     else:
-        allowed_j, classes, first, always_j = bd_classes(layer, views, stage.unit, gated,
-                                                          weight)
-        if always_j is None:  # BD's classes without a gate go by step counts, not sets
-            _, first, classes = np.unique(pack_bits(allowed_j), axis=0, return_index=True,
-                                          return_inverse=True)
+        grouped = bd_classes(layer, views, stage.unit, gated, weight)
+        classes, first = grouped.classes, grouped.first
+        if grouped.always is None:  # BD's classes without a gate go by step counts, not sets
+            _, first, classes = np.unique(pack_bits(grouped.allowed), axis=0,
+                                          return_index=True, return_inverse=True)
             classes = classes.reshape(-1)
-        allowed = allowed_j[first]
-        always = always_j[first] if always_j is not None else np.zeros_like(allowed)
+        allowed = grouped.allowed[first]
+        always = (grouped.always[first] if grouped.always is not None
+                  else np.zeros_like(allowed))
         counts = None
         if gated:
             s = masks.gate_group_size
@@ -208,8 +236,8 @@ def _wg(layer: Layer, views: MaskViews, stage: StageLayout, gated: bool,
         return None
     over_k = stage.wg_lanes == "output_channels"
     unit = stage.unit
-    _, _, needed = needed_units(views, unit, use_weight, rows_over="k" if over_k else "f",
-                                 shape=(k, f))
+    needed = needed_units(views, unit, use_weight, rows_over="k" if over_k else "f",
+                          shape=(k, f)).needed
     if gated and masks.base is not None:
         on_base = (views.base_any_over_f(unit).T if over_k else views.base_any_over_k(unit).T)
     else:

@@ -51,8 +51,8 @@ def _wg_matrix_work(layer: Layer, views: MaskViews, unit: int, use_gate: bool,
     every weight of the unit is pruned."""
     masks = views.masks
     m, f, k = layer.output_pixels, layer.cout, layer.k_per_group
-    weighted, lanes, needed = needed_units(views, unit, use_weight, rows_over=rows_over,
-                                            shape=(k, f))
+    units = needed_units(views, unit, use_weight, rows_over=rows_over, shape=(k, f))
+    weighted, lanes, needed = units.weighted, units.lanes, units.needed
     unit_idx, row_idx, col_idx = no_indices(*needed.shape)
     if not (use_gate and masks.has_gate):
         steps = np.full(needed.shape, m, dtype=np.int64)
@@ -71,21 +71,29 @@ def _wg_matrix_work(layer: Layer, views: MaskViews, unit: int, use_gate: bool,
     return matrix_work(steps * needed, unit_idx, row_idx, col_idx, lanes)
 
 
+@dataclass(frozen=True)
+class WgUnits:
+    """Which of WG's units have a gradient to compute (:func:`needed_units`)."""
+
+    weighted: bool       # WG skips with the weight mask
+    lanes: np.ndarray    # int64 (units per row,): real lanes per unit column
+    needed: np.ndarray   # bool (rows, units per row): the unit has a kept weight
+
+
 def needed_units(views: MaskViews, unit: int, use_weight: bool, *, rows_over: str,
-                  shape: tuple[int, int]) -> tuple[bool, np.ndarray, np.ndarray]:
-    """(whether WG skips with the weight mask, real lanes per unit column, bool (rows, units):
-    whether a unit has a kept weight to compute) for WG's rows over ``k`` (lanes over output
-    channels) or over ``f`` (lanes over k); ``shape`` = (K, F). Pruned weights get no gradient,
-    except at steps that need the dense weight gradient."""
+                 shape: tuple[int, int]) -> WgUnits:
+    """The :class:`WgUnits` of WG's rows over ``k`` (lanes over output channels) or over
+    ``f`` (lanes over k); ``shape`` = (K, F). Pruned weights get no gradient, except at steps
+    that need the dense weight gradient."""
     masks = views.masks
     k, f = shape
     weighted = use_weight and masks.weight is not None and not masks.dense_weight_gradient
     rows, length, axis = (k, f, 0) if rows_over == "k" else (f, k, 1)
     lanes = unit_lanes(length, unit)
     if not weighted:
-        return False, lanes, np.ones((rows, lanes.shape[0]), dtype=bool)
+        return WgUnits(False, lanes, np.ones((rows, lanes.shape[0]), dtype=bool))
     needed = views.weight_any(unit, axis)
-    return True, lanes, needed.T if rows_over == "k" else needed
+    return WgUnits(True, lanes, needed.T if rows_over == "k" else needed)
 
 
 def wg_sums(layer: Layer, views: MaskViews, unit: int, rows: int, pass_len: int, *,

@@ -843,6 +843,27 @@ def schedule_sums(sums: np.ndarray, classes: np.ndarray, lanes: np.ndarray,
 # x (W below, in cycles: one per unit and step that runs).
 
 
+@njit(**INLINE)
+def _dominant_pairs(a: np.ndarray, b: np.ndarray, out_a: np.ndarray,
+                    out_b: np.ndarray) -> int:
+    """The pairs (a[r], b[r]) that no other pair beats in both (a max over r of
+    a[r] x u + b[r] x v, u, v >= 0, needs only these); writes them to out_a / out_b and
+    returns how many."""
+    n = 0
+    for r in range(a.shape[0]):
+        beaten = False
+        for q in range(a.shape[0]):
+            if q != r and a[q] >= a[r] and b[q] >= b[r] and (a[q] > a[r] or b[q] > b[r]
+                                                             or q < r):
+                beaten = True
+                break
+        if not beaten:
+            out_a[n] = a[r]
+            out_b[n] = b[r]
+            n += 1
+    return n
+
+
 @njit(**JIT)
 def staged_columns_rc(n_rows: np.ndarray, fixed_sums: np.ndarray, live_sums: np.ndarray,
                       active: np.ndarray, qcols: int) -> np.ndarray:
@@ -854,9 +875,15 @@ def staged_columns_rc(n_rows: np.ndarray, fixed_sums: np.ndarray, live_sums: np.
     n_cols, n_chunks = fixed_sums.shape
     tiles = (n_cols + qcols - 1) // qcols
     out = np.zeros((n_passes, tiles), dtype=np.int64)
+    pair_n = np.zeros((qcols, n_queue_rows), dtype=np.int64)
+    pair_a = np.zeros((qcols, n_queue_rows), dtype=np.int64)
+    pairs = np.zeros(qcols, dtype=np.int64)
     for p in range(n_passes):
         for tc in range(tiles):
             c0, c1 = tc * qcols, min(tc * qcols + qcols, n_cols)
+            for j in range(c0, c1):
+                pairs[j - c0] = _dominant_pairs(n_rows[p], active[p, j], pair_n[j - c0],
+                                                pair_a[j - c0])
             total = 0
             for x in range(n_chunks):
                 best = 0
@@ -864,8 +891,9 @@ def staged_columns_rc(n_rows: np.ndarray, fixed_sums: np.ndarray, live_sums: np.
                     fs, ls = fixed_sums[j, x], live_sums[j, x]
                     if fs == 0 and ls == 0:
                         continue
-                    for r in range(n_queue_rows):
-                        w = n_rows[p, r] * fs + active[p, j, r] * ls
+                    lc = j - c0
+                    for q in range(pairs[lc]):
+                        w = pair_n[lc, q] * fs + pair_a[lc, q] * ls
                         if w > best:
                             best = w
                 total += best
@@ -889,10 +917,38 @@ def staged_columns_rt(n_rows: np.ndarray, fixed_sums: np.ndarray, live: np.ndarr
     lanes = np.ones(n_cols, dtype=np.int64)
     no_idx = np.zeros(n_cols, dtype=np.int64)
     out = np.zeros((n_passes, tiles), dtype=np.int64)
+    # One-step chunks of a pass whose queue rows hold equal units: the busiest queue of a
+    # class at step t is n x fixed + live x (the most active units of any row at t).
+    busiest = np.zeros((n_passes, n_steps), dtype=np.int64)
+    uniform = np.zeros(n_passes, dtype=np.bool_)
+    for p in range(n_passes):
+        uniform[p] = stage == 1
+        for r in range(n_queue_rows):
+            if n_rows[p, r] != n_rows[p, 0]:
+                uniform[p] = False
+        if uniform[p]:
+            for t in range(n_steps):
+                most = 0
+                for r in range(n_queue_rows):
+                    if step_counts[p, t, r] > most:
+                        most = step_counts[p, t, r]
+                busiest[p, t] = most
     for tc in range(tiles):
         _, _, _, n_local, local_class, _, _ = _column_tile(classes, lanes, no_idx, tc, qcols)
         for p in range(n_passes):
             total = 0
+            if uniform[p]:
+                n = n_rows[p, 0]
+                for t in range(n_steps):
+                    best = 0
+                    for lc in range(n_local):
+                        c = local_class[lc]
+                        w = n * fixed_sums[c, t] + (busiest[p, t] if live[c, t] else 0)
+                        if w > best:
+                            best = w
+                    total += best
+                out[p, tc] = total
+                continue
             for x in range(n_chunks):
                 t0, t1 = x * stage, min(x * stage + stage, n_steps)
                 best = 0
@@ -921,16 +977,50 @@ def staged_rows_jt(fixed_rows: np.ndarray, live_rows: np.ndarray, chunk_len: np.
     n_chunks = chunk_len.shape[0]
     tiles = (n_cols + qcols - 1) // qcols
     out = np.zeros((n_passes, tiles), dtype=np.int64)
+    pair_f = np.zeros((qcols, n_queue_rows), dtype=np.int64)
+    pair_l = np.zeros((qcols, n_queue_rows), dtype=np.int64)
+    pairs = np.zeros(qcols, dtype=np.int64)
+    idle = np.zeros(qcols, dtype=np.int64)
+    busy = np.zeros(qcols, dtype=np.int64)
+    best_at = np.zeros(n_chunks, dtype=np.int64)
+    one_step = True
+    for x in range(n_chunks):
+        if chunk_len[x] != 1:
+            one_step = False
     for p in range(n_passes):
         for tc in range(tiles):
             c0, c1 = tc * qcols, min(tc * qcols + qcols, n_cols)
+            for j in range(c0, c1):
+                pairs[j - c0] = _dominant_pairs(fixed_rows[p, j], live_rows[p, j],
+                                                pair_f[j - c0], pair_l[j - c0])
             total = 0
+            if one_step:  # W is the pairs' best fixed (inactive) or fixed + live (active)
+                for j in range(c0, c1):
+                    lc = j - c0
+                    idle[lc] = busy[lc] = 0
+                    for q in range(pairs[lc]):
+                        idle[lc] = max(idle[lc], pair_f[lc, q])
+                        busy[lc] = max(busy[lc], pair_f[lc, q] + pair_l[lc, q])
+                best_at[:] = 0
+                for j in range(c0, c1):  # row by row: the active steps are contiguous
+                    lo, hi = idle[j - c0], busy[j - c0]
+                    row = active_chunks[j]
+                    for x in range(n_chunks):
+                        w = hi if row[x] else lo
+                        if w > best_at[x]:
+                            best_at[x] = w
+                for x in range(n_chunks):
+                    total += best_at[x]
+                out[p, tc] = total
+                continue
             for x in range(n_chunks):
                 best = 0
+                length = chunk_len[x]
                 for j in range(c0, c1):
+                    lc = j - c0
                     a = active_chunks[j, x]
-                    for r in range(n_queue_rows):
-                        w = fixed_rows[p, j, r] * chunk_len[x] + live_rows[p, j, r] * a
+                    for q in range(pairs[lc]):
+                        w = pair_f[lc, q] * length + pair_l[lc, q] * a
                         if w > best:
                             best = w
                 total += best

@@ -106,9 +106,31 @@ def staged_compute_nm(layer: Layer, views: MaskViews, stage: StageLayout, shrunk
     return _columns(position.shape[1], fixed, live, active, layer.output_pixels, stage)
 
 
+def unit_activity(views: MaskViews, unit: int, channels: int) -> np.ndarray:
+    """bool (ceil(channels / unit), M): whether any output channel of each ``unit``-channel
+    unit is active at pixel m = n * P + p (read from the gate's groups of s channels)."""
+    gate = views.gate_bool  # (N, F/s, P)
+    s = views.masks.gate_group_size
+    n, _, pixels = gate.shape
+    if s % unit == 0:  # every unit lies inside one group
+        per_unit = gate[:, np.arange(0, channels, unit) // s, :]
+    else:  # OR of each unit's channels: unit strided slices of the padded channels
+        per_channel = np.repeat(gate, s, axis=1) if s > 1 else gate
+        units = -(-channels // unit)
+        padded = np.zeros((n, units * unit, pixels), dtype=bool)
+        padded[:, :channels] = per_channel
+        per_unit = padded[:, 0::unit].copy()
+        for lane in range(1, unit):
+            per_unit |= padded[:, lane::unit]
+    return np.ascontiguousarray(per_unit.transpose(1, 0, 2)).reshape(per_unit.shape[1],
+                                                                      n * pixels)
+
+
 def chunk_sums(steps: np.ndarray, stage: int) -> np.ndarray:
     """int64 (R, ceil(T / stage)): the steps of a (R, T) array summed over chunks of
     ``stage`` consecutive steps."""
+    if stage == 1:
+        return steps.astype(np.int64)
     starts = np.arange(0, steps.shape[1], stage)
     return np.add.reduceat(steps.astype(np.int64), starts, axis=1)
 
@@ -248,7 +270,7 @@ def _wg(layer: Layer, views: MaskViews, stage: StageLayout, gated: bool,
     fixed_rows = pass_row_sums(fixed.astype(np.int64), stage.rows, stage.pass_len)
     if over_k:
         live_rows = pass_row_sums(live.astype(np.int64), stage.rows, stage.pass_len)
-        active = (chunk_sums(views.gate_views(unit).unit_active.T, stage.stage_steps)
+        active = (chunk_sums(unit_activity(views, unit, f), stage.stage_steps)
                   if gated else np.zeros((needed.shape[1], lengths.shape[0]), dtype=np.int64))
         return staged_rows_jt(fixed_rows, live_rows, lengths, active, stage.qcols)
     keys = np.concatenate([fixed.T, live.T], axis=1)

@@ -870,7 +870,8 @@ def staged_columns_rc(n_rows: np.ndarray, fixed_sums: np.ndarray, live_sums: np.
     """Steps whose sets belong to unit columns, activity per unit (FW): W(p, r, j, x) =
     n_rows[p, r] * fixed_sums[j, x] + active[p, j, r] * live_sums[j, x] (n_rows: units of
     pass p in queue row r; fixed_sums / live_sums: column j's always-run / gated steps in
-    chunk x; active: units of (p, r) in column j whose gate is on)."""
+    chunk x; active: units of (p, r) in column j whose gate is on). Consecutive chunks in
+    which every column of a tile has the same sums are one run, priced once."""
     n_passes, n_queue_rows = n_rows.shape
     n_cols, n_chunks = fixed_sums.shape
     tiles = (n_cols + qcols - 1) // qcols
@@ -878,14 +879,29 @@ def staged_columns_rc(n_rows: np.ndarray, fixed_sums: np.ndarray, live_sums: np.
     pair_n = np.zeros((qcols, n_queue_rows), dtype=np.int64)
     pair_a = np.zeros((qcols, n_queue_rows), dtype=np.int64)
     pairs = np.zeros(qcols, dtype=np.int64)
-    for p in range(n_passes):
-        for tc in range(tiles):
-            c0, c1 = tc * qcols, min(tc * qcols + qcols, n_cols)
+    run_start = np.zeros(n_chunks + 1, dtype=np.int64)
+    for tc in range(tiles):
+        c0, c1 = tc * qcols, min(tc * qcols + qcols, n_cols)
+        runs = 0
+        for x in range(n_chunks):
+            same = x > 0
+            for j in range(c0, c1):
+                if not same:
+                    break
+                if fixed_sums[j, x] != fixed_sums[j, x - 1] or \
+                        live_sums[j, x] != live_sums[j, x - 1]:
+                    same = False
+            if not same:
+                run_start[runs] = x
+                runs += 1
+        run_start[runs] = n_chunks
+        for p in range(n_passes):
             for j in range(c0, c1):
                 pairs[j - c0] = _dominant_pairs(n_rows[p], active[p, j], pair_n[j - c0],
                                                 pair_a[j - c0])
             total = 0
-            for x in range(n_chunks):
+            for run in range(runs):
+                x = run_start[run]
                 best = 0
                 for j in range(c0, c1):
                     fs, ls = fixed_sums[j, x], live_sums[j, x]
@@ -896,7 +912,7 @@ def staged_columns_rc(n_rows: np.ndarray, fixed_sums: np.ndarray, live_sums: np.
                         w = pair_n[lc, q] * fs + pair_a[lc, q] * ls
                         if w > best:
                             best = w
-                total += best
+                total += best * (run_start[run + 1] - x)
             out[p, tc] = total
     return out
 

@@ -895,7 +895,23 @@ def staged_columns_rc(n_rows: np.ndarray, fixed_sums: np.ndarray, live_sums: np.
                 run_start[runs] = x
                 runs += 1
         run_start[runs] = n_chunks
+        gated = False  # no live steps: W = n x fixed, the same busiest column in every pass
+        fixed_best = 0
+        for run in range(runs):
+            x = run_start[run]
+            best = 0
+            for j in range(c0, c1):
+                if live_sums[j, x] != 0:
+                    gated = True
+                best = max(best, fixed_sums[j, x])
+            fixed_best += best * (run_start[run + 1] - x)
         for p in range(n_passes):
+            if not gated:
+                most = 0
+                for r in range(n_queue_rows):
+                    most = max(most, n_rows[p, r])
+                out[p, tc] = most * fixed_best
+                continue
             for j in range(c0, c1):
                 pairs[j - c0] = _dominant_pairs(n_rows[p], active[p, j], pair_n[j - c0],
                                                 pair_a[j - c0])

@@ -940,7 +940,7 @@ def staged_columns_rt(n_rows: np.ndarray, fixed_sums: np.ndarray, live: np.ndarr
     """Steps whose sets belong to unit columns, activity per row and step (BD): W(p, r, j, x)
     = n_rows[p, r] * fixed_sums[c, x] + sum over steps t of x of live[c, t] *
     step_counts[p, t, r], c = classes[j] (step_counts: units of (p, r) active at step t;
-    chunks of ``stage`` steps)."""
+    chunks of ``stage`` steps; ``live`` 0 or 1)."""
     n_passes, n_queue_rows = n_rows.shape
     n_cols = classes.shape[0]
     n_steps = live.shape[1]
@@ -954,7 +954,7 @@ def staged_columns_rt(n_rows: np.ndarray, fixed_sums: np.ndarray, live: np.ndarr
     busiest = np.zeros((n_passes, n_steps), dtype=np.int64)
     uniform = np.zeros(n_passes, dtype=np.bool_)
     for p in range(n_passes):
-        uniform[p] = stage == 1
+        uniform[p] = stage == 1 and n_queue_rows > 0
         for r in range(n_queue_rows):
             if n_rows[p, r] != n_rows[p, 0]:
                 uniform[p] = False
@@ -1004,7 +1004,8 @@ def staged_rows_jt(fixed_rows: np.ndarray, live_rows: np.ndarray, chunk_len: np.
     """Step sets that belong to units, activity per unit column and step (WG over output
     channels): W(p, r, j, x) = fixed_rows[p, j, r] * chunk_len[x] + live_rows[p, j, r] *
     active_chunks[j, x] (fixed_rows / live_rows: units of (p, r) in column j that run every
-    step / the active ones; active_chunks: column j's active steps in chunk x)."""
+    step / the active ones; active_chunks: column j's active steps in chunk x, at most
+    chunk_len[x])."""
     n_passes, n_cols, n_queue_rows = fixed_rows.shape
     n_chunks = chunk_len.shape[0]
     tiles = (n_cols + qcols - 1) // qcols

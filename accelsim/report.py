@@ -54,8 +54,8 @@ if TYPE_CHECKING:
 
 def modelling_choices(run: RunOutput) -> str:
     """One sentence naming the knobs a run's sparse result depends on (docs/sparse-model.md):
-    queue depth, operand stage depth, compaction, skip granularity, WG's lane mapping and the
-    gate's gradient."""
+    queue depth, operand stage depth, compaction, skip granularity, the three lane mappings, the
+    gate's gradient and, for the whole step, the vector unit and the optimizer."""
     hardware = run.run_info.get("hardware")
     if not isinstance(hardware, dict):
         return ""

@@ -126,3 +126,95 @@ def test_a_declared_nm_pattern_without_multiplexers_for_it_runs_dense(fp8_hw) ->
     got = sparse_compute(layer, "fw", LayerMasks(nm=(2, 4)), hw)
     assert got.cycles_compute == got.cycles_compute_dense
     assert got.macs_issued == layer.macs and not got.supported
+
+
+def _tiles(n_cols: int, qcols: int) -> list[range]:
+    return [range(c0, min(c0 + qcols, n_cols)) for c0 in range(0, n_cols, qcols)]
+
+
+def _by_chunk(w: np.ndarray, stage: int) -> np.ndarray:
+    """(..., T) per-step work summed over chunks of ``stage`` steps."""
+    if w.shape[-1] == 0:
+        return w[..., :0]
+    return np.add.reduceat(w, np.arange(0, w.shape[-1], stage), axis=-1)
+
+
+def _staged(w_of_pass, n_passes: int, tiles: list[range], stage: int) -> np.ndarray:
+    """sum over chunks of max over (row, column) of W, per pass and tile; ``w_of_pass(p)``
+    gives the per-step work (rows, columns, steps)."""
+    out = np.zeros((n_passes, len(tiles)), dtype=np.int64)
+    for p in range(n_passes):
+        chunks = _by_chunk(w_of_pass(p), stage)
+        for t, cols in enumerate(tiles):
+            out[p, t] = chunks[:, cols].max(axis=(0, 1), initial=0).sum()
+    return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.sampled_from([1, 2, 3]), st.booleans())
+def test_stage_kernels_equal_their_formulas(seed, stage, gated) -> None:
+    """Each stage kernel against its docstring's W, summed over chunks of its maximum over the
+    queue rows and the columns of a tile, on random counts in the ranges the phases give."""
+    from accelsim.engine.schedule import pass_rows
+    from accelsim.engine.stage import chunk_sums
+    from accelsim.kernels import (
+        pass_row_sums,
+        staged_columns_rc,
+        staged_columns_rt,
+        staged_rows_jt,
+        staged_rows_rt,
+    )
+    rng = np.random.default_rng(seed)
+    rows, qcols, cols, steps = (int(rng.integers(1, 4)), int(rng.integers(1, 4)),
+                                int(rng.integers(1, 7)), int(rng.integers(1, 9)))
+    pass_len = rows * int(rng.integers(1, 3))
+    units = int(rng.integers(1, 3 * pass_len + 1))
+    n_rows = pass_rows(units, rows, pass_len)
+    passes, tiles = n_rows.shape[0], _tiles(cols, qcols)
+    fixed = rng.random((cols, steps)) < 0.5
+    live = (rng.random((cols, steps)) < 0.5) & ~fixed & gated
+    # FW: activity per (pass, column, row), at most the row's units
+    active = (rng.random((passes, cols, rows)) * (n_rows[:, None, :] + 1)).astype(np.int64)
+    expected = _staged(lambda p: (n_rows[p][:, None, None] * fixed[None] + active[p].T[:, :, None]
+                                  * live[None]), passes, tiles, stage)
+    got = staged_columns_rc(n_rows, chunk_sums(fixed, stage), chunk_sums(live, stage), active,
+                            qcols)
+    assert (got == expected).all()
+    # BD: activity per (pass, step, row); columns share classes
+    classes = rng.integers(0, cols, cols)
+    counts = (rng.random((passes, steps, rows)) * (n_rows[:, None, :] + 1)).astype(np.int64)
+    expected = _staged(lambda p: (n_rows[p][:, None, None] * fixed[classes][None]
+                                  + counts[p].T[:, None, :] * live[classes][None]),
+                       passes, tiles, stage)
+    got = staged_columns_rt(n_rows, chunk_sums(fixed, stage), live.astype(np.uint8), counts,
+                            classes.astype(np.int64), qcols, stage)
+    assert (got == expected).all()
+    # WG: step sets per unit (row i, column j); activity per (column, pixel) or (row, pixel)
+    on = rng.random((units, cols)) < 0.5
+    idle = (rng.random((units, cols)) < 0.5) & ~on & gated
+    lengths = np.diff(np.append(np.arange(0, steps, stage), steps))
+    column_active = rng.random((cols, steps)) < 0.5
+    row_active = rng.random((units, steps)) < 0.5
+    queue = np.arange(units) % rows
+    per_pass = np.arange(units) // pass_len
+
+    def wg(p: int, activity: np.ndarray, row_wise: bool) -> np.ndarray:
+        w = np.zeros((rows, cols, steps), dtype=np.int64)
+        for i in np.flatnonzero(per_pass == p):
+            act = activity[i][None, :] if row_wise else activity
+            w[queue[i]] += on[i][:, None] + idle[i][:, None] * act
+        return w
+
+    expected = _staged(lambda p: wg(p, column_active, False), passes, tiles, stage)
+    got = staged_rows_jt(pass_row_sums(on.astype(np.int64), rows, pass_len),
+                         pass_row_sums(idle.astype(np.int64), rows, pass_len), lengths,
+                         chunk_sums(column_active, stage), qcols)
+    assert (got == expected).all()
+    keys = np.concatenate([on.T, idle.T], axis=1)
+    _, first, wg_classes = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    expected = _staged(lambda p: wg(p, row_active, True), passes, tiles, stage)
+    got = staged_rows_rt(pass_row_sums(on.astype(np.int64), rows, pass_len),
+                         np.ascontiguousarray(idle[:, first], dtype=np.uint8),
+                         chunk_sums(row_active, stage), wg_classes.reshape(-1).astype(np.int64),
+                         rows, pass_len, lengths, qcols)
+    assert (got == expected).all()

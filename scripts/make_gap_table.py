@@ -48,6 +48,8 @@ from accelsim.trace.synth import SEED_SCHEMES, synthesize  # noqa: E402
 SENSITIVITY = ("CDG (unstructured gates)", "SCDG 8x1x1")  # the queue-depth table's schemes
 HARDWARE = {
     "no compaction": {},
+    "no compaction, 16-step stage": {"pe_array.stage_steps": 16,
+                                     "buffers.register_file_words": 1024},
     "compaction": {"decoder.compaction": True},
     "compaction, 4 idx/cycle": {"decoder.compaction": True,
                                 "decoder.compaction_indices_per_cycle": 4},

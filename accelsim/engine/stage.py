@@ -108,7 +108,13 @@ def staged_compute_nm(layer: Layer, views: MaskViews, stage: StageLayout, shrunk
 
 def unit_activity(views: MaskViews, unit: int, channels: int) -> np.ndarray:
     """bool (ceil(channels / unit), M): whether any output channel of each ``unit``-channel
-    unit is active at pixel m = n * P + p (read from the gate's groups of s channels)."""
+    unit is active at pixel m = n * P + p (read from the gate's groups of s channels; kept
+    with the job's views)."""
+    return views.per_job(("unit_activity", unit, channels),
+                         lambda: _unit_activity(views, unit, channels))
+
+
+def _unit_activity(views: MaskViews, unit: int, channels: int) -> np.ndarray:
     gate = views.gate_bool  # (N, F/s, P)
     s = views.masks.gate_group_size
     n, _, pixels = gate.shape

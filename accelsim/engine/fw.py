@@ -27,23 +27,50 @@ from accelsim.kernels import diagonal_sums
 from accelsim.network import Layer
 
 
+@dataclass(frozen=True, eq=False)
+class FwStepSets:
+    """Which reduction columns k each FW unit column runs: ``allowed`` (some lane keeps
+    weight (f, k)) and, of those, ``always`` (on a lane's base path; every allowed k without
+    a gate; none with a gate but no base path); the rest run where the unit is active. Bool
+    (J, K) each."""
+
+    allowed: np.ndarray
+    always: np.ndarray
+
+
+def fw_step_sets(layer: Layer, views: MaskViews, unit: int, gated: bool,
+                 weight: np.ndarray | None) -> FwStepSets:
+    """The :class:`FwStepSets` of a job (cached with what depends on the weight mask and base
+    path)."""
+    key = ("fw_sets", layer.cout, layer.k_per_group, unit, gated, weight is not None)
+    return views.structure(key, lambda: _fw_step_sets_of(layer, views, unit, gated, weight))
+
+
+def _fw_step_sets_of(layer: Layer, views: MaskViews, unit: int, gated: bool,
+                     weight: np.ndarray | None) -> FwStepSets:
+    masks = views.masks
+    f, k = layer.cout, layer.k_per_group
+    allowed = (views.weight_any(unit, 0) if weight is not None
+               else np.ones((-(-f // unit), k), dtype=bool))
+    if not gated:
+        return FwStepSets(allowed, allowed)
+    if masks.base is None:
+        return FwStepSets(allowed, np.zeros_like(allowed))
+    if weight is None:
+        return FwStepSets(allowed, views.base_any_over_f(unit))
+    return FwStepSets(allowed, unit_any(weight & masks.base.mask, unit, axis=0))
+
+
 def _fw_steps(layer: Layer, views: MaskViews, unit: int, gated: bool,
               weight: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """FW steps per unit column: (base path steps, all steps), int64 (J,) each."""
-    masks = views.masks
-    f, k = layer.cout, layer.k_per_group
-    if weight is None:  # every unit runs all k steps
-        full = np.full(-(-f // unit), k, dtype=np.int64)
-    else:
-        full = views.weight_any(unit, 0).sum(axis=1, dtype=np.int64)
-    if not gated:
-        return full, full
-    if masks.base is None:
-        return np.zeros_like(full), full
-    if weight is None:
-        return views.base_any_over_f(unit).sum(axis=1, dtype=np.int64), full
-    on_base = weight & masks.base.mask
-    return unit_any(on_base, unit, axis=0).sum(axis=1, dtype=np.int64), full
+    sets = fw_step_sets(layer, views, unit, gated, weight)
+    return (sets.always.sum(axis=1, dtype=np.int64), sets.allowed.sum(axis=1, dtype=np.int64))
+
+
+def scaled_steps(steps: np.ndarray, scale: tuple[int, int]) -> np.ndarray:
+    """Steps on N:M multiplexers: ceil(steps x t' / t) for ``scale`` = (t', t)."""
+    return -(-steps * scale[0] // scale[1])
 
 
 @dataclass(frozen=True)
@@ -207,8 +234,7 @@ def _fw_plan_of(layer: Layer, views: MaskViews, unit: int, rows: int, pass_len: 
     base_steps, full = (_tree_pair(layer, views, tree, gated, weight) if tree
                         else _fw_steps(layer, views, unit, gated, weight))
     if scale is not None:
-        base_steps = -(-base_steps * scale[0] // scale[1])
-        full = -(-full * scale[0] // scale[1])
+        base_steps, full = scaled_steps(base_steps, scale), scaled_steps(full, scale)
     units = full.shape[0]
     per_row = pass_rows(m, rows, pass_len)[:, None, :]
     col_idx = full.copy() if weight is not None else np.zeros(units, dtype=np.int64)

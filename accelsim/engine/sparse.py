@@ -26,7 +26,14 @@ from accelsim.config import (
     SparsitySupportConfig,
 )
 from accelsim.engine.bd import BdPlan, bd_plan, bd_sums, bd_tree_work, bd_work
-from accelsim.engine.fw import FwPlan, fw_plan, fw_sums, fw_work, tree_macs_issued
+from accelsim.engine.fw import (
+    FwPlan,
+    fw_plan,
+    fw_sums,
+    fw_work,
+    scaled_steps,
+    tree_macs_issued,
+)
 from accelsim.engine.masks import LayerMasks, as_bytes
 from accelsim.engine.pe_array import cycles_dense_tensor, cycles_gemm, dense_cycles, phase_gemm
 from accelsim.engine.schedule import (
@@ -331,9 +338,11 @@ def _nm_tensor(layer: Layer, gemm: Gemm, views: MaskViews, hw: HardwareConfig,
         return _nm_multiplexed(gemm, (n, m_), hw, macs, dense_compute)
     gated = views.without_weights()
     steps: PhaseWork | PassSums
+    stage = stage_layout(hw, lane_layout(hw, "fw"))
+    staged = None if stage is None else staged_compute_nm(layer, gated, stage, t, gemm.t)
     if hw.decoder.compaction:
         work = fw_work(layer, gated, unit, use_gate=True, use_weight=False, compaction=True)
-        scaled = (-(-work.counts.astype(np.int64) * t // gemm.t)).astype(np.int32)
+        scaled = scaled_steps(work.counts.astype(np.int64), (t, gemm.t)).astype(np.int32)
         metadata = np.full(work.col_idx.shape, math.ceil(gemm.t / m_), dtype=np.int64)
         steps = PhaseWork(scaled, work.classes, work.unit_idx, work.row_idx, metadata,
                           work.lanes)
@@ -343,12 +352,8 @@ def _nm_tensor(layer: Layer, gemm: Gemm, views: MaskViews, hw: HardwareConfig,
         metadata = np.full(sums.col_idx.shape, math.ceil(gemm.t / m_), dtype=np.int64)
         steps = PassSums(sums.sums, sums.classes, sums.lanes, sums.unit_idx_sums,
                          sums.row_idx_sums, metadata)
-        stage = stage_layout(hw, lane_layout(hw, "fw"))
-        assert stage is not None
-        staged = staged_compute_nm(layer, gated, stage, t, gemm.t)
-        return SparseCompute.of(schedule(steps, hw, queue_columns(hw, unit), staged), macs,
-                                dense_compute)
-    return SparseCompute.of(schedule(steps, hw, queue_columns(hw, unit)), macs, dense_compute)
+    return SparseCompute.of(schedule(steps, hw, queue_columns(hw, unit), staged), macs,
+                            dense_compute)
 
 
 def _nm_multiplexed(gemm: Gemm, nm: tuple[int, int], hw: HardwareConfig, macs: JobMacs,

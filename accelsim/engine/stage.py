@@ -35,8 +35,8 @@ import numpy as np
 
 from accelsim.config import SYSTOLIC_DATAFLOWS, HardwareConfig
 from accelsim.engine.bd import bd_classes, bd_tree_plan
-from accelsim.engine.fw import fw_tree_steps
-from accelsim.engine.masks import pack_bits, unit_any
+from accelsim.engine.fw import fw_step_sets, fw_tree_steps, scaled_steps
+from accelsim.engine.masks import pack_bits
 from accelsim.engine.schedule import LaneLayout, pass_rows
 from accelsim.engine.views import MaskViews
 from accelsim.engine.wg import needed_units
@@ -93,12 +93,9 @@ def staged_compute_nm(layer: Layer, views: MaskViews, stage: StageLayout, shrunk
     """:func:`staged_compute` of gated FW on N:M multiplexers that shrink a reduction of
     ``steps`` to ``shrunk``: unit j runs positions [0, b_j) always and [b_j, t'_j) where
     active, b_j and t'_j its base and whole reduction scaled by shrunk / steps (rounded up)."""
-    masks = views.masks
-    units = -(-layer.cout // stage.unit)
-    full = np.full(units, -(-layer.k_per_group * shrunk // steps), dtype=np.int64)
-    base = (views.base_any_over_f(stage.unit).sum(axis=1, dtype=np.int64)
-            if masks.base is not None else np.zeros(units, dtype=np.int64))
-    base = -(-base * shrunk // steps)
+    sets = fw_step_sets(layer, views, stage.unit, True, None)
+    base = scaled_steps(sets.always.sum(axis=1, dtype=np.int64), (shrunk, steps))
+    full = scaled_steps(sets.allowed.sum(axis=1, dtype=np.int64), (shrunk, steps))
     position = np.arange(int(full.max()))[None, :]
     fixed = position < base[:, None]
     live = (position < full[:, None]) & ~fixed
@@ -166,24 +163,13 @@ def _columns(n_steps: int, fixed: np.ndarray, live: np.ndarray, active: np.ndarr
 def _fw(layer: Layer, views: MaskViews, stage: StageLayout, gated: bool,
         use_weight: bool) -> np.ndarray | None:
     """FW over output-channel lanes: steps are the reduction columns k."""
-    masks = views.masks
-    f, k, m = layer.cout, layer.k_per_group, layer.output_pixels
-    weight = masks.weight if use_weight else None
+    weight = views.masks.weight if use_weight else None
     if stage.tree:
         return _fw_tree(layer, views, stage, gated, weight)
-    unit = stage.unit
-    allowed = (views.weight_any(unit, 0) if weight is not None
-               else np.ones((-(-f // unit), k), dtype=bool))
-    if not gated:
-        return _columns(k, allowed, np.zeros_like(allowed), None, m, stage)
-    if masks.base is None:
-        fixed = np.zeros_like(allowed)
-    elif weight is None:
-        fixed = views.base_any_over_f(unit)
-    else:
-        fixed = unit_any(weight & masks.base.mask, unit, axis=0)
-    active = views.unit_counts(unit, stage.rows, stage.pass_len)
-    return _columns(k, fixed, allowed & ~fixed, active, m, stage)
+    sets = fw_step_sets(layer, views, stage.unit, gated, weight)
+    active = views.unit_counts(stage.unit, stage.rows, stage.pass_len) if gated else None
+    return _columns(layer.k_per_group, sets.always, sets.allowed & ~sets.always, active,
+                    layer.output_pixels, stage)
 
 
 def _fw_tree(layer: Layer, views: MaskViews, stage: StageLayout, gated: bool,

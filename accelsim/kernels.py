@@ -113,7 +113,8 @@ def _pass_cycles(compute: int, indices: int, indices_per_cycle: int) -> tuple[in
 def schedule_passes(counts: np.ndarray, classes: np.ndarray, lanes: np.ndarray,
                     unit_idx: np.ndarray, has_unit_idx: bool, row_idx: np.ndarray,
                     col_idx: np.ndarray, rows: int, qcols: int, sync_tiles: int,
-                    compaction: bool, indices_per_cycle: int) -> tuple[int, int, int, int]:
+                    compaction: bool, indices_per_cycle: int, staged: np.ndarray,
+                    has_staged: bool) -> tuple[int, int, int, int, int]:
     """Cycles of a work matrix on a rows x qcols grid of queues (see engine/schedule.py).
 
     The work of unit (i, j) is counts[i, classes[j]] reduction steps (cycles): units whose work
@@ -129,17 +130,18 @@ def schedule_passes(counts: np.ndarray, classes: np.ndarray, lanes: np.ndarray,
     mapping, the dispatcher keeps the static mapping. A pass
     lasts at least as long as the decoder needs: ceil(indices / indices_per_cycle), with
     indices = unit_idx of its units (if ``has_unit_idx``) + row_idx of its rows + col_idx of its
-    unit columns.
+    unit columns. With ``has_staged`` the compute of pass p in column tile tc is
+    ``staged[p, tc]`` instead (the operand stage's bound, :mod:`accelsim.engine.stage`).
 
     Returns (cycles, decoder stall cycles, decoder indices, MACs issued = sum over units of
-    steps x lanes[j]).
+    steps x lanes[j], cycles the stage added).
     """
     n_rows = counts.shape[0]
     n_cols = classes.shape[0]
     row_tiles = (n_rows + rows - 1) // rows
     col_tiles = (n_cols + qcols - 1) // qcols
     per_class = np.zeros((rows, qcols), dtype=np.int64)
-    issued = cycles = stall = indices_total = 0
+    issued = cycles = stall = indices_total = waited = 0
     for tc in range(col_tiles):
         c0, c1, col_part, n_local, local_class, multiplicity, local_lanes = _column_tile(
             classes, lanes, col_idx, tc, qcols)
@@ -184,12 +186,15 @@ def schedule_passes(counts: np.ndarray, classes: np.ndarray, lanes: np.ndarray,
                     queues = (r1 - whole_end) * width
                     balanced += max((part_total + queues - 1) // queues, part_longest)
                 compute = min(compute, balanced)
+            if has_staged:
+                waited += staged[tr // sync_tiles, tc] - compute
+                compute = staged[tr // sync_tiles, tc]
             pass_cycles, pass_stall = _pass_cycles(compute, indices, indices_per_cycle)
             cycles += pass_cycles
             stall += pass_stall
             indices_total += indices
             tr = t_end
-    return cycles, stall, indices_total, issued
+    return cycles, stall, indices_total, issued, waited
 
 
 @njit(**JIT)
@@ -1098,4 +1103,111 @@ def staged_rows_rt(fixed_rows: np.ndarray, live: np.ndarray, counts: np.ndarray,
                             best = w
                 total += best
             out[p, tc] = total
+    return out
+
+
+# -- compaction under the operand stage: each chunk balanced over a pass part's queues -------
+# Each kernel returns int64 (parts,): the sum over the chunks x of a pass part (its whole row
+# tiles, or its partial last tile) of max(ceil(W_x / Q), L_x), W_x the part's unit-steps in x,
+# L_x its busiest unit's steps in x and Q its queues (occupied queue rows x unit columns).
+
+
+@njit(**JIT)
+def compacted_chunks(counts: np.ndarray, vectors: np.ndarray, queues: np.ndarray) -> np.ndarray:
+    """Units of a few kinds: part p holds counts[p, k] units of kind k, whose steps in chunk
+    x are vectors[x, k]; queues[p] is Q."""
+    n_parts, n_kinds = counts.shape
+    n_chunks = vectors.shape[0]
+    out = np.zeros(n_parts, dtype=np.int64)
+    present = np.zeros(n_kinds, dtype=np.int64)
+    for p in range(n_parts):
+        n = 0
+        for k in range(n_kinds):
+            if counts[p, k] > 0:
+                present[n] = k
+                n += 1
+        if n == 0:
+            continue
+        q = queues[p]
+        total = 0
+        for x in range(n_chunks):
+            work = longest = 0
+            for e in range(n):
+                k = present[e]
+                v = vectors[x, k]
+                work += counts[p, k] * v
+                if v > longest:
+                    longest = v
+            total += max((work + q - 1) // q, longest)
+        out[p] = total
+    return out
+
+
+@njit(**JIT)
+def compacted_chunks_rt(part_start: np.ndarray, queue_rows: np.ndarray, fixed_sums: np.ndarray,
+                        live: np.ndarray, active: np.ndarray, active_rows: np.ndarray,
+                        classes: np.ndarray, c0: int, c1: int, stage: int) -> np.ndarray:
+    """Steps whose sets belong to unit columns, activity per row and step (BD), for the unit
+    columns [c0, c1): unit (i, j) runs fixed_sums[c, x] + sum over steps t of x of live[c, t]
+    x active[t, i] steps in chunk x, c = classes[j] (rows of part p: [part_start[p],
+    part_start[p + 1]); active_rows[p, t]: rows of part p active at step t). L_x is bounded by
+    the columns' steps where any row of the part is active, and counted row by row only where
+    that bound exceeds ceil(W_x / Q)."""
+    n_parts = queue_rows.shape[0]
+    n_steps = live.shape[1]
+    n_chunks = fixed_sums.shape[1]
+    width = c1 - c0
+    out = np.zeros(n_parts, dtype=np.int64)
+    local = np.zeros(width, dtype=np.int64)
+    mult = np.zeros(width, dtype=np.int64)
+    n_local = 0
+    for j in range(c0, c1):
+        found = -1
+        for lc in range(n_local):
+            if local[lc] == classes[j]:
+                found = lc
+        if found < 0:
+            found = n_local
+            local[n_local] = classes[j]
+            n_local += 1
+        mult[found] += 1
+    live_sum = np.zeros(n_steps, dtype=np.int64)  # the tile's columns live at each step
+    for t in range(n_steps):
+        for lc in range(n_local):
+            live_sum[t] += mult[lc] * live[local[lc], t]
+    for p in range(n_parts):
+        i0, i1 = part_start[p], part_start[p + 1]
+        q = queue_rows[p] * width
+        total = 0
+        for x in range(n_chunks):
+            t0, t1 = x * stage, min(x * stage + stage, n_steps)
+            work = 0
+            bound = 0
+            for lc in range(n_local):
+                c = local[lc]
+                w = fixed_sums[c, x]
+                work += (i1 - i0) * mult[lc] * w
+                for t in range(t0, t1):
+                    if live[c, t] and active_rows[p, t] > 0:
+                        w += 1
+                bound = max(bound, w)
+            for t in range(t0, t1):
+                work += live_sum[t] * active_rows[p, t]
+            balanced = (work + q - 1) // q
+            if balanced < bound and t1 - t0 > 1:  # the busiest unit, row by row
+                longest = 0
+                for lc in range(n_local):
+                    c = local[lc]
+                    for i in range(i0, i1):
+                        w = fixed_sums[c, x]
+                        for t in range(t0, t1):
+                            if live[c, t] and active[t, i]:
+                                w += 1
+                        if w > longest:
+                            longest = w
+                    if longest >= bound:
+                        break
+                bound = longest
+            total += max(balanced, bound)
+        out[p] = total
     return out

@@ -62,8 +62,8 @@ def modelling_choices(run: RunOutput) -> str:
     pe, decoder = hardware.get("pe_array", {}), hardware.get("decoder", {})
     parts = [f"`sync_tiles` {pe.get('sync_tiles', '?')}",
              f"`stage_steps` {pe.get('stage_steps', '?')}",
-             ("compaction on (its dispatcher is not bound by the operand stage, so its "
-              "cycles are optimistic)" if decoder.get("compaction") else "compaction off"),
+             ("compaction on (an ideal dispatcher that balances each operand-stage chunk "
+              "over the queues)" if decoder.get("compaction") else "compaction off"),
              f"skip granularity {decoder.get('skip_granularity', '?')}",
              "FW lanes " + ("an adder tree over k" if pe.get("fw_lanes") == "reduction"
                             else "over output channels"),

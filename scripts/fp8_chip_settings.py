@@ -5,9 +5,8 @@ conditional sparsity, G = 4, and 8x8-block weights at 65 %) replayed on `fp8_ten
 over the knobs the result depends on: the lane mappings (every phase's lanes over output columns,
 or the chip's fused multiply-add trees: FW and BD on adder trees, WG transposed; trees also with
 four times the buffer bandwidth, which they need), queue depth
-`sync_tiles` and operand stage depth `stage_steps` (with the register file each needs; the
-stage does not bound compaction, so compacted rows keep one step), `decoder.compaction`, and the
-gate's
+`sync_tiles` and operand stage depth `stage_steps` (with the register file each needs; a
+compacted pass is balanced chunk by chunk of the stage), `decoder.compaction`, and the gate's
 gradient (straight-through, as the seeds train, or masked). Prints one markdown row per
 setting: FLOPs reduction, speedup, efficiency (speedup / FLOPs reduction), energy reduction, the
 register-file words per PE it needs, and the whole step's speedup and efficiency (the vector
@@ -32,7 +31,7 @@ from accelsim.trace.synth import SynthConfig, synthesize  # noqa: E402
 from scripts.make_gap_table import at_depth, replay_totals  # noqa: E402
 
 DEPTHS = (4, 16, 64)
-SETTINGS = ((False, 1), (False, 16), (True, 1))  # (compaction, stage_steps)
+SETTINGS = ((False, 1), (False, 16), (True, 1), (True, 16))  # (compaction, stage_steps)
 GRADIENTS = ("straight_through", "masked")
 TREES = {"pe_array.fw_lanes": "reduction", "pe_array.bd_lanes": "reduction",
          "pe_array.wg_lanes": "input_channels", "sparsity_support.nm_m": []}

@@ -90,19 +90,21 @@ def fw_reference(layer, gate, base, weight, arr, gating_groups):
                 packed = math.ceil(active_lanes / arr.unit)
                 for j in range(start, stop):
                     packed_slots[j] = (j - start) < packed
-            seg_cond = {}
+            lead = {}  # the segment's column with the most conditional steps (first on ties)
             for start in range(0, units_per_row, per_segment):
                 stop = min(start + per_segment, units_per_row)
-                cond = max(all_steps[j] - base_steps[j] for j in range(start, stop))
+                cond = [all_steps[j] - base_steps[j] for j in range(start, stop)]
                 for j in range(start, stop):
-                    seg_cond[j] = cond
+                    lead[j] = start + cond.index(max(cond))
         for j in range(units_per_row):
             lanes = list(_lanes(j, arr.unit, f_count))
             at: set[int] = set()
             if gate is None:
                 steps, idx, at = all_steps[j], 0, all_sets[j]
-            elif arr.compaction:
-                steps = base_steps[j] + (seg_cond[j] if packed_slots[j] else 0)
+            elif arr.compaction:  # a packed slot runs its base path and the lead's conditional
+                cond_at = sorted(all_sets[lead[j]] - base_sets[lead[j]]) if packed_slots[j] else []
+                at = sorted(base_sets[j]) + cond_at  # a multiset: the two may share steps
+                steps = len(at)
                 idx = sum(int(gate[m, f]) for f in lanes)
             else:
                 active = any(gate[m, f] for f in lanes)
@@ -286,7 +288,7 @@ def run_cycles(units: list[RefUnit], row_idx: list[int], col_idx: list[int], n_r
                     decoder += unit.decoder_indices
             indices_total += decoder
             compute = static_steps(queues)
-            if arr.stage_steps and not arr.compaction:
+            if arr.stage_steps:
                 compute = stage_steps(staged, arr.stage_steps)
             if arr.compaction:
                 compute = min(compute, compacted_steps(by_pos, rows, cols, arr))
@@ -371,16 +373,34 @@ def stage_steps(queues: dict[tuple[int, int], list[tuple[int, ...]]], stage: int
 def compacted_steps(by_pos: dict, rows: range, cols: range, arr: RefArray) -> int:
     """Compaction: the units of the pass's whole row tiles, then those of its partial last row
     tile; each cycle every queue the group occupies works one step of a different unit of the
-    group, the units with the most steps left first (a unit is never on two queues at once)."""
+    group, the units with the most steps left first (a unit is never on two queues at once).
+    With an operand stage of D steps the dispatcher does so chunk by chunk: each unit's
+    steps in the chunk, and the next chunk once every unit is done."""
     whole = rows.start + (len(rows) // arr.rows) * arr.rows
     cycles = 0
     for part, queue_rows in ((range(rows.start, whole), arr.rows),
                              (range(whole, rows.stop), rows.stop - whole)):
-        left = [by_pos[(i, j)].steps for i in part for j in cols]
-        occupied = queue_rows * len(cols)
-        while any(left):
-            cycles += 1
-            for u in sorted(range(len(left)), key=lambda u: -left[u])[:occupied]:
-                if left[u]:
-                    left[u] -= 1
+        units = [by_pos[(i, j)] for i in part for j in cols]
+        if arr.stage_steps:
+            last = max((max(u.at) for u in units if u.at), default=-1)
+            chunks = [range(start, start + arr.stage_steps)
+                      for start in range(0, last + 1, arr.stage_steps)]
+            works = [[sum(1 for t in u.at if t in chunk) for u in units] for chunk in chunks]
+        else:
+            works = [[u.steps for u in units]]
+        for left in works:
+            cycles += longest_first(left, queue_rows * len(cols))
+    return cycles
+
+
+def longest_first(left: list[int], queues: int) -> int:
+    """Cycles until ``queues`` queues have worked off units of ``left`` steps, each cycle one
+    step of each of the units with most steps left."""
+    left = list(left)
+    cycles = 0
+    while any(left):
+        cycles += 1
+        for u in sorted(range(len(left)), key=lambda u: -left[u])[:queues]:
+            if left[u]:
+                left[u] -= 1
     return cycles

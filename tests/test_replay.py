@@ -241,8 +241,9 @@ def test_structure_gains_where_queues_may_drift(tmp_path: Path,
                                                 fp8_hw: HardwareConfig) -> None:
     """8-lane lock-step PEs: with the preset's one-step operand stage every step waits for the
     busiest of 256 queues, so SCDG's aligned groups gain little over CDG; a deeper stage lets
-    queues drift and widens SCDG's lead, and compaction's dispatcher (not bound by the stage)
-    widens it most, at a decoder cost (more decoded indices and index energy)."""
+    queues drift and widens SCDG's lead, and compaction's dispatcher (which fills idle queues
+    at every step) widens it most, at a decoder cost (more decoded indices and index
+    energy)."""
     assert fp8_hw.pe_array.vector_width == 8 and fp8_hw.decoder.skip_granularity == "vector"
     assert fp8_hw.pe_array.stage_steps == 1
     cdg = gaps(tmp_path, fp8_hw, 1, False, "cdg")

@@ -537,16 +537,16 @@ def test_energy_labels_say_less_or_more() -> None:
     assert _less_or_more(10.0, 0.0) == "" and _less_or_more(0.0, 10.0) == ""
 
 
-def test_a_compacted_run_says_its_cycles_are_not_stage_bound() -> None:
-    """docs/sparse-model.md, "Compaction": the dispatcher is not bound by the operand stage,
-    so a compacted run's sentence says its cycles are optimistic."""
+def test_a_compacted_run_names_its_dispatcher() -> None:
+    """docs/sparse-model.md, "Compaction under the operand stage": the run's sentence says
+    its cycles are an ideal dispatcher's, balanced chunk by chunk."""
     from types import SimpleNamespace
 
     from accelsim.report import modelling_choices
     hardware = {"pe_array": {"sync_tiles": 16, "stage_steps": 1},
                 "decoder": {"compaction": True, "skip_granularity": "vector"}}
     run = SimpleNamespace(run_info={"hardware": hardware}, producer=None, summary={})
-    assert "`stage_steps` 1, compaction on (its dispatcher is not bound by the operand " \
-        "stage, so its cycles are optimistic)" in modelling_choices(run)
+    assert "`stage_steps` 1, compaction on (an ideal dispatcher that balances each " \
+        "operand-stage chunk over the queues)" in modelling_choices(run)
     hardware["decoder"]["compaction"] = False
     assert "compaction off, skip granularity vector" in modelling_choices(run)

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from accelsim.config import HardwareConfig, with_overrides
 from accelsim.engine.cache import ReplayCache
 from accelsim.engine.masks import BasePath, LayerMasks, PackedGate, pack_bits
-from accelsim.engine.schedule import unit_width
+from accelsim.engine.schedule import NO_STAGE, unit_width
 from accelsim.engine.simulator import simulate_job
 from accelsim.engine.sparse import sparse_compute
 from accelsim.kernels import masked_step_counts, schedule_passes
@@ -175,12 +175,13 @@ def test_schedule_passes_on_edges(n_rows: int, n_cols: int, rows: int, qcols: in
     col_idx = rng.integers(0, 3, n_cols).astype(np.int64)
     lanes = rng.integers(1, 4, n_cols).astype(np.int64)
     got = schedule_passes(counts, classes, lanes, unit_idx, True, row_idx, col_idx, rows, qcols,
-                          sync, compaction, ipc)
+                          sync, compaction, ipc, NO_STAGE, False)
     units = [RefUnit(i, j, int(counts[i, classes[j]]), int(lanes[j]), int(unit_idx[i, j]))
              for i in range(n_rows) for j in range(n_cols)]
     arr = RefArray(rows, qcols, 1, 1, sync, compaction, ipc, 0)
     issued = sum(u.steps * u.lanes for u in units)
-    assert got == (*run_cycles(units, list(row_idx), list(col_idx), n_rows, n_cols, arr), issued)
+    assert got == (*run_cycles(units, list(row_idx), list(col_idx), n_rows, n_cols, arr), issued,
+                   0)
 
 
 def test_dense_work_gives_the_dense_formula(fp8_hw: HardwareConfig) -> None:
@@ -343,7 +344,7 @@ def test_compaction_meets_the_bound_of_whole_units(steps: list[int], rows: int,
     zeros = np.zeros(n, dtype=np.int64)
     args = (work, np.zeros(1, dtype=np.int64), np.ones(1, np.int64), np.zeros((1, 1), np.int32),
             False, zeros, zeros[:1], rows, qcols, -(-n // rows))
-    cycles, _, _, issued = schedule_passes(*args, True, 1)
+    cycles, _, _, issued, _ = schedule_passes(*args, True, 1, NO_STAGE, False)
     whole = n // rows * rows
 
     def balanced(part: list[int], queues: int) -> int:
@@ -352,7 +353,7 @@ def test_compaction_meets_the_bound_of_whole_units(steps: list[int], rows: int,
     static = max(sum(steps[r::rows]) for r in range(min(rows, n)))
     assert cycles == min(static, balanced(steps[:whole], rows) + balanced(steps[whole:], n - whole))
     assert issued == sum(steps)
-    assert cycles <= schedule_passes(*args, False, 1)[0]
+    assert cycles <= schedule_passes(*args, False, 1, NO_STAGE, False)[0]
     assert cycles >= max(steps)
 
 
@@ -367,7 +368,8 @@ def test_compaction_gains_nothing_on_uniform_work(n_rows: int, n_cols: int, rows
     args = (work, np.arange(n_cols, dtype=np.int64), np.ones(n_cols, dtype=np.int64),
             zeros.astype(np.int32), False,
             zeros[:, 0].copy(), zeros[0].copy(), rows, qcols, sync)
-    assert schedule_passes(*args, True, 1) == schedule_passes(*args, False, 1)
+    assert (schedule_passes(*args, True, 1, NO_STAGE, False)
+            == schedule_passes(*args, False, 1, NO_STAGE, False))
 
 
 @pytest.mark.parametrize(("phase", "lanes"), [

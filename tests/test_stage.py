@@ -218,3 +218,65 @@ def test_stage_kernels_equal_their_formulas(seed, stage, gated) -> None:
                          chunk_sums(row_active, stage), wg_classes.reshape(-1).astype(np.int64),
                          rows, pass_len, lengths, qcols)
     assert (got == expected).all()
+
+
+def four_pixel_bd(fp8_hw: HardwareConfig, needs: list[list[int]], *, stage: int,
+                  compaction: bool) -> int:
+    """BD compute cycles of a 1x1 conv with four pixels on two queue rows (one unit column, a
+    pass of two row tiles) whose pixel p needs the output channels ``needs[p]`` of two."""
+    layer = conv("c", 8, 2, 1, 1, 0, 1, 4, 1)  # M = 4, F = 2, K = 8: one unit column
+    gate = np.zeros((1, 2, 4), dtype=bool)      # (N, F, P)
+    for p, channels in enumerate(needs):
+        gate[0, channels, p] = True
+    hw = with_overrides(fp8_hw, {**SMALL_ARRAY, "pe_array.sync_tiles": 2,
+                                 "pe_array.stage_steps": stage,
+                                 "buffers.register_file_words": 4096,
+                                 "decoder.compaction": compaction,
+                                 "decoder.indices_per_cycle": 16,
+                                 "decoder.compaction_indices_per_cycle": 16})
+    compute = sparse_compute(layer, "bd", LayerMasks(gate=gate), hw)
+    assert compute.cycles_decoder_stall == 0
+    return compute.cycles_compute
+
+
+def test_compaction_balances_each_stage_chunk_not_the_whole_pass(fp8_hw) -> None:
+    # Pixels 0 and 2 share queue row 0. Three pixels need f = 0, one needs f = 1. Over the
+    # whole pass the dispatcher would spread the four unit-steps over the two queues (2
+    # cycles); with one step staged at a time, f = 0's three units need two cycles on two
+    # queues and f = 1's one more: 3, the static mapping's (queue row 0 runs f = 0 twice).
+    skewed = [[0], [0], [0], [1]]
+    assert four_pixel_bd(fp8_hw, skewed, stage=2, compaction=True) == 2
+    assert four_pixel_bd(fp8_hw, skewed, stage=1, compaction=True) == 3
+    assert four_pixel_bd(fp8_hw, skewed, stage=1, compaction=False) == 3
+    # Inside a chunk it still fills idle queues: pixels 0 and 2 need f = 0, pixels 1 and 3
+    # nothing. Statically queue row 0 runs both (2 cycles); compacted, one each (1 cycle).
+    one_row = [[0], [], [0], []]
+    assert four_pixel_bd(fp8_hw, one_row, stage=1, compaction=False) == 2
+    assert four_pixel_bd(fp8_hw, one_row, stage=1, compaction=True) == 1
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2**32 - 1), st.sampled_from([1, 2, 3, 5]), st.integers(1, 3))
+def test_compacted_nm_multiplexers_with_a_gate_under_the_stage(fp8_hw, seed, stage,
+                                                               sync) -> None:
+    """FW on 2:4 multiplexers with a gate and compaction: the stage never shortens a pass
+    (its wait is never negative), a deeper stage never costs cycles, and one that holds the
+    whole shrunk reduction gives the pass model's cycles."""
+    layer = conv("c", 8, 8, 3, 1, 1, 2, 3, 2)  # M = 12, F = 8, K = 72 (t' = 36)
+    base = BasePath.of_layer(layer, 2, (1, 0))
+    gate = np.random.default_rng(seed).random((2, 8, 6)) < 0.4
+
+    def compute(depth: int):
+        hw = with_overrides(fp8_hw, {
+            "pe_array.rows": 2, "pe_array.cols": 2, "pe_array.vector_width": 1,
+            "pe_array.sync_tiles": sync, "pe_array.stage_steps": depth,
+            "pe_array.pipeline_latency": 0, "decoder.skip_granularity": "element",
+            "decoder.compaction": True, "buffers.register_file_words": 8192,
+            "sparsity_support.gate_group_size": 1, "sparsity_support.nm_m": [4]})
+        return sparse_compute(layer, "fw", LayerMasks(gate=gate, base=base, nm=(2, 4),
+                                                      gating_groups=2), hw)
+
+    shallow, deep, whole = compute(stage), compute(2 * stage), compute(36)
+    assert shallow.cycles_stage_wait >= 0 and whole.cycles_stage_wait == 0
+    assert whole.cycles_compute <= deep.cycles_compute <= shallow.cycles_compute
+    assert shallow.macs_issued == deep.macs_issued == whole.macs_issued

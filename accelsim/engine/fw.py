@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from accelsim.engine.compaction import packed_conditional_work
+from accelsim.engine.compaction import job_packing, packed_conditional_work
 from accelsim.engine.masks import unit_any, unit_lanes
 from accelsim.engine.schedule import PassSums, PhaseWork, matrix_work, no_indices, pass_rows
 from accelsim.engine.views import MaskViews
@@ -162,7 +162,7 @@ def fw_work(layer: Layer, views: MaskViews, unit: int, *, use_gate: bool, use_we
         if compaction:
             unit_idx = gate.unit_lanes
             work = np.broadcast_to(base32, (m, units)).copy()
-            work += packed_conditional_work(unit_idx, cond, unit, f, masks)
+            work += packed_conditional_work(job_packing(views, unit, f), cond)
         else:
             work = base32[None, :] + gate.unit_active * cond[None, :]
             unit_idx = gate.unit_active.view(np.uint8).astype(np.int32)

@@ -4,8 +4,9 @@ The work of a phase is either the per-pixel matrix (:class:`PhaseWork`, needed w
 or its sums per pass and queue row (:class:`PassSums`); :func:`schedule` runs either through
 :func:`accelsim.kernels.schedule_passes` / :func:`accelsim.kernels.schedule_sums`: units work
 through private queues of ``rows`` rows for ``sync_tiles`` tiles, a pass lasts as long as its
-slowest queue (or, without compaction, as its operand stage allows: ``staged``,
-:mod:`accelsim.engine.stage`) or as the decoder needs for its indices (the stall rule,
+slowest queue (or as its operand stage allows: ``staged``, :mod:`accelsim.engine.stage`, with
+compaction balanced chunk by chunk, :mod:`accelsim.engine.stage_compaction`) or as the
+decoder needs for its indices (the stall rule,
 ``kernels._pass_cycles``), and issued MACs count idle lanes of active units.
 """
 
@@ -61,6 +62,7 @@ def no_indices(rows: int, units: int) -> tuple[None, np.ndarray, np.ndarray]:
 
 
 NO_UNIT_INDEX = np.zeros((1, 1), dtype=np.int32)
+NO_STAGE = np.zeros((1, 1), dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -134,18 +136,18 @@ def schedule(work: PhaseWork | PassSums, hw: HardwareConfig, qcols: int,
     if isinstance(work, PassSums):
         assert not decoder.compaction
         return schedule_pass_sums(work, qcols, throughput, pe.pipeline_latency, staged)
-    assert staged is None
     has_unit_idx = work.unit_idx is not None
-    cycles, stall, indices, issued = schedule_passes(
+    has_staged = staged is not None
+    cycles, stall, indices, issued, waited = schedule_passes(
         work.counts, work.classes, work.lanes, work.unit_idx if has_unit_idx else NO_UNIT_INDEX,
         has_unit_idx,
         work.row_idx, work.col_idx, pe.rows, qcols, pe.sync_tiles, decoder.compaction,
-        throughput)
-    return Schedule(cycles + pe.pipeline_latency, stall, indices, issued, decoder.compaction)
+        throughput, staged if has_staged else NO_STAGE, has_staged)
+    return Schedule(cycles + pe.pipeline_latency, stall, indices, issued, decoder.compaction,
+                    waited)
 
 
 NO_UNIT_SUMS = np.zeros((1, 1), dtype=np.int64)
-NO_STAGE = np.zeros((1, 1), dtype=np.int64)
 
 
 def schedule_pass_sums(work: PassSums, qcols: int, indices_per_cycle: int,

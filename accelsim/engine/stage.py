@@ -25,19 +25,32 @@ Each phase's steps, in the order they are broadcast:
 With N:M multiplexers and a gate (:func:`staged_compute_nm`), FW's steps are those of the
 shrunk reduction: a unit runs its t'/t-scaled base steps, then, where it is active, its scaled
 conditional steps, as the pass sums count them.
+
+With compaction FW's units are packed slots (:mod:`accelsim.engine.compaction`), and a pass
+lasts the static mapping's cycles or the dispatcher's, which balances each chunk over the
+queues (:mod:`accelsim.engine.stage_compaction`), whichever is fewer.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from accelsim.config import SYSTOLIC_DATAFLOWS, HardwareConfig
 from accelsim.engine.bd import bd_classes, bd_tree_plan
+from accelsim.engine.compaction import job_packing
 from accelsim.engine.fw import fw_step_sets, fw_tree_steps, scaled_steps
 from accelsim.engine.masks import pack_bits
 from accelsim.engine.schedule import LaneLayout, pass_rows
+from accelsim.engine.stage_compaction import (
+    PassParts,
+    column_kinds,
+    pass_parts,
+    rows_kinds,
+    step_kinds,
+)
 from accelsim.engine.views import MaskViews
 from accelsim.engine.wg import needed_units
 from accelsim.kernels import (
@@ -63,17 +76,27 @@ class StageLayout:
     tree: int
     wg_lanes: str
     stage_steps: int
+    compaction: bool = False  # the dispatcher balances each chunk (stage_compaction.py)
+
+    @property
+    def balances(self) -> bool:
+        """Whether compaction can beat the static staged mapping: with one row tile a pass
+        every queue holds at most one unit, whose chunk the static mapping already waits for."""
+        return self.compaction and self.pass_len > self.rows
+
+    def parts(self, total: int) -> PassParts:
+        """The pass parts of ``total`` rows the dispatcher balances."""
+        return pass_parts(total, self.rows, self.pass_len)
 
 
 def stage_layout(hw: HardwareConfig, layout: LaneLayout) -> StageLayout | None:
     """The :class:`StageLayout` of a phase on ``hw``, or None where the stage does not bound
-    the schedule: systolic arrays, and compaction (its dispatcher feeds every queue through
-    the distribution network it pays for per MAC)."""
+    the schedule (systolic arrays)."""
     pe = hw.pe_array
-    if pe.dataflow in SYSTOLIC_DATAFLOWS or hw.decoder.compaction:
+    if pe.dataflow in SYSTOLIC_DATAFLOWS:
         return None
     return StageLayout(pe.rows, pe.rows * pe.sync_tiles, layout.qcols, layout.unit,
-                       layout.tree, pe.wg_lanes, pe.stage_steps)
+                       layout.tree, pe.wg_lanes, pe.stage_steps, hw.decoder.compaction)
 
 
 def staged_compute(layer: Layer, phase: str, views: MaskViews, stage: StageLayout, *,
@@ -94,13 +117,22 @@ def staged_compute_nm(layer: Layer, views: MaskViews, stage: StageLayout, shrunk
     ``steps`` to ``shrunk``: unit j runs positions [0, b_j) always and [b_j, t'_j) where
     active, b_j and t'_j its base and whole reduction scaled by shrunk / steps (rounded up)."""
     sets = fw_step_sets(layer, views, stage.unit, True, None)
-    base = scaled_steps(sets.always.sum(axis=1, dtype=np.int64), (shrunk, steps))
-    full = scaled_steps(sets.allowed.sum(axis=1, dtype=np.int64), (shrunk, steps))
+    base_steps = sets.always.sum(axis=1, dtype=np.int64)
+    cond = sets.allowed.sum(axis=1, dtype=np.int64) - base_steps
+    packing = job_packing(views, stage.unit, layer.cout) if stage.compaction else None
+    if packing is not None:  # packed slots run their segment's largest conditional path
+        cond = cond[packing.segment_lead(cond)]
+    base = scaled_steps(base_steps, (shrunk, steps))
+    full = scaled_steps(base_steps + cond, (shrunk, steps))
     position = np.arange(int(full.max()))[None, :]
     fixed = position < base[:, None]
     live = (position < full[:, None]) & ~fixed
-    active = views.unit_counts(stage.unit, stage.rows, stage.pass_len)
-    return _columns(position.shape[1], fixed, live, active, layer.output_pixels, stage)
+    if packing is None:
+        active = views.unit_counts(stage.unit, stage.rows, stage.pass_len)
+        return _columns(position.shape[1], fixed, live, active, layer.output_pixels, stage)
+    return _packed_columns(layer, stage, chunk_sums(fixed, stage.stage_steps),
+                           chunk_sums(live, stage.stage_steps), packing.slots,
+                           position.shape[1])
 
 
 def unit_activity(views: MaskViews, unit: int, channels: int) -> np.ndarray:
@@ -145,19 +177,45 @@ def _chunk_lengths(steps: int, stage: int) -> np.ndarray:
 
 
 def _columns(n_steps: int, fixed: np.ndarray, live: np.ndarray, active: np.ndarray | None,
-             layer_rows: int, stage: StageLayout) -> np.ndarray | None:
+             layer_rows: int, stage: StageLayout,
+             activity: Callable[[], np.ndarray] | None = None) -> np.ndarray | None:
     """The stage of steps that belong to unit columns (FW): ``fixed`` / ``live``, bool
     (J, T), the steps each column runs always / where a unit is active; ``active``, int64
-    (passes, J, rows): active units of each pass, column and queue row (None: no gate).
-    Returns compute cycles per (pass, column tile), or None when one chunk holds T."""
+    (passes, J, rows): active units of each pass, column and queue row (None: no gate);
+    ``activity``: the active units themselves, bool (rows, J), for compaction (None: no
+    gate). Returns compute cycles per (pass, column tile), or None when one chunk holds T."""
     if stage.stage_steps >= n_steps:
         return None
+    return _column_chunks(chunk_sums(fixed, stage.stage_steps),
+                          chunk_sums(live, stage.stage_steps), active, layer_rows, stage,
+                          activity)
+
+
+def _column_chunks(fixed_sums: np.ndarray, live_sums: np.ndarray, active: np.ndarray | None,
+                   layer_rows: int, stage: StageLayout,
+                   activity: Callable[[], np.ndarray] | None) -> np.ndarray:
+    """:func:`_columns` from each column's steps summed per chunk, int64 (J, chunks)."""
     n_rows = pass_rows(layer_rows, stage.rows, stage.pass_len)
     if active is None:
-        active = np.zeros((n_rows.shape[0], fixed.shape[0], stage.rows), dtype=np.int64)
-    return staged_columns_rc(n_rows, chunk_sums(fixed, stage.stage_steps),
-                             chunk_sums(live, stage.stage_steps),
-                             np.ascontiguousarray(active, dtype=np.int64), stage.qcols)
+        active = np.zeros((n_rows.shape[0], fixed_sums.shape[0], stage.rows), dtype=np.int64)
+    static = staged_columns_rc(n_rows, fixed_sums, live_sums,
+                               np.ascontiguousarray(active, dtype=np.int64), stage.qcols)
+    if not stage.balances:
+        return static
+    return np.minimum(static, column_kinds(stage.parts(layer_rows), fixed_sums, live_sums,
+                                           None if activity is None else activity(),
+                                           stage.qcols))
+
+
+def _packed_columns(layer: Layer, stage: StageLayout, fixed_sums: np.ndarray,
+                    live_sums: np.ndarray, slots: np.ndarray, n_steps: int) -> np.ndarray | None:
+    """:func:`_columns` of FW's packed slots (compaction): slot (m, j) runs its fixed steps
+    and, where packed (``slots``, bool (M, J)), ``live_sums`` (its segment's lead's)."""
+    if stage.stage_steps >= n_steps:
+        return None
+    active = pass_row_sums(slots.astype(np.int64), stage.rows, stage.pass_len)
+    return _column_chunks(fixed_sums, live_sums, active, layer.output_pixels, stage,
+                          lambda: slots)
 
 
 def _fw(layer: Layer, views: MaskViews, stage: StageLayout, gated: bool,
@@ -167,6 +225,13 @@ def _fw(layer: Layer, views: MaskViews, stage: StageLayout, gated: bool,
     if stage.tree:
         return _fw_tree(layer, views, stage, gated, weight)
     sets = fw_step_sets(layer, views, stage.unit, gated, weight)
+    if gated and stage.compaction:  # packed slots run their segment's conditional steps
+        packing = job_packing(views, stage.unit, layer.cout)
+        cond = sets.allowed & ~sets.always
+        lead = packing.segment_lead(cond.sum(axis=1, dtype=np.int64))
+        live = chunk_sums(cond, stage.stage_steps)[lead]
+        return _packed_columns(layer, stage, chunk_sums(sets.always, stage.stage_steps), live,
+                               packing.slots, layer.k_per_group)
     active = views.unit_counts(stage.unit, stage.rows, stage.pass_len) if gated else None
     return _columns(layer.k_per_group, sets.always, sets.allowed & ~sets.always, active,
                     layer.output_pixels, stage)
@@ -192,7 +257,8 @@ def _fw_tree(layer: Layer, views: MaskViews, stage: StageLayout, gated: bool,
     else:      # without a gate the whole path is one, and always runs
         fixed[rows, cols] |= steps.cond_hits.ravel()
     active = (views.unit_counts(1, stage.rows, stage.pass_len) if gated else None)
-    return _columns(n_steps, fixed, live, active, layer.output_pixels, stage)
+    return _columns(n_steps, fixed, live, active, layer.output_pixels, stage,
+                    (lambda: unit_activity(views, 1, f).T) if gated else None)
 
 
 def _bd(layer: Layer, views: MaskViews, stage: StageLayout, gated: bool,
@@ -232,11 +298,16 @@ def _bd(layer: Layer, views: MaskViews, stage: StageLayout, gated: bool,
     live = allowed & ~always if gated else np.zeros_like(allowed)
     if counts is None:
         counts = np.zeros((n_rows.shape[0], n_steps, stage.rows), dtype=np.int64)
-    return staged_columns_rt(n_rows, chunk_sums(fixed, stage.stage_steps),
-                             np.ascontiguousarray(live, dtype=np.uint8),
-                             np.ascontiguousarray(counts, dtype=np.int64),
-                             np.ascontiguousarray(classes, dtype=np.int64), stage.qcols,
-                             stage.stage_steps)
+    fixed_sums = chunk_sums(fixed, stage.stage_steps)
+    classes = np.ascontiguousarray(classes, dtype=np.int64)
+    static = staged_columns_rt(n_rows, fixed_sums, np.ascontiguousarray(live, dtype=np.uint8),
+                               np.ascontiguousarray(counts, dtype=np.int64), classes,
+                               stage.qcols, stage.stage_steps)
+    if not stage.balances:
+        return static
+    activity = unit_activity(views, stage.tree or 1, layer.cout) if gated else None
+    return np.minimum(static, step_kinds(stage.parts(m), fixed_sums, live, activity, classes,
+                                         stage.qcols, stage.stage_steps))
 
 
 def _wg(layer: Layer, views: MaskViews, stage: StageLayout, gated: bool,
@@ -264,7 +335,11 @@ def _wg(layer: Layer, views: MaskViews, stage: StageLayout, gated: bool,
         live_rows = pass_row_sums(live.astype(np.int64), stage.rows, stage.pass_len)
         active = (chunk_sums(unit_activity(views, unit, f), stage.stage_steps)
                   if gated else np.zeros((needed.shape[1], lengths.shape[0]), dtype=np.int64))
-        return staged_rows_jt(fixed_rows, live_rows, lengths, active, stage.qcols)
+        static = staged_rows_jt(fixed_rows, live_rows, lengths, active, stage.qcols)
+        if not stage.balances:
+            return static
+        return np.minimum(static, rows_kinds(stage.parts(k), fixed, live, lengths, active,
+                                             stage.qcols, per_column=True))
     keys = np.concatenate([fixed.T, live.T], axis=1)
     _, first, classes = np.unique(keys, axis=0, return_index=True, return_inverse=True)
     if gated:
@@ -274,6 +349,10 @@ def _wg(layer: Layer, views: MaskViews, stage: StageLayout, gated: bool,
                            masks.gate_group_size, axis=0)
     else:
         counts = np.zeros((f, lengths.shape[0]), dtype=np.int64)
-    return staged_rows_rt(fixed_rows, np.ascontiguousarray(live[:, first], dtype=np.uint8),
-                          counts, classes.reshape(-1).astype(np.int64), stage.rows,
-                          stage.pass_len, lengths, stage.qcols)
+    static = staged_rows_rt(fixed_rows, np.ascontiguousarray(live[:, first], dtype=np.uint8),
+                            counts, classes.reshape(-1).astype(np.int64), stage.rows,
+                            stage.pass_len, lengths, stage.qcols)
+    if not stage.balances:
+        return static
+    return np.minimum(static, rows_kinds(stage.parts(f), fixed, live, lengths, counts,
+                                         stage.qcols, per_column=False))

@@ -67,7 +67,31 @@ def fw_units(gate, base, weight, unit, compaction, gating_groups):
     return base_steps, all_steps, units_per_row, m_count, base_sets, all_sets
 
 
-def fw_reference(layer, gate, base, weight, arr, gating_groups):
+def segments(f_count, unit, base, gating_groups):
+    """Compaction's segments of unit columns: a CDG output chunk when ``unit`` divides it,
+    else the whole row; [(first column, end)]."""
+    units_per_row = math.ceil(f_count / unit)
+    chunk = f_count
+    if base is not None and (f_count // gating_groups) % unit == 0:
+        chunk = f_count // gating_groups
+    per_segment = chunk // unit if chunk % unit == 0 else units_per_row
+    return [(start, min(start + per_segment, units_per_row))
+            for start in range(0, units_per_row, per_segment)]
+
+
+def packed_at(gate, m, f_count, unit, base, gating_groups):
+    """{unit column: whether compaction packs active lanes of pixel m into it}: the first
+    ceil(active lanes / unit) slots of each segment."""
+    packed_slots = {}
+    for start, stop in segments(f_count, unit, base, gating_groups):
+        active_lanes = sum(int(gate[m, f]) for f in range(start * unit,
+                                                           min(stop * unit, f_count)))
+        for j in range(start, stop):
+            packed_slots[j] = (j - start) < math.ceil(active_lanes / unit)
+    return packed_slots
+
+
+def fw_reference(layer, gate, base, weight, arr, gating_groups, group_size=1):
     f_count, k_count = layer.cout, layer.k_per_group
     m_count = layer.output_pixels
     kept = weight if weight is not None else np.ones((f_count, k_count), dtype=bool)
@@ -76,26 +100,14 @@ def fw_reference(layer, gate, base, weight, arr, gating_groups):
     units: list[RefUnit] = []
     col_idx = [all_steps[j] if weight is not None else 0 for j in range(units_per_row)]
     if gate is not None and arr.compaction:
-        chunk = f_count
-        if base is not None and (f_count // gating_groups) % arr.unit == 0:
-            chunk = f_count // gating_groups
-        per_segment = chunk // arr.unit if chunk % arr.unit == 0 else units_per_row
+        lead = {}  # the segment's column with the most conditional steps (first on ties)
+        for start, stop in segments(f_count, arr.unit, base, gating_groups):
+            cond = [all_steps[j] - base_steps[j] for j in range(start, stop)]
+            for j in range(start, stop):
+                lead[j] = start + cond.index(max(cond))
     for m in range(m_count):
-        packed_slots: dict[int, bool] = {}
         if gate is not None and arr.compaction:
-            for start in range(0, units_per_row, per_segment):
-                stop = min(start + per_segment, units_per_row)
-                active_lanes = sum(int(gate[m, f]) for f in range(start * arr.unit,
-                                                                   min(stop * arr.unit, f_count)))
-                packed = math.ceil(active_lanes / arr.unit)
-                for j in range(start, stop):
-                    packed_slots[j] = (j - start) < packed
-            lead = {}  # the segment's column with the most conditional steps (first on ties)
-            for start in range(0, units_per_row, per_segment):
-                stop = min(start + per_segment, units_per_row)
-                cond = [all_steps[j] - base_steps[j] for j in range(start, stop)]
-                for j in range(start, stop):
-                    lead[j] = start + cond.index(max(cond))
+            packed_slots = packed_at(gate, m, f_count, arr.unit, base, gating_groups)
         for j in range(units_per_row):
             lanes = list(_lanes(j, arr.unit, f_count))
             at: set[int] = set()
@@ -105,7 +117,7 @@ def fw_reference(layer, gate, base, weight, arr, gating_groups):
                 cond_at = sorted(all_sets[lead[j]] - base_sets[lead[j]]) if packed_slots[j] else []
                 at = sorted(base_sets[j]) + cond_at  # a multiset: the two may share steps
                 steps = len(at)
-                idx = sum(int(gate[m, f]) for f in lanes)
+                idx = math.ceil(sum(int(gate[m, f]) for f in lanes) / group_size)
             else:
                 active = any(gate[m, f] for f in lanes)
                 steps = base_steps[j] + (all_steps[j] - base_steps[j] if active else 0)
@@ -142,25 +154,46 @@ def bd_reference(layer, gate, base, weight, arr, group_size=1):
     return units, row_idx, col_idx, units_per_row
 
 
-def wg_reference(layer, gate, base, weight, arr):
+def wg_reference(layer, gate, base, weight, arr, gating_groups=1, group_size=1):
+    """WG over output-channel lanes. With compaction and a gate each pixel's active lanes
+    are packed into slots as in FW: off its base path slot (k, j) runs the pixels where it
+    is packed, when any unit of its segment keeps a weight in row k, and the decoder reads
+    the pixel list of every active gate group (each unit's ceil(active lanes / s))."""
     f_count, k_count = layer.cout, layer.k_per_group
     m_count = layer.output_pixels
     units_per_row = math.ceil(f_count / arr.unit)
+    packing = gate is not None and arr.compaction
     active_pixels, active_sets = [], []
+    slot_of = {}
+    if packing:
+        packed = [packed_at(gate, m, f_count, arr.unit, base, gating_groups)
+                  for m in range(m_count)]
+        for start, stop in segments(f_count, arr.unit, base, gating_groups):
+            for j in range(start, stop):
+                slot_of[j] = range(start, stop)
     for j in range(units_per_row):
         lanes = list(_lanes(j, arr.unit, f_count))
-        pixels = tuple(m for m in range(m_count)
-                       if gate is None or any(gate[m, f] for f in lanes))
-        active_pixels.append(len(pixels))
+        if packing:
+            pixels = tuple(m for m in range(m_count) if packed[m][j])
+            active_pixels.append(sum(math.ceil(sum(int(gate[m, f]) for f in lanes) / group_size)
+                                     for m in range(m_count)))
+        else:
+            pixels = tuple(m for m in range(m_count)
+                           if gate is None or any(gate[m, f] for f in lanes))
+            active_pixels.append(len(pixels))
         active_sets.append(pixels)
     units: list[RefUnit] = []
     for k in range(k_count):
         for j in range(units_per_row):
             lanes = list(_lanes(j, arr.unit, f_count))
             needed = weight is None or any(weight[f, k] for f in lanes)
+            on_base = gate is not None and base is not None and any(base[f, k] for f in lanes)
+            if packing and not on_base:  # the slot's lanes come from any unit of its segment
+                needed = weight is None or any(
+                    weight[f, k] for jj in slot_of[j] for f in _lanes(jj, arr.unit, f_count))
             if not needed:
                 at: tuple[int, ...] = ()
-            elif gate is None or (base is not None and any(base[f, k] for f in lanes)):
+            elif gate is None or on_base:
                 at = tuple(range(m_count))
             else:
                 at = active_sets[j]
@@ -322,7 +355,7 @@ def reference_job(layer, phase, gate, base, weight, arr, gating_groups=1, group_
         arr = dataclasses.replace(arr, unit=arr.vector_width)  # one output per PE: cols queues
     elif phase == "fw":
         units, row_idx, col_idx, per_row = fw_reference(layer, gate, base, weight, arr,
-                                                        gating_groups)
+                                                        gating_groups, group_size)
         n_rows = layer.output_pixels
     elif phase == "bd" and arr.bd_lanes == "reduction":
         units, row_idx, col_idx, per_row = bd_tree_reference(layer, gate, base, weight, arr)
@@ -337,7 +370,8 @@ def reference_job(layer, phase, gate, base, weight, arr, gating_groups=1, group_
                                                                    arr)
         n_rows = layer.cout
     else:
-        units, row_idx, col_idx, per_row = wg_reference(layer, gate, base, weight, arr)
+        units, row_idx, col_idx, per_row = wg_reference(layer, gate, base, weight, arr,
+                                                        gating_groups, group_size)
         n_rows = layer.k_per_group
     cycles, stall, indices = run_cycles(units, row_idx, col_idx, n_rows, per_row, arr)
     issued = sum(u.steps * u.lanes if u.macs is None else u.macs for u in units)

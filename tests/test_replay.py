@@ -242,8 +242,8 @@ def test_structure_gains_where_queues_may_drift(tmp_path: Path,
     """8-lane lock-step PEs: with the preset's one-step operand stage every step waits for the
     busiest of 256 queues, so SCDG's aligned groups gain little over CDG; a deeper stage lets
     queues drift and widens SCDG's lead, and compaction's dispatcher (which fills idle queues
-    at every step) widens it most, at a decoder cost (more decoded indices and index
-    energy)."""
+    at every step) widens it most though it packs CDG's lanes too (FW and WG), at a decoder
+    cost (more decoded indices and index energy)."""
     assert fp8_hw.pe_array.vector_width == 8 and fp8_hw.decoder.skip_granularity == "vector"
     assert fp8_hw.pe_array.stage_steps == 1
     cdg = gaps(tmp_path, fp8_hw, 1, False, "cdg")
@@ -258,8 +258,9 @@ def test_structure_gains_where_queues_may_drift(tmp_path: Path,
     assert deep_lead > lead + 0.02
     scdg_packed = gaps(tmp_path, fp8_hw, 8, True, "scdg-c")
     cdg_packed = gaps(tmp_path, fp8_hw, 1, True, "cdg-c")
-    assert scdg_packed["speedup_efficiency"] - cdg_packed["speedup_efficiency"] > 0.1
-    assert cdg_packed["speedup_efficiency"] > cdg["speedup_efficiency"] + 0.05
+    packed_lead = scdg_packed["speedup_efficiency"] - cdg_packed["speedup_efficiency"]
+    assert packed_lead > deep_lead + 0.02
+    assert cdg_packed["speedup_efficiency"] > cdg["speedup_efficiency"] + 0.1
     # Packing decodes every active lane instead of one index per active unit (FW).
     assert cdg_packed["fw"]["decoder_indices"] > 2 * cdg["fw"]["decoder_indices"]
     assert cdg_packed["fw"]["energy_index_pj"] > 2 * cdg["fw"]["energy_index_pj"]

@@ -314,6 +314,25 @@ def test_compaction_never_splits_a_unit(fp8_hw: HardwareConfig, sync_tiles: int)
     assert got.cycles_compute - hw.pe_array.pipeline_latency - got.cycles_decoder_stall >= 1152
 
 
+def test_compaction_packs_wg_lanes(fp8_hw: HardwareConfig) -> None:
+    """WG over output-channel lanes packs each pixel's active lanes as FW does: two 8-lane
+    units with one active lane each at every pixel run every pixel unpacked (all 16 lanes
+    issue); packed, both lanes share one slot, so half the MACs are issued, and the decoder
+    reads each active lane's pixel list instead of each unit's."""
+    layer = conv("c", 4, 16, 1, 1, 0, 4, 4, 1)  # M = 16, F = 16, K = 4
+    gate = np.zeros((1, 16, 16), dtype=bool)    # (N, F, P)
+    pixels = np.arange(16)
+    gate[0, pixels % 8, pixels] = True           # unit 0: one lane per pixel
+    gate[0, 8 + (pixels * 3) % 8, pixels] = True  # unit 1: one lane per pixel
+    plain = sparse_compute(layer, "wg", LayerMasks(gate=gate), fp8_hw)
+    packed = sparse_compute(layer, "wg", LayerMasks(gate=gate),
+                            with_overrides(fp8_hw, {"decoder.compaction": True}))
+    assert plain.macs_effective == packed.macs_effective == 4 * 32
+    assert plain.macs_issued == 4 * 16 * 16        # K rows x 2 units x 16 pixels x 8 lanes
+    assert packed.macs_issued == plain.macs_issued // 2
+    assert plain.decoder_indices == 2 * 16 and packed.decoder_indices == 32
+
+
 @pytest.mark.parametrize("phase", PHASES)
 def test_compaction_costs_network_energy(fp8_hw: HardwareConfig, phase: str) -> None:
     """At equal issued MACs (element granularity: packing changes no lane's work) the job with

@@ -66,3 +66,12 @@ def job_packing(views: MaskViews, unit: int, f: int) -> FwPacking:
     """The :class:`FwPacking` of a job's gate for ``unit``-lane units (kept with the job)."""
     return views.per_job(("fw_packing", unit), lambda: fw_packing(
         views.gate_views(unit).unit_lanes, unit, f, views.masks))
+
+
+def gate_group_lanes(unit_lanes: np.ndarray, group_size: int) -> np.ndarray:
+    """int32 (M, J): the indices compaction's decoder reads per pixel and unit column, one
+    per active gate group of s = ``group_size`` channels (ceil(active lanes / s)): what it
+    needs to know which lanes to pack."""
+    if group_size == 1:
+        return unit_lanes
+    return (-(-unit_lanes // group_size)).astype(np.int32)

@@ -307,7 +307,7 @@ def _sparse_compute(layer: Layer, phase: str, views: MaskViews, hw: HardwareConf
         work = matrix if compaction else matrix_sums(matrix, rows, pass_len)
     else:
         work = (wg_work(layer, views, unit, use_gate=use_gate, use_weight=use_weight,
-                        rows=rows, pass_len=pass_len) if compaction else
+                        rows=rows, pass_len=pass_len, compaction=True) if compaction else
                 wg_sums(layer, views, unit, rows, pass_len, use_gate=use_gate,
                         use_weight=use_weight))
     stage = stage_layout(hw, layout)

@@ -4,7 +4,9 @@
 whose lanes' weights are all pruned computes no gradient (unless the step needs the dense weight
 gradient for regrowth); otherwise it runs all M steps when any lane has k on its base path, else
 only the pixels where any lane's gate bit is 1 (:class:`WgPlan`, :func:`wg_sums`; :func:`wg_work`
-builds the (K, units) matrix). The decoder's indices are each unit's active pixels.
+builds the (K, units) matrix). The decoder's indices are each unit's active pixels. With
+compaction each pixel's active lanes are packed into unit slots, as in FW
+(:func:`packed_wg_rows`).
 
 ``input_channels`` (dW^T = dY^T X, :func:`wg_transposed_work`): rows = output channels f,
 lanes = reduction columns k, steps = pixels m. dY(m, f) is the operand broadcast to the unit's
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from accelsim.engine.compaction import gate_group_lanes, job_packing
 from accelsim.engine.masks import unit_lanes
 from accelsim.engine.schedule import (
     PassSums,
@@ -35,20 +38,40 @@ from accelsim.network import Layer
 
 
 def wg_work(layer: Layer, views: MaskViews, unit: int, *, use_gate: bool,
-            use_weight: bool, rows: int = 1, pass_len: int = 0) -> PhaseWork:
+            use_weight: bool, rows: int = 1, pass_len: int = 0,
+            compaction: bool = False) -> PhaseWork:
     """Weight gradient: rows = k, lanes = output channels f, steps = pixels m. ``rows`` and
-    ``pass_len`` only pick which cached gate counts to reuse (0: one pass)."""
-    return _wg_matrix_work(layer, views, unit, use_gate, use_weight, "k", rows, pass_len)
+    ``pass_len`` only pick which cached gate counts to reuse (0: one pass); ``compaction``:
+    each pixel's active lanes are packed into unit slots (:func:`packed_wg_rows`)."""
+    return _wg_matrix_work(layer, views, unit, use_gate, use_weight, "k", rows, pass_len,
+                           compaction)
+
+
+def packed_wg_rows(layer: Layer, views: MaskViews, unit: int,
+                   units: WgUnits) -> tuple[np.ndarray, np.ndarray]:
+    """WG's packed slots (compaction, lanes over output channels): at each pixel the active
+    lanes of a segment are packed into its first slots, as in FW
+    (:func:`accelsim.engine.compaction.fw_packing`), so off its base path slot (k, j) runs
+    the pixels where it is packed, when any unit of its segment keeps a weight in row k (its
+    lanes may come from any of them). Returns (bool (K, J): the rows each slot runs where
+    packed, int64 (J,): the pixels where each slot is packed)."""
+    packing = job_packing(views, unit, layer.cout)
+    needed = units.needed
+    if units.weighted:
+        needed = np.logical_or.reduceat(needed, packing.starts[:-1], axis=1)[:, packing.segment]
+    return needed, packing.slots.sum(axis=0, dtype=np.int64)
 
 
 def _wg_matrix_work(layer: Layer, views: MaskViews, unit: int, use_gate: bool,
                     use_weight: bool, rows_over: str, rows: int = 1,
-                    pass_len: int = 0) -> PhaseWork:
+                    pass_len: int = 0, compaction: bool = False) -> PhaseWork:
     """WG's (rows, units) work matrix, rows over ``k`` (lanes over output channels) or over
     ``f`` (lanes over k, :func:`wg_transposed_work`): M steps where the unit's lanes are on a
     base path, else the active pixels (of the unit, with lanes over f: the decoder's column
     indices; of the row's output channel, with lanes over k: the row indices), nothing where
-    every weight of the unit is pruned."""
+    every weight of the unit is pruned. With ``compaction`` (lanes over f) the active pixels
+    are the packed slot's (:func:`packed_wg_rows`), and the decoder reads the pixel list of
+    every active gate group (:func:`~accelsim.engine.compaction.gate_group_lanes`)."""
     masks = views.masks
     m, f, k = layer.output_pixels, layer.cout, layer.k_per_group
     units = needed_units(views, unit, use_weight, rows_over=rows_over, shape=(k, f))
@@ -56,6 +79,14 @@ def _wg_matrix_work(layer: Layer, views: MaskViews, unit: int, use_gate: bool,
     unit_idx, row_idx, col_idx = no_indices(*needed.shape)
     if not (use_gate and masks.has_gate):
         steps = np.full(needed.shape, m, dtype=np.int64)
+    elif rows_over == "k" and compaction:
+        col_idx = gate_group_lanes(views.gate_views(unit).unit_lanes,
+                                   masks.gate_group_size).sum(axis=0, dtype=np.int64)
+        on_base = (views.base_any_over_f(unit).T if masks.base is not None
+                   else np.zeros(needed.shape, dtype=bool))
+        packed_rows, packed = packed_wg_rows(layer, views, unit, units)
+        steps = np.where(on_base, m * needed, packed[None, :] * packed_rows)
+        needed = needed | (packed_rows & ~on_base)
     elif rows_over == "k":  # a unit runs the pixels where any of its lanes is on
         col_idx = views.unit_totals(unit, rows, pass_len or max(1, m))
         on_base = (views.base_any_over_f(unit).T if masks.base is not None

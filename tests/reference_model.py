@@ -157,20 +157,16 @@ def bd_reference(layer, gate, base, weight, arr, group_size=1):
 def wg_reference(layer, gate, base, weight, arr, gating_groups=1, group_size=1):
     """WG over output-channel lanes. With compaction and a gate each pixel's active lanes
     are packed into slots as in FW: off its base path slot (k, j) runs the pixels where it
-    is packed, when any unit of its segment keeps a weight in row k, and the decoder reads
+    is packed, where unit j keeps a weight in row k, and the decoder reads
     the pixel list of every active gate group (each unit's ceil(active lanes / s))."""
     f_count, k_count = layer.cout, layer.k_per_group
     m_count = layer.output_pixels
     units_per_row = math.ceil(f_count / arr.unit)
     packing = gate is not None and arr.compaction
     active_pixels, active_sets = [], []
-    slot_of = {}
     if packing:
         packed = [packed_at(gate, m, f_count, arr.unit, base, gating_groups)
                   for m in range(m_count)]
-        for start, stop in segments(f_count, arr.unit, base, gating_groups):
-            for j in range(start, stop):
-                slot_of[j] = range(start, stop)
     for j in range(units_per_row):
         lanes = list(_lanes(j, arr.unit, f_count))
         if packing:
@@ -188,9 +184,6 @@ def wg_reference(layer, gate, base, weight, arr, gating_groups=1, group_size=1):
             lanes = list(_lanes(j, arr.unit, f_count))
             needed = weight is None or any(weight[f, k] for f in lanes)
             on_base = gate is not None and base is not None and any(base[f, k] for f in lanes)
-            if packing and not on_base:  # the slot's lanes come from any unit of its segment
-                needed = weight is None or any(
-                    weight[f, k] for jj in slot_of[j] for f in _lanes(jj, arr.unit, f_count))
             if not needed:
                 at: tuple[int, ...] = ()
             elif gate is None or on_base:

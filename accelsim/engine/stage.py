@@ -52,7 +52,7 @@ from accelsim.engine.stage_compaction import (
     step_kinds,
 )
 from accelsim.engine.views import MaskViews
-from accelsim.engine.wg import needed_units, packed_wg_rows
+from accelsim.engine.wg import needed_units
 from accelsim.kernels import (
     pass_row_sums,
     staged_columns_rc,
@@ -321,19 +321,15 @@ def _wg(layer: Layer, views: MaskViews, stage: StageLayout, gated: bool,
         return None
     over_k = stage.wg_lanes == "output_channels"
     unit = stage.unit
-    units = needed_units(views, unit, use_weight, rows_over="k" if over_k else "f",
-                         shape=(k, f))
-    needed = units.needed
+    needed = needed_units(views, unit, use_weight, rows_over="k" if over_k else "f",
+                          shape=(k, f)).needed
     if gated and masks.base is not None:
         on_base = (views.base_any_over_f(unit).T if over_k else views.base_any_over_k(unit).T)
     else:
         on_base = np.zeros(needed.shape, dtype=bool)
     fixed = needed & (on_base | (not gated))
     live = needed & ~on_base & gated
-    packed = over_k and gated and stage.compaction
-    if packed:  # packed slots (compaction): their rows and pixels
-        packed_rows, _ = packed_wg_rows(layer, views, unit, units)
-        live = packed_rows & ~on_base
+    packed = over_k and gated and stage.compaction  # packed slots run their packed pixels
     lengths = _chunk_lengths(m, stage.stage_steps)
     fixed_rows = pass_row_sums(fixed.astype(np.int64), stage.rows, stage.pass_len)
     if over_k:

@@ -6,7 +6,7 @@ gradient for regrowth); otherwise it runs all M steps when any lane has k on its
 only the pixels where any lane's gate bit is 1 (:class:`WgPlan`, :func:`wg_sums`; :func:`wg_work`
 builds the (K, units) matrix). The decoder's indices are each unit's active pixels. With
 compaction each pixel's active lanes are packed into unit slots, as in FW
-(:func:`packed_wg_rows`).
+(:func:`packed_wg_pixels`).
 
 ``input_channels`` (dW^T = dY^T X, :func:`wg_transposed_work`): rows = output channels f,
 lanes = reduction columns k, steps = pixels m. dY(m, f) is the operand broadcast to the unit's
@@ -42,24 +42,19 @@ def wg_work(layer: Layer, views: MaskViews, unit: int, *, use_gate: bool,
             compaction: bool = False) -> PhaseWork:
     """Weight gradient: rows = k, lanes = output channels f, steps = pixels m. ``rows`` and
     ``pass_len`` only pick which cached gate counts to reuse (0: one pass); ``compaction``:
-    each pixel's active lanes are packed into unit slots (:func:`packed_wg_rows`)."""
+    each pixel's active lanes are packed into unit slots (:func:`packed_wg_pixels`)."""
     return _wg_matrix_work(layer, views, unit, use_gate, use_weight, "k", rows, pass_len,
                            compaction)
 
 
-def packed_wg_rows(layer: Layer, views: MaskViews, unit: int,
-                   units: WgUnits) -> tuple[np.ndarray, np.ndarray]:
-    """WG's packed slots (compaction, lanes over output channels): at each pixel the active
-    lanes of a segment are packed into its first slots, as in FW
-    (:func:`accelsim.engine.compaction.fw_packing`), so off its base path slot (k, j) runs
-    the pixels where it is packed, when any unit of its segment keeps a weight in row k (its
-    lanes may come from any of them). Returns (bool (K, J): the rows each slot runs where
-    packed, int64 (J,): the pixels where each slot is packed)."""
-    packing = job_packing(views, unit, layer.cout)
-    needed = units.needed
-    if units.weighted:
-        needed = np.logical_or.reduceat(needed, packing.starts[:-1], axis=1)[:, packing.segment]
-    return needed, packing.slots.sum(axis=0, dtype=np.int64)
+def packed_wg_pixels(layer: Layer, views: MaskViews, unit: int) -> np.ndarray:
+    """int64 (J,): the pixels where WG's slot j is packed (compaction, lanes over output
+    channels): at each pixel the active lanes of a segment are packed into its first slots,
+    as in FW (:func:`accelsim.engine.compaction.fw_packing`). Off its base path slot (k, j)
+    runs these pixels where unit j keeps a weight in row k: the lanes packed into it may come
+    from other units, whose weights there it does not check, so this is optimistic for
+    weight-pruned gated layers, as FW's packed slots are."""
+    return job_packing(views, unit, layer.cout).slots.sum(axis=0, dtype=np.int64)
 
 
 def _wg_matrix_work(layer: Layer, views: MaskViews, unit: int, use_gate: bool,
@@ -70,7 +65,7 @@ def _wg_matrix_work(layer: Layer, views: MaskViews, unit: int, use_gate: bool,
     base path, else the active pixels (of the unit, with lanes over f: the decoder's column
     indices; of the row's output channel, with lanes over k: the row indices), nothing where
     every weight of the unit is pruned. With ``compaction`` (lanes over f) the active pixels
-    are the packed slot's (:func:`packed_wg_rows`), and the decoder reads the pixel list of
+    are the packed slot's (:func:`packed_wg_pixels`), and the decoder reads the pixel list of
     every active gate group (:func:`~accelsim.engine.compaction.gate_group_lanes`)."""
     masks = views.masks
     m, f, k = layer.output_pixels, layer.cout, layer.k_per_group
@@ -84,9 +79,7 @@ def _wg_matrix_work(layer: Layer, views: MaskViews, unit: int, use_gate: bool,
                                    masks.gate_group_size).sum(axis=0, dtype=np.int64)
         on_base = (views.base_any_over_f(unit).T if masks.base is not None
                    else np.zeros(needed.shape, dtype=bool))
-        packed_rows, packed = packed_wg_rows(layer, views, unit, units)
-        steps = np.where(on_base, m * needed, packed[None, :] * packed_rows)
-        needed = needed | (packed_rows & ~on_base)
+        steps = np.where(on_base, m, packed_wg_pixels(layer, views, unit)[None, :])
     elif rows_over == "k":  # a unit runs the pixels where any of its lanes is on
         col_idx = views.unit_totals(unit, rows, pass_len or max(1, m))
         on_base = (views.base_any_over_f(unit).T if masks.base is not None

@@ -111,7 +111,7 @@ def place_labels(ax: Axes, xs: Sequence[float], ys: Sequence[float], texts: Sequ
     minor = boxes(avoid)
     frame = ax.get_window_extent(renderer)
     placed: list[Bbox] = []
-    for x, y, text in zip(xs, ys, texts, strict=True):
+    for x, y, text in _merge_coincident(ax, xs, ys, texts, 2 * half):
         best: tuple[float, Any] | None = None
         for dx, dy, ha, va in _LABEL_SPOTS:
             leader = abs(dx) > 10 or abs(dy) > 10 or (dx != 0 and dy != 0)
@@ -137,6 +137,23 @@ def place_labels(ax: Axes, xs: Sequence[float], ys: Sequence[float], texts: Sequ
                 break
         assert best is not None
         placed.append(best[1].get_window_extent(renderer))
+
+
+def _merge_coincident(ax: Axes, xs: Sequence[float], ys: Sequence[float],
+                      texts: Sequence[str], within: float) -> list[tuple[float, float, str]]:
+    """The labels of points less than ``within`` display units apart (a marker's width)
+    joined into one, a line each, at the first point: no ring of spots around one spot holds
+    several labels."""
+    groups: list[tuple[float, float, float, float, list[str]]] = []
+    for x, y, text in zip(xs, ys, texts, strict=True):
+        px, py = ax.transData.transform((x, y))
+        for gx, gy, _, _, lines in groups:
+            if abs(px - gx) < within and abs(py - gy) < within:
+                lines.append(text)
+                break
+        else:
+            groups.append((px, py, x, y, [text]))
+    return [(x, y, "\n".join(lines)) for _, _, x, y, lines in groups]
 
 
 def overlap_area(a: Bbox, b: Bbox) -> float:

@@ -550,3 +550,24 @@ def test_a_compacted_run_names_its_dispatcher() -> None:
         "operand-stage chunk over the queues)" in modelling_choices(run)
     hardware["decoder"]["compaction"] = False
     assert "compaction off, skip granularity vector" in modelling_choices(run)
+
+
+def test_labels_of_coinciding_points_are_one_label_and_never_overprint() -> None:
+    """Five schemes at about (1x, 1x) (every scheme on a systolic array): their labels are
+    joined into one, a line each, and no two labels of the figure overlap."""
+    from accelsim.plot_style import overlap_area, place_labels
+
+    fig = Figure(figsize=(6, 4))
+    ax = fig.add_subplot()
+    xs = [1.0, 1.0, 1.0, 1.0, 1.0, 3.0]
+    ys = [1.0, 1.0, 1.001, 1.0, 1.002, 2.0]
+    ax.scatter(xs, ys)
+    ax.set_xlim(0, 4)
+    ax.set_ylim(0, 3)
+    texts = [f"scheme {i}" for i in range(6)]
+    place_labels(ax, xs, ys, texts)
+    labels = [t for t in ax.texts]
+    assert [t.get_text() for t in labels] == ["\n".join(texts[:5]), "scheme 5"]
+    renderer = fig.canvas.get_renderer()
+    a, b = (t.get_window_extent(renderer) for t in labels)
+    assert overlap_area(a, b) == 0

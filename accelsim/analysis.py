@@ -122,8 +122,9 @@ def gap_decomposition(results: pd.DataFrame, by: Sequence[str] = ("phase",), *,
       straight-through gate gradient needs it everywhere), and ``lockstep_cycles`` =
       (macs_issued - macs_required) x k: idle lanes of active lock-step units;
     - ``stage_cycles`` = cycles_stage_wait: queues waiting for the busiest one at every chunk
-      of ``pe_array.stage_steps`` reduction steps, beyond the slowest queue's own sum (0 where
-      results predate the column);
+      of ``pe_array.stage_steps`` reduction steps, beyond the slowest queue's own sum (with
+      compaction: beyond what balancing whole passes would take; 0 where results predate the
+      column);
     - ``imbalance_cycles`` = cycles_compute - cycles_decoder_stall - cycles_stage_wait -
       cycles_compute_dense x q: compute beyond the dense mapping's for the MACs issued (queues
       waiting for the slowest of a pass, units that do not fill a tile; negative where

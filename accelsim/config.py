@@ -84,7 +84,8 @@ class PEArrayConfig:
                              "stage_steps steps at a time and refills once every PE has used "
                              "them, so queues drift apart by at most that many steps (a pass "
                              "lasts the sum over its chunks of stage_steps steps of the slowest "
-                             "queue in each)")
+                             "queue in each; with decoder.compaction each chunk is balanced "
+                             "over the queues)")
     fw_lanes: str = param(choices=FW_LANES, default="output_channels",
                           doc="tensor dataflow: what FW's lanes hold. output_channels: "
                           "vector_width output channels of one pixel per PE; reduction: one "

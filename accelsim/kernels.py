@@ -1114,8 +1114,8 @@ def staged_rows_rt(fixed_rows: np.ndarray, live: np.ndarray, counts: np.ndarray,
 
 @njit(**JIT)
 def compacted_chunks(counts: np.ndarray, vectors: np.ndarray, queues: np.ndarray) -> np.ndarray:
-    """Units of a few kinds: part p holds counts[p, k] units of kind k, whose steps in chunk
-    x are vectors[x, k]; queues[p] is Q."""
+    """Units of a few kinds: part p holds counts[p, k] units of kind k, whose steps (cycles)
+    in chunk x are vectors[x, k]; queues[p] is Q. Returns each part's compute cycles."""
     n_parts, n_kinds = counts.shape
     n_chunks = vectors.shape[0]
     out = np.zeros(n_parts, dtype=np.int64)
@@ -1146,31 +1146,21 @@ def compacted_chunks(counts: np.ndarray, vectors: np.ndarray, queues: np.ndarray
 @njit(**JIT)
 def compacted_chunks_rt(part_start: np.ndarray, queue_rows: np.ndarray, fixed_sums: np.ndarray,
                         live: np.ndarray, active: np.ndarray, active_rows: np.ndarray,
-                        classes: np.ndarray, c0: int, c1: int, stage: int) -> np.ndarray:
-    """Steps whose sets belong to unit columns, activity per row and step (BD), for the unit
-    columns [c0, c1): unit (i, j) runs fixed_sums[c, x] + sum over steps t of x of live[c, t]
-    x active[t, i] steps in chunk x, c = classes[j] (rows of part p: [part_start[p],
-    part_start[p + 1]); active_rows[p, t]: rows of part p active at step t). L_x is bounded by
-    the columns' steps where any row of the part is active, and counted row by row only where
-    that bound exceeds ceil(W_x / Q)."""
+                        classes: np.ndarray, tc: int, qcols: int, stage: int) -> np.ndarray:
+    """Steps whose sets belong to unit columns, activity per row and step (BD), for column
+    tile ``tc`` of ``qcols`` unit columns: unit (i, j) runs fixed_sums[c, x] + sum over steps
+    t of x of live[c, t] x active[t, i] steps (cycles) in chunk x, c = classes[j] (rows of
+    part p: [part_start[p], part_start[p + 1]); active_rows[p, t]: rows of part p active at
+    step t; ``active`` is read only where ``live`` is set). L_x is bounded by the columns'
+    steps where any row of the part is active, and counted row by row only where that bound
+    exceeds ceil(W_x / Q). Returns each part's compute cycles."""
     n_parts = queue_rows.shape[0]
     n_steps = live.shape[1]
     n_chunks = fixed_sums.shape[1]
+    lanes = np.ones(classes.shape[0], dtype=np.int64)
+    c0, c1, _, n_local, local, mult, _ = _column_tile(classes, lanes, lanes, tc, qcols)
     width = c1 - c0
     out = np.zeros(n_parts, dtype=np.int64)
-    local = np.zeros(width, dtype=np.int64)
-    mult = np.zeros(width, dtype=np.int64)
-    n_local = 0
-    for j in range(c0, c1):
-        found = -1
-        for lc in range(n_local):
-            if local[lc] == classes[j]:
-                found = lc
-        if found < 0:
-            found = n_local
-            local[n_local] = classes[j]
-            n_local += 1
-        mult[found] += 1
     live_sum = np.zeros(n_steps, dtype=np.int64)  # the tile's columns live at each step
     for t in range(n_steps):
         for lc in range(n_local):

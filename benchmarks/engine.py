@@ -9,7 +9,8 @@ worktree of an older revision, measured in the same run, alternating) it prints:
   command again with that cache;
 - ``CDG step`` / ``SCDG step``: milliseconds of a later step of a ResNet-18 CIFAR batch-256
   replay on the FP8 preset (synthetic gates at the seeds' 71.64 % conditional sparsity; SCDG
-  8x1x1 groups), the best over the later steps of ``--repeats`` fresh replays;
+  8x1x1 groups), the best over the later steps of ``--repeats`` fresh replays; ``CDG step,
+  compaction``: the CDG step with ``decoder.compaction`` (the per-pixel work path);
 - ``16-point memory sweep / replay``: a 16-point sweep of parameters compute never reads (DRAM
   bandwidth x DRAM energy x static power) over the SCDG trace on one worker, over one replay of
   it (each the best of ``--repeats``).
@@ -80,19 +81,22 @@ from pathlib import Path
 from accelsim.config import load_hardware
 from accelsim.engine.replay import Replayer, replay_trace
 from accelsim.sweep import expand_grid, parse_vary, run_sweep
+from accelsim.config import with_overrides
 hw = load_hardware({hw!r})
+compacted = with_overrides(hw, {{"decoder.compaction": True}})
 out = {{}}
-for name in ("cdg256", "scdg256"):
+for name, config, label in (("cdg256", hw, "CDG step ms"), ("scdg256", hw, "SCDG step ms"),
+                            ("cdg256", compacted, "CDG step, compaction ms")):
     path = {json.dumps({k: str(v) for k, v in traces.items()})}[name]
     best = float("inf")
     for _ in range({repeats}):
-        replayer = Replayer(path, hw)
+        replayer = Replayer(path, config)
         replayer.replay_step(0)
         for step in replayer.reader.steps[1:]:
             start = time.perf_counter()
             replayer.replay_step(step)
             best = min(best, time.perf_counter() - start)
-    out[name[:-3].upper() + " step ms"] = best * 1e3
+    out[label] = best * 1e3
 path = {str(traces["scdg256"])!r}
 one = float("inf")
 for _ in range({repeats}):

@@ -69,12 +69,12 @@ def fw_units(gate, base, weight, unit, compaction, gating_groups):
 
 def segments(f_count, unit, base, gating_groups):
     """Compaction's segments of unit columns: a CDG output chunk when ``unit`` divides it,
-    else the whole row; [(first column, end)]."""
+    the whole row without a base path, else single units (nothing packed);
+    [(first column, end)]."""
     units_per_row = math.ceil(f_count / unit)
-    chunk = f_count
-    if base is not None and (f_count // gating_groups) % unit == 0:
-        chunk = f_count // gating_groups
-    per_segment = chunk // unit if chunk % unit == 0 else units_per_row
+    chunk = f_count // gating_groups
+    per_segment = (units_per_row if base is None
+                   else chunk // unit if chunk % unit == 0 else 1)
     return [(start, min(start + per_segment, units_per_row))
             for start in range(0, units_per_row, per_segment)]
 
@@ -117,7 +117,7 @@ def fw_reference(layer, gate, base, weight, arr, gating_groups, group_size=1):
                 cond_at = sorted(all_sets[lead[j]] - base_sets[lead[j]]) if packed_slots[j] else []
                 at = sorted(base_sets[j]) + cond_at  # a multiset: the two may share steps
                 steps = len(at)
-                idx = math.ceil(sum(int(gate[m, f]) for f in lanes) / group_size)
+                idx = len({f // group_size for f in lanes if gate[m, f]})
             else:
                 active = any(gate[m, f] for f in lanes)
                 steps = base_steps[j] + (all_steps[j] - base_steps[j] if active else 0)
@@ -125,6 +125,24 @@ def fw_reference(layer, gate, base, weight, arr, gating_groups, group_size=1):
                 at = all_sets[j] if active else base_sets[j]
             units.append(RefUnit(m, j, steps, len(lanes), idx, at=tuple(sorted(at))))
     return units, [0] * m_count, col_idx, units_per_row
+
+
+def fw_nm_reference(layer, gate, base, arr, gating_groups, nm, group_size=1):
+    """Gated FW on N:M multiplexers: the reduction shrinks from t to t' = (t // M) * N +
+    min(t % M, N) positions, and a unit runs the first ceil(steps x t' / t) of them, steps
+    being its FW steps by the gate rule (with compaction its packed slot's). The decoder reads
+    ceil(t / M) metadata indices per unit column and pass, and one per active unit (with
+    compaction one per active gate group its lanes touch)."""
+    n, m_ = nm
+    k_count = layer.k_per_group
+    shrunk = (k_count // m_) * n + min(k_count % m_, n)
+    units, _, _, per_row = fw_reference(layer, gate, base, None, arr, gating_groups,
+                                        group_size)
+    scaled = []
+    for u in units:
+        steps = math.ceil(u.steps * shrunk / k_count)
+        scaled.append(dataclasses.replace(u, steps=steps, at=tuple(range(steps))))
+    return scaled, [0] * layer.output_pixels, [math.ceil(k_count / m_)] * per_row, per_row
 
 
 def bd_reference(layer, gate, base, weight, arr, group_size=1):
@@ -158,7 +176,7 @@ def wg_reference(layer, gate, base, weight, arr, gating_groups=1, group_size=1):
     """WG over output-channel lanes. With compaction and a gate each pixel's active lanes
     are packed into slots as in FW: off its base path slot (k, j) runs the pixels where it
     is packed, where unit j keeps a weight in row k, and the decoder reads
-    the pixel list of every active gate group (each unit's ceil(active lanes / s))."""
+    the pixel list of every active gate group its lanes touch."""
     f_count, k_count = layer.cout, layer.k_per_group
     m_count = layer.output_pixels
     units_per_row = math.ceil(f_count / arr.unit)
@@ -171,7 +189,7 @@ def wg_reference(layer, gate, base, weight, arr, gating_groups=1, group_size=1):
         lanes = list(_lanes(j, arr.unit, f_count))
         if packing:
             pixels = tuple(m for m in range(m_count) if packed[m][j])
-            active_pixels.append(sum(math.ceil(sum(int(gate[m, f]) for f in lanes) / group_size)
+            active_pixels.append(sum(len({f // group_size for f in lanes if gate[m, f]})
                                      for m in range(m_count)))
         else:
             pixels = tuple(m for m in range(m_count)

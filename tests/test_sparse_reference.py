@@ -316,21 +316,41 @@ def test_compaction_never_splits_a_unit(fp8_hw: HardwareConfig, sync_tiles: int)
 
 def test_compaction_packs_wg_lanes(fp8_hw: HardwareConfig) -> None:
     """WG over output-channel lanes packs each pixel's active lanes as FW does: two 8-lane
-    units with one active lane each at every pixel run every pixel unpacked (all 16 lanes
-    issue); packed, both lanes share one slot, so half the MACs are issued, and the decoder
-    reads each active lane's pixel list instead of each unit's."""
+    units with two and one active lanes at every pixel run every pixel unpacked (all 16 lanes
+    issue); packed, the three lanes share one slot, so half the MACs are issued, and the
+    decoder reads each active lane's pixel list (48 entries) instead of each unit's (32)."""
     layer = conv("c", 4, 16, 1, 1, 0, 4, 4, 1)  # M = 16, F = 16, K = 4
     gate = np.zeros((1, 16, 16), dtype=bool)    # (N, F, P)
     pixels = np.arange(16)
-    gate[0, pixels % 8, pixels] = True           # unit 0: one lane per pixel
+    gate[0, pixels % 8, pixels] = True           # unit 0: two lanes per pixel
+    gate[0, (pixels + 1) % 8, pixels] = True
     gate[0, 8 + (pixels * 3) % 8, pixels] = True  # unit 1: one lane per pixel
     plain = sparse_compute(layer, "wg", LayerMasks(gate=gate), fp8_hw)
     packed = sparse_compute(layer, "wg", LayerMasks(gate=gate),
                             with_overrides(fp8_hw, {"decoder.compaction": True}))
-    assert plain.macs_effective == packed.macs_effective == 4 * 32
+    assert plain.macs_effective == packed.macs_effective == 4 * 48
     assert plain.macs_issued == 4 * 16 * 16        # K rows x 2 units x 16 pixels x 8 lanes
     assert packed.macs_issued == plain.macs_issued // 2
-    assert plain.decoder_indices == 2 * 16 and packed.decoder_indices == 32
+    assert plain.decoder_indices == 2 * 16 and packed.decoder_indices == 3 * 16
+
+
+@pytest.mark.parametrize("phase", ["fw", "wg"])
+def test_compaction_packs_nothing_where_units_span_base_paths(fp8_hw: HardwareConfig,
+                                                              phase: str) -> None:
+    """Two CDG chunks of 3 output channels on 2-lane units: unit 1 holds a lane of each, whose
+    base paths differ, so no segment but single units keeps every slot on one base path and
+    compaction packs nothing: each unit runs its own active lanes' work (in WG row k = 0,
+    which f0-f2 have on their base path, all 20 of its MACs are issued)."""
+    layer = conv("c", 2, 6, 1, 1, 0, 2, 2, 1)   # M = 4, F = 6, K = 2
+    base = BasePath.of_layer(layer, 2, (0, 1))
+    gate = np.zeros((1, 6, 4), dtype=bool)
+    gate[0, [4, 5], :] = True
+    masks = LayerMasks(gate=gate, base=base, gating_groups=2)
+    hw = with_overrides(fp8_hw, {"pe_array.vector_width": 2, "sparsity_support.gate": [phase],
+                                 "decoder.skip_granularity": "vector"})
+    plain = sparse_compute(layer, phase, masks, hw)
+    packed = sparse_compute(layer, phase, masks, with_overrides(hw, {"decoder.compaction": True}))
+    assert packed.macs_issued == plain.macs_issued >= plain.macs_effective
 
 
 @pytest.mark.parametrize("phase", PHASES)

@@ -14,8 +14,8 @@ from accelsim.engine.schedule import unit_width
 from accelsim.engine.sparse import sparse_compute
 from accelsim.errors import InputError
 from accelsim.network import conv
-from tests.reference_model import RefArray, reference_job
-from tests.test_sparse_reference import jobs
+from tests.reference_model import RefArray, fw_nm_reference, reference_job, run_cycles
+from tests.test_sparse_reference import jobs, native_layout
 
 SMALL_ARRAY = {"pe_array.rows": 2, "pe_array.cols": 1, "pe_array.vector_width": 8,
                "pe_array.sync_tiles": 1, "pe_array.pipeline_latency": 0,
@@ -280,3 +280,43 @@ def test_compacted_nm_multiplexers_with_a_gate_under_the_stage(fp8_hw, seed, sta
     assert shallow.cycles_stage_wait >= 0 and whole.cycles_stage_wait == 0
     assert whole.cycles_compute <= deep.cycles_compute <= shallow.cycles_compute
     assert shallow.macs_issued == deep.macs_issued == whole.macs_issued
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2**32 - 1), st.booleans())
+def test_gated_nm_multiplexers_equal_the_reference(fp8_hw, seed, compaction) -> None:
+    """Gated FW on 2:4 multiplexers (with and without compaction, at any stage depth) equals
+    the cycle-stepped reference: each unit runs the first ceil(steps x t' / t) positions of
+    the shrunk reduction."""
+    rng = np.random.default_rng(seed)
+    groups = int(rng.choice([1, 2, 3]))
+    layer = conv("c", groups * int(rng.integers(1, 4)), groups * int(rng.integers(1, 5)), 3, 1,
+                 1, int(rng.integers(2, 5)), int(rng.integers(2, 5)), int(rng.integers(1, 3)))
+    m, f = layer.output_pixels, layer.cout
+    gate = rng.random((m, f)) < rng.uniform(0.1, 0.8)
+    base = (BasePath.of_layer(layer, groups, tuple(int(c) for c in rng.permutation(groups)))
+            if groups > 1 else None)
+    hw = with_overrides(fp8_hw, {
+        "pe_array.rows": int(rng.integers(1, 4)), "pe_array.cols": int(rng.integers(1, 3)),
+        "pe_array.vector_width": int(rng.integers(1, 4)),
+        "pe_array.sync_tiles": int(rng.integers(1, 4)),
+        "pe_array.stage_steps": int(rng.choice([1, 2, 3, 5, 64])),
+        "buffers.register_file_words": 65536, "pe_array.pipeline_latency": 0,
+        "decoder.skip_granularity": str(rng.choice(["element", "vector", "pe_row"])),
+        "decoder.compaction": compaction, "decoder.indices_per_cycle": 64,
+        "decoder.compaction_indices_per_cycle": int(rng.integers(1, 64)),
+        "sparsity_support.gate": ["fw"], "sparsity_support.gate_group_size": 1,
+        "sparsity_support.nm_m": [4]})
+    got = sparse_compute(layer, "fw", LayerMasks(gate=native_layout(layer, gate), base=base,
+                                                 nm=(2, 4), gating_groups=groups), hw)
+    pe, dec = hw.pe_array, hw.decoder
+    arr = RefArray(pe.rows, pe.cols, pe.vector_width, unit_width(hw), pe.sync_tiles,
+                   compaction, dec.compaction_indices_per_cycle if compaction
+                   else dec.indices_per_cycle, 0, stage_steps=pe.stage_steps)
+    units, row_idx, col_idx, per_row = fw_nm_reference(
+        layer, gate, None if base is None else base.mask, arr, groups, (2, 4))
+    cycles, stall, indices = run_cycles(units, row_idx, col_idx, m, per_row, arr)
+    issued = sum(u.steps * u.lanes for u in units)
+    assert (got.cycles_compute, got.cycles_decoder_stall, got.decoder_indices,
+            got.macs_issued) == (cycles, stall, indices, issued)
+    assert got.cycles_stage_wait >= 0

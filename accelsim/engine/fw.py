@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from accelsim.engine.compaction import gate_group_lanes, job_packing, packed_conditional_work
+from accelsim.engine.compaction import active_groups, job_packing, packed_conditional_work
 from accelsim.engine.masks import unit_any, unit_lanes
 from accelsim.engine.schedule import PassSums, PhaseWork, matrix_work, no_indices, pass_rows
 from accelsim.engine.views import MaskViews
@@ -160,7 +160,7 @@ def fw_work(layer: Layer, views: MaskViews, unit: int, *, use_gate: bool, use_we
         cond = full32 - base32
         gate = views.gate_views(unit)
         if compaction:
-            unit_idx = gate_group_lanes(gate.unit_lanes, masks.gate_group_size)
+            unit_idx = active_groups(views, unit, f)
             work = np.broadcast_to(base32, (m, units)).copy()
             work += packed_conditional_work(job_packing(views, unit, f), cond)
         else:

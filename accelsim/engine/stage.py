@@ -26,9 +26,9 @@ With N:M multiplexers and a gate (:func:`staged_compute_nm`), FW's steps are tho
 shrunk reduction: a unit runs its t'/t-scaled base steps, then, where it is active, its scaled
 conditional steps, as the pass sums count them.
 
-With compaction FW's units are packed slots (:mod:`accelsim.engine.compaction`), and a pass
-lasts the static mapping's cycles or the dispatcher's, which balances each chunk over the
-queues (:mod:`accelsim.engine.stage_compaction`), whichever is fewer.
+With compaction FW's and WG's units are packed slots (:mod:`accelsim.engine.compaction`), and
+a pass lasts the static mapping's cycles or the dispatcher's, which balances each chunk over
+the queues (:mod:`accelsim.engine.stage_compaction`), whichever is fewer.
 """
 
 from __future__ import annotations
@@ -46,10 +46,11 @@ from accelsim.engine.masks import pack_bits
 from accelsim.engine.schedule import LaneLayout, pass_rows
 from accelsim.engine.stage_compaction import (
     PassParts,
-    column_kinds,
+    compacted_columns_rc,
+    compacted_columns_rt,
+    compacted_rows_jt,
+    compacted_rows_rt,
     pass_parts,
-    rows_kinds,
-    step_kinds,
 )
 from accelsim.engine.views import MaskViews
 from accelsim.engine.wg import needed_units
@@ -202,9 +203,9 @@ def _column_chunks(fixed_sums: np.ndarray, live_sums: np.ndarray, active: np.nda
                                np.ascontiguousarray(active, dtype=np.int64), stage.qcols)
     if not stage.balances:
         return static
-    return np.minimum(static, column_kinds(stage.parts(layer_rows), fixed_sums, live_sums,
-                                           None if activity is None else activity(),
-                                           stage.qcols))
+    balanced = compacted_columns_rc(stage.parts(layer_rows), fixed_sums, live_sums,
+                                    None if activity is None else activity(), stage.qcols)
+    return np.minimum(static, balanced)
 
 
 def _packed_columns(layer: Layer, stage: StageLayout, fixed_sums: np.ndarray,
@@ -306,8 +307,8 @@ def _bd(layer: Layer, views: MaskViews, stage: StageLayout, gated: bool,
     if not stage.balances:
         return static
     activity = unit_activity(views, stage.tree or 1, layer.cout) if gated else None
-    return np.minimum(static, step_kinds(stage.parts(m), fixed_sums, live, activity, classes,
-                                         stage.qcols, stage.stage_steps))
+    return np.minimum(static, compacted_columns_rt(stage.parts(m), fixed_sums, live, activity,
+                                                   classes, stage.qcols, stage.stage_steps))
 
 
 def _wg(layer: Layer, views: MaskViews, stage: StageLayout, gated: bool,
@@ -341,8 +342,8 @@ def _wg(layer: Layer, views: MaskViews, stage: StageLayout, gated: bool,
         static = staged_rows_jt(fixed_rows, live_rows, lengths, active, stage.qcols)
         if not stage.balances:
             return static
-        return np.minimum(static, rows_kinds(stage.parts(k), fixed, live, lengths, active,
-                                             stage.qcols, per_column=True))
+        return np.minimum(static, compacted_rows_jt(stage.parts(k), fixed, live, lengths,
+                                                    active, stage.qcols))
     keys = np.concatenate([fixed.T, live.T], axis=1)
     _, first, classes = np.unique(keys, axis=0, return_index=True, return_inverse=True)
     if gated:
@@ -357,5 +358,5 @@ def _wg(layer: Layer, views: MaskViews, stage: StageLayout, gated: bool,
                             stage.pass_len, lengths, stage.qcols)
     if not stage.balances:
         return static
-    return np.minimum(static, rows_kinds(stage.parts(f), fixed, live, lengths, counts,
-                                         stage.qcols, per_column=False))
+    return np.minimum(static, compacted_rows_rt(stage.parts(f), fixed, live, lengths, counts,
+                                                stage.qcols))

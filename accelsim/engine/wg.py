@@ -6,7 +6,7 @@ gradient for regrowth); otherwise it runs all M steps when any lane has k on its
 only the pixels where any lane's gate bit is 1 (:class:`WgPlan`, :func:`wg_sums`; :func:`wg_work`
 builds the (K, units) matrix). The decoder's indices are each unit's active pixels. With
 compaction each pixel's active lanes are packed into unit slots, as in FW
-(:func:`packed_wg_pixels`).
+(:func:`packed_wg_pixels`), and the decoder reads each active gate group's pixels.
 
 ``input_channels`` (dW^T = dY^T X, :func:`wg_transposed_work`): rows = output channels f,
 lanes = reduction columns k, steps = pixels m. dY(m, f) is the operand broadcast to the unit's
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from accelsim.engine.compaction import gate_group_lanes, job_packing
+from accelsim.engine.compaction import active_groups, job_packing
 from accelsim.engine.masks import unit_lanes
 from accelsim.engine.schedule import (
     PassSums,
@@ -50,7 +50,7 @@ def wg_work(layer: Layer, views: MaskViews, unit: int, *, use_gate: bool,
 def packed_wg_pixels(layer: Layer, views: MaskViews, unit: int) -> np.ndarray:
     """int64 (J,): the pixels where WG's slot j is packed (compaction, lanes over output
     channels): at each pixel the active lanes of a segment are packed into its first slots,
-    as in FW (:func:`accelsim.engine.compaction.fw_packing`). Off its base path slot (k, j)
+    as in FW (:func:`accelsim.engine.compaction.lane_packing`). Off its base path slot (k, j)
     runs these pixels where unit j keeps a weight in row k: the lanes packed into it may come
     from other units, whose weights there it does not check, so this is optimistic for
     weight-pruned gated layers, as FW's packed slots are."""
@@ -66,7 +66,7 @@ def _wg_matrix_work(layer: Layer, views: MaskViews, unit: int, use_gate: bool,
     indices; of the row's output channel, with lanes over k: the row indices), nothing where
     every weight of the unit is pruned. With ``compaction`` (lanes over f) the active pixels
     are the packed slot's (:func:`packed_wg_pixels`), and the decoder reads the pixel list of
-    every active gate group (:func:`~accelsim.engine.compaction.gate_group_lanes`)."""
+    every active gate group (:func:`~accelsim.engine.compaction.active_groups`)."""
     masks = views.masks
     m, f, k = layer.output_pixels, layer.cout, layer.k_per_group
     units = needed_units(views, unit, use_weight, rows_over=rows_over, shape=(k, f))
@@ -75,8 +75,7 @@ def _wg_matrix_work(layer: Layer, views: MaskViews, unit: int, use_gate: bool,
     if not (use_gate and masks.has_gate):
         steps = np.full(needed.shape, m, dtype=np.int64)
     elif rows_over == "k" and compaction:
-        col_idx = gate_group_lanes(views.gate_views(unit).unit_lanes,
-                                   masks.gate_group_size).sum(axis=0, dtype=np.int64)
+        col_idx = active_groups(views, unit, f).sum(axis=0, dtype=np.int64)
         on_base = (views.base_any_over_f(unit).T if masks.base is not None
                    else np.zeros(needed.shape, dtype=bool))
         steps = np.where(on_base, m, packed_wg_pixels(layer, views, unit)[None, :])

@@ -138,6 +138,12 @@ class DecoderConfig:
                              "queues (load balancing) at a decoder throughput and energy price")
     compaction_indices_per_cycle: int = param(ge=1, le=65536, unit="indices/cycle", default=16,
                                               doc="decoder throughput when compaction is on")
+    balance_rows: bool = param(default=False, doc="a load balancer without a distribution "
+                               "network (tensor dataflow, without compaction): before each "
+                               "pass the decoder assigns the pass's output rows to PE rows by "
+                               "their work, longest first, each to the least-loaded PE row with "
+                               "room (every PE row keeps its static number of rows); it decodes "
+                               "one row index per row and pass")
     bd_weight_index: str = param(choices=BD_WEIGHT_INDEX, default="copy",
                                  doc="how BD reads the index of W^T when the weights' format "
                                  "cannot be read by column (csr, coo, rle, nm): copy stores a "
@@ -419,6 +425,12 @@ def _check_combinations(config: HardwareConfig, errors: Problems) -> None:
         phases = getattr(support, name)
         if len(set(phases)) != len(phases):
             errors.add(f"sparsity_support.{name}", f"phases listed twice: {phases}")
+    if decoder.balance_rows and decoder.compaction:
+        errors.add("decoder.balance_rows", "applies without decoder.compaction (compaction "
+                   "already balances every chunk of work over the queues)")
+    if decoder.balance_rows and pe.dataflow in SYSTOLIC_DATAFLOWS:
+        errors.add("decoder.balance_rows", f"applies to the tensor dataflow only, got "
+                   f"{pe.dataflow!r}")
     if decoder.compaction and decoder.compaction_indices_per_cycle > decoder.indices_per_cycle:
         errors.add("decoder.compaction_indices_per_cycle", "must not exceed "
                    f"decoder.indices_per_cycle ({decoder.indices_per_cycle})")

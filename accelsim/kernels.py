@@ -1201,3 +1201,37 @@ def compacted_chunks_rt(part_start: np.ndarray, queue_rows: np.ndarray, fixed_su
             total += max(balanced, bound)
         out[p] = total
     return out
+
+
+# -- the row balancer (decoder.balance_rows) ---------------------------------------------------
+
+
+@njit(**JIT)
+def balanced_order(row_work: np.ndarray, rows: int, pass_len: int) -> np.ndarray:
+    """int64 (R,): the rows of each pass reordered so that the static mapping (position i on
+    queue row i % rows) runs each pass's rows as the balancer assigns them: longest first
+    (``row_work``, cycles; the lower index first on ties), each to the queue row with the
+    least work so far among those with room (the lowest on ties), every queue row keeping
+    its static number of rows. ``order[i]`` is the row at position i."""
+    n_rows = row_work.shape[0]
+    order = np.empty(n_rows, dtype=np.int64)
+    load = np.zeros(rows, dtype=np.int64)
+    room = np.zeros(rows, dtype=np.int64)
+    placed = np.zeros(rows, dtype=np.int64)
+    for r0 in range(0, n_rows, pass_len):
+        r1 = min(r0 + pass_len, n_rows)
+        load[:] = 0
+        placed[:] = 0
+        for q in range(rows):
+            room[q] = max(0, (r1 - r0 - q + rows - 1) // rows)
+        ranked = r0 + np.argsort(-row_work[r0:r1], kind="mergesort")
+        for i in ranked:
+            best = -1
+            for q in range(rows):
+                if room[q] > 0 and (best < 0 or load[q] < load[best]):
+                    best = q
+            order[r0 + best + rows * placed[best]] = i
+            placed[best] += 1
+            room[best] -= 1
+            load[best] += row_work[i]
+    return order

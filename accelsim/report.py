@@ -54,8 +54,9 @@ if TYPE_CHECKING:
 
 def modelling_choices(run: RunOutput) -> str:
     """One sentence naming the knobs a run's sparse result depends on (docs/sparse-model.md):
-    queue depth, operand stage depth, compaction, skip granularity, the three lane mappings, the
-    gate's gradient and, for the whole step, the vector unit and the optimizer."""
+    queue depth, operand stage depth, compaction (or the row balancer), skip granularity, the
+    three lane mappings, the gate's gradient and, for the whole step, the vector unit and the
+    optimizer."""
     hardware = run.run_info.get("hardware")
     if not isinstance(hardware, dict):
         return ""
@@ -63,7 +64,9 @@ def modelling_choices(run: RunOutput) -> str:
     parts = [f"`sync_tiles` {pe.get('sync_tiles', '?')}",
              f"`stage_steps` {pe.get('stage_steps', '?')}",
              ("compaction on (an ideal dispatcher that balances each operand-stage chunk "
-              "over the queues)" if decoder.get("compaction") else "compaction off"),
+              "over the queues)" if decoder.get("compaction")
+              else "compaction off, the row balancer on" if decoder.get("balance_rows")
+              else "compaction off"),
              f"skip granularity {decoder.get('skip_granularity', '?')}",
              "FW lanes " + ("an adder tree over k" if pe.get("fw_lanes") == "reduction"
                             else "over output channels"),

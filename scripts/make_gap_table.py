@@ -1,7 +1,8 @@
 """The structured-vs-unstructured table of docs/sparse-model.md, from synthetic or recorded traces.
 
 ResNet-18 CIFAR (batch 32 per branch, 2 branches, 3 phases) on the FP8 preset (8-lane lock-step
-vector PEs), with compaction off, on, and on with a slow decoder (4 indices/cycle): the MAC-only
+vector PEs), with compaction off (with a 16-step stage; with the row balancer, on one-step and
+16-step stages), on, and on with a slow decoder (4 indices/cycle): the MAC-only
 speedup and the whole step's, with the vector unit's non-MAC work (docs/model.md). With
 ``--sync-tiles 1,4,16,64`` it prints instead CDG's and SCDG's speedup without compaction at each
 queue depth, the register file sized to what each depth needs; with ``--wg-lanes`` the speedup
@@ -49,6 +50,9 @@ SENSITIVITY = ("CDG (unstructured gates)", "SCDG 8x1x1")  # the queue-depth tabl
 HARDWARE = {
     "no compaction": {},
     "no compaction, 16-step stage": {"pe_array.stage_steps": 16,
+                                     "buffers.register_file_words": 1024},
+    "balanced rows": {"decoder.balance_rows": True},
+    "balanced rows, 16-step stage": {"decoder.balance_rows": True, "pe_array.stage_steps": 16,
                                      "buffers.register_file_words": 1024},
     "compaction": {"decoder.compaction": True},
     "compaction, 4 idx/cycle": {"decoder.compaction": True,

@@ -29,6 +29,7 @@ class RefArray:
     fw_lanes: str = "output_channels"
     bd_lanes: str = "output_channels"
     stage_steps: int = 0    # reduction steps the operand stage holds (0: the whole pass)
+    balance_rows: bool = False  # the row balancer assigns each pass's rows to queue rows
 
 
 @dataclass
@@ -314,6 +315,10 @@ def run_cycles(units: list[RefUnit], row_idx: list[int], col_idx: list[int], n_r
     """Step the queues one cycle at a time. Returns (cycles, decoder stall cycles, indices)."""
     qcols = max(1, arr.cols * arr.vector_width // arr.unit)
     by_pos = {(u.row, u.col): u for u in units}
+    queue_of = balanced_rows(by_pos, n_rows, units_per_row, arr) if arr.balance_rows else {
+        i: i % arr.rows for i in range(n_rows)}
+    pass_len = arr.rows * arr.sync_tiles
+    moved = {i // pass_len for i in range(n_rows) if queue_of[i] != i % arr.rows}
     cycles = stall = indices_total = 0
     for tc in range(math.ceil(units_per_row / qcols)):
         cols = range(tc * qcols, min((tc + 1) * qcols, units_per_row))
@@ -324,11 +329,11 @@ def run_cycles(units: list[RefUnit], row_idx: list[int], col_idx: list[int], n_r
             staged: dict[tuple[int, int], list[tuple[int, ...]]] = {}
             decoder = sum(col_idx[j] for j in cols)
             for i in rows:
-                decoder += row_idx[i]
+                decoder += row_idx[i] + int(i // pass_len in moved)  # the balancer's index
                 for j in cols:
                     unit = by_pos[(i, j)]
-                    queues.setdefault((i % arr.rows, j - cols.start), []).append(unit.steps)
-                    staged.setdefault((i % arr.rows, j - cols.start), []).append(unit.at)
+                    queues.setdefault((queue_of[i], j - cols.start), []).append(unit.steps)
+                    staged.setdefault((queue_of[i], j - cols.start), []).append(unit.at)
                     decoder += unit.decoder_indices
             indices_total += decoder
             compute = static_steps(queues)
@@ -341,6 +346,26 @@ def run_cycles(units: list[RefUnit], row_idx: list[int], col_idx: list[int], n_r
             stall += pass_cycles - compute
             cycles += pass_cycles
     return cycles + arr.pipeline_latency, stall, indices_total
+
+
+def balanced_rows(by_pos: dict, n_rows: int, units_per_row: int, arr: RefArray) -> dict:
+    """{row: queue row} by the row balancer: in each pass the rows, most work first (summed
+    over all unit columns; the lower row first on ties), each to the queue row with the least
+    work so far (the lowest on ties) among those that still have room for as many rows as the
+    static mapping gives them."""
+    pass_len = arr.rows * arr.sync_tiles
+    queue_of = {}
+    for r0 in range(0, n_rows, pass_len):
+        members = range(r0, min(r0 + pass_len, n_rows))
+        room = {q: sum(1 for i in members if i % arr.rows == q) for q in range(arr.rows)}
+        load = dict.fromkeys(range(arr.rows), 0)
+        work = {i: sum(by_pos[(i, j)].steps for j in range(units_per_row)) for i in members}
+        for i in sorted(members, key=lambda i: (-work[i], i)):
+            q = min((q for q in room if room[q] > 0), key=lambda q: (load[q], q))
+            queue_of[i] = q
+            room[q] -= 1
+            load[q] += work[i]
+    return queue_of
 
 
 def effective_macs_reference(layer, gate, base, weight, phase, dense_weight_gradient=False):

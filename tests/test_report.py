@@ -550,6 +550,8 @@ def test_a_compacted_run_names_its_dispatcher() -> None:
         "operand-stage chunk over the queues)" in modelling_choices(run)
     hardware["decoder"]["compaction"] = False
     assert "compaction off, skip granularity vector" in modelling_choices(run)
+    hardware["decoder"]["balance_rows"] = True
+    assert "compaction off, the row balancer on, skip granularity" in modelling_choices(run)
 
 
 def test_labels_of_coinciding_points_are_one_label_and_never_overprint() -> None:

@@ -65,7 +65,8 @@ def jobs(draw: st.DrawFn):
                                                                "reduction"]))),
         "decoder.skip_granularity": "vector" if "reduction" in (fw_lanes, bd_lanes) else draw(
             st.sampled_from(["element", "vector", "pe_row"])),
-        "decoder.compaction": draw(st.booleans()),
+        "decoder.compaction": (compaction := draw(st.booleans())),
+        "decoder.balance_rows": not compaction and draw(st.booleans()),
         "decoder.indices_per_cycle": ipc,
         "decoder.compaction_indices_per_cycle": draw(st.integers(1, ipc)),
         "sparsity_support.gate": draw(st.lists(st.sampled_from(PHASES), unique=True)),
@@ -104,7 +105,7 @@ def test_engine_equals_cycle_stepped_reference(fp8_hw: HardwareConfig, job) -> N
     arr = RefArray(pe.rows, pe.cols, pe.vector_width, unit_width(hw), pe.sync_tiles,
                    dec.compaction, dec.compaction_indices_per_cycle if dec.compaction
                    else dec.indices_per_cycle, pe.pipeline_latency, pe.wg_lanes, pe.fw_lanes,
-                   pe.bd_lanes, pe.stage_steps)
+                   pe.bd_lanes, pe.stage_steps, dec.balance_rows)
     if use_gate or use_weight:
         cycles, stall, indices, issued = reference_job(
             layer, phase, gate if use_gate else None, base_mask if use_gate else None,
@@ -438,7 +439,7 @@ def test_group_gates_against_the_reference(fp8_hw: HardwareConfig, phase: str, l
     arr = RefArray(pe.rows, pe.cols, pe.vector_width, unit_width(hw), pe.sync_tiles,
                    compaction, dec.compaction_indices_per_cycle if compaction
                    else dec.indices_per_cycle, pe.pipeline_latency, pe.wg_lanes, pe.fw_lanes,
-                   pe.bd_lanes, pe.stage_steps)
+                   pe.bd_lanes, pe.stage_steps, dec.balance_rows)
     expected = reference_job(layer, phase, gate, base.mask, weight, arr, 2, group)
     assert (got.cycles_compute, got.cycles_decoder_stall, got.decoder_indices,
             got.macs_issued) == expected

@@ -83,7 +83,7 @@ def test_a_stage_that_holds_the_reduction_is_the_pass_model(fp8_hw, job) -> None
     arr = RefArray(pe.rows, pe.cols, pe.vector_width, unit_width(hw), pe.sync_tiles,
                    dec.compaction, dec.compaction_indices_per_cycle if dec.compaction
                    else dec.indices_per_cycle, pe.pipeline_latency, pe.wg_lanes, pe.fw_lanes,
-                   pe.bd_lanes, stage_steps=0)
+                   pe.bd_lanes, stage_steps=0, balance_rows=dec.balance_rows)
     base_mask = None if base is None else base.mask
     expected = reference_job(layer, phase, gate if use_gate else None,
                              base_mask if use_gate else None,
@@ -221,7 +221,7 @@ def test_stage_kernels_equal_their_formulas(seed, stage, gated) -> None:
 
 
 def four_pixel_bd(fp8_hw: HardwareConfig, needs: list[list[int]], *, stage: int,
-                  compaction: bool) -> int:
+                  compaction: bool, balance: bool = False) -> int:
     """BD compute cycles of a 1x1 conv with four pixels on two queue rows (one unit column, a
     pass of two row tiles) whose pixel p needs the output channels ``needs[p]`` of two."""
     layer = conv("c", 8, 2, 1, 1, 0, 1, 4, 1)  # M = 4, F = 2, K = 8: one unit column
@@ -232,6 +232,7 @@ def four_pixel_bd(fp8_hw: HardwareConfig, needs: list[list[int]], *, stage: int,
                                  "pe_array.stage_steps": stage,
                                  "buffers.register_file_words": 4096,
                                  "decoder.compaction": compaction,
+                                 "decoder.balance_rows": balance,
                                  "decoder.indices_per_cycle": 16,
                                  "decoder.compaction_indices_per_cycle": 16})
     compute = sparse_compute(layer, "bd", LayerMasks(gate=gate), hw)
@@ -253,6 +254,31 @@ def test_compaction_balances_each_stage_chunk_not_the_whole_pass(fp8_hw) -> None
     one_row = [[0], [], [0], []]
     assert four_pixel_bd(fp8_hw, one_row, stage=1, compaction=False) == 2
     assert four_pixel_bd(fp8_hw, one_row, stage=1, compaction=True) == 1
+
+
+def test_the_row_balancer_spreads_busy_rows_over_queue_rows(fp8_hw) -> None:
+    # Pixels 0 and 2 need both output channels and share queue row 0; 1 and 3 need nothing.
+    # Statically queue row 0 runs 2 units at each step (4 cycles); the balancer puts the two
+    # busy pixels on different queue rows (2 cycles), without compaction's network.
+    busy = [[0, 1], [], [0, 1], []]
+    assert four_pixel_bd(fp8_hw, busy, stage=1, compaction=False) == 4
+    assert four_pixel_bd(fp8_hw, busy, stage=1, compaction=False, balance=True) == 2
+    assert four_pixel_bd(fp8_hw, busy, stage=2, compaction=False, balance=True) == 2
+
+
+def test_the_row_balancer_decodes_a_row_index_per_row_of_a_pass_it_moves(fp8_hw) -> None:
+    layer = conv("c", 8, 2, 1, 1, 0, 1, 4, 1)  # M = 4 rows, one pass of two row tiles
+    hw = with_overrides(fp8_hw, {**SMALL_ARRAY, "pe_array.sync_tiles": 2})
+    balancing = with_overrides(hw, {"decoder.balance_rows": True})
+    for busy, extra in (([0, 1, 2, 3], 0), ([0, 2], 4)):  # equal rows stay; skewed ones move
+        gate = np.zeros((1, 2, 4), dtype=bool)
+        gate[0, :, busy] = True
+        plain = sparse_compute(layer, "bd", LayerMasks(gate=gate), hw)
+        balanced = sparse_compute(layer, "bd", LayerMasks(gate=gate), balancing)
+        assert balanced.decoder_indices == plain.decoder_indices + extra
+        assert balanced.cycles_compute <= plain.cycles_compute
+    with pytest.raises(InputError, match="balance_rows"):
+        with_overrides(hw, {"decoder.balance_rows": True, "decoder.compaction": True})
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -285,9 +311,9 @@ def test_compacted_nm_multiplexers_with_a_gate_under_the_stage(fp8_hw, seed, sta
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(0, 2**32 - 1), st.booleans())
 def test_gated_nm_multiplexers_equal_the_reference(fp8_hw, seed, compaction) -> None:
-    """Gated FW on 2:4 multiplexers (with and without compaction, at any stage depth) equals
-    the cycle-stepped reference: each unit runs the first ceil(steps x t' / t) positions of
-    the shrunk reduction."""
+    """Gated FW on 2:4 multiplexers (with compaction, the row balancer or neither, at any
+    stage depth) equals the cycle-stepped reference: each unit runs the first
+    ceil(steps x t' / t) positions of the shrunk reduction."""
     rng = np.random.default_rng(seed)
     groups = int(rng.choice([1, 2, 3]))
     layer = conv("c", groups * int(rng.integers(1, 4)), groups * int(rng.integers(1, 5)), 3, 1,
@@ -303,7 +329,8 @@ def test_gated_nm_multiplexers_equal_the_reference(fp8_hw, seed, compaction) -> 
         "pe_array.stage_steps": int(rng.choice([1, 2, 3, 5, 64])),
         "buffers.register_file_words": 65536, "pe_array.pipeline_latency": 0,
         "decoder.skip_granularity": str(rng.choice(["element", "vector", "pe_row"])),
-        "decoder.compaction": compaction, "decoder.indices_per_cycle": 64,
+        "decoder.compaction": compaction, "decoder.balance_rows": not compaction and bool(
+            rng.integers(2)), "decoder.indices_per_cycle": 64,
         "decoder.compaction_indices_per_cycle": int(rng.integers(1, 64)),
         "sparsity_support.gate": ["fw"], "sparsity_support.gate_group_size": 1,
         "sparsity_support.nm_m": [4]})
@@ -312,7 +339,8 @@ def test_gated_nm_multiplexers_equal_the_reference(fp8_hw, seed, compaction) -> 
     pe, dec = hw.pe_array, hw.decoder
     arr = RefArray(pe.rows, pe.cols, pe.vector_width, unit_width(hw), pe.sync_tiles,
                    compaction, dec.compaction_indices_per_cycle if compaction
-                   else dec.indices_per_cycle, 0, stage_steps=pe.stage_steps)
+                   else dec.indices_per_cycle, 0, stage_steps=pe.stage_steps,
+                   balance_rows=dec.balance_rows)
     units, row_idx, col_idx, per_row = fw_nm_reference(
         layer, gate, None if base is None else base.mask, arr, groups, (2, 4))
     cycles, stall, indices = run_cycles(units, row_idx, col_idx, m, per_row, arr)

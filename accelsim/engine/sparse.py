@@ -25,6 +25,7 @@ from accelsim.config import (
     HardwareConfig,
     SparsitySupportConfig,
 )
+from accelsim.engine.balance import reordered, row_order
 from accelsim.engine.bd import BdPlan, bd_plan, bd_sums, bd_tree_work, bd_work
 from accelsim.engine.fw import (
     FwPlan,
@@ -288,31 +289,37 @@ def _sparse_compute(layer: Layer, phase: str, views: MaskViews, hw: HardwareConf
         # multiplexers select each lane's N kept dY values of every M.
         return _nm_multiplexed(gemm, masks.nm, hw, macs, dense_compute)
     work: PhaseWork | PassSums
+    matrices = compaction or hw.decoder.balance_rows  # the per-row work path
     if phase == "fw":
         work = (fw_work(layer, views, unit, use_gate=use_gate, use_weight=use_weight,
-                        compaction=True, tree=layout.tree) if compaction else
+                        compaction=compaction, tree=layout.tree) if matrices else
                 fw_sums(layer, views, unit, rows, pass_len, use_gate=use_gate,
                         use_weight=use_weight, tree=layout.tree))
     elif phase == "bd" and layout.tree:
-        matrix, tree_macs = bd_tree_work(layer, views, layout.tree, use_gate=use_gate,
-                                         use_weight=use_weight)
-        work = matrix if compaction else matrix_sums(matrix, rows, pass_len)
+        work, tree_macs = bd_tree_work(layer, views, layout.tree, use_gate=use_gate,
+                                       use_weight=use_weight)
     elif phase == "bd":
         work = (bd_work(layer, views, unit, use_gate=use_gate, use_weight=use_weight)
-                if compaction else
+                if matrices else
                 bd_sums(layer, views, unit, rows, pass_len, use_gate=use_gate,
                         use_weight=use_weight))
     elif hw.pe_array.wg_lanes == "input_channels":
-        matrix = wg_transposed_work(layer, views, unit, use_gate=use_gate, use_weight=use_weight)
-        work = matrix if compaction else matrix_sums(matrix, rows, pass_len)
+        work = wg_transposed_work(layer, views, unit, use_gate=use_gate, use_weight=use_weight)
     else:
         work = (wg_work(layer, views, unit, use_gate=use_gate, use_weight=use_weight,
-                        rows=rows, pass_len=pass_len, compaction=True) if compaction else
+                        rows=rows, pass_len=pass_len, compaction=compaction) if matrices else
                 wg_sums(layer, views, unit, rows, pass_len, use_gate=use_gate,
                         use_weight=use_weight))
+    order = None
+    if hw.decoder.balance_rows and isinstance(work, PhaseWork):
+        order = row_order(work, rows, pass_len)
+        work = reordered(work, order, rows, pass_len)
+    if isinstance(work, PhaseWork) and not compaction:
+        work = matrix_sums(work, rows, pass_len)
     stage = stage_layout(hw, layout)
     staged = (staged_compute(layer, phase, views, stage, use_gate=use_gate,
-                             use_weight=use_weight) if stage is not None else None)
+                             use_weight=use_weight, order=order)
+              if stage is not None else None)
     run = schedule(work, hw, layout.qcols, staged)
     if phase == "fw" and layout.tree:
         weight = masks.weight if use_weight else None
@@ -339,19 +346,26 @@ def _nm_tensor(layer: Layer, gemm: Gemm, views: MaskViews, hw: HardwareConfig,
     gated = views.without_weights()
     steps: PhaseWork | PassSums
     stage = stage_layout(hw, lane_layout(hw, "fw"))
-    staged = None if stage is None else staged_compute_nm(layer, gated, stage, t, gemm.t)
-    if hw.decoder.compaction:
-        work = fw_work(layer, gated, unit, use_gate=True, use_weight=False, compaction=True)
+    rows, pass_len = pe.rows, pe.rows * pe.sync_tiles
+    order = None
+    if hw.decoder.compaction or hw.decoder.balance_rows:
+        work = fw_work(layer, gated, unit, use_gate=True, use_weight=False,
+                       compaction=hw.decoder.compaction)
         scaled = scaled_steps(work.counts.astype(np.int64), (t, gemm.t)).astype(np.int32)
         metadata = np.full(work.col_idx.shape, math.ceil(gemm.t / m_), dtype=np.int64)
         steps = PhaseWork(scaled, work.classes, work.unit_idx, work.row_idx, metadata,
                           work.lanes)
+        if hw.decoder.balance_rows:
+            order = row_order(steps, rows, pass_len)
+            steps = matrix_sums(reordered(steps, order, rows, pass_len), rows, pass_len)
     else:
-        sums = fw_sums(layer, gated, unit, pe.rows, pe.rows * pe.sync_tiles, use_gate=True,
+        sums = fw_sums(layer, gated, unit, rows, pass_len, use_gate=True,
                        use_weight=False, scale=(t, gemm.t))
         metadata = np.full(sums.col_idx.shape, math.ceil(gemm.t / m_), dtype=np.int64)
         steps = PassSums(sums.sums, sums.classes, sums.lanes, sums.unit_idx_sums,
                          sums.row_idx_sums, metadata)
+    staged = (None if stage is None
+              else staged_compute_nm(layer, gated, stage, t, gemm.t, order=order))
     return SparseCompute.of(schedule(steps, hw, queue_columns(hw, unit), staged), macs,
                             dense_compute)
 
@@ -437,7 +451,8 @@ def gated_plan(layer: Layer, phase: str, masks: LayerMasks | MaskViews,
     systolic = pe.dataflow in SYSTOLIC_DATAFLOWS
     skips = (phase in hw.sparsity_support.gate and not systolic
              and masks.skips_with_gate(phase))
-    if skips and (hw.decoder.compaction or (phase == "wg" and pe.wg_lanes != "output_channels")
+    if skips and (hw.decoder.compaction or hw.decoder.balance_rows
+                  or (phase == "wg" and pe.wg_lanes != "output_channels")
                   or (phase == "bd" and pe.adder_tree("bd"))):
         return None  # the per-pixel (or transposed WG's per-channel) work path
     gemm = phase_gemm(layer, phase, pe)

@@ -101,19 +101,21 @@ def stage_layout(hw: HardwareConfig, layout: LaneLayout) -> StageLayout | None:
 
 
 def staged_compute(layer: Layer, phase: str, views: MaskViews, stage: StageLayout, *,
-                   use_gate: bool, use_weight: bool) -> np.ndarray | None:
+                   use_gate: bool, use_weight: bool,
+                   order: np.ndarray | None = None) -> np.ndarray | None:
     """int64 (passes, column tiles): each pass's compute cycles under the operand stage, or
-    None when the stage holds the whole reduction (the pass model is then exact)."""
+    None when the stage holds the whole reduction (the pass model is then exact); ``order``:
+    the row balancer's order of the phase's rows (:mod:`accelsim.engine.balance`), or None."""
     gated = use_gate and views.masks.has_gate
     if phase == "fw":
-        return _fw(layer, views, stage, gated, use_weight)
+        return _fw(layer, views, stage, gated, use_weight, order)
     if phase == "bd":
-        return _bd(layer, views, stage, gated, use_weight)
-    return _wg(layer, views, stage, gated, use_weight)
+        return _bd(layer, views, stage, gated, use_weight, order)
+    return _wg(layer, views, stage, gated, use_weight, order)
 
 
 def staged_compute_nm(layer: Layer, views: MaskViews, stage: StageLayout, shrunk: int,
-                      steps: int) -> np.ndarray | None:
+                      steps: int, order: np.ndarray | None = None) -> np.ndarray | None:
     """:func:`staged_compute` of gated FW on N:M multiplexers that shrink a reduction of
     ``steps`` to ``shrunk``: unit j runs positions [0, b_j) always and [b_j, t'_j) where
     active, b_j and t'_j its base and whole reduction scaled by shrunk / steps (rounded up)."""
@@ -129,7 +131,7 @@ def staged_compute_nm(layer: Layer, views: MaskViews, stage: StageLayout, shrunk
     fixed = position < base[:, None]
     live = (position < full[:, None]) & ~fixed
     if packing is None:
-        active = views.unit_counts(stage.unit, stage.rows, stage.pass_len)
+        active = _active_units(views, stage.unit, layer.cout, stage, order)
         return _columns(position.shape[1], fixed, live, active, layer.output_pixels, stage)
     return _packed_columns(layer, stage, chunk_sums(fixed, stage.stage_steps),
                            chunk_sums(live, stage.stage_steps), packing.slots,
@@ -160,6 +162,17 @@ def _unit_activity(views: MaskViews, unit: int, channels: int) -> np.ndarray:
             per_unit |= padded[:, lane::unit]
     return np.ascontiguousarray(per_unit.transpose(1, 0, 2)).reshape(per_unit.shape[1],
                                                                       n * pixels)
+
+
+def _active_units(views: MaskViews, unit: int, channels: int, stage: StageLayout,
+                  order: np.ndarray | None) -> np.ndarray:
+    """int64 (passes, units, rows): the rows of each pass and queue row where any lane of each
+    ``unit``-channel unit is active: the gate's counts, or, with the row balancer's ``order``,
+    those of the reordered rows."""
+    if order is None:
+        return views.unit_counts(unit, stage.rows, stage.pass_len)
+    activity = unit_activity(views, unit, channels).T[order]  # (M, units)
+    return pass_row_sums(activity.astype(np.int64), stage.rows, stage.pass_len)
 
 
 def chunk_sums(steps: np.ndarray, stage: int) -> np.ndarray:
@@ -220,11 +233,11 @@ def _packed_columns(layer: Layer, stage: StageLayout, fixed_sums: np.ndarray,
 
 
 def _fw(layer: Layer, views: MaskViews, stage: StageLayout, gated: bool,
-        use_weight: bool) -> np.ndarray | None:
+        use_weight: bool, order: np.ndarray | None) -> np.ndarray | None:
     """FW over output-channel lanes: steps are the reduction columns k."""
     weight = views.masks.weight if use_weight else None
     if stage.tree:
-        return _fw_tree(layer, views, stage, gated, weight)
+        return _fw_tree(layer, views, stage, gated, weight, order)
     sets = fw_step_sets(layer, views, stage.unit, gated, weight)
     if gated and stage.compaction:  # packed slots run their segment's conditional steps
         packing = job_packing(views, stage.unit, layer.cout)
@@ -233,13 +246,13 @@ def _fw(layer: Layer, views: MaskViews, stage: StageLayout, gated: bool,
         live = chunk_sums(cond, stage.stage_steps)[lead]
         return _packed_columns(layer, stage, chunk_sums(sets.always, stage.stage_steps), live,
                                packing.slots, layer.k_per_group)
-    active = views.unit_counts(stage.unit, stage.rows, stage.pass_len) if gated else None
+    active = _active_units(views, stage.unit, layer.cout, stage, order) if gated else None
     return _columns(layer.k_per_group, sets.always, sets.allowed & ~sets.always, active,
                     layer.output_pixels, stage)
 
 
 def _fw_tree(layer: Layer, views: MaskViews, stage: StageLayout, gated: bool,
-             weight: np.ndarray | None) -> np.ndarray | None:
+             weight: np.ndarray | None, order: np.ndarray | None) -> np.ndarray | None:
     """FW on adder trees: output f's steps are its path's groups, the base path's first."""
     masks = views.masks
     steps = fw_tree_steps(layer, views, stage.tree, gated, weight)
@@ -257,13 +270,13 @@ def _fw_tree(layer: Layer, views: MaskViews, stage: StageLayout, gated: bool,
         live[rows, cols] = steps.cond_hits.ravel()
     else:      # without a gate the whole path is one, and always runs
         fixed[rows, cols] |= steps.cond_hits.ravel()
-    active = (views.unit_counts(1, stage.rows, stage.pass_len) if gated else None)
+    active = _active_units(views, 1, f, stage, order) if gated else None
     return _columns(n_steps, fixed, live, active, layer.output_pixels, stage,
                     (lambda: unit_activity(views, 1, f).T) if gated else None)
 
 
 def _bd(layer: Layer, views: MaskViews, stage: StageLayout, gated: bool,
-        use_weight: bool) -> np.ndarray | None:
+        use_weight: bool, order: np.ndarray | None) -> np.ndarray | None:
     """BD: steps are output channels f (or groups of them on adder trees); a column's step
     runs always where its base chunk feeds it, else where the pixel's gate is on."""
     masks = views.masks
@@ -276,7 +289,7 @@ def _bd(layer: Layer, views: MaskViews, stage: StageLayout, gated: bool,
         allowed = plan.groups.allowed[:, first].T  # (C, G_t)
         always = plan.groups.always[:, first].T
         classes = plan.classes
-        counts = (views.unit_counts(stage.tree, stage.rows, stage.pass_len) if gated
+        counts = (_active_units(views, stage.tree, layer.cout, stage, order) if gated
                   else None)
     else:
         grouped = bd_classes(layer, views, stage.unit, gated, weight)
@@ -289,7 +302,9 @@ def _bd(layer: Layer, views: MaskViews, stage: StageLayout, gated: bool,
         always = (grouped.always[first] if grouped.always is not None
                   else np.zeros_like(allowed))
         counts = None
-        if gated:
+        if gated and order is not None:
+            counts = _active_units(views, 1, layer.cout, stage, order)
+        elif gated:
             s = masks.gate_group_size
             counts = np.repeat(views.group_counts(stage.rows, stage.pass_len), s, axis=1)
     n_steps = allowed.shape[1]
@@ -312,7 +327,7 @@ def _bd(layer: Layer, views: MaskViews, stage: StageLayout, gated: bool,
 
 
 def _wg(layer: Layer, views: MaskViews, stage: StageLayout, gated: bool,
-        use_weight: bool) -> np.ndarray | None:
+        use_weight: bool, order: np.ndarray | None) -> np.ndarray | None:
     """WG's steps are pixels; a unit runs every one (on a base path, or without a gate) or
     the active ones; with lanes over output channels the activity is the unit column's,
     with lanes over k its row's (output channel's)."""
@@ -331,6 +346,8 @@ def _wg(layer: Layer, views: MaskViews, stage: StageLayout, gated: bool,
     fixed = needed & (on_base | (not gated))
     live = needed & ~on_base & gated
     packed = over_k and gated and stage.compaction  # packed slots run their packed pixels
+    if order is not None:  # the row balancer's order of the rows (k, or f with lanes over k)
+        fixed, live = fixed[order], live[order]
     lengths = _chunk_lengths(m, stage.stage_steps)
     fixed_rows = pass_row_sums(fixed.astype(np.int64), stage.rows, stage.pass_len)
     if over_k:
@@ -353,6 +370,8 @@ def _wg(layer: Layer, views: MaskViews, stage: StageLayout, gated: bool,
                            masks.gate_group_size, axis=0)
     else:
         counts = np.zeros((f, lengths.shape[0]), dtype=np.int64)
+    if order is not None:
+        counts = counts[order]
     static = staged_rows_rt(fixed_rows, np.ascontiguousarray(live[:, first], dtype=np.uint8),
                             counts, classes.reshape(-1).astype(np.int64), stage.rows,
                             stage.pass_len, lengths, stage.qcols)

@@ -24,6 +24,7 @@ from accelsim.trace import (
     TraceWriter,
     gate_spec_for,
     open_trace,
+    select_spec_for,
     weight_spec_for,
 )
 from accelsim.trace.format import pack_mask, unpack_mask
@@ -600,6 +601,49 @@ def test_newer_minor_version_with_new_fields_is_read(
     np.testing.assert_array_equal(reader.gate(0, "conv1", 1), expected[0][0][("conv1", 1)])
     with pytest.raises(TraceError, match=r"cannot append to a trace of format version 1\.9"):
         TraceWriter.resume(path)
+
+
+def test_input_selections_round_trip_and_are_checked(tmp_path: Path) -> None:
+    """Format 1.5's DGC selections: one (N, heads, Cin) mask per branch and step, stored and
+    checked like a gate, never a reference; a layer has a gate or a selection, not both."""
+    layer = conv("layer1.0.conv1", 6, 8, 3, 1, 1, 4, 4, 3, role="block")
+    spec = TraceLayer(layer, None, weight_spec_for(layer), select_spec_for(layer, 2))
+    assert spec.select.shape == (3, 2, 6)
+    rng = np.random.default_rng(0)
+    chosen = {step: {(layer.name, b): rng.random((3, 2, 6)) < 0.5 for b in (1, 2)}
+              for step in (0, 1)}
+    weights = {(layer.name, b): np.ones(spec.weight.shape, bool) for b in (1, 2)}
+    with TraceWriter.create(tmp_path / "t", {"algorithm": "dgc"}, [spec]) as writer:
+        writer.write_step(0, {}, weights, selects=chosen[0])
+        writer.write_step(1, {}, {key: None for key in weights}, selects=chosen[1])
+        with pytest.raises(TraceError, match="every branch of this layer needs a select"):
+            writer.write_step(2, {}, {key: None for key in weights})
+        with pytest.raises(TraceError, match="a select mask cannot be None"):
+            writer.write_step(2, {}, {key: None for key in weights},
+                              selects={key: None for key in weights})
+    reader = open_trace(tmp_path / "t")
+    assert reader.manifest.version == FORMAT_VERSION == "1.5"
+    assert reader.layers[0].select == spec.select
+    for step in (0, 1):
+        for key, mask in chosen[step].items():
+            np.testing.assert_array_equal(reader.step_masks(step).selects[key], mask)
+            np.testing.assert_array_equal(reader.step_packed(step).selects[key], mask)
+    density = reader.stats(1)["density"][layer.name]["select"]
+    assert density["2"] == chosen[1][(layer.name, 2)].mean()
+    reader.verify()
+    payload = tmp_path / "t" / "steps" / "step-00000001.bin"
+    data = bytearray(payload.read_bytes())
+    data[0] ^= 1  # step 1's weights are references: its first payload is branch 1's selection
+    payload.write_bytes(bytes(data))
+    with pytest.raises(TraceError, match=r"select mask: .*corrupt"):
+        open_trace(tmp_path / "t").step_masks(1)
+    with pytest.raises(TraceError, match="a gate or an input selection, not both"):
+        TraceLayer(layer, gate_spec_for(layer), None, select_spec_for(layer, 2))
+    with pytest.raises(TraceError, match="heads 3 must divide cout=8"):
+        TraceLayer(layer, None, None, select_spec_for(layer, 3))
+    grouped = conv("g", 6, 6, 3, 1, 1, 4, 4, 3, groups=2)
+    with pytest.raises(TraceError, match="needs groups=1"):
+        TraceLayer(grouped, None, None, select_spec_for(grouped, 2))
 
 
 def test_a_recording_of_format_1_3_resumes(

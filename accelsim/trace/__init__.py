@@ -19,9 +19,11 @@ from accelsim.trace.format import FORMAT_VERSION, TraceError
 from accelsim.trace.manifest import (
     GateSpec,
     Manifest,
+    SelectSpec,
     TraceLayer,
     WeightSpec,
     gate_spec_for,
+    select_spec_for,
     weight_spec_for,
 )
 from accelsim.trace.reader import (
@@ -42,6 +44,7 @@ __all__ = [
     "Manifest",
     "PackedMask",
     "PackedStepMasks",
+    "SelectSpec",
     "StepMasks",
     "TraceError",
     "TraceLayer",
@@ -51,5 +54,6 @@ __all__ = [
     "gate_spec_for",
     "open_trace",
     "resolve_trace_dir",
+    "select_spec_for",
     "weight_spec_for",
 ]

@@ -25,14 +25,14 @@ from accelsim.errors import InputError
 from accelsim.fileio import TMP_SUFFIX
 
 FORMAT_NAME = "accelsim-trace"
-FORMAT_VERSION = "1.4"
+FORMAT_VERSION = "1.5"
 MANIFEST_NAME = "manifest.json"
 STEPS_DIR = "steps"
 CODEC = "zlib"
 RAW_CODEC = "none"  # format 1.1: the packed bits stored as they are
 CODECS: tuple[str, ...] = (CODEC, RAW_CODEC)
 MASK_DTYPE = "bool"
-MASK_KINDS: tuple[str, ...] = ("gate", "weight")
+MASK_KINDS: tuple[str, ...] = ("gate", "weight", "select")  # select: format 1.5
 
 _VERSION = re.compile(r"^(\d+)\.(\d+)$")
 _STEP_FILE = re.compile(r"^step-(\d+)\.(json|bin)$")

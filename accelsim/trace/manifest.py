@@ -120,6 +120,26 @@ class WeightSpec:
                              f"positive sizes")
 
 
+@dataclass(frozen=True)
+class SelectSpec:
+    """An input-channel selection (format 1.5; DGC, dynamic group convolution): the output
+    channels are cut into ``heads`` equal groups, and each head keeps, per sample, a subset of
+    the input channels. ``shape`` is ``(N, heads, Cin)``; a bit is True where head h of sample n
+    reads input channel c (its output channels use no other input of that sample)."""
+
+    heads: int
+    shape: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shape", tuple(self.shape))
+        if not _positive_int(self.heads):
+            raise TraceError(f"select heads must be a positive integer, got "
+                             f"{abbreviate(self.heads)}")
+        if len(self.shape) != 3 or not all(_positive_int(d) for d in self.shape):
+            raise TraceError(f"select shape must be 3 positive integers, got "
+                             f"{list(self.shape)}")
+
+
 def gate_shape(layer: Layer, group_size: int) -> tuple[int, int, int, int]:
     """``(N, Cout // group_size, Ho, Wo)``."""
     return (layer.batch, layer.cout // group_size, layer.h_out, layer.w_out)
@@ -128,6 +148,16 @@ def gate_shape(layer: Layer, group_size: int) -> tuple[int, int, int, int]:
 def weight_shape(layer: Layer) -> tuple[int, int, int, int]:
     """``(Cout, Cin // groups, kh, kw)``."""
     return (layer.cout, layer.cin // layer.groups, layer.kh, layer.kw)
+
+
+def select_shape(layer: Layer, heads: int) -> tuple[int, int, int]:
+    """``(N, heads, Cin)``."""
+    return (layer.batch, heads, layer.cin)
+
+
+def select_spec_for(layer: Layer, heads: int) -> SelectSpec:
+    """The input-selection spec of ``layer`` with ``heads`` heads (see :class:`SelectSpec`)."""
+    return SelectSpec(heads=heads, shape=select_shape(layer, heads))
 
 
 def gate_spec_for(layer: Layer, group_size: int = 1, gating_groups: int = 1,
@@ -159,6 +189,7 @@ class TraceLayer:
     layer: Layer
     gate: GateSpec | None = None
     weight: WeightSpec | None = None
+    select: SelectSpec | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.layer, Layer):
@@ -181,10 +212,29 @@ class TraceLayer:
             if self.gate.shape != expected:
                 raise TraceError(f"gate shape {list(self.gate.shape)} does not match the layer "
                                  f"(N, Cout/{size}, Ho, Wo) = {list(expected)}", field=where)
+        if self.select is not None:
+            self._check_select(where)
         if self.weight is not None and self.weight.shape != weight_shape(self.layer):
             raise TraceError(f"weight shape {list(self.weight.shape)} does not match the layer "
                              f"(Cout, Cin/groups, kh, kw) = {list(weight_shape(self.layer))}",
                              field=where)
+
+    def _check_select(self, where: str) -> None:
+        layer, select = self.layer, self.select
+        assert select is not None
+        if self.gate is not None:
+            raise TraceError("a layer records a gate or an input selection, not both",
+                             field=where)
+        if layer.groups != 1:
+            raise TraceError(f"an input selection needs groups=1, got groups={layer.groups}",
+                             field=where)
+        if layer.cout % select.heads:
+            raise TraceError(f"select heads {select.heads} must divide cout={layer.cout}",
+                             field=where)
+        expected = select_shape(layer, select.heads)
+        if select.shape != expected:
+            raise TraceError(f"select shape {list(select.shape)} does not match the layer "
+                             f"(N, heads, Cin) = {list(expected)}", field=where)
 
     @property
     def name(self) -> str:
@@ -204,6 +254,8 @@ class TraceLayer:
                          "gradient": self.gate.gradient})
         data["weight"] = (None if self.weight is None else
                           {"shape": list(self.weight.shape), "pattern": self.weight.pattern})
+        if self.select is not None:  # format 1.5; absent means none
+            data["select"] = {"heads": self.select.heads, "shape": list(self.select.shape)}
         return data
 
 
@@ -364,7 +416,7 @@ class _ManifestParser:
         if not isinstance(name, str) or not name:
             raise self.error(f"{where}name", f"expected a non-empty string, got {abbreviate(name)}")
         self.context = f" (layer {abbreviate(name)})"
-        self.check_keys(item, (*_LAYER_FIELDS, "gate", "weight"), where)
+        self.check_keys(item, (*_LAYER_FIELDS, "gate", "weight", "select"), where)
         values = {key: self.get(item, key, where) for key in _REQUIRED_LAYER_FIELDS}
         post_ops = item.get("post_ops", [])
         if not (isinstance(post_ops, list) and all(isinstance(op, str) for op in post_ops)):
@@ -380,6 +432,8 @@ class _ManifestParser:
                                                "base_chunks"),
                          optional={"gradient": "straight_through"})
         weight = self.spec(item, "weight", where, ("shape", "pattern"))
+        select = (self.spec(item, "select", where, ("heads", "shape"))
+                  if item.get("select") is not None else None)
         self.context = ""
         try:
             layer = Layer(**values)
@@ -395,6 +449,7 @@ class _ManifestParser:
                                                  f"{where}gate.base_chunks"),
                     gradient=gate["gradient"]),
                 weight=None if weight is None else WeightSpec(weight["shape"], weight["pattern"]),
+                select=None if select is None else SelectSpec(select["heads"], select["shape"]),
             )
         except TraceError as error:
             field = where[:-1] if error.field is None else f"{where[:-1]}: {error.field}"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import mmap
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -69,6 +69,7 @@ class StepMasks:
     gates: dict[MaskKey, np.ndarray]
     weights: dict[MaskKey, np.ndarray]
     stats: dict[str, Any]
+    selects: dict[MaskKey, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +141,7 @@ class PackedStepMasks:
     gates: Mapping[MaskKey, PackedMask]
     weights: dict[MaskKey, np.ndarray]
     stats: dict[str, Any]
+    selects: dict[MaskKey, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -483,22 +485,24 @@ class TraceReader:
             entry, blob = item
             return PackedMask(self._decode_packed(step, entry, blob), entry.shape, entry.ones)
 
-        gates, weights, stats = self._read_step(step, packed)
-        return PackedStepMasks(step, LazyGates(gates, decode), weights, stats)
+        gates, weights, stats, selects = self._read_step(step, packed)
+        return PackedStepMasks(step, LazyGates(gates, decode), weights, stats, selects)
 
     def _step_masks(self, step: int) -> StepMasks:
         return StepMasks(step, *self._read_step(
             step, lambda entry, blob: self._decode(step, entry, blob)))
 
     def _read_step(self, step: int, decode_gate: Callable[[_Entry, bytes | None], Any]
-                   ) -> tuple[dict[MaskKey, Any], dict[MaskKey, np.ndarray], dict[str, Any]]:
-        """(gates decoded by ``decode_gate``, weights, statistics) of ``step``; its ``.bin``
-        is read once."""
+                   ) -> tuple[dict[MaskKey, Any], dict[MaskKey, np.ndarray], dict[str, Any],
+                              dict[MaskKey, np.ndarray]]:
+        """(gates decoded by ``decode_gate``, weights, statistics, input selections: small,
+        decoded) of ``step``; its ``.bin`` is read once."""
         index = self._index(step)
         has_data = any(entry.ref_step is None for entry in index.entries.values())
         blob = self._read_bin(step) if has_data else None
         gates: dict[MaskKey, Any] = {}
         weights: dict[MaskKey, np.ndarray] = {}
+        selects: dict[MaskKey, np.ndarray] = {}
         for item in self.layers:
             for branch in self._branch_ids():
                 if item.gate is not None:
@@ -508,7 +512,10 @@ class TraceReader:
                 if item.weight is not None:
                     entry = index.entries[(item.name, branch, "weight")]
                     weights[(item.name, branch)] = self._weight(step, entry, blob)
-        return gates, weights, _copy_json(index.stats)
+                if item.select is not None:
+                    entry = index.entries[(item.name, branch, "select")]
+                    selects[(item.name, branch)] = self._decode(step, entry, blob)
+        return gates, weights, _copy_json(index.stats), selects
 
     def _missing_bin(self, step: int) -> TraceError:
         return TraceError(f"missing mask data file steps/{step_stem(step)}.bin", path=self._root,

@@ -48,9 +48,10 @@ MIN_SAVING = 0.25
 """Default share of a mask's packed bytes zlib must save for the mask to be stored compressed.
 Random gate masks save 10-12 % (synthetic and recorded CDG and SCDG gates, element-wise and 2:4
 weights: 0-11 %), yet inflating them makes a replay about 5x slower; pruned blocks save 94-98 %."""
-APPENDABLE_VERSIONS = ((1, 3), READER_VERSION)
+APPENDABLE_VERSIONS = ((1, 3), (1, 4), READER_VERSION)
 """Format versions a resumed recording may append to: 1.4 changed only which post ops a
-manifest may list (a 1.3 manifest lists none of the new ones), not the step files."""
+manifest may list (a 1.3 manifest lists none of the new ones), 1.5 added the select mask kind
+(a 1.3 or 1.4 manifest declares none), not the step files of traces without it."""
 
 MaskMapping = Mapping[tuple[str, int], np.ndarray]
 """``(layer name, branch) -> mask``; branches are numbered from 1."""
@@ -205,7 +206,8 @@ class TraceWriter:
 
     def write_step(self, step: int, gates: MaskMapping,
                    weights: Mapping[tuple[str, int], np.ndarray | None],
-                   stats: Mapping[str, Any] | None = None) -> None:
+                   stats: Mapping[str, Any] | None = None,
+                   selects: MaskMapping | None = None) -> None:
         """Record one training step and commit it.
 
         ``gates[(layer, branch)]``: bool (or 0/1 uint8) array of the layer's gate shape
@@ -213,6 +215,8 @@ class TraceWriter:
         ``weights[(layer, branch)]``: bool array ``(Cout, Cin/groups, kh, kw)`` for every branch
         of every layer with a weight spec, or None when unchanged since the last stored one; a
         mask equal to the last stored one is stored as a reference too.
+        ``selects[(layer, branch)]``: bool ``(N, heads, Cin)`` for every branch of every layer
+        with a select spec (DGC's input-channel selection; format 1.5).
         ``stats``: ``loss`` (float or None) and any extra JSON values (non-finite numbers become
         null); the writer adds the per layer/branch densities. ``step`` must exceed
         :attr:`last_step`. Everything is checked before anything is written.
@@ -228,6 +232,7 @@ class TraceWriter:
                              f"{self._last_step}", path=self._root)
         gate_masks = self._collect(step, gates, "gate")
         weight_masks = self._collect(step, weights, "weight")
+        select_masks = self._collect(step, selects or {}, "select")
         loss, extra = self._check_stats(step, stats)
 
         chunks: list[bytes] = []
@@ -237,15 +242,18 @@ class TraceWriter:
         offset = 0
         for item in self._manifest.layers:
             name = item.name
-            if item.gate is not None:
-                size = mask_size(item.gate.shape)
-                per_branch = density.setdefault(name, {}).setdefault("gate", {})
+            for kind, spec, masks in (("gate", item.gate, gate_masks),
+                                      ("select", item.select, select_masks)):
+                if spec is None:
+                    continue
+                size = mask_size(spec.shape)
+                per_branch = density.setdefault(name, {}).setdefault(kind, {})
                 for branch in self._branch_ids():
-                    mask = gate_masks[(name, branch)]
+                    mask = masks[(name, branch)]
                     assert mask is not None
                     packed = pack_mask(mask)
                     ones = int(np.count_nonzero(mask))
-                    entry, payload = self._data_entry(name, branch, "gate", item.gate.shape,
+                    entry, payload = self._data_entry(name, branch, kind, spec.shape,
                                                       packed, crc32(packed), ones, offset)
                     entries.append(entry)
                     chunks.append(payload)
@@ -295,7 +303,8 @@ class TraceWriter:
 
     def _collect(self, step: int, given: Mapping[tuple[str, int], np.ndarray | None],
                  kind: str) -> dict[tuple[str, int], np.ndarray | None]:
-        """Check a gate or weight mapping against the manifest; bool arrays (or None) per key."""
+        """Check a gate, weight or select mapping against the manifest; bool arrays (or None)
+        per key."""
         if not isinstance(given, Mapping):
             raise TraceError(f"{kind}s must map (layer, branch) to a mask, got "
                              f"{type(given).__name__}", path=self._root, field=f"step {step}")
@@ -321,8 +330,8 @@ class TraceWriter:
                 raise TraceError(f"the manifest declares no {kind} mask for this layer",
                                  path=self._root, field=where)
             if value is None:
-                if kind == "gate":
-                    raise TraceError("a gate mask cannot be None", path=self._root, field=where)
+                if kind != "weight":
+                    raise TraceError(f"a {kind} mask cannot be None", path=self._root, field=where)
                 out[key] = None
             else:
                 out[key] = self._check_mask(value, spec.shape, where)

@@ -283,6 +283,7 @@ def trace_info(path: Path, step: int | None = None, run_bits: int = 4) -> dict[s
             "base_chunks": [list(c) for c in item.gate.base_chunks],
             "gradient": item.gate.gradient}
         entry["weight"] = None if item.weight is None else {"pattern": item.weight.pattern}
+        entry["select"] = None if item.select is None else {"heads": item.select.heads}
         entry["density_mean"] = summary["density"][item.name]
         layers.append(entry)
     if step is None and reader.steps:
@@ -340,7 +341,8 @@ def format_info(info: dict[str, Any]) -> str:
                  "then: the non-MAC ops")
     lines.append("        on the output: bn add relu maxpool (3x3/2) pool (global average) "
                  "fan(out);")
-    lines.append("        gate s = channels per bit, G = gating groups;")
+    lines.append("        gate s = channels per bit, G = gating groups, dgc h = heads selecting "
+                 "input channels;")
     lines.append("        mean density = fraction of 1 bits over all steps, branch 1/2/...):")
     width = max(len("total weight"), *(len(layer["name"]) for layer in info["layers"]))
     for layer in info["layers"]:
@@ -353,6 +355,8 @@ def format_info(info: dict[str, Any]) -> str:
         gate = "-" if layer["gate"] is None else \
             f"s={layer['gate']['group_size']} G={layer['gate']['gating_groups']}" + \
             (" masked" if layer["gate"]["gradient"] == "masked" else "")
+        if layer.get("select") is not None:
+            gate = f"dgc h={layer['select']['heads']}"
         weight = "-" if layer["weight"] is None else layer["weight"]["pattern"]
         density = "  ".join(f"{kind} {_fmt_density(per_branch)}"
                             for kind, per_branch in layer["density_mean"].items())

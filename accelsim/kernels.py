@@ -1235,3 +1235,90 @@ def balanced_order(row_work: np.ndarray, rows: int, pass_len: int) -> np.ndarray
             room[best] -= 1
             load[best] += row_work[i]
     return order
+
+
+@njit(**JIT)
+def staged_sample_columns(counts: np.ndarray, first: np.ndarray, sets: np.ndarray, stage: int,
+                          qcols: int) -> np.ndarray:
+    """int64 (passes, column tiles): each pass's compute under an operand stage of ``stage``
+    steps when every unit column runs a step set of its own per sample (DGC's FW and BD).
+    ``counts`` int64 (passes, rows, width): rows of pass p in queue row r that belong to sample
+    ``first[p] + s``; ``sets`` uint8 (N, J, T): whether unit column j runs step t on a row of
+    sample n. A chunk lasts as long as its busiest queue (r, c) needs, the sum over the queue's
+    rows of the chunk's steps their sample runs."""
+    n_passes, rows, width = counts.shape
+    units, n_steps = sets.shape[1], sets.shape[2]
+    tiles = (units + qcols - 1) // qcols
+    out = np.zeros((n_passes, tiles), dtype=np.int64)
+    for p in range(n_passes):
+        for t in range(tiles):
+            j0, j1 = t * qcols, min((t + 1) * qcols, units)
+            total = 0
+            for x0 in range(0, n_steps, stage):
+                x1 = min(x0 + stage, n_steps)
+                best = 0
+                for r in range(rows):
+                    for j in range(j0, j1):
+                        work = 0
+                        for s in range(width):
+                            rows_of_sample = counts[p, r, s]
+                            if rows_of_sample == 0:
+                                continue
+                            steps = 0
+                            for x in range(x0, x1):
+                                steps += sets[first[p] + s, j, x]
+                            work += rows_of_sample * steps
+                        best = max(best, work)
+                total += best
+            out[p, t] = total
+    return out
+
+
+@njit(**JIT)
+def staged_sample_rows(sets: np.ndarray, rows: int, pass_len: int, pixels: int, stage: int,
+                       qcols: int) -> np.ndarray:
+    """int64 (passes, column tiles): DGC's WG under an operand stage of ``stage`` pixels:
+    ``sets`` uint8 (N, J, K), whether unit (k, j) runs the ``pixels`` pixels of sample n; the
+    rows k go to passes of ``pass_len`` and queue rows k % ``rows``, the pixels m = n x pixels
+    + p are broadcast in order. A chunk lasts as long as its busiest queue needs: the sum over
+    its rows and the chunk's samples of the pixels of each sample it runs."""
+    n_samples, units, k_rows = sets.shape
+    n_passes = (k_rows + pass_len - 1) // pass_len
+    tiles = (units + qcols - 1) // qcols
+    total_pixels = n_samples * pixels
+    out = np.zeros((n_passes, tiles), dtype=np.int64)
+    held = np.zeros((n_samples, rows, units), dtype=np.int64)  # rows of (p, r) sample n runs
+    busiest = np.zeros(n_samples, dtype=np.int64)
+    for p in range(n_passes):
+        held[:] = 0
+        for k in range(p * pass_len, min((p + 1) * pass_len, k_rows)):
+            r = k % rows
+            for n in range(n_samples):
+                for j in range(units):
+                    held[n, r, j] += sets[n, j, k]
+        for t in range(tiles):
+            j0, j1 = t * qcols, min((t + 1) * qcols, units)
+            for n in range(n_samples):
+                most = 0
+                for r in range(rows):
+                    for j in range(j0, j1):
+                        most = max(most, held[n, r, j])
+                busiest[n] = most
+            total = 0
+            for x0 in range(0, total_pixels, stage):
+                x1 = min(x0 + stage, total_pixels)
+                n0, n1 = x0 // pixels, (x1 - 1) // pixels
+                if n0 == n1:  # the chunk lies inside one sample
+                    total += (x1 - x0) * busiest[n0]
+                    continue
+                best = 0
+                for r in range(rows):
+                    for j in range(j0, j1):
+                        work = 0
+                        for n in range(n0, n1 + 1):
+                            inside = min(x1, (n + 1) * pixels) - max(x0, n * pixels)
+                            work += inside * held[n, r, j]
+                        best = max(best, work)
+                total += best
+            out[p, t] = total
+    return out

@@ -474,3 +474,64 @@ def longest_first(left: list[int], queues: int) -> int:
             if left[u]:
                 left[u] -= 1
     return cycles
+
+
+def dgc_weights(layer, select, weight):
+    """bool (N, F, K): each sample's weights under DGC's input selection: W_n(f, k) = W(f, k)
+    and select[n, head of f, input channel of k]."""
+    n_count, heads, cin = select.shape
+    f_count, k_count = layer.cout, layer.k_per_group
+    kept = weight if weight is not None else np.ones((f_count, k_count), dtype=bool)
+    per_sample = np.zeros((n_count, f_count, k_count), dtype=bool)
+    for n in range(n_count):
+        for f in range(f_count):
+            head = f // (f_count // heads)
+            for k in range(k_count):
+                per_sample[n, f, k] = kept[f, k] and select[n, head, k // (k_count // cin)]
+    return per_sample
+
+
+def dgc_reference(layer, phase, select, weight, arr):
+    """DGC by the definitions: FW and BD are weight-pruned with each row's sample's weights
+    (their decoder reads a unit column's step list once per sample and pass), WG's unit (k, j)
+    runs the pixels of the samples where one of its lanes keeps weight (f, k), one decoder
+    index per such sample. Returns (units, row_idx, col_idx, units per row, rows)."""
+    per_sample = dgc_weights(layer, select, weight)
+    f_count, k_count = layer.cout, layer.k_per_group
+    pixels = layer.h_out * layer.w_out
+    m_count = layer.output_pixels
+    pass_len = arr.rows * arr.sync_tiles
+    units: list[RefUnit] = []
+    if phase == "wg":
+        per_row = math.ceil(f_count / arr.unit)
+        for k in range(k_count):
+            for j in range(per_row):
+                lanes = list(_lanes(j, arr.unit, f_count))
+                samples = [n for n in range(select.shape[0])
+                           if any(per_sample[n, f, k] for f in lanes)]
+                at = tuple(m for m in range(m_count) if m // pixels in samples)
+                units.append(RefUnit(k, j, len(at), len(lanes), len(samples), at=at))
+        return units, [0] * k_count, [0] * per_row, per_row, k_count
+    lane_count = f_count if phase == "fw" else k_count
+    per_row = math.ceil(lane_count / arr.unit)
+    for m in range(m_count):
+        n = m // pixels
+        starts_list = m % pixels == 0 or m % pass_len == 0
+        for j in range(per_row):
+            lanes = list(_lanes(j, arr.unit, lane_count))
+            if phase == "fw":
+                at = tuple(k for k in range(k_count) if any(per_sample[n, f, k] for f in lanes))
+            else:
+                at = tuple(f for f in range(f_count) if any(per_sample[n, f, k] for k in lanes))
+            units.append(RefUnit(m, j, len(at), len(lanes), len(at) if starts_list else 0,
+                                 at=at))
+    return units, [0] * m_count, [0] * per_row, per_row, m_count
+
+
+def dgc_reference_job(layer, phase, select, weight, arr):
+    """(cycles, stall, indices, macs_issued, effective MACs) of one DGC job."""
+    units, row_idx, col_idx, per_row, n_rows = dgc_reference(layer, phase, select, weight, arr)
+    cycles, stall, indices = run_cycles(units, row_idx, col_idx, n_rows, per_row, arr)
+    issued = sum(u.steps * u.lanes for u in units)
+    macs = int(dgc_weights(layer, select, weight).sum()) * layer.h_out * layer.w_out
+    return cycles, stall, indices, issued, macs

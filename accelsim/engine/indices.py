@@ -85,6 +85,11 @@ def gate_index(gate: np.ndarray, group_size: int, hw: HardwareConfig, what: str)
     return price_index(elements, hw, params, what)
 
 
+def select_index(select: np.ndarray, hw: HardwareConfig, what: str) -> MaskIndex:
+    """Index of DGC's input selection, bool (N, heads, Cin), priced at element level."""
+    return price_index(select, hw, IndexParams(), what)
+
+
 def gate_index_packed(gate: PackedMask, group_size: int, hw: HardwareConfig,
                       what: str) -> MaskIndex:
     """:func:`gate_index` from the trace's packed bits, without unpacking them: bitmap, csr,

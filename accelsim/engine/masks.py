@@ -66,6 +66,8 @@ class LayerMasks:
     ``dense_fw_conditional``: the gate was trained with a straight-through gradient, which
     needs the conditional output at every pixel: FW computes its conditional path everywhere
     (BD and WG still skip with the gate).
+    ``select``: DGC's input-channel selection, bool (N, heads, Cin), or None (none, or all
+    ones); a layer with one has no gate (:mod:`accelsim.engine.dgc`).
     """
 
     gate: np.ndarray | None = None
@@ -78,6 +80,7 @@ class LayerMasks:
     nm_transposed: bool = False
     dense_weight_gradient: bool = False
     dense_fw_conditional: bool = False
+    select: np.ndarray | None = None
 
     @property
     def has_gate(self) -> bool:

@@ -31,11 +31,13 @@ import numpy as np
 
 from accelsim.config import HardwareConfig
 from accelsim.engine.cache import ReplayCache
+from accelsim.engine.dgc import dgc_problem
 from accelsim.engine.indices import (
     NO_MASK_INDEX,
     MaskIndex,
     gate_index_packed,
     parse_weight_pattern,
+    select_index,
     training_weight_index,
 )
 from accelsim.engine.masks import BasePath, LayerMasks, PackedGate
@@ -111,6 +113,11 @@ class Replayer:
             raise InputError(f"a {self.ssl} trace records 2 branches (online, target) or "
                              f"{SYMMETRIC_BRANCHES} (a symmetric loss), got "
                              f"{self.reader.branches}", path=str(self.path), field="branches")
+        selecting = [item.name for item in self.reader.layers if item.select is not None]
+        problem = dgc_problem(hw) if selecting else None
+        if problem is not None:  # refused before any work
+            raise InputError(f"{problem}; layer {selecting[0]!r} records one",
+                             path=hw.name)
         self.cache = ReplayCache()
         # (branch, layer, phases) of every layer that runs on a branch
         self._layer_phases = [
@@ -221,7 +228,8 @@ class Replayer:
                                  prepared.density if writes_sparse_dw else 1.0,
                                  gated_forward=_gated_forward(item, branch, hw)
                                  if phase == "fw" else None,
-                                 compresses_y_c=gated and gate_later and dram.compress_sparse))
+                                 compresses_y_c=gated and item.gate is not None and gate_later
+                                 and dram.compress_sparse))
         return jobs
 
     def replay_step(self, step: int) -> tuple[list[JobResult], dict[str, int]]:
@@ -254,6 +262,14 @@ class Replayer:
                     groups = item.gate.gating_groups
                     if groups > 1:
                         base = self._base(item, branch)
+            select = None  # DGC's input selection (a layer with one has no gate)
+            if item.select is not None:
+                chosen = masks_of_step.selects[(item.name, branch)]
+                if not chosen.all():  # an all-ones selection runs in dense mode
+                    select = chosen
+                    gidx = select_index(select, self.hw, f"input selection of layer "
+                                                         f"{item.name!r}, branch {branch}")
+            dynamic = gate_el is not None or select is not None  # masks that change every step
             weight_key = (self._weight_key(step, item, branch) if item.weight is not None
                           else None)
             prepared = self._weight(weight_key, item, branch,
@@ -265,7 +281,7 @@ class Replayer:
                 storage["bits_bitmap"] += prepared.index.bits_bitmap
             # A job without a gate depends only on its layer, phase, weight mask and the
             # step's dense-gradient flag: its row is kept and reused with the step number.
-            job_key = None if gate_el is not None else (
+            job_key = None if dynamic else (
                 weight_key or (item.name, branch, None), dense_gradient)
             held = [self.cache.rows.peek((i, item.name, branch)) for i in range(len(self.hws))]
             if job_key is not None and all(h is not None and h[0] == job_key for h in held):
@@ -279,7 +295,8 @@ class Replayer:
                                gating_groups=groups,
                                dense_weight_gradient=dense_gradient,
                                dense_fw_conditional=item.gate is not None
-                               and item.gate.gradient == "straight_through")
+                               and item.gate.gradient == "straight_through",
+                               select=select)
             # what the masks' views derive from the weight mask and base path is kept with
             # them: by the step that stored the weights, else by the layer's base path
             views = self.cache.views(
@@ -287,11 +304,10 @@ class Replayer:
                 weight_key if weight is not None else "base path")
             computes: dict[str, SparseCompute] = {}
             for i, hw in enumerate(self.hws):
-                jobs_key = (i, item.name, branch, gidx, gate_el is not None, weight_key,
-                            dense_gradient)
+                jobs_key = (i, item.name, branch, gidx, dynamic, weight_key, dense_gradient)
                 jobs = self.cache.phase_jobs.peek(jobs_key)
                 if jobs is None:
-                    jobs = self._phase_jobs(hw, item, branch, phases, gidx, gate_el is not None,
+                    jobs = self._phase_jobs(hw, item, branch, phases, gidx, dynamic,
                                             prepared, dense_gradient)
                     self.cache.phase_jobs.put(jobs_key, jobs)
                 layer_rows = {}

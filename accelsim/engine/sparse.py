@@ -27,6 +27,7 @@ from accelsim.config import (
 )
 from accelsim.engine.balance import reordered, row_order
 from accelsim.engine.bd import BdPlan, bd_plan, bd_sums, bd_tree_work, bd_work
+from accelsim.engine.dgc import dgc_effective_macs, dgc_problem, dgc_staged, dgc_work
 from accelsim.engine.fw import (
     FwPlan,
     fw_plan,
@@ -69,6 +70,9 @@ def effective_macs(layer: Layer, masks: LayerMasks | MaskViews, phase: str) -> i
     the number of active pixels of f on the conditional path."""
     views = as_views(masks)
     masks = views.masks
+    if masks.select is not None:
+        return views.per_job(("dgc_macs", phase == "wg" and masks.dense_weight_gradient),
+                             lambda: dgc_effective_macs(layer, masks, phase))
     m, f, k = layer.output_pixels, layer.cout, layer.k_per_group
     weight = masks.weight
     if phase == "wg" and masks.dense_weight_gradient:
@@ -222,6 +226,8 @@ def sparse_compute(layer: Layer, phase: str, masks: LayerMasks | MaskViews,
     steps)."""
     views = as_views(masks)
     masks = views.masks
+    if masks.select is not None:
+        return _dgc_compute(layer, phase, views, hw)
     plan = gated_plan(layer, phase, views, hw)
     if plan is not None:
         return plan.compute(views)
@@ -240,6 +246,32 @@ def sparse_compute(layer: Layer, phase: str, masks: LayerMasks | MaskViews,
     macs = job_macs(layer, views, phase)
     return _sparse_compute(layer, phase, views, hw, gemm, dense_compute, lane_layout(hw, phase),
                            macs, use_gate, use_weight)
+
+
+def _dgc_compute(layer: Layer, phase: str, views: MaskViews,
+                 hw: HardwareConfig) -> SparseCompute:
+    """The compute of a job with DGC's input selection (:mod:`accelsim.engine.dgc`): dense
+    where the phase does not skip dynamic masks (``sparsity_support.gate``) or on a systolic
+    array; kept weights count only where the phase skips weights."""
+    pe = hw.pe_array
+    gemm = phase_gemm(layer, phase, pe)
+    dense_compute = dense_cycles(layer, phase, pe)
+    macs = job_macs(layer, views, phase)
+    if pe.dataflow in SYSTOLIC_DATAFLOWS or phase not in hw.sparsity_support.gate:
+        return SparseCompute.dense(dense_compute, gemm.macs, macs, supported=False)
+    problem = dgc_problem(hw)
+    if problem is not None:
+        raise InputError(problem, field=f"layer {layer.name!r}")
+    masks = views.masks
+    if masks.weight is not None and phase not in hw.sparsity_support.weight:
+        masks = dataclasses.replace(masks, weight=None)
+    layout = lane_layout(hw, phase)
+    pass_len = pe.rows * pe.sync_tiles
+    work, sets = views.per_job(("dgc", phase, layout.unit, pass_len, masks.weight is None),
+                               lambda: dgc_work(layer, masks, phase, layout.unit, pass_len))
+    staged = dgc_staged(layer, phase, sets, pe.rows, pass_len, pe.stage_steps, layout.qcols)
+    run = schedule(matrix_sums(work, pe.rows, pass_len), hw, layout.qcols, staged)
+    return SparseCompute.of(run, macs, dense_compute)
 
 
 def job_macs(layer: Layer, views: MaskViews, phase: str) -> JobMacs:

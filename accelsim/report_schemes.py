@@ -84,7 +84,7 @@ def describe_scheme(producer: dict[str, Any] | None) -> dict[str, str]:
                                        and str(pattern).startswith(("nm:", "nmt:")))
     if algorithm.lower() != "synthetic":
         lowered = algorithm.lower()
-        gates = gates or lowered in ("cdg", "scdg", "cgnet", "fbs")
+        gates = gates or lowered in ("cdg", "scdg", "cgnet", "fbs", "dgc")
         weights = weights or lowered == "synccp"
     parts: list[str] = []
     structures: list[str] = []
@@ -92,6 +92,9 @@ def describe_scheme(producer: dict[str, Any] | None) -> dict[str, str]:
         size = int(group) if isinstance(group, (int, float)) and group else 1
         if algorithm.lower() == "fbs":  # one mask bit per (sample, channel): structured
             parts.append("FBS")
+            size = 2
+        elif algorithm.lower() == "dgc":  # one bit per (sample, head, input channel)
+            parts.append("DGC")
             size = 2
         elif algorithm.lower() == "cgnet":
             parts.append("CGNet")

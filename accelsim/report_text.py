@@ -123,6 +123,10 @@ def scheme_settings(producer: Mapping[str, Any] | None) -> str:
     elif algo == "fbs":
         parts.append(f"keeps {merged.get('fbs_density', 0.5):.0%} of each gated layer's "
                      "channels per sample (k-winners-take-all)")
+    elif algo == "dgc":
+        parts.append(f"{merged.get('dgc_heads', 4)} heads per gated layer, each reading "
+                     f"{merged.get('dgc_density', 0.5):.0%} of its input channels per sample "
+                     "(dynamic group convolution)")
     elif algo == "synccp":
         pattern = str(merged.get("weight_pattern", "element"))
         parts.append(f"pattern `{pattern}`")

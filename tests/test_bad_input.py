@@ -588,7 +588,7 @@ def test_option_types_are_the_schema_s(tmp_path: Path) -> None:
     size = schema_option_type(RunConfig, "gate_group_size")  # int | None
     assert isinstance(size, click.IntRange) and (size.min, size.max) == (1, 1024)
     assert schema_option_type(RunConfig, "algo").choices == (
-        "dense", "cdg", "scdg", "cgnet", "fbs", "synccp")
+        "dense", "cdg", "scdg", "cgnet", "fbs", "dgc", "synccp")
     assert schema_option_type(RunConfig, "data") is str
 
 

@@ -36,6 +36,7 @@ from torch import nn
 from accelsim.network import builtin_network
 from workloads.gating import (
     GATE_SHAPE_OPTIONS,
+    SALIENCY_KINDS,
     BranchConv2d,
     BranchLinear,
     GatingConfig,
@@ -162,7 +163,7 @@ def check_gate_maps(module: nn.Module, maps: dict[str, tuple[int, int]]) -> None
     so the gate would be constant (an SE block's 1x1 convs, ResNet's last stage on small
     images)."""
     for name, conv in branch_convs(module):
-        if conv.gating is not None and conv.gating.kind != "fbs" and \
+        if conv.gating is not None and conv.gating.kind not in SALIENCY_KINDS and \
                 maps.get(name, (2, 2)) == (1, 1):
             raise LayerOptionError(f"layer {name!r} has a 1x1 output map: its gate standardises "
                                    f"the base output over the map and would be constant; leave "

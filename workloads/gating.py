@@ -40,7 +40,8 @@ from accelsim.network import SYMMETRIC_BRANCHES, encoder_branch
 from accelsim.trace.manifest import GATE_GRADIENTS  # how a trace records the estimator
 from accelsim.trace.synth import base_chunks as trace_base_chunks
 
-GATING_KINDS: tuple[str, ...] = ("none", "cdg", "scdg", "cgnet", "fbs")
+GATING_KINDS: tuple[str, ...] = ("none", "cdg", "scdg", "cgnet", "fbs", "dgc")
+SALIENCY_KINDS: tuple[str, ...] = ("fbs", "dgc")  # predictor gating: no base path, no tau
 CONV_ROLES: tuple[str, ...] = ("stem", "block", "downsample", "head", "other")
 MASK_GRADIENTS: tuple[str, ...] = ("masked", "dense")
 SCDG_DEFAULT_GROUP_SIZE = 8
@@ -79,6 +80,12 @@ class GatingConfig:
     scores every output channel of a sample, and the k-winners-take-all keeps the best
     ``density`` x Cout of them, scaled by their scores (:meth:`BranchConv2d._fbs_forward`).
     ``groups`` is 1 (None: the kind's default, 4 otherwise); the CDG settings do not apply.
+
+    ``dgc`` (dynamic group convolution, Su et al., ECCV 2020) cuts the output channels into
+    ``heads`` groups; per sample each head's saliency generator (a global average pool of X,
+    then Cin -> Cin/16 -> Cin linear layers with ReLUs) scores the input channels, and the head
+    reads only the best ``density`` x Cin of them, scaled by their scores
+    (:meth:`BranchConv2d._dgc_forward`). ``reg_lambda`` weighs the lasso on the scores.
     """
 
     kind: str = "none"
@@ -94,22 +101,26 @@ class GatingConfig:
     gate_gradient: str = "straight_through"
     layers: tuple[str, ...] = ()
     density: float = 0.5
+    heads: int = 4
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", tuple(self.layers))
         if self.kind not in GATING_KINDS:
             raise ValueError(f"gating kind must be one of {GATING_KINDS}, got {self.kind!r}")
         if self.groups is None:
-            object.__setattr__(self, "groups", 1 if self.kind == "fbs" else 4)
-        if self.kind == "fbs":
+            object.__setattr__(self, "groups", 1 if self.kind in SALIENCY_KINDS else 4)
+        if self.kind in SALIENCY_KINDS:
             if self.groups != 1 or self.group_size not in (None, 1) or self.overlap not in (
                     None, 0.0) or self.gate_gradient not in ("straight_through", "masked"):
-                raise ValueError("fbs gating has no gating groups, channel groups, base-path "
-                                 "overlap or gate gradient setting (it records a masked "
-                                 "gradient: suppressed channels get none)")
+                raise ValueError(f"{self.kind} gating has no gating groups, channel groups, "
+                                 "base-path overlap or gate gradient setting (it records a "
+                                 "masked gradient: what is not selected gets none)")
             object.__setattr__(self, "gate_gradient", "masked")
             if not 0.0 < self.density <= 1.0:
-                raise ValueError(f"fbs density must be in (0, 1], got {self.density!r}")
+                raise ValueError(f"{self.kind} density must be in (0, 1], got "
+                                 f"{self.density!r}")
+        if not _is_int(self.heads) or self.heads < 1:
+            raise ValueError(f"dgc heads must be a positive integer, got {self.heads!r}")
         if self.group_size is None:
             object.__setattr__(
                 self, "group_size", SCDG_DEFAULT_GROUP_SIZE if self.kind == "scdg" else 1
@@ -117,7 +128,8 @@ class GatingConfig:
         if self.overlap is None:
             object.__setattr__(self, "overlap", 1.0 if self.kind == "cgnet" else 0.0)
         object.__setattr__(self, "gated_roles", tuple(self.gated_roles))
-        if not _is_int(self.groups) or (self.kind not in ("none", "fbs") and self.groups < 2):
+        if not _is_int(self.groups) or (self.kind not in ("none", *SALIENCY_KINDS)
+                                        and self.groups < 2):
             raise ValueError(
                 f"gating groups must be an integer >= 2 (the base path is one of G "
                 f"input chunks), got {self.groups!r}"
@@ -300,6 +312,9 @@ class BranchConv2d(nn.Conv2d):
         self.capture_dense_grad = False
         self.dense_grad: Tensor | None = None
         self.last_gate: dict[int, Tensor] = {}
+        self.last_select: dict[int, Tensor] = {}  # DGC: bool (N, heads, Cin) per trace branch
+        self._lasso: list[Tensor] = []  # DGC: mean |saliency| of the forwards since the last
+        #                                 regulariser (gate_regularizer takes them)
         self._mask_branches: tuple[int, ...] = ()
         self.gating: GatingConfig | None = None
         if gating is not None and gating.enabled:
@@ -316,6 +331,17 @@ class BranchConv2d(nn.Conv2d):
             self.saliency = nn.Linear(cin, cout)
             nn.init.normal_(self.saliency.weight, std=0.01)
             nn.init.ones_(self.saliency.bias)
+            return
+        if gating.kind == "dgc":
+            if cout % gating.heads:
+                raise ValueError(f"dgc heads={gating.heads} must divide Cout={cout}")
+            self.gating = gating
+            hidden = max(4, cin // 16)  # the squeeze ratio of the paper's generators
+            self.dgc_squeeze = nn.Parameter(torch.randn(gating.heads, hidden, cin) / cin ** 0.5)
+            self.dgc_squeeze_bias = nn.Parameter(torch.zeros(gating.heads, hidden))
+            # scores start near 1 (bias 1, small weights): the first selections nearly random
+            self.dgc_excite = nn.Parameter(torch.randn(gating.heads, cin, hidden) * 0.01)
+            self.dgc_excite_bias = nn.Parameter(torch.ones(gating.heads, cin))
             return
         if cin % g or cout % g:
             raise ValueError(f"gating groups G={g} must divide Cin={cin} and Cout={cout}")
@@ -403,7 +429,37 @@ class BranchConv2d(nn.Conv2d):
             return self._conv_forward(x, weight, self.bias)
         if self.gating.kind == "fbs":
             return self._fbs_forward(x, weight, self.gating)
+        if self.gating.kind == "dgc":
+            return self._dgc_forward(x, weight, self.gating)
         return self._gated_forward(x, weight, self.gating)
+
+    def _dgc_forward(self, x: Tensor, weight: Tensor, gating: GatingConfig) -> Tensor:
+        """DGC: head h computes its Cout/heads output channels from ``X * g_h`` only, ``g_h =
+        wta_k(relu(excite_h(relu(squeeze_h(mean X)))))``, the k = ceil(density x Cin) best
+        input channels of each sample kept with their scores, the rest 0. Its selection,
+        ``g_h > 0`` per (sample, head, input channel), is recorded (``last_select``): an
+        unselected channel is neither read nor differentiated by the head."""
+        heads, cin = gating.heads, self.in_channels
+        pooled = x.mean(dim=(2, 3))  # (N, Cin)
+        hidden = F.relu(torch.einsum("nc,hdc->nhd", pooled, self.dgc_squeeze)
+                        + self.dgc_squeeze_bias)
+        scores = F.relu(torch.einsum("nhd,hcd->nhc", hidden, self.dgc_excite)
+                        + self.dgc_excite_bias)  # (N, heads, Cin)
+        keep = max(1, math.ceil(gating.density * cin - 1e-9))
+        top = scores.topk(keep, dim=2).indices
+        winners = torch.zeros_like(scores).scatter(2, top, scores.gather(2, top))
+        per_head = self.out_channels // heads
+        outputs = [self._conv_forward(x * winners[:, h, :, None, None],
+                                      weight[h * per_head:(h + 1) * per_head],
+                                      None if self.bias is None else
+                                      self.bias[h * per_head:(h + 1) * per_head])
+                   for h in range(heads)]
+        if torch.is_grad_enabled() and not x.is_meta:
+            self._lasso.append(scores.abs().mean())
+        if not x.is_meta:
+            self.last_select[self.record_as] = (winners > 0).detach()
+            self.last_map = (outputs[0].shape[2], outputs[0].shape[3])
+        return torch.cat(outputs, dim=1)
 
     def _fbs_forward(self, x: Tensor, weight: Tensor, gating: GatingConfig) -> Tensor:
         """FBS: ``Y = conv(X) * pi``, ``pi = wta_k(relu(saliency(v)))``, ``v`` the mean |X|
@@ -522,8 +578,12 @@ def gate_regularizer(module: nn.Module) -> Tensor:
     terms = [
         conv.gating.reg_lambda * (conv.tau - conv.gating.tau_target).pow(2).sum()
         for _, conv in gated_convs(module)
-        if conv.gating is not None and conv.gating.kind != "fbs"
+        if conv.gating is not None and conv.gating.kind not in SALIENCY_KINDS
     ]
+    for _, conv in gated_convs(module):  # DGC: the lasso on the last forwards' scores
+        if conv.gating is not None and conv.gating.kind == "dgc" and conv._lasso:
+            terms.append(conv.gating.reg_lambda * torch.stack(conv._lasso).sum())
+            conv._lasso = []
     if not terms:
         param = next(module.parameters(), None)
         return torch.zeros((), device=None if param is None else param.device)
@@ -538,7 +598,7 @@ def gate_sparsity(module: nn.Module) -> float:
     """
     ones = total = 0
     for _, conv in gated_convs(module):
-        for gate in conv.last_gate.values():
+        for gate in (*conv.last_gate.values(), *conv.last_select.values()):
             ones += int(gate.sum())
             total += gate.numel()
     return 0.0 if total == 0 else 1.0 - ones / total
@@ -551,8 +611,14 @@ def gate_macs(conv: BranchConv2d, branch: int) -> int:
     k^2 * (conditional inputs of that channel) for every output element whose gate bit is 1.
     Weight sparsity is not counted. Equals k^2*Cin*Cout*Ho*Wo*N*(1/G + (1 - 1/G)*rho). FBS (no
     base path): k^2 * Cin for every kept output element (the predictor's Cin x Cout MACs per
-    sample are not counted).
+    sample are not counted). DGC: k^2 x Cout/heads x Ho x Wo per selected (sample, head, input
+    channel), its saliency generators not counted either.
     """
+    if conv.gating is not None and conv.gating.kind == "dgc" and branch in conv.last_select:
+        select = conv.last_select[branch]  # (N, heads, Cin): each head's outputs read these
+        ho, wo = conv.last_map
+        k2 = conv.kernel_size[0] * conv.kernel_size[1]
+        return k2 * int(select.sum()) * (conv.out_channels // select.shape[1]) * ho * wo
     if conv.gating is None or branch not in conv.last_gate:
         raise ValueError("gate_macs needs a gated conv with a recorded gate for that branch")
     # ``branch`` is a trace branch: 3 and 4 are passes of encoder branches 1 and 2

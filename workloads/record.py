@@ -2,8 +2,9 @@
 
 The recorder hooks in from outside: gating and pruning modules do not know about it. At a recorded
 step it takes, for every gated conv, the exact gate tensor each branch's forward multiplied into
-its conditional path (``BranchConv2d.last_gate[branch]``, read from that branch's encoder: the
-shared encoder for SimCLR, the online / momentum encoder for BYOL and MoCo), and the weight masks
+its conditional path (``BranchConv2d.last_gate[branch]``, or DGC's input selection
+``last_select[branch]``, read from that branch's encoder: the shared encoder for SimCLR, the
+online / momentum encoder for BYOL and MoCo), and the weight masks
 SyncCP applied in that step's forwards. Unchanged weight masks are stored as references. A
 symmetric BYOL / MoCo loss records four branches: 3 and 4 are the online and target encoders'
 passes on the other view (:func:`accelsim.network.encoder_branch`), with their encoder's weight
@@ -27,9 +28,10 @@ from accelsim.trace import (
     TraceReader,
     TraceWriter,
     gate_spec_for,
+    select_spec_for,
     weight_spec_for,
 )
-from workloads.gating import GatingConfig, base_chunks, branch_convs
+from workloads.gating import SALIENCY_KINDS, GatingConfig, base_chunks, branch_convs
 from workloads.models import layer_geometry
 from workloads.pruning import SyncCPConfig
 
@@ -41,19 +43,21 @@ def trace_layers(backbone: nn.Module, batch: int, image_size: int,
     masks each records."""
     convs = dict(branch_convs(backbone))
     chunks = None
-    if gating is not None and gating.enabled and gating.kind != "fbs":
+    if gating is not None and gating.enabled and gating.kind not in SALIENCY_KINDS:
         chunks = base_chunks(gating.groups, gating.overlap, branches)
     result = []
     for layer in layer_geometry(backbone, batch, image_size, in_channels):
         conv = convs[layer.name]
-        gate = weight = None
-        if gating is not None and conv.gating is not None and conv.gating.enabled:
+        gate = weight = select = None
+        if gating is not None and conv.gating is not None and gating.kind == "dgc":
+            select = select_spec_for(layer, gating.heads)  # per (sample, head, input channel)
+        elif gating is not None and conv.gating is not None and conv.gating.enabled:
             # FBS: one gate bit per output element, no base path (every input skipped)
             gate = gate_spec_for(layer, gating.group_size, gating.groups, chunks or (),
                                  gating.gate_gradient)
         if pruning is not None and pruning.prunes(layer.name, layer.role, layer.groups):
             weight = weight_spec_for(layer, pruning.pattern)
-        result.append(TraceLayer(layer=layer, gate=gate, weight=weight))
+        result.append(TraceLayer(layer=layer, gate=gate, weight=weight, select=select))
     return result
 
 
@@ -92,17 +96,23 @@ class TraceRecorder:
         ``encoders[encoder_branch(b)]`` (its convs' ``last_gate[b]``) and the weight masks of
         both encoders (``weight_masks[layer][encoder branch]``)."""
         gates: dict[tuple[str, int], np.ndarray] = {}
+        selects: dict[tuple[str, int], np.ndarray] = {}
         for branch in range(1, self.branches + 1):
             for name, conv in branch_convs(encoders[encoder_branch(branch)]):
                 item = self.layers.get(name)
-                if item is None or item.gate is None:
+                if item is None:
                     continue
-                gate = conv.last_gate.get(branch)
-                if gate is None:
-                    raise RuntimeError(f"layer {name!r} has no gate for branch {branch}: record "
-                                       "right after every branch's forward pass")
-                gate = gate if self.samples is None else gate[:self.samples]
-                gates[(name, branch)] = gate.detach().to("cpu").numpy().astype(bool, copy=False)
+                for spec, kept, found in ((item.gate, conv.last_gate, gates),
+                                          (item.select, conv.last_select, selects)):
+                    if spec is None:
+                        continue
+                    mask = kept.get(branch)
+                    if mask is None:
+                        raise RuntimeError(f"layer {name!r} has no mask for branch {branch}: "
+                                           "record right after every branch's forward pass")
+                    mask = mask if self.samples is None else mask[:self.samples]
+                    found[(name, branch)] = mask.detach().to("cpu").numpy().astype(bool,
+                                                                                   copy=False)
         weights: dict[tuple[str, int], np.ndarray | None] = {}
         for name, item in self.layers.items():
             if item.weight is None:
@@ -113,7 +123,7 @@ class TraceRecorder:
                 mask = weight_masks[name][encoder_branch(branch)]
                 weights[(name, branch)] = mask.detach().to("cpu").numpy().astype(bool,
                                                                                  copy=False)
-        self.writer.write_step(step, gates, weights, dict(stats))
+        self.writer.write_step(step, gates, weights, dict(stats), selects=selects)
 
     def close(self) -> None:
         """Finish the trace."""
@@ -125,7 +135,7 @@ def step_bytes(layers: list[TraceLayer], branches: int = 2) -> int:
     unchanged since the last recorded step are stored as references and cost nothing)."""
     bits = 0
     for item in layers:
-        for spec in (item.gate, item.weight):
+        for spec in (item.gate, item.weight, item.select):
             if spec is not None:
                 bits += int(np.prod(spec.shape)) * branches
     return (bits + 7) // 8

@@ -27,21 +27,24 @@ if TYPE_CHECKING:
     from workloads.gating import GatingConfig
     from workloads.pruning import SyncCPConfig
 
-ALGORITHMS = ("dense", "cdg", "scdg", "cgnet", "fbs", "synccp")
+ALGORITHMS = ("dense", "cdg", "scdg", "cgnet", "fbs", "dgc", "synccp")
 
 
 SYNCCP_KEYS = ("weight_pattern", "final_sparsity", "initial_sparsity", "delta", "prune_start",
                "prune_end", "update_every", "score", "threshold", "regrow", "prune_layers")
 CDG_KEYS = ("gate_groups", "gate_group_size", "overlap", "gate_gradient", "tau_init",
             "tau_target", "reg_lambda", "gate_lr")
-GATING_KEYS = (*CDG_KEYS, "gate_layers", "fbs_density")
-GATING_ALGORITHMS = ("cdg", "scdg", "cgnet", "fbs")
+GATING_KEYS = (*CDG_KEYS, "gate_layers", "fbs_density", "dgc_heads", "dgc_density")
+GATING_ALGORITHMS = ("cdg", "scdg", "cgnet", "fbs", "dgc")
 # The algorithms each algorithm-specific key applies to (every other key applies to all).
 KEY_ALGORITHMS: dict[str, tuple[str, ...]] = {
     **{key: ("synccp",) for key in SYNCCP_KEYS},
     **{key: ("cdg", "scdg", "cgnet") for key in CDG_KEYS},
     "gate_layers": GATING_ALGORITHMS,
+    "reg_lambda": ("cdg", "scdg", "cgnet", "dgc"),  # DGC: the lasso on its saliency scores
     "fbs_density": ("fbs",),
+    "dgc_heads": ("dgc",),
+    "dgc_density": ("dgc",),
 }
 # FILE.py:FACTORY (workloads.encoders.is_model_file, without loading torch)
 _MODEL_FILE = re.compile(r".+\.py:[A-Za-z_][A-Za-z0-9_]*")
@@ -105,6 +108,10 @@ class RunConfig:
                                   "thresholds tau (default: lr)")
     fbs_density: float = param(default=0.5, gt=0, le=1, doc="FBS: the share of each gated "
                                "layer's output channels a sample keeps (k-winners-take-all)")
+    dgc_heads: int = param(default=4, ge=1, le=1024, doc="DGC: heads (groups of output "
+                           "channels) of each gated layer; must divide its output channels")
+    dgc_density: float = param(default=0.5, gt=0, le=1, doc="DGC: the share of a layer's "
+                               "input channels each head reads per sample")
     gate_layers: str = param(default="", doc="comma-separated glob patterns of the qualified "
                              "names of the gated layers (default: the ungrouped convs inside "
                              "blocks; never the stem or a linear layer)")
@@ -157,6 +164,10 @@ class RunConfig:
 
         if self.algo == "fbs":
             return GatingConfig(kind="fbs", density=self.fbs_density,
+                                layers=parse_patterns(self.gate_layers))
+        if self.algo == "dgc":
+            return GatingConfig(kind="dgc", density=self.dgc_density, heads=self.dgc_heads,
+                                reg_lambda=self.reg_lambda,
                                 layers=parse_patterns(self.gate_layers))
         return GatingConfig(kind=self.algo, groups=self.gate_groups,
                             group_size=self.gate_group_size, overlap=self.overlap,

@@ -83,6 +83,11 @@ def measured_flops(encoders: dict[int, torch.nn.Module]) -> dict[str, float]:
                 dense += (conv.kernel_size[0] * conv.kernel_size[1] * conv.in_channels
                           * conv.out_channels * n * ho * wo)
                 sparse += gate_macs(conv, branch)
+            for branch, select in sorted(conv.last_select.items()):  # DGC
+                ho, wo = conv.last_map
+                dense += (conv.kernel_size[0] * conv.kernel_size[1] * conv.in_channels
+                          * conv.out_channels * select.shape[0] * ho * wo)
+                sparse += gate_macs(conv, branch)
     if not sparse:
         return {}
     return {"flops_reduction_gated_layers": dense / sparse}

@@ -43,6 +43,9 @@ def test_config_defaults_and_validation() -> None:
         {"kind": "fbs", "groups": 4},
         {"kind": "fbs", "group_size": 8},
         {"kind": "fbs", "density": 0.0},
+        {"kind": "dgc", "heads": 0},
+        {"kind": "dgc", "density": 1.5},
+        {"kind": "dgc", "groups": 2},
         {"kind": "cdg", "groups": 1},
         {"kind": "cgnet", "overlap": 0.5},
         {"kind": "cdg", "overlap": 1.5},
@@ -284,6 +287,55 @@ def test_fbs_keeps_the_k_best_channels_of_each_sample(density: float) -> None:
         assert (grad[suppressed] == 0).all() and (grad[per_sample[n]] != 0).any()
     assert gate_macs(conv, 1) == 9 * 8 * int(gate.sum())
     assert not gate_parameters(conv) and gate_regularizer(conv) == 0
+
+
+@pytest.mark.parametrize("density", [0.25, 0.5, 1.0])
+def test_dgc_heads_read_only_their_selected_input_channels(density: float) -> None:
+    """DGC (Su et al. 2020): each of the heads keeps k = ceil(d x Cin) input channels per
+    sample, scaled by their scores, and computes its Cout/heads outputs from them alone; an
+    unselected channel gives the head's weights no gradient from that sample, so FW, BD and WG
+    may skip it. The recorded selection is exactly that channel set per (sample, head)."""
+    conv = gated_conv("dgc", cin=8, cout=16, heads=4, density=density, reg_lambda=0.1)
+    x = torch.randn(3, 8, 6, 6, requires_grad=True)
+    y = conv(x)
+    select = conv.last_select[1]
+    keep = int(-(-density * 8 // 1))
+    assert select.shape == (3, 4, 8) and conv.last_gate == {}
+    assert (select.sum(dim=2) == keep).all()
+    pooled = x.mean(dim=(2, 3))
+    hidden = F.relu(torch.einsum("nc,hdc->nhd", pooled, conv.dgc_squeeze)
+                    + conv.dgc_squeeze_bias)
+    scores = F.relu(torch.einsum("nhd,hcd->nhc", hidden, conv.dgc_excite) + conv.dgc_excite_bias)
+    for h in range(4):
+        inputs = x * (scores[:, h] * select[:, h])[:, :, None, None]
+        expected = F.conv2d(inputs, conv.weight[4 * h:4 * (h + 1)], padding=1)
+        torch.testing.assert_close(y[:, 4 * h:4 * (h + 1)], expected)
+    for n in range(3):  # an unselected channel gives the head's weights no gradient
+        grad = torch.autograd.grad(y[n].sum(), conv.weight, retain_graph=True)[0]
+        for h in range(4):
+            head = grad[4 * h:4 * (h + 1)]
+            assert (head[:, ~select[n, h]] == 0).all()
+            assert (head[:, select[n, h]] != 0).any()
+    assert gate_macs(conv, 1) == 9 * int(select.sum()) * 4 * 36
+    assert gate_sparsity(conv) == pytest.approx(1 - keep / 8)
+    penalty = gate_regularizer(conv)
+    assert float(penalty.detach()) == pytest.approx(0.1 * float(scores.abs().mean().detach()))
+    assert float(gate_regularizer(conv)) == 0  # taken once per forward
+    assert not gate_parameters(conv)
+    with pytest.raises(ValueError, match="heads=3 must divide Cout=16"):
+        gated_conv("dgc", cin=8, cout=16, heads=3)
+
+
+def test_dgc_is_recorded_as_input_selections() -> None:
+    from workloads.record import trace_layers
+
+    gating = GatingConfig(kind="dgc", heads=2)
+    backbone = build_backbone("resnet20", 0.5, gating=gating)
+    layers = trace_layers(backbone, 2, 8, gating, None)
+    chosen = [item for item in layers if item.select is not None]
+    assert chosen and all(item.gate is None and item.select.heads == 2 and
+                          item.select.shape == (2, 2, item.layer.cin) for item in chosen)
+    assert {item.layer.role for item in chosen} == {"block"}
 
 
 def test_fbs_is_recorded_without_a_base_path() -> None:

@@ -40,6 +40,7 @@ ALGOS = {
     "scdg": {"algo": "scdg"},
     "cgnet": {"algo": "cgnet"},
     "fbs": {"algo": "fbs"},
+    "dgc": {"algo": "dgc", "dgc_heads": 2},
     "synccp-element": {"algo": "synccp"},
     "synccp-2:4": {"algo": "synccp", "weight_pattern": "nm:2:4"},
     "synccp-block": {"algo": "synccp", "weight_pattern": "block:4x4"},
@@ -56,7 +57,9 @@ def test_every_algorithm_records_a_trace_that_replays(tmp_path: Path, name: str)
     reader.verify()
     gated = [item for item in reader.layers if item.gate is not None]
     pruned = [item for item in reader.layers if item.weight is not None]
+    selected = [item for item in reader.layers if item.select is not None]
     assert bool(gated) == (name in ("cdg", "scdg", "cgnet", "fbs"))
+    assert bool(selected) == (name == "dgc")
     assert bool(pruned) == name.startswith("synccp")
     sim = CliRunner().invoke(main, ["simulate", str(out), "--hw", str(FP8), "--out",
                                     str(tmp_path / "sim")])
@@ -223,7 +226,7 @@ def test_every_recipe_loads() -> None:
     recipes = sorted((Path(__file__).resolve().parents[2] / "workloads" / "recipes").glob("*.yaml"))
     assert len(recipes) >= 8
     algos = {run_config(path, {}).algo for path in recipes}
-    assert algos == {"dense", "cdg", "scdg", "fbs", "synccp"}
+    assert algos == {"dense", "cdg", "scdg", "fbs", "dgc", "synccp"}
 
 
 def test_an_imagenet_style_run_from_an_image_folder(tmp_path: Path) -> None:

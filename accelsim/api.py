@@ -107,7 +107,8 @@ def replay_to_dir(trace_path: Path, hw: HardwareConfig, out_dir: Path, *,
     # a trace recorded by `accelsim record` sits in its run directory, beside its evaluation
     accuracy = load_json_file(evaluation) if evaluation.is_file() else None
     rows, storage = replay_trace(trace_path, hw, phases=phases, workers=workers)
-    gated = [item.name for item in reader.layers if item.gate is not None]
+    gated = [item.name for item in reader.layers  # gates, or DGC selections
+             if item.gate is not None or item.select is not None]
     jobs = results_frame(rows, hw)
     summary = analysis.replay_summary(jobs, storage, hw, trace_name(Path(trace_path)),
                                       reader.manifest.producer, gated)
@@ -166,6 +167,11 @@ def compare(traces: Sequence[str | Path], hw: HardwareConfig, out: str | Path,
     for path in paths:
         if not (path / MANIFEST_NAME).is_file():
             raise InputError("not a trace directory (no manifest.json)", path=str(path))
+    from accelsim.engine.dgc import refuse_dgc
+    from accelsim.trace import TraceReader
+
+    for path in paths:  # every trace replayable on hw before the first replay starts
+        refuse_dgc(TraceReader(path).layers, hw, PHASES, str(path))
     names: list[str] = []
     for path in paths:
         base = slugify(trace_name(path.resolve()))

@@ -1242,10 +1242,11 @@ def staged_sample_columns(counts: np.ndarray, first: np.ndarray, sets: np.ndarra
                           qcols: int) -> np.ndarray:
     """int64 (passes, column tiles): each pass's compute under an operand stage of ``stage``
     steps when every unit column runs a step set of its own per sample (DGC's FW and BD).
-    ``counts`` int64 (passes, rows, width): rows of pass p in queue row r that belong to sample
-    ``first[p] + s``; ``sets`` uint8 (N, J, T): whether unit column j runs step t on a row of
-    sample n. A chunk lasts as long as its busiest queue (r, c) needs, the sum over the queue's
-    rows of the chunk's steps their sample runs."""
+    ``counts`` int64 (passes, R, width): rows of pass p in queue row r that belong to sample
+    ``first[p] + s`` (R: the queue rows, or only the distinct ones: equal rows do equal work);
+    ``sets`` uint8 (N, J, T): whether unit column j runs step t on a row of sample n. A chunk
+    lasts as long as its busiest queue (r, c) needs, the sum over the queue's rows of the
+    chunk's steps their sample runs."""
     n_passes, rows, width = counts.shape
     units, n_steps = sets.shape[1], sets.shape[2]
     tiles = (units + qcols - 1) // qcols

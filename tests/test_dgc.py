@@ -112,13 +112,15 @@ def test_heads_aligned_with_units_skip_what_the_flops_promise(fp8_hw: HardwareCo
 @pytest.mark.parametrize("field, value", [("decoder.compaction", True),
                                           ("decoder.balance_rows", True),
                                           ("pe_array.fw_lanes", "reduction"),
+                                          ("pe_array.bd_lanes", "reduction"),
                                           ("pe_array.wg_lanes", "input_channels")])
 def test_unmodelled_hardware_is_refused(fp8_hw: HardwareConfig, field: str,
                                         value: object) -> None:
     layer = conv("l", 8, 8, 3, 1, 1, 4, 4, 2)
     hw = with_overrides(fp8_hw, {field: value, "sparsity_support.nm_m": []})
+    phase = {"pe_array.bd_lanes": "bd", "pe_array.wg_lanes": "wg"}.get(field, "fw")
     with pytest.raises(InputError, match=field.replace(".", r"\.")):
-        sparse_compute(layer, "fw", LayerMasks(select=np.ones((2, 2, 8), bool)), hw)
+        sparse_compute(layer, phase, LayerMasks(select=np.ones((2, 2, 8), bool)), hw)
 
 
 def test_systolic_arrays_run_dgc_dense(fp8_hw: HardwareConfig) -> None:
@@ -131,3 +133,75 @@ def test_systolic_arrays_run_dgc_dense(fp8_hw: HardwareConfig) -> None:
     got = sparse_compute(layer, "fw", LayerMasks(select=select), hw)
     assert got.cycles_compute == got.cycles_compute_dense and not got.supported
     assert got.macs_effective == 0
+
+
+def _dgc_trace(path, steps: dict[int, np.ndarray]) -> None:
+    """A one-layer DGC trace with the selection of each step for both branches."""
+    from accelsim.trace import TraceLayer, TraceWriter, select_spec_for
+
+    layer = conv("layer1.0.conv1", 16, 16, 3, 1, 1, 4, 4, 4, role="block")
+    spec = TraceLayer(layer, None, None, select_spec_for(layer, 2))
+    with TraceWriter.create(path, {"algorithm": "dgc", "ssl": "simclr"}, [spec]) as writer:
+        for step, chosen in steps.items():
+            writer.write_step(step, {}, {}, selects={(layer.name, b): chosen for b in (1, 2)})
+
+
+def test_a_dgc_trace_replays_step_by_step(tmp_path, fp8_hw: HardwareConfig) -> None:
+    """Each step replays its own selection (no row is reused across steps), an all-ones
+    selection runs dense with no index, and the selection's index is stored."""
+    from accelsim.engine.replay import Replayer
+
+    rng = np.random.default_rng(1)
+    half = rng.random((4, 2, 16)) < 0.5
+    _dgc_trace(tmp_path / "t", {0: half, 1: np.ones((4, 2, 16), bool), 2: half})
+    warm = Replayer(tmp_path / "t", fp8_hw)
+    rows = {step: warm.replay_step(step) for step in (0, 1, 2)}
+    cycles = {step: sum(r.cycles_compute for r in jobs) for step, (jobs, _) in rows.items()}
+    dense = sum(r.cycles_compute_dense for r in rows[1][0])
+    assert cycles[1] == dense and cycles[0] == cycles[2] < dense
+    assert rows[1][1]["bits"] == 0 and rows[0][1]["bits"] > 0
+    fresh, _ = Replayer(tmp_path / "t", fp8_hw).replay_step(2)
+    assert [r.cycles_compute for r in fresh] == [r.cycles_compute for r in rows[2][0]]
+
+
+def test_unreplayable_hardware_is_refused_before_any_work(tmp_path,
+                                                          fp8_hw: HardwareConfig) -> None:
+    """A config DGC's rules do not cover fails when the replay is set up, naming the field;
+    a phase that does not skip dynamic masks runs the layer dense instead."""
+    from accelsim.engine.replay import Replayer
+
+    _dgc_trace(tmp_path / "t", {0: np.ones((4, 2, 16), bool)})
+    bad = with_overrides(fp8_hw, {"pe_array.bd_lanes": "reduction"})
+    with pytest.raises(InputError, match=r"pe_array\.bd_lanes: not modelled with DGC"):
+        Replayer(tmp_path / "t", bad)
+    Replayer(tmp_path / "t", with_overrides(bad, {"sparsity_support.gate": ["fw", "wg"]}))
+    Replayer(tmp_path / "t", bad, phases=("fw", "wg"))
+
+
+def test_a_phase_that_skips_no_dynamic_mask_still_skips_pruned_weights(
+        fp8_hw: HardwareConfig) -> None:
+    layer = conv("l", 16, 32, 3, 1, 1, 8, 8, 4)
+    weight = np.random.default_rng(2).random((32, layer.k_per_group)) < 0.3
+    weight[:, :72] = False  # half of the input channels pruned in every output channel
+    select = np.random.default_rng(3).random((4, 4, 16)) < 0.5
+    hw = with_overrides(fp8_hw, {"sparsity_support.gate": ["bd", "wg"]})
+    got = sparse_compute(layer, "fw", LayerMasks(weight=weight, select=select), hw)
+    pruned = sparse_compute(layer, "fw", LayerMasks(weight=weight), hw)
+    assert got.cycles_compute == pruned.cycles_compute < got.cycles_compute_dense
+    assert got.macs_effective < pruned.macs_effective
+
+
+def test_compare_and_sweeps_refuse_unreplayable_hardware_up_front(tmp_path,
+                                                                  fp8_hw: HardwareConfig) -> None:
+    from accelsim.api import compare
+    from accelsim.sweep.plan import plan_sweep
+    from tests.conftest import FP8
+
+    _dgc_trace(tmp_path / "t", {0: np.ones((4, 2, 16), bool)})
+    bad = with_overrides(fp8_hw, {"decoder.compaction": True})
+    with pytest.raises(InputError, match=r"decoder\.compaction: not modelled with DGC"):
+        compare([tmp_path / "t"], bad, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(InputError, match=r"decoder\.balance_rows: not modelled with DGC"):
+        plan_sweep([tmp_path / "t"], FP8, [], [{"decoder.balance_rows": False},
+                                              {"decoder.balance_rows": True}])

@@ -21,36 +21,56 @@ every other job (:mod:`accelsim.engine.schedule`, :mod:`accelsim.engine.stage`):
 samples when a sample has fewer pixels than a pass has rows, and its rows then run different
 step sets. Not modelled: the saliency generators' own work (a global pool and two small linear
 layers per head and sample), compaction and the row balancer, adder-tree lanes and WG's
-transposed lane mapping (refused: :func:`dgc_problem`).
+transposed lane mapping (refused before any work: :func:`refuse_dgc`), and N:M multiplexers
+(the kept weights of an N:M mask count as an element-wise mask).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 
 from accelsim.config import SYSTOLIC_DATAFLOWS, HardwareConfig
 from accelsim.engine.masks import LayerMasks, unit_any, unit_lanes
 from accelsim.engine.schedule import PhaseWork, matrix_work
+from accelsim.errors import InputError
 from accelsim.kernels import staged_sample_columns, staged_sample_rows
-from accelsim.network import Layer
+from accelsim.network import PHASES, Layer
+from accelsim.trace import TraceLayer
 
 
-def dgc_problem(hw: HardwareConfig) -> str | None:
-    """Why ``hw`` cannot replay DGC's input selection (the field to change), or None: the
-    model covers tensor arrays with lanes over output columns, without compaction or the row
-    balancer; systolic arrays run DGC layers dense, as every mask they cannot skip with."""
+def dgc_problem(hw: HardwareConfig, phases: Sequence[str] = PHASES) -> str | None:
+    """Why ``hw`` cannot replay DGC's input selection in ``phases`` (the field to change), or
+    None: the model covers tensor arrays with lanes over output columns, without compaction or
+    the row balancer; a phase that does not skip dynamic masks (not in
+    ``sparsity_support.gate``), and every phase on a systolic array, runs DGC layers dense."""
     pe, decoder = hw.pe_array, hw.decoder
-    if pe.dataflow in SYSTOLIC_DATAFLOWS or not hw.sparsity_support.gate:
+    skipping = [p for p in phases if p in hw.sparsity_support.gate]
+    if pe.dataflow in SYSTOLIC_DATAFLOWS or not skipping:
         return None
     for field, on in (("decoder.compaction", decoder.compaction),
                       ("decoder.balance_rows", decoder.balance_rows),
-                      ("pe_array.fw_lanes", pe.fw_lanes == "reduction"),
-                      ("pe_array.bd_lanes", pe.bd_lanes == "reduction"),
-                      ("pe_array.wg_lanes", pe.wg_lanes == "input_channels")):
+                      ("pe_array.fw_lanes", "fw" in skipping and pe.fw_lanes == "reduction"),
+                      ("pe_array.bd_lanes", "bd" in skipping and pe.bd_lanes == "reduction"),
+                      ("pe_array.wg_lanes",
+                       "wg" in skipping and pe.wg_lanes == "input_channels")):
         if on:
-            return (f"{field}: DGC's input selection is replayed on lanes over output columns "
-                    "without compaction or the row balancer (the defaults)")
+            return (f"{field}: not modelled with DGC's input selection, which is replayed on "
+                    "lanes over output columns without compaction or the row balancer (the "
+                    "defaults)")
     return None
+
+
+def refuse_dgc(layers: Sequence[TraceLayer], hw: HardwareConfig, phases: Sequence[str],
+               trace: str) -> None:
+    """An InputError, before any work, when a layer of ``trace`` records a DGC selection that
+    ``hw`` cannot replay in ``phases`` (:func:`dgc_problem`)."""
+    selecting = [item.name for item in layers if item.select is not None]
+    problem = dgc_problem(hw, phases) if selecting else None
+    if problem is not None:
+        raise InputError(f"{problem}; trace {trace}, layer {selecting[0]!r}, records one",
+                         path=hw.name)
 
 
 def _kept(layer: Layer, masks: LayerMasks, phase: str) -> np.ndarray:
@@ -98,13 +118,12 @@ def reduction_lane_sets(layer: Layer, masks: LayerMasks, unit: int) -> np.ndarra
     units = -(-k // unit)
     first_channel = channel_of_k[np.arange(units) * unit]  # (J,)
     offset_of_k = channel_of_k - first_channel[np.arange(k) // unit]
-    head_of = _head_of(layer, heads)
     sets = np.zeros((n, units, f), dtype=bool)
     for offset in range(int(offset_of_k.max()) + 1):
         lanes = unit_any((kept & (offset_of_k == offset)[None, :]).T, unit, axis=0)  # (J, F)
         channel = np.minimum(first_channel + offset, cin - 1)
-        chosen = select[:, head_of[None, :], channel[:, None]]  # (N, J, F)
-        sets |= lanes[None, :, :] & chosen
+        by_head = select[:, :, channel].transpose(0, 2, 1)  # (N, J, H)
+        sets |= lanes[None, :, :] & np.repeat(by_head, f // heads, axis=2)  # heads in order
     return sets
 
 
@@ -154,8 +173,10 @@ def dgc_staged(layer: Layer, phase: str, sets: np.ndarray, rows: int, pass_len: 
 
 def _pass_samples(total: int, pixels: int, rows: int,
                   pass_len: int) -> tuple[np.ndarray, np.ndarray]:
-    """(int64 (passes, rows, width): the rows of each pass and queue row that belong to its
-    s-th sample, int64 (passes,): each pass's first sample)."""
+    """(int64 (passes, patterns, width): how many rows each queue row of a pass holds of the
+    pass's s-th sample, one entry per distinct queue row (queue rows holding the same rows of
+    the same samples do the same work; padded with all-zero patterns, which never set a
+    chunk's length), int64 (passes,): each pass's first sample)."""
     i = np.arange(total)
     passes = -(-total // pass_len)
     first = np.arange(passes) * pass_len // pixels
@@ -163,7 +184,12 @@ def _pass_samples(total: int, pixels: int, rows: int,
     counts = np.zeros((passes, rows, int((last - first).max()) + 1), dtype=np.int64)
     p = i // pass_len
     np.add.at(counts, (p, i % rows, i // pixels - first[p]), 1)
-    return counts, first
+    distinct = [np.unique(per_pass, axis=0) for per_pass in counts]
+    patterns = np.zeros((passes, max(d.shape[0] for d in distinct), counts.shape[2]),
+                        dtype=np.int64)
+    for index, found in enumerate(distinct):
+        patterns[index, :found.shape[0]] = found
+    return patterns, first
 
 
 def dgc_effective_macs(layer: Layer, masks: LayerMasks, phase: str) -> int:

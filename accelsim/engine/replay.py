@@ -31,7 +31,7 @@ import numpy as np
 
 from accelsim.config import HardwareConfig
 from accelsim.engine.cache import ReplayCache
-from accelsim.engine.dgc import dgc_problem
+from accelsim.engine.dgc import refuse_dgc
 from accelsim.engine.indices import (
     NO_MASK_INDEX,
     MaskIndex,
@@ -113,11 +113,7 @@ class Replayer:
             raise InputError(f"a {self.ssl} trace records 2 branches (online, target) or "
                              f"{SYMMETRIC_BRANCHES} (a symmetric loss), got "
                              f"{self.reader.branches}", path=str(self.path), field="branches")
-        selecting = [item.name for item in self.reader.layers if item.select is not None]
-        problem = dgc_problem(hw) if selecting else None
-        if problem is not None:  # refused before any work
-            raise InputError(f"{problem}; layer {selecting[0]!r} records one",
-                             path=hw.name)
+        refuse_dgc(self.reader.layers, hw, self.phases, str(self.path))  # before any work
         self.cache = ReplayCache()
         # (branch, layer, phases) of every layer that runs on a branch
         self._layer_phases = [
@@ -279,8 +275,9 @@ class Replayer:
             if branch == encoder_branch(branch):  # 3 and 4 reuse their encoders' weights
                 storage["bits"] += prepared.index.bits + prepared.bd_index.bits
                 storage["bits_bitmap"] += prepared.index.bits_bitmap
-            # A job without a gate depends only on its layer, phase, weight mask and the
-            # step's dense-gradient flag: its row is kept and reused with the step number.
+            # A job without a gate or selection depends only on its layer, phase, weight mask
+            # and the step's dense-gradient flag: its row is kept and reused with the step
+            # number.
             job_key = None if dynamic else (
                 weight_key or (item.name, branch, None), dense_gradient)
             held = [self.cache.rows.peek((i, item.name, branch)) for i in range(len(self.hws))]

@@ -250,16 +250,21 @@ def sparse_compute(layer: Layer, phase: str, masks: LayerMasks | MaskViews,
 
 def _dgc_compute(layer: Layer, phase: str, views: MaskViews,
                  hw: HardwareConfig) -> SparseCompute:
-    """The compute of a job with DGC's input selection (:mod:`accelsim.engine.dgc`): dense
-    where the phase does not skip dynamic masks (``sparsity_support.gate``) or on a systolic
-    array; kept weights count only where the phase skips weights."""
+    """The compute of a job with DGC's input selection (:mod:`accelsim.engine.dgc`). Where the
+    phase does not skip dynamic masks (``sparsity_support.gate``), or on a systolic array, it
+    runs as its weight mask alone allows (dense without one); kept weights count only where
+    the phase skips weights. The MACs are DGC's either way."""
     pe = hw.pe_array
     gemm = phase_gemm(layer, phase, pe)
     dense_compute = dense_cycles(layer, phase, pe)
     macs = job_macs(layer, views, phase)
     if pe.dataflow in SYSTOLIC_DATAFLOWS or phase not in hw.sparsity_support.gate:
+        if views.masks.weight is not None:  # the phase may still skip the pruned weights
+            plain = sparse_compute(layer, phase, dataclasses.replace(views.masks, select=None),
+                                   hw)
+            return dataclasses.replace(plain, macs=macs)
         return SparseCompute.dense(dense_compute, gemm.macs, macs, supported=False)
-    problem = dgc_problem(hw)
+    problem = dgc_problem(hw, (phase,))
     if problem is not None:
         raise InputError(problem, field=f"layer {layer.name!r}")
     masks = views.masks

@@ -138,6 +138,19 @@ class SweepPlan:
         }
 
 
+def _refuse_unreplayable(refs: Sequence[TraceRef], configs: Sequence[HardwareConfig],
+                         phases: Sequence[str]) -> None:
+    """An InputError before any point runs when a trace records masks a point's hardware
+    cannot replay (DGC's input selection: :func:`accelsim.engine.dgc.refuse_dgc`)."""
+    from accelsim.engine.dgc import refuse_dgc
+    from accelsim.trace import TraceReader
+
+    for ref in refs:
+        layers = TraceReader(ref.path).layers
+        for hw in configs:
+            refuse_dgc(layers, hw, phases, ref.label)
+
+
 def plan_sweep(traces: Sequence[str | Path], base_config_path: str | Path,
                set_overrides: Sequence[str], points: Sequence[Mapping[str, Any]], *,
                phases: str | Sequence[str] = PHASES) -> SweepPlan:
@@ -175,5 +188,6 @@ def plan_sweep(traces: Sequence[str | Path], base_config_path: str | Path,
                              path=str(path))
         by_digest[digest] = str(path)
         refs.append(TraceRef(str(path), str(resolve_trace_dir(path).resolve()), digest))
+    _refuse_unreplayable(refs, configs, phase_list)
     return SweepPlan(base, str(base_config_path), tuple(set_overrides), phase_list,
                      tuple(varied), tuple(grid), tuple(configs), tuple(refs))

@@ -75,7 +75,13 @@ def modelling_choices(run: RunOutput) -> str:
              f"WG lanes over {str(pe.get('wg_lanes', 'output_channels')).replace('_', ' ')}"]
     gated = "gate" in describe_scheme(run.producer)["masks"]
     gradient = first_param(flatten_params(run.producer or {}), "gate_gradient")
-    if gated:  # recorded traces before the recorder knew other estimators: straight-through
+    algorithm = str((run.producer or {}).get("algorithm", "")).lower()
+    if algorithm == "dgc":  # no gate: a selection per (sample, head, input channel)
+        parts.append("how DGC's heads fall on the lock-step units (a unit spanning two heads "
+                     "runs both heads' selections)")
+    elif algorithm == "fbs":  # FBS always records a masked gradient
+        parts.append("gate gradient masked")
+    elif gated:  # recorded traces before the recorder knew other estimators: straight-through
         parts.append(f"gate gradient {gradient or 'straight_through'}")
     vector = hardware.get("vector_unit", {})
     if vector.get("lanes"):

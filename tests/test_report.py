@@ -554,6 +554,27 @@ def test_a_compacted_run_names_its_dispatcher() -> None:
     assert "compaction off, the row balancer on, skip granularity" in modelling_choices(run)
 
 
+def test_saliency_baselines_name_what_their_result_depends_on() -> None:
+    """FBS records a masked gradient whatever its recipe's gate_gradient says; DGC has no gate
+    gradient but depends on how its heads fall on the lock-step units."""
+    from types import SimpleNamespace
+
+    from accelsim.report import modelling_choices
+    hardware = {"pe_array": {"sync_tiles": 16, "stage_steps": 1},
+                "decoder": {"skip_granularity": "vector"}}
+
+    def sentence(algorithm: str) -> str:
+        producer = {"algorithm": algorithm, "config": {"algo": algorithm,
+                                                       "gate_gradient": "straight_through"}}
+        return modelling_choices(SimpleNamespace(run_info={"hardware": hardware},
+                                                 producer=producer, summary={}))
+
+    assert "gate gradient masked" in sentence("fbs")
+    assert "gate gradient" not in sentence("dgc")
+    assert "how DGC's heads fall on the lock-step units" in sentence("dgc")
+    assert "gate gradient straight_through" in sentence("cdg")
+
+
 def test_labels_of_coinciding_points_are_one_label_and_never_overprint() -> None:
     """Five schemes at about (1x, 1x) (every scheme on a systolic array): their labels are
     joined into one, a line each, and no two labels of the figure overlap."""

@@ -125,7 +125,9 @@ def _branch_conv(name: str, conv: nn.Conv2d, role: str, gating: GatingConfig | N
                               bias=conv.bias is not None, role=role,
                               gating=gating if gated else None)
     except ValueError as error:  # the gating's groups do not fit the layer
-        raise LayerOptionError(f"layer {name!r}: {error}", GATE_SHAPE_OPTIONS) from None
+        option = "dgc_heads" if gating is not None and gating.kind == "dgc" else \
+            GATE_SHAPE_OPTIONS
+        raise LayerOptionError(f"layer {name!r}: {error}", option) from None
     with torch.no_grad():
         branch.weight.copy_(conv.weight)
         if conv.bias is not None:

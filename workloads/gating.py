@@ -83,9 +83,10 @@ class GatingConfig:
 
     ``dgc`` (dynamic group convolution, Su et al., ECCV 2020) cuts the output channels into
     ``heads`` groups; per sample each head's saliency generator (a global average pool of X,
-    then Cin -> Cin/16 -> Cin linear layers with ReLUs) scores the input channels, and the head
-    reads only the best ``density`` x Cin of them, scaled by their scores
-    (:meth:`BranchConv2d._dgc_forward`). ``reg_lambda`` weighs the lasso on the scores.
+    then Cin -> max(4, Cin/16) -> Cin linear layers with ReLUs) scores the input channels, and
+    the head reads only the best ``density`` x Cin of them, scaled by their scores
+    (:meth:`BranchConv2d._dgc_forward`). ``reg_lambda`` weighs the lasso on the scores (their
+    mean |score| over the training forwards since the last step's regulariser: both views).
     """
 
     kind: str = "none"
@@ -314,7 +315,7 @@ class BranchConv2d(nn.Conv2d):
         self.last_gate: dict[int, Tensor] = {}
         self.last_select: dict[int, Tensor] = {}  # DGC: bool (N, heads, Cin) per trace branch
         self._lasso: list[Tensor] = []  # DGC: mean |saliency| of the forwards since the last
-        #                                 regulariser (gate_regularizer takes them)
+        #                                 regulariser (gate_regularizer takes their mean)
         self._mask_branches: tuple[int, ...] = ()
         self.gating: GatingConfig | None = None
         if gating is not None and gating.enabled:
@@ -454,7 +455,7 @@ class BranchConv2d(nn.Conv2d):
                                       None if self.bias is None else
                                       self.bias[h * per_head:(h + 1) * per_head])
                    for h in range(heads)]
-        if torch.is_grad_enabled() and not x.is_meta:
+        if self.training and torch.is_grad_enabled() and not x.is_meta:  # not fine-tuning
             self._lasso.append(scores.abs().mean())
         if not x.is_meta:
             self.last_select[self.record_as] = (winners > 0).detach()
@@ -582,7 +583,7 @@ def gate_regularizer(module: nn.Module) -> Tensor:
     ]
     for _, conv in gated_convs(module):  # DGC: the lasso on the last forwards' scores
         if conv.gating is not None and conv.gating.kind == "dgc" and conv._lasso:
-            terms.append(conv.gating.reg_lambda * torch.stack(conv._lasso).sum())
+            terms.append(conv.gating.reg_lambda * torch.stack(conv._lasso).mean())
             conv._lasso = []
     if not terms:
         param = next(module.parameters(), None)

@@ -71,7 +71,9 @@ def _conv(
             gating=gating if gating is not None and gating.gates(name, role) else None,
         )
     except ValueError as error:  # the gating's groups do not fit the layer
-        raise LayerOptionError(f"layer {name!r}: {error}", GATE_SHAPE_OPTIONS) from None
+        option = "dgc_heads" if gating is not None and gating.kind == "dgc" else \
+            GATE_SHAPE_OPTIONS
+        raise LayerOptionError(f"layer {name!r}: {error}", option) from None
 
 
 class ResidualBlock(nn.Module):

@@ -11,6 +11,7 @@ import torch.nn.functional as F  # noqa: E402
 from workloads.gating import (  # noqa: E402
     BranchConv2d,
     GatingConfig,
+    LayerOptionError,
     base_chunks,
     gate_macs,
     gate_parameters,
@@ -320,10 +321,16 @@ def test_dgc_heads_read_only_their_selected_input_channels(density: float) -> No
     assert gate_sparsity(conv) == pytest.approx(1 - keep / 8)
     penalty = gate_regularizer(conv)
     assert float(penalty.detach()) == pytest.approx(0.1 * float(scores.abs().mean().detach()))
-    assert float(gate_regularizer(conv)) == 0  # taken once per forward
+    assert float(gate_regularizer(conv)) == 0  # taken once, then cleared
     assert not gate_parameters(conv)
+    conv.eval()  # fine-tuning and evaluation forwards add no lasso term
+    conv(x).sum().backward()
+    assert float(gate_regularizer(conv)) == 0
     with pytest.raises(ValueError, match="heads=3 must divide Cout=16"):
         gated_conv("dgc", cin=8, cout=16, heads=3)
+    with pytest.raises(LayerOptionError, match="heads=3 must divide") as error:
+        build_backbone("resnet20", 1.0, gating=GatingConfig(kind="dgc", heads=3))
+    assert error.value.option == "dgc_heads"
 
 
 def test_dgc_is_recorded_as_input_selections() -> None:

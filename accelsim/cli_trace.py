@@ -200,6 +200,8 @@ def _index_params(item: Any, kind: str, run_bits: int) -> Any:
 
     if kind == "gate":
         return IndexParams(run_bits=run_bits, group_shape=(1, item.gate.group_size, 1, 1))
+    if kind == "select":  # DGC's (N, heads, Cin) selection: element level
+        return IndexParams(run_bits=run_bits)
     try:
         pattern = WeightPattern.parse(item.weight.pattern)
     except InputError:  # a structure accelsim does not interpret: the generic formats only
@@ -238,8 +240,10 @@ def index_report(reader: Any, step: int, run_bits: int = 4) -> dict[str, Any]:
 
     columns = (*FORMATS, "best")
     rows: list[dict[str, Any]] = []
+    selects = (reader.step_masks(step).selects
+               if any(item.select is not None for item in reader.layers) else {})
     for item in reader.layers:
-        for kind in ("gate", "weight"):
+        for kind in ("gate", "weight", "select"):
             if getattr(item, kind) is None:
                 continue
             params = _index_params(item, kind, run_bits)
@@ -247,6 +251,8 @@ def index_report(reader: Any, step: int, run_bits: int = 4) -> dict[str, Any]:
                 if kind == "gate":
                     mask = expand_groups(reader.gate(step, item.name, branch),
                                          (1, item.gate.group_size, 1, 1))
+                elif kind == "select":
+                    mask = selects[(item.name, branch)]
                 else:
                     mask = reader.weight(step, item.name, branch)
                 bits: dict[str, int | None] = dict(all_index_bits(np.asarray(mask), params))
@@ -259,7 +265,7 @@ def index_report(reader: Any, step: int, run_bits: int = 4) -> dict[str, Any]:
                              / elements, "bits": bits, "best_format": best,
                              "reduction": {fmt: _ratio(elements, bits[fmt]) for fmt in columns}})
     totals = {kind: _sum_bits([r for r in rows if r["kind"] == kind], columns)
-              for kind in ("gate", "weight")}
+              for kind in ("gate", "weight", "select")}
     totals["all"] = _sum_bits(rows, columns)
     return {"step": step, "run_bits": run_bits, "formats": list(FORMATS), "masks": rows,
             "totals": totals}

@@ -33,7 +33,7 @@ import numpy as np
 
 from accelsim.config import SYSTOLIC_DATAFLOWS, HardwareConfig
 from accelsim.engine.masks import LayerMasks, unit_any, unit_lanes
-from accelsim.engine.schedule import PhaseWork, matrix_work
+from accelsim.engine.schedule import PassSums, PhaseWork, matrix_work
 from accelsim.errors import InputError
 from accelsim.kernels import staged_sample_columns, staged_sample_rows
 from accelsim.network import PHASES, Layer
@@ -127,10 +127,12 @@ def reduction_lane_sets(layer: Layer, masks: LayerMasks, unit: int) -> np.ndarra
     return sets
 
 
-def dgc_work(layer: Layer, masks: LayerMasks, phase: str, unit: int,
-             pass_len: int) -> tuple[PhaseWork, np.ndarray]:
-    """The phase's work matrix (decoder indices included) and its step sets, uint8 (N, J, T)
-    (FW, BD: T the phase's steps; WG: the rows k, T = K)."""
+def dgc_work(layer: Layer, masks: LayerMasks, phase: str, unit: int, rows: int,
+             pass_len: int) -> tuple[PassSums | PhaseWork, np.ndarray]:
+    """The phase's work (decoder indices included) and its step sets, uint8 (N, J, T) (FW, BD:
+    T the phase's steps; WG: the rows k, T = K). FW's and BD's rows are pixels, so their work
+    is summed per pass and queue row from each sample's steps (:func:`_pass_samples`); WG's
+    rows are reduction columns k, a (K, J) work matrix."""
     pixels = layer.h_out * layer.w_out
     if phase == "wg":
         sets = output_lane_sets(layer, masks, phase, unit)
@@ -145,13 +147,17 @@ def dgc_work(layer: Layer, masks: LayerMasks, phase: str, unit: int,
     else:
         sets, lanes = reduction_lane_sets(layer, masks, unit), unit_lanes(layer.k_per_group,
                                                                           unit)
-    steps = sets.sum(axis=2, dtype=np.int32)  # (N, J)
-    m = layer.output_pixels
-    rows = steps[np.arange(m) // pixels]  # (M, J)
-    starts = (np.arange(m) % pixels == 0) | (np.arange(m) % pass_len == 0)
-    unit_idx = np.where(starts[:, None], rows, 0).astype(np.int32)  # a sample's list per pass
-    work = matrix_work(rows, unit_idx, np.zeros(m, dtype=np.int64),
-                       np.zeros(rows.shape[1], dtype=np.int64), lanes)
+    steps = sets.sum(axis=2, dtype=np.int64)  # (N, J)
+    counts, first = _pass_samples(layer.output_pixels, pixels, rows, pass_len)
+    width = counts.shape[2]
+    sample = np.minimum(first[:, None] + np.arange(width)[None, :], steps.shape[0] - 1)
+    per_pass = steps[sample]  # (passes, width, J): each pass's s-th sample's steps
+    sums = np.einsum("prs,psj->pjr", counts, per_pass)
+    present = counts.sum(axis=1) > 0  # (passes, width): the samples each pass holds
+    unit_idx = np.einsum("ps,psj->pj", present.astype(np.int64), per_pass)  # a list each
+    units = steps.shape[1]
+    work = PassSums(sums, np.arange(units, dtype=np.int64), lanes, unit_idx,
+                    np.zeros(counts.shape[0], dtype=np.int64), np.zeros(units, dtype=np.int64))
     return work, sets.view(np.uint8)
 
 
@@ -168,15 +174,14 @@ def dgc_staged(layer: Layer, phase: str, sets: np.ndarray, rows: int, pass_len: 
     if stage_steps >= sets.shape[2]:
         return None
     counts, first = _pass_samples(layer.output_pixels, pixels, rows, pass_len)
-    return staged_sample_columns(counts, first, np.ascontiguousarray(sets), stage_steps, qcols)
+    return staged_sample_columns(_distinct_rows(counts), first, np.ascontiguousarray(sets),
+                                 stage_steps, qcols)
 
 
 def _pass_samples(total: int, pixels: int, rows: int,
                   pass_len: int) -> tuple[np.ndarray, np.ndarray]:
-    """(int64 (passes, patterns, width): how many rows each queue row of a pass holds of the
-    pass's s-th sample, one entry per distinct queue row (queue rows holding the same rows of
-    the same samples do the same work; padded with all-zero patterns, which never set a
-    chunk's length), int64 (passes,): each pass's first sample)."""
+    """(int64 (passes, rows, width): how many rows of the pass's s-th sample each queue row of
+    a pass holds, int64 (passes,): each pass's first sample)."""
     i = np.arange(total)
     passes = -(-total // pass_len)
     first = np.arange(passes) * pass_len // pixels
@@ -184,12 +189,19 @@ def _pass_samples(total: int, pixels: int, rows: int,
     counts = np.zeros((passes, rows, int((last - first).max()) + 1), dtype=np.int64)
     p = i // pass_len
     np.add.at(counts, (p, i % rows, i // pixels - first[p]), 1)
+    return counts, first
+
+
+def _distinct_rows(counts: np.ndarray) -> np.ndarray:
+    """``counts`` (passes, rows, width) with only each pass's distinct queue rows (queue rows
+    holding the same rows of the same samples do the same work), padded with all-zero rows,
+    which never set a chunk's length."""
     distinct = [np.unique(per_pass, axis=0) for per_pass in counts]
-    patterns = np.zeros((passes, max(d.shape[0] for d in distinct), counts.shape[2]),
+    patterns = np.zeros((counts.shape[0], max(d.shape[0] for d in distinct), counts.shape[2]),
                         dtype=np.int64)
     for index, found in enumerate(distinct):
         patterns[index, :found.shape[0]] = found
-    return patterns, first
+    return patterns
 
 
 def dgc_effective_macs(layer: Layer, masks: LayerMasks, phase: str) -> int:

@@ -272,10 +272,13 @@ def _dgc_compute(layer: Layer, phase: str, views: MaskViews,
         masks = dataclasses.replace(masks, weight=None)
     layout = lane_layout(hw, phase)
     pass_len = pe.rows * pe.sync_tiles
-    work, sets = views.per_job(("dgc", phase, layout.unit, pass_len, masks.weight is None),
-                               lambda: dgc_work(layer, masks, phase, layout.unit, pass_len))
+    work, sets = views.per_job(
+        ("dgc", phase, layout.unit, pe.rows, pass_len, masks.weight is None),
+        lambda: dgc_work(layer, masks, phase, layout.unit, pe.rows, pass_len))
+    if isinstance(work, PhaseWork):
+        work = matrix_sums(work, pe.rows, pass_len)
     staged = dgc_staged(layer, phase, sets, pe.rows, pass_len, pe.stage_steps, layout.qcols)
-    run = schedule(matrix_sums(work, pe.rows, pass_len), hw, layout.qcols, staged)
+    run = schedule(work, hw, layout.qcols, staged)
     return SparseCompute.of(run, macs, dense_compute)
 
 

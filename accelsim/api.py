@@ -107,8 +107,7 @@ def replay_to_dir(trace_path: Path, hw: HardwareConfig, out_dir: Path, *,
     # a trace recorded by `accelsim record` sits in its run directory, beside its evaluation
     accuracy = load_json_file(evaluation) if evaluation.is_file() else None
     rows, storage = replay_trace(trace_path, hw, phases=phases, workers=workers)
-    gated = [item.name for item in reader.layers  # gates, or DGC selections
-             if item.gate is not None or item.select is not None]
+    gated = [item.name for item in reader.layers if item.gated]
     jobs = results_frame(rows, hw)
     summary = analysis.replay_summary(jobs, storage, hw, trace_name(Path(trace_path)),
                                       reader.manifest.producer, gated)

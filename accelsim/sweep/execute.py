@@ -42,8 +42,7 @@ def simulate_points(tasks: Sequence[PointTask]) -> list[tuple[dict[str, Any], by
     trace = tasks[0].trace
     assert all(task.trace == trace and task.phases == tasks[0].phases for task in tasks)
     reader = TraceReader(trace.path)
-    gated = [item.name for item in reader.layers  # gates, or DGC selections
-             if item.gate is not None or item.select is not None]
+    gated = [item.name for item in reader.layers if item.gated]
     replays = replay_trace_on(trace.path, [task.hw for task in tasks], phases=tasks[0].phases)
     kept = ("total", "per_phase", "per_branch", "index", "gated_layers_fw", "non_mac_modelled",
             "steps")

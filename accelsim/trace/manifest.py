@@ -241,6 +241,11 @@ class TraceLayer:
         """The layer name."""
         return self.layer.name
 
+    @property
+    def gated(self) -> bool:
+        """Whether the layer records a dynamic mask: a gate or a DGC input selection."""
+        return self.gate is not None or self.select is not None
+
     def to_json(self) -> dict[str, Any]:
         """The manifest entry: every Layer field (``nm`` as ``[n, m]`` or null), gate, weight."""
         data: dict[str, Any] = {}

@@ -343,6 +343,7 @@ class BranchConv2d(nn.Conv2d):
             # scores start near 1 (bias 1, small weights): the first selections nearly random
             self.dgc_excite = nn.Parameter(torch.randn(gating.heads, cin, hidden) * 0.01)
             self.dgc_excite_bias = nn.Parameter(torch.ones(gating.heads, cin))
+            self.last_map = (0, 0)  # the output map (Ho, Wo) of the last forward
             return
         if cin % g or cout % g:
             raise ValueError(f"gating groups G={g} must divide Cin={cin} and Cout={cout}")
@@ -575,15 +576,17 @@ def gate_parameters(module: nn.Module) -> list[nn.Parameter]:
 
 
 def gate_regularizer(module: nn.Module) -> Tensor:
-    """``sum over gated convs of reg_lambda * sum_c (tau_c - tau_target)^2`` (a scalar tensor)."""
-    terms = [
-        conv.gating.reg_lambda * (conv.tau - conv.gating.tau_target).pow(2).sum()
-        for _, conv in gated_convs(module)
-        if conv.gating is not None and conv.gating.kind not in SALIENCY_KINDS
-    ]
-    for _, conv in gated_convs(module):  # DGC: the lasso on the last forwards' scores
-        if conv.gating is not None and conv.gating.kind == "dgc" and conv._lasso:
-            terms.append(conv.gating.reg_lambda * torch.stack(conv._lasso).mean())
+    """``sum over gated convs of reg_lambda * sum_c (tau_c - tau_target)^2`` (a scalar tensor),
+    plus for every DGC conv ``reg_lambda`` x its mean |score| over the training forwards since
+    the last call (which takes them)."""
+    terms = []
+    for _, conv in gated_convs(module):
+        gating = conv.gating
+        assert gating is not None
+        if gating.kind not in SALIENCY_KINDS:
+            terms.append(gating.reg_lambda * (conv.tau - gating.tau_target).pow(2).sum())
+        elif gating.kind == "dgc" and conv._lasso:  # the lasso on the last forwards' scores
+            terms.append(gating.reg_lambda * torch.stack(conv._lasso).mean())
             conv._lasso = []
     if not terms:
         param = next(module.parameters(), None)

@@ -77,8 +77,8 @@ def modelling_choices(run: RunOutput) -> str:
     gradient = first_param(flatten_params(run.producer or {}), "gate_gradient")
     algorithm = str((run.producer or {}).get("algorithm", "")).lower()
     if algorithm == "dgc":  # no gate: a selection per (sample, head, input channel)
-        parts.append("how DGC's heads fall on the lock-step units (a unit spanning two heads "
-                     "runs both heads' selections)")
+        parts.append("how DGC's heads fall on the lock-step units and column tiles (a unit "
+                     "or tile spanning several heads runs the union of their selections)")
     elif algorithm == "fbs":  # FBS always records a masked gradient
         parts.append("gate gradient masked")
     elif gated:  # recorded traces before the recorder knew other estimators: straight-through

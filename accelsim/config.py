@@ -46,10 +46,12 @@ INDEX_FORMATS = ("bitmap", "rle", "csr", "coo", "nm", "group_bitmap")
 PHASE_NAMES = ("fw", "bd", "wg")
 SKIP_GRANULARITIES = ("element", "vector", "pe_row")
 BD_WEIGHT_INDEX = ("copy", "free")  # decoder.bd_weight_index
+LANE_SCHEDULERS = ("none", "tensordash")  # decoder.lane_scheduler
 ENERGY_MAC_PREFIX = "mac_"
 REQUIRED_ENERGY_ACTIONS = ("rf_read_per_bit", "rf_write_per_bit", "gb_read_per_bit",
                            "gb_write_per_bit", "index_decode")
 COMPACTION_NETWORK = "compaction_network_per_mac"  # energy action needed with decoder.compaction
+LANE_SCHEDULER = "lane_scheduler_per_mac"  # energy action needed with decoder.lane_scheduler
 VECTOR_OP = "vector_op"  # energy action needed with vector_unit.lanes > 0
 
 
@@ -150,6 +152,23 @@ class DecoderConfig:
                                  "second, transposed index and BD reads it (priced in storage "
                                  "and DRAM traffic); free assumes the decoder reads the stored "
                                  "one transposed at no cost")
+    lane_scheduler: str = param(choices=LANE_SCHEDULERS, default="none",
+                                doc="tensordash: a multiplexer in front of each multiplier "
+                                "input of adder-tree lanes (pe_array.fw_lanes / bd_lanes: "
+                                "reduction) fills a step's empty slots with effectual pairs "
+                                "from later steps of the lane (lookahead) and of nearby lanes "
+                                "(lookaside), inside the staged steps (TensorDash, MICRO "
+                                "2020); priced per MAC it issues by "
+                                "energy.lane_scheduler_per_mac; none: steps run as the index "
+                                "gives them")
+    scheduler_lookahead: int = param(ge=1, le=8, default=2, unit="steps",
+                                     doc="lane_scheduler: later steps of its own lane a slot "
+                                     "may take a pair from (TensorDash: 2); needs "
+                                     "pe_array.stage_steps >= lookahead + 1")
+    scheduler_lookaside: int = param(ge=0, le=16, default=5, unit="positions",
+                                     doc="lane_scheduler: positions in nearby lanes a slot may "
+                                     "take a pair from (TensorDash: 5; each multiplier input's "
+                                     "multiplexer has 1 + lookahead + lookaside inputs)")
 
 
 @dataclass(frozen=True)
@@ -246,7 +265,9 @@ class HardwareConfig:
     energy: FrozenMap[str, EnergyEntry] = param(doc="energy per action: mac_<precision> (pJ/MAC), "
                                            "rf/gb read and write (pJ/bit), index_decode "
                                            "(pJ/index), compaction_network_per_mac (pJ/MAC, "
-                                           "needed with decoder.compaction), vector_op "
+                                           "needed with decoder.compaction), "
+                                           "lane_scheduler_per_mac (pJ/MAC, needed with "
+                                           "decoder.lane_scheduler), vector_op "
                                            "(pJ/operation, needed with vector_unit.lanes), "
                                            "vector_op_<precision> (pJ/operation of the "
                                            "optimizer's arithmetic on master weights of that "
@@ -347,6 +368,28 @@ def register_file_need(pe: PEArrayConfig) -> RegisterFileNeed:
     return need
 
 
+def _check_lane_scheduler(config: HardwareConfig, errors: Problems) -> None:
+    """decoder.lane_scheduler needs adder-tree lanes, operands staged for its lookahead, no
+    compaction (the two are alternatives) and its energy entry."""
+    pe, decoder = config.pe_array, config.decoder
+    key = "decoder.lane_scheduler"
+    if not (pe.adder_tree("fw") or pe.adder_tree("bd")):
+        errors.add(key, f"{decoder.lane_scheduler} schedules adder-tree lanes: needs the tensor "
+                   "dataflow with pe_array.fw_lanes or pe_array.bd_lanes: reduction")
+    if decoder.compaction:
+        errors.add(key, "applies without decoder.compaction (the scheduler is the alternative "
+                   "that keeps each pair in its PE)")
+    if pe.stage_steps < decoder.scheduler_lookahead + 1:
+        errors.add("pe_array.stage_steps", f"must be >= decoder.scheduler_lookahead + 1 = "
+                   f"{decoder.scheduler_lookahead + 1} with decoder.lane_scheduler "
+                   f"{decoder.lane_scheduler} (it looks ahead only into staged steps), got "
+                   f"{pe.stage_steps}")
+    if LANE_SCHEDULER not in config.energy:
+        errors.add(f"energy.{LANE_SCHEDULER}", "missing required key (needed for "
+                   "decoder.lane_scheduler: the energy per MAC of its multiplexers and "
+                   "scheduler)")
+
+
 def _check_combinations(config: HardwareConfig, errors: Problems) -> None:
     """Cross-field rules: combinations that no hardware can have."""
     pe, support, decoder = config.pe_array, config.sparsity_support, config.decoder
@@ -359,15 +402,18 @@ def _check_combinations(config: HardwareConfig, errors: Problems) -> None:
         errors.add(f"energy.{COMPACTION_NETWORK}", "missing required key (needed for "
                    "decoder.compaction: the energy per MAC of the network that packs work "
                    "onto lanes)")
+    if decoder.lane_scheduler != "none":
+        _check_lane_scheduler(config, errors)
     if config.vector_unit.lanes and VECTOR_OP not in config.energy:
         errors.add(f"energy.{VECTOR_OP}", "missing required key (needed for vector_unit.lanes > "
                    "0: the energy of one vector operation)")
     for action in config.energy:
-        known = action in (*REQUIRED_ENERGY_ACTIONS, COMPACTION_NETWORK, VECTOR_OP) or any(
+        known = action in (*REQUIRED_ENERGY_ACTIONS, COMPACTION_NETWORK, LANE_SCHEDULER,
+                           VECTOR_OP) or any(
             action.startswith(prefix) and action[len(prefix):] in PRECISION_BITS
             for prefix in (ENERGY_MAC_PREFIX, VECTOR_OP + "_"))
         if not known:
-            options = [*REQUIRED_ENERGY_ACTIONS, COMPACTION_NETWORK, VECTOR_OP,
+            options = [*REQUIRED_ENERGY_ACTIONS, COMPACTION_NETWORK, LANE_SCHEDULER, VECTOR_OP,
                        *(ENERGY_MAC_PREFIX + p for p in PRECISION_BITS),
                        *(f"{VECTOR_OP}_{p}" for p in PRECISION_BITS)]
             errors.add(f"energy.{action}", unknown_key_message(action, options))

@@ -1323,3 +1323,199 @@ def staged_sample_rows(sets: np.ndarray, rows: int, pass_len: int, pixels: int, 
                 total += best
             out[p, t] = total
     return out
+
+
+@njit(**INLINE)
+def _scheduled_segment(bits: np.ndarray, size: np.ndarray, rows: np.ndarray, n: int,
+                       lookahead: int, dts: np.ndarray, dls: np.ndarray,
+                       order: np.ndarray) -> tuple[int, int]:
+    """(cycles, lanes issued) of one segment of ``n`` nonempty rows (indices ``rows`` into
+    ``bits``, a uint8 (S, L) copy the scheduler edits) under a lookahead / lookaside lane
+    scheduler: row by row, every empty slot in ``order`` takes the first effectual value among
+    the candidates (t + dts[c], lane + dls[c] mod L) inside the segment; a row emptied by
+    earlier promotions is skipped for free up to ``lookahead`` rows in a row."""
+    lanes = bits.shape[1]
+    cycles = 0
+    issued = 0
+    skipped = 0
+    for t in range(n):
+        row = rows[t]
+        empty = True
+        for lane in range(lanes):
+            if bits[row, lane]:
+                empty = False
+                break
+        if empty and skipped < lookahead:
+            skipped += 1
+            continue
+        skipped = 0
+        for i in range(order.shape[0]):
+            lane = order[i]
+            if bits[row, lane]:
+                continue
+            for c in range(dts.shape[0]):
+                later = t + dts[c]
+                if later >= n:
+                    continue
+                source = rows[later]
+                other = (lane + dls[c]) % lanes
+                if bits[source, other]:
+                    bits[row, lane] = 1
+                    bits[source, other] = 0
+                    break
+        cycles += 1
+        issued += size[row]
+    return cycles, issued
+
+
+@njit(**JIT)
+def lane_scheduled_chunks(bits: np.ndarray, size: np.ndarray, path: np.ndarray, stage: int,
+                          lookahead: int, dts: np.ndarray, dls: np.ndarray, order: np.ndarray
+                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Cycles of every unit's stream of adder-tree steps under the lane scheduler
+    (:mod:`accelsim.engine.lane_scheduler`), per chunk of ``stage`` steps and path.
+
+    ``bits`` uint8 (U, S, L): effectual lanes of unit u's step s; ``size`` int64 (U, S): the
+    step's lanes (its MACs when it runs); ``path`` int8 (U, S): 0 the fixed path, 1 the live
+    (conditional) path, -1 no step. Inside each chunk the nonempty steps of each path form a
+    segment the scheduler sees alone (empty steps are skipped by the index for free). Returns
+    fixed and live cycles, int64 (U, chunks) each, and fixed and live lanes issued, int64 (U,)
+    each."""
+    units, steps, lanes = bits.shape
+    chunks = (steps + stage - 1) // stage
+    fixed = np.zeros((units, chunks), dtype=np.int64)
+    live = np.zeros((units, chunks), dtype=np.int64)
+    fixed_issued = np.zeros(units, dtype=np.int64)
+    live_issued = np.zeros(units, dtype=np.int64)
+    work = np.empty((steps, lanes), dtype=np.uint8)
+    rows = np.empty(steps, dtype=np.int64)
+    for u in range(units):
+        work[:, :] = bits[u]
+        for x in range(chunks):
+            end = min(steps, (x + 1) * stage)
+            for which in range(2):
+                n = 0
+                for s in range(x * stage, end):
+                    if path[u, s] != which:
+                        continue
+                    for lane in range(lanes):
+                        if work[s, lane]:
+                            rows[n] = s
+                            n += 1
+                            break
+                if n == 0:
+                    continue
+                cycles, issued = _scheduled_segment(work, size[u], rows, n, lookahead, dts,
+                                                    dls, order)
+                if which == 0:
+                    fixed[u, x] += cycles
+                    fixed_issued[u] += issued
+                else:
+                    live[u, x] += cycles
+                    live_issued[u] += issued
+    return fixed, live, fixed_issued, live_issued
+
+
+@njit(**INLINE)
+def _gated_tree_chunks(gate: np.ndarray, m: int, kept: np.ndarray, base: np.ndarray, c: int,
+                       lanes: int, stage: int, lookahead: int, dts: np.ndarray,
+                       dls: np.ndarray, order: np.ndarray, work: np.ndarray, size: np.ndarray,
+                       rows: np.ndarray, out: np.ndarray) -> int:
+    """BD on adder trees behind the lane scheduler, one output dX(m, k) of column class c:
+    its tree steps' effectual lanes (kept[c, f] and (base[c, f] or gate[m, f]) for f = g x
+    lanes + l) scheduled chunk by chunk of ``stage`` steps; cycles per chunk into ``out``,
+    returns the lanes issued."""
+    channels = kept.shape[1]
+    steps = work.shape[0]
+    for g in range(steps):
+        for lane in range(lanes):
+            f = g * lanes + lane
+            work[g, lane] = 1 if (f < channels and kept[c, f]
+                                  and (base[c, f] or gate[m, f])) else 0
+    issued = 0
+    for x in range(out.shape[0]):
+        n = 0
+        for s in range(x * stage, min(steps, (x + 1) * stage)):
+            for lane in range(lanes):
+                if work[s, lane]:
+                    rows[n] = s
+                    n += 1
+                    break
+        cycles = 0
+        if n:
+            cycles, more = _scheduled_segment(work, size, rows, n, lookahead, dts, dls, order)
+            issued += more
+        out[x] = cycles
+    return issued
+
+
+@njit(**JIT)
+def gated_tree_totals(gate: np.ndarray, kept: np.ndarray, base: np.ndarray, lanes: int,
+                      stage: int, lookahead: int, dts: np.ndarray, dls: np.ndarray,
+                      order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Gated BD on adder trees behind the lane scheduler: the cycles of every output (pixel
+    m, column class c), int32 (M, C), summed over the stage's chunks, and the lanes issued per
+    class over all pixels, int64 (C,). ``gate`` uint8 (M, F); ``kept``, ``base`` uint8 (C, F)."""
+    pixels, channels = gate.shape
+    classes = kept.shape[0]
+    steps = (channels + lanes - 1) // lanes
+    size = np.full(steps, lanes, dtype=np.int64)
+    size[steps - 1] = channels - (steps - 1) * lanes
+    work = np.empty((steps, lanes), dtype=np.uint8)
+    rows = np.empty(steps, dtype=np.int64)
+    out = np.empty((steps + stage - 1) // stage, dtype=np.int64)
+    cycles = np.zeros((pixels, classes), dtype=np.int32)
+    issued = np.zeros(classes, dtype=np.int64)
+    for m in range(pixels):
+        for c in range(classes):
+            issued[c] += _gated_tree_chunks(gate, m, kept, base, c, lanes, stage, lookahead,
+                                            dts, dls, order, work, size, rows, out)
+            cycles[m, c] = out.sum()
+    return cycles, issued
+
+
+@njit(**JIT)
+def gated_tree_staged(gate: np.ndarray, kept: np.ndarray, base: np.ndarray,
+                      classes: np.ndarray, order: np.ndarray, rows: int, pass_len: int,
+                      qcols: int, lanes: int, stage: int, lookahead: int, dts: np.ndarray,
+                      dls: np.ndarray, slots: np.ndarray) -> np.ndarray:
+    """Gated BD on adder trees behind the lane scheduler under the operand stage: int64
+    (passes, column tiles), each pass's sum over chunks of the slowest queue's cycles. Output
+    (row position i, column k) sits on queue (i mod rows, k mod qcols) of column tile
+    k div qcols, in pass i div pass_len; position i holds pixel ``order[i]``."""
+    pixels, channels = gate.shape
+    columns = classes.shape[0]
+    steps = (channels + lanes - 1) // lanes
+    chunks = (steps + stage - 1) // stage
+    tiles = (columns + qcols - 1) // qcols
+    passes = (pixels + pass_len - 1) // pass_len
+    size = np.full(steps, lanes, dtype=np.int64)
+    size[steps - 1] = channels - (steps - 1) * lanes
+    work = np.empty((steps, lanes), dtype=np.uint8)
+    held = np.empty(steps, dtype=np.int64)
+    out = np.empty(chunks, dtype=np.int64)
+    per_class = np.empty((kept.shape[0], chunks), dtype=np.int64)
+    result = np.zeros((passes, tiles), dtype=np.int64)
+    queue = np.zeros((tiles, rows, qcols, chunks), dtype=np.int64)
+    for p in range(passes):
+        queue[:] = 0
+        for i in range(p * pass_len, min(pixels, (p + 1) * pass_len)):
+            m = order[i]
+            for c in range(kept.shape[0]):
+                _gated_tree_chunks(gate, m, kept, base, c, lanes, stage, lookahead, dts, dls,
+                                   slots, work, size, held, out)
+                per_class[c] = out
+            r = i % rows
+            for k in range(columns):
+                queue[k // qcols, r, k % qcols] += per_class[classes[k]]
+        for t in range(tiles):
+            total = 0
+            for x in range(chunks):
+                longest = 0
+                for r in range(rows):
+                    for q in range(qcols):
+                        if queue[t, r, q, x] > longest:
+                            longest = queue[t, r, q, x]
+                total += longest
+            result[p, t] = total
+    return result

@@ -30,6 +30,8 @@ class RefArray:
     bd_lanes: str = "output_channels"
     stage_steps: int = 0    # reduction steps the operand stage holds (0: the whole pass)
     balance_rows: bool = False  # the row balancer assigns each pass's rows to queue rows
+    lookahead: int = 0      # a lane scheduler's lookahead in front of adder trees (0: none)
+    lookaside: int = 0      # its lookaside positions
 
 
 @dataclass
@@ -215,6 +217,76 @@ def wg_reference(layer, gate, base, weight, arr, gating_groups=1, group_size=1):
     return units, [0] * k_count, col_idx, units_per_row
 
 
+def scheduler_candidates(lookahead: int, lookaside: int) -> list[tuple[int, int]]:
+    """A TensorDash-style scheduler's candidates (step offset, lane offset), nearest step
+    first: its own lane 1..H steps ahead, and lanes +1, -1, +2, -2, +3, ... aside, the step
+    offset cycling 1, 2, ..., H, 1, ... with each pair."""
+    found = [(h, 0) for h in range(1, lookahead + 1)]
+    for i in range(lookaside):
+        d = i // 2 + 1
+        found.append((i // 2 % lookahead + 1, d if i % 2 == 0 else -d))
+    return sorted(found)
+
+
+def scheduled_cycles(rows: list[list[bool]], sizes: list[int], lookahead: int,
+                     lookaside: int) -> tuple[int, int]:
+    """(cycles, MACs issued) of one stream of tree steps behind the scheduler, one cycle at a
+    time: steps without an effectual lane are dropped (the index skips them); then each cycle
+    the window's first step fills its empty slots, in rounds of lanes ``lookaside`` apart, each
+    from the first effectual candidate inside the stream, and runs (issuing its lanes); a step
+    the promotions emptied is passed over without a cycle, at most ``lookahead`` in a row."""
+    kept = [(list(row), size) for row, size in zip(rows, sizes) if any(row)]
+    if not kept:
+        return 0, 0
+    lanes = len(kept[0][0])
+    stride = max(lookaside, 1)
+    order: list[int] = []
+    for start in range(lanes):
+        if start not in order:
+            lane = start
+            while lane < lanes and (lane == start or lane < lanes - stride + start):
+                order.append(lane)
+                lane += stride
+    candidates = scheduler_candidates(lookahead, lookaside)
+    window = [row for row, _ in kept]
+    cycles = issued = passed = 0
+    for t, (row, size) in enumerate(zip(window, (size for _, size in kept))):
+        if not any(row) and passed < lookahead:
+            passed += 1
+            continue
+        passed = 0
+        for lane in order:
+            if row[lane]:
+                continue
+            for dt, dl in candidates:
+                if t + dt < len(window) and window[t + dt][(lane + dl) % lanes]:
+                    window[t + dt][(lane + dl) % lanes] = False
+                    row[lane] = True
+                    break
+        cycles += 1
+        issued += size
+    return cycles, issued
+
+
+def _scheduled_path(steps: list[list[bool]], sizes: list[int], first: int, arr: RefArray
+                    ) -> tuple[int, int, list[int]]:
+    """(cycles, MACs, positions: one entry per cycle, at its chunk's first position) of a path
+    whose step i is broadcast at position ``first + i``, scheduled chunk by chunk of the stage
+    (the whole path at once without a stage)."""
+    stage = arr.stage_steps or len(steps) + first + 1
+    cycles = macs = 0
+    at: list[int] = []
+    for start in range(0, first + len(steps), stage):
+        inside = [i for i in range(len(steps)) if start <= first + i < start + stage]
+        if not inside:
+            continue
+        c, m = scheduled_cycles([steps[i] for i in inside], [sizes[i] for i in inside],
+                                arr.lookahead, arr.lookaside)
+        cycles, macs = cycles + c, macs + m
+        at += [first + inside[0]] * c
+    return cycles, macs, at
+
+
 def fw_tree_reference(layer, gate, base, weight, arr):
     """FW with one output (m, f) per PE whose vector_width lanes are an adder tree over k: each
     path's k's (the base path's, then the conditional path's, in order) are reduced
@@ -222,14 +294,42 @@ def fw_tree_reference(layer, gate, base, weight, arr):
     MAC per k of the group; the conditional steps run where the gate bit (m, f) is 1. One
     decoder index per active output; with weights, each output column's tree steps are its
     weight index."""
-    f_count, k_count, tree = layer.cout, layer.k_per_group, arr.vector_width
+    f_count = layer.cout
     m_count = layer.output_pixels
+    tree = arr.vector_width
+    paths = fw_tree_paths(layer, gate, base, weight, arr)
+    units: list[RefUnit] = []
+    for m in range(m_count):
+        for f in range(f_count):
+            (base_steps, base_macs, base_at, _), (cond_steps, cond_macs, cond_at, _) = paths[f]
+            active = gate is None or bool(gate[m, f])
+            steps = base_steps + (cond_steps if active else 0)
+            macs = base_macs + (cond_macs if active else 0)
+            idx = 0 if gate is None else int(active)
+            units.append(RefUnit(m, f, steps, tree, idx, macs,
+                                 at=tuple(base_at + (cond_at if active else []))))
+    # the weight index: one entry per tree step with a kept weight (a scheduler runs fewer)
+    plain = dataclasses.replace(arr, lookahead=0)
+    col_idx = ([b[0] + c[0] for b, c in fw_tree_paths(layer, gate, base, weight, plain)]
+               if weight is not None else [0] * f_count)
+    return units, [0] * m_count, col_idx, f_count
+
+
+def fw_tree_paths(layer, gate, base, weight, arr) -> list[tuple[tuple, tuple]]:
+    """Per output channel f, (steps, MACs, positions, groups) of its base and conditional
+    paths on adder trees (behind the scheduler where ``arr`` has one)."""
+    f_count, k_count, tree = layer.cout, layer.k_per_group, arr.vector_width
 
     def tree_steps(f: int, on_path, first: int) -> tuple[int, int, list[int], int]:
         """(steps, MACs, positions of the running groups, groups) of one path whose first
         group is broadcast at position ``first``."""
         ks = [k for k in range(k_count) if on_path(k)]
         groups = [ks[i:i + tree] for i in range(0, len(ks), tree)]
+        if arr.lookahead:
+            rows = [[weight is None or bool(weight[f, k]) for k in g] + [False] * (tree - len(g))
+                    for g in groups]
+            cycles, macs, at = _scheduled_path(rows, [len(g) for g in groups], first, arr)
+            return cycles, macs, at, len(groups)
         running = [i for i, g in enumerate(groups)
                    if weight is None or any(weight[f, k] for k in g)]
         return (len(running), sum(len(groups[i]) for i in running),
@@ -244,18 +344,7 @@ def fw_tree_reference(layer, gate, base, weight, arr):
         cond = tree_steps(f, lambda k, f=f: base is None or gate is None or not base[f, k],
                           on_base[3])
         paths.append((on_base, cond))
-    units: list[RefUnit] = []
-    for m in range(m_count):
-        for f in range(f_count):
-            (base_steps, base_macs, base_at, _), (cond_steps, cond_macs, cond_at, _) = paths[f]
-            active = gate is None or bool(gate[m, f])
-            steps = base_steps + (cond_steps if active else 0)
-            macs = base_macs + (cond_macs if active else 0)
-            idx = 0 if gate is None else int(active)
-            units.append(RefUnit(m, f, steps, tree, idx, macs,
-                                 at=tuple(base_at + (cond_at if active else []))))
-    col_idx = ([b[0] + c[0] for b, c in paths] if weight is not None else [0] * f_count)
-    return units, [0] * m_count, col_idx, f_count
+    return paths
 
 
 def bd_tree_reference(layer, gate, base, weight, arr):
@@ -269,6 +358,20 @@ def bd_tree_reference(layer, gate, base, weight, arr):
     groups = [list(range(g, min(g + tree, f_count))) for g in range(0, f_count, tree)]
     units: list[RefUnit] = []
     row_idx = []
+    if arr.lookahead:  # a lane scheduler: each output's effectual dY values, pixel by pixel
+        for m in range(m_count):
+            row_idx.append(0 if gate is None else
+                           sum(1 for g in groups if any(gate[m, f] for f in g)))
+            for k in range(k_count):
+                rows = [[(weight is None or bool(weight[f, k]))
+                         and (gate is None or bool(gate[m, f])
+                              or (base is not None and bool(base[f, k])))
+                         for f in g] + [False] * (tree - len(g)) for g in groups]
+                cycles, macs, at = _scheduled_path(rows, [len(g) for g in groups], 0, arr)
+                units.append(RefUnit(m, k, cycles, tree, 0, macs, at=tuple(at)))
+        col_idx = ([sum(1 for g in groups if any(weight[f, k] for f in g))
+                    for k in range(k_count)] if weight is not None else [0] * k_count)
+        return units, row_idx, col_idx, k_count
     for m in range(m_count):
         row_idx.append(0 if gate is None else
                        sum(1 for g in groups if any(gate[m, f] for f in g)))

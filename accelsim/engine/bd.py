@@ -14,10 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from accelsim.engine.lane_scheduler import LaneScheduler, scheduled_steps
 from accelsim.engine.masks import pack_bits, unit_lanes
 from accelsim.engine.schedule import PassSums, PhaseWork, no_indices, pass_rows
 from accelsim.engine.views import MaskViews
-from accelsim.kernels import coefficient_sums, masked_step_counts
+from accelsim.kernels import coefficient_sums, gated_tree_totals, masked_step_counts
 from accelsim.network import Layer
 
 
@@ -216,19 +217,116 @@ class BdTreePlan:
     fixed: np.ndarray
     coef: np.ndarray
     allowed_steps: np.ndarray  # int64 (C,): steps of each class without a gate
+    issued: np.ndarray | None = None  # int64 (C,): MACs of each class's steps (a scheduler's)
+
+
+@dataclass(frozen=True, eq=False)
+class BdTreeStream:
+    """BD's columns k behind a lane scheduler (no gate): columns with equal kept weights form a
+    class; per class, the kept weights on each tree step's lanes (``bits``, bool (C, G_t,
+    tree)) and the step's f's (``size``, int64 (C, G_t))."""
+
+    classes: np.ndarray  # int64 (K,)
+    bits: np.ndarray
+    size: np.ndarray
+
+    @property
+    def path(self) -> np.ndarray:
+        """int8 (C, G_t): every step on the one (fixed) path."""
+        return np.zeros(self.size.shape, dtype=np.int8)
+
+
+def bd_tree_stream(layer: Layer, views: MaskViews, tree: int,
+                   weight: np.ndarray | None) -> BdTreeStream:
+    """The :class:`BdTreeStream` of an ungated job (cached with the weight mask)."""
+    key = ("bd_tree_stream", layer.cout, layer.k_per_group, tree, weight is not None)
+    return views.structure(key, lambda: _bd_tree_stream_of(layer, tree, weight))
+
+
+def _bd_tree_stream_of(layer: Layer, tree: int, weight: np.ndarray | None) -> BdTreeStream:
+    f, k = layer.cout, layer.k_per_group
+    kept = np.ones((f, k), dtype=bool) if weight is None else weight
+    _, first, classes = np.unique(pack_bits(kept.T), axis=0, return_index=True,
+                                  return_inverse=True)
+    groups = -(-f // tree)
+    padded = np.zeros((groups * tree, first.shape[0]), dtype=bool)
+    padded[:f] = kept[:, first]
+    bits = np.ascontiguousarray(padded.T.reshape(first.shape[0], groups, tree))
+    size = np.full(groups, tree, dtype=np.int64)
+    size[-1] = f - (groups - 1) * tree
+    return BdTreeStream(classes.reshape(-1).astype(np.int64), bits,
+                        np.broadcast_to(size, (first.shape[0], groups)).copy())
+
+
+@dataclass(frozen=True, eq=False)
+class GatedTreeColumns:
+    """BD's columns k behind a lane scheduler with a gate: columns with equal kept weights and
+    base path form a class; per class, the kept weights (``kept``) and the f's whose base chunk
+    feeds the column (``base``), uint8 (C, F) each."""
+
+    classes: np.ndarray  # int64 (K,)
+    kept: np.ndarray
+    base: np.ndarray
+
+
+def gated_tree_columns(layer: Layer, views: MaskViews,
+                       weight: np.ndarray | None) -> GatedTreeColumns:
+    """The :class:`GatedTreeColumns` of a gated job (cached with the weight mask and base
+    path)."""
+    key = ("bd_gated_tree_columns", layer.cout, layer.k_per_group, weight is not None)
+    return views.structure(key, lambda: _gated_tree_columns_of(layer, views, weight))
+
+
+def _gated_tree_columns_of(layer: Layer, views: MaskViews,
+                           weight: np.ndarray | None) -> GatedTreeColumns:
+    f, k = layer.cout, layer.k_per_group
+    kept = np.ones((f, k), dtype=bool) if weight is None else weight
+    masks = views.masks
+    base = masks.base.mask if masks.base is not None else np.zeros((f, k), dtype=bool)
+    keys = np.concatenate([pack_bits(kept.T), pack_bits(base.T)], axis=1)
+    _, first, classes = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    return GatedTreeColumns(classes.reshape(-1).astype(np.int64),
+                            np.ascontiguousarray(kept.T[first], dtype=np.uint8),
+                            np.ascontiguousarray(base.T[first], dtype=np.uint8))
+
+
+def gate_per_channel(views: MaskViews) -> np.ndarray:
+    """uint8 (M, F): the gate bit of every output channel at pixel m = n * P + p (kept with the
+    job's views)."""
+    def expand() -> np.ndarray:
+        gate = views.gate_bool  # (N, F/s, P)
+        s = views.masks.gate_group_size
+        per_f = np.repeat(gate, s, axis=1) if s > 1 else gate
+        n, f, pixels = per_f.shape
+        return np.ascontiguousarray(per_f.transpose(0, 2, 1).reshape(n * pixels, f),
+                                    dtype=np.uint8)
+    return views.per_job("gate_per_channel", expand)
 
 
 def bd_tree_plan(layer: Layer, views: MaskViews, tree: int, gated: bool,
-                 weight: np.ndarray | None) -> BdTreePlan:
+                 weight: np.ndarray | None,
+                 scheduler: LaneScheduler | None = None) -> BdTreePlan:
     """The :class:`BdTreePlan` of a job (cached with what depends on the weight mask and base
-    path)."""
-    key = ("bd_tree", layer.cout, layer.k_per_group, tree, gated, weight is not None)
-    return views.structure(key, lambda: _bd_tree_plan_of(layer, views, tree, gated, weight))
+    path); with a lane ``scheduler`` (ungated jobs: gated ones are scheduled per pixel by
+    :func:`bd_tree_work`), each class's steps are its schedule's cycles."""
+    key = ("bd_tree", layer.cout, layer.k_per_group, tree, gated, weight is not None,
+           scheduler)
+    return views.structure(key, lambda: _bd_tree_plan_of(layer, views, tree, gated, weight,
+                                                         scheduler))
 
 
 def _bd_tree_plan_of(layer: Layer, views: MaskViews, tree: int, gated: bool,
-                     weight: np.ndarray | None) -> BdTreePlan:
+                     weight: np.ndarray | None,
+                     scheduler: LaneScheduler | None) -> BdTreePlan:
     groups = bd_tree(layer, views, tree, gated, weight)
+    if scheduler is not None:
+        assert not gated, "the lane scheduler is not modelled with BD's gates"
+        stream = bd_tree_stream(layer, views, tree, weight)
+        sched = scheduled_steps(scheduler, stream.bits, stream.size, stream.path)
+        c = stream.bits.shape[0]
+        return BdTreePlan(groups, stream.classes, np.zeros(c, dtype=np.int64),
+                          np.zeros((groups.size.shape[0], c), dtype=np.int64),
+                          sched.fixed.sum(axis=1), sched.fixed_issued)
     keys = np.concatenate([pack_bits(groups.allowed.T), pack_bits(groups.always.T)], axis=1)
     _, first, classes = np.unique(keys, axis=0, return_index=True, return_inverse=True)
     allowed, always = groups.allowed[:, first], groups.always[:, first]  # (G_t, C)
@@ -239,7 +337,8 @@ def _bd_tree_plan_of(layer: Layer, views: MaskViews, tree: int, gated: bool,
 
 
 def bd_tree_work(layer: Layer, views: MaskViews, tree: int, *, use_gate: bool,
-                 use_weight: bool) -> tuple[PhaseWork, int]:
+                 use_weight: bool,
+                 scheduler: LaneScheduler | None = None) -> tuple[PhaseWork, int]:
     """BD on adder-tree lanes: rows = pixels, one output column k per unit; a tree step over
     ``tree`` output channels runs when one of its weights is kept and its base chunk feeds k or
     one of its f's gate bits is 1 at the pixel. Returns the work (per class of columns with
@@ -249,7 +348,9 @@ def bd_tree_work(layer: Layer, views: MaskViews, tree: int, *, use_gate: bool,
     m, k = layer.output_pixels, layer.k_per_group
     gated = use_gate and masks.has_gate
     weight = masks.weight if use_weight else None
-    plan = bd_tree_plan(layer, views, tree, gated, weight)
+    if gated and scheduler is not None:
+        return _bd_tree_scheduled_work(layer, views, tree, weight, scheduler)
+    plan = bd_tree_plan(layer, views, tree, gated, weight, scheduler)
     groups = plan.groups
     unit_idx, row_idx, col_idx = no_indices(m, k)
     if gated:
@@ -263,9 +364,30 @@ def bd_tree_work(layer: Layer, views: MaskViews, tree: int, *, use_gate: bool,
     if weight is not None:
         col_idx = groups.allowed.sum(axis=0, dtype=np.int64)
     kept_always = (groups.allowed & (groups.always | (not gated))).astype(np.int64)
-    macs = int(groups.size @ kept_always.sum(axis=1)) * m
+    macs = (int(groups.size @ kept_always.sum(axis=1)) * m if plan.issued is None
+            else int(plan.issued[plan.classes].sum()) * m)
     if gated:
         macs += int((groups.size * per_group) @ (groups.allowed & ~groups.always).sum(axis=1))
     work = PhaseWork(np.ascontiguousarray(counts, dtype=np.int32), plan.classes, unit_idx,
                      row_idx, col_idx, np.full(k, tree, dtype=np.int64))
     return work, macs
+
+
+def _bd_tree_scheduled_work(layer: Layer, views: MaskViews, tree: int,
+                            weight: np.ndarray | None,
+                            scheduler: LaneScheduler) -> tuple[PhaseWork, int]:
+    """Gated BD on adder trees behind a lane scheduler: every output's effectual dY values
+    (kept weight, and base path or gate on) scheduled per pixel (:func:`gated_tree_totals`)."""
+    m, k = layer.output_pixels, layer.k_per_group
+    columns = gated_tree_columns(layer, views, weight)
+    dts, dls, order = scheduler.arrays(tree)
+    counts, issued = gated_tree_totals(gate_per_channel(views), columns.kept, columns.base,
+                                       tree, scheduler.window, scheduler.lookahead, dts, dls,
+                                       order)
+    unit_idx, _, col_idx = no_indices(m, k)
+    row_idx = views.gate_views(tree).unit_active.sum(axis=1, dtype=np.int64)
+    if weight is not None:
+        col_idx = bd_tree(layer, views, tree, True, weight).allowed.sum(axis=0, dtype=np.int64)
+    work = PhaseWork(counts, columns.classes, unit_idx, row_idx, col_idx,
+                     np.full(k, tree, dtype=np.int64))
+    return work, int(issued[columns.classes].sum())

@@ -13,7 +13,9 @@ Components (pJ), which sum to the total:
 - ``index``: decoded indices x ``index_decode`` (zero for dense jobs).
 - ``network``: MACs issued through the compaction network (``decoder.compaction``: the
   distribution network that packs active work onto lanes and the reduction network behind
-  them) x ``compaction_network_per_mac`` (zero without compaction and for dense jobs).
+  them) x ``compaction_network_per_mac``, or through a lane scheduler's multiplexers
+  (``decoder.lane_scheduler``, adder-tree phases) x ``lane_scheduler_per_mac`` (zero without
+  either and for dense jobs).
 - ``static``: ``static_power_mw`` x job time; mW x cycles / MHz = nJ, so x 1e3 gives pJ.
 """
 
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from accelsim.config import COMPACTION_NETWORK, HardwareConfig
+from accelsim.config import COMPACTION_NETWORK, LANE_SCHEDULER, HardwareConfig
 
 ENERGY_COMPONENTS: tuple[str, ...] = ("mac", "rf", "buffer", "dram", "index", "network",
                                       "static")
@@ -83,8 +85,7 @@ class EnergyRates:
                    gb_read=hw.energy_pj("gb_read_per_bit"),
                    gb_write=hw.energy_pj("gb_write_per_bit"),
                    dram_bits=hw.dram.energy_pj_per_bit, index=hw.energy_pj("index_decode"),
-                   network=hw.energy_pj(COMPACTION_NETWORK) if COMPACTION_NETWORK in hw.energy
-                   else 0.0,
+                   network=_network_rate(hw),
                    static_power_mw=hw.static_power_mw, clock_mhz=pe.clock_mhz)
 
     def breakdown(self, *, macs_issued: float, gb_read_bits: float, gb_write_bits: float,
@@ -106,6 +107,14 @@ class EnergyRates:
     def static(self, cycles: float) -> float:
         """Static energy (pJ) over ``cycles`` clock cycles: mW x cycles / MHz = nJ."""
         return self.static_power_mw * cycles / self.clock_mhz * 1e3
+
+
+def _network_rate(hw: HardwareConfig) -> float:
+    """pJ per MAC through the lane network: the lane scheduler's where it has one (it excludes
+    compaction), else the compaction network's (0 without an entry)."""
+    if hw.decoder.lane_scheduler != "none":
+        return hw.energy_pj(LANE_SCHEDULER)
+    return hw.energy_pj(COMPACTION_NETWORK) if COMPACTION_NETWORK in hw.energy else 0.0
 
 
 def energy_of(*, macs_issued: float, gb_read_bits: float, gb_write_bits: float,

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from accelsim.config import HardwareConfig
+from accelsim.engine.lane_scheduler import LaneScheduler
 from accelsim.kernels import (
     pass_row_sums,
     schedule_passes,
@@ -100,7 +101,7 @@ class Schedule:
     cycles_decoder_stall: int   # cycles the decoder held the array
     decoder_indices: int        # indices decoded
     macs_issued: int            # the lanes' MACs, idle lanes of active lock-step units included
-    compacted: bool = False     # the work went through the compaction network
+    compacted: bool = False     # the work went through the compaction network or lane scheduler
     cycles_stage_wait: int = 0  # compute cycles the operand stage added to the slowest queues
 
 
@@ -113,6 +114,7 @@ class LaneLayout:
     unit: int
     qcols: int
     tree: int
+    scheduler: LaneScheduler | None = None  # a lane scheduler in front of the tree
 
 
 def lane_layout(hw: HardwareConfig, phase: str) -> LaneLayout:
@@ -121,7 +123,7 @@ def lane_layout(hw: HardwareConfig, phase: str) -> LaneLayout:
     vector_width-wide tree); otherwise units of :func:`unit_width` output columns."""
     pe = hw.pe_array
     if pe.adder_tree(phase):
-        return LaneLayout(1, pe.cols, pe.vector_width)
+        return LaneLayout(1, pe.cols, pe.vector_width, LaneScheduler.of(hw))
     unit = unit_width(hw)
     return LaneLayout(unit, queue_columns(hw, unit), 0)
 

@@ -171,7 +171,7 @@ class SparseCompute:
     macs_issued: int
     macs: JobMacs
     cycles_compute_dense: int
-    compacted: bool = False  # its work went through the compaction network
+    compacted: bool = False  # its work went through the compaction network or lane scheduler
     supported: bool = True   # False: the hardware cannot skip with this job's masks here
     cycles_stage_wait: int = 0  # of cycles_compute: queues waiting at operand-stage chunks
 
@@ -332,12 +332,13 @@ def _sparse_compute(layer: Layer, phase: str, views: MaskViews, hw: HardwareConf
     matrices = compaction or hw.decoder.balance_rows  # the per-row work path
     if phase == "fw":
         work = (fw_work(layer, views, unit, use_gate=use_gate, use_weight=use_weight,
-                        compaction=compaction, tree=layout.tree) if matrices else
+                        compaction=compaction, tree=layout.tree, scheduler=layout.scheduler)
+                if matrices else
                 fw_sums(layer, views, unit, rows, pass_len, use_gate=use_gate,
-                        use_weight=use_weight, tree=layout.tree))
+                        use_weight=use_weight, tree=layout.tree, scheduler=layout.scheduler))
     elif phase == "bd" and layout.tree:
         work, tree_macs = bd_tree_work(layer, views, layout.tree, use_gate=use_gate,
-                                       use_weight=use_weight)
+                                       use_weight=use_weight, scheduler=layout.scheduler)
     elif phase == "bd":
         work = (bd_work(layer, views, unit, use_gate=use_gate, use_weight=use_weight)
                 if matrices else
@@ -364,9 +365,11 @@ def _sparse_compute(layer: Layer, phase: str, views: MaskViews, hw: HardwareConf
     if phase == "fw" and layout.tree:
         weight = masks.weight if use_weight else None
         run = dataclasses.replace(run, macs_issued=tree_macs_issued(
-            layer, views, layout.tree, use_gate and masks.has_gate, weight))
+            layer, views, layout.tree, use_gate and masks.has_gate, weight, layout.scheduler))
     elif phase == "bd" and layout.tree:
         run = dataclasses.replace(run, macs_issued=tree_macs)
+    if layout.scheduler is not None:  # the work went through the scheduler's multiplexers
+        run = dataclasses.replace(run, compacted=True)
     return SparseCompute.of(run, macs, dense_compute)
 
 
@@ -493,7 +496,8 @@ def gated_plan(layer: Layer, phase: str, masks: LayerMasks | MaskViews,
              and masks.skips_with_gate(phase))
     if skips and (hw.decoder.compaction or hw.decoder.balance_rows
                   or (phase == "wg" and pe.wg_lanes != "output_channels")
-                  or (phase == "bd" and pe.adder_tree("bd"))):
+                  or (phase == "bd" and pe.adder_tree("bd"))
+                  or (pe.adder_tree(phase) and hw.decoder.lane_scheduler != "none")):
         return None  # the per-pixel (or transposed WG's per-channel) work path
     gemm = phase_gemm(layer, phase, pe)
     layout = lane_layout(hw, phase)

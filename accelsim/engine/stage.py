@@ -39,9 +39,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from accelsim.config import SYSTOLIC_DATAFLOWS, HardwareConfig
-from accelsim.engine.bd import bd_classes, bd_tree_plan
+from accelsim.engine.bd import (
+    bd_classes,
+    bd_tree_plan,
+    bd_tree_stream,
+    gate_per_channel,
+    gated_tree_columns,
+)
 from accelsim.engine.compaction import job_packing
-from accelsim.engine.fw import fw_step_sets, fw_tree_steps, scaled_steps
+from accelsim.engine.fw import fw_step_sets, fw_tree_steps, fw_tree_stream, scaled_steps
+from accelsim.engine.lane_scheduler import LaneScheduler, scheduled_steps
 from accelsim.engine.masks import pack_bits
 from accelsim.engine.schedule import LaneLayout, pass_rows
 from accelsim.engine.stage_compaction import (
@@ -55,6 +62,7 @@ from accelsim.engine.stage_compaction import (
 from accelsim.engine.views import MaskViews
 from accelsim.engine.wg import needed_units
 from accelsim.kernels import (
+    gated_tree_staged,
     pass_row_sums,
     staged_columns_rc,
     staged_columns_rt,
@@ -78,6 +86,7 @@ class StageLayout:
     wg_lanes: str
     stage_steps: int
     compaction: bool = False  # the dispatcher balances each chunk (stage_compaction.py)
+    scheduler: LaneScheduler | None = None  # a lane scheduler in front of the tree
 
     @property
     def balances(self) -> bool:
@@ -97,7 +106,8 @@ def stage_layout(hw: HardwareConfig, layout: LaneLayout) -> StageLayout | None:
     if pe.dataflow in SYSTOLIC_DATAFLOWS:
         return None
     return StageLayout(pe.rows, pe.rows * pe.sync_tiles, layout.qcols, layout.unit,
-                       layout.tree, pe.wg_lanes, pe.stage_steps, hw.decoder.compaction)
+                       layout.tree, pe.wg_lanes, pe.stage_steps, hw.decoder.compaction,
+                       layout.scheduler)
 
 
 def staged_compute(layer: Layer, phase: str, views: MaskViews, stage: StageLayout, *,
@@ -253,7 +263,10 @@ def _fw(layer: Layer, views: MaskViews, stage: StageLayout, gated: bool,
 
 def _fw_tree(layer: Layer, views: MaskViews, stage: StageLayout, gated: bool,
              weight: np.ndarray | None, order: np.ndarray | None) -> np.ndarray | None:
-    """FW on adder trees: output f's steps are its path's groups, the base path's first."""
+    """FW on adder trees: output f's steps are its path's groups, the base path's first (with
+    a lane scheduler, each chunk's cycles of each path)."""
+    if stage.scheduler is not None:
+        return _fw_tree_scheduled(layer, views, stage, gated, weight, order)
     masks = views.masks
     steps = fw_tree_steps(layer, views, stage.tree, gated, weight)
     f, groups = steps.base_hits.shape
@@ -275,6 +288,26 @@ def _fw_tree(layer: Layer, views: MaskViews, stage: StageLayout, gated: bool,
                     (lambda: unit_activity(views, 1, f).T) if gated else None)
 
 
+def _fw_tree_scheduled(layer: Layer, views: MaskViews, stage: StageLayout, gated: bool,
+                       weight: np.ndarray | None,
+                       order: np.ndarray | None) -> np.ndarray | None:
+    """FW on adder trees behind a lane scheduler: each output's cycles per chunk and path, the
+    scheduler seeing one chunk of a path at a time."""
+    stream = fw_tree_stream(layer, views, stage.tree, gated, weight)
+    n_steps = stream.path.shape[1]
+    if stage.stage_steps >= n_steps:
+        return None
+    sched = scheduled_steps(stage.scheduler, stream.bits, stream.size, stream.path)
+    f = layer.cout
+    if gated:
+        fixed, live = sched.fixed, sched.live
+        active = _active_units(views, 1, f, stage, order)
+    else:  # without a gate the whole path always runs
+        fixed, live, active = sched.fixed + sched.live, np.zeros_like(sched.live), None
+    return _column_chunks(fixed, live, active, layer.output_pixels, stage,
+                          (lambda: unit_activity(views, 1, f).T) if gated else None)
+
+
 def _bd(layer: Layer, views: MaskViews, stage: StageLayout, gated: bool,
         use_weight: bool, order: np.ndarray | None) -> np.ndarray | None:
     """BD: steps are output channels f (or groups of them on adder trees); a column's step
@@ -283,6 +316,8 @@ def _bd(layer: Layer, views: MaskViews, stage: StageLayout, gated: bool,
     m = layer.output_pixels
     weight = masks.weight if use_weight else None
     n_rows = pass_rows(m, stage.rows, stage.pass_len)
+    if stage.tree and stage.scheduler is not None:
+        return _bd_tree_scheduled(layer, views, stage, gated, weight, n_rows, order)
     if stage.tree:
         plan = bd_tree_plan(layer, views, stage.tree, gated, weight)
         _, first = np.unique(plan.classes, return_index=True)
@@ -324,6 +359,31 @@ def _bd(layer: Layer, views: MaskViews, stage: StageLayout, gated: bool,
     activity = unit_activity(views, stage.tree or 1, layer.cout) if gated else None
     return np.minimum(static, compacted_columns_rt(stage.parts(m), fixed_sums, live, activity,
                                                    classes, stage.qcols, stage.stage_steps))
+
+
+def _bd_tree_scheduled(layer: Layer, views: MaskViews, stage: StageLayout, gated: bool,
+                       weight: np.ndarray | None, n_rows: np.ndarray,
+                       order: np.ndarray | None) -> np.ndarray | None:
+    """BD on adder trees behind a lane scheduler: each output's cycles per chunk of tree
+    steps (per pixel with a gate, per column class without)."""
+    if stage.stage_steps >= -(-layer.cout // stage.tree):
+        return None
+    if gated:
+        columns = gated_tree_columns(layer, views, weight)
+        dts, dls, slots = stage.scheduler.arrays(stage.tree)
+        rows = (np.arange(layer.output_pixels, dtype=np.int64) if order is None
+                else np.ascontiguousarray(order, dtype=np.int64))
+        return gated_tree_staged(gate_per_channel(views), columns.kept, columns.base,
+                                 columns.classes, rows, stage.rows, stage.pass_len,
+                                 stage.qcols, stage.tree, stage.stage_steps,
+                                 stage.scheduler.lookahead, dts, dls, slots)
+    stream = bd_tree_stream(layer, views, stage.tree, weight)
+    n_steps = stream.size.shape[1]
+    sched = scheduled_steps(stage.scheduler, stream.bits, stream.size, stream.path)
+    live = np.zeros(stream.size.shape, dtype=np.uint8)
+    counts = np.zeros((n_rows.shape[0], n_steps, stage.rows), dtype=np.int64)
+    return staged_columns_rt(n_rows, sched.fixed, live, counts, stream.classes, stage.qcols,
+                             stage.stage_steps)
 
 
 def _wg(layer: Layer, views: MaskViews, stage: StageLayout, gated: bool,

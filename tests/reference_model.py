@@ -235,7 +235,7 @@ def scheduled_cycles(rows: list[list[bool]], sizes: list[int], lookahead: int,
     the window's first step fills its empty slots, in rounds of lanes ``lookaside`` apart, each
     from the first effectual candidate inside the stream, and runs (issuing its lanes); a step
     the promotions emptied is passed over without a cycle, at most ``lookahead`` in a row."""
-    kept = [(list(row), size) for row, size in zip(rows, sizes) if any(row)]
+    kept = [(list(row), size) for row, size in zip(rows, sizes, strict=True) if any(row)]
     if not kept:
         return 0, 0
     lanes = len(kept[0][0])
@@ -250,7 +250,7 @@ def scheduled_cycles(rows: list[list[bool]], sizes: list[int], lookahead: int,
     candidates = scheduler_candidates(lookahead, lookaside)
     window = [row for row, _ in kept]
     cycles = issued = passed = 0
-    for t, (row, size) in enumerate(zip(window, (size for _, size in kept))):
+    for t, (row, size) in enumerate(zip(window, (size for _, size in kept), strict=True)):
         if not any(row) and passed < lookahead:
             passed += 1
             continue

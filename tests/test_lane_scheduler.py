@@ -80,7 +80,7 @@ def test_kernel_equals_cycle_stepped_reference(stream) -> None:
     """Every unit, chunk and path: the kernel's cycles and MACs are the reference's."""
     bits, sizes, path, lookahead, lookaside, stage = stream
     got = scheduled_steps(LaneScheduler(lookahead, lookaside, stage), bits, sizes, path)
-    units, steps, lanes = bits.shape
+    units, steps, _ = bits.shape
     for u in range(units):
         for which, cycles, issued in ((0, got.fixed, got.fixed_issued),
                                       (1, got.live, got.live_issued)):

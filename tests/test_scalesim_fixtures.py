@@ -28,7 +28,7 @@ def _load() -> list[dict]:
 ROWS = _load()
 
 
-def _gemm(row: dict) -> tuple[int, int, int]:
+def gemm_of(row: dict) -> tuple[int, int, int]:
     """(sr, t, sc) of a topology row: output pixels, Kh*Kw*C, filters."""
     ho = scalesim_output_size(int(row["ifmap_h"]), int(row["filter_h"]), int(row["stride"]))
     wo = scalesim_output_size(int(row["ifmap_w"]), int(row["filter_w"]), int(row["stride"]))
@@ -36,8 +36,8 @@ def _gemm(row: dict) -> tuple[int, int, int]:
     return ho * wo, t, int(row["num_filters"])
 
 
-def _ours(row: dict) -> int:
-    sr, t, sc = _gemm(row)
+def ours_cycles(row: dict) -> int:
+    sr, t, sc = gemm_of(row)
     rows, cols, dataflow = int(row["rows"]), int(row["cols"]), row["dataflow"]
     if row["sparsity_support"] != "true":
         return cycles_dense_systolic(sr, t, sc, rows, cols, dataflow)
@@ -59,7 +59,7 @@ def _ours(row: dict) -> int:
 @pytest.mark.parametrize("row", ROWS, ids=[row["case_id"] for row in ROWS])
 def test_matches_scalesim(row: dict) -> None:
     assert int(row["stall_cycles"]) == 0
-    assert _ours(row) == int(row["total_cycles"])
+    assert ours_cycles(row) == int(row["total_cycles"])
 
 
 def test_fixture_coverage() -> None:

@@ -376,6 +376,9 @@ def _check_lane_scheduler(config: HardwareConfig, errors: Problems) -> None:
     if not (pe.adder_tree("fw") or pe.adder_tree("bd")):
         errors.add(key, f"{decoder.lane_scheduler} schedules adder-tree lanes: needs the tensor "
                    "dataflow with pe_array.fw_lanes or pe_array.bd_lanes: reduction")
+    if pe.vector_width > 64:
+        errors.add(key, f"schedules trees of at most 64 lanes, got pe_array.vector_width "
+                   f"{pe.vector_width}")
     if decoder.compaction:
         errors.add(key, "applies without decoder.compaction (the scheduler is the alternative "
                    "that keeps each pair in its PE)")

@@ -1417,94 +1417,117 @@ def lane_scheduled_chunks(bits: np.ndarray, size: np.ndarray, path: np.ndarray, 
 
 
 @njit(**INLINE)
+def _scheduled_words(work: np.ndarray, size: np.ndarray, rows: np.ndarray, n: int, full: int,
+                     lookahead: int, dts: np.ndarray, bits: np.ndarray, near: np.ndarray,
+                     order: np.ndarray) -> tuple[int, int]:
+    """:func:`_scheduled_segment` on steps held as bit masks (``work`` uint64, lane l = bit l,
+    ``full`` the mask of all lanes): the same schedule, one word per step. ``bits[l, c]``: the
+    source bit of slot l's candidate c (step offset ``dts[c]``); ``near[h - 1, l]``: the source
+    bits of all slot l's candidates h steps ahead, to pass over slots without one."""
+    one = np.uint64(1)
+    cycles = 0
+    issued = 0
+    skipped = 0
+    reach = near.shape[0]
+    for t in range(n):
+        row = work[rows[t]]
+        if row == 0 and skipped < lookahead:
+            skipped += 1
+            continue
+        skipped = 0
+        if row != full and t + 1 < n:
+            for i in range(order.shape[0]):
+                lane = order[i]
+                if (row >> np.uint64(lane)) & one:
+                    continue
+                hit = np.uint64(0)
+                for h in range(reach):
+                    if t + 1 + h < n:
+                        hit |= work[rows[t + 1 + h]] & near[h, lane]
+                if hit == 0:
+                    continue
+                for c in range(dts.shape[0]):
+                    later = t + dts[c]
+                    if later >= n:
+                        continue
+                    source = rows[later]
+                    if work[source] & bits[lane, c]:
+                        work[source] ^= bits[lane, c]
+                        row |= one << np.uint64(lane)
+                        break
+        work[rows[t]] = row
+        cycles += 1
+        issued += size[rows[t]]
+    return cycles, issued
+
+
+@njit(**INLINE)
 def _gated_tree_chunks(gate: np.ndarray, m: int, kept: np.ndarray, base: np.ndarray, c: int,
-                       lanes: int, stage: int, lookahead: int, dts: np.ndarray,
-                       dls: np.ndarray, order: np.ndarray, work: np.ndarray, size: np.ndarray,
-                       rows: np.ndarray, out: np.ndarray) -> int:
+                       full: int, size: np.ndarray, stage: int, lookahead: int,
+                       dts: np.ndarray, bits: np.ndarray, near: np.ndarray, order: np.ndarray,
+                       work: np.ndarray, rows: np.ndarray, out: np.ndarray) -> int:
     """BD on adder trees behind the lane scheduler, one output dX(m, k) of column class c:
-    its tree steps' effectual lanes (kept[c, f] and (base[c, f] or gate[m, f]) for f = g x
-    lanes + l) scheduled chunk by chunk of ``stage`` steps; cycles per chunk into ``out``,
-    returns the lanes issued."""
-    channels = kept.shape[1]
+    its tree steps' effectual lanes, ``kept[c, g] & (base[c, g] | gate[m, g])`` (uint64 words,
+    lane l of step g = bit l), scheduled chunk by chunk of ``stage`` steps; cycles per chunk
+    into ``out``, returns the lanes issued."""
     steps = work.shape[0]
     for g in range(steps):
-        for lane in range(lanes):
-            f = g * lanes + lane
-            work[g, lane] = 1 if (f < channels and kept[c, f]
-                                  and (base[c, f] or gate[m, f])) else 0
+        work[g] = kept[c, g] & (base[c, g] | gate[m, g])
     issued = 0
     for x in range(out.shape[0]):
         n = 0
         for s in range(x * stage, min(steps, (x + 1) * stage)):
-            for lane in range(lanes):
-                if work[s, lane]:
-                    rows[n] = s
-                    n += 1
-                    break
+            if work[s]:
+                rows[n] = s
+                n += 1
         cycles = 0
         if n:
-            cycles, more = _scheduled_segment(work, size, rows, n, lookahead, dts, dls, order)
+            cycles, more = _scheduled_words(work, size, rows, n, full, lookahead, dts, bits,
+                                            near, order)
             issued += more
         out[x] = cycles
     return issued
 
 
 @njit(**JIT)
-def gated_tree_totals(gate: np.ndarray, kept: np.ndarray, base: np.ndarray, lanes: int,
-                      stage: int, lookahead: int, dts: np.ndarray, dls: np.ndarray,
-                      order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Gated BD on adder trees behind the lane scheduler: the cycles of every output (pixel
-    m, column class c), int32 (M, C), summed over the stage's chunks, and the lanes issued per
-    class over all pixels, int64 (C,). ``gate`` uint8 (M, F); ``kept``, ``base`` uint8 (C, F)."""
-    pixels, channels = gate.shape
-    classes = kept.shape[0]
-    steps = (channels + lanes - 1) // lanes
-    size = np.full(steps, lanes, dtype=np.int64)
-    size[steps - 1] = channels - (steps - 1) * lanes
-    work = np.empty((steps, lanes), dtype=np.uint8)
-    rows = np.empty(steps, dtype=np.int64)
-    out = np.empty((steps + stage - 1) // stage, dtype=np.int64)
-    cycles = np.zeros((pixels, classes), dtype=np.int32)
-    issued = np.zeros(classes, dtype=np.int64)
-    for m in range(pixels):
-        for c in range(classes):
-            issued[c] += _gated_tree_chunks(gate, m, kept, base, c, lanes, stage, lookahead,
-                                            dts, dls, order, work, size, rows, out)
-            cycles[m, c] = out.sum()
-    return cycles, issued
-
-
-@njit(**JIT)
-def gated_tree_staged(gate: np.ndarray, kept: np.ndarray, base: np.ndarray,
-                      classes: np.ndarray, order: np.ndarray, rows: int, pass_len: int,
-                      qcols: int, lanes: int, stage: int, lookahead: int, dts: np.ndarray,
-                      dls: np.ndarray, slots: np.ndarray) -> np.ndarray:
-    """Gated BD on adder trees behind the lane scheduler under the operand stage: int64
-    (passes, column tiles), each pass's sum over chunks of the slowest queue's cycles. Output
-    (row position i, column k) sits on queue (i mod rows, k mod qcols) of column tile
-    k div qcols, in pass i div pass_len; position i holds pixel ``order[i]``."""
-    pixels, channels = gate.shape
+def gated_tree_schedule(gate: np.ndarray, kept: np.ndarray, base: np.ndarray,
+                        classes: np.ndarray, order: np.ndarray, rows: int, pass_len: int,
+                        qcols: int, full: np.uint64, size: np.ndarray, stage: int,
+                        lookahead: int, dts: np.ndarray, bits: np.ndarray, near: np.ndarray,
+                        slots: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gated BD on adder trees behind the lane scheduler, every output (pixel m, column k)
+    scheduled once: its cycles, int32 (M, C) by column class (summed over the stage's chunks);
+    the lanes issued per class over all pixels, int64 (C,); and each pass's cycles under the
+    operand stage, int64 (passes, column tiles): the sum over chunks of the slowest queue's.
+    Output (row position i, column k) sits on queue (i mod rows, k mod qcols) of column tile
+    k div qcols, in pass i div pass_len; position i holds pixel ``order[i]``. ``gate`` uint64
+    (M, G): each tree step's gate bits per pixel (lane l = bit l); ``kept``, ``base`` uint64
+    (C, G); ``full``: the mask of a tree's lanes; ``size`` int64 (G,): each step's lanes;
+    ``classes`` int64 (K,); the scheduler's tables as in :func:`_scheduled_words`."""
+    pixels, steps = gate.shape
+    n_classes = kept.shape[0]
     columns = classes.shape[0]
-    steps = (channels + lanes - 1) // lanes
     chunks = (steps + stage - 1) // stage
     tiles = (columns + qcols - 1) // qcols
     passes = (pixels + pass_len - 1) // pass_len
-    size = np.full(steps, lanes, dtype=np.int64)
-    size[steps - 1] = channels - (steps - 1) * lanes
-    work = np.empty((steps, lanes), dtype=np.uint8)
+    work = np.empty(steps, dtype=np.uint64)
     held = np.empty(steps, dtype=np.int64)
     out = np.empty(chunks, dtype=np.int64)
-    per_class = np.empty((kept.shape[0], chunks), dtype=np.int64)
+    per_class = np.empty((n_classes, chunks), dtype=np.int64)
+    cycles = np.zeros((pixels, n_classes), dtype=np.int32)
+    issued = np.zeros(n_classes, dtype=np.int64)
     result = np.zeros((passes, tiles), dtype=np.int64)
     queue = np.zeros((tiles, rows, qcols, chunks), dtype=np.int64)
     for p in range(passes):
         queue[:] = 0
         for i in range(p * pass_len, min(pixels, (p + 1) * pass_len)):
             m = order[i]
-            for c in range(kept.shape[0]):
-                _gated_tree_chunks(gate, m, kept, base, c, lanes, stage, lookahead, dts, dls,
-                                   slots, work, size, held, out)
+            for c in range(n_classes):
+                issued[c] += _gated_tree_chunks(gate, m, kept, base, c, full, size, stage,
+                                                lookahead, dts, bits, near, slots, work, held,
+                                                out)
                 per_class[c] = out
+                cycles[m, c] = out.sum()
             r = i % rows
             for k in range(columns):
                 queue[k // qcols, r, k % qcols] += per_class[classes[k]]
@@ -1518,4 +1541,4 @@ def gated_tree_staged(gate: np.ndarray, kept: np.ndarray, base: np.ndarray,
                             longest = queue[t, r, q, x]
                 total += longest
             result[p, t] = total
-    return result
+    return cycles, issued, result

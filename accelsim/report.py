@@ -54,9 +54,9 @@ if TYPE_CHECKING:
 
 def modelling_choices(run: RunOutput) -> str:
     """One sentence naming the knobs a run's sparse result depends on (docs/sparse-model.md):
-    queue depth, operand stage depth, compaction (or the row balancer), skip granularity, the
-    three lane mappings, the gate's gradient and, for the whole step, the vector unit and the
-    optimizer."""
+    queue depth, operand stage depth, compaction (or the row balancer), a lane scheduler, skip
+    granularity, the three lane mappings, the gate's gradient and, for the whole step, the
+    vector unit and the optimizer."""
     hardware = run.run_info.get("hardware")
     if not isinstance(hardware, dict):
         return ""
@@ -73,6 +73,10 @@ def modelling_choices(run: RunOutput) -> str:
              "BD lanes " + ("an adder tree over f" if pe.get("bd_lanes") == "reduction"
                             else "over input-gradient columns"),
              f"WG lanes over {str(pe.get('wg_lanes', 'output_channels')).replace('_', ' ')}"]
+    if decoder.get("lane_scheduler", "none") != "none":
+        parts.insert(3, f"the {decoder['lane_scheduler']} lane scheduler in front of the adder "
+                     f"trees (lookahead {decoder.get('scheduler_lookahead', '?')}, lookaside "
+                     f"{decoder.get('scheduler_lookaside', '?')}, inside each stage chunk)")
     gated = "gate" in describe_scheme(run.producer)["masks"]
     gradient = first_param(flatten_params(run.producer or {}), "gate_gradient")
     algorithm = str((run.producer or {}).get("algorithm", "")).lower()

@@ -21,7 +21,7 @@ when this file and the schema disagree. `accelsim config keys` prints the same t
 A hardware file is YAML (safe loader only) with `kind: hardware` and `version: 1`. Every key can
 be overridden on the command line with `--set KEY=VALUE` (the value is parsed as YAML: `16`,
 `true`, `[fw, bd]`) and is type- and range-checked exactly like the file. Keys without a default
-are required. See `hw_configs/` for two complete, cited presets.
+are required. See `hw_configs/` for complete, cited presets.
 
 ## What is rejected
 

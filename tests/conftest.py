@@ -11,7 +11,7 @@ from accelsim.config import HardwareConfig, load_hardware
 ROOT = Path(__file__).resolve().parent.parent
 SYSTOLIC = ROOT / "hw_configs" / "systolic_32x32_45nm.yaml"
 FP8 = ROOT / "hw_configs" / "fp8_tensor_edge_28nm.yaml"
-PRESETS = (SYSTOLIC, FP8)
+PRESETS = tuple(sorted((ROOT / "hw_configs").glob("*.yaml")))  # every shipped preset
 
 
 @pytest.fixture(scope="session")

@@ -3,12 +3,15 @@ cycle-stepped reference, whole jobs against the reference model, its bounds and 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from accelsim.config import HardwareConfig, with_overrides
+from accelsim.config import HardwareConfig, load_hardware, with_overrides
 from accelsim.engine.lane_scheduler import LaneScheduler, scheduled_steps
 from accelsim.engine.masks import BasePath, LayerMasks
 from accelsim.engine.schedule import unit_width
@@ -16,6 +19,7 @@ from accelsim.engine.simulator import simulate_job
 from accelsim.engine.sparse import sparse_compute
 from accelsim.errors import InputError
 from accelsim.network import conv
+from tests.conftest import FP8
 from tests.reference_model import RefArray, reference_job, scheduled_cycles
 
 TREES = {"pe_array.fw_lanes": "reduction", "pe_array.bd_lanes": "reduction",
@@ -221,7 +225,12 @@ def test_configs_it_cannot_apply_to_are_errors(fp8_hw: HardwareConfig, overrides
         scheduled(fp8_hw, **overrides)
 
 
-def test_missing_energy_is_an_error(fp8_hw: HardwareConfig) -> None:
+def test_missing_energy_is_an_error(tmp_path: Path) -> None:
+    raw = yaml.safe_load(FP8.read_text())
+    del raw["energy"]["lane_scheduler_per_mac"]
+    path = tmp_path / "hw.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    overrides = [f"{key}={value}" for key, value in TREES.items()]
     with pytest.raises(InputError, match="lane_scheduler_per_mac"):
-        with_overrides(fp8_hw, {**TREES, "decoder.lane_scheduler": "tensordash",
-                                "pe_array.stage_steps": 4})
+        load_hardware(path, [*overrides, "decoder.lane_scheduler=tensordash",
+                             "pe_array.stage_steps=4"])

@@ -539,7 +539,8 @@ def test_energy_labels_say_less_or_more() -> None:
 
 def test_a_compacted_run_names_its_dispatcher() -> None:
     """docs/sparse-model.md, "Compaction under the operand stage": the run's sentence says
-    its cycles are an ideal dispatcher's, balanced chunk by chunk."""
+    its cycles are an ideal dispatcher's, balanced chunk by chunk; a lane scheduler is named
+    with its reach."""
     from types import SimpleNamespace
 
     from accelsim.report import modelling_choices
@@ -552,6 +553,11 @@ def test_a_compacted_run_names_its_dispatcher() -> None:
     assert "compaction off, skip granularity vector" in modelling_choices(run)
     hardware["decoder"]["balance_rows"] = True
     assert "compaction off, the row balancer on, skip granularity" in modelling_choices(run)
+    hardware["decoder"].update(balance_rows=False, lane_scheduler="tensordash",
+                               scheduler_lookahead=2, scheduler_lookaside=5)
+    assert "compaction off, the tensordash lane scheduler in front of the adder trees " \
+        "(lookahead 2, lookaside 5, inside each stage chunk), skip granularity" \
+        in modelling_choices(run)
 
 
 def test_saliency_baselines_name_what_their_result_depends_on() -> None:

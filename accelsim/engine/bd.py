@@ -18,7 +18,8 @@ from accelsim.engine.lane_scheduler import LaneScheduler, scheduled_steps
 from accelsim.engine.masks import pack_bits, unit_lanes
 from accelsim.engine.schedule import PassSums, PhaseWork, no_indices, pass_rows
 from accelsim.engine.views import MaskViews
-from accelsim.kernels import coefficient_sums, gated_tree_totals, masked_step_counts
+from accelsim.kernels import coefficient_sums, masked_step_counts
+from accelsim.kernels import gated_tree_schedule as gated_tree_schedule_kernel
 from accelsim.network import Layer
 
 
@@ -261,23 +262,37 @@ def _bd_tree_stream_of(layer: Layer, tree: int, weight: np.ndarray | None) -> Bd
 @dataclass(frozen=True, eq=False)
 class GatedTreeColumns:
     """BD's columns k behind a lane scheduler with a gate: columns with equal kept weights and
-    base path form a class; per class, the kept weights (``kept``) and the f's whose base chunk
-    feeds the column (``base``), uint8 (C, F) each."""
+    base path form a class; per class and tree step g, the kept weights (``kept``) and the f's
+    whose base chunk feeds the column (``base``), uint64 (C, G_t) each (lane l = bit l), and
+    each step's f's (``size``, int64 (G_t,))."""
 
     classes: np.ndarray  # int64 (K,)
     kept: np.ndarray
     base: np.ndarray
+    size: np.ndarray
 
 
-def gated_tree_columns(layer: Layer, views: MaskViews,
+def tree_words(bits: np.ndarray, tree: int) -> np.ndarray:
+    """uint64 (X, ceil(F / tree)): bool (X, F) in words of ``tree`` <= 64 lanes (lane l of
+    word g = bit l = column g x tree + l)."""
+    rows, channels = bits.shape
+    groups = -(-channels // tree)
+    padded = np.zeros((rows, groups * tree), dtype=np.uint64)
+    padded[:, :channels] = bits
+    weights = np.left_shift(np.uint64(1), np.arange(tree, dtype=np.uint64))
+    return np.ascontiguousarray((padded.reshape(rows, groups, tree) * weights).sum(
+        axis=2, dtype=np.uint64))
+
+
+def gated_tree_columns(layer: Layer, views: MaskViews, tree: int,
                        weight: np.ndarray | None) -> GatedTreeColumns:
     """The :class:`GatedTreeColumns` of a gated job (cached with the weight mask and base
     path)."""
-    key = ("bd_gated_tree_columns", layer.cout, layer.k_per_group, weight is not None)
-    return views.structure(key, lambda: _gated_tree_columns_of(layer, views, weight))
+    key = ("bd_gated_tree_columns", layer.cout, layer.k_per_group, tree, weight is not None)
+    return views.structure(key, lambda: _gated_tree_columns_of(layer, views, tree, weight))
 
 
-def _gated_tree_columns_of(layer: Layer, views: MaskViews,
+def _gated_tree_columns_of(layer: Layer, views: MaskViews, tree: int,
                            weight: np.ndarray | None) -> GatedTreeColumns:
     f, k = layer.cout, layer.k_per_group
     kept = np.ones((f, k), dtype=bool) if weight is None else weight
@@ -285,22 +300,24 @@ def _gated_tree_columns_of(layer: Layer, views: MaskViews,
     base = masks.base.mask if masks.base is not None else np.zeros((f, k), dtype=bool)
     keys = np.concatenate([pack_bits(kept.T), pack_bits(base.T)], axis=1)
     _, first, classes = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    groups = -(-f // tree)
+    size = np.full(groups, tree, dtype=np.int64)
+    size[-1] = f - (groups - 1) * tree
     return GatedTreeColumns(classes.reshape(-1).astype(np.int64),
-                            np.ascontiguousarray(kept.T[first], dtype=np.uint8),
-                            np.ascontiguousarray(base.T[first], dtype=np.uint8))
+                            tree_words(kept.T[first], tree), tree_words(base.T[first], tree),
+                            size)
 
 
-def gate_per_channel(views: MaskViews) -> np.ndarray:
-    """uint8 (M, F): the gate bit of every output channel at pixel m = n * P + p (kept with the
-    job's views)."""
-    def expand() -> np.ndarray:
+def gate_words(views: MaskViews, tree: int) -> np.ndarray:
+    """uint64 (M, ceil(F / tree)): the gate bits of every tree step's output channels at pixel
+    m = n * P + p (kept with the job's views)."""
+    def pack() -> np.ndarray:
         gate = views.gate_bool  # (N, F/s, P)
         s = views.masks.gate_group_size
         per_f = np.repeat(gate, s, axis=1) if s > 1 else gate
         n, f, pixels = per_f.shape
-        return np.ascontiguousarray(per_f.transpose(0, 2, 1).reshape(n * pixels, f),
-                                    dtype=np.uint8)
-    return views.per_job("gate_per_channel", expand)
+        return tree_words(per_f.transpose(0, 2, 1).reshape(n * pixels, f), tree)
+    return views.per_job(("gate_words", tree), pack)
 
 
 def bd_tree_plan(layer: Layer, views: MaskViews, tree: int, gated: bool,
@@ -337,19 +354,21 @@ def _bd_tree_plan_of(layer: Layer, views: MaskViews, tree: int, gated: bool,
 
 
 def bd_tree_work(layer: Layer, views: MaskViews, tree: int, *, use_gate: bool,
-                 use_weight: bool,
-                 scheduler: LaneScheduler | None = None) -> tuple[PhaseWork, int]:
+                 use_weight: bool, scheduler: LaneScheduler | None = None,
+                 queues: tuple[int, int, int] = (1, 1, 1)) -> tuple[PhaseWork, int]:
     """BD on adder-tree lanes: rows = pixels, one output column k per unit; a tree step over
     ``tree`` output channels runs when one of its weights is kept and its base chunk feeds k or
     one of its f's gate bits is 1 at the pixel. Returns the work (per class of columns with
     equal steps) and the MACs issued (a running step issues one MAC per f of its group). The
-    decoder reads one index per active tree group of each pixel row."""
+    decoder reads one index per active tree group of each pixel row. ``queues``: (PE rows,
+    output rows per pass, queue columns), which a gated job behind a ``scheduler`` schedules
+    its passes on in the same sweep."""
     masks = views.masks
     m, k = layer.output_pixels, layer.k_per_group
     gated = use_gate and masks.has_gate
     weight = masks.weight if use_weight else None
     if gated and scheduler is not None:
-        return _bd_tree_scheduled_work(layer, views, tree, weight, scheduler)
+        return _bd_tree_scheduled_work(layer, views, tree, weight, scheduler, *queues)
     plan = bd_tree_plan(layer, views, tree, gated, weight, scheduler)
     groups = plan.groups
     unit_idx, row_idx, col_idx = no_indices(m, k)
@@ -373,21 +392,52 @@ def bd_tree_work(layer: Layer, views: MaskViews, tree: int, *, use_gate: bool,
     return work, macs
 
 
+@dataclass(frozen=True, eq=False)
+class GatedTreeSchedule:
+    """Gated BD on scheduled adder trees, every output scheduled once
+    (:func:`accelsim.kernels.gated_tree_schedule`): cycles per (pixel, column class), int32
+    (M, C); MACs issued; each pass's cycles under the operand stage, int64 (passes, tiles)."""
+
+    classes: np.ndarray
+    cycles: np.ndarray
+    macs: int
+    staged: np.ndarray
+
+
+def gated_tree_schedule(layer: Layer, views: MaskViews, tree: int, weight: np.ndarray | None,
+                        scheduler: LaneScheduler, rows: int, pass_len: int, qcols: int,
+                        order: np.ndarray | None = None) -> GatedTreeSchedule:
+    """The :class:`GatedTreeSchedule` of a gated job on ``rows`` PE rows, passes of
+    ``pass_len`` output rows and ``qcols`` queue columns (``order``: the row balancer's order
+    of the pixels, or None), kept with the job's views."""
+    def make() -> GatedTreeSchedule:
+        columns = gated_tree_columns(layer, views, tree, weight)
+        dts, _, slots = scheduler.arrays(tree)
+        full, bits, near = scheduler.word_tables(tree)
+        positions = (np.arange(layer.output_pixels, dtype=np.int64) if order is None
+                     else np.ascontiguousarray(order, dtype=np.int64))
+        cycles, issued, staged = gated_tree_schedule_kernel(
+            gate_words(views, tree), columns.kept, columns.base, columns.classes, positions,
+            rows, pass_len, qcols, full, columns.size, scheduler.window, scheduler.lookahead,
+            dts, bits, near, slots)
+        return GatedTreeSchedule(columns.classes, cycles, int(issued[columns.classes].sum()),
+                                 staged)
+    key = ("gated_tree_schedule", tree, weight is not None, scheduler, rows, pass_len, qcols,
+           None if order is None else order.tobytes())
+    return views.per_job(key, make)
+
+
 def _bd_tree_scheduled_work(layer: Layer, views: MaskViews, tree: int,
-                            weight: np.ndarray | None,
-                            scheduler: LaneScheduler) -> tuple[PhaseWork, int]:
+                            weight: np.ndarray | None, scheduler: LaneScheduler, rows: int,
+                            pass_len: int, qcols: int) -> tuple[PhaseWork, int]:
     """Gated BD on adder trees behind a lane scheduler: every output's effectual dY values
-    (kept weight, and base path or gate on) scheduled per pixel (:func:`gated_tree_totals`)."""
+    (kept weight, and base path or gate on) scheduled per pixel (:func:`gated_tree_schedule`)."""
     m, k = layer.output_pixels, layer.k_per_group
-    columns = gated_tree_columns(layer, views, weight)
-    dts, dls, order = scheduler.arrays(tree)
-    counts, issued = gated_tree_totals(gate_per_channel(views), columns.kept, columns.base,
-                                       tree, scheduler.window, scheduler.lookahead, dts, dls,
-                                       order)
+    schedule = gated_tree_schedule(layer, views, tree, weight, scheduler, rows, pass_len, qcols)
     unit_idx, _, col_idx = no_indices(m, k)
     row_idx = views.gate_views(tree).unit_active.sum(axis=1, dtype=np.int64)
     if weight is not None:
         col_idx = bd_tree(layer, views, tree, True, weight).allowed.sum(axis=0, dtype=np.int64)
-    work = PhaseWork(counts, columns.classes, unit_idx, row_idx, col_idx,
+    work = PhaseWork(schedule.cycles, schedule.classes, unit_idx, row_idx, col_idx,
                      np.full(k, tree, dtype=np.int64))
-    return work, int(issued[columns.classes].sum())
+    return work, schedule.macs

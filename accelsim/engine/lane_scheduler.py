@@ -68,6 +68,19 @@ class LaneScheduler:
                 np.array([c[1] for c in candidates], dtype=np.int64),
                 np.array(self.slot_order(lanes), dtype=np.int64))
 
+    def word_tables(self, lanes: int) -> tuple[np.uint64, np.ndarray, np.ndarray]:
+        """The bit-mask kernels' view (``lanes`` <= 64): the mask of all lanes; the source bit
+        of each slot's candidates, uint64 (lanes, candidates); the source bits of each slot's
+        candidates h steps ahead, uint64 (lookahead, lanes)."""
+        dts, dls, _ = self.arrays(lanes)
+        source = (np.arange(lanes)[:, None] + dls[None, :]) % lanes
+        bits = np.left_shift(np.uint64(1), source.astype(np.uint64))
+        near = np.zeros((self.lookahead, lanes), dtype=np.uint64)
+        for c, h in enumerate(dts):
+            near[h - 1] |= bits[:, c]
+        full = np.uint64((1 << lanes) - 1) if lanes < 64 else np.uint64(2**64 - 1)
+        return full, np.ascontiguousarray(bits), near
+
     def slot_order(self, lanes: int) -> tuple[int, ...]:
         """The order the empty slots of a step are filled: rounds of lanes ``lookaside``
         apart, so that one round's candidates do not overlap."""

@@ -338,7 +338,8 @@ def _sparse_compute(layer: Layer, phase: str, views: MaskViews, hw: HardwareConf
                         use_weight=use_weight, tree=layout.tree, scheduler=layout.scheduler))
     elif phase == "bd" and layout.tree:
         work, tree_macs = bd_tree_work(layer, views, layout.tree, use_gate=use_gate,
-                                       use_weight=use_weight, scheduler=layout.scheduler)
+                                       use_weight=use_weight, scheduler=layout.scheduler,
+                                       queues=(rows, pass_len, layout.qcols))
     elif phase == "bd":
         work = (bd_work(layer, views, unit, use_gate=use_gate, use_weight=use_weight)
                 if matrices else

@@ -43,8 +43,7 @@ from accelsim.engine.bd import (
     bd_classes,
     bd_tree_plan,
     bd_tree_stream,
-    gate_per_channel,
-    gated_tree_columns,
+    gated_tree_schedule,
 )
 from accelsim.engine.compaction import job_packing
 from accelsim.engine.fw import fw_step_sets, fw_tree_steps, fw_tree_stream, scaled_steps
@@ -62,7 +61,6 @@ from accelsim.engine.stage_compaction import (
 from accelsim.engine.views import MaskViews
 from accelsim.engine.wg import needed_units
 from accelsim.kernels import (
-    gated_tree_staged,
     pass_row_sums,
     staged_columns_rc,
     staged_columns_rt,
@@ -369,14 +367,8 @@ def _bd_tree_scheduled(layer: Layer, views: MaskViews, stage: StageLayout, gated
     if stage.stage_steps >= -(-layer.cout // stage.tree):
         return None
     if gated:
-        columns = gated_tree_columns(layer, views, weight)
-        dts, dls, slots = stage.scheduler.arrays(stage.tree)
-        rows = (np.arange(layer.output_pixels, dtype=np.int64) if order is None
-                else np.ascontiguousarray(order, dtype=np.int64))
-        return gated_tree_staged(gate_per_channel(views), columns.kept, columns.base,
-                                 columns.classes, rows, stage.rows, stage.pass_len,
-                                 stage.qcols, stage.tree, stage.stage_steps,
-                                 stage.scheduler.lookahead, dts, dls, slots)
+        return gated_tree_schedule(layer, views, stage.tree, weight, stage.scheduler,
+                                   stage.rows, stage.pass_len, stage.qcols, order).staged
     stream = bd_tree_stream(layer, views, stage.tree, weight)
     n_steps = stream.size.shape[1]
     sched = scheduled_steps(stage.scheduler, stream.bits, stream.size, stream.path)
